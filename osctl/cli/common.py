@@ -1,0 +1,74 @@
+"""What every osctl command shares: the client, output options, errors."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import click
+
+from ..client import Client
+from ..output import render
+from ..protocol import OsctlError
+
+
+@dataclass
+class Settings:
+    socket: str | None = None
+    format: str = "table"
+    columns: list[str] | None = None
+    header: bool = True
+    quiet: bool = False
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.socket).connect()
+        return self._client
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def progress_printer(settings: Settings):
+    def show(data: dict) -> None:
+        if settings.quiet:
+            return
+        msg = data.get("message") or " ".join(f"{k}={v}" for k, v in data.items())
+        click.echo(f"[{data.get('step', 'progress')}] {msg}", err=True)
+    return show
+
+
+def call(settings: Settings, cmd: str, args: dict | None = None, *,
+         fds: Sequence[int] = ()) -> Any:
+    """One request; Ctrl-C asks the daemon to cancel (and roll back) the operation."""
+    client = settings.client()
+    req = client.send(cmd, {k: v for k, v in (args or {}).items() if v is not None}, fds)
+    try:
+        return client.wait(req, progress_printer(settings))
+    except KeyboardInterrupt:
+        op = f"{client.server_info.get('conn')}:{req}"
+        click.echo(f"osctl: cancelling {cmd} ({op})...", err=True)
+        with Client(settings.socket) as other:
+            try:
+                other.call("op.cancel", {"op": op})
+            except OsctlError:
+                pass
+        try:
+            client.wait(req)
+        except OsctlError:
+            pass
+        sys.exit(130)
+
+
+def show(settings: Settings, data: Any, default_columns: Sequence[str] | None = None) -> None:
+    columns = settings.columns or (default_columns if settings.format in ("table", "csv") else None)
+    if isinstance(data, dict) and settings.format in ("table", "csv") and not settings.columns:
+        columns = None  # "show" of one object: every field
+    try:
+        text = render(data, settings.format, columns, settings.header)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if text:
+        click.echo(text)

@@ -1,0 +1,65 @@
+"""osctl monitor, history, status, template ls."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from ..output import cell
+from .common import call, pass_settings, show
+
+
+@click.command("monitor")
+@click.option("--type", "types", multiple=True,
+              help="Only these event types (state, add, remove, command).")
+@pass_settings
+def monitor(s, types):
+    """Print osctld's events as they happen, until interrupted."""
+    client = s.client()
+    try:
+        for ev in client.events(types=list(types) or None):
+            if s.format == "json":
+                click.echo(json.dumps(ev))
+                continue
+            stamp = time.strftime("%H:%M:%S", time.localtime(ev.pop("time", time.time())))
+            kind = ev.pop("type")
+            click.echo(f"{stamp} {kind:<8} " + " ".join(f"{k}={cell(v)}" for k, v in ev.items()))
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("history")
+@click.option("--pool", "-p", help="Pool [default: the default pool].")
+@click.option("--limit", "-n", type=int, default=50, show_default=True, help="Last N entries (0: all).")
+@pass_settings
+def history(s, pool, limit):
+    """State-changing commands run on a pool."""
+    rows = call(s, "history.ls", {"pool": pool, "limit": limit})
+    if s.format in ("table", "csv"):
+        for r in rows:
+            r["time"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
+    show(s, rows, ["time", "pool", "cmd", "args", "result", "error"])
+
+
+@click.command("status")
+@pass_settings
+def status(s):
+    """The daemon's version, uptime and counts."""
+    show(s, call(s, "daemon.status"))
+
+
+@click.group("template")
+def template():
+    """Templates containers are built from."""
+
+
+@template.command("ls")
+@pass_settings
+def template_ls(s):
+    """List templates."""
+    show(s, call(s, "template.ls"), ["name", "distribution", "versions", "default_version"])
+
+
+COMMANDS = [monitor, history, status, template]

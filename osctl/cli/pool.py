@@ -1,0 +1,74 @@
+"""osctl pool: where data and configuration live."""
+
+from __future__ import annotations
+
+import click
+
+from .common import call, pass_settings, show
+
+LS_COLUMNS = ["name", "backend", "path", "idmap", "users", "containers", "running"]
+
+
+@click.group("pool")
+def pool():
+    """Pools: storage for users and containers, with their configs."""
+
+
+@pool.command("install")
+@click.argument("name")
+@click.option("--backend", "-b", type=click.Choice(["dir", "btrfs", "zfs"]), default="dir",
+              show_default=True)
+@click.option("--path", help="Where the pool lives [default: <state_dir>/pools/NAME].")
+@click.option("--image", help="btrfs: a loop-file image to create and mount at the path.")
+@click.option("--size", help="btrfs: the image's size, e.g. 20G.")
+@click.option("--id-base", type=int, default=1_000_000, show_default=True,
+              help="First host ID of the pool's id-range.")
+@click.option("--id-block-size", type=int, default=524_288, show_default=True,
+              help="IDs per user.")
+@pass_settings
+def install(s, name, backend, path, image, size, id_base, id_block_size):
+    """Create pool NAME.
+
+    It finds out whether the filesystem takes idmapped mounts and says so
+    in IDMAP: "idmapped" keeps root filesystems unshifted, "chown" shifts
+    every file into the user's range.
+    """
+    show(s, call(s, "pool.install", {"name": name, "backend": backend, "path": path,
+                                     "image": image, "size": size, "id_base": id_base,
+                                     "id_block_size": id_block_size}))
+
+
+@pool.command("ls")
+@pass_settings
+def ls(s):
+    """List pools."""
+    show(s, call(s, "pool.ls"), LS_COLUMNS)
+
+
+@pool.command("show")
+@click.argument("name")
+@pass_settings
+def show_(s, name):
+    """Show pool NAME."""
+    show(s, call(s, "pool.show", {"name": name}))
+
+
+@pool.command("export")
+@click.argument("name")
+@click.option("--force", "-f", is_flag=True, help="Stop its running containers.")
+@pass_settings
+def export(s, name, force):
+    """Stop managing pool NAME; its data and configs stay, ready for import."""
+    show(s, call(s, "pool.export", {"name": name, "force": force}))
+
+
+@pool.command("import")
+@click.argument("path")
+@click.option("--image", help="btrfs image to mount at PATH first.")
+@pass_settings
+def import_(s, path, image):
+    """Take over the pool at PATH, with its users and containers."""
+    show(s, call(s, "pool.import", {"path": path, "image": image}))
+
+
+COMMANDS = [pool]

@@ -1,0 +1,57 @@
+"""osctl user: tenants and their UID/GID maps."""
+
+from __future__ import annotations
+
+import click
+
+from .common import call, pass_settings, show
+
+LS_COLUMNS = ["pool", "name", "uid_map", "gid_map", "containers"]
+
+
+@click.group("user")
+def user():
+    """Users: each owns containers that share one UID/GID map."""
+
+
+@user.command("new")
+@click.argument("name")
+@click.option("--pool", "-p", help="Pool [default: the default pool].")
+@click.option("--map", "maps", multiple=True, metavar="NS:HOST:COUNT",
+              help="Explicit map for UIDs and GIDs (repeatable).")
+@click.option("--map-uid", multiple=True, metavar="NS:HOST:COUNT", help="Explicit UID map entry.")
+@click.option("--map-gid", multiple=True, metavar="NS:HOST:COUNT", help="Explicit GID map entry.")
+@pass_settings
+def new(s, name, pool, maps, map_uid, map_gid):
+    """Create user NAME with the next free block of the pool's id-range,
+    or with explicit maps (checked: 32 bits, at least 65536 IDs, no overlap)."""
+    uid = list(map_uid) or list(maps) or None
+    gid = list(map_gid) or list(maps) or None
+    show(s, call(s, "user.new", {"name": name, "pool": pool, "uid_map": uid, "gid_map": gid}))
+
+
+@user.command("ls")
+@click.option("--pool", "-p", help="Only this pool.")
+@pass_settings
+def ls(s, pool):
+    """List users."""
+    show(s, call(s, "user.ls", {"pool": pool}), LS_COLUMNS)
+
+
+@user.command("show")
+@click.argument("name")
+@pass_settings
+def show_(s, name):
+    """Show user NAME (or POOL:NAME)."""
+    show(s, call(s, "user.show", {"name": name}))
+
+
+@user.command("del")
+@click.argument("name")
+@pass_settings
+def delete(s, name):
+    """Delete user NAME; refused while it owns containers."""
+    show(s, call(s, "user.del", {"name": name}))
+
+
+COMMANDS = [user]

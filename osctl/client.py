@@ -1,0 +1,143 @@
+"""A blocking client for osctld, small enough for a frontend to embed.
+
+``Client.call`` sends one request and returns its result (or raises
+OsctlError with the daemon's code). Progress messages go to a callback.
+Local file descriptors can be handed to the daemon with the request
+(SCM_RIGHTS), which is how ``ct exec`` and ``ct attach`` run a process
+directly on the caller's terminal or pipes, with no copying in between.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, Iterator, Sequence
+
+from . import protocol
+from .protocol import OsctlError
+
+DEFAULT_SOCKET = "/run/osctld/osctld.sock"
+
+
+def default_socket() -> str:
+    return os.environ.get("OSCTLD_SOCKET", DEFAULT_SOCKET)
+
+
+class Client:
+    def __init__(self, path: str | None = None, timeout: float | None = None):
+        self.path = path or default_socket()
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.server_info: dict = {}
+        self._decoder = protocol.Decoder()
+        self._inbox: list[dict] = []  # replies to other requests, kept for later
+        self._pending: list[dict] = []  # decoded, not yet read
+        self._next_id = 1
+
+    # --- connection ---------------------------------------------------------
+
+    def connect(self) -> "Client":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as e:
+            sock.close()
+            raise OsctlError(
+                protocol.INTERNAL,
+                f"cannot connect to osctld at {self.path}: {e.strerror or e}",
+            ) from None
+        self.sock = sock
+        hello = self._read()
+        if hello.get("protocol") != protocol.PROTOCOL_VERSION:
+            self.close()
+            raise OsctlError(
+                protocol.UNSUPPORTED,
+                f"daemon speaks protocol {hello.get('protocol')!r}, "
+                f"this client {protocol.PROTOCOL_VERSION}",
+            )
+        self.server_info = hello
+        return self
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> "Client":
+        if self.sock is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- requests -----------------------------------------------------------
+
+    def send(self, cmd: str, args: dict | None = None, fds: Sequence[int] = ()) -> int:
+        """Send a request without waiting; returns its id (see ``wait``)."""
+        if self.sock is None:
+            self.connect()
+        req_id = self._next_id
+        self._next_id += 1
+        data = protocol.encode(protocol.request(req_id, cmd, args, len(fds)))
+        if fds:
+            sent = socket.send_fds(self.sock, [data], list(fds))
+            data = data[sent:]
+        if data:
+            self.sock.sendall(data)
+        return req_id
+
+    def wait(self, req_id: int, on_progress: Callable[[dict], None] | None = None) -> Any:
+        while True:
+            msg = self._take(req_id)
+            if "progress" in msg:
+                if on_progress:
+                    on_progress(msg["progress"])
+                continue
+            if "error" in msg:
+                raise OsctlError.from_wire(msg["error"])
+            return msg.get("ok")
+
+    def call(
+        self,
+        cmd: str,
+        args: dict | None = None,
+        *,
+        fds: Sequence[int] = (),
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> Any:
+        return self.wait(self.send(cmd, args, fds), on_progress)
+
+    def events(self, **filters: Any) -> Iterator[dict]:
+        """Subscribe and yield events until the connection ends."""
+        self.call("event.subscribe", filters)
+        while True:
+            msg = self._read()
+            if "event" in msg:
+                yield msg["event"]
+
+    # --- reading ------------------------------------------------------------
+
+    def _take(self, req_id: int) -> dict:
+        for i, msg in enumerate(self._inbox):
+            if msg.get("id") == req_id:
+                return self._inbox.pop(i)
+        while True:
+            msg = self._read()
+            if msg.get("id") == req_id:
+                return msg
+            if msg.get("id") is None and "error" in msg:
+                raise OsctlError.from_wire(msg["error"])
+            self._inbox.append(msg)
+
+    def _read(self) -> dict:
+        while not self._pending:
+            data = self.sock.recv(65536)
+            if not data:
+                raise OsctlError(protocol.INTERNAL, "osctld closed the connection")
+            try:
+                self._pending.extend(self._decoder.feed(data))
+            except protocol.FrameError as e:
+                raise OsctlError(protocol.INTERNAL, f"bad data from osctld: {e}") from None
+        return self._pending.pop(0)

@@ -1,0 +1,77 @@
+"""Render results as a table, JSON, YAML or CSV; columns chosen with -o."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Sequence
+
+FORMATS = ("table", "json", "yaml", "csv")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(cell(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={cell(v)}" for k, v in value.items())
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def select(rows: list[dict], columns: Sequence[str] | None) -> tuple[list[str], list[dict]]:
+    if not columns:
+        columns = list(rows[0].keys()) if rows else []
+    unknown = [c for c in columns if rows and all(c not in r for r in rows)]
+    if unknown:
+        known = ", ".join(sorted({k for r in rows for k in r}))
+        raise ValueError(f"unknown column(s) {', '.join(unknown)}; known: {known}")
+    return list(columns), [{c: r.get(c) for c in columns} for r in rows]
+
+
+def render(data: Any, fmt: str = "table", columns: Sequence[str] | None = None,
+           header: bool = True) -> str:
+    """``data`` is a list of rows (dicts) or one object (a dict)."""
+    single = isinstance(data, dict)
+    rows = [data] if single else list(data)
+    if columns or fmt in ("table", "csv"):
+        columns, rows = select(rows, columns)
+    if fmt == "json":
+        return json.dumps(_jsonable(rows[0] if single else rows), indent=2)
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(_jsonable(rows[0] if single else rows), sort_keys=False).rstrip()
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if header:
+            w.writerow(columns)
+        for r in rows:
+            w.writerow([cell(r[c]) for c in columns])
+        return buf.getvalue().rstrip("\n")
+    if single:  # a "show": one key per line
+        width = max((len(c) for c in columns), default=0)
+        return "\n".join(f"{c.upper():<{width}}  {cell(rows[0][c])}" for c in columns)
+    table = [[cell(r[c]) for c in columns] for r in rows]
+    if header:
+        table.insert(0, [c.upper() for c in columns])
+    widths = [max((len(row[i]) for row in table), default=0) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in table)

@@ -1,0 +1,157 @@
+"""The wire protocol between osctl (or any frontend) and osctld.
+
+Kept apart from any I/O, in the manner of h11: a Decoder is fed bytes and
+hands back whole messages, and the message builders return plain dicts. Both
+the daemon and the client use this module, so the two cannot drift apart.
+
+Framing is a stream of msgpack maps. Each map is one message; the decoder
+refuses a frame bigger than ``max_frame`` (so a hostile peer cannot make the
+daemon buffer without bound) and anything that is not a map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+# File descriptors a single request may carry (stdin, stdout, stderr and spare).
+MAX_FDS = 4
+
+# The fixed set of error codes. Clients switch on these, never on messages.
+NOT_FOUND = "not_found"
+EXISTS = "exists"
+INVALID = "invalid"
+BUSY = "busy"
+CONFLICT = "conflict"
+DENIED = "denied"
+UNSUPPORTED = "unsupported"
+INTERNAL = "internal"
+CANCELLED = "cancelled"
+ERROR_CODES = frozenset(
+    {NOT_FOUND, EXISTS, INVALID, BUSY, CONFLICT, DENIED, UNSUPPORTED, INTERNAL, CANCELLED}
+)
+
+
+class OsctlError(Exception):
+    """An error with a wire code. Raised by daemon code, re-raised by clients."""
+
+    def __init__(self, code: str, message: str, details: Any = None):
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_wire(self) -> dict:
+        err = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            err["details"] = self.details
+        return err
+
+    @classmethod
+    def from_wire(cls, err: Any) -> "OsctlError":
+        if not isinstance(err, dict):
+            return cls(INTERNAL, f"malformed error from peer: {err!r}")
+        code = err.get("code")
+        if code not in ERROR_CODES:
+            code = INTERNAL
+        return cls(code, str(err.get("message", "")), err.get("details"))
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class FrameError(Exception):
+    """The byte stream cannot be decoded any further: the connection is done."""
+
+
+def encode(message: dict) -> bytes:
+    return msgpack.packb(message, use_bin_type=True)
+
+
+class Decoder:
+    """Incremental decoder: ``feed(bytes)`` returns the complete messages."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME):
+        self.max_frame = max_frame
+        self._unpacker = msgpack.Unpacker(
+            raw=False,
+            max_buffer_size=max_frame,
+            strict_map_key=False,
+        )
+
+    def feed(self, data: bytes) -> list[dict]:
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull:
+            raise FrameError(f"frame larger than {self.max_frame} bytes") from None
+        out = []
+        try:
+            for msg in self._unpacker:
+                if not isinstance(msg, dict):
+                    raise FrameError(f"expected a map, got {type(msg).__name__}")
+                out.append(msg)
+        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
+            raise FrameError(f"malformed msgpack: {e}") from None
+        return out
+
+
+# --- message builders ---------------------------------------------------------
+
+def greeting(version: str) -> dict:
+    return {"osctld": version, "protocol": PROTOCOL_VERSION}
+
+
+def request(req_id: int, cmd: str, args: dict | None = None, fds: int = 0) -> dict:
+    msg = {"id": req_id, "cmd": cmd, "args": args or {}}
+    if fds:
+        msg["fds"] = fds
+    return msg
+
+
+def progress(req_id: int, data: dict) -> dict:
+    return {"id": req_id, "progress": data}
+
+
+def ok(req_id: int, result: Any) -> dict:
+    return {"id": req_id, "ok": result}
+
+
+def error(req_id: Any, err: OsctlError) -> dict:
+    return {"id": req_id, "error": err.to_wire()}
+
+
+def event(data: dict) -> dict:
+    return {"event": data}
+
+
+@dataclass
+class Request:
+    id: int
+    cmd: str
+    args: dict = field(default_factory=dict)
+    fds: int = 0
+
+
+def parse_request(msg: dict) -> Request:
+    """Validate the envelope of a request; arguments are checked per command."""
+    req_id = msg.get("id")
+    if not isinstance(req_id, int) or isinstance(req_id, bool):
+        raise OsctlError(INVALID, "request needs an integer 'id'")
+    cmd = msg.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise OsctlError(INVALID, "request needs a string 'cmd'")
+    args = msg.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise OsctlError(INVALID, "'args' must be a map")
+    fds = msg.get("fds", 0)
+    if not isinstance(fds, int) or isinstance(fds, bool) or not 0 <= fds <= MAX_FDS:
+        raise OsctlError(INVALID, f"'fds' must be an integer from 0 to {MAX_FDS}")
+    return Request(req_id, cmd, args, fds)

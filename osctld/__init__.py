@@ -1,0 +1,3 @@
+"""osctld: the container hypervisor daemon of a hosting node."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,120 @@
+"""The registry of wire verbs: one decorated function per verb.
+
+A command's signature is its argument schema: ``ctx`` first, then keyword
+parameters with type hints. ``dispatch`` checks the request's arguments
+against the hints (missing, unknown, mistyped: ``invalid``) before the
+command runs, so command bodies start from typed, present values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Union
+
+from osctl.protocol import INVALID, OsctlError
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class CommandSpec:
+    name: str
+    func: Handler
+    hints: dict[str, Any]
+    required: frozenset[str]
+    mutating: bool
+    summary: str
+
+
+REGISTRY: dict[str, CommandSpec] = {}
+
+
+def command(name: str, *, mutating: bool = False) -> Callable[[Handler], Handler]:
+    """Register ``func`` as the handler of wire verb ``name``.
+
+    ``mutating`` commands are the state-changing ones: they are written to
+    the pool's history and announced as command events.
+    """
+
+    def register(func: Handler) -> Handler:
+        if name in REGISTRY:
+            raise RuntimeError(f"command {name} registered twice")
+        sig = inspect.signature(func)
+        hints = typing.get_type_hints(func)
+        params = list(sig.parameters.values())[1:]  # skip ctx
+        REGISTRY[name] = CommandSpec(
+            name=name,
+            func=func,
+            hints={p.name: hints.get(p.name, Any) for p in params},
+            required=frozenset(p.name for p in params if p.default is inspect.Parameter.empty),
+            mutating=mutating,
+            summary=(func.__doc__ or "").strip().split("\n")[0],
+        )
+        return func
+
+    return register
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (elem,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_type_ok(v, elem) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_args(spec: CommandSpec, args: dict) -> dict:
+    unknown = set(args) - set(spec.hints)
+    if unknown:
+        raise OsctlError(INVALID, f"{spec.name}: unknown argument(s) {', '.join(sorted(map(str, unknown)))}")
+    missing = spec.required - set(args)
+    if missing:
+        raise OsctlError(INVALID, f"{spec.name}: missing argument(s) {', '.join(sorted(missing))}")
+    for key, value in args.items():
+        if not _type_ok(value, spec.hints[key]):
+            raise OsctlError(
+                INVALID,
+                f"{spec.name}: argument {key!r} must be {_type_name(spec.hints[key])}, "
+                f"got {type(value).__name__}",
+            )
+    return args
+
+
+@dataclass
+class Context:
+    """What a command gets besides its arguments."""
+
+    daemon: Any  # osctld.daemon.Daemon; typed loosely to keep the arrow one way
+    op: str  # "<connection>:<request id>", what op.cancel names
+    peer_uid: int
+    fds: list[int] = field(default_factory=list)
+    progress: Callable[[dict], None] = lambda data: None
+    subscribe: Callable[[dict], None] | None = None
+    # The pool a mutating command acted on, for its history line.
+    pool: str | None = None
+
+
+def load_all() -> None:
+    """Import every command module so that their verbs register."""
+    from . import ct, daemon, pool, user  # noqa: F401

@@ -1,0 +1,133 @@
+"""Pools: install, list, show, export, import."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
+
+from ..model.container import STOPPED
+from ..model.idmap import DEFAULT_BASE, DEFAULT_BLOCK_SIZE, IdRange
+from ..model.naming import check_name
+from ..model.pool import Pool
+from ..model.units import parse_size
+from ..state import PoolState
+from ..undo import Undo
+from . import Context, command
+
+
+def _public(pstate: PoolState) -> dict:
+    p, r = pstate.pool, pstate.idrange
+    return {
+        "name": p.name, "backend": p.backend, "path": str(p.path),
+        "image": str(p.image) if p.image else None, "idmap": p.idmap,
+        "users": len(pstate.users), "containers": len(pstate.cts),
+        "running": sum(1 for c in pstate.cts.values() if c.running),
+        "id_range": {"base": r.base, "block_size": r.block_size, "blocks": r.block_count,
+                     "allocated": len(r.allocated)},
+    }
+
+
+@command("pool.install", mutating=True)
+async def install(ctx: Context, name: str, backend: str = "dir", path: str | None = None,
+                  image: str | None = None, size: str | int | None = None,
+                  id_base: int = DEFAULT_BASE, id_block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+    """Create a new pool."""
+    d = ctx.daemon
+    check_name("pool", name)
+    if name in d.registry.pools:
+        raise OsctlError(EXISTS, f"pool {name!r} exists")
+    if image and backend != "btrfs":
+        raise OsctlError(INVALID, "--image is for the btrfs backend")
+    pool = Pool(name, backend, Path(path) if path else d.config.state_dir / "pools" / name,
+                Path(image) if image else None)
+    if (pool.conf_dir / "pool.yml").exists():
+        raise OsctlError(EXISTS, f"{pool.path} already holds a pool: use 'osctl pool import'")
+    idrange = IdRange(base=id_base, block_size=id_block_size)
+    ctx.pool = name
+    async with d.locks.hold(("pool", name), "install"), Undo() as undo:
+        created = not pool.path.exists()
+        backend_ = d.backend(pool)
+        await backend_.install(parse_size(size) if size is not None else None)
+        undo.push(backend_.deactivate)
+        if pool.image:
+            undo.push(pool.image.unlink, True)
+        if created:
+            undo.push(shutil.rmtree, pool.path, True)
+        pool.idmap = d.detect_idmap(pool.path)
+        pstate = PoolState(pool, idrange)
+        pstate.save_pool()
+        undo.push(shutil.rmtree, pool.conf_dir, True)
+        d.registry.pools[name] = pstate
+        undo.push(d.registry.pools.pop, name)
+        d.save_pool_list()
+    d.events.publish("add", object="pool", pool=name)
+    return _public(pstate)
+
+
+@command("pool.ls")
+async def ls(ctx: Context) -> list:
+    """Pools on this node."""
+    return [_public(p) for p in ctx.daemon.registry.pools.values()]
+
+
+@command("pool.show")
+async def show(ctx: Context, name: str) -> dict:
+    """One pool."""
+    return _public(ctx.daemon.registry.pool(name))
+
+
+@command("pool.export", mutating=True)
+async def export(ctx: Context, name: str, force: bool = False, timeout: int = 60) -> dict:
+    """Stop managing a pool, so it can be moved; its data and configs stay in it."""
+    d = ctx.daemon
+    pstate = d.registry.pool(name)
+    ctx.pool = name
+    async with d.locks.hold(("pool", name), "export"):
+        running = [c for c in pstate.cts.values() if c.running or c.state != STOPPED]
+        if running and not force:
+            raise OsctlError(CONFLICT, f"pool {name} has running containers "
+                                       f"({', '.join(c.id for c in running)}): stop them or use --force")
+        for ct in running:
+            ctx.progress({"step": "stop", "ct": ct.id})
+            async with d.locks.hold(("ct", name, ct.id), "pool export"):
+                await d.containers.stop(ct, timeout)
+        d.history(name, {"cmd": "pool.export", "args": {"name": name}, "result": "ok"})
+        del d.registry.pools[name]
+        d.save_pool_list()
+        d.sync_subids()
+        for ct in pstate.cts.values():
+            d.containers.lxc.remove(name, ct.id)
+        await d.backend(pstate).deactivate()
+    ctx.pool = None  # the history line was written before the pool left
+    d.events.publish("remove", object="pool", pool=name)
+    return {"name": name, "path": str(pstate.pool.path)}
+
+
+@command("pool.import", mutating=True)
+async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
+    """Take over a pool exported here or on another node."""
+    d = ctx.daemon
+    entry = {"name": "import", "path": path, **({"image": image} if image else {})}
+    async with d.locks.hold(("pool-import", path), "import"), Undo() as undo:
+        try:
+            pstate = await d.activate_pool(entry)
+        except FileNotFoundError:
+            raise OsctlError(INVALID, f"{path} holds no pool (no conf/pool.yml)") from None
+        if image:
+            undo.push(d.backend(pstate).deactivate)
+        d.registry.check_pool_free(pstate)
+        name = pstate.pool.name
+        ctx.pool = name
+        undo.push(d.sync_subids)  # runs after the pool has left the registry again
+        d.registry.pools[name] = pstate
+        undo.push(d.registry.pools.pop, name)
+        d.sync_subids()
+        for ct in pstate.cts.values():
+            undo.push(d.containers.lxc.remove, name, ct.id)
+            d.containers.write_config(pstate, ct)
+            await d.containers.refresh(ct)
+        d.save_pool_list()
+    d.events.publish("add", object="pool", pool=name)
+    return _public(pstate)

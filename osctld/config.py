@@ -1,0 +1,76 @@
+"""The daemon's own configuration file (YAML) and its defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass
+class DefaultPool:
+    """The pool the daemon installs on first start when it has none."""
+
+    name: str = "default"
+    backend: str = "dir"
+    path: str | None = None  # default: <state_dir>/pools/<name>
+    id_base: int = 1_000_000
+    id_block_size: int = 524_288
+
+
+@dataclass
+class Config:
+    state_dir: Path = Path("/var/lib/osctld")
+    run_dir: Path = Path("/run/osctld")
+    socket: Path | None = None  # default: <run_dir>/osctld.sock
+    autostart_parallelism: int = 4
+    log_level: str = "info"
+    # Built template root filesystems, shared by every pool of the node.
+    cache_dir: Path | None = None  # default: <state_dir>/cache
+    templates_dir: Path | None = None  # default: the templates/ beside the package
+    default_pool: DefaultPool | None = field(default_factory=DefaultPool)
+    max_frame: int = 4 * 1024 * 1024
+    # How long a command waits for a lock held by another before "busy".
+    lock_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir)
+        self.run_dir = Path(self.run_dir)
+        self.socket = Path(self.socket) if self.socket else self.run_dir / "osctld.sock"
+        self.cache_dir = Path(self.cache_dir) if self.cache_dir else self.state_dir / "cache"
+        self.templates_dir = (
+            Path(self.templates_dir)
+            if self.templates_dir
+            else Path(__file__).resolve().parent.parent / "templates"
+        )
+        if isinstance(self.default_pool, dict):
+            self.default_pool = DefaultPool(**self.default_pool)
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.autostart_parallelism < 1:
+            raise ValueError("autostart_parallelism must be at least 1")
+
+    @property
+    def lxc_dir(self) -> Path:
+        """LXC's lxcpath: generated container configs, logs, command sockets."""
+        return self.run_dir / "lxc"
+
+    @property
+    def hook_socket(self) -> Path:
+        return self.run_dir / "hook.sock"
+
+    @classmethod
+    def load(cls, path: Path | None) -> "Config":
+        if path is None:
+            return cls()
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown keys: {', '.join(sorted(unknown))}")
+        return cls(**data)

@@ -1,0 +1,251 @@
+"""The daemon: owns the pools, the server, the event bus; start-up and shutdown.
+
+Start-up re-adopts what is already running: containers live under LXC's own
+monitors and outlive the daemon, so the daemon asks LXC for each one's
+state and init PID before it answers its first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import yaml
+
+from osctl.protocol import OsctlError
+
+from . import __version__
+from .config import Config
+from .events import EventBus
+from .locks import Locks
+from .model.container import Container
+from .model.idmap import IdRange
+from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
+from .runtime.ct import Containers
+from .runtime.idmapped import supports_idmapped_mounts
+from .runtime.lxc import LxcRuntime
+from .runtime.lxc_config import Hooks
+from .state import PoolState, Registry
+from .storage import backend_for
+from .store import append_history, atomic_write
+from .subid import SubIds
+from .template import Templates
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: Config):
+        self.config = config
+        self.started = time.time()
+        self.registry = Registry()
+        self.events = EventBus()
+        self.locks = Locks(config.lock_timeout)
+        self.templates = Templates(config.templates_dir, config.cache_dir)
+        self.subids = SubIds(config.state_dir / "subid-owned.yml")
+        self.containers = Containers(
+            LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
+            on_state=self._state_changed,
+        )
+        self.ops: dict[str, asyncio.Task] = {}
+        self._stop = asyncio.Event()
+        self._servers: list = []
+
+    # --- node pool list -------------------------------------------------------
+
+    @property
+    def pools_file(self) -> Path:
+        return self.config.state_dir / "pools.yml"
+
+    def save_pool_list(self) -> None:
+        entries = [p.pool.node_entry() for p in self.registry.pools.values()]
+        atomic_write(self.pools_file, yaml.safe_dump({"pools": entries}).encode())
+
+    def load_pool_list(self) -> list[dict]:
+        try:
+            return (yaml.safe_load(self.pools_file.read_text()) or {}).get("pools") or []
+        except FileNotFoundError:
+            return []
+
+    def backend(self, pstate_or_pool):
+        pool = getattr(pstate_or_pool, "pool", pstate_or_pool)
+        return backend_for(pool)
+
+    @staticmethod
+    def detect_idmap(path: Path) -> str:
+        return IDMAP_MOUNT if supports_idmapped_mounts(path) else IDMAP_CHOWN
+
+    # --- events and history ---------------------------------------------------
+
+    def _state_changed(self, ct: Container) -> None:
+        log.info("container %s:%s is %s", ct.pool, ct.id, ct.state)
+        self.events.publish("state", object="ct", pool=ct.pool, id=ct.id,
+                            state=ct.state, init_pid=ct.init_pid)
+
+    def history(self, pool: str | None, entry: dict) -> None:
+        pstate = self.registry.pools.get(pool) if pool else None
+        if pstate is None:
+            try:
+                pstate = self.registry.pool(None)
+            except OsctlError:
+                return
+        try:
+            append_history(pstate.pool.history_file, entry)
+        except OSError as e:
+            log.warning("cannot write history of pool %s: %s", pstate.pool.name, e)
+
+    def sync_subids(self) -> None:
+        self.subids.sync(self.registry.all_users())
+
+    # --- start-up ---------------------------------------------------------------
+
+    async def activate_pool(self, entry: dict) -> PoolState:
+        path = Path(entry["path"])
+        image = Path(entry["image"]) if entry.get("image") else None
+        if image is not None:
+            await backend_for(Pool(entry["name"], "btrfs", path, image)).activate()
+        pstate = PoolState.load(path, image)
+        await self.backend(pstate).activate()
+        return pstate
+
+    async def install_default_pool(self) -> None:
+        dp = self.config.default_pool
+        path = Path(dp.path) if dp.path else self.config.state_dir / "pools" / dp.name
+        if (path / "conf" / "pool.yml").exists():
+            pstate = await self.activate_pool({"name": dp.name, "path": str(path)})
+        else:
+            log.info("installing the default pool %s (%s) at %s", dp.name, dp.backend, path)
+            pool = Pool(dp.name, dp.backend, path)
+            await backend_for(pool).install()
+            pool.idmap = self.detect_idmap(path)
+            pstate = PoolState(pool, IdRange(base=dp.id_base, block_size=dp.id_block_size))
+            pstate.save_pool()
+        self.registry.pools[pstate.pool.name] = pstate
+        self.save_pool_list()
+
+    async def load(self) -> None:
+        for entry in self.load_pool_list():
+            try:
+                pstate = await self.activate_pool(entry)
+            except Exception as e:
+                log.error("pool %s at %s cannot be activated: %s", entry.get("name"), entry.get("path"), e)
+                continue
+            self.registry.pools[pstate.pool.name] = pstate
+        if not self.registry.pools and self.config.default_pool is not None:
+            await self.install_default_pool()
+        self.sync_subids()
+        await self.readopt()
+
+    async def readopt(self) -> None:
+        cts = self.registry.all_cts()
+        for pstate in self.registry.pools.values():
+            for ct in pstate.cts.values():
+                self.containers.write_config(pstate, ct)
+        states = await asyncio.gather(*(self.containers.lxc.aquery(c.pool, c.id) for c in cts))
+        for ct, (state, pid) in zip(cts, states):
+            ct.state, ct.init_pid = state, pid
+        running = sum(1 for c in cts if c.running)
+        log.info("re-adopted %d containers, %d running", len(cts), running)
+
+    async def autostart(self) -> None:
+        todo = sorted((c for c in self.registry.all_cts() if c.autostart and not c.running),
+                      key=lambda c: (c.autostart_priority, c.pool, c.id))
+        if not todo:
+            return
+        sem = asyncio.Semaphore(self.config.autostart_parallelism)
+
+        async def one(ct: Container) -> None:
+            async with sem:
+                pstate = self.registry.pools.get(ct.pool)
+                if pstate is None or ct.running:
+                    return
+                try:
+                    async with self.locks.hold(("ct", ct.pool, ct.id), "autostart"):
+                        await self.containers.start(pstate, ct)
+                except Exception as e:
+                    log.error("autostart of %s:%s failed: %s", ct.pool, ct.id, e)
+
+        log.info("autostarting %d containers, %d at a time", len(todo), self.config.autostart_parallelism)
+        await asyncio.gather(*(one(c) for c in todo))
+
+    # --- hooks from LXC -----------------------------------------------------------
+
+    async def _hook_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            msg = json.loads(line)
+            pstate = self.registry.pools.get(msg.get("pool"))
+            ct = pstate.cts.get(msg.get("ct")) if pstate else None
+            if ct is not None:
+                self.containers.hook(ct, str(msg.get("hook")), msg.get("pid"))
+            writer.write(b"ok\n")
+            await writer.drain()
+        except Exception as e:
+            log.warning("bad message on the hook socket: %s", e)
+        finally:
+            writer.close()
+
+    # --- run --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        from .server import Server  # the server sits above: only the daemon wires it in
+
+        cfg = self.config
+        for d in (cfg.state_dir, cfg.run_dir, cfg.lxc_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.run_dir, 0o711)
+        await self.load()
+
+        if cfg.hook_socket.exists():
+            cfg.hook_socket.unlink()
+        hook_server = await asyncio.start_unix_server(self._hook_client, path=str(cfg.hook_socket))
+        os.chmod(cfg.hook_socket, 0o600)
+        server = Server(self, cfg.socket, cfg.max_frame)
+        await server.start()
+        self._servers = [hook_server, server]
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        log.info("osctld %s ready on %s", __version__, cfg.socket)
+        autostart = asyncio.create_task(self.autostart())
+        await self._stop.wait()
+
+        log.info("shutting down; containers keep running")
+        autostart.cancel()
+        await server.close()
+        hook_server.close()
+        for task in list(self.ops.values()):
+            task.cancel()
+        if self.ops:
+            await asyncio.wait(list(self.ops.values()), timeout=30)
+        for path in (cfg.socket, cfg.hook_socket):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def status(self) -> dict:
+        rss = 0
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        cts = self.registry.all_cts()
+        return {
+            "version": __version__, "pid": os.getpid(), "uptime": time.time() - self.started,
+            "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
+            "containers": len(cts), "running": sum(1 for c in cts if c.running),
+            "rss": rss, "ops": sorted(self.ops),
+        }
+

@@ -1,0 +1,1 @@
+"""Objects the daemon manages, as validated dataclasses. No I/O here."""

@@ -1,0 +1,67 @@
+"""A pool: where data and configuration of users and containers live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from osctl.protocol import INVALID, OsctlError
+
+from .naming import check_name
+
+BACKENDS = ("dir", "btrfs", "zfs")
+# How a rootfs stored with UID 0 on disk is shown to a container.
+IDMAP_MOUNT = "idmapped"  # lxc.rootfs.options = idmap=container
+IDMAP_CHOWN = "chown"  # the fallback: files are chowned into the user's range
+
+
+@dataclass
+class Pool:
+    name: str
+    backend: str
+    path: Path
+    image: Path | None = None  # btrfs on a loop file that the daemon mounts
+    idmap: str = IDMAP_MOUNT
+
+    def __post_init__(self) -> None:
+        check_name("pool", self.name)
+        if self.backend not in BACKENDS:
+            raise OsctlError(INVALID, f"unknown backend {self.backend!r}: use {', '.join(BACKENDS)}")
+        self.path = Path(self.path)
+        if not self.path.is_absolute():
+            raise OsctlError(INVALID, f"pool path must be absolute, got {self.path}")
+        if self.image is not None:
+            self.image = Path(self.image)
+
+    # Layout inside the pool (DESIGN.md "On disk").
+    @property
+    def conf_dir(self) -> Path:
+        return self.path / "conf"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / "log"
+
+    @property
+    def history_file(self) -> Path:
+        return self.log_dir / "history.jsonl"
+
+    def ct_dir(self, ct_id: str) -> Path:
+        return self.path / "ct" / ct_id
+
+    def rootfs(self, ct_id: str) -> Path:
+        return self.ct_dir(ct_id) / "rootfs"
+
+    def template_dir(self, name: str) -> Path:
+        return self.path / "tpl" / name
+
+    def to_dict(self) -> dict:
+        """What pool.yml holds: enough to import the pool on another node."""
+        return {"name": self.name, "backend": self.backend, "idmap": self.idmap}
+
+    def node_entry(self) -> dict:
+        """What the node's pool list holds: where this node mounts the pool."""
+        d = {"name": self.name, "path": str(self.path)}
+        if self.image:
+            d["image"] = str(self.image)
+        return d

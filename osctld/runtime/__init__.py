@@ -1,0 +1,1 @@
+"""Mechanism below the commands: LXC, cgroups, features, QEMU."""

@@ -1,0 +1,133 @@
+"""Drive LXC: configs in the lxcpath, start/stop/attach, state queries.
+
+Anything in liblxc that forks (start, attach, console) runs as LXC's own
+tool in a child process, so the daemon never forks from its threaded,
+asyncio state. Queries that only talk to a container's command socket
+(state, init PID) go through python-lxc in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import lxc
+
+from osctl.protocol import CONFLICT, INTERNAL, INVALID, OsctlError
+
+from ..store import atomic_write
+
+ATTACH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class LxcRuntime:
+    def __init__(self, lxc_dir: Path):
+        self.lxc_dir = Path(lxc_dir)
+
+    def lxcpath(self, pool: str) -> Path:
+        return self.lxc_dir / pool
+
+    def ct_dir(self, pool: str, ct_id: str) -> Path:
+        return self.lxcpath(pool) / ct_id
+
+    def log_file(self, pool: str, ct_id: str) -> Path:
+        return self.ct_dir(pool, ct_id) / "lxc.log"
+
+    def write_config(self, pool: str, ct_id: str, text: str) -> None:
+        atomic_write(self.ct_dir(pool, ct_id) / "config", text.encode(), 0o644)
+
+    def remove(self, pool: str, ct_id: str) -> None:
+        shutil.rmtree(self.ct_dir(pool, ct_id), ignore_errors=True)
+
+    # --- queries --------------------------------------------------------------
+
+    def query(self, pool: str, ct_id: str) -> tuple[str, int | None]:
+        """(state, init pid) from the container's monitor. Blocking, but quick."""
+        c = lxc.Container(ct_id, str(self.lxcpath(pool)))
+        state = (c.state or "STOPPED").lower()
+        pid = c.init_pid if state != "stopped" else -1
+        return state, (pid if pid and pid > 0 else None)
+
+    async def aquery(self, pool: str, ct_id: str) -> tuple[str, int | None]:
+        return await asyncio.to_thread(self.query, pool, ct_id)
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def _base(self, tool: str, pool: str, ct_id: str) -> list[str]:
+        return [tool, "-n", ct_id, "-P", str(self.lxcpath(pool))]
+
+    async def _run(self, argv: list[str]) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        return proc.returncode, out.decode(errors="replace")
+
+    def log_errors(self, pool: str, ct_id: str, since: int) -> str:
+        """The ERROR lines LXC logged since byte offset ``since``: why a start failed."""
+        try:
+            with open(self.log_file(pool, ct_id), "rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+        errs = [ln.split(" - ", 1)[-1] for ln in text.splitlines() if " ERROR " in ln]
+        return "; ".join(errs[-4:])
+
+    def _log_size(self, pool: str, ct_id: str) -> int:
+        try:
+            return os.path.getsize(self.log_file(pool, ct_id))
+        except OSError:
+            return 0
+
+    async def start(self, pool: str, ct_id: str) -> None:
+        offset = self._log_size(pool, ct_id)
+        rc, out = await self._run(self._base("lxc-start", pool, ct_id))
+        if rc != 0:
+            why = self.log_errors(pool, ct_id, offset) or out.strip()
+            raise OsctlError(INTERNAL, f"container {ct_id} failed to start: {why}")
+
+    async def stop(self, pool: str, ct_id: str, timeout: int, kill: bool = False) -> None:
+        argv = self._base("lxc-stop", pool, ct_id)
+        argv += ["-k"] if kill else ["-t", str(timeout)]
+        rc, out = await self._run(argv)
+        if rc == 2:  # not running
+            return
+        if rc != 0:
+            # A clean stop that timed out: lxc-stop has already killed it.
+            state, _ = await self.aquery(pool, ct_id)
+            if state != "stopped":
+                raise OsctlError(INTERNAL, f"container {ct_id} did not stop: {out.strip()}")
+
+    async def attach(self, pool: str, ct_id: str, argv: list[str], fds: list[int] | None,
+                     env: dict[str, str] | None = None,
+                     stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        """Run ``argv`` inside. With ``fds`` (stdin, stdout, stderr) the process uses
+        them directly and nothing is captured; without, ``stdin`` is fed to it and
+        its output captured."""
+        cmd = self._base("lxc-attach", pool, ct_id) + ["--clear-env", "-v", f"PATH={ATTACH_PATH}"]
+        for k, v in (env or {}).items():
+            cmd += ["-v", f"{k}={v}"]
+        if argv:
+            cmd += ["--", *argv]
+        if fds:
+            if len(fds) != 3:
+                raise OsctlError(INVALID, "pass three file descriptors: stdin, stdout, stderr")
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
+            return await proc.wait(), b"", b""
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate(stdin)
+        return proc.returncode, out, err
+
+    async def console(self, pool: str, ct_id: str, fds: list[int], tty: int = 0) -> int:
+        if len(fds) != 3 or not os.isatty(fds[0]):
+            raise OsctlError(CONFLICT, "the console needs a terminal: run osctl ct console from one")
+        cmd = self._base("lxc-console", pool, ct_id) + ["-t", str(tty)]
+        proc = await asyncio.create_subprocess_exec(*cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
+        return await proc.wait()

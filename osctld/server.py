@@ -1,0 +1,273 @@
+"""The Unix-socket server: peer credentials, framing, dispatch.
+
+Each connection reads with recvmsg(2), so a request may carry file
+descriptors (SCM_RIGHTS) alongside its frame. Every request runs as its own
+task: several may be in flight on one connection, replies go out as each
+finishes. Nothing a client sends can take the daemon down; an undecodable
+stream closes that one connection.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import struct
+import uuid
+from collections import deque
+from pathlib import Path
+
+from osctl import protocol
+from osctl.protocol import CANCELLED, DENIED, INTERNAL, INVALID, MAX_FDS, OsctlError
+
+from . import __version__
+from .commands import REGISTRY, Context, check_args, load_all
+
+log = logging.getLogger(__name__)
+_conn_ids = itertools.count(1)
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)  # pid, uid, gid
+
+
+class Connection:
+    def __init__(self, server: "Server", sock: socket.socket):
+        self.server = server
+        self.daemon = server.daemon
+        self.sock = sock
+        self.id = next(_conn_ids)
+        self.pid, self.uid, self.gid = peer_credentials(sock)
+        self.decoder = protocol.Decoder(server.max_frame)
+        self.fds: deque[int] = deque()
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.write_lock = asyncio.Lock()
+        self.closed = False
+        self.subscription = None
+
+    def __repr__(self) -> str:
+        return f"<conn {self.id} pid={self.pid} uid={self.uid}>"
+
+    # --- I/O ------------------------------------------------------------------
+
+    async def _recv(self) -> tuple[bytes, list[int]]:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data, anc, _flags, _ = self.sock.recvmsg(
+                    65536, socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize))
+                fds: list[int] = []
+                for level, typ, payload in anc:
+                    if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                        a = array.array("i")
+                        a.frombytes(payload[: len(payload) - len(payload) % a.itemsize])
+                        fds += list(a)
+                return data, fds
+            except (BlockingIOError, InterruptedError):
+                fut = loop.create_future()
+                loop.add_reader(self.sock.fileno(), lambda: fut.done() or fut.set_result(None))
+                try:
+                    await fut
+                finally:
+                    loop.remove_reader(self.sock.fileno())
+
+    async def send(self, msg: dict) -> None:
+        if self.closed:
+            return
+        data = protocol.encode(msg)
+        async with self.write_lock:
+            try:
+                await asyncio.get_running_loop().sock_sendall(self.sock, data)
+            except OSError:
+                self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.subscription:
+            self.subscription.close()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # --- requests -------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if self.uid != 0:
+                await self.send(protocol.error(None, OsctlError(DENIED, "osctld answers root only")))
+                return
+            await self.send({**protocol.greeting(__version__), "conn": self.id})
+            while not self.closed:
+                try:
+                    data, fds = await self._recv()
+                except OSError:
+                    break
+                self.fds.extend(fds)
+                if not data:
+                    break
+                try:
+                    msgs = self.decoder.feed(data)
+                except protocol.FrameError as e:
+                    log.warning("%r: %s; closing the connection", self, e)
+                    await self.send(protocol.error(None, OsctlError(INVALID, str(e))))
+                    break
+                for msg in msgs:
+                    await self.handle(msg)
+        finally:
+            self.close()
+            while self.fds:
+                os.close(self.fds.popleft())
+            self.sock.close()
+
+    async def handle(self, msg: dict) -> None:
+        try:
+            req = protocol.parse_request(msg)
+            if req.id in self.tasks:
+                raise OsctlError(INVALID, f"request id {req.id} is already in flight")
+            if len(self.fds) < req.fds:
+                raise OsctlError(INVALID, f"request announced {req.fds} file descriptors, "
+                                          f"{len(self.fds)} arrived")
+        except OsctlError as e:
+            log.info("%r: bad request: %s", self, e.message)
+            raw_id = msg.get("id")
+            await self.send(protocol.error(raw_id if isinstance(raw_id, int) else None, e))
+            return
+        fds = [self.fds.popleft() for _ in range(req.fds)]
+        task = asyncio.create_task(self.execute(req, fds))
+        self.tasks[req.id] = task
+        task.add_done_callback(lambda _t, rid=req.id: self.tasks.pop(rid, None))
+
+    async def execute(self, req: protocol.Request, fds: list[int]) -> None:
+        op = f"{self.id}:{req.id}"
+        spec = REGISTRY.get(req.cmd)
+        ctx = Context(
+            daemon=self.daemon, op=op, peer_uid=self.uid, fds=fds,
+            progress=lambda data: asyncio.ensure_future(self.send(protocol.progress(req.id, data))),
+            subscribe=self.subscribe,
+        )
+        events = self.daemon.events
+        try:
+            if spec is None:
+                raise OsctlError(INVALID, f"unknown command {req.cmd!r}")
+            args = check_args(spec, req.args)
+            self.daemon.ops[op] = asyncio.current_task()
+            if spec.mutating:
+                events.publish("command", phase="run", cmd=req.cmd, op=op)
+            result = await spec.func(ctx, **args)
+        except OsctlError as e:
+            reply = protocol.error(req.id, e)
+            self._finished(spec, ctx, req, "failed", e.message)
+        except asyncio.CancelledError:
+            reply = protocol.error(req.id, OsctlError(CANCELLED, f"{req.cmd} was cancelled"))
+            self._finished(spec, ctx, req, "failed", "cancelled")
+        except Exception:
+            ref = uuid.uuid4().hex[:12]
+            log.exception("internal error in %s (reference %s)", req.cmd, ref)
+            reply = protocol.error(req.id, OsctlError(
+                INTERNAL, f"internal error in {req.cmd}; see the daemon log, reference {ref}",
+                {"reference": ref}))
+            self._finished(spec, ctx, req, "failed", f"internal error {ref}")
+        else:
+            reply = protocol.ok(req.id, result)
+            self._finished(spec, ctx, req, "done", None)
+        finally:
+            self.daemon.ops.pop(op, None)
+            for fd in fds:
+                os.close(fd)
+        await self.send(reply)
+
+    def _finished(self, spec, ctx: Context, req: protocol.Request, phase: str, error: str | None) -> None:
+        if spec is None or not spec.mutating:
+            return
+        self.daemon.events.publish("command", phase=phase, cmd=req.cmd, op=ctx.op,
+                                   **({"error": error} if error else {}))
+        entry = {"cmd": req.cmd, "args": _redact(req.args), "uid": self.uid, "pid": self.pid,
+                 "result": "ok" if error is None else "error"}
+        if error:
+            entry["error"] = error
+        self.daemon.history(ctx.pool, entry)
+
+    # --- events ---------------------------------------------------------------
+
+    def subscribe(self, filters: dict) -> None:
+        if self.subscription is not None:
+            raise OsctlError(INVALID, "this connection is already subscribed")
+        self.subscription = self.daemon.events.subscribe(on_overflow=self.close)
+        asyncio.create_task(self._pump(self.subscription, filters))
+
+    async def _pump(self, sub, filters: dict) -> None:
+        types = set(filters.get("types") or [])
+        while not sub.closed and not self.closed:
+            ev = await sub.queue.get()
+            if types and ev["type"] not in types:
+                continue
+            await self.send(protocol.event(ev))
+
+
+def _redact(args: dict) -> dict:
+    return {k: ("***" if "password" in k else v) for k, v in args.items()}
+
+
+class Server:
+    def __init__(self, daemon, path: Path, max_frame: int):
+        self.daemon = daemon
+        self.path = Path(path)
+        self.max_frame = max_frame
+        self.sock: socket.socket | None = None
+        self._accept_task: asyncio.Task | None = None
+        self.connections: set[Connection] = set()
+        load_all()
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(self.path))
+            except OSError:
+                self.path.unlink()  # stale, left by a killed daemon
+            else:
+                raise RuntimeError(f"another osctld is listening on {self.path}")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        self.sock = sock
+        self._accept_task = asyncio.create_task(self._accept())
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn_sock, _ = await loop.sock_accept(self.sock)
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                await asyncio.sleep(0.1)
+                continue
+            conn_sock.setblocking(False)
+            conn = Connection(self, conn_sock)
+            self.connections.add(conn)
+            task = asyncio.create_task(conn.run())
+            task.add_done_callback(lambda _t, c=conn: self.connections.discard(c))
+
+    async def close(self) -> None:
+        if self._accept_task:
+            self._accept_task.cancel()
+        if self.sock:
+            self.sock.close()
+        for conn in list(self.connections):
+            conn.close()

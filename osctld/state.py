@@ -1,0 +1,143 @@
+"""The daemon's in-memory picture of its pools, read from and saved to them.
+
+Lookups take ``[pool:]name``; a bare name is found in whichever pool holds
+it, and is refused as ambiguous when several do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from osctl.protocol import CONFLICT, INVALID, NOT_FOUND, OsctlError
+
+from .model.container import Container
+from .model.idmap import IdRange, overlaps
+from .model.pool import Pool
+from .model.user import User
+from .store import PoolStore, read_doc, write_doc
+
+
+@dataclass
+class PoolState:
+    pool: Pool
+    idrange: IdRange
+    users: dict[str, User] = field(default_factory=dict)
+    cts: dict[str, Container] = field(default_factory=dict)
+
+    @property
+    def store(self) -> PoolStore:
+        return PoolStore(self.pool.conf_dir)
+
+    @classmethod
+    def load(cls, path: Path, image: Path | None = None) -> "PoolState":
+        doc = read_doc(path / "conf" / "pool.yml")
+        pool = Pool(name=doc["name"], backend=doc["backend"], path=path, image=image,
+                    idmap=doc.get("idmap", "idmapped"))
+        store = PoolStore(pool.conf_dir)
+        ranges = store.load_all("id-range")
+        state = cls(pool, IdRange.from_dict(ranges[0]) if ranges else IdRange())
+        for d in store.load_all("user"):
+            u = User.from_dict(d, pool.name)
+            state.users[u.name] = u
+        for d in store.load_all("ct"):
+            c = Container.from_dict(d, pool.name)
+            state.cts[c.id] = c
+        return state
+
+    def save_pool(self) -> None:
+        write_doc(self.pool.conf_dir / "pool.yml", self.pool.to_dict())
+        self.save_idrange()
+
+    def save_idrange(self) -> None:
+        self.store.save("id-range", "default", self.idrange.to_dict())
+
+    def save_user(self, user: User) -> None:
+        self.store.save("user", user.name, user.to_dict())
+
+    def save_ct(self, ct: Container) -> None:
+        self.store.save("ct", ct.id, ct.to_dict())
+
+
+def split_ref(ref: str) -> tuple[str | None, str]:
+    if not isinstance(ref, str) or not ref:
+        raise OsctlError(INVALID, f"invalid reference {ref!r}")
+    pool, sep, name = ref.rpartition(":")
+    return (pool if sep else None), name
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.pools: dict[str, PoolState] = {}
+
+    # --- pools ----------------------------------------------------------------
+
+    def pool(self, name: str | None) -> PoolState:
+        """A pool by name; None means the default: "default" if present, else the only one."""
+        if name is None:
+            if "default" in self.pools:
+                return self.pools["default"]
+            if len(self.pools) == 1:
+                return next(iter(self.pools.values()))
+            if not self.pools:
+                raise OsctlError(NOT_FOUND, "no pool: install one with 'osctl pool install'")
+            raise OsctlError(INVALID, "several pools: name one with --pool")
+        try:
+            return self.pools[name]
+        except KeyError:
+            raise OsctlError(NOT_FOUND, f"pool {name!r} not found") from None
+
+    # --- lookups ----------------------------------------------------------------
+
+    def _find(self, kind: str, ref: str, attr: str):
+        pool_name, name = split_ref(ref)
+        pools = [self.pool(pool_name)] if pool_name else list(self.pools.values())
+        hits = [(p, getattr(p, attr)[name]) for p in pools if name in getattr(p, attr)]
+        if not hits:
+            raise OsctlError(NOT_FOUND, f"{kind} {ref!r} not found")
+        if len(hits) > 1:
+            where = ", ".join(f"{p.pool.name}:{name}" for p, _ in hits)
+            raise OsctlError(INVALID, f"{kind} {name!r} is in several pools: give one of {where}")
+        return hits[0]
+
+    def user(self, ref: str) -> tuple[PoolState, User]:
+        return self._find("user", ref, "users")
+
+    def ct(self, ref: str) -> tuple[PoolState, Container]:
+        return self._find("container", ref, "cts")
+
+    def all_users(self) -> list[User]:
+        return [u for p in self.pools.values() for u in p.users.values()]
+
+    def all_cts(self) -> list[Container]:
+        return [c for p in self.pools.values() for c in p.cts.values()]
+
+    # --- ID map conflicts -------------------------------------------------------
+
+    def taken_ranges(self, exclude: User | None = None) -> list[tuple[str, int, int, str]]:
+        """Every host UID/GID range held: (kind, start, end, holder)."""
+        out = []
+        for p in self.pools.values():
+            for u in p.users.values():
+                if u is exclude:
+                    continue
+                out += [(k, s, e, f"{p.pool.name}:{u.name}") for k, s, e in u.host_ranges()]
+        return out
+
+    def check_map_free(self, user: User) -> None:
+        taken = self.taken_ranges(exclude=user)
+        for kind, start, end in user.host_ranges():
+            for tkind, ts, te, holder in taken:
+                if tkind == kind and overlaps(start, end, ts, te):
+                    raise OsctlError(
+                        CONFLICT,
+                        f"{kind.upper()} range {start}-{end - 1} overlaps "
+                        f"{ts}-{te - 1} held by user {holder}",
+                    )
+
+    def check_pool_free(self, incoming: PoolState) -> None:
+        """Refuse an import whose users would overlap users already here."""
+        if incoming.pool.name in self.pools:
+            raise OsctlError(CONFLICT, f"a pool named {incoming.pool.name!r} is already imported")
+        for u in incoming.users.values():
+            self.check_map_free(u)

@@ -1,0 +1,7 @@
+"""Plain directories: works on any filesystem; a clone is a full copy (or reflink)."""
+
+from .base import Backend
+
+
+class DirBackend(Backend):
+    name = "dir"

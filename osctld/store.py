@@ -1,0 +1,113 @@
+"""Persistent configuration: atomic writes, a schema version, migrations.
+
+Every config file is written to a temporary file in the same directory,
+fsynced, renamed over the old one, and the directory fsynced: a kill -9 at
+any moment leaves the old file or the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from osctl.protocol import INTERNAL, OsctlError
+
+SCHEMA = 1
+# schema N -> function that turns a schema N document into schema N+1.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def write_doc(path: Path, doc: dict) -> None:
+    body = {"schema": SCHEMA, **doc}
+    atomic_write(path, yaml.safe_dump(body, sort_keys=False, default_flow_style=False).encode())
+
+
+def read_doc(path: Path) -> dict:
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise OsctlError(INTERNAL, f"corrupt config {path}: {e}") from None
+    if not isinstance(doc, dict):
+        raise OsctlError(INTERNAL, f"corrupt config {path}: not a mapping")
+    version = doc.pop("schema", 1)
+    if version > SCHEMA:
+        raise OsctlError(INTERNAL, f"{path} has schema {version}, newer than this osctld ({SCHEMA})")
+    while version < SCHEMA:
+        doc = MIGRATIONS[version](doc)
+        version += 1
+    return doc
+
+
+def remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(Path(path).parent)
+
+
+class PoolStore:
+    """The per-object config files of one pool: conf/<kind>/<name>.yml."""
+
+    def __init__(self, conf_dir: Path):
+        self.conf_dir = Path(conf_dir)
+
+    def path(self, kind: str, name: str) -> Path:
+        return self.conf_dir / kind / f"{name}.yml"
+
+    def save(self, kind: str, name: str, doc: dict) -> None:
+        write_doc(self.path(kind, name), doc)
+
+    def delete(self, kind: str, name: str) -> None:
+        remove(self.path(kind, name))
+
+    def load_all(self, kind: str) -> list[dict]:
+        d = self.conf_dir / kind
+        if not d.is_dir():
+            return []
+        return [read_doc(p) for p in sorted(d.glob("*.yml"))]
+
+
+def append_history(path: Path, entry: dict[str, Any]) -> None:
+    """One JSON line a state-changing command; O_APPEND keeps lines whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"time": time.time(), **entry}, default=str) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)

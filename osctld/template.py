@@ -1,0 +1,134 @@
+"""Distribution templates: build a rootfs once per pool, cache it for the node.
+
+A template is a folder under templates/: ``meta.yml`` (distribution and
+versions), ``build`` (a recipe run as ``build ROOTFS VERSION``) and
+``lxc.conf`` (LXC keys for its init). A built rootfs is kept per pool as a
+dataset (so that a new container is a snapshot or copy of it) and as a
+tarball in the node's cache, so another pool, or a test node, need not run
+the recipe again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from osctl.protocol import INTERNAL, INVALID, NOT_FOUND, OsctlError
+
+from .model.naming import check_name
+from .storage.base import Backend, run
+
+
+@dataclass
+class Template:
+    name: str
+    path: Path
+    distribution: str
+    versions: list[str]
+    default_version: str
+
+    @property
+    def lxc_conf(self) -> str:
+        f = self.path / "lxc.conf"
+        return f.read_text() if f.exists() else ""
+
+    def version(self, wanted: str | None) -> str:
+        version = wanted or self.default_version
+        check_name("version", version)
+        return version
+
+    def public(self) -> dict:
+        return {"name": self.name, "distribution": self.distribution,
+                "versions": self.versions, "default_version": self.default_version}
+
+
+class Templates:
+    def __init__(self, templates_dir: Path, cache_dir: Path):
+        self.dir = Path(templates_dir)
+        self.cache_dir = Path(cache_dir)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def get(self, name: str) -> Template:
+        check_name("template", name)
+        path = self.dir / name
+        meta_file = path / "meta.yml"
+        if not meta_file.is_file():
+            known = ", ".join(t.name for t in self.all()) or "none"
+            raise OsctlError(NOT_FOUND, f"template {name!r} not found (known: {known})")
+        meta = yaml.safe_load(meta_file.read_text()) or {}
+        return Template(name, path, meta.get("distribution", name),
+                        [str(v) for v in meta.get("versions", [])],
+                        str(meta.get("default_version", "")))
+
+    def all(self) -> list[Template]:
+        if not self.dir.is_dir():
+            return []
+        return [self.get(p.name) for p in sorted(self.dir.iterdir()) if (p / "meta.yml").is_file()]
+
+    async def ensure(self, backend: Backend, tpl: Template, version: str,
+                     progress: Callable[[dict], None]) -> Path:
+        """The pool's built rootfs of ``tpl`` at ``version``, building it if need be."""
+        key = f"{tpl.name}-{version}"
+        final = backend.pool.template_dir(key)
+        lock = self._locks.setdefault((backend.pool.name, key), asyncio.Lock())
+        async with lock:
+            if final.is_dir():
+                return final
+            tmp = final.parent / f".{key}.build"
+            await backend.destroy(tmp)  # a build a crash left behind
+            await backend.create(tmp)
+            try:
+                cache = self.cache_dir / f"{key}.tar"
+                if cache.is_file():
+                    progress({"step": "template", "message": f"unpacking cached {key}"})
+                    await run("tar", "-xpf", str(cache), "--numeric-owner", "-C", str(tmp),
+                              what=f"unpacking {cache}")
+                else:
+                    await self._build(tpl, version, tmp, progress)
+                    await self._cache(tmp, cache)
+                os.rename(tmp, final)
+            except BaseException:
+                await backend.destroy(tmp)
+                raise
+            return final
+
+    async def _build(self, tpl: Template, version: str, rootfs: Path,
+                     progress: Callable[[dict], None]) -> None:
+        if tpl.versions and version not in tpl.versions:
+            raise OsctlError(INVALID, f"template {tpl.name} has no version {version!r} "
+                                      f"(known: {', '.join(tpl.versions)})")
+        progress({"step": "template", "message": f"building {tpl.name} {version}"})
+        proc = await asyncio.create_subprocess_exec(
+            str(tpl.path / "build"), str(rootfs), version,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        tail: list[str] = []
+        try:
+            async for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                tail = (tail + [line])[-10:]
+                progress({"step": "template", "message": line})
+            rc = await proc.wait()
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        if rc != 0:
+            raise OsctlError(INTERNAL, f"template {tpl.name} {version} failed to build "
+                                       f"(exit {rc}): " + " | ".join(tail[-4:]))
+
+    async def _cache(self, rootfs: Path, cache: Path) -> None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        try:
+            await run("tar", "-cpf", str(tmp), "--numeric-owner", "-C", str(rootfs), ".",
+                      what="caching the template")
+            os.rename(tmp, cache)
+        finally:
+            tmp.unlink(missing_ok=True)

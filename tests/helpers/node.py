@@ -1,0 +1,166 @@
+"""A test node: a network namespace of its own with its own osctld in it.
+
+The host's network is never touched: the daemon, its containers and their
+LXC command sockets all live in the namespace. Every node gets its own
+state and run directories and its own id-range base, so nodes never share
+a UID block or a /etc/subuid line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from osctl.client import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+OSCTLD = str(VENV_BIN / "osctld")
+OSCTL = str(VENV_BIN / "osctl")
+WORK = Path(os.environ.get("OSCTLD_TEST_DIR", "/var/tmp/osctld-tests"))
+# Built templates are shared by all test nodes of a run (and across runs),
+# so debootstrap runs once, not once per test.
+CACHE = Path(os.environ.get("OSCTLD_TEST_CACHE", "/var/cache/osctld-test"))
+BLOCK = 524288
+_seq = itertools.count()
+
+
+def unique_id_base() -> int:
+    """Bases 64 blocks apart, spread by pid and a counter, well below 2**32."""
+    slot = (os.getpid() * 7 + next(_seq) * 131 + int(time.time())) % 100
+    return 100_000_000 + slot * 64 * BLOCK
+
+
+class TestNode:
+    def __init__(self, name: str | None = None, config: dict | None = None):
+        self.name = name or f"ot{uuid.uuid4().hex[:8]}"
+        self.dir = WORK / self.name
+        self.state_dir = self.dir / "state"
+        self.run_dir = self.dir / "run"
+        self.socket = self.run_dir / "osctld.sock"
+        self.log = self.dir / "osctld.log"
+        self.id_base = unique_id_base()
+        self.config = {
+            "state_dir": str(self.state_dir),
+            "run_dir": str(self.run_dir),
+            "cache_dir": str(CACHE),
+            "log_level": "debug",
+            "default_pool": {"id_base": self.id_base},
+            **(config or {}),
+        }
+        self.proc: subprocess.Popen | None = None
+
+    # --- life -------------------------------------------------------------------
+
+    def start(self, timeout: float = 20) -> "TestNode":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not Path(f"/run/netns/{self.name}").exists():
+            subprocess.run(["ip", "netns", "add", self.name], check=True)
+            self.nsexec("ip", "link", "set", "lo", "up")
+        cfg = self.dir / "osctld.yml"
+        cfg.write_text(yaml.safe_dump(self.config))
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, OSCTLD, "--config", str(cfg)],
+            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        logf.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"osctld exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with Client(str(self.socket)) as c:
+                    c.call("daemon.status")
+                return self
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError(f"osctld did not come up:\n{self.log_tail()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill this node's osctld, by its own PID only."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+
+    def restart(self) -> "TestNode":
+        self.kill(signal.SIGTERM)
+        return self.start()
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    # --- talking to it ------------------------------------------------------------
+
+    def client(self) -> Client:
+        return Client(str(self.socket)).connect()
+
+    def call(self, cmd: str, **args):
+        with self.client() as c:
+            return c.call(cmd, args)
+
+    def osctl(self, *args: str, check: bool = True, input: str | None = None,
+              timeout: float = 900) -> subprocess.CompletedProcess:
+        p = subprocess.run([OSCTL, "--socket", str(self.socket), *args], input=input,
+                           capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"osctl {' '.join(args)} exited {p.returncode}:\n"
+                                 f"{p.stdout}\n{p.stderr}\n--- daemon log:\n{self.log_tail()}")
+        return p
+
+    def osctl_json(self, *args: str):
+        import json
+
+        return json.loads(self.osctl("-j", *args).stdout)
+
+    def nsexec(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
+                              capture_output=True, text=True, **kw)
+
+    def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True):
+        """Run one of LXC's own tools on a container of this node, in its namespace."""
+        return self.nsexec(tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool), *args, check=check)
+
+    def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
+        return self.osctl("ct", "exec", ct, "--", *argv, check=False)
+
+    # --- clean-up ---------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Leave nothing: containers, mounts, subuid lines, the namespace, files."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                with self.client() as c:
+                    for p in c.call("pool.ls"):
+                        c.call("pool.export", {"name": p["name"], "force": True, "timeout": 5})
+            except Exception as e:
+                print(f"cleanup of {self.name}: export failed: {e}", file=sys.stderr)
+            self.kill(signal.SIGTERM)
+        lxc_dir = self.run_dir / "lxc"
+        if lxc_dir.is_dir():  # anything the export did not get to
+            for pool_dir in lxc_dir.iterdir():
+                for ct_dir in pool_dir.iterdir():
+                    self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        if self.dir.exists():
+            mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
+                      if ln.split()[1].startswith(str(self.dir))]
+            for m in sorted(mounts, key=len, reverse=True):
+                subprocess.run(["umount", "-l", m], capture_output=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
+        owned = self.state_dir / "subid-owned.yml"
+        if owned.exists():  # the daemon died before it could remove its lines
+            from osctld.subid import SubIds
+
+            SubIds(owned).sync([])
