@@ -21,6 +21,35 @@ class DefaultPool:
     id_block_size: int = 524_288
 
 
+ACCELERATORS = ("kvm", "tcg")
+
+
+@dataclass
+class VmPolicy:
+    """How VMs run on this node, and the resource rules every VM must meet.
+
+    ``accelerator`` is ``kvm`` on real nodes (hardware virtualisation, /dev/kvm
+    usable); ``tcg`` is QEMU's emulator, for nodes where KVM is missing or
+    unusable (nested, shared test machines). The minimums are node policy
+    (the seeds' rules: 1 to 8 cores, at least 256 MiB and 10 GiB).
+    """
+
+    accelerator: str = "tcg"
+    qemu: str = "qemu-system-x86_64"
+    min_cores: int = 1
+    max_cores: int = 8
+    min_memory: int = 256 << 20
+    min_disk: int = 10 << 30
+    # Seconds a clean ACPI shutdown may take before the VM is killed.
+    stop_timeout: int = 60
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"vm.accelerator must be one of {', '.join(ACCELERATORS)}")
+        if not 1 <= self.min_cores <= self.max_cores:
+            raise ValueError("vm: need 1 <= min_cores <= max_cores")
+
+
 @dataclass
 class Config:
     state_dir: Path = Path("/var/lib/osctld")
@@ -35,6 +64,7 @@ class Config:
     max_frame: int = 4 * 1024 * 1024
     # How long a command waits for a lock held by another before "busy".
     lock_timeout: float = 300.0
+    vm: VmPolicy = field(default_factory=VmPolicy)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -48,6 +78,8 @@ class Config:
         )
         if isinstance(self.default_pool, dict):
             self.default_pool = DefaultPool(**self.default_pool)
+        if isinstance(self.vm, dict):
+            self.vm = VmPolicy(**self.vm)
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.autostart_parallelism < 1:
@@ -57,6 +89,11 @@ class Config:
     def lxc_dir(self) -> Path:
         """LXC's lxcpath: generated container configs, logs, command sockets."""
         return self.run_dir / "lxc"
+
+    @property
+    def vm_run_dir(self) -> Path:
+        """Per-VM QMP and console sockets, pidfiles and console logs."""
+        return self.run_dir / "vm"
 
     @property
     def hook_socket(self) -> Path:

@@ -26,10 +26,13 @@ from .locks import Locks
 from .model.container import Container
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
+from .model.vm import VM
 from .runtime.ct import Containers
 from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
+from .runtime.qemu import Vms
+from .runtime.vmimage import VmFiles
 from .state import PoolState, Registry
 from .storage import backend_for
 from .store import append_history, atomic_write
@@ -52,6 +55,9 @@ class Daemon:
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
             on_state=self._state_changed,
         )
+        self.vms = Vms(config.vm, config.vm_run_dir, on_state=self._vm_state_changed)
+        # VMs whose serial console someone is attached to (QEMU takes one client).
+        self.vm_consoles: set[tuple[str, str]] = set()
         self.ops: dict[str, asyncio.Task] = {}
         self._stop = asyncio.Event()
         self._servers: list = []
@@ -86,6 +92,10 @@ class Daemon:
         log.info("container %s:%s is %s", ct.pool, ct.id, ct.state)
         self.events.publish("state", object="ct", pool=ct.pool, id=ct.id,
                             state=ct.state, init_pid=ct.init_pid)
+
+    def _vm_state_changed(self, vm: VM) -> None:
+        log.info("VM %s:%s is %s", vm.pool, vm.id, vm.state)
+        self.events.publish("state", object="vm", pool=vm.pool, id=vm.id, state=vm.state, pid=vm.pid)
 
     def history(self, pool: str | None, entry: dict) -> None:
         pstate = self.registry.pools.get(pool) if pool else None
@@ -151,6 +161,9 @@ class Daemon:
             ct.state, ct.init_pid = state, pid
         running = sum(1 for c in cts if c.running)
         log.info("re-adopted %d containers, %d running", len(cts), running)
+        vms = self.registry.all_vms()
+        await asyncio.gather(*(self.vms.adopt(v) for v in vms))
+        log.info("re-adopted %d VMs, %d running", len(vms), sum(1 for v in vms if v.running))
 
     async def autostart(self) -> None:
         todo = sorted((c for c in self.registry.all_cts() if c.autostart and not c.running),
@@ -172,6 +185,20 @@ class Daemon:
 
         log.info("autostarting %d containers, %d at a time", len(todo), self.config.autostart_parallelism)
         await asyncio.gather(*(one(c) for c in todo))
+
+    async def start_online_vms(self) -> None:
+        """Start the VMs marked online that do not run (after a node reboot)."""
+        async def one(vm: VM) -> None:
+            pstate = self.registry.pools.get(vm.pool)
+            if pstate is None or vm.running:
+                return
+            try:
+                async with self.locks.hold(("vm", vm.pool, vm.id), "online"):
+                    await self.vms.start(vm, VmFiles(pstate.pool.vm_dir(vm.id)))
+            except Exception as e:
+                log.error("start of online VM %s:%s failed: %s", vm.pool, vm.id, e)
+
+        await asyncio.gather(*(one(v) for v in self.registry.all_vms() if v.online and not v.running))
 
     # --- hooks from LXC -----------------------------------------------------------
 
@@ -213,11 +240,12 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         log.info("osctld %s ready on %s", __version__, cfg.socket)
-        autostart = asyncio.create_task(self.autostart())
+        autostart = asyncio.gather(self.autostart(), self.start_online_vms())
         await self._stop.wait()
 
-        log.info("shutting down; containers keep running")
+        log.info("shutting down; containers and VMs keep running")
         autostart.cancel()
+        self.vms.release()
         await server.close()
         hook_server.close()
         for task in list(self.ops.values()):
@@ -242,10 +270,12 @@ class Daemon:
         except OSError:
             pass
         cts = self.registry.all_cts()
+        vms = self.registry.all_vms()
         return {
             "version": __version__, "pid": os.getpid(), "uptime": time.time() - self.started,
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
+            "vms": len(vms), "vms_running": sum(1 for v in vms if v.running),
             "rss": rss, "ops": sorted(self.ops),
         }
 

@@ -15,6 +15,7 @@ from .model.container import Container
 from .model.idmap import IdRange, overlaps
 from .model.pool import Pool
 from .model.user import User
+from .model.vm import VM
 from .store import PoolStore, read_doc, write_doc
 
 
@@ -24,6 +25,7 @@ class PoolState:
     idrange: IdRange
     users: dict[str, User] = field(default_factory=dict)
     cts: dict[str, Container] = field(default_factory=dict)
+    vms: dict[str, VM] = field(default_factory=dict)
 
     @property
     def store(self) -> PoolStore:
@@ -43,6 +45,9 @@ class PoolState:
         for d in store.load_all("ct"):
             c = Container.from_dict(d, pool.name)
             state.cts[c.id] = c
+        for d in store.load_all("vm"):
+            v = VM.from_dict(d, pool.name)
+            state.vms[v.id] = v
         return state
 
     def save_pool(self) -> None:
@@ -57,6 +62,9 @@ class PoolState:
 
     def save_ct(self, ct: Container) -> None:
         self.store.save("ct", ct.id, ct.to_dict())
+
+    def save_vm(self, vm: VM) -> None:
+        self.store.save("vm", vm.id, vm.to_dict())
 
 
 def split_ref(ref: str) -> tuple[str | None, str]:
@@ -105,6 +113,12 @@ class Registry:
 
     def ct(self, ref: str) -> tuple[PoolState, Container]:
         return self._find("container", ref, "cts")
+
+    def vm(self, ref: str) -> tuple[PoolState, VM]:
+        return self._find("VM", ref, "vms")
+
+    def all_vms(self) -> list[VM]:
+        return [v for p in self.pools.values() for v in p.vms.values()]
 
     def all_users(self) -> list[User]:
         return [u for p in self.pools.values() for u in p.users.values()]

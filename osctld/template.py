@@ -11,14 +11,16 @@ the recipe again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
-from osctl.protocol import INTERNAL, INVALID, NOT_FOUND, OsctlError
+from osctl.protocol import INTERNAL, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
 
 from .model.naming import check_name
 from .storage.base import Backend, run
@@ -37,6 +39,12 @@ class Template:
         f = self.path / "lxc.conf"
         return f.read_text() if f.exists() else ""
 
+    @property
+    def vm_build(self) -> Path | None:
+        """The recipe of the template's VM image, if it has one."""
+        f = self.path / "vm-build"
+        return f if f.is_file() else None
+
     def version(self, wanted: str | None) -> str:
         version = wanted or self.default_version
         check_name("version", version)
@@ -44,7 +52,8 @@ class Template:
 
     def public(self) -> dict:
         return {"name": self.name, "distribution": self.distribution,
-                "versions": self.versions, "default_version": self.default_version}
+                "versions": self.versions, "default_version": self.default_version,
+                "vm": self.vm_build is not None}
 
 
 class Templates:
@@ -97,14 +106,45 @@ class Templates:
                 raise
             return final
 
+    async def ensure_vm(self, tpl: Template, version: str,
+                        progress: Callable[[dict], None]) -> Path:
+        """The node's built VM image of ``tpl`` (kernel, initramfs, cmdline, rootfs/).
+
+        Kept in the node cache under a key that holds the recipe's hash, so a
+        changed recipe builds anew. Several daemons may share the cache (test
+        nodes): each builds in a directory of its own and the first rename wins.
+        """
+        recipe = tpl.vm_build
+        if recipe is None:
+            raise OsctlError(UNSUPPORTED, f"template {tpl.name} has no VM image (no vm-build)")
+        digest = hashlib.sha256(recipe.read_bytes()).hexdigest()[:12]
+        key = f"{tpl.name}-{version}-{digest}"
+        final = self.cache_dir / "vm" / key
+        async with self._locks.setdefault(("vm", key), asyncio.Lock()):
+            if final.is_dir():
+                return final
+            tmp = final.with_name(f".{key}.build.{os.getpid()}")
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+            tmp.mkdir(parents=True)
+            try:
+                await self._build(tpl, version, tmp, progress, "vm-build")
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not final.is_dir():
+                        raise
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
+            return final
+
     async def _build(self, tpl: Template, version: str, rootfs: Path,
-                     progress: Callable[[dict], None]) -> None:
+                     progress: Callable[[dict], None], recipe: str = "build") -> None:
         if tpl.versions and version not in tpl.versions:
             raise OsctlError(INVALID, f"template {tpl.name} has no version {version!r} "
                                       f"(known: {', '.join(tpl.versions)})")
         progress({"step": "template", "message": f"building {tpl.name} {version}"})
         proc = await asyncio.create_subprocess_exec(
-            str(tpl.path / "build"), str(rootfs), version,
+            str(tpl.path / recipe), str(rootfs), version,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         tail: list[str] = []

@@ -72,3 +72,18 @@ def show(settings: Settings, data: Any, default_columns: Sequence[str] | None = 
         raise click.UsageError(str(e)) from None
     if text:
         click.echo(text)
+
+
+def lifecycle_command(group: click.Group, obj: str, verb: str, doc: str,
+                      columns: Sequence[str], timeout: click.Option | None = None) -> None:
+    """``osctl OBJ VERB ID [--timeout N]``: one call, the object shown after."""
+
+    @click.argument("id")
+    @pass_settings
+    def cmd(s, id, timeout=None):
+        show(s, call(s, f"{obj}.{verb}", {"id": id, "timeout": timeout}), columns)
+
+    cmd.__doc__ = doc
+    if timeout is not None:
+        cmd.__click_params__.append(timeout)
+    group.command(verb)(cmd)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import call, pass_settings, show
+from .common import call, lifecycle_command, pass_settings, show
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
 
@@ -61,23 +61,16 @@ def show_(s, id):
     show(s, call(s, "ct.show", {"id": id}))
 
 
-def _lifecycle(verb: str, doc: str, timeout: bool):
-    @click.argument("id")
-    @pass_settings
-    def cmd(s, id, timeout=None):
-        show(s, call(s, f"ct.{verb}", {"id": id, "timeout": timeout}), LS_COLUMNS)
-
-    cmd.__doc__ = doc
-    if timeout:
-        cmd = click.option("--timeout", "-t", type=int, default=60, show_default=True,
-                           help="Seconds to wait for a clean shutdown before killing.")(cmd)
-    return ct.command(verb)(cmd)
+def _timeout() -> click.Option:
+    return click.Option(["--timeout", "-t"], type=int, default=60, show_default=True,
+                        help="Seconds to wait for a clean shutdown before killing.")
 
 
-_lifecycle("start", "Start container ID.", False)
-_lifecycle("stop", "Stop container ID cleanly; kill it after --timeout.", True)
-_lifecycle("restart", "Stop container ID, then start it.", True)
-_lifecycle("kill", "Stop container ID at once, without a clean shutdown.", False)
+lifecycle_command(ct, "ct", "start", "Start container ID.", LS_COLUMNS)
+lifecycle_command(ct, "ct", "stop", "Stop container ID cleanly; kill it after --timeout.",
+                  LS_COLUMNS, _timeout())
+lifecycle_command(ct, "ct", "restart", "Stop container ID, then start it.", LS_COLUMNS, _timeout())
+lifecycle_command(ct, "ct", "kill", "Stop container ID at once, without a clean shutdown.", LS_COLUMNS)
 
 
 @ct.command("exec", context_settings={"ignore_unknown_options": True})

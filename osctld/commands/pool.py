@@ -22,7 +22,7 @@ def _public(pstate: PoolState) -> dict:
     return {
         "name": p.name, "backend": p.backend, "path": str(p.path),
         "image": str(p.image) if p.image else None, "idmap": p.idmap,
-        "users": len(pstate.users), "containers": len(pstate.cts),
+        "users": len(pstate.users), "containers": len(pstate.cts), "vms": len(pstate.vms),
         "running": sum(1 for c in pstate.cts.values() if c.running),
         "id_range": {"base": r.base, "block_size": r.block_size, "blocks": r.block_count,
                      "allocated": len(r.allocated)},
@@ -86,19 +86,27 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: int = 60
     ctx.pool = name
     async with d.locks.hold(("pool", name), "export"):
         running = [c for c in pstate.cts.values() if c.running or c.state != STOPPED]
-        if running and not force:
-            raise OsctlError(CONFLICT, f"pool {name} has running containers "
-                                       f"({', '.join(c.id for c in running)}): stop them or use --force")
+        running_vms = [v for v in pstate.vms.values() if v.state != STOPPED]
+        if (running or running_vms) and not force:
+            ids = [c.id for c in running] + [f"VM {v.id}" for v in running_vms]
+            raise OsctlError(CONFLICT, f"pool {name} has running containers or VMs "
+                                       f"({', '.join(ids)}): stop them or use --force")
         for ct in running:
             ctx.progress({"step": "stop", "ct": ct.id})
             async with d.locks.hold(("ct", name, ct.id), "pool export"):
                 await d.containers.stop(ct, timeout)
+        for vm in running_vms:
+            ctx.progress({"step": "stop", "vm": vm.id})
+            async with d.locks.hold(("vm", name, vm.id), "pool export"):
+                await d.vms.stop(vm, timeout)
         d.history(name, {"cmd": "pool.export", "args": {"name": name}, "result": "ok"})
         del d.registry.pools[name]
         d.save_pool_list()
         d.sync_subids()
         for ct in pstate.cts.values():
             d.containers.lxc.remove(name, ct.id)
+        for vm in pstate.vms.values():
+            d.vms.remove(vm)
         await d.backend(pstate).deactivate()
     ctx.pool = None  # the history line was written before the pool left
     d.events.publish("remove", object="pool", pool=name)
@@ -128,6 +136,8 @@ async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
             undo.push(d.containers.lxc.remove, name, ct.id)
             d.containers.write_config(pstate, ct)
             await d.containers.refresh(ct)
+        for vm in pstate.vms.values():
+            await d.vms.adopt(vm)
         d.save_pool_list()
     d.events.publish("add", object="pool", pool=name)
     return _public(pstate)

@@ -80,14 +80,15 @@ async def show(ctx: Context, name: str) -> dict:
 
 @command("user.del", mutating=True)
 async def delete(ctx: Context, name: str) -> dict:
-    """Delete a user that owns no containers; its ID block becomes free."""
+    """Delete a user that owns no containers and no VMs; its ID block becomes free."""
     d = ctx.daemon
     pstate, user = d.registry.user(name)
     ctx.pool = pstate.pool.name
     async with d.locks.hold(("pool", pstate.pool.name, "ids"), "user.del"):
         owned = sorted(c.id for c in pstate.cts.values() if c.user == user.name)
+        owned += sorted(f"VM {v.id}" for v in pstate.vms.values() if v.user == user.name)
         if owned:
-            raise OsctlError(CONFLICT, f"user {user.name} still owns containers: {', '.join(owned)}")
+            raise OsctlError(CONFLICT, f"user {user.name} still owns containers or VMs: {', '.join(owned)}")
         pstate.store.delete("user", user.name)
         del pstate.users[user.name]
         if user.block is not None:

@@ -52,6 +52,10 @@ class Pool:
     def rootfs(self, ct_id: str) -> Path:
         return self.ct_dir(ct_id) / "rootfs"
 
+    def vm_dir(self, vm_id: str) -> Path:
+        """A VM's disk, kernel and initramfs."""
+        return self.path / "vm" / vm_id
+
     def template_dir(self, name: str) -> Path:
         return self.path / "tpl" / name
 

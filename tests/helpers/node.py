@@ -40,6 +40,16 @@ def unique_id_base() -> int:
     return 100_000_000 + slot * 64 * BLOCK
 
 
+def kill_qemu(pidfile: Path) -> None:
+    """Kill the QEMU of a pidfile, if that PID is still a QEMU of this node."""
+    try:
+        pid = int(pidfile.read_text())
+        if str(pidfile.parent).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
 class TestNode:
     def __init__(self, name: str | None = None, config: dict | None = None):
         self.name = name or f"ot{uuid.uuid4().hex[:8]}"
@@ -147,6 +157,8 @@ class TestNode:
             except Exception as e:
                 print(f"cleanup of {self.name}: export failed: {e}", file=sys.stderr)
             self.kill(signal.SIGTERM)
+        for pidfile in self.run_dir.glob("vm/*/*/qemu.pid"):  # VMs the export did not get to
+            kill_qemu(pidfile)
         lxc_dir = self.run_dir / "lxc"
         if lxc_dir.is_dir():  # anything the export did not get to
             for pool_dir in lxc_dir.iterdir():

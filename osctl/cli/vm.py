@@ -1,0 +1,140 @@
+"""osctl vm: virtual machines."""
+
+from __future__ import annotations
+
+import os
+import sys
+import termios
+import tty
+
+import click
+
+from .common import call, lifecycle_command, pass_settings, show
+
+LS_COLUMNS = ["pool", "id", "user", "template", "cores", "memory", "disk", "online", "state",
+              "pid", "pending_restart"]
+
+
+@click.group("vm")
+def vm():
+    """Virtual machines (QEMU): create, start, console, change, delete."""
+
+
+@vm.command("new")
+@click.argument("id")
+@click.option("--user", "-u", required=True, help="Owner: a user name, or POOL:USER.")
+@click.option("--cores", "-c", type=int, required=True, help="Virtual CPUs.")
+@click.option("--memory", "-m", required=True, help="Memory, e.g. 1G or 512M.")
+@click.option("--disk", "-d", required=True, help="Disk size, e.g. 10G (sparse on the node).")
+@click.option("--template", "-t", default="debian", show_default=True,
+              help="Template with a VM image (osctl template ls).")
+@click.option("--version", "-v", "version", help="Distribution version [default: the template's].")
+@click.option("--pool", "-p", help="Pool [default: the user's].")
+@click.option("--hostname", help="Hostname inside [default: the VM's id].")
+@click.option("--start", "start_after", is_flag=True, help="Start it once created.")
+@pass_settings
+def new(s, id, user, cores, memory, disk, template, version, pool, hostname, start_after):
+    """Create VM ID owned by USER.
+
+    The template's VM image is built once per node (the debian one takes
+    minutes the first time); the disk is a sparse file in the user's pool.
+    """
+    res = call(s, "vm.new", {"id": id, "user": user, "cores": cores, "memory": memory,
+                             "disk": disk, "template": template, "version": version,
+                             "pool": pool, "hostname": hostname})
+    if start_after:
+        res = call(s, "vm.start", {"id": f"{res['pool']}:{id}"})
+    show(s, res)
+
+
+@vm.command("ls")
+@click.option("--pool", "-p", help="Only this pool.")
+@click.option("--user", "-u", help="Only this user's.")
+@click.option("--state", "-s", help="Only in this state (running, stopped, ...).")
+@pass_settings
+def ls(s, pool, user, state):
+    """List VMs."""
+    show(s, call(s, "vm.ls", {"pool": pool, "user": user, "state": state}), LS_COLUMNS)
+
+
+@vm.command("show")
+@click.argument("id")
+@pass_settings
+def show_(s, id):
+    """Show one VM (pending_restart: cores or memory changed since it started)."""
+    show(s, call(s, "vm.show", {"id": id}))
+
+
+def _timeout() -> click.Option:
+    return click.Option(["--timeout", "-t"], type=int,
+                        help="Seconds to wait for the guest to power down before killing "
+                             "[default: the node's vm.stop_timeout].")
+
+
+lifecycle_command(vm, "vm", "start", "Start VM ID.", LS_COLUMNS)
+lifecycle_command(vm, "vm", "stop", "Power VM ID down (ACPI); kill it after --timeout.",
+                  LS_COLUMNS, _timeout())
+lifecycle_command(vm, "vm", "restart",
+                  "Power VM ID down, then start it (applies cores and memory).", LS_COLUMNS, _timeout())
+lifecycle_command(vm, "vm", "kill", "Stop VM ID at once, without a clean shutdown.", LS_COLUMNS)
+
+
+@vm.command("console")
+@click.argument("id")
+@pass_settings
+def console(s, id):
+    """Attach this terminal to the serial console of VM ID (Ctrl-a q leaves)."""
+    saved = termios.tcgetattr(0) if os.isatty(0) else None
+    if saved is not None:
+        click.echo(f"Console of VM {id}; Ctrl-a q leaves.\r", err=True)
+        tty.setraw(0)
+    try:
+        call(s, "vm.console", {"id": id}, fds=(0, 1))
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+            click.echo("", err=True)
+    sys.exit(0)
+
+
+@vm.command("del")
+@click.argument("id")
+@click.option("--force", "-f", is_flag=True, help="Kill it first if it runs.")
+@pass_settings
+def delete(s, id, force):
+    """Delete VM ID and its disk."""
+    show(s, call(s, "vm.del", {"id": id, "force": force}))
+
+
+@vm.group("set")
+def set_():
+    """Change a VM's settings."""
+
+
+def _setter(what: str, metavar: str, doc: str, convert=str) -> None:
+    @click.argument("id")
+    @click.argument("value", metavar=metavar)
+    @pass_settings
+    def cmd(s, id, value):
+        show(s, call(s, "vm.set", {"id": id, what: convert(value)}))
+
+    cmd.__doc__ = doc
+    set_.command(what)(cmd)
+
+
+_setter("cores", "N", "Set the number of CPUs (applies at the next start).", int)
+_setter("memory", "SIZE", "Set the memory, e.g. 2G (applies at the next start).")
+_setter("disk", "SIZE", "Grow the disk, e.g. 20G (live on a running VM; never shrinks).")
+
+
+@set_.command("online")
+@click.argument("id")
+@click.argument("value", type=click.Choice(["true", "false", "on", "off"]))
+@click.option("--timeout", "-t", type=int, help="Seconds to wait for the power-down before killing.")
+@pass_settings
+def set_online(s, id, value, timeout):
+    """Start (true) or cleanly power down (false) VM ID, and keep it so."""
+    show(s, call(s, "vm.set", {"id": id, "online": value in ("true", "on"), "timeout": timeout}))
+
+
+COMMANDS = [vm]

@@ -1,0 +1,224 @@
+"""Virtual machines: create, run, reach the console, change, delete."""
+
+from __future__ import annotations
+
+from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
+
+from ..distconfig import for_distribution
+from ..model.naming import check_name
+from ..model.units import parse_size
+from ..model.vm import STOPPED, VM, VmLimits
+from ..runtime.console import relay
+from ..runtime.vmimage import VmFiles
+from ..undo import Undo
+from . import Context, command
+
+MIB = 1 << 20
+
+
+def _lock(ctx: Context, vm: VM, what: str):
+    return ctx.daemon.locks.hold(("vm", vm.pool, vm.id), what)
+
+
+def _find(ctx: Context, ref: str):
+    pstate, vm = ctx.daemon.registry.vm(ref)
+    ctx.pool = pstate.pool.name
+    return pstate, vm
+
+
+def _limits(ctx: Context) -> VmLimits:
+    p = ctx.daemon.config.vm
+    return VmLimits(p.min_cores, p.max_cores, p.min_memory, p.min_disk)
+
+
+def _memory(value: int | str) -> int:
+    size = parse_size(value)
+    if size % MIB:
+        raise OsctlError(INVALID, f"memory must be a whole number of MiB, got {size} bytes")
+    return size
+
+
+def _timeout(ctx: Context, timeout: int | None) -> int:
+    return ctx.daemon.config.vm.stop_timeout if timeout is None else timeout
+
+
+def _files(pstate, vm: VM) -> VmFiles:
+    return VmFiles(pstate.pool.vm_dir(vm.id))
+
+
+async def _power_on(ctx: Context, pstate, vm: VM) -> None:
+    """Mark online (persisted: the daemon starts it again after a node reboot), start."""
+    vm.online = True
+    pstate.save_vm(vm)
+    await ctx.daemon.vms.start(vm, _files(pstate, vm))
+
+
+async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bool = False) -> None:
+    """Mark offline, power down (ACPI), kill after ``timeout`` (or at once with ``kill``)."""
+    vm.online = False
+    pstate.save_vm(vm)
+    await ctx.daemon.vms.stop(vm, 0 if kill else _timeout(ctx, timeout), kill)
+
+
+@command("vm.new", mutating=True)
+async def new(ctx: Context, id: str, user: str, cores: int, memory: int | str, disk: int | str,
+              template: str = "debian", version: str | None = None, pool: str | None = None,
+              hostname: str | None = None) -> dict:
+    """Create a VM from a template's VM image; nothing is left behind if a step fails."""
+    d = ctx.daemon
+    check_name("vm", id)
+    memory, disk = _memory(memory), parse_size(disk)
+    _limits(ctx).check(cores, memory, disk)
+    pstate, u = d.registry.user(f"{pool}:{user}" if pool and ":" not in user else user)
+    ctx.pool = pstate.pool.name
+    tpl = d.templates.get(template)
+    version = tpl.version(version)
+    vm = VM(id=id, pool=pstate.pool.name, user=u.name, template=tpl.name, version=version,
+            cores=cores, memory=memory, disk=disk,
+            hostname=hostname if hostname is not None else id)
+    files = _files(pstate, vm)
+    backend = d.backend(pstate)
+    async with _lock(ctx, vm, "vm.new"), Undo() as undo:
+        if id in pstate.vms:
+            raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
+        pstate.vms[id] = vm  # reserve the id while the image is made
+        undo.push(pstate.vms.pop, id)
+        image = await d.templates.ensure_vm(tpl, version, ctx.progress)
+        ctx.progress({"step": "disk", "message": f"making a {disk >> 30} GiB disk from {tpl.name} {version}"})
+        undo.push(backend.destroy, files.dir)
+        await backend.create(files.dir)
+        await files.install(image, disk,
+                            lambda rootfs: for_distribution(tpl.distribution)(rootfs).set_hostname(vm.hostname))
+        undo.push(pstate.store.delete, "vm", id)
+        pstate.save_vm(vm)
+    d.events.publish("add", object="vm", pool=vm.pool, id=id)
+    return vm.public()
+
+
+@command("vm.ls")
+async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
+             state: str | None = None) -> list:
+    """VMs, optionally only of a pool, a user or in a state."""
+    return [v.public() for v in ctx.daemon.registry.all_vms()
+            if (pool is None or v.pool == pool) and (user is None or v.user == user)
+            and (state is None or v.state == state)]
+
+
+@command("vm.show")
+async def show(ctx: Context, id: str) -> dict:
+    """One VM, with where its files are and what it runs with now."""
+    pstate, vm = _find(ctx, id)
+    paths = ctx.daemon.vms.paths(vm)
+    return {**vm.public(), "running_cores": vm.running_cores, "running_memory": vm.running_memory,
+            "accelerator": ctx.daemon.config.vm.accelerator,
+            "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log)}
+
+
+@command("vm.start", mutating=True)
+async def start(ctx: Context, id: str) -> dict:
+    """Start a VM (and mark it online)."""
+    pstate, vm = _find(ctx, id)
+    async with _lock(ctx, vm, "vm.start"):
+        if vm.running:
+            raise OsctlError(CONFLICT, f"VM {vm.id} is already running")
+        await _power_on(ctx, pstate, vm)
+    return vm.public()
+
+
+@command("vm.stop", mutating=True)
+async def stop(ctx: Context, id: str, timeout: int | None = None) -> dict:
+    """Power down (ACPI) and mark offline; kill it after ``timeout`` seconds."""
+    pstate, vm = _find(ctx, id)
+    async with _lock(ctx, vm, "vm.stop"):
+        await _power_off(ctx, pstate, vm, timeout)
+    return vm.public()
+
+
+@command("vm.restart", mutating=True)
+async def restart(ctx: Context, id: str, timeout: int | None = None) -> dict:
+    """Power down, then start again: pending cores and memory changes apply."""
+    pstate, vm = _find(ctx, id)
+    async with _lock(ctx, vm, "vm.restart"):
+        await ctx.daemon.vms.stop(vm, _timeout(ctx, timeout))
+        await _power_on(ctx, pstate, vm)
+    return vm.public()
+
+
+@command("vm.kill", mutating=True)
+async def kill(ctx: Context, id: str) -> dict:
+    """Stop at once, with no clean shutdown, and mark offline."""
+    pstate, vm = _find(ctx, id)
+    async with _lock(ctx, vm, "vm.kill"):
+        await _power_off(ctx, pstate, vm, 0, kill=True)
+    return vm.public()
+
+
+@command("vm.console")
+async def console(ctx: Context, id: str) -> dict:
+    """The VM's serial console on the caller's stdin and stdout; Ctrl-a q leaves."""
+    _, vm = _find(ctx, id)
+    if not vm.running:
+        raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}, not running")
+    if len(ctx.fds) not in (2, 3):
+        raise OsctlError(INVALID, "vm.console needs the caller's stdin and stdout")
+    attached = ctx.daemon.vm_consoles
+    if (vm.pool, vm.id) in attached:
+        raise OsctlError(BUSY, f"someone is attached to the console of VM {vm.id}")
+    attached.add((vm.pool, vm.id))
+    try:
+        why = await relay(ctx.daemon.vms.paths(vm).console, ctx.fds[0], ctx.fds[1])
+    finally:
+        attached.discard((vm.pool, vm.id))
+    return {"id": vm.id, "ended": why}
+
+
+@command("vm.del", mutating=True)
+async def delete(ctx: Context, id: str, force: bool = False) -> dict:
+    """Delete a stopped VM (``force``: kill it first) and its disk."""
+    d = ctx.daemon
+    pstate, vm = _find(ctx, id)
+    async with _lock(ctx, vm, "vm.del"):
+        if vm.state != STOPPED:
+            if not force:
+                raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
+            await d.vms.stop(vm, 0, kill=True)
+        pstate.store.delete("vm", vm.id)
+        del pstate.vms[vm.id]
+        d.vms.remove(vm)
+        await d.backend(pstate).destroy(_files(pstate, vm).dir)
+    d.events.publish("remove", object="vm", pool=vm.pool, id=vm.id)
+    return {"id": vm.id, "pool": vm.pool}
+
+
+@command("vm.set", mutating=True)
+async def set_(ctx: Context, id: str, cores: int | None = None, memory: int | str | None = None,
+               disk: int | str | None = None, online: bool | None = None,
+               timeout: int | None = None) -> dict:
+    """Change a VM. Cores and memory apply at the next start; the disk grows
+    at once (live on a running VM) and never shrinks; online starts or
+    powers down (killed after ``timeout`` seconds)."""
+    d = ctx.daemon
+    pstate, vm = _find(ctx, id)
+    memory = _memory(memory) if memory is not None else None
+    disk = parse_size(disk) if disk is not None else None
+    if disk is not None and disk < vm.disk:
+        raise OsctlError(INVALID, f"the disk of VM {vm.id} is {vm.disk >> 20} MiB: it can grow, "
+                                  f"never shrink (asked for {disk >> 20} MiB)")
+    _limits(ctx).check(cores, memory, disk)
+    async with _lock(ctx, vm, "vm.set"):
+        if disk is not None and disk > vm.disk:
+            if vm.running:
+                await d.vms.resize_disk(vm, disk)
+            else:
+                _files(pstate, vm).grow_offline(disk)
+            vm.disk = disk
+        if cores is not None:
+            vm.cores = cores
+        if memory is not None:
+            vm.memory = memory
+        pstate.save_vm(vm)
+        if online is True and not vm.running:
+            await _power_on(ctx, pstate, vm)
+        elif online is False:
+            await _power_off(ctx, pstate, vm, timeout)
+    return vm.public()

@@ -1,0 +1,95 @@
+"""A QEMU virtual machine: what is configured (persisted) and what runs (not).
+
+Cores and memory are fixed for the life of a QEMU process: a change is
+recorded and applies at the next start, and until then ``pending_restart``
+says so. The disk only grows, live where the VM runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from osctl.protocol import INVALID, OsctlError
+
+from .naming import check_hostname, check_name
+
+STOPPED, STARTING, RUNNING, STOPPING = "stopped", "starting", "running", "stopping"
+
+
+def _mib(n: int) -> str:
+    return f"{n >> 20} MiB"
+
+
+@dataclass
+class VmLimits:
+    """Node policy for VM resources (from the daemon config's ``vm`` section)."""
+
+    min_cores: int
+    max_cores: int
+    min_memory: int
+    min_disk: int
+
+    def check(self, cores: int | None = None, memory: int | None = None,
+              disk: int | None = None) -> None:
+        if cores is not None and not self.min_cores <= cores <= self.max_cores:
+            raise OsctlError(INVALID, f"cores must be {self.min_cores} to {self.max_cores}, got {cores}")
+        if memory is not None and memory < self.min_memory:
+            raise OsctlError(INVALID, f"memory must be at least {_mib(self.min_memory)}, "
+                                      f"got {_mib(memory)}")
+        if disk is not None and disk < self.min_disk:
+            raise OsctlError(INVALID, f"disk must be at least {_mib(self.min_disk)}, got {_mib(disk)}")
+
+
+@dataclass
+class VM:
+    id: str
+    pool: str
+    user: str
+    template: str
+    version: str
+    cores: int
+    memory: int  # bytes
+    disk: int  # bytes
+    hostname: str | None = None
+    # The desired power state: the daemon starts online VMs that are not
+    # running when it starts, and start/stop/set online change it.
+    online: bool = False
+    created: float = field(default_factory=time.time)
+    # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
+    state: str = field(default=STOPPED, compare=False)
+    pid: int | None = field(default=None, compare=False)
+    running_cores: int | None = field(default=None, compare=False)
+    running_memory: int | None = field(default=None, compare=False)
+
+    PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
+                 "hostname", "online", "created")
+
+    def __post_init__(self) -> None:
+        check_name("vm", self.id)
+        check_name("user", self.user)
+        check_name("template", self.template)
+        if self.hostname is not None:
+            check_hostname(self.hostname)
+
+    @property
+    def running(self) -> bool:
+        return self.state == RUNNING
+
+    @property
+    def pending_restart(self) -> bool:
+        """Cores or memory changed since the running QEMU was started."""
+        return self.running and (self.running_cores, self.running_memory) != (self.cores, self.memory)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.PERSISTED}
+
+    @classmethod
+    def from_dict(cls, d: dict, pool: str) -> "VM":
+        return cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+
+    def public(self) -> dict:
+        d = self.to_dict()
+        d.update(pool=self.pool, state=self.state, pid=self.pid,
+                 pending_restart=self.pending_restart)
+        return d

@@ -1,0 +1,232 @@
+"""VMs as QEMU processes: command line, start, adopt, stop, resize.
+
+Each VM is one QEMU process started with ``-daemonize``: it is nobody's
+child, in a session of its own, and outlives the daemon. Everything the
+daemon needs to find it again sits in ``<run_dir>/vm/<pool>/<id>/``: the
+pidfile, the QMP socket, the serial console socket and the console log.
+At start-up the daemon re-adopts a VM by checking the pidfile's process
+and reconnecting to its QMP socket; the open QMP connection is then how it
+learns that the VM went away (the stream ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from osctl.protocol import INTERNAL, OsctlError
+
+from ..config import VmPolicy
+from ..model.vm import RUNNING, STARTING, STOPPED, STOPPING, VM
+from .qmp import Qmp, QmpError
+from .vmimage import VmFiles
+
+log = logging.getLogger(__name__)
+DISK_NODE = "disk0"
+# How long QEMU gets to exit after "quit" before it is sent SIGKILL.
+KILL_GRACE = 5
+
+
+@dataclass
+class VmRunPaths:
+    dir: Path
+
+    @property
+    def qmp(self) -> Path:
+        return self.dir / "qmp.sock"
+
+    @property
+    def console(self) -> Path:
+        return self.dir / "console.sock"
+
+    @property
+    def console_log(self) -> Path:
+        """Everything the guest wrote on its serial port since it started."""
+        return self.dir / "console.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "qemu.pid"
+
+
+def qemu_argv(policy: VmPolicy, vm: VM, files: VmFiles, paths: VmRunPaths) -> list[str]:
+    """The whole QEMU command line of ``vm``; nothing else decides how a VM runs."""
+    accel = ["-accel", "kvm", "-cpu", "host"] if policy.accelerator == "kvm" else ["-accel", "tcg"]
+    return [
+        policy.qemu, "-name", f"guest={vm.pool}/{vm.id},process=qemu-{vm.id}",
+        "-nodefaults", "-no-user-config", "-display", "none", "-machine", "pc", *accel,
+        "-smp", str(vm.cores), "-m", f"{vm.memory >> 20}M",
+        "-kernel", str(files.kernel), "-initrd", str(files.initrd), "-append", files.cmdline,
+        "-blockdev", f"driver=file,filename={files.disk},node-name={DISK_NODE}-file",
+        "-blockdev", f"driver=raw,file={DISK_NODE}-file,node-name={DISK_NODE}",
+        "-device", f"virtio-blk-pci,drive={DISK_NODE},id=vda",
+        "-chardev", f"socket,id=console,path={paths.console},server=on,wait=off,"
+                    f"logfile={paths.console_log}",
+        "-serial", "chardev:console",
+        "-qmp", f"unix:{paths.qmp},server=on,wait=off",
+        "-daemonize", "-pidfile", str(paths.pidfile),
+    ]
+
+
+def _alive_qemu(pid: int, qmp_path: Path) -> bool:
+    """Is ``pid`` the QEMU of this VM (and not a reused PID)?"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(qmp_path).encode() in cmdline
+
+
+class Vms:
+    def __init__(self, policy: VmPolicy, run_dir: Path, on_state: Callable[[VM], None]):
+        self.policy = policy
+        self.run_dir = Path(run_dir)
+        self.on_state = on_state
+        self.monitors: dict[tuple[str, str], Qmp] = {}
+
+    def paths(self, vm: VM) -> VmRunPaths:
+        return VmRunPaths(self.run_dir / vm.pool / vm.id)
+
+    def set_state(self, vm: VM, state: str, pid: int | None = None) -> None:
+        if state != RUNNING:
+            pid = None
+            vm.running_cores = vm.running_memory = None
+        if (vm.state, vm.pid) != (state, pid):
+            vm.state, vm.pid = state, pid
+            self.on_state(vm)
+
+    def _read_pid(self, vm: VM) -> int | None:
+        try:
+            pid = int(self.paths(vm).pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive_qemu(pid, self.paths(vm).qmp) else None
+
+    # --- finding running VMs ------------------------------------------------------
+
+    async def adopt(self, vm: VM) -> None:
+        """Take over a VM whose QEMU runs already (daemon restart), or mark it stopped."""
+        pid = self._read_pid(vm)
+        if pid is None:
+            self._forget(vm)
+            self.set_state(vm, STOPPED)
+            return
+        try:
+            await self._monitor(vm, pid)
+        except QmpError as e:
+            log.error("VM %s:%s runs as PID %d but its QMP socket does not answer: %s",
+                      vm.pool, vm.id, pid, e)
+            self.set_state(vm, STOPPED)
+
+    async def _monitor(self, vm: VM, pid: int) -> None:
+        key = (vm.pool, vm.id)
+        old = self.monitors.pop(key, None)
+        if old:
+            old.close()
+        holder: list[Qmp] = []  # on_close needs the connection it belongs to
+        qmp = await Qmp.connect(str(self.paths(vm).qmp),
+                                on_event=lambda ev: log.info("VM %s:%s: QMP event %s",
+                                                             vm.pool, vm.id, ev.get("event")),
+                                on_close=lambda: holder and self._gone(vm, holder[0]))
+        holder.append(qmp)
+        self.monitors[key] = qmp
+        cpus = await qmp.execute("query-cpus-fast")
+        mem = await qmp.execute("query-memory-size-summary")
+        self.set_state(vm, RUNNING, pid)
+        vm.running_cores, vm.running_memory = len(cpus), mem["base-memory"]
+
+    def _gone(self, vm: VM, qmp: Qmp) -> None:
+        """QEMU closed its monitor: it has exited."""
+        if self.monitors.get((vm.pool, vm.id)) is qmp:
+            del self.monitors[(vm.pool, vm.id)]
+            self._forget(vm)
+            self.set_state(vm, STOPPED)
+
+    def _forget(self, vm: VM) -> None:
+        """Remove what a QEMU that is gone left in the run directory (not its console log)."""
+        p = self.paths(vm)
+        for f in (p.qmp, p.console, p.pidfile):
+            f.unlink(missing_ok=True)
+
+    # --- life -------------------------------------------------------------------------
+
+    async def start(self, vm: VM, files: VmFiles) -> None:
+        paths = self.paths(vm)
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        self._forget(vm)
+        self.set_state(vm, STARTING)
+        argv = qemu_argv(self.policy, vm, files, paths)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await proc.communicate()
+            if proc.returncode != 0:
+                raise OsctlError(INTERNAL, f"QEMU of VM {vm.id} failed to start: "
+                                           f"{out.decode(errors='replace').strip()}")
+            pid = self._read_pid(vm)
+            if pid is None:
+                raise OsctlError(INTERNAL, f"QEMU of VM {vm.id} exited at once")
+            await self._monitor(vm, pid)
+        except BaseException:
+            await self._kill_pid(vm)
+            self._forget(vm)
+            self.set_state(vm, STOPPED)
+            raise
+
+    async def stop(self, vm: VM, timeout: int, kill: bool = False) -> None:
+        """ACPI power button, then wait up to ``timeout`` s; kill if it is still up."""
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is None:
+            await self.adopt(vm)
+            qmp = self.monitors.get((vm.pool, vm.id))
+            if qmp is None:
+                return
+        self.set_state(vm, STOPPING, vm.pid)
+        if not kill and timeout > 0:
+            try:
+                await qmp.execute("system_powerdown")
+            except QmpError as e:
+                log.warning("VM %s:%s: powerdown failed: %s", vm.pool, vm.id, e)
+            if await qmp.wait_closed(timeout):
+                return
+            log.info("VM %s:%s did not power down in %d s: killing it", vm.pool, vm.id, timeout)
+        try:
+            await qmp.execute("quit", timeout=KILL_GRACE)
+        except QmpError:
+            pass  # it may have gone already; quit closes the socket before replying
+        if not await qmp.wait_closed(KILL_GRACE):
+            await self._kill_pid(vm)
+            await qmp.wait_closed(KILL_GRACE)
+
+    async def _kill_pid(self, vm: VM) -> None:
+        pid = self._read_pid(vm)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(50):
+            if not _alive_qemu(pid, self.paths(vm).qmp):
+                return
+            await asyncio.sleep(0.1)
+
+    async def resize_disk(self, vm: VM, size: int) -> None:
+        """Grow the disk of a running VM; the guest is told (virtio config change)."""
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is None:
+            raise OsctlError(INTERNAL, f"VM {vm.id} has no QMP connection")
+        await qmp.execute("block_resize", {"node-name": DISK_NODE, "size": size})
+
+    def remove(self, vm: VM) -> None:
+        shutil.rmtree(self.paths(vm).dir, ignore_errors=True)
+
+    def release(self) -> None:
+        """The daemon stops: drop the QMP connections and leave the VMs running."""
+        for qmp in self.monitors.values():
+            qmp.close()
+        self.monitors.clear()

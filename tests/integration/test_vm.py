@@ -1,0 +1,174 @@
+"""VMs under tcg: the tiny test VM (Debian's cloud kernel, busybox initramfs)
+through its life, seen from outside: its serial console, its QEMU process,
+its disk as the guest sees it, and the daemon dying under it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from osctl.client import Client
+from tests.conftest import missing_capability, require
+from tests.helpers import node as test_node
+from tests.helpers.vm import (SECTOR, console_size, have_qemu, prebuild, vm_node_config,
+                               wait_console)
+
+GIB = 1 << 30
+
+
+@pytest.fixture
+def vmnode(tmp_path, request):
+    require(missing_capability() or have_qemu())
+    config = vm_node_config(tmp_path)
+    prebuild(Path(config["templates_dir"]), "tinyvm")
+    n = test_node.TestNode(config=config)
+    try:
+        n.start()
+        n.osctl("user", "new", "vmuser")
+        yield n
+    finally:
+        if getattr(request.node, "rep_call_failed", False):
+            print(n.log_tail(80))
+        n.cleanup()
+
+
+def qemu_alive(pid: int) -> bool:
+    try:
+        return b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def new_tiny(node, vm: str = "v1", **opts) -> dict:
+    args = {"cores": "1", "memory": "256M", "disk": "10G", **opts}
+    flat = [x for k, v in args.items() for x in (f"--{k}", v)]
+    return node.osctl_json("vm", "new", vm, "--user", "vmuser", "--template", "tinyvm", *flat)
+
+
+def test_tiny_vm_life(vmnode):
+    node = vmnode
+    vm = new_tiny(node)
+    assert (vm["state"], vm["cores"], vm["memory"], vm["disk"]) == ("stopped", 1, 256 << 20, 10 * GIB)
+    disk = Path(node.osctl_json("vm", "show", "v1")["disk_path"])
+    assert disk.stat().st_size == 10 * GIB and disk.stat().st_blocks == 0  # sparse
+
+    vm = node.osctl_json("vm", "start", "v1")
+    assert vm["state"] == "running" and qemu_alive(vm["pid"])
+    pid = vm["pid"]
+    wait_console(node, "v1", r"OSCTLD-VM-UP 1 cpus")
+    wait_console(node, "v1", rf"OSCTLD-DISK {10 * GIB // SECTOR}\b")
+
+    # The disk grows live and the guest sees the new size; it never shrinks.
+    mark = console_size(node, "v1")
+    assert node.osctl_json("vm", "set", "disk", "v1", "12G")["disk"] == 12 * GIB
+    wait_console(node, "v1", rf"OSCTLD-DISK {12 * GIB // SECTOR}\b", after=mark, timeout=30)
+    assert disk.stat().st_size == 12 * GIB
+    p = node.osctl("vm", "set", "disk", "v1", "11G", check=False)
+    assert p.returncode == 2 and "never shrink" in p.stderr
+    assert node.osctl_json("vm", "show", "v1")["disk"] == 12 * GIB
+
+    # Cores and memory are recorded, applied at the next start.
+    node.osctl("vm", "set", "cores", "v1", "2")
+    node.osctl("vm", "set", "memory", "v1", "320M")
+    shown = node.osctl_json("vm", "show", "v1")
+    assert (shown["cores"], shown["running_cores"], shown["pending_restart"]) == (2, 1, True)
+
+    # kill -9 of the daemon: the VM runs on; the new daemon adopts it at once.
+    node.kill()
+    assert qemu_alive(pid)
+    node.start()
+    listed = {v["id"]: v for v in node.osctl_json("vm", "ls")}
+    assert (listed["v1"]["state"], listed["v1"]["pid"], listed["v1"]["pending_restart"]) == \
+        ("running", pid, True)
+
+    # A clean ACPI power-down, driven by the new daemon.
+    mark = console_size(node, "v1")
+    t0 = time.time()
+    assert node.osctl_json("vm", "stop", "v1", "--timeout", "60")["state"] == "stopped"
+    assert time.time() - t0 < 30, "the guest did not react to the power button"
+    wait_console(node, "v1", r"OSCTLD-POWERDOWN", after=mark, timeout=1)
+    assert not qemu_alive(pid)
+
+    # The next start applies the recorded cores and memory.
+    vm = node.osctl_json("vm", "start", "v1")
+    wait_console(node, "v1", r"OSCTLD-VM-UP 2 cpus")
+    shown = node.osctl_json("vm", "show", "v1")
+    assert (shown["running_cores"], shown["running_memory"], shown["pending_restart"]) == \
+        (2, 320 << 20, False)
+    node.osctl("vm", "kill", "v1")
+    assert not qemu_alive(vm["pid"])
+    node.osctl("vm", "del", "v1")
+    assert not disk.exists() and node.osctl_json("vm", "ls") == []
+
+
+def test_console_online_and_guest_poweroff(vmnode):
+    node = vmnode
+    new_tiny(node, "c1")
+    # online=true starts it; the console is relayed over descriptors we pass.
+    assert node.osctl_json("vm", "set", "online", "c1", "true")["state"] == "running"
+    wait_console(node, "c1", r"OSCTLD-VM-UP")
+    ours, theirs = socket.socketpair()
+    with Client(str(node.socket)) as c:
+        req = c.send("vm.console", {"id": "c1"}, fds=(theirs.fileno(), theirs.fileno()))
+        theirs.close()
+        ours.sendall(b"\necho CONSOLE-$((6*7))\n")
+        ours.settimeout(30)
+        seen = b""
+        while b"CONSOLE-42" not in seen:
+            chunk = ours.recv(4096)
+            assert chunk, f"console closed; saw {seen!r}"
+            seen += chunk
+        # A second client is refused while we are attached.
+        p = node.osctl("vm", "console", "c1", check=False, input="")
+        assert p.returncode == 5, p.stderr
+        ours.sendall(b"\x01q")
+        assert c.wait(req)["ended"] == "escape"
+    ours.close()
+
+    # online=false: the power button; the VM goes and stays offline.
+    vm = node.osctl_json("vm", "set", "online", "c1", "false")
+    assert (vm["state"], vm["online"]) == ("stopped", False)
+
+    # The guest powering itself off is noticed (the QMP stream ends).
+    node.osctl("vm", "start", "c1")
+    wait_console(node, "c1", r"OSCTLD-VM-UP")
+    pid = node.osctl_json("vm", "show", "c1")["pid"]
+    ours, theirs = socket.socketpair()
+    with Client(str(node.socket)) as c:
+        req = c.send("vm.console", {"id": "c1"}, fds=(theirs.fileno(), theirs.fileno()))
+        theirs.close()
+        ours.sendall(b"\npoweroff -f\n")
+        assert c.wait(req)["ended"] == "console closed"
+    ours.close()
+    deadline = time.time() + 10
+    while node.osctl_json("vm", "show", "c1")["state"] != "stopped" and time.time() < deadline:
+        time.sleep(0.1)
+    assert node.osctl_json("vm", "show", "c1")["state"] == "stopped" and not qemu_alive(pid)
+
+
+def test_node_policy_and_bad_input(vmnode):
+    node = vmnode
+    for opts, what in (({"cores": "9"}, "cores must be 1 to 8"),
+                       ({"cores": "0"}, "cores must be 1 to 8"),
+                       ({"memory": "128M"}, "memory must be at least 256 MiB"),
+                       ({"disk": "5G"}, "disk must be at least 10240 MiB")):
+        args = {"cores": "1", "memory": "256M", "disk": "10G", **opts}
+        flat = [x for k, v in args.items() for x in (f"--{k}", v)]
+        p = node.osctl("vm", "new", "bad", "--user", "vmuser", "--template", "tinyvm", *flat,
+                       check=False)
+        assert p.returncode == 2 and what in p.stderr, p.stderr
+    p = node.osctl("vm", "new", "bad", "--user", "vmuser", "--template", "busybox", "-c", "1",
+                   "-m", "256M", "-d", "10G", check=False)
+    assert p.returncode == 8 and "no VM image" in p.stderr
+    assert node.osctl_json("vm", "ls") == []
+    assert not any((node.state_dir / "pools" / "default" / "vm").glob("*"))
+    new_tiny(node, "p1")
+    assert node.osctl("vm", "new", "p1", "--user", "vmuser", "--template", "tinyvm", "-c", "1",
+                      "-m", "256M", "-d", "10G", check=False).returncode == 4
+    assert node.osctl("vm", "set", "cores", "p1", "9", check=False).returncode == 2
+    assert node.osctl("user", "del", "vmuser", check=False).returncode == 6
