@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
     lxc lxc-dev lxcfs uidmap busybox-static debootstrap btrfs-progs iproute2
     nix-bin qemu-system-x86 qemu-utils pkg-config gcc tar
+    ifupdown  # its ifup/ifdown check distconfig's Debian output, in test namespaces only
 )
 
 missing=()

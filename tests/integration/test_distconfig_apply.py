@@ -1,0 +1,210 @@
+"""distconfig's output applied for real: the busybox S40network script with
+busybox ``ip`` and ``udhcpc``, and Debian's interfaces file with ifupdown's
+own ``ifup``/``ifdown``, each inside a pair of network namespaces made here
+("node" and "ct", joined by veths; the node also has a bridge with a DHCP
+server on it). The host's own network is never touched: every command runs
+inside those namespaces, and the rootfs paths the files name (/etc/...,
+/run) are bind-mounted from a temporary rootfs in the private mount
+namespace that ``ip netns exec`` gives each command."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from osctld.distconfig import for_distribution
+from osctld.distconfig.netconfig import BRIDGE, ROUTED, IfaceConfig
+from tests.conftest import require
+
+ip4, ip6 = ipaddress.ip_address, ipaddress.ip_interface
+
+
+def _missing(*tools: str) -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    gone = [t for t in tools if shutil.which(t) is None]
+    return f"missing tools: {', '.join(gone)}" if gone else None
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=60)
+
+
+class Pair:
+    """Two namespaces: the node (host side, bridge br0 with udhcpd) and the
+    container (eth0 routed, eth1 and eth2 on the bridge)."""
+
+    def __init__(self, tmp: Path):
+        tag = uuid.uuid4().hex[:8]
+        self.node, self.ct, self.tmp = f"dcn-{tag}", f"dcc-{tag}", tmp
+        self.udhcpd: subprocess.Popen | None = None
+
+    def n(self, *cmd: str, check: bool = True):
+        return sh("ip", "netns", "exec", self.node, *cmd, check=check)
+
+    def c(self, *cmd: str, check: bool = True):
+        return sh("ip", "netns", "exec", self.ct, *cmd, check=check)
+
+    def ct_shell(self, rootfs: Path, script: str, binds: tuple[str, ...]):
+        """``script`` in the container's namespace, with ``binds`` (paths in
+        the rootfs) mounted over the same paths of this private mount ns."""
+        mounts = "".join(f"mount --bind {rootfs}/{b} /{b} && " for b in binds)
+        return self.c("sh", "-c", mounts + script)
+
+    def up(self) -> None:
+        sh("ip", "netns", "add", self.node)
+        sh("ip", "netns", "add", self.ct)
+        self.n("ip", "link", "set", "lo", "up")
+        self.c("ip", "link", "set", "lo", "up")
+        self.n("ip", "link", "add", "h0", "type", "veth", "peer", "name", "eth0", "netns", self.ct)
+        self.n("ip", "addr", "add", "10.100.0.1/30", "dev", "h0")
+        self.n("ip", "addr", "add", "fe80::1/64", "dev", "h0")
+        self.n("ip", "link", "set", "h0", "up")
+        # The node's own "public" addresses, to check the container's source
+        # address and default routes against.
+        self.n("ip", "addr", "add", "198.51.100.1/32", "dev", "lo")
+        self.n("ip", "addr", "add", "2001:db8:ffff::1/128", "dev", "lo")
+        self.n("ip", "link", "add", "br0", "type", "bridge")
+        self.n("ip", "addr", "add", "203.0.113.1/24", "dev", "br0")
+        self.n("ip", "addr", "add", "2001:db8:1::1/64", "dev", "br0", "nodad")
+        for host, inside in (("b1", "eth1"), ("b2", "eth2")):
+            self.n("ip", "link", "add", host, "type", "veth", "peer", "name", inside, "netns", self.ct)
+            self.n("ip", "link", "set", host, "master", "br0", "up")
+        self.n("ip", "link", "set", "br0", "up")
+
+    def host_routes(self, iface: IfaceConfig) -> None:
+        """What the net layer does on the host for a routed interface."""
+        for a in iface.addresses[1:]:
+            via = ["via", "10.100.0.2"] if a.version == 4 else []
+            self.n("ip", f"-{a.version}", "route", "add", str(a.ip), *via, "dev", "h0")
+
+    def start_udhcpd(self) -> None:
+        conf = self.tmp / "udhcpd.conf"
+        conf.write_text(f"start 203.0.113.100\nend 203.0.113.110\ninterface br0\n"
+                        f"lease_file {self.tmp}/leases\npidfile {self.tmp}/udhcpd.pid\n"
+                        "option subnet 255.255.255.0\n")
+        (self.tmp / "leases").touch()
+        self.udhcpd = subprocess.Popen(["ip", "netns", "exec", self.node, "busybox", "udhcpd", "-f", str(conf)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def down(self) -> None:
+        if self.udhcpd:
+            self.udhcpd.send_signal(signal.SIGTERM)
+            self.udhcpd.wait(timeout=10)
+        for ns in (self.ct, self.node):
+            sh("ip", "netns", "del", ns, check=False)
+
+    def pings(self, ns: str, addr: str, within: float = 5.0) -> bool:
+        deadline = time.monotonic() + within
+        while True:
+            if sh("ip", "netns", "exec", ns, "busybox", "ping", "-c1", "-W1", addr, check=False).returncode == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    p = Pair(tmp_path)
+    try:
+        p.up()
+        yield p
+    finally:
+        p.down()
+
+
+def routed() -> IfaceConfig:
+    return IfaceConfig(
+        name="eth0", kind=ROUTED,
+        addresses=[ip6("10.100.0.2/30"), ip6("192.0.2.10/32"), ip6("192.0.2.11/32"), ip6("2001:db8::10/128")],
+        gateway4=ip4("10.100.0.1"), gateway6=ip4("fe80::1"), src4=ip4("192.0.2.10"),
+    )
+
+
+def bridged() -> IfaceConfig:
+    """On the node's bridge, no gateway: the default route stays eth0's."""
+    return IfaceConfig(name="eth1", kind=BRIDGE, addresses=[ip6("203.0.113.50/24"), ip6("2001:db8:1::50/64")])
+
+
+def assert_routed_works(pair: Pair) -> None:
+    for addr in ("192.0.2.10", "192.0.2.11", "2001:db8::10"):
+        assert pair.pings(pair.node, addr), f"node cannot reach {addr}"
+    route = pair.c("ip", "route", "get", "198.51.100.1").stdout
+    assert "via 10.100.0.1" in route and "src 192.0.2.10" in route, route
+    assert pair.pings(pair.ct, "198.51.100.1")
+    assert pair.pings(pair.ct, "2001:db8:ffff::1"), "IPv6 default route via fe80::1"
+    assert pair.pings(pair.node, "203.0.113.50")
+    assert pair.pings(pair.node, "2001:db8:1::50")
+
+
+def test_busybox_script_brings_the_network_up_and_down(pair, tmp_path):
+    require(_missing("busybox", "ip"))
+    rootfs, bindir = tmp_path / "rootfs", tmp_path / "bin"
+    (rootfs / "run").mkdir(parents=True)
+    bindir.mkdir()
+    for applet in ("ip", "udhcpc"):
+        (bindir / applet).symlink_to(shutil.which("busybox"))
+    dhcp = IfaceConfig(name="eth2", kind=BRIDGE, addresses=[], dhcp=True)
+    for_distribution("busybox")(rootfs).set_network([routed(), bridged(), dhcp])
+    pair.host_routes(routed())
+    pair.start_udhcpd()
+    binds = ("etc/init.d", "run")
+    path = f"PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    pair.ct_shell(rootfs, f"{path} /etc/init.d/S40network start", binds)
+    assert_routed_works(pair)
+    deadline = time.monotonic() + 10
+    while "203.0.113.1" not in (lease := pair.c("ip", "-4", "-o", "addr", "show", "dev", "eth2").stdout):
+        assert time.monotonic() < deadline, "eth2 got no DHCP lease"
+        time.sleep(0.2)
+    leased = lease.split()[3].split("/")[0]
+    assert ipaddress.ip_address(leased) in ipaddress.ip_network("203.0.113.96/28")
+    assert pair.pings(pair.node, leased)
+
+    pidfile = rootfs / "run/udhcpc.eth2.pid"
+    udhcpc = int(pidfile.read_text())
+    pair.ct_shell(rootfs, f"{path} /etc/init.d/S40network stop", binds)
+    assert not os.path.exists(f"/proc/{udhcpc}") or _zombie_or_gone(udhcpc)
+    assert "192.0.2.10" not in pair.c("ip", "addr", "show", "dev", "eth0").stdout
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return False
+
+
+def test_debian_interfaces_with_ifupdown(pair, tmp_path):
+    require(_missing("ifup", "ifdown", "ip", "busybox"))
+    rootfs, state = tmp_path / "rootfs", tmp_path / "state"
+    (rootfs / "etc/network/interfaces.d").mkdir(parents=True)
+    state.mkdir()
+    (rootfs / "etc/network/interfaces.tail").write_text("iface dummy0 inet manual\n")
+    for_distribution("debian")(rootfs).set_network([routed(), bridged()])
+    pair.host_routes(routed())
+    ifupdown = f"--state-dir={state} --no-scripts -i /etc/network/interfaces"
+
+    pair.ct_shell(rootfs, f"ifup {ifupdown} eth0 eth1", ("etc/network",))
+    assert_routed_works(pair)
+    pair.ct_shell(rootfs, f"ifdown {ifupdown} eth0 eth1", ("etc/network",))
+    addrs = pair.c("ip", "addr", "show").stdout
+    assert "192.0.2.1" not in addrs and "203.0.113.50" not in addrs, addrs
+    # Up again after down: nothing left behind makes the second ifup fail.
+    pair.ct_shell(rootfs, f"ifup {ifupdown} eth0 eth1", ("etc/network",))
+    assert_routed_works(pair)
