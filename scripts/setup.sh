@@ -22,6 +22,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Alpine's ifupdown-ng conflicts with ifupdown: it is unpacked, not installed,
+# for the test that runs distconfig's Alpine output with it.
+IFUPDOWN_NG=${OSCTLD_TEST_CACHE:-/var/cache/osctld-test}/ifupdown-ng
+if [ ! -x "$IFUPDOWN_NG/sbin/ifup" ]; then
+    echo "setup: unpacking ifupdown-ng into $IFUPDOWN_NG"
+    deb=$(mktemp -d)
+    (cd "$deb" && apt-get download -qq ifupdown-ng 2>/dev/null)
+    dpkg -x "$deb"/ifupdown-ng_*.deb "$IFUPDOWN_NG"
+    rm -rf "$deb"
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv

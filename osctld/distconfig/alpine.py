@@ -12,6 +12,8 @@ from .netconfig import IfaceConfig, ip_route_args
 
 
 class AlpineConfig(IfupdownConfig):
+    include = "source-directory /etc/network/interfaces.d"
+
     def stanza(self, iface: IfaceConfig) -> str:
         lines = [f"auto {iface.name}", f"iface {iface.name}"]
         if iface.dhcp:

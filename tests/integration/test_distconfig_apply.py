@@ -1,6 +1,6 @@
 """distconfig's output applied for real: the busybox S40network script with
-busybox ``ip`` and ``udhcpc``, and Debian's interfaces file with ifupdown's
-own ``ifup``/``ifdown``, each inside a pair of network namespaces made here
+busybox ``ip`` and ``udhcpc``, Debian's interfaces file with ifupdown's own
+``ifup``/``ifdown``, and Alpine's with ifupdown-ng's, each inside a pair of network namespaces made here
 ("node" and "ct", joined by veths; the node also has a bridge with a DHCP
 server on it). The host's own network is never touched: every command runs
 inside those namespaces, and the rootfs paths the files name (/etc/...,
@@ -35,7 +35,10 @@ def _missing(*tools: str) -> str | None:
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if check and r.returncode:
+        raise AssertionError(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    return r
 
 
 class Pair:
@@ -190,21 +193,41 @@ def _zombie_or_gone(pid: int) -> bool:
     return False
 
 
-def test_debian_interfaces_with_ifupdown(pair, tmp_path):
-    require(_missing("ifup", "ifdown", "ip", "busybox"))
-    rootfs, state = tmp_path / "rootfs", tmp_path / "state"
-    (rootfs / "etc/network/interfaces.d").mkdir(parents=True)
-    state.mkdir()
-    (rootfs / "etc/network/interfaces.tail").write_text("iface dummy0 inet manual\n")
-    for_distribution("debian")(rootfs).set_network([routed(), bridged()])
-    pair.host_routes(routed())
-    ifupdown = f"--state-dir={state} --no-scripts -i /etc/network/interfaces"
+IFUPDOWN_NG = Path(os.environ.get("OSCTLD_TEST_CACHE", "/var/cache/osctld-test")) / "ifupdown-ng"
 
-    pair.ct_shell(rootfs, f"ifup {ifupdown} eth0 eth1", ("etc/network",))
+
+def _ifupdown(dist: str, tmp: Path) -> tuple[str, str, str | None]:
+    """(ifup, ifdown, what is missing) for a distribution's own tools: Debian's
+    ifupdown with iproute2, Alpine's ifupdown-ng (unpacked by setup.sh) with
+    busybox ``ip`` as on Alpine."""
+    if dist == "debian":
+        opts = f"--state-dir={tmp} --no-scripts -i /etc/network/interfaces"
+        return f"ifup {opts}", f"ifdown {opts}", _missing("ifup", "ifdown", "ip", "busybox")
+    bindir = tmp / "bin"
+    bindir.mkdir()
+    (bindir / "ip").symlink_to(shutil.which("busybox") or "busybox")
+    opts = f"-l -E {IFUPDOWN_NG}/usr/libexec/ifupdown-ng -S {tmp}/ifstate -i /etc/network/interfaces"
+    env = f"PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin"
+    missing = _missing("busybox") or (None if (IFUPDOWN_NG / "sbin/ifup").exists()
+                                      else f"no ifupdown-ng in {IFUPDOWN_NG}: run scripts/setup.sh")
+    return f"{env} {IFUPDOWN_NG}/sbin/ifup {opts}", f"{env} {IFUPDOWN_NG}/sbin/ifdown {opts}", missing
+
+
+@pytest.mark.parametrize("dist", ["debian", "alpine"])
+def test_interfaces_with_the_distributions_ifupdown(dist, pair, tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc/network/interfaces.d").mkdir(parents=True)
+    ifup, ifdown, missing = _ifupdown(dist, tmp_path)
+    require(missing)
+    (rootfs / "etc/network/interfaces.tail").write_text("iface dummy0 inet manual\n")
+    for_distribution(dist)(rootfs).set_network([routed(), bridged()])
+    pair.host_routes(routed())
+
+    pair.ct_shell(rootfs, f"{ifup} eth0 eth1", ("etc/network",))
     assert_routed_works(pair)
-    pair.ct_shell(rootfs, f"ifdown {ifupdown} eth0 eth1", ("etc/network",))
+    pair.ct_shell(rootfs, f"{ifdown} eth0 eth1", ("etc/network",))
     addrs = pair.c("ip", "addr", "show").stdout
     assert "192.0.2.1" not in addrs and "203.0.113.50" not in addrs, addrs
     # Up again after down: nothing left behind makes the second ifup fail.
-    pair.ct_shell(rootfs, f"ifup {ifupdown} eth0 eth1", ("etc/network",))
+    pair.ct_shell(rootfs, f"{ifup} eth0 eth1", ("etc/network",))
     assert_routed_works(pair)
