@@ -22,6 +22,8 @@ import pytest
 
 from osctld.distconfig import for_distribution
 from osctld.distconfig.netconfig import BRIDGE, ROUTED, IfaceConfig
+
+NETWORKD = "/lib/systemd/systemd-networkd"
 from tests.conftest import require
 
 ip4, ip6 = ipaddress.ip_address, ipaddress.ip_interface
@@ -99,11 +101,29 @@ class Pair:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def down(self) -> None:
+        """Whatever a test started in the namespaces (udhcpd, a udhcpc left
+        by a failed check, networkd) goes with them."""
+        for ns in (self.ct, self.node):
+            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if self.udhcpd:
-            self.udhcpd.send_signal(signal.SIGTERM)
             self.udhcpd.wait(timeout=10)
         for ns in (self.ct, self.node):
             sh("ip", "netns", "del", ns, check=False)
+
+    def leased(self, dev: str, within: float = 15.0) -> str:
+        """The address udhcpd leased to ``dev`` in the container."""
+        deadline = time.monotonic() + within
+        while True:
+            for line in self.c("ip", "-4", "-o", "addr", "show", "dev", dev).stdout.splitlines():
+                addr = ipaddress.ip_interface(line.split()[3]).ip
+                if addr in ipaddress.ip_network("203.0.113.96/28"):
+                    return str(addr)
+            assert time.monotonic() < deadline, f"{dev} got no DHCP lease"
+            time.sleep(0.2)
 
     def pings(self, ns: str, addr: str, within: float = 5.0) -> bool:
         deadline = time.monotonic() + within
@@ -138,6 +158,10 @@ def bridged() -> IfaceConfig:
     return IfaceConfig(name="eth1", kind=BRIDGE, addresses=[ip6("203.0.113.50/24"), ip6("2001:db8:1::50/64")])
 
 
+def dhcp() -> IfaceConfig:
+    return IfaceConfig(name="eth2", kind=BRIDGE, addresses=[], dhcp=True)
+
+
 def assert_routed_works(pair: Pair) -> None:
     for addr in ("192.0.2.10", "192.0.2.11", "2001:db8::10"):
         assert pair.pings(pair.node, addr), f"node cannot reach {addr}"
@@ -156,8 +180,7 @@ def test_busybox_script_brings_the_network_up_and_down(pair, tmp_path):
     bindir.mkdir()
     for applet in ("ip", "udhcpc"):
         (bindir / applet).symlink_to(shutil.which("busybox"))
-    dhcp = IfaceConfig(name="eth2", kind=BRIDGE, addresses=[], dhcp=True)
-    for_distribution("busybox")(rootfs).set_network([routed(), bridged(), dhcp])
+    for_distribution("busybox")(rootfs).set_network([routed(), bridged(), dhcp()])
     pair.host_routes(routed())
     pair.start_udhcpd()
     binds = ("etc/init.d", "run")
@@ -165,13 +188,7 @@ def test_busybox_script_brings_the_network_up_and_down(pair, tmp_path):
 
     pair.ct_shell(rootfs, f"{path} /etc/init.d/S40network start", binds)
     assert_routed_works(pair)
-    deadline = time.monotonic() + 10
-    while "203.0.113.1" not in (lease := pair.c("ip", "-4", "-o", "addr", "show", "dev", "eth2").stdout):
-        assert time.monotonic() < deadline, "eth2 got no DHCP lease"
-        time.sleep(0.2)
-    leased = lease.split()[3].split("/")[0]
-    assert ipaddress.ip_address(leased) in ipaddress.ip_network("203.0.113.96/28")
-    assert pair.pings(pair.node, leased)
+    assert pair.pings(pair.node, pair.leased("eth2"))
 
     pidfile = rootfs / "run/udhcpc.eth2.pid"
     udhcpc = int(pidfile.read_text())
@@ -231,3 +248,25 @@ def test_interfaces_with_the_distributions_ifupdown(dist, pair, tmp_path):
     # Up again after down: nothing left behind makes the second ifup fail.
     pair.ct_shell(rootfs, f"{ifup} eth0 eth1", ("etc/network",))
     assert_routed_works(pair)
+
+
+def test_networkd_files_with_systemd_networkd(pair, tmp_path):
+    """networkd as in a container: /sys read-only (so it waits for no udev),
+    its /run private, and no D-Bus, so that nothing of the host's is touched."""
+    require(_missing("busybox", "ip") or (None if os.path.exists(NETWORKD) else f"no {NETWORKD}"))
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    for_distribution("arch")(rootfs).set_network([routed(), bridged(), dhcp()])
+    pair.host_routes(routed())
+    pair.start_udhcpd()
+    script = (f"mount --bind {rootfs}/etc/systemd/network /etc/systemd/network"
+              " && mount -t tmpfs tmpfs /run/systemd && mount -o bind,remount,ro /sys"
+              f" && exec env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent {NETWORKD}")
+    networkd = subprocess.Popen(["ip", "netns", "exec", pair.ct, "sh", "-c", script],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert_routed_works(pair)
+        assert pair.pings(pair.node, pair.leased("eth2"))
+    finally:
+        networkd.terminate()
+        networkd.wait(timeout=10)
