@@ -1,6 +1,7 @@
 """distconfig's output applied for real: the busybox S40network script with
 busybox ``ip`` and ``udhcpc``, Debian's interfaces file with ifupdown's own
-``ifup``/``ifdown``, and Alpine's with ifupdown-ng's, each inside a pair of network namespaces made here
+``ifup``/``ifdown``, Alpine's with ifupdown-ng's, networkd's files with
+systemd-networkd and the Red Hat keyfiles with NetworkManager, each inside a pair of network namespaces made here
 ("node" and "ct", joined by veths; the node also has a bridge with a DHCP
 server on it). The host's own network is never touched: every command runs
 inside those namespaces, and the rootfs paths the files name (/etc/...,
@@ -9,6 +10,7 @@ namespace that ``ip netns exec`` gives each command."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -24,6 +26,9 @@ from osctld.distconfig import for_distribution
 from osctld.distconfig.netconfig import BRIDGE, ROUTED, IfaceConfig
 
 NETWORKD = "/lib/systemd/systemd-networkd"
+# Unpacked by scripts/setup.sh.
+TOOLS = Path(os.environ.get("OSCTLD_TEST_CACHE", "/var/cache/osctld-test"))
+IFUPDOWN_NG, NETWORK_MANAGER = TOOLS / "ifupdown-ng", TOOLS / "network-manager"
 from tests.conftest import require
 
 ip4, ip6 = ipaddress.ip_address, ipaddress.ip_interface
@@ -113,6 +118,18 @@ class Pair:
             self.udhcpd.wait(timeout=10)
         for ns in (self.ct, self.node):
             sh("ip", "netns", "del", ns, check=False)
+
+    @contextlib.contextmanager
+    def daemon(self, script: str):
+        """A network daemon of the container's distribution, run by ``script``
+        in the container's namespace for the length of the block."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ct, "sh", "-c", script],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
     def leased(self, dev: str, within: float = 15.0) -> str:
         """The address udhcpd leased to ``dev`` in the container."""
@@ -210,7 +227,6 @@ def _zombie_or_gone(pid: int) -> bool:
     return False
 
 
-IFUPDOWN_NG = Path(os.environ.get("OSCTLD_TEST_CACHE", "/var/cache/osctld-test")) / "ifupdown-ng"
 
 
 def _ifupdown(dist: str, tmp: Path) -> tuple[str, str, str | None]:
@@ -259,14 +275,36 @@ def test_networkd_files_with_systemd_networkd(pair, tmp_path):
     for_distribution("arch")(rootfs).set_network([routed(), bridged(), dhcp()])
     pair.host_routes(routed())
     pair.start_udhcpd()
-    script = (f"mount --bind {rootfs}/etc/systemd/network /etc/systemd/network"
-              " && mount -t tmpfs tmpfs /run/systemd && mount -o bind,remount,ro /sys"
-              f" && exec env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent {NETWORKD}")
-    networkd = subprocess.Popen(["ip", "netns", "exec", pair.ct, "sh", "-c", script],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with pair.daemon(f"mount --bind {rootfs}/etc/systemd/network /etc/systemd/network"
+                     " && mount -t tmpfs tmpfs /run/systemd && mount -o bind,remount,ro /sys"
+                     f" && exec env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent {NETWORKD}"):
         assert_routed_works(pair)
         assert pair.pings(pair.node, pair.leased("eth2"))
-    finally:
-        networkd.terminate()
-        networkd.wait(timeout=10)
+
+
+def test_keyfiles_with_networkmanager(pair, tmp_path):
+    """NetworkManager (Debian's, unpacked by setup.sh) on a private D-Bus,
+    every path of its own under tmp_path, /etc read-only and /run and
+    /var/lib private: it reads the keyfiles from the rootfs and nothing
+    else of the host's."""
+    nm = NETWORK_MANAGER / "usr/sbin/NetworkManager"
+    require(_missing("busybox", "ip", "dbus-run-session")
+            or (None if nm.exists() else f"no {nm}: run scripts/setup.sh"))
+    rootfs, conf = tmp_path / "rootfs", tmp_path / "nm"
+    rootfs.mkdir()
+    (conf / "conf.d").mkdir(parents=True)
+    for_distribution("fedora")(rootfs).set_network([routed(), bridged(), dhcp()])
+    (conf / "nm.conf").write_text(
+        "[main]\nplugins=keyfile\nno-auto-default=*\ndns=none\nrc-manager=unmanaged\nhostname-mode=none\n"
+        f"[keyfile]\npath={rootfs}/etc/NetworkManager/system-connections\n")
+    pair.host_routes(routed())
+    pair.start_udhcpd()
+    paths = (f"--config {conf}/nm.conf --config-dir {conf}/conf.d --system-config-dir {conf}/conf.d"
+             f" --intern-config {conf}/intern.conf --state-file {conf}/state --pid-file {conf}/pid")
+    with pair.daemon("mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib"
+                     " && mount --bind /etc /etc && mount -o bind,remount,ro /etc"
+                     " && mount -o bind,remount,ro /sys && exec dbus-run-session -- sh -c"
+                     " 'DBUS_SYSTEM_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS"
+                     f" LD_LIBRARY_PATH={NETWORK_MANAGER}/usr/lib/x86_64-linux-gnu exec {nm} --debug {paths}'"):
+        assert_routed_works(pair)
+        assert pair.pings(pair.node, pair.leased("eth2"))
