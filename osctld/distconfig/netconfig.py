@@ -82,3 +82,14 @@ def ip_route_args(iface: IfaceConfig, route: Route) -> str:
     if route.is_default and src:
         words += ["src", str(src)]
     return " ".join(words)
+
+
+def wait_for_dad(iface: IfaceConfig) -> str | None:
+    """A shell loop that waits (up to 5 s) while duplicate address detection
+    holds the interface's IPv6 addresses tentative: the kernel refuses a
+    route whose source address is still tentative. None where no IPv6
+    default route has a source or DAD is skipped."""
+    if iface.skip_dad or not (iface.src6 and iface.gateway(6) and iface.addresses_of(6)):
+        return None
+    return (f"n=0; while ip -6 addr show dev {iface.name} | grep -q tentative && [ $n -lt 50 ];"
+            " do sleep 0.1; n=$((n+1)); done")

@@ -46,7 +46,10 @@ def _route(iface: IfaceConfig, r: Route) -> str:
     if r.via:
         words.append(f"via = {_str(str(r.via))};")
     src = iface.src(r.prefix.version)
-    if r.is_default and src:
+    # NixOS adds the routes right after the addresses, while DAD may still
+    # hold an IPv6 source tentative (and the kernel refuse it): without DAD
+    # (routed) only.
+    if r.is_default and src and (r.prefix.version == 4 or iface.skip_dad):
         words.append(f"options.src = {_str(str(src))};")
     return "{ " + " ".join(words) + " }"
 

@@ -90,9 +90,9 @@ class Pair:
             self.n("ip", "link", "set", host, "master", "br0", "up")
         self.n("ip", "link", "set", "br0", "up")
 
-    def host_routes(self, iface: IfaceConfig) -> None:
-        """What the net layer does on the host for a routed interface."""
-        for a in iface.addresses[1:]:
+    def host_routes(self) -> None:
+        """What the net layer does on the host for the routed interface."""
+        for a in routed(True).addresses[1:]:
             via = ["via", "10.100.0.2"] if a.version == 4 else []
             self.n("ip", f"-{a.version}", "route", "add", str(a.ip), *via, "dev", "h0")
 
@@ -162,49 +162,68 @@ def pair(tmp_path):
         p.down()
 
 
-def routed() -> IfaceConfig:
+def routed(v6_default: bool) -> IfaceConfig:
     return IfaceConfig(
         name="eth0", kind=ROUTED,
         addresses=[ip6("10.100.0.2/30"), ip6("192.0.2.10/32"), ip6("192.0.2.11/32"), ip6("2001:db8::10/128")],
-        gateway4=ip4("10.100.0.1"), gateway6=ip4("fe80::1"), src4=ip4("192.0.2.10"),
+        gateway4=ip4("10.100.0.1"), src4=ip4("192.0.2.10"),
+        gateway6=ip4("fe80::1") if v6_default else None, src6=ip4("2001:db8::10") if v6_default else None,
     )
 
 
-def bridged() -> IfaceConfig:
-    """On the node's bridge, no gateway: the default route stays eth0's."""
-    return IfaceConfig(name="eth1", kind=BRIDGE, addresses=[ip6("203.0.113.50/24"), ip6("2001:db8:1::50/64")])
+def bridged(v6_default: bool) -> IfaceConfig:
+    """On the node's bridge, no IPv4 gateway: the IPv4 default route stays
+    eth0's. The IPv6 one is here when ``v6_default``: its source address
+    goes through DAD first, which the tools must wait for."""
+    return IfaceConfig(
+        name="eth1", kind=BRIDGE, addresses=[ip6("203.0.113.50/24"), ip6("2001:db8:1::50/64")],
+        gateway6=ip4("2001:db8:1::1") if v6_default else None,
+        src6=ip4("2001:db8:1::50") if v6_default else None,
+    )
 
 
 def dhcp() -> IfaceConfig:
     return IfaceConfig(name="eth2", kind=BRIDGE, addresses=[], dhcp=True)
 
 
-def assert_routed_works(pair: Pair) -> None:
-    for addr in ("192.0.2.10", "192.0.2.11", "2001:db8::10"):
+def ifaces(v6_via: str, with_dhcp: bool = True) -> list[IfaceConfig]:
+    return [routed(v6_via == "eth0"), bridged(v6_via == "eth1")] + ([dhcp()] if with_dhcp else [])
+
+
+# Which interface holds the IPv6 default route: the routed one (via the host
+# veth's fe80::1) or the bridged one (via the bridge's address, after DAD).
+V6_VIA = pytest.mark.parametrize("v6_via", ["eth0", "eth1"])
+
+
+def assert_works(pair: Pair, v6_via: str) -> None:
+    for addr in ("192.0.2.10", "192.0.2.11", "2001:db8::10", "203.0.113.50", "2001:db8:1::50"):
         assert pair.pings(pair.node, addr), f"node cannot reach {addr}"
     route = pair.c("ip", "route", "get", "198.51.100.1").stdout
-    assert "via 10.100.0.1" in route and "src 192.0.2.10" in route, route
+    assert "via 10.100.0.1 dev eth0" in route and "src 192.0.2.10" in route, route
     assert pair.pings(pair.ct, "198.51.100.1")
-    assert pair.pings(pair.ct, "2001:db8:ffff::1"), "IPv6 default route via fe80::1"
-    assert pair.pings(pair.node, "203.0.113.50")
-    assert pair.pings(pair.node, "2001:db8:1::50")
+    route6 = pair.c("ip", "-6", "route", "get", "2001:db8:ffff::1").stdout
+    want = "via fe80::1 dev eth0" if v6_via == "eth0" else "via 2001:db8:1::1 dev eth1"
+    src6 = "2001:db8::10" if v6_via == "eth0" else "2001:db8:1::50"
+    assert want in route6 and f"src {src6}" in route6, route6
+    assert pair.pings(pair.ct, "2001:db8:ffff::1")
 
 
-def test_busybox_script_brings_the_network_up_and_down(pair, tmp_path):
+@V6_VIA
+def test_busybox_script_brings_the_network_up_and_down(v6_via, pair, tmp_path):
     require(_missing("busybox", "ip"))
     rootfs, bindir = tmp_path / "rootfs", tmp_path / "bin"
     (rootfs / "run").mkdir(parents=True)
     bindir.mkdir()
     for applet in ("ip", "udhcpc"):
         (bindir / applet).symlink_to(shutil.which("busybox"))
-    for_distribution("busybox")(rootfs).set_network([routed(), bridged(), dhcp()])
-    pair.host_routes(routed())
+    for_distribution("busybox")(rootfs).set_network(ifaces(v6_via))
+    pair.host_routes()
     pair.start_udhcpd()
     binds = ("etc/init.d", "run")
     path = f"PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin"
 
     pair.ct_shell(rootfs, f"{path} /etc/init.d/S40network start", binds)
-    assert_routed_works(pair)
+    assert_works(pair, v6_via)
     assert pair.pings(pair.node, pair.leased("eth2"))
 
     pidfile = rootfs / "run/udhcpc.eth2.pid"
@@ -246,43 +265,46 @@ def _ifupdown(dist: str, tmp: Path) -> tuple[str, str, str | None]:
     return f"{env} {IFUPDOWN_NG}/sbin/ifup {opts}", f"{env} {IFUPDOWN_NG}/sbin/ifdown {opts}", missing
 
 
+@V6_VIA
 @pytest.mark.parametrize("dist", ["debian", "alpine"])
-def test_interfaces_with_the_distributions_ifupdown(dist, pair, tmp_path):
+def test_interfaces_with_the_distributions_ifupdown(dist, v6_via, pair, tmp_path):
     rootfs = tmp_path / "rootfs"
     (rootfs / "etc/network/interfaces.d").mkdir(parents=True)
     ifup, ifdown, missing = _ifupdown(dist, tmp_path)
     require(missing)
     (rootfs / "etc/network/interfaces.tail").write_text("iface dummy0 inet manual\n")
-    for_distribution(dist)(rootfs).set_network([routed(), bridged()])
-    pair.host_routes(routed())
+    for_distribution(dist)(rootfs).set_network(ifaces(v6_via, with_dhcp=False))
+    pair.host_routes()
 
     pair.ct_shell(rootfs, f"{ifup} eth0 eth1", ("etc/network",))
-    assert_routed_works(pair)
+    assert_works(pair, v6_via)
     pair.ct_shell(rootfs, f"{ifdown} eth0 eth1", ("etc/network",))
     addrs = pair.c("ip", "addr", "show").stdout
     assert "192.0.2.1" not in addrs and "203.0.113.50" not in addrs, addrs
     # Up again after down: nothing left behind makes the second ifup fail.
     pair.ct_shell(rootfs, f"{ifup} eth0 eth1", ("etc/network",))
-    assert_routed_works(pair)
+    assert_works(pair, v6_via)
 
 
-def test_networkd_files_with_systemd_networkd(pair, tmp_path):
+@V6_VIA
+def test_networkd_files_with_systemd_networkd(v6_via, pair, tmp_path):
     """networkd as in a container: /sys read-only (so it waits for no udev),
     its /run private, and no D-Bus, so that nothing of the host's is touched."""
     require(_missing("busybox", "ip") or (None if os.path.exists(NETWORKD) else f"no {NETWORKD}"))
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
-    for_distribution("arch")(rootfs).set_network([routed(), bridged(), dhcp()])
-    pair.host_routes(routed())
+    for_distribution("arch")(rootfs).set_network(ifaces(v6_via))
+    pair.host_routes()
     pair.start_udhcpd()
     with pair.daemon(f"mount --bind {rootfs}/etc/systemd/network /etc/systemd/network"
                      " && mount -t tmpfs tmpfs /run/systemd && mount -o bind,remount,ro /sys"
                      f" && exec env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent {NETWORKD}"):
-        assert_routed_works(pair)
+        assert_works(pair, v6_via)
         assert pair.pings(pair.node, pair.leased("eth2"))
 
 
-def test_keyfiles_with_networkmanager(pair, tmp_path):
+@V6_VIA
+def test_keyfiles_with_networkmanager(v6_via, pair, tmp_path):
     """NetworkManager (Debian's, unpacked by setup.sh) on a private D-Bus,
     every path of its own under tmp_path, /etc read-only and /run and
     /var/lib private: it reads the keyfiles from the rootfs and nothing
@@ -293,11 +315,11 @@ def test_keyfiles_with_networkmanager(pair, tmp_path):
     rootfs, conf = tmp_path / "rootfs", tmp_path / "nm"
     rootfs.mkdir()
     (conf / "conf.d").mkdir(parents=True)
-    for_distribution("fedora")(rootfs).set_network([routed(), bridged(), dhcp()])
+    for_distribution("fedora")(rootfs).set_network(ifaces(v6_via))
     (conf / "nm.conf").write_text(
         "[main]\nplugins=keyfile\nno-auto-default=*\ndns=none\nrc-manager=unmanaged\nhostname-mode=none\n"
         f"[keyfile]\npath={rootfs}/etc/NetworkManager/system-connections\n")
-    pair.host_routes(routed())
+    pair.host_routes()
     pair.start_udhcpd()
     paths = (f"--config {conf}/nm.conf --config-dir {conf}/conf.d --system-config-dir {conf}/conf.d"
              f" --intern-config {conf}/intern.conf --state-file {conf}/state --pid-file {conf}/pid")
@@ -306,5 +328,5 @@ def test_keyfiles_with_networkmanager(pair, tmp_path):
                      " && mount -o bind,remount,ro /sys && exec dbus-run-session -- sh -c"
                      " 'DBUS_SYSTEM_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS"
                      f" LD_LIBRARY_PATH={NETWORK_MANAGER}/usr/lib/x86_64-linux-gnu exec {nm} --debug {paths}'"):
-        assert_routed_works(pair)
+        assert_works(pair, v6_via)
         assert pair.pings(pair.node, pair.leased("eth2"))
