@@ -8,7 +8,7 @@ exist) because its ``gateway`` keyword has no source address.
 from __future__ import annotations
 
 from .ifupdown import IfupdownConfig
-from .netconfig import IfaceConfig, ip_route_args, wait_for_dad
+from .netconfig import IfaceConfig, dad_off, ip_route_args, wait_for_dad
 
 
 class AlpineConfig(IfupdownConfig):
@@ -18,8 +18,8 @@ class AlpineConfig(IfupdownConfig):
         lines = [f"auto {iface.name}", f"iface {iface.name}"]
         if iface.dhcp:
             lines.append("\tuse dhcp")
-        if iface.addresses_of(6) and iface.skip_dad:
-            lines.append(f"\tpre-up echo 0 > /proc/sys/net/ipv6/conf/{iface.name}/accept_dad")
+        if off := dad_off(iface):
+            lines.append(f"\tpre-up {off}")
         lines += [f"\taddress {a.with_prefixlen}" for v in (4, 6) for a in iface.addresses_of(v)]
         for v in (4, 6):
             if v == 6 and (wait := wait_for_dad(iface)):

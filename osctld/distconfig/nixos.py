@@ -47,9 +47,9 @@ def _route(iface: IfaceConfig, r: Route) -> str:
         words.append(f"via = {_str(str(r.via))};")
     src = iface.src(r.prefix.version)
     # NixOS adds the routes right after the addresses, while DAD may still
-    # hold an IPv6 source tentative (and the kernel refuse it): without DAD
-    # (routed) only.
-    if r.is_default and src and (r.prefix.version == 4 or iface.skip_dad):
+    # hold an IPv6 source tentative and the kernel would refuse the route:
+    # the IPv6 source is left to the kernel's choice.
+    if r.is_default and src and r.prefix.version == 4:
         words.append(f"options.src = {_str(str(src))};")
     return "{ " + " ".join(words) + " }"
 

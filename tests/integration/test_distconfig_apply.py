@@ -209,7 +209,10 @@ def assert_works(pair: Pair, v6_via: str) -> None:
 
 
 @V6_VIA
-def test_busybox_script_brings_the_network_up_and_down(v6_via, pair, tmp_path):
+@pytest.mark.parametrize("proc_sys", ["rw", "ro"])
+def test_busybox_script_brings_the_network_up_and_down(v6_via, proc_sys, pair, tmp_path):
+    """With /proc/sys read-only too (a container without LXC's writable
+    /proc/sys/net), where the script cannot turn DAD off and must wait."""
     require(_missing("busybox", "ip"))
     rootfs, bindir = tmp_path / "rootfs", tmp_path / "bin"
     (rootfs / "run").mkdir(parents=True)
@@ -222,7 +225,8 @@ def test_busybox_script_brings_the_network_up_and_down(v6_via, pair, tmp_path):
     binds = ("etc/init.d", "run")
     path = f"PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin"
 
-    pair.ct_shell(rootfs, f"{path} /etc/init.d/S40network start", binds)
+    ro = "mount --bind /proc/sys /proc/sys && mount -o bind,remount,ro /proc/sys && " if proc_sys == "ro" else ""
+    pair.ct_shell(rootfs, f"{ro}{path} /etc/init.d/S40network start", binds)
     assert_works(pair, v6_via)
     assert pair.pings(pair.node, pair.leased("eth2"))
 

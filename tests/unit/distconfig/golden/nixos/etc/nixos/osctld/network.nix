@@ -19,7 +19,7 @@
       { address = "2001:db8::10"; prefixLength = 128; }
     ];
     ipv6.routes = [
-      { address = "::"; prefixLength = 0; via = "fe80::1"; options.src = "2001:db8::10"; }
+      { address = "::"; prefixLength = 0; via = "fe80::1"; }
     ];
   };
   networking.interfaces."eth1" = {
