@@ -6,6 +6,10 @@ versions), ``build`` (a recipe run as ``build ROOTFS VERSION``) and
 dataset (so that a new container is a snapshot or copy of it) and as a
 tarball in the node's cache, so another pool, or a test node, need not run
 the recipe again.
+
+A template may also have a ``vm-build`` recipe (``vm-build OUT VERSION``):
+it writes a VM image, ``vmlinuz``, ``initrd.img``, ``cmdline`` and
+optionally a ``rootfs/`` tree, kept in the node cache (``ensure_vm``).
 """
 
 from __future__ import annotations

@@ -134,6 +134,25 @@ def test_console_online_and_guest_poweroff(vmnode):
     vm = node.osctl_json("vm", "set", "online", "c1", "false")
     assert (vm["state"], vm["online"]) == ("stopped", False)
 
+    # A guest that ignores the power button is killed after --timeout.
+    node.osctl("vm", "start", "c1")
+    wait_console(node, "c1", r"OSCTLD-VM-UP")
+    ours, theirs = socket.socketpair()
+    with Client(str(node.socket)) as c:
+        req = c.send("vm.console", {"id": "c1"}, fds=(theirs.fileno(), theirs.fileno()))
+        theirs.close()
+        ours.sendall(b"\nkillall acpid; echo ACPID-$((1+1))-GONE\n")
+        wait_console(node, "c1", r"ACPID-2-GONE", timeout=30)
+        ours.sendall(b"\x01q")
+        c.wait(req)
+    ours.close()
+    mark = console_size(node, "c1")
+    t0 = time.time()
+    assert node.osctl_json("vm", "stop", "c1", "--timeout", "3")["state"] == "stopped"
+    assert 3 <= time.time() - t0 < 20
+    assert "OSCTLD-POWERDOWN" not in Path(node.osctl_json("vm", "show", "c1")["console_log"]) \
+        .read_text(errors="replace")[mark:]
+
     # The guest powering itself off is noticed (the QMP stream ends).
     node.osctl("vm", "start", "c1")
     wait_console(node, "c1", r"OSCTLD-VM-UP")
@@ -172,3 +191,19 @@ def test_node_policy_and_bad_input(vmnode):
                       "-m", "256M", "-d", "10G", check=False).returncode == 4
     assert node.osctl("vm", "set", "cores", "p1", "9", check=False).returncode == 2
     assert node.osctl("user", "del", "vmuser", check=False).returncode == 6
+
+
+@pytest.mark.slow
+def test_debian_vm_boots_to_login(vmnode):
+    """The debian template: Debian's kernel and systemd boot to a login prompt
+    on the serial console, and systemd powers off on the ACPI button."""
+    node = vmnode
+    prebuild(Path(node.config["templates_dir"]), "debian")
+    node.osctl("vm", "new", "deb1", "--user", "vmuser", "--template", "debian",
+               "-c", "1", "-m", "512M", "-d", "10G")
+    pid = node.osctl_json("vm", "start", "deb1")["pid"]
+    wait_console(node, "deb1", r"deb1 login:", timeout=900)
+    t0 = time.time()
+    assert node.osctl_json("vm", "stop", "deb1", "--timeout", "300")["state"] == "stopped"
+    assert time.time() - t0 < 300 and not qemu_alive(pid)
+    wait_console(node, "deb1", r"(reboot: Power down|Reached target.*Power-Off)", timeout=1)
