@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -106,29 +107,70 @@ def test_tiny_vm_life(vmnode):
     assert not disk.exists() and node.osctl_json("vm", "ls") == []
 
 
+class ConsoleSession:
+    """``vm.console`` with one end of a socket pair as the caller's terminal."""
+
+    def __init__(self, node, vm: str):
+        self.ours, theirs = socket.socketpair()
+        self.ours.settimeout(30)
+        self.client = Client(str(node.socket)).connect()
+        self.req = self.client.send("vm.console", {"id": vm}, fds=(theirs.fileno(), theirs.fileno()))
+        theirs.close()
+
+    def type(self, text: bytes) -> None:
+        self.ours.sendall(text)
+
+    def read_until(self, marker: bytes) -> bytes:
+        seen = b""
+        while marker not in seen:
+            chunk = self.ours.recv(4096)
+            assert chunk, f"console closed; saw {seen!r}"
+            seen += chunk
+        return seen
+
+    def end(self) -> str:
+        """Why the daemon's relay ended."""
+        try:
+            return self.client.wait(self.req)["ended"]
+        finally:
+            self.client.close()
+            self.ours.close()
+
+
 def test_console_online_and_guest_poweroff(vmnode):
     node = vmnode
     new_tiny(node, "c1")
     # online=true starts it; the console is relayed over descriptors we pass.
     assert node.osctl_json("vm", "set", "online", "c1", "true")["state"] == "running"
     wait_console(node, "c1", r"OSCTLD-VM-UP")
-    ours, theirs = socket.socketpair()
-    with Client(str(node.socket)) as c:
-        req = c.send("vm.console", {"id": "c1"}, fds=(theirs.fileno(), theirs.fileno()))
-        theirs.close()
-        ours.sendall(b"\necho CONSOLE-$((6*7))\n")
-        ours.settimeout(30)
+    con = ConsoleSession(node, "c1")
+    con.type(b"\necho CONSOLE-$((6*7))\n")
+    con.read_until(b"CONSOLE-42")
+    # A second client is refused while we are attached.
+    p = node.osctl("vm", "console", "c1", check=False, input="")
+    assert p.returncode == 5, p.stderr
+    con.type(b"\x01q")
+    assert con.end() == "escape"
+
+    # The same from a terminal, through osctl (which puts it in raw mode).
+    master, slave = os.openpty()
+    proc = subprocess.Popen([test_node.OSCTL, "--socket", str(node.socket), "vm", "console", "c1"],
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+
+    def read_until(marker: bytes) -> bytes:
         seen = b""
-        while b"CONSOLE-42" not in seen:
-            chunk = ours.recv(4096)
-            assert chunk, f"console closed; saw {seen!r}"
+        while marker not in seen:
+            chunk = os.read(master, 4096)  # EIO once osctl is gone
             seen += chunk
-        # A second client is refused while we are attached.
-        p = node.osctl("vm", "console", "c1", check=False, input="")
-        assert p.returncode == 5, p.stderr
-        ours.sendall(b"\x01q")
-        assert c.wait(req)["ended"] == "escape"
-    ours.close()
+        return seen
+
+    read_until(b"Ctrl-a q leaves")  # the terminal is raw from here on
+    os.write(master, b"\necho PTY-$((2+3))\n")
+    read_until(b"PTY-5")
+    os.write(master, b"\x01q")
+    assert proc.wait(timeout=10) == 0
+    os.close(master)
 
     # online=false: the power button; the VM goes and stays offline.
     vm = node.osctl_json("vm", "set", "online", "c1", "false")
@@ -137,15 +179,11 @@ def test_console_online_and_guest_poweroff(vmnode):
     # A guest that ignores the power button is killed after --timeout.
     node.osctl("vm", "start", "c1")
     wait_console(node, "c1", r"OSCTLD-VM-UP")
-    ours, theirs = socket.socketpair()
-    with Client(str(node.socket)) as c:
-        req = c.send("vm.console", {"id": "c1"}, fds=(theirs.fileno(), theirs.fileno()))
-        theirs.close()
-        ours.sendall(b"\nkillall acpid; echo ACPID-$((1+1))-GONE\n")
-        wait_console(node, "c1", r"ACPID-2-GONE", timeout=30)
-        ours.sendall(b"\x01q")
-        c.wait(req)
-    ours.close()
+    con = ConsoleSession(node, "c1")
+    con.type(b"\nkillall acpid; echo ACPID-$((1+1))-GONE\n")
+    con.read_until(b"ACPID-2-GONE")
+    con.type(b"\x01q")
+    con.end()
     mark = console_size(node, "c1")
     t0 = time.time()
     assert node.osctl_json("vm", "stop", "c1", "--timeout", "3")["state"] == "stopped"
@@ -157,13 +195,9 @@ def test_console_online_and_guest_poweroff(vmnode):
     node.osctl("vm", "start", "c1")
     wait_console(node, "c1", r"OSCTLD-VM-UP")
     pid = node.osctl_json("vm", "show", "c1")["pid"]
-    ours, theirs = socket.socketpair()
-    with Client(str(node.socket)) as c:
-        req = c.send("vm.console", {"id": "c1"}, fds=(theirs.fileno(), theirs.fileno()))
-        theirs.close()
-        ours.sendall(b"\npoweroff -f\n")
-        assert c.wait(req)["ended"] == "console closed"
-    ours.close()
+    con = ConsoleSession(node, "c1")
+    con.type(b"\npoweroff -f\n")
+    assert con.end() == "console closed"
     deadline = time.time() + 10
     while node.osctl_json("vm", "show", "c1")["state"] != "stopped" and time.time() < deadline:
         time.sleep(0.1)
