@@ -26,10 +26,12 @@ from .locks import Locks
 from .model.container import Container
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
+from .runtime import cgroups
 from .runtime.ct import Containers
 from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
+from .runtime.resources import CgroupTree
 from .state import PoolState, Registry
 from .storage import backend_for
 from .store import append_history, atomic_write
@@ -48,9 +50,11 @@ class Daemon:
         self.locks = Locks(config.lock_timeout)
         self.templates = Templates(config.templates_dir, config.cache_dir)
         self.subids = SubIds(config.state_dir / "subid-owned.yml")
+        # Detected once: the daemon's own cgroups are the base of its tree.
+        self.cgroup_layout = cgroups.detect()
         self.containers = Containers(
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
-            on_state=self._state_changed,
+            CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
         )
         self.ops: dict[str, asyncio.Task] = {}
         self._stop = asyncio.Event()

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from osctl.protocol import INVALID, OsctlError
 
+from .group import DEFAULT_GROUP, check_group_path
+from .limits import Limits
 from .naming import check_hostname, check_name
 
 # Container states, as LXC names them, lower case. "starting" and "stopping"
@@ -39,13 +41,16 @@ class Container:
     autostart: bool = False
     autostart_priority: int = 10
     created: float = field(default_factory=time.time)
+    group: str = DEFAULT_GROUP  # the resource group whose cgroup holds it
+    limits: Limits = field(default_factory=Limits)
+    disk: int | None = None  # bytes: the rootfs quota, where the backend has quotas
     # Runtime, never persisted: the daemon learns it from LXC.
     state: str = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
 
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
-        "autostart", "autostart_priority", "created",
+        "autostart", "autostart_priority", "created", "group", "limits", "disk",
     )
 
     def __post_init__(self) -> None:
@@ -54,13 +59,18 @@ class Container:
         if self.hostname is not None:
             check_hostname(self.hostname)
         self.dns_resolvers = check_resolvers(self.dns_resolvers)
+        self.group = check_group_path(self.group)
+        if isinstance(self.limits, dict):
+            self.limits = Limits.from_dict(self.limits)
 
     @property
     def running(self) -> bool:
         return self.state in (RUNNING, FROZEN)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.PERSISTED}
+        d = {k: getattr(self, k) for k in self.PERSISTED}
+        d["limits"] = self.limits.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "Container":

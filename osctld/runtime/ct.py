@@ -10,17 +10,22 @@ from __future__ import annotations
 from typing import Callable
 
 from ..model.container import RUNNING, STARTING, STOPPED, STOPPING, Container
+from ..model.group import ancestors
+from ..model.limits import Limits
 from ..template import Templates
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
+from . import cgroups
+from .resources import CgroupTree
 
 
 class Containers:
     def __init__(self, lxc: LxcRuntime, templates: Templates, hooks: Hooks,
-                 on_state: Callable[[Container], None]):
+                 cgroups: CgroupTree, on_state: Callable[[Container], None]):
         self.lxc = lxc
         self.templates = templates
         self.hooks = hooks
+        self.cgroups = cgroups
         self.on_state = on_state
         # Extra LXC lines contributed by later layers (network, features):
         # each provider is called with (pool_state, ct) and returns lines.
@@ -34,7 +39,8 @@ class Containers:
 
     def render(self, pstate, ct: Container) -> str:
         user = pstate.users[ct.user]
-        extra = [line for provider in self.config_providers for line in provider(pstate, ct)]
+        extra = self.cgroups.lxc_lines(ct.pool, ct.group, ct.id, ct.limits)
+        extra += [line for provider in self.config_providers for line in provider(pstate, ct)]
         try:
             tpl_conf = self.templates.get(ct.distribution).lxc_conf
         except Exception:
@@ -52,7 +58,28 @@ class Containers:
         state, pid = await self.lxc.aquery(ct.pool, ct.id)
         self.set_state(ct, state, pid)
 
+    def apply_groups(self, pstate, path: str) -> None:
+        """Make group ``path`` and those above it in the cgroup tree, each
+        with its limits (they may have gone with a reboot)."""
+        for p in reversed(ancestors(path)):
+            self.cgroups.apply(self.cgroups.group(pstate.pool.name, p), pstate.groups[p].limits)
+
+    def remove_group(self, pool: str, path: str) -> None:
+        """Remove a group's cgroups (and all below, "/" for the whole pool)."""
+        cgroups.remove(self.cgroups.layout, self.cgroups.group(pool, path))
+
+    def apply_limits(self, ct: Container) -> None:
+        """Put the container's limits in force now, while it runs."""
+        self.cgroups.apply(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
+
+    def limits_in_force(self, ct: Container) -> Limits | None:
+        """Read back from the container's cgroup; None when it is not running."""
+        if not ct.running:
+            return None
+        return self.cgroups.read(self.cgroups.ct(ct.pool, ct.group, ct.id))
+
     async def start(self, pstate, ct: Container) -> None:
+        self.apply_groups(pstate, ct.group)
         self.write_config(pstate, ct)
         self.set_state(ct, STARTING)
         try:

@@ -34,6 +34,32 @@ BLOCK = 524288
 _seq = itertools.count()
 
 
+def cgroup_mounts() -> list[tuple[str, str, str]]:
+    """(fstype, mount point, options) of the host's cgroup hierarchies."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fstype, _src, opts = right.split()[:3]
+        if fstype in ("cgroup", "cgroup2"):
+            out.append((fstype, left.split()[4], ",".join(o for o in opts.split(",") if o != "rw")))
+    return out
+
+
+def netns_argv(name: str, argv: list[str]) -> list[str]:
+    """Run ``argv`` in network namespace ``name`` with the host's cgroups in sight.
+
+    ``ip netns exec`` mounts a fresh sysfs over /sys for the namespace, which
+    hides the cgroup mounts below /sys/fs/cgroup: LXC would then create no
+    cgroups at all. Mounting the same hierarchies again (in the private mount
+    namespace ip netns exec made) brings back what a real node has.
+    """
+    script = ["mount -t tmpfs -o mode=755 cgroup_root /sys/fs/cgroup"]
+    for fstype, point, opts in cgroup_mounts():
+        o = f"-o {opts} " if opts else ""
+        script.append(f"mkdir -p {point} && mount -t {fstype} {o}{fstype} {point}")
+    return ["ip", "netns", "exec", name, "sh", "-ec", "; ".join(script) + '; exec "$@"', "sh", *argv]
+
+
 def unique_id_base() -> int:
     """Bases 64 blocks apart, spread by pid and a counter, well below 2**32."""
     slot = (os.getpid() * 7 + next(_seq) * 131 + int(time.time())) % 100
@@ -55,6 +81,7 @@ class TestNode:
             "cache_dir": str(CACHE),
             "log_level": "debug",
             "default_pool": {"id_base": self.id_base},
+            "cgroup_root": f"osctl-{self.name}",
             **(config or {}),
         }
         self.proc: subprocess.Popen | None = None
@@ -70,7 +97,7 @@ class TestNode:
         cfg.write_text(yaml.safe_dump(self.config))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, OSCTLD, "--config", str(cfg)],
+            netns_argv(self.name, [OSCTLD, "--config", str(cfg)]),
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
         deadline = time.time() + timeout
@@ -125,7 +152,7 @@ class TestNode:
         return json.loads(self.osctl("-j", *args).stdout)
 
     def nsexec(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
+        return subprocess.run(netns_argv(self.name, list(argv)), check=check,
                               capture_output=True, text=True, **kw)
 
     def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True):
@@ -153,6 +180,9 @@ class TestNode:
                 for ct_dir in pool_dir.iterdir():
                     self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
+
+        cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
         if self.dir.exists():
             mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
                       if ln.split()[1].startswith(str(self.dir))]
