@@ -1,12 +1,18 @@
-"""The node's cgroup layout, detected from the kernel's own tables, and the
-daemon's place in it.
+"""The node's cgroup layout, detected from the kernel's own tables, never
+assumed, and the daemon's place in it.
 
-A node may be legacy (cgroup v1 only), hybrid (v1 controllers and an empty
-v2 mount beside them) or unified (v2 only). Each controller lives in exactly
-one hierarchy; this module says which, where it is mounted and under which
-path the daemon itself runs in it, so that everything the daemon creates sits
-below its own cgroup (a daemon started inside a memory cgroup of a service
-manager keeps its containers inside that cgroup too).
+A node is ``legacy`` (only v1 hierarchies), ``hybrid`` (v1 hierarchies and a
+cgroup2 mount beside them, systemd's /sys/fs/cgroup/unified) or ``unified``
+(one cgroup2 mount). What matters to a container's LXC config is, per
+controller, which version drives it: a v1 hierarchy that has it wins (on a
+hybrid node the v2 mount carries no controllers), otherwise cgroup2. LXC keys
+follow: ``lxc.cgroup.<file>`` for v1, ``lxc.cgroup2.<file>`` for v2 (for
+``devices`` on v2 LXC attaches a BPF program instead of writing a file).
+
+Each hierarchy also records the daemon's own cgroup in it (from
+/proc/self/cgroup): everything the daemon creates sits below that, so a
+daemon started inside a memory cgroup of a service manager keeps its
+containers inside that cgroup too.
 """
 
 from __future__ import annotations
@@ -19,6 +25,15 @@ from pathlib import Path, PurePosixPath
 from osctl.protocol import CONFLICT, INTERNAL, OsctlError
 
 LEGACY, HYBRID, UNIFIED = "legacy", "hybrid", "unified"
+MOUNTINFO = Path("/proc/self/mountinfo")
+SELF_CGROUP = Path("/proc/self/cgroup")
+# v1 mount options that are no controller.
+_NOT_CONTROLLERS = ("rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode")
+
+
+def _unescape(path: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    return path.encode().decode("unicode_escape") if "\\" in path else path
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class Hierarchy:
     root: str  # the cgroup shown at the mount point (not "/" inside a cgroup namespace)
     controllers: frozenset[str]  # for v1 the mount options' controllers; for v2 those enabled
     base: str  # the daemon's own cgroup in it, e.g. /process_api/4f2a
+    names: frozenset[str] = frozenset()  # v1 named hierarchies: {"name=systemd"}
 
     def dir(self, rel: str) -> Path:
         """The directory of cgroup ``rel``, a path below the daemon's own cgroup."""
@@ -39,9 +55,40 @@ class Hierarchy:
 
 
 @dataclass(frozen=True)
-class Layout:
-    kind: str  # LEGACY, HYBRID or UNIFIED
-    hierarchies: tuple[Hierarchy, ...]
+class CgroupLayout:
+    hierarchies: tuple[Hierarchy, ...] = ()
+
+    @property
+    def v1(self) -> dict[str, str]:
+        """v1 controller (or "name=systemd") -> its hierarchy's mount point."""
+        return {c: str(h.mount) for h in self.hierarchies if h.version == 1
+                for c in sorted(h.controllers | h.names)}
+
+    @property
+    def v2(self) -> str | None:
+        """The cgroup2 mount point, if any."""
+        return next((str(h.mount) for h in self.hierarchies if h.version == 2), None)
+
+    @property
+    def v2_controllers(self) -> frozenset[str]:
+        return next((h.controllers for h in self.hierarchies if h.version == 2), frozenset())
+
+    @property
+    def mode(self) -> str:
+        if any(h.version == 1 and h.controllers for h in self.hierarchies):
+            return HYBRID if self.v2 else LEGACY
+        return UNIFIED if self.v2 else LEGACY
+
+    def version(self, controller: str) -> int:
+        """1 or 2: which cgroup version drives ``controller`` on this node."""
+        if controller in self.v1:
+            return 1
+        return 2 if self.v2 else 1
+
+    def lxc_key(self, controller: str, setting: str) -> str:
+        """The LXC key that sets ``setting`` (e.g. ``devices.allow``) of ``controller``."""
+        prefix = "lxc.cgroup" if self.version(controller) == 1 else "lxc.cgroup2"
+        return f"{prefix}.{setting}"
 
     def for_controller(self, name: str) -> Hierarchy | None:
         """The hierarchy that holds controller ``name``; v1 wins on a hybrid node."""
@@ -49,13 +96,9 @@ class Layout:
         v2 = [h for h in self.hierarchies if h.version == 2 and name in h.controllers]
         return (v1 or v2 or [None])[0]
 
-    def lxc_prefix(self, controller: str) -> str:
-        """The LXC key family that sets a file of ``controller``: v1 or v2."""
-        h = self.for_controller(controller)
-        return "lxc.cgroup2" if h is not None and h.version == 2 else "lxc.cgroup"
-
     def public(self) -> dict:
-        return {"layout": self.kind, "hierarchies": [
+        return {"mode": self.mode, "v1": dict(sorted(self.v1.items())), "v2": self.v2,
+                "v2_controllers": sorted(self.v2_controllers), "hierarchies": [
             {"version": h.version, "mount": str(h.mount), "controllers": sorted(h.controllers),
              "base": h.base} for h in self.hierarchies]}
 
@@ -64,53 +107,50 @@ def _mounts(mountinfo: str) -> list[tuple[str, str, str, set[str]]]:
     """(fstype, mount point, root, super options) of each cgroup mount."""
     out = []
     for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
+        left, sep, right = line.partition(" - ")
         fields, rfields = left.split(), right.split()
-        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
+        if not sep or len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
             continue
-        point = fields[4].replace("\\040", " ")
-        out.append((rfields[0], point, fields[3], set(rfields[2].split(","))))
+        out.append((rfields[0], _unescape(fields[4]), fields[3], set(rfields[2].split(","))))
     return out
 
 
-def parse(mountinfo: str, self_cgroup: str) -> Layout:
-    """The layout from /proc/self/mountinfo and /proc/self/cgroup texts."""
-    memberships: dict[str, str] = {}  # controller set key -> path; "" for v2
+def parse(mountinfo: str, self_cgroup: str = "") -> CgroupLayout:
+    """The layout from /proc/self/mountinfo and /proc/self/cgroup texts (pure,
+    but for reading cgroup.controllers at the cgroup2 mount)."""
+    memberships: dict[frozenset[str], str] = {}  # controllers (+names) of a line -> path
     for line in self_cgroup.splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
-            memberships[parts[1]] = parts[2]
-    seen: set[str] = set()
-    hierarchies = []
+            memberships[frozenset(filter(None, parts[1].split(",")))] = parts[2]
+    hierarchies: list[Hierarchy] = []
     for fstype, point, root, opts in _mounts(mountinfo):
         if fstype == "cgroup2":
-            if "v2" in seen:
+            if any(h.version == 2 for h in hierarchies):
                 continue
-            seen.add("v2")
             try:
                 ctrls = frozenset((Path(point) / "cgroup.controllers").read_text().split())
             except OSError:
                 ctrls = frozenset()
-            hierarchies.append(Hierarchy(2, Path(point), root, ctrls, memberships.get("", "/")))
+            hierarchies.append(Hierarchy(2, Path(point), root, ctrls, memberships.get(frozenset(), "/")))
             continue
-        ctrls = frozenset(o for o in opts if o not in ("rw", "ro") and "=" not in o
-                          and o not in ("noprefix", "clone_children", "xattr", "cpuset_v2_mode"))
-        named = sorted(o for o in opts if o.startswith("name="))
-        key = ",".join(sorted(ctrls) + named)
-        if not key or key in seen:
+        opts = {o for o in opts if o not in _NOT_CONTROLLERS and not o.startswith("release_agent=")}
+        names = frozenset(o for o in opts if o.startswith("name="))
+        ctrls = frozenset(opts - names)
+        if not opts or any(h.version == 1 and h.controllers | h.names == opts for h in hierarchies):
             continue
-        seen.add(key)
-        base = next((p for k, p in memberships.items() if k and set(k.split(",")) == set(key.split(","))),
-                    "/")
-        hierarchies.append(Hierarchy(1, Path(point), root, ctrls, base))
-    v1 = any(h.version == 1 and h.controllers for h in hierarchies)
-    v2 = any(h.version == 2 for h in hierarchies)
-    kind = HYBRID if v1 and v2 else LEGACY if v1 else UNIFIED
-    return Layout(kind, tuple(hierarchies))
+        hierarchies.append(Hierarchy(1, Path(point), root, ctrls, memberships.get(frozenset(opts), "/"),
+                                     names))
+    return CgroupLayout(tuple(hierarchies))
 
 
-def detect() -> Layout:
-    return parse(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())
+def parse_mountinfo(text: str) -> CgroupLayout:
+    """The layout a mountinfo text describes, the daemon's cgroups unknown (at the root)."""
+    return parse(text)
+
+
+def detect(mountinfo: Path = MOUNTINFO, self_cgroup: Path = SELF_CGROUP) -> CgroupLayout:
+    return parse(mountinfo.read_text(), self_cgroup.read_text())
 
 
 # --- files of a cgroup ---------------------------------------------------------------
@@ -134,7 +174,7 @@ def write(path: Path, value: str) -> None:
         raise OsctlError(INTERNAL, f"cannot write {path}: {e}") from None
 
 
-def make(layout: Layout, rel: str, controllers: tuple[str, ...]) -> None:
+def make(layout: CgroupLayout, rel: str, controllers: tuple[str, ...]) -> None:
     """Create cgroup ``rel`` (and its parents) in the hierarchies of ``controllers``.
 
     Only those: LXC makes its own cgroups in the others, and a pre-made cpuset
@@ -150,7 +190,7 @@ def make(layout: Layout, rel: str, controllers: tuple[str, ...]) -> None:
                 level = level / part
 
 
-def remove(layout: Layout, rel: str) -> None:
+def remove(layout: CgroupLayout, rel: str) -> None:
     """Remove cgroup ``rel`` and everything below it, in every hierarchy.
 
     A cgroup that still holds a process stays (rmdir says EBUSY); the caller

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..model.limits import Limits
 from . import cgroups
-from .cgroups import Layout
+from .cgroups import CgroupLayout
 
 CPU_PERIOD = 100_000  # microseconds
 UNLIMITED = 1 << 62  # v1 memory files read 9223372036854771712 when unlimited
@@ -72,7 +72,7 @@ def _v2(limits: Limits, live: bool) -> list[Setting]:
 class CgroupTree:
     """The daemon's cgroup tree on this node: names, limits, read-back."""
 
-    def __init__(self, layout: Layout, root: str):
+    def __init__(self, layout: CgroupLayout, root: str):
         self.layout = layout
         self.root = root
 
@@ -113,7 +113,7 @@ class CgroupTree:
             f"lxc.cgroup.dir.monitor = {self.monitor(pool, ct_id)}",
             f"lxc.cgroup.dir.monitor.pivot = {self.root}/monitor",
         ]
-        lines += [f"{self.layout.lxc_prefix(s.controller)}.{s.file} = {s.value}"
+        lines += [f"{self.layout.lxc_key(s.controller, s.file)} = {s.value}"
                   for s in self.settings(limits)]
         return lines
 

@@ -34,32 +34,6 @@ BLOCK = 524288
 _seq = itertools.count()
 
 
-def cgroup_mounts() -> list[tuple[str, str, str]]:
-    """(fstype, mount point, options) of the host's cgroup hierarchies."""
-    out = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        fstype, _src, opts = right.split()[:3]
-        if fstype in ("cgroup", "cgroup2"):
-            out.append((fstype, left.split()[4], ",".join(o for o in opts.split(",") if o != "rw")))
-    return out
-
-
-def netns_argv(name: str, argv: list[str]) -> list[str]:
-    """Run ``argv`` in network namespace ``name`` with the host's cgroups in sight.
-
-    ``ip netns exec`` mounts a fresh sysfs over /sys for the namespace, which
-    hides the cgroup mounts below /sys/fs/cgroup: LXC would then create no
-    cgroups at all. Mounting the same hierarchies again (in the private mount
-    namespace ip netns exec made) brings back what a real node has.
-    """
-    script = ["mount -t tmpfs -o mode=755 cgroup_root /sys/fs/cgroup"]
-    for fstype, point, opts in cgroup_mounts():
-        o = f"-o {opts} " if opts else ""
-        script.append(f"mkdir -p {point} && mount -t {fstype} {o}{fstype} {point}")
-    return ["ip", "netns", "exec", name, "sh", "-ec", "; ".join(script) + '; exec "$@"', "sh", *argv]
-
-
 def unique_id_base() -> int:
     """Bases 64 blocks apart, spread by pid and a counter, well below 2**32."""
     slot = (os.getpid() * 7 + next(_seq) * 131 + int(time.time())) % 100
@@ -97,7 +71,7 @@ class TestNode:
         cfg.write_text(yaml.safe_dump(self.config))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            netns_argv(self.name, [OSCTLD, "--config", str(cfg)]),
+            [*self.netns_argv(), OSCTLD, "--config", str(cfg)],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
         deadline = time.time() + timeout
@@ -151,13 +125,22 @@ class TestNode:
 
         return json.loads(self.osctl("-j", *args).stdout)
 
+    def netns_argv(self) -> list[str]:
+        """Enter only the node's network namespace. Unlike ``ip netns exec``,
+        which also makes a mount namespace with a fresh /sys, this keeps the
+        host's /sys/fs/cgroup in view: LXC needs it to put containers in
+        cgroups (limits, the devices cgroup), and mounts the daemon makes
+        (lxcfs) stay visible to the next daemon of the node."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
+
     def nsexec(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(netns_argv(self.name, list(argv)), check=check,
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
                               capture_output=True, text=True, **kw)
 
     def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True):
         """Run one of LXC's own tools on a container of this node, in its namespace."""
-        return self.nsexec(tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool), *args, check=check)
+        return subprocess.run([*self.netns_argv(), tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool),
+                               *args], check=check, capture_output=True, text=True)
 
     def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
         return self.osctl("ct", "exec", ct, "--", *argv, check=False)

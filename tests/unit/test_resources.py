@@ -32,24 +32,24 @@ HYBRID_SELF = """\
 UNIFIED_MOUNTS = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
 
 
-def hybrid() -> cgroups.Layout:
+def hybrid() -> cgroups.CgroupLayout:
     return cgroups.parse(HYBRID_MOUNTS, HYBRID_SELF)
 
 
 def test_hybrid_layout_finds_each_controller_and_the_daemons_own_cgroup():
     layout = hybrid()
-    assert layout.kind == cgroups.HYBRID
+    assert layout.mode == cgroups.HYBRID
     mem = layout.for_controller("memory")
     assert (mem.version, mem.base) == (1, "/process_api/abc")
     assert str(mem.dir("osctl/pool.x")) == "/sys/fs/cgroup/memory/process_api/abc/osctl/pool.x"
     assert str(layout.for_controller("pids").dir("osctl")) == "/sys/fs/cgroup/pids/osctl"
-    assert layout.lxc_prefix("memory") == "lxc.cgroup"
+    assert layout.lxc_key("memory", "memory.max") == "lxc.cgroup.memory.max"
     assert layout.for_controller("name=systemd") is None
 
 
 def test_unified_layout_and_cgroup_namespace_root():
     layout = cgroups.parse(UNIFIED_MOUNTS, "0::/system.slice/osctld.service\n")
-    assert layout.kind == cgroups.UNIFIED
+    assert layout.mode == cgroups.UNIFIED
     h = layout.hierarchies[0]
     assert (h.version, h.base) == (2, "/system.slice/osctld.service")
     inside = cgroups.Hierarchy(2, h.mount, "/system.slice", frozenset({"memory"}),
