@@ -203,6 +203,10 @@ class Daemon:
         for d in (cfg.state_dir, cfg.run_dir, cfg.lxc_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.run_dir, 0o711)
+        layout = self.cgroup_layout
+        log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
+            f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies
+            if h.controllers & {"cpu", "memory", "pids"}))
         await self.load()
 
         if cfg.hook_socket.exists():

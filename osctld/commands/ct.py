@@ -11,9 +11,9 @@ from ..distconfig import for_distribution
 from ..model.container import Container, check_resolvers
 from ..model.group import DEFAULT_GROUP, check_group_path
 from ..model.limits import Limits
-from ..model.units import parse_size
 from ..model.naming import check_hostname, check_name
 from ..model.pool import IDMAP_CHOWN
+from ..model.units import parse_size
 from ..runtime.idmapped import shift_tree
 from ..undo import Undo
 from . import Context, command
@@ -34,10 +34,7 @@ def _find(ctx: Context, ref: str):
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
     """``base`` with operator-given limits (``none`` lifts one), checked."""
     out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
-    layout = ctx.daemon.cgroup_layout.for_controller("memory")
-    if out.swap is not None and out.memory is None and layout is not None and layout.version == 1:
-        raise OsctlError(INVALID, "swap is limited together with memory on this node (cgroup v1): "
-                                  "set a memory limit too")
+    ctx.daemon.containers.cgroups.check(out)
     return out
 
 
