@@ -74,7 +74,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     async with _lock(ctx, ct, "ct.new"), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
-        pstate.check_quota(ct)
+        pstate.check_quota(ct, backend.quotas)
         pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
         undo.push(pstate.cts.pop, id)
         tpl_rootfs = await d.templates.ensure(backend, tpl, version, ctx.progress)
@@ -280,7 +280,7 @@ async def _set_resources(ctx: Context, pstate, ct: Container, limits: dict | Non
     new_disk = ct.disk if disk is None else _disk(disk)
     if disk is not None:
         d.backend(pstate).need_quotas()
-    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk))
+    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk), d.backend(pstate).quotas)
     async with Undo() as undo:
         if disk is not None:
             rootfs = pstate.pool.rootfs(ct.id)
