@@ -26,10 +26,13 @@ from .locks import Locks
 from .model.container import Container
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
+from .runtime import cgroups
 from .runtime.ct import Containers
+from .runtime.devices import DeviceNodes
 from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
+from .runtime.lxcfs import Lxcfs
 from .state import PoolState, Registry
 from .storage import backend_for
 from .store import append_history, atomic_write
@@ -50,7 +53,8 @@ class Daemon:
         self.subids = SubIds(config.state_dir / "subid-owned.yml")
         self.containers = Containers(
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
-            on_state=self._state_changed,
+            on_state=self._state_changed, layout=cgroups.detect(),
+            nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
         )
         self.ops: dict[str, asyncio.Task] = {}
         self._stop = asyncio.Event()
@@ -199,6 +203,9 @@ class Daemon:
         for d in (cfg.state_dir, cfg.run_dir, cfg.lxc_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.run_dir, 0o711)
+        self.containers.nodes.setup()
+        # Before load(): re-adoption renders the configs with lxcfs's mounts.
+        await asyncio.to_thread(self.containers.lxcfs.ensure)
         await self.load()
 
         if cfg.hook_socket.exists():
@@ -247,5 +254,6 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "rss": rss, "ops": sorted(self.ops),
+            "cgroups": self.containers.layout.mode, "lxcfs": self.containers.lxcfs.public(),
         }
 

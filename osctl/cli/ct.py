@@ -160,6 +160,112 @@ def set_autostart(s, id, value, priority):
     show(s, call(s, "ct.set", {"id": id, "autostart": value == "on", "autostart_priority": priority}))
 
 
+@set_.command("prlimit")
+@click.argument("id")
+@click.argument("name")
+@click.argument("soft")
+@click.argument("hard", required=False)
+@pass_settings
+def set_prlimit(s, id, name, soft, hard):
+    """Set prlimit NAME (nofile, nproc, memlock, ...) to SOFT [HARD, default SOFT];
+    numbers or 'unlimited'. Running processes get it at once, init at each start."""
+    show(s, call(s, "ct.prlimit.set", {"id": id, "name": name, "soft": soft, "hard": hard}))
+
+
+@ct.group("unset")
+def unset():
+    """Drop a container setting back to its default."""
+
+
+@unset.command("prlimit")
+@click.argument("id")
+@click.argument("name")
+@pass_settings
+def unset_prlimit(s, id, name):
+    """Drop prlimit NAME (the default applies from the next start)."""
+    show(s, call(s, "ct.prlimit.del", {"id": id, "name": name}))
+
+
+def _restart_options(cmd):
+    cmd = click.option("--no-restart", is_flag=True,
+                       help="Do not restart a running container: stage for its next start.")(cmd)
+    return click.option("--timeout", "-t", type=int, default=60, show_default=True,
+                        help="Seconds to wait for a clean stop when restarting.")(cmd)
+
+
+@ct.group("feature")
+def feature():
+    """Features: tun, fuse, kvm, ppp, lxc (nesting), docker."""
+
+
+@feature.command("ls")
+@click.argument("id")
+@pass_settings
+def feature_ls(s, id):
+    """List features and whether container ID has them."""
+    show(s, call(s, "ct.feature.ls", {"id": id}), ["name", "enabled", "description", "devices"])
+
+
+def _feature_switch(verb: str, doc: str):
+    @click.argument("id")
+    @click.argument("names", nargs=-1, required=True)
+    @_restart_options
+    @pass_settings
+    def cmd(s, id, names, no_restart, timeout):
+        show(s, call(s, f"ct.feature.{verb}", {"id": id, "names": list(names),
+                                               "restart": not no_restart, "timeout": timeout}))
+
+    cmd.__doc__ = doc
+    return feature.command(verb)(cmd)
+
+
+_feature_switch("enable", "Turn features NAMES on for container ID (a running one restarts).")
+_feature_switch("disable", "Turn features NAMES off for container ID (a running one restarts).")
+
+
+@ct.group("devices")
+def devices():
+    """Device grants: the devices cgroup and nodes in /dev."""
+
+
+@devices.command("ls")
+@click.argument("id")
+@pass_settings
+def devices_ls(s, id):
+    """List the devices container ID may use, and why."""
+    show(s, call(s, "ct.devices.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
+
+
+@devices.command("add")
+@click.argument("id")
+@click.argument("type", type=click.Choice(["char", "block"]))
+@click.argument("major")
+@click.argument("minor")
+@click.argument("mode")
+@click.argument("path", required=False)
+@_restart_options
+@pass_settings
+def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
+    """Grant device TYPE MAJOR:MINOR with MODE (of r, w, m; '*' for any major
+    or minor) to container ID; with PATH (under /dev) its node appears there."""
+    show(s, call(s, "ct.devices.add", {"id": id, "type": type, "major": major, "minor": minor,
+                                       "mode": mode, "path": path, "restart": not no_restart,
+                                       "timeout": timeout}))
+
+
+@devices.command("del")
+@click.argument("id")
+@click.argument("type", type=click.Choice(["char", "block"]))
+@click.argument("major")
+@click.argument("minor")
+@_restart_options
+@pass_settings
+def devices_del(s, id, type, major, minor, no_restart, timeout):
+    """Take back container ID's own grant of device TYPE MAJOR:MINOR."""
+    show(s, call(s, "ct.devices.del", {"id": id, "type": type, "major": major, "minor": minor,
+                                       "restart": not no_restart, "timeout": timeout}))
+
+
 @ct.command("passwd")
 @click.argument("id")
 @click.argument("user")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
+from typing import Callable
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
@@ -10,6 +12,7 @@ from ..distconfig import for_distribution
 from ..model.container import Container, check_resolvers
 from ..model.naming import check_hostname, check_name
 from ..model.pool import IDMAP_CHOWN
+from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..undo import Undo
 from . import Context, command
@@ -25,6 +28,33 @@ def _find(ctx: Context, ref: str):
     pstate, ct = ctx.daemon.registry.ct(ref)
     ctx.pool = pstate.pool.name
     return pstate, ct
+
+
+async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
+                      restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
+    """Apply ``change`` to the container's config under its lock, save it, and
+    restart a running container into it (or stage it: ``restart`` false).
+    If the restart fails, the old config comes back and the container is
+    started again as it was."""
+    d = ctx.daemon
+    before = copy.deepcopy(ct.to_dict())
+    was_running = ct.running
+
+    async def restore() -> None:
+        old = Container.from_dict(before, ct.pool)
+        for key in Container.PERSISTED:
+            setattr(ct, key, getattr(old, key))
+        pstate.save_ct(ct)
+        d.containers.write_config(pstate, ct)
+        if was_running and not ct.running:
+            await d.containers.start(pstate, ct)
+
+    async with _lock(ctx, ct, "ct.reconfigure"), Undo() as undo:
+        change()
+        undo.push(restore)
+        pstate.save_ct(ct)
+        restarted = await d.containers.reconfigure(pstate, ct, restart, timeout)
+    return {**ct.public(), "restarted": restarted}
 
 
 def _need_running(ct: Container) -> None:
@@ -90,8 +120,12 @@ async def show(ctx: Context, id: str) -> dict:
     """One container."""
     pstate, ct = _find(ctx, id)
     u = pstate.users[ct.user]
-    return {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
-            "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map]}
+    out = {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
+           "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map]}
+    if ct.running and ct.init_pid and ct.prlimits:
+        # What the init really has, not only what is configured.
+        out["prlimits_in_force"] = prlimits.in_force(ct.init_pid, sorted(ct.prlimits))
+    return out
 
 
 @command("ct.start", mutating=True)
@@ -184,7 +218,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
         # config that points at a half-deleted rootfs.
         pstate.store.delete("ct", ct.id)
         del pstate.cts[ct.id]
-        d.containers.lxc.remove(ct.pool, ct.id)
+        d.containers.remove(ct.pool, ct.id)
         await d.backend(pstate).destroy(pstate.pool.rootfs(ct.id))
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
     d.events.publish("remove", object="ct", pool=ct.pool, id=ct.id)

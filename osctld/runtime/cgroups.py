@@ -18,7 +18,7 @@ LEGACY, HYBRID, UNIFIED = "legacy", "hybrid", "unified"
 MOUNTINFO = Path("/proc/self/mountinfo")
 
 
-def _unescape(path: str) -> str:
+def unescape_mount_path(path: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
     return path.encode().decode("unicode_escape") if "\\" in path else path
 
@@ -63,7 +63,7 @@ def parse_mountinfo(text: str) -> CgroupLayout:
             continue
         fields_ = pre.split()
         fstype, _source, opts = (post.split() + ["", ""])[:3]
-        mountpoint = _unescape(fields_[4])
+        mountpoint = unescape_mount_path(fields_[4])
         if fstype == "cgroup2" and layout.v2 is None:
             layout.v2 = mountpoint
         elif fstype == "cgroup":
