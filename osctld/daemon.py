@@ -28,9 +28,11 @@ from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
 from .runtime import cgroups
 from .runtime.ct import Containers
+from .runtime.devices import DeviceNodes
 from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
+from .runtime.lxcfs import Lxcfs
 from .runtime.resources import CgroupTree
 from .state import PoolState, Registry
 from .storage import backend_for
@@ -54,7 +56,9 @@ class Daemon:
         self.cgroup_layout = cgroups.detect()
         self.containers = Containers(
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
-            CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
+            on_state=self._state_changed, layout=self.cgroup_layout,
+            nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
+            cgroups=CgroupTree(self.cgroup_layout, config.cgroup_root),
         )
         self.ops: dict[str, asyncio.Task] = {}
         self._stop = asyncio.Event()
@@ -207,6 +211,9 @@ class Daemon:
         log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
             f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies
             if h.controllers & {"cpu", "memory", "pids"}))
+        self.containers.nodes.setup()
+        # Before load(): re-adoption renders the configs with lxcfs's mounts.
+        await asyncio.to_thread(self.containers.lxcfs.ensure)
         await self.load()
 
         if cfg.hook_socket.exists():
@@ -255,5 +262,6 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "rss": rss, "ops": sorted(self.ops),
+            "cgroups": self.containers.layout.mode, "lxcfs": self.containers.lxcfs.public(),
         }
 

@@ -170,35 +170,138 @@ def set_autostart(s, id, value, priority):
     show(s, call(s, "ct.set", {"id": id, "autostart": value == "on", "autostart_priority": priority}))
 
 
-def _set_limit(name: str, doc: str):
+@set_.command("prlimit")
+@click.argument("id")
+@click.argument("name")
+@click.argument("soft")
+@click.argument("hard", required=False)
+@pass_settings
+def set_prlimit(s, id, name, soft, hard):
+    """Set prlimit NAME (nofile, nproc, memlock, ...) to SOFT [HARD, default SOFT];
+    numbers or 'unlimited'. Running processes get it at once, init at each start."""
+    show(s, call(s, "ct.prlimit.set", {"id": id, "name": name, "soft": soft, "hard": hard}))
+
+
+@ct.group("unset")
+def unset():
+    """Drop a container setting back to its default."""
+
+
+@unset.command("prlimit")
+@click.argument("id")
+@click.argument("name")
+@pass_settings
+def unset_prlimit(s, id, name):
+    """Drop prlimit NAME (the default applies from the next start)."""
+    show(s, call(s, "ct.prlimit.del", {"id": id, "name": name}))
+
+
+def _restart_options(cmd):
+    cmd = click.option("--no-restart", is_flag=True,
+                       help="Do not restart a running container: stage for its next start.")(cmd)
+    return click.option("--timeout", "-t", type=int, default=60, show_default=True,
+                        help="Seconds to wait for a clean stop when restarting.")(cmd)
+
+
+@ct.group("feature")
+def feature():
+    """Features: tun, fuse, kvm, ppp, lxc (nesting), docker."""
+
+
+@feature.command("ls")
+@click.argument("id")
+@pass_settings
+def feature_ls(s, id):
+    """List features and whether container ID has them."""
+    show(s, call(s, "ct.feature.ls", {"id": id}), ["name", "enabled", "description", "devices"])
+
+
+def _feature_switch(verb: str, doc: str):
+    @click.argument("id")
+    @click.argument("names", nargs=-1, required=True)
+    @_restart_options
+    @pass_settings
+    def cmd(s, id, names, no_restart, timeout):
+        show(s, call(s, f"ct.feature.{verb}", {"id": id, "names": list(names),
+                                               "restart": not no_restart, "timeout": timeout}))
+
+    cmd.__doc__ = doc
+    return feature.command(verb)(cmd)
+
+
+_feature_switch("enable", "Turn features NAMES on for container ID (a running one restarts).")
+_feature_switch("disable", "Turn features NAMES off for container ID (a running one restarts).")
+
+
+@ct.group("devices")
+def devices():
+    """Device grants: the devices cgroup and nodes in /dev."""
+
+
+@devices.command("ls")
+@click.argument("id")
+@pass_settings
+def devices_ls(s, id):
+    """List the devices container ID may use, and why."""
+    show(s, call(s, "ct.devices.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
+
+
+@devices.command("add")
+@click.argument("id")
+@click.argument("type", type=click.Choice(["char", "block"]))
+@click.argument("major")
+@click.argument("minor")
+@click.argument("mode")
+@click.argument("path", required=False)
+@_restart_options
+@pass_settings
+def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
+    """Grant device TYPE MAJOR:MINOR with MODE (of r, w, m; '*' for any major
+    or minor) to container ID; with PATH (under /dev) its node appears there."""
+    show(s, call(s, "ct.devices.add", {"id": id, "type": type, "major": major, "minor": minor,
+                                       "mode": mode, "path": path, "restart": not no_restart,
+                                       "timeout": timeout}))
+
+
+@devices.command("del")
+@click.argument("id")
+@click.argument("type", type=click.Choice(["char", "block"]))
+@click.argument("major")
+@click.argument("minor")
+@_restart_options
+@pass_settings
+def devices_del(s, id, type, major, minor, no_restart, timeout):
+    """Take back container ID's own grant of device TYPE MAJOR:MINOR."""
+    show(s, call(s, "ct.devices.del", {"id": id, "type": type, "major": major, "minor": minor,
+                                       "restart": not no_restart, "timeout": timeout}))
+
+
+def _limit(name: str, doc: str) -> None:
+    """``ct set NAME ID VALUE`` and ``ct unset NAME ID`` for one limit."""
+    wire = (lambda v: {"disk": v}) if name == "disk" else (lambda v: {"limits": {name: v}})
+
     @click.argument("id")
     @click.argument("value")
     @pass_settings
-    def cmd(s, id, value):
-        args = {"disk": value} if name == "disk" else {"limits": {name: value}}
-        show(s, call(s, "ct.set", {"id": id, **args}))
+    def set_cmd(s, id, value):
+        show(s, call(s, "ct.set", {"id": id, **wire(value)}))
 
-    cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
-    return set_.command(name)(cmd)
+    @click.argument("id")
+    @pass_settings
+    def unset_cmd(s, id):
+        show(s, call(s, "ct.set", {"id": id, **wire("none")}))
+
+    set_cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
+    unset_cmd.__doc__ = f"Lift {name} (live on a running container)."
+    set_.command(name)(set_cmd)
+    unset.command(name)(unset_cmd)
 
 
-_set_limit("cpu-limit", "Limit CPU to VALUE cores (fractions allowed): a quota per period.")
-_set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).")
-_set_limit("swap", "Allow VALUE of swap beyond the memory limit.")
-_set_limit("pids", "Limit processes and threads to VALUE.")
-_set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.")
-
-
-@ct.command("unset")
-@click.argument("id")
-@click.argument("names", nargs=-1, required=True,
-                type=click.Choice(["cpu-limit", "memory", "swap", "pids", "disk"]))
-@pass_settings
-def unset(s, id, names):
-    """Lift limits of container ID (live where it runs)."""
-    limits = {n: "none" for n in names if n != "disk"}
-    show(s, call(s, "ct.set", {"id": id, "limits": limits or None,
-                               "disk": "none" if "disk" in names else None}))
+_limit("cpu-limit", "Limit CPU to VALUE cores (fractions allowed): a quota per period.")
+_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).")
+_limit("swap", "Allow VALUE of swap beyond the memory limit.")
+_limit("pids", "Limit processes and threads to VALUE.")
+_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.")
 
 
 @ct.command("passwd")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import replace
+from typing import Callable
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
@@ -14,6 +16,7 @@ from ..model.limits import Limits
 from ..model.naming import check_hostname, check_name
 from ..model.pool import IDMAP_CHOWN
 from ..model.units import parse_size
+from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..undo import Undo
 from . import Context, command
@@ -42,6 +45,33 @@ def _disk(value: str | int | None) -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "unlimited")):
         return None
     return parse_size(value)
+
+
+async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
+                      restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
+    """Apply ``change`` to the container's config under its lock, save it, and
+    restart a running container into it (or stage it: ``restart`` false).
+    If the restart fails, the old config comes back and the container is
+    started again as it was."""
+    d = ctx.daemon
+    before = copy.deepcopy(ct.to_dict())
+    was_running = ct.running
+
+    async def restore() -> None:
+        old = Container.from_dict(before, ct.pool)
+        for key in Container.PERSISTED:
+            setattr(ct, key, getattr(old, key))
+        pstate.save_ct(ct)
+        d.containers.write_config(pstate, ct)
+        if was_running and not ct.running:
+            await d.containers.start(pstate, ct)
+
+    async with _lock(ctx, ct, "ct.reconfigure"), Undo() as undo:
+        change()
+        undo.push(restore)
+        pstate.save_ct(ct)
+        restarted = await d.containers.reconfigure(pstate, ct, restart, timeout)
+    return {**ct.public(), "restarted": restarted}
 
 
 def _need_running(ct: Container) -> None:
@@ -116,12 +146,16 @@ async def show(ctx: Context, id: str) -> dict:
     pstate, ct = _find(ctx, id)
     u = pstate.users[ct.user]
     in_force = ctx.daemon.containers.limits_in_force(ct)
-    return {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
-            "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map],
-            # The tightest of its own and its groups' limits: what binds it.
-            "effective_limits": pstate.effective_limits(ct.group, ct.limits).to_dict(),
-            # Read back from its cgroup while it runs.
-            "limits_in_force": None if in_force is None else in_force.to_dict()}
+    out = {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
+           "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map],
+           # The tightest of its own and its groups' limits: what binds it.
+           "effective_limits": pstate.effective_limits(ct.group, ct.limits).to_dict(),
+           # Read back from its cgroup while it runs.
+           "limits_in_force": None if in_force is None else in_force.to_dict()}
+    if ct.running and ct.init_pid and ct.prlimits:
+        # What the init really has, not only what is configured.
+        out["prlimits_in_force"] = prlimits.in_force(ct.init_pid, sorted(ct.prlimits))
+    return out
 
 
 @command("ct.start", mutating=True)
@@ -214,7 +248,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
         # config that points at a half-deleted rootfs.
         pstate.store.delete("ct", ct.id)
         del pstate.cts[ct.id]
-        d.containers.lxc.remove(ct.pool, ct.id)
+        d.containers.remove(ct.pool, ct.id)
         await d.backend(pstate).destroy(pstate.pool.rootfs(ct.id))
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
     d.events.publish("remove", object="ct", pool=ct.pool, id=ct.id)

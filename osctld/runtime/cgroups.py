@@ -31,7 +31,7 @@ SELF_CGROUP = Path("/proc/self/cgroup")
 _NOT_CONTROLLERS = ("rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode")
 
 
-def _unescape(path: str) -> str:
+def unescape_mount_path(path: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
     return path.encode().decode("unicode_escape") if "\\" in path else path
 
@@ -111,7 +111,7 @@ def _mounts(mountinfo: str) -> list[tuple[str, str, str, set[str]]]:
         fields, rfields = left.split(), right.split()
         if not sep or len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
             continue
-        out.append((rfields[0], _unescape(fields[4]), fields[3], set(rfields[2].split(","))))
+        out.append((rfields[0], unescape_mount_path(fields[4]), fields[3], set(rfields[2].split(","))))
     return out
 
 

@@ -18,6 +18,12 @@ def ct_cgroup(node, ct: str, controller: str, group: str = "/default", pool: str
     return cgroups.detect().for_controller(controller).dir(rel)
 
 
+def meminfo_total(node, ct: str) -> int:
+    line = next(ln for ln in node.exec(ct, "cat", "/proc/meminfo").stdout.splitlines()
+                if ln.startswith("MemTotal:"))
+    return int(line.split()[1]) * 1024
+
+
 def test_memory_limit_oom_kills_inside_and_changes_live(node):
     node.osctl("user", "new", "m")
     node.osctl("ct", "new", "m1", "--user", "m", "--memory", "64M", "--swap", "0")
@@ -27,6 +33,9 @@ def test_memory_limit_oom_kills_inside_and_changes_live(node):
     assert shown["limits_in_force"]["memory"] == 64 * MIB
     cg = ct_cgroup(node, "m1", "memory")
     assert int((cg / "memory.limit_in_bytes").read_text()) == 64 * MIB
+    # lxcfs's /proc/meminfo inside shows the limit (procps free reads it;
+    # busybox free asks sysinfo(2), which lxcfs cannot change).
+    assert meminfo_total(node, "m1") == 64 * MIB
 
     # busybox dd allocates (and fills) a buffer of one block: 100M does not fit.
     p = node.exec("m1", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1")
@@ -39,9 +48,11 @@ def test_memory_limit_oom_kills_inside_and_changes_live(node):
     # Raised live, the same allocation fits.
     node.osctl("ct", "set", "memory", "m1", "256M")
     assert node.osctl_json("ct", "show", "m1")["limits_in_force"]["memory"] == 256 * MIB
+    assert meminfo_total(node, "m1") == 256 * MIB
     p = node.exec("m1", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1")
     assert p.returncode == 0, p.stderr
-    node.osctl("ct", "unset", "m1", "memory", "swap")
+    node.osctl("ct", "unset", "swap", "m1")
+    node.osctl("ct", "unset", "memory", "m1")
     assert node.osctl_json("ct", "show", "m1")["limits_in_force"].get("memory") is None
 
 
