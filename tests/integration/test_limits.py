@@ -108,6 +108,8 @@ def test_group_limit_binds_two_containers(node):
     assert p.stdout == "started\n" and p.stderr == ""
     p = node.exec("w2", "sh", "-c", spawn)
     assert "can't fork" in p.stderr, "the group's pids.max did not bind the second container"
+    node.restart()  # groups live in the pool: conf/group/prod/web.yml
+    assert (node.state_dir / "pools/default/conf/group/prod/web.yml").is_file()
     shown = node.osctl_json("group", "show", "/prod/web")
     assert idle + 14 < shown["usage"]["pids"] <= idle + 20
     assert shown["limits_in_force"]["pids"] == idle + 20
