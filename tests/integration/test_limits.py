@@ -65,13 +65,25 @@ def test_cpu_limit_half_a_core(node):
     node.osctl("ct", "new", "c1", "--user", "c", "--cpu-limit", "0.5")
     node.osctl("ct", "start", "c1")
     assert node.osctl_json("ct", "show", "c1")["limits_in_force"]["cpu_limit"] == 0.5
-    before = cpu_seconds(node, "c1")
-    # Two busy loops for 2 s: unlimited they would take two cores.
-    p = node.exec("c1", "sh", "-c",
-                  "for i in 1 2; do timeout 2 sh -c 'while :; do :; done' & done; wait")
-    used = cpu_seconds(node, "c1") - before
-    assert p.returncode == 0, p.stderr
-    assert 0.8 <= used <= 1.2, f"{used:.2f} CPU seconds over 2 s with cpu-limit 0.5"
+    # Two busy loops for 2 s: unlimited they would take two cores. The limit
+    # is a ceiling: other work on this shared machine can only push the
+    # figure down. So the node's tree gets a large CPU weight against the
+    # rest of the machine (the ceiling stays), up to three tries are made,
+    # and the best must be about 1 CPU second.
+    top = cgroups.detect().for_controller("cpu").dir(node.config["cgroup_root"])
+    if (top / "cpu.shares").exists():
+        (top / "cpu.shares").write_text("262144")
+    tries = []
+    for _ in range(3):
+        before = cpu_seconds(node, "c1")
+        p = node.exec("c1", "sh", "-c",
+                      "for i in 1 2; do timeout 2 sh -c 'while :; do :; done' & done; wait")
+        assert p.returncode == 0, p.stderr
+        tries.append(cpu_seconds(node, "c1") - before)
+        assert tries[-1] <= 1.2, f"{tries[-1]:.2f} CPU seconds over 2 s with cpu-limit 0.5"
+        if tries[-1] >= 0.8:
+            break
+    assert max(tries) >= 0.8, f"CPU seconds over 2 s with cpu-limit 0.5: {tries}"
 
 
 def test_pids_limit_fork_fails_inside(node):
