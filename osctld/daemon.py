@@ -33,6 +33,7 @@ from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
 from .runtime.lxcfs import Lxcfs
+from .runtime.resources import CgroupTree
 from .state import PoolState, Registry
 from .storage import backend_for
 from .store import append_history, atomic_write
@@ -51,9 +52,11 @@ class Daemon:
         self.locks = Locks(config.lock_timeout)
         self.templates = Templates(config.templates_dir, config.cache_dir)
         self.subids = SubIds(config.state_dir / "subid-owned.yml")
+        # Detected once: the daemon's own cgroups are the base of its tree.
+        self.cgroup_layout = cgroups.detect()
         self.containers = Containers(
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
-            on_state=self._state_changed, layout=cgroups.detect(),
+            CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
             nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
         )
         self.ops: dict[str, asyncio.Task] = {}
@@ -254,6 +257,6 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "rss": rss, "ops": sorted(self.ops),
-            "cgroups": self.containers.layout.mode, "lxcfs": self.containers.lxcfs.public(),
+            "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
         }
 

@@ -11,24 +11,26 @@ from typing import Callable
 
 from ..model.container import RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
+from ..model.group import ancestors
+from ..model.limits import Limits
 from ..template import Templates
-from . import features
-from .cgroups import CgroupLayout
+from . import cgroups, features
 from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
 from .lxcfs import Lxcfs
+from .resources import CgroupTree
 
 
 class Containers:
     def __init__(self, lxc: LxcRuntime, templates: Templates, hooks: Hooks,
-                 on_state: Callable[[Container], None], layout: CgroupLayout,
+                 cgroups: CgroupTree, on_state: Callable[[Container], None],
                  nodes: DeviceNodes, lxcfs: Lxcfs):
         self.lxc = lxc
         self.templates = templates
         self.hooks = hooks
+        self.cgroups = cgroups
         self.on_state = on_state
-        self.layout = layout
         self.nodes = nodes
         self.lxcfs = lxcfs
         # Extra LXC lines contributed by later layers (network, features):
@@ -49,8 +51,9 @@ class Containers:
     def render(self, pstate, ct: Container) -> str:
         user = pstate.users[ct.user]
         extra = [
+            *self.cgroups.lxc_lines(ct.pool, ct.group, ct.id, ct.limits),
             *features.lxc_lines(ct.features),
-            *self.nodes.lxc_lines(self.layout, ct.pool, ct.id, self.grants(ct)),
+            *self.nodes.lxc_lines(self.cgroups.layout, ct.pool, ct.id, self.grants(ct)),
             *self.lxcfs.lxc_lines(),
             *(line for provider in self.config_providers for line in provider(pstate, ct)),
         ]
@@ -77,7 +80,28 @@ class Containers:
         state, pid = await self.lxc.aquery(ct.pool, ct.id)
         self.set_state(ct, state, pid)
 
+    def apply_groups(self, pstate, path: str) -> None:
+        """Make group ``path`` and those above it in the cgroup tree, each
+        with its limits (they may have gone with a reboot)."""
+        for p in reversed(ancestors(path)):
+            self.cgroups.apply(self.cgroups.group(pstate.pool.name, p), pstate.groups[p].limits)
+
+    def remove_group(self, pool: str, path: str) -> None:
+        """Remove a group's cgroups (and all below, "/" for the whole pool)."""
+        cgroups.remove(self.cgroups.layout, self.cgroups.group(pool, path))
+
+    def apply_limits(self, ct: Container) -> None:
+        """Put the container's limits in force now, while it runs."""
+        self.cgroups.apply(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
+
+    def limits_in_force(self, ct: Container) -> Limits | None:
+        """Read back from the container's cgroup; None when it is not running."""
+        if not ct.running:
+            return None
+        return self.cgroups.read(self.cgroups.ct(ct.pool, ct.group, ct.id))
+
     async def start(self, pstate, ct: Container) -> None:
+        self.apply_groups(pstate, ct.group)
         self.write_config(pstate, ct)
         user = pstate.users[ct.user]
         self.nodes.prepare(ct.pool, ct.id, self.grants(ct), user.root_uid, user.root_gid)

@@ -55,6 +55,7 @@ class TestNode:
             "cache_dir": str(CACHE),
             "log_level": "debug",
             "default_pool": {"id_base": self.id_base},
+            "cgroup_root": f"osctl-{self.name}",
             **(config or {}),
         }
         self.proc: subprocess.Popen | None = None
@@ -184,6 +185,9 @@ class TestNode:
                     self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         self.stop_lxcfs()
+        from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
+
+        cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
         if self.dir.exists():
             mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
                       if ln.split()[1].startswith(str(self.dir))]

@@ -195,5 +195,5 @@ def test_prlimit_at_start_and_live(node):
 
     for bad in (["nofile", "10", "5"], ["nofiles", "10"], ["nofile", "-1x"], ["nofile", "unlimited"]):
         assert node.osctl("ct", "set", "prlimit", "p1", *bad, check=False).returncode == 2
-    node.osctl("ct", "unset", "prlimit", "p1", name)
+    node.osctl("ct", "set", "prlimit", "p1", name, "none")
     assert node.osctl_json("ct", "show", "p1")["prlimits"] == {}
