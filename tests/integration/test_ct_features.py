@@ -197,3 +197,17 @@ def test_prlimit_at_start_and_live(node):
         assert node.osctl("ct", "set", "prlimit", "p1", *bad, check=False).returncode == 2
     node.osctl("ct", "set", "prlimit", "p1", name, "none")
     assert node.osctl_json("ct", "show", "p1")["prlimits"] == {}
+
+
+def test_tun_with_iproute2_in_debian(node):
+    """The issue's own check, ``ip tuntap add``, with Debian's iproute2."""
+    node.osctl("user", "new", "frank")
+    node.osctl("ct", "new", "t1", "--user", "frank", "--template", "debian")
+    node.osctl("ct", "start", "t1")
+    add = ("ip", "tuntap", "add", "dev", "osctltun0", "mode", "tun")
+    p = node.exec("t1", *add)
+    assert p.returncode != 0, p.stdout
+    node.osctl("ct", "feature", "enable", "t1", "tun")
+    p = node.exec("t1", *add)
+    assert p.returncode == 0, p.stderr
+    assert "osctltun0" in node.exec("t1", "ip", "-o", "link", "show", "osctltun0").stdout
