@@ -103,7 +103,8 @@ def test_device_grants_are_enforced_by_the_devices_cgroup(node):
 
     # Bad grants are refused and change nothing.
     for bad in (["char", "10", "229", "rx"], ["char", "ten", "1", "r"],
-                ["char", "10", "1", "r", "/etc/passwd"], ["char", "10", "229", "r"]):
+                ["char", "10", "1", "r", "/etc/passwd"], ["char", "10", "229", "r"],
+                ["char", "10", "200", "rw", "/dev/fuse"]):
         p = node.osctl("ct", "devices", "add", "d1", *bad, check=False)
         assert p.returncode in (2, 4), p.stderr
     assert len(node.osctl_json("ct", "show", "d1")["devices"]) == 1

@@ -55,3 +55,16 @@ def test_proc_views_show_the_container_and_survive_daemon_restart(node):
     node.osctl("ct", "start", "v2")
     assert "lxcfs /proc/meminfo" in node.exec("v2", "cat", "/proc/mounts").stdout
     os.kill(lxcfs_pid, 0)  # still the same one
+
+
+def test_a_dead_lxcfs_is_replaced_at_daemon_start(node):
+    old = node.lxcfs_pid()
+    node.kill()
+    os.kill(old, 9)  # our node's lxcfs, by its PID
+    deadline = time.time() + 10
+    while Path(f"/proc/{old}").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    node.start()
+    status = node.osctl_json("status")["lxcfs"]
+    assert status["active"] and status["pid"] not in (None, old)
+    assert (node.run_dir / "lxcfs/proc/uptime").read_text()
