@@ -206,6 +206,10 @@ class Daemon:
         for d in (cfg.state_dir, cfg.run_dir, cfg.lxc_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.run_dir, 0o711)
+        layout = self.cgroup_layout
+        log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
+            f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies
+            if h.controllers & {"cpu", "memory", "pids"}))
         self.containers.nodes.setup()
         # Before load(): re-adoption renders the configs with lxcfs's mounts.
         await asyncio.to_thread(self.containers.lxcfs.ensure)

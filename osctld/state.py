@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 from osctl.protocol import CONFLICT, INVALID, NOT_FOUND, OsctlError
 
@@ -70,14 +71,24 @@ class PoolState:
             out = out.tightest(self.groups[path].limits)
         return out
 
-    def check_quota(self, changed: Container) -> None:
+    def check_quota(self, changed: Container, disk_quotas: bool = True,
+                    addresses: Callable[[Container], Iterable[str]] | None = None) -> None:
         """Refuse ``changed`` (a container being created or changed, not yet
-        in ``cts`` in its new form) if it takes its user over a quota."""
+        in ``cts`` in its new form) if it takes its user over a quota.
+
+        ``disk_quotas``: whether the pool's backend can limit a container's
+        disk. ``addresses``: a container's IP addresses (its netifs'), for
+        the ipv4 and ipv6-64 quotas; the network layer passes it.
+        """
         user = self.users[changed.user]
         mine = [c for c in self.cts.values() if c.user == user.name]
-        before = Usage.of(mine)
-        after = Usage.of([c for c in mine if c.id != changed.id] + [changed])
-        check(user.name, user.quota, before, after, changed)
+        then = [c for c in mine if c.id != changed.id] + [changed]
+        before, after = Usage.of(mine), Usage.of(then)
+        if addresses is not None:
+            before = before.with_addresses(a for c in mine for a in addresses(c))
+            after = after.with_addresses(a for c in then for a in addresses(c))
+        check(user.name, user.quota, before, after, changed,
+              frozenset() if disk_quotas else frozenset({"disk"}))
 
     def save_pool(self) -> None:
         write_doc(self.pool.conf_dir / "pool.yml", self.pool.to_dict())

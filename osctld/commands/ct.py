@@ -13,9 +13,9 @@ from ..distconfig import for_distribution
 from ..model.container import Container, check_resolvers
 from ..model.group import DEFAULT_GROUP, check_group_path
 from ..model.limits import Limits
-from ..model.units import parse_size
 from ..model.naming import check_hostname, check_name
 from ..model.pool import IDMAP_CHOWN
+from ..model.units import parse_size
 from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..undo import Undo
@@ -64,10 +64,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
     """``base`` with operator-given limits (``none`` lifts one), checked."""
     out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
-    layout = ctx.daemon.cgroup_layout.for_controller("memory")
-    if out.swap is not None and out.memory is None and layout is not None and layout.version == 1:
-        raise OsctlError(INVALID, "swap is limited together with memory on this node (cgroup v1): "
-                                  "set a memory limit too")
+    ctx.daemon.containers.cgroups.check(out)
     return out
 
 
@@ -107,7 +104,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     async with _lock(ctx, ct, "ct.new"), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
-        pstate.check_quota(ct)
+        pstate.check_quota(ct, backend.quotas)
         pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
         undo.push(pstate.cts.pop, id)
         tpl_rootfs = await d.templates.ensure(backend, tpl, version, ctx.progress)
@@ -317,7 +314,7 @@ async def _set_resources(ctx: Context, pstate, ct: Container, limits: dict | Non
     new_disk = ct.disk if disk is None else _disk(disk)
     if disk is not None:
         d.backend(pstate).need_quotas()
-    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk))
+    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk), d.backend(pstate).quotas)
     async with Undo() as undo:
         if disk is not None:
             rootfs = pstate.pool.rootfs(ct.id)

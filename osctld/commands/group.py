@@ -23,7 +23,9 @@ def _lock(ctx: Context, pstate):
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
-    return base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
+    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
+    ctx.daemon.containers.cgroups.check(out)
+    return out
 
 
 def _below(pstate, path: str) -> tuple[list[str], list[str]]:

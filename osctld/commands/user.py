@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..model.idmap import MapEntry
 from ..model.naming import check_name
-from ..model.quota import Quota, preset
+from ..model.quota import Quota, Usage, preset
 from ..model.user import User
 from ..undo import Undo
 from . import Context, command
@@ -103,7 +105,10 @@ async def ls(ctx: Context, pool: str | None = None) -> list:
 async def show(ctx: Context, name: str) -> dict:
     """One user."""
     pstate, user = ctx.daemon.registry.user(name)
-    return {**user.public(), "containers": sorted(c.id for c in pstate.cts.values() if c.user == user.name)}
+    mine = [c for c in pstate.cts.values() if c.user == user.name]
+    return {**user.public(), "containers": sorted(c.id for c in mine),
+            # What its containers hold, as its quota counts it.
+            "quota_usage": asdict(Usage.of(mine))}
 
 
 @command("user.del", mutating=True)

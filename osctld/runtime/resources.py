@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from osctl.protocol import INVALID, OsctlError
+
 from ..model.limits import Limits
 from . import cgroups
 from .cgroups import CgroupLayout
@@ -100,9 +102,30 @@ class CgroupTree:
         for version, wanted in ((1, _v1(limits, live)), (2, _v2(limits, live))):
             for s in wanted:
                 h = self.layout.for_controller(s.controller)
-                if h is not None and h.version == version:
+                if h is not None and h.version == version and (
+                        self.swap_accounting or "swap" not in s.file and "memsw" not in s.file):
                     out.append(s)
         return out
+
+    def check(self, limits: Limits) -> None:
+        """Refuse limits this node's cgroups cannot express."""
+        if limits.swap is None:
+            return
+        if not self.swap_accounting:
+            raise OsctlError(INVALID, "this node does not account swap per cgroup "
+                                      "(cgroup v1 without swapaccount=1): no swap limits")
+        memory = self.layout.for_controller("memory")
+        if limits.memory is None and memory.version == 1:
+            raise OsctlError(INVALID, "swap is limited together with memory on this node "
+                                      "(cgroup v1): set a memory limit too")
+
+    @property
+    def swap_accounting(self) -> bool:
+        """Whether the kernel accounts swap per cgroup (v1: swapaccount=1)."""
+        h = self.layout.for_controller("memory")
+        if h is None:
+            return False
+        return h.version == 2 or (h.mount / "memory.memsw.limit_in_bytes").exists()
 
     def lxc_lines(self, pool: str, group: str, ct_id: str, limits: Limits) -> list[str]:
         """LXC keys that place the container in its group and set its limits at start."""

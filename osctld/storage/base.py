@@ -24,6 +24,7 @@ class Backend:
     """A pool's datasets: a dataset is a directory tree a container or template owns."""
 
     name = "base"
+    quotas = False  # whether datasets can have a disk quota
 
     def __init__(self, pool):
         self.pool = pool
@@ -58,5 +59,7 @@ class Backend:
 
     def need_quotas(self) -> None:
         """Refuse early where the backend has no disk quotas."""
+        if self.quotas:
+            return
         raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
                                       "disk quotas: use a btrfs pool")

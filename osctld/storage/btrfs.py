@@ -20,6 +20,7 @@ def is_mounted(path: Path) -> bool:
 
 class BtrfsBackend(Backend):
     name = "btrfs"
+    quotas = True  # qgroups
 
     async def install(self, size: int | None = None) -> None:
         pool = self.pool
@@ -73,9 +74,6 @@ class BtrfsBackend(Backend):
             await super().destroy(path)
 
     # --- disk quotas: qgroups, a referenced-bytes limit per subvolume ---------------
-
-    def need_quotas(self) -> None:
-        """btrfs has them (qgroups)."""
 
     async def qgroup(self, path: Path) -> str:
         return "0/" + await run("btrfs", "inspect-internal", "rootid", str(path), what="btrfs rootid")

@@ -3,7 +3,6 @@ cgroups on the host."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from osctld.runtime import cgroups
@@ -141,7 +140,9 @@ def test_quota_refusal_changes_nothing(node):
     node.osctl("ct", "new", "q2", "--user", "q", "--memory", "50M")
     p = node.osctl("ct", "new", "q3", "--user", "q", "--memory", "4M", check=False)
     assert p.returncode == 6 and "quota containers of user q is 2" in p.stderr
-    assert node.osctl_json("user", "show", "q")["quota"] == {"memory": 256 * MIB, "containers": 2}
+    shown = node.osctl_json("user", "show", "q")
+    assert shown["quota"] == {"memory": 256 * MIB, "containers": 2}
+    assert (shown["quota_usage"]["memory"], shown["quota_usage"]["containers"]) == (250 * MIB, 2)
 
 
 def test_btrfs_disk_quota(node):

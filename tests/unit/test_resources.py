@@ -142,3 +142,28 @@ def test_quota_values_and_addresses():
     u = Usage().with_addresses(["192.0.2.1/32", "198.51.100.0/30", "2001:db8::1/128",
                                 "2001:db8::2/128", "2001:db8:1::/64", "2001:db8:100::/62"])
     assert (u.ipv4, u.ipv6_64) == (5, 6)
+
+
+def test_disk_quota_does_not_refuse_all_on_a_pool_without_disk_quotas():
+    q = preset("staging")
+    c = ct("a", limits=Limits(cpu_limit=1, memory=1 << 30))
+    with pytest.raises(OsctlError, match="needs a disk of its own"):
+        check("u", q, Usage(), Usage.of([c]), c)
+    check("u", q, Usage(), Usage.of([c]), c, frozenset({"disk"}))
+
+
+def test_pool_state_checks_a_users_quota_with_addresses(tmp_path):
+    from osctld.model.idmap import IdRange, MapEntry
+    from osctld.model.pool import Pool
+    from osctld.model.user import User
+    from osctld.state import PoolState
+
+    m = [MapEntry(0, 1_000_000, 65536)]
+    pstate = PoolState(Pool("p", "dir", tmp_path), IdRange())
+    pstate.users["u"] = User("u", "p", m, m, quota=Quota(ipv4=2, containers=2))
+    pstate.cts["a"] = ct("a")
+    addrs = {"a": ["192.0.2.1/32"], "b": ["192.0.2.2/32", "192.0.2.3/32"]}
+    pstate.check_quota(ct("b"))  # no addresses counted: fits
+    with pytest.raises(OsctlError, match="quota ipv4 of user u is 2: this would make it 3"):
+        pstate.check_quota(ct("b"), addresses=lambda c: addrs.get(c.id, []))
+    assert set(pstate.groups) == {"/", "/default"}
