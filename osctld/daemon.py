@@ -56,9 +56,8 @@ class Daemon:
         self.cgroup_layout = cgroups.detect()
         self.containers = Containers(
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
-            on_state=self._state_changed, layout=self.cgroup_layout,
+            CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
             nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
-            cgroups=CgroupTree(self.cgroup_layout, config.cgroup_root),
         )
         self.ops: dict[str, asyncio.Task] = {}
         self._stop = asyncio.Event()
@@ -262,6 +261,6 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "rss": rss, "ops": sorted(self.ops),
-            "cgroups": self.containers.layout.mode, "lxcfs": self.containers.lxcfs.public(),
+            "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
         }
 

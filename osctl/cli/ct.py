@@ -178,22 +178,12 @@ def set_autostart(s, id, value, priority):
 @pass_settings
 def set_prlimit(s, id, name, soft, hard):
     """Set prlimit NAME (nofile, nproc, memlock, ...) to SOFT [HARD, default SOFT];
-    numbers or 'unlimited'. Running processes get it at once, init at each start."""
-    show(s, call(s, "ct.prlimit.set", {"id": id, "name": name, "soft": soft, "hard": hard}))
-
-
-@ct.group("unset")
-def unset():
-    """Drop a container setting back to its default."""
-
-
-@unset.command("prlimit")
-@click.argument("id")
-@click.argument("name")
-@pass_settings
-def unset_prlimit(s, id, name):
-    """Drop prlimit NAME (the default applies from the next start)."""
-    show(s, call(s, "ct.prlimit.del", {"id": id, "name": name}))
+    numbers or 'unlimited'. Running processes get it at once, init at each start.
+    SOFT none drops it from the config (the default applies from the next start)."""
+    if soft == "none":
+        show(s, call(s, "ct.prlimit.del", {"id": id, "name": name}))
+    else:
+        show(s, call(s, "ct.prlimit.set", {"id": id, "name": name, "soft": soft, "hard": hard}))
 
 
 def _restart_options(cmd):
@@ -276,32 +266,35 @@ def devices_del(s, id, type, major, minor, no_restart, timeout):
                                        "restart": not no_restart, "timeout": timeout}))
 
 
-def _limit(name: str, doc: str) -> None:
-    """``ct set NAME ID VALUE`` and ``ct unset NAME ID`` for one limit."""
-    wire = (lambda v: {"disk": v}) if name == "disk" else (lambda v: {"limits": {name: v}})
-
+def _set_limit(name: str, doc: str):
     @click.argument("id")
     @click.argument("value")
     @pass_settings
-    def set_cmd(s, id, value):
-        show(s, call(s, "ct.set", {"id": id, **wire(value)}))
+    def cmd(s, id, value):
+        args = {"disk": value} if name == "disk" else {"limits": {name: value}}
+        show(s, call(s, "ct.set", {"id": id, **args}))
 
-    @click.argument("id")
-    @pass_settings
-    def unset_cmd(s, id):
-        show(s, call(s, "ct.set", {"id": id, **wire("none")}))
-
-    set_cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
-    unset_cmd.__doc__ = f"Lift {name} (live on a running container)."
-    set_.command(name)(set_cmd)
-    unset.command(name)(unset_cmd)
+    cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
+    return set_.command(name)(cmd)
 
 
-_limit("cpu-limit", "Limit CPU to VALUE cores (fractions allowed): a quota per period.")
-_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).")
-_limit("swap", "Allow VALUE of swap beyond the memory limit.")
-_limit("pids", "Limit processes and threads to VALUE.")
-_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.")
+_set_limit("cpu-limit", "Limit CPU to VALUE cores (fractions allowed): a quota per period.")
+_set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).")
+_set_limit("swap", "Allow VALUE of swap beyond the memory limit.")
+_set_limit("pids", "Limit processes and threads to VALUE.")
+_set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.")
+
+
+@ct.command("unset")
+@click.argument("id")
+@click.argument("names", nargs=-1, required=True,
+                type=click.Choice(["cpu-limit", "memory", "swap", "pids", "disk"]))
+@pass_settings
+def unset(s, id, names):
+    """Lift limits of container ID (live where it runs)."""
+    limits = {n: "none" for n in names if n != "disk"}
+    show(s, call(s, "ct.set", {"id": id, "limits": limits or None,
+                               "disk": "none" if "disk" in names else None}))
 
 
 @ct.command("passwd")

@@ -34,19 +34,6 @@ def _find(ctx: Context, ref: str):
     return pstate, ct
 
 
-def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
-    """``base`` with operator-given limits (``none`` lifts one), checked."""
-    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
-    ctx.daemon.containers.cgroups.check(out)
-    return out
-
-
-def _disk(value: str | int | None) -> int | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "unlimited")):
-        return None
-    return parse_size(value)
-
-
 async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
                       restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
     """Apply ``change`` to the container's config under its lock, save it, and
@@ -72,6 +59,19 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         pstate.save_ct(ct)
         restarted = await d.containers.reconfigure(pstate, ct, restart, timeout)
     return {**ct.public(), "restarted": restarted}
+
+
+def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
+    """``base`` with operator-given limits (``none`` lifts one), checked."""
+    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
+    ctx.daemon.containers.cgroups.check(out)
+    return out
+
+
+def _disk(value: str | int | None) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "unlimited")):
+        return None
+    return parse_size(value)
 
 
 def _need_running(ct: Container) -> None:

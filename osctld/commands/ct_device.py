@@ -33,8 +33,9 @@ async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | i
     pstate, ct = _find(ctx, id)
     if any(g.same_device(grant) for g in ct.devices):
         raise OsctlError(EXISTS, f"container {ct.id} already has a grant for {grant.rule.rsplit(' ', 1)[0]}")
-    if grant.path and any(g.path == grant.path for g in ct.devices):
-        raise OsctlError(EXISTS, f"container {ct.id} already has a device at {grant.path}")
+    taken = [g for g in ctx.daemon.containers.grants(ct) if g.path == grant.path and grant.path]
+    if any(not g.same_device(grant) for g in taken):
+        raise OsctlError(EXISTS, f"container {ct.id} already has another device at {grant.path}")
 
     def change() -> None:
         ct.devices = [*ct.devices, grant]

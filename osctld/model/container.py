@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from osctl.protocol import INVALID, OsctlError
 
+from .device import DeviceGrant
 from .group import DEFAULT_GROUP, check_group_path
 from .limits import Limits
-from .device import DeviceGrant
 from .naming import check_hostname, check_name
 
 # Container states, as LXC names them, lower case. "starting" and "stopping"
@@ -42,22 +42,22 @@ class Container:
     autostart: bool = False
     autostart_priority: int = 10
     created: float = field(default_factory=time.time)
-    group: str = DEFAULT_GROUP  # the resource group whose cgroup holds it
-    limits: Limits = field(default_factory=Limits)
-    disk: int | None = None  # bytes: the rootfs quota, where the backend has quotas
     features: list[str] = field(default_factory=list)  # names from runtime.features
     devices: list[DeviceGrant] = field(default_factory=list)  # grants of its own
     prlimits: dict[str, list] = field(default_factory=dict)  # name -> [soft, hard]
     # A change staged (--no-restart) while it ran: in force at its next start.
     restart_pending: bool = False
+    group: str = DEFAULT_GROUP  # the resource group whose cgroup holds it
+    limits: Limits = field(default_factory=Limits)
+    disk: int | None = None  # bytes: the rootfs quota, where the backend has quotas
     # Runtime, never persisted: the daemon learns it from LXC.
     state: str = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
 
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
-        "autostart", "autostart_priority", "created", "group", "limits", "disk", "features",
-        "devices", "prlimits", "restart_pending",
+        "autostart", "autostart_priority", "created", "group", "limits", "disk",
+        "features", "devices", "prlimits", "restart_pending",
     )
 
     def __post_init__(self) -> None:
@@ -66,11 +66,11 @@ class Container:
         if self.hostname is not None:
             check_hostname(self.hostname)
         self.dns_resolvers = check_resolvers(self.dns_resolvers)
+        self.devices = [g if isinstance(g, DeviceGrant) else DeviceGrant.from_dict(g)
+                        for g in self.devices]
         self.group = check_group_path(self.group)
         if isinstance(self.limits, dict):
             self.limits = Limits.from_dict(self.limits)
-        self.devices = [g if isinstance(g, DeviceGrant) else DeviceGrant.from_dict(g)
-                        for g in self.devices]
 
     @property
     def running(self) -> bool:
@@ -78,8 +78,8 @@ class Container:
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.PERSISTED}
-        d["limits"] = self.limits.to_dict()
         d["devices"] = [g.to_dict() for g in self.devices]
+        d["limits"] = self.limits.to_dict()
         return d
 
     @classmethod

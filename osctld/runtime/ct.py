@@ -15,7 +15,6 @@ from ..model.group import ancestors
 from ..model.limits import Limits
 from ..template import Templates
 from . import features
-from .cgroups import CgroupLayout
 from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
@@ -25,14 +24,13 @@ from .resources import CgroupTree
 
 class Containers:
     def __init__(self, lxc: LxcRuntime, templates: Templates, hooks: Hooks,
-                 on_state: Callable[[Container], None], layout: CgroupLayout,
-                 nodes: DeviceNodes, lxcfs: Lxcfs, cgroups: CgroupTree):
+                 cgroups: CgroupTree, on_state: Callable[[Container], None],
+                 nodes: DeviceNodes, lxcfs: Lxcfs):
         self.lxc = lxc
         self.templates = templates
         self.hooks = hooks
         self.cgroups = cgroups
         self.on_state = on_state
-        self.layout = layout
         self.nodes = nodes
         self.lxcfs = lxcfs
         # Extra LXC lines contributed by later layers (network, features):
@@ -55,7 +53,7 @@ class Containers:
         extra = [
             *self.cgroups.lxc_lines(ct.pool, ct.group, ct.id, ct.limits),
             *features.lxc_lines(ct.features),
-            *self.nodes.lxc_lines(self.layout, ct.pool, ct.id, self.grants(ct)),
+            *self.nodes.lxc_lines(self.cgroups.layout, ct.pool, ct.id, self.grants(ct)),
             *self.lxcfs.lxc_lines(),
             *(line for provider in self.config_providers for line in provider(pstate, ct)),
         ]

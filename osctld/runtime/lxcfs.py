@@ -69,8 +69,16 @@ class Lxcfs:
         if not self.enabled:
             return
         if mounted_at(self.mountpoint):
-            log.info("using lxcfs at %s", self.mountpoint)
-            return
+            if self.answers():
+                log.info("using lxcfs at %s", self.mountpoint)
+                return
+            if not self.own:
+                log.error("the lxcfs at %s does not answer: containers get no /proc views", self.mountpoint)
+                return
+            # Its lxcfs died (ENOTCONN): containers that hold its files need a
+            # restart for the views to come back; new starts get a new lxcfs.
+            log.error("lxcfs at %s is dead: mounting a new one", self.mountpoint)
+            subprocess.run(["umount", "-l", str(self.mountpoint)], check=True)
         if not self.own:
             log.warning("no lxcfs mounted at %s: containers get the node's /proc files", self.mountpoint)
             return
@@ -85,6 +93,13 @@ class Lxcfs:
                 raise RuntimeError(f"lxcfs did not mount {self.mountpoint}")
             time.sleep(0.05)
         log.info("started lxcfs (pid %s) on %s", self.pid(), self.mountpoint)
+
+    def answers(self) -> bool:
+        try:
+            (self.mountpoint / "proc" / "uptime").read_bytes()
+            return True
+        except OSError:
+            return False
 
     def pid(self) -> int | None:
         try:

@@ -184,10 +184,10 @@ class TestNode:
                 for ct_dir in pool_dir.iterdir():
                     self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        self.stop_lxcfs()
         from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
 
         cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
-        self.stop_lxcfs()
         if self.dir.exists():
             mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
                       if ln.split()[1].startswith(str(self.dir))]

@@ -103,7 +103,8 @@ def test_device_grants_are_enforced_by_the_devices_cgroup(node):
 
     # Bad grants are refused and change nothing.
     for bad in (["char", "10", "229", "rx"], ["char", "ten", "1", "r"],
-                ["char", "10", "1", "r", "/etc/passwd"], ["char", "10", "229", "r"]):
+                ["char", "10", "1", "r", "/etc/passwd"], ["char", "10", "229", "r"],
+                ["char", "10", "200", "rw", "/dev/fuse"]):
         p = node.osctl("ct", "devices", "add", "d1", *bad, check=False)
         assert p.returncode in (2, 4), p.stderr
     assert len(node.osctl_json("ct", "show", "d1")["devices"]) == 1
@@ -195,5 +196,19 @@ def test_prlimit_at_start_and_live(node):
 
     for bad in (["nofile", "10", "5"], ["nofiles", "10"], ["nofile", "-1x"], ["nofile", "unlimited"]):
         assert node.osctl("ct", "set", "prlimit", "p1", *bad, check=False).returncode == 2
-    node.osctl("ct", "unset", "prlimit", "p1", name)
+    node.osctl("ct", "set", "prlimit", "p1", name, "none")
     assert node.osctl_json("ct", "show", "p1")["prlimits"] == {}
+
+
+def test_tun_with_iproute2_in_debian(node):
+    """The issue's own check, ``ip tuntap add``, with Debian's iproute2."""
+    node.osctl("user", "new", "frank")
+    node.osctl("ct", "new", "t1", "--user", "frank", "--template", "debian")
+    node.osctl("ct", "start", "t1")
+    add = ("ip", "tuntap", "add", "dev", "osctltun0", "mode", "tun")
+    p = node.exec("t1", *add)
+    assert p.returncode != 0, p.stdout
+    node.osctl("ct", "feature", "enable", "t1", "tun")
+    p = node.exec("t1", *add)
+    assert p.returncode == 0, p.stderr
+    assert "osctltun0" in node.exec("t1", "ip", "-o", "link", "show", "osctltun0").stdout

@@ -51,8 +51,7 @@ def test_memory_limit_oom_kills_inside_and_changes_live(node):
     assert meminfo_total(node, "m1") == 256 * MIB
     p = node.exec("m1", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1")
     assert p.returncode == 0, p.stderr
-    node.osctl("ct", "unset", "swap", "m1")
-    node.osctl("ct", "unset", "memory", "m1")
+    node.osctl("ct", "unset", "m1", "memory", "swap")
     assert node.osctl_json("ct", "show", "m1")["limits_in_force"].get("memory") is None
 
 

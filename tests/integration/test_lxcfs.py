@@ -7,21 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from osctld.runtime import cgroups
-
 LIMIT = 256 * 1024 * 1024
-
-
-def memory_limit_file(init_pid: int) -> Path:
-    """The container's memory limit file, found from its init's cgroup."""
-    layout = cgroups.detect()
-    for line in Path(f"/proc/{init_pid}/cgroup").read_text().splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if layout.version("memory") == 1 and "memory" in ctrls.split(","):
-            return Path(layout.v1["memory"] + path) / "memory.limit_in_bytes"
-        if layout.version("memory") == 2 and ctrls == "":
-            return Path(layout.v2 + path) / "memory.max"
-    raise AssertionError("no memory cgroup")
 
 
 def meminfo_kb(text: str, key: str) -> int:
@@ -31,10 +17,8 @@ def meminfo_kb(text: str, key: str) -> int:
 def test_proc_views_show_the_container_and_survive_daemon_restart(node):
     node.osctl("user", "new", "erin")
     node.osctl("ct", "new", "v1", "--user", "erin")
-    pid = node.osctl_json("ct", "start", "v1")["init_pid"]
-    # The limit is set on the container's cgroup directly: this test is about
-    # what lxcfs shows, not about how limits are set.
-    memory_limit_file(pid).write_text(str(LIMIT))
+    node.osctl("ct", "start", "v1")
+    node.osctl("ct", "set", "memory", "v1", "256M")  # live, on the running container
     meminfo = node.exec("v1", "cat", "/proc/meminfo").stdout
     assert meminfo_kb(meminfo, "MemTotal") == LIMIT // 1024
     # (busybox's free asks sysinfo(2), which lxcfs cannot change; procps's
@@ -71,3 +55,16 @@ def test_proc_views_show_the_container_and_survive_daemon_restart(node):
     node.osctl("ct", "start", "v2")
     assert "lxcfs /proc/meminfo" in node.exec("v2", "cat", "/proc/mounts").stdout
     os.kill(lxcfs_pid, 0)  # still the same one
+
+
+def test_a_dead_lxcfs_is_replaced_at_daemon_start(node):
+    old = node.lxcfs_pid()
+    node.kill()
+    os.kill(old, 9)  # our node's lxcfs, by its PID
+    deadline = time.time() + 10
+    while Path(f"/proc/{old}").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    node.start()
+    status = node.osctl_json("status")["lxcfs"]
+    assert status["active"] and status["pid"] not in (None, old)
+    assert (node.run_dir / "lxcfs/proc/uptime").read_text()
