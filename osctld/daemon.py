@@ -8,6 +8,7 @@ state and init PID before it answers its first request.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -60,6 +61,7 @@ class Daemon:
             nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
         )
         self.ops: dict[str, asyncio.Task] = {}
+        self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
         self._stop = asyncio.Event()
         self._servers: list = []
 
@@ -70,7 +72,9 @@ class Daemon:
         return self.config.state_dir / "pools.yml"
 
     def save_pool_list(self) -> None:
-        entries = [p.pool.node_entry() for p in self.registry.pools.values()]
+        # Pools that failed to activate stay listed: a disk missing at boot
+        # must not make the node forget them.
+        entries = [p.pool.node_entry() for p in self.registry.pools.values()] + self.inactive_pools
         atomic_write(self.pools_file, yaml.safe_dump({"pools": entries}).encode())
 
     def load_pool_list(self) -> list[dict]:
@@ -95,12 +99,15 @@ class Daemon:
                             state=ct.state, init_pid=ct.init_pid)
 
     def history(self, pool: str | None, entry: dict) -> None:
-        pstate = self.registry.pools.get(pool) if pool else None
-        if pstate is None:
+        if pool is not None:
+            pstate = self.registry.pools.get(pool)  # gone: an export wrote its own line
+        else:
             try:
                 pstate = self.registry.pool(None)
             except OsctlError:
                 return
+        if pstate is None:
+            return
         try:
             append_history(pstate.pool.history_file, entry)
         except OSError as e:
@@ -136,26 +143,38 @@ class Daemon:
         self.save_pool_list()
 
     async def load(self) -> None:
-        for entry in self.load_pool_list():
+        entries = self.load_pool_list()
+        for entry in entries:
             try:
                 pstate = await self.activate_pool(entry)
             except Exception as e:
-                log.error("pool %s at %s cannot be activated: %s", entry.get("name"), entry.get("path"), e)
+                log.error("pool %s at %s cannot be activated (kept in the pool list): %s",
+                          entry.get("name"), entry.get("path"), e)
+                self.inactive_pools.append(entry)
                 continue
             self.registry.pools[pstate.pool.name] = pstate
-        if not self.registry.pools and self.config.default_pool is not None:
+        if not entries and self.config.default_pool is not None:
             await self.install_default_pool()
         self.sync_subids()
         await self.readopt()
 
     async def readopt(self) -> None:
+        """Learn each container's state from LXC; one broken container is
+        logged and left stopped, never keeping the daemon from starting."""
         cts = self.registry.all_cts()
         for pstate in self.registry.pools.values():
             for ct in pstate.cts.values():
-                self.containers.write_config(pstate, ct)
-        states = await asyncio.gather(*(self.containers.lxc.aquery(c.pool, c.id) for c in cts))
-        for ct, (state, pid) in zip(cts, states):
-            ct.state, ct.init_pid = state, pid
+                try:
+                    self.containers.write_config(pstate, ct)
+                except Exception as e:
+                    log.error("container %s:%s: cannot write its LXC config: %s", ct.pool, ct.id, e)
+        states = await asyncio.gather(*(self.containers.lxc.aquery(c.pool, c.id) for c in cts),
+                                      return_exceptions=True)
+        for ct, result in zip(cts, states):
+            if isinstance(result, BaseException):
+                log.error("container %s:%s: cannot ask LXC its state: %s", ct.pool, ct.id, result)
+                continue
+            ct.state, ct.init_pid = result
         running = sum(1 for c in cts if c.running)
         log.info("re-adopted %d containers, %d running", len(cts), running)
 
@@ -172,7 +191,8 @@ class Daemon:
                 if pstate is None or ct.running:
                     return
                 try:
-                    async with self.locks.hold(("ct", ct.pool, ct.id), "autostart"):
+                    async with self.locks.hold(("pool", ct.pool), "autostart", shared=True), \
+                            self.locks.hold(("ct", ct.pool, ct.id), "autostart"):
                         await self.containers.start(pstate, ct)
                 except Exception as e:
                     log.error("autostart of %s:%s failed: %s", ct.pool, ct.id, e)
@@ -189,7 +209,7 @@ class Daemon:
             pstate = self.registry.pools.get(msg.get("pool"))
             ct = pstate.cts.get(msg.get("ct")) if pstate else None
             if ct is not None:
-                self.containers.hook(ct, str(msg.get("hook")), msg.get("pid"))
+                self.containers.hook(ct, str(msg.get("hook")), msg.get("pid"), msg.get("target"))
             writer.write(b"ok\n")
             await writer.drain()
         except Exception as e:

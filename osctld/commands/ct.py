@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import logging
 import shutil
 from dataclasses import replace
 from typing import Callable
 
-from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
+from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
 
 from ..distconfig import for_distribution
 from ..model.container import Container, check_resolvers
@@ -22,10 +25,24 @@ from ..undo import Undo
 from . import Context, command
 
 STOP_TIMEOUT = 60
+# How long a tenant's own program (chpasswd) may take before it is killed.
+INSIDE_TIMEOUT = 30
+log = logging.getLogger(__name__)
 
 
-def _lock(ctx: Context, ct: Container, what: str):
-    return ctx.daemon.locks.hold(("ct", ct.pool, ct.id), what)
+@contextlib.asynccontextmanager
+async def _lock(ctx: Context, ct: Container, what: str, new: bool = False):
+    """Hold the container's lock; an existing container is looked for again
+    once it is held, as a command before us may have deleted it."""
+    locks = ctx.daemon.locks
+    async with locks.hold(("pool", ct.pool), what, shared=True), \
+            locks.hold(("ct", ct.pool, ct.id), what):
+        pstate = ctx.daemon.registry.pools.get(ct.pool)
+        if pstate is None:
+            raise OsctlError(NOT_FOUND, f"pool {ct.pool} is gone")
+        if not new and pstate.cts.get(ct.id) is not ct:
+            raise OsctlError(NOT_FOUND, f"container {ct.pool}:{ct.id} is gone")
+        yield
 
 
 def _find(ctx: Context, ref: str):
@@ -101,15 +118,22 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     backend = d.backend(pstate)
     if ct.disk is not None:
         backend.need_quotas()
-    async with _lock(ctx, ct, "ct.new"), Undo() as undo:
+    async with _lock(ctx, ct, "ct.new", new=True), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
+        if pstate.users.get(u.name) is not u:
+            raise OsctlError(NOT_FOUND, f"user {u.name} is gone")
+        pstate.group(group)  # and its group, deleted while we waited?
         pstate.check_quota(ct, backend.quotas)
         pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
         undo.push(pstate.cts.pop, id)
         tpl_rootfs = await d.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
         ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {version}"})
+        if rootfs.exists():
+            # No config holds this id: a crash or a failed delete left it.
+            log.warning("removing the orphaned rootfs %s before reusing id %s", rootfs, id)
+            await backend.destroy(rootfs)
         undo.push(shutil.rmtree, pstate.pool.ct_dir(id), True)
         undo.push(backend.destroy, rootfs)
         await backend.clone(tpl_rootfs, rootfs)
@@ -117,7 +141,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
             await backend.set_quota(rootfs, ct.disk)
         if pstate.pool.idmap == IDMAP_CHOWN:
             ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
-            shift_tree(rootfs, u.root_uid, u.root_gid)
+            await asyncio.to_thread(shift_tree, rootfs, u.root_uid, u.root_gid)
         dist = for_distribution(ct.distribution)(rootfs)
         dist.set_hostname(ct.hostname)
         if ct.dns_resolvers:
@@ -240,6 +264,9 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     d = ctx.daemon
     pstate, ct = _find(ctx, id)
     async with _lock(ctx, ct, "ct.del"):
+        # Not what the hooks said last: a container rebooting inside is
+        # "stopped" between its post-stop and its next start.
+        await d.containers.refresh(ct)
         if ct.running or ct.state != "stopped":
             if not force:
                 raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it or use --force")
@@ -275,8 +302,8 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
         if hostname is not None:
             dist.set_hostname(hostname)
             ct.hostname = hostname
-            if ct.running:
-                await d.containers.lxc.attach(ct.pool, ct.id, ["hostname", hostname], None)
+            if ct.running and ct.init_pid:
+                await d.containers.lxc.set_hostname(ct.init_pid, hostname)
         if dns_resolvers is not None:
             dist.set_dns(dns_resolvers)
             ct.dns_resolvers = dns_resolvers
@@ -298,7 +325,8 @@ async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
         raise OsctlError(INVALID, "user and password may not hold ':' or newlines")
     async with _lock(ctx, ct, "ct.passwd"):
         code, _, err = await ctx.daemon.containers.lxc.attach(
-            ct.pool, ct.id, ["chpasswd"], None, stdin=f"{user}:{password}\n".encode())
+            ct.pool, ct.id, ["chpasswd"], None, stdin=f"{user}:{password}\n".encode(),
+            timeout=INSIDE_TIMEOUT)
     if code != 0:
         why = err.decode(errors="replace").strip() or f"exit {code}"
         raise OsctlError(INVALID, f"chpasswd in {ct.id} failed: {why}")

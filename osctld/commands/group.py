@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..model.group import DEFAULT_GROUP, ROOT_GROUP, Group, check_group_path, parent_of
@@ -16,10 +18,14 @@ def _find(ctx: Context, path: str, pool: str | None):
     return pstate, pstate.group(check_group_path(path))
 
 
-def _lock(ctx: Context, pstate):
+@contextlib.asynccontextmanager
+async def _lock(ctx: Context, pstate):
     # One lock for a pool's group tree: a new child and its parent's deletion
-    # must not cross.
-    return ctx.daemon.locks.hold(("groups", pstate.pool.name), "group")
+    # must not cross. The pool's, shared: no export while groups change.
+    locks = ctx.daemon.locks
+    async with locks.hold(("pool", pstate.pool.name), "group", shared=True), \
+            locks.hold(("groups", pstate.pool.name), "group"):
+        yield
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:

@@ -33,9 +33,13 @@ async def new(ctx: Context, name: str, pool: str | None = None,
     pstate = d.registry.pool(pool)
     ctx.pool = pstate.pool.name
     maps = _maps(uid_map, gid_map)
-    async with d.locks.hold(("pool", pstate.pool.name, "ids"), "user.new"), Undo() as undo:
+    async with d.locks.hold(("pool", pstate.pool.name), "user.new", shared=True), \
+            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.new"), Undo() as undo:
         if name in pstate.users:
             raise OsctlError(EXISTS, f"user {name!r} exists in pool {pstate.pool.name}")
+        # Undone last, after the user and its block are gone from memory again.
+        undo.push(pstate.save_idrange)
+        undo.push(d.sync_subids)
         if maps is None:
             taken = [(s, e) for _k, s, e, _h in d.registry.taken_ranges()]
             block = pstate.idrange.allocate(f"user:{name}", taken)
@@ -55,10 +59,8 @@ async def new(ctx: Context, name: str, pool: str | None = None,
         user.quota = _default_quota(d.config.default_quota)
         pstate.users[name] = user
         undo.push(pstate.users.pop, name)
-        undo.push(d.sync_subids)
         d.sync_subids()
         pstate.save_idrange()
-        undo.push(pstate.save_idrange)
         pstate.save_user(user)
     d.events.publish("add", object="user", pool=pstate.pool.name, id=name)
     return user.public()
@@ -84,7 +86,8 @@ async def set_(ctx: Context, name: str, quota: dict | None = None,
     ctx.pool = pstate.pool.name
     new_quota = preset(quota_preset) if quota_preset else user.quota
     new_quota = new_quota.updated({str(k): v for k, v in (quota or {}).items()})
-    async with d.locks.hold(("pool", pstate.pool.name, "ids"), "user.set"):
+    async with d.locks.hold(("pool", pstate.pool.name), "user.set", shared=True), \
+            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.set"):
         user.quota = new_quota
         pstate.save_user(user)
     return user.public()
@@ -117,7 +120,8 @@ async def delete(ctx: Context, name: str) -> dict:
     d = ctx.daemon
     pstate, user = d.registry.user(name)
     ctx.pool = pstate.pool.name
-    async with d.locks.hold(("pool", pstate.pool.name, "ids"), "user.del"):
+    async with d.locks.hold(("pool", pstate.pool.name), "user.del", shared=True), \
+            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.del"):
         owned = sorted(c.id for c in pstate.cts.values() if c.user == user.name)
         if owned:
             raise OsctlError(CONFLICT, f"user {user.name} still owns containers: {', '.join(owned)}")
