@@ -51,6 +51,9 @@ class PoolState:
         for d in store.load_tree("group"):
             g = Group.from_dict(d, pool.name)
             state.groups[g.path] = g
+        if state.idrange.reconcile({u.name: u.block for u in state.users.values()
+                                    if u.block is not None}):
+            state.save_idrange()
         return state
 
     def __post_init__(self) -> None:

@@ -140,8 +140,9 @@ class Containers:
         await self.start(pstate, ct)
         return True
 
-    def hook(self, ct: Container, hook: str, pid: int | None) -> None:
+    def hook(self, ct: Container, hook: str, pid: int | None, target: str | None = None) -> None:
         if hook == "start-host":
             self.set_state(ct, RUNNING, pid)
         elif hook in ("post-stop", "stop"):
-            self.set_state(ct, STOPPED)
+            # A reboot from inside: LXC starts it again right away.
+            self.set_state(ct, STARTING if target == "reboot" else STOPPED)

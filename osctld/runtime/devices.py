@@ -70,16 +70,22 @@ class DeviceNodes:
         return self.ct_dir(pool, ct_id) / grant.path.removeprefix("/dev/")
 
     def prepare(self, pool: str, ct_id: str, grants: list[DeviceGrant], uid: int, gid: int) -> None:
-        """(Re)make the container's nodes, owned by its root."""
+        """(Re)make the container's nodes, owned by its root, in a directory
+        only its root (and the host's) can enter: the nodes are 0666 for the
+        container's sake, and must not be for every user of the host."""
         d = self.ct_dir(pool, ct_id)
         shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True, mode=0o711)
+        d.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
         os.chmod(d.parent, 0o711)
+        d.mkdir(mode=0o700)
+        os.chown(d, uid, gid)
         for g in grants:
             if not g.path:
                 continue
             node = self.source(pool, ct_id, g)
-            node.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+            if not node.parent.exists():
+                node.parent.mkdir(parents=True, mode=0o700)
+                os.chown(node.parent, uid, gid)
             kind = stat.S_IFCHR if g.type == "c" else stat.S_IFBLK
             os.mknod(node, kind | NODE_MODE, os.makedev(g.major, g.minor))
             os.chmod(node, NODE_MODE)

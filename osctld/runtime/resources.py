@@ -7,7 +7,7 @@ The tree, below the daemon's own cgroup in each hierarchy:
     <root>/pool.<pool>/group.prod/group.web group "/prod/web"
     <group cgroup>/ct.<id>                  a container: its limits
     <group cgroup>/ct.<id>/ns               where its init runs (its cgroup namespace)
-    <root>/monitor/<pool>.<id>              LXC's monitor process, outside the groups
+    <root>/monitor/<id>@<pool>              LXC's monitor process, outside the groups
 
 Limits sit on ``ct.<id>``, which the container cannot see or write; a group's
 limits bind every container below it because cgroups charge each level.
@@ -88,7 +88,7 @@ class CgroupTree:
         return f"{self.group(pool, group)}/ct.{ct_id}"
 
     def monitor(self, pool: str, ct_id: str) -> str:
-        return f"{self.root}/monitor/{pool}.{ct_id}"
+        return f"{self.root}/monitor/{ct_id}@{pool}"  # "@" is in no name: no two collide
 
     # --- limits -------------------------------------------------------------------
 

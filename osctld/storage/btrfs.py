@@ -51,6 +51,7 @@ class BtrfsBackend(Backend):
         if fstype != "btrfs":
             raise OsctlError(INVALID, f"{pool.path} is on {fstype}, not btrfs: "
                                       "give a btrfs path or --image FILE --size SIZE")
+        await super().activate()
 
     async def deactivate(self) -> None:
         if self.pool.image is not None and is_mounted(self.pool.path):
