@@ -92,7 +92,9 @@ class Containers:
 
     def apply_limits(self, ct: Container) -> None:
         """Put the container's limits in force now, while it runs."""
-        self.cgroups.apply(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
+        rel = self.cgroups.ct(ct.pool, ct.group, ct.id)
+        self.cgroups.apply(rel, ct.limits)
+        self.cgroups.apply_cpu_view(rel, ct.limits)
 
     def limits_in_force(self, ct: Container) -> Limits | None:
         """Read back from the container's cgroup; None when it is not running."""
@@ -142,6 +144,7 @@ class Containers:
 
     def hook(self, ct: Container, hook: str, pid: int | None, target: str | None = None) -> None:
         if hook == "start-host":
+            self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.set_state(ct, RUNNING, pid)
         elif hook in ("post-stop", "stop"):
             # A reboot from inside: LXC starts it again right away.

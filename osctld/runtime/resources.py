@@ -147,6 +147,20 @@ class CgroupTree:
             h = self.layout.for_controller(s.controller)
             cgroups.write(h.dir(rel) / s.file, s.value)
 
+    def apply_cpu_view(self, rel: str, limits: Limits) -> None:
+        """Repeat the CPU quota on the container's inner cgroup (``rel``/ns).
+
+        The outer cgroup's quota is what binds; lxcfs, though, reads the
+        quota of the reader's own cgroup to decide how many CPUs /proc/cpuinfo
+        and /sys/devices/system/cpu show, and that is the inner one. The
+        tenant may raise the inner copy; the outer still holds."""
+        for s in self.settings(limits, live=True):
+            if s.controller != "cpu":
+                continue
+            path = self.layout.for_controller("cpu").dir(f"{rel}/{INNER}") / s.file
+            if path.parent.is_dir():
+                cgroups.write(path, s.value)
+
     def remove(self, rel: str) -> None:
         cgroups.remove(self.layout, rel)
 

@@ -68,3 +68,20 @@ def test_a_dead_lxcfs_is_replaced_at_daemon_start(node):
     status = node.osctl_json("status")["lxcfs"]
     assert status["active"] and status["pid"] not in (None, old)
     assert (node.run_dir / "lxcfs/proc/uptime").read_text()
+
+
+def test_cpu_limit_shows_as_the_number_of_cpus_inside(node):
+    host_cpus = os.cpu_count()
+    assert host_cpus >= 2, "needs a node with two CPUs or more to tell a limit from none"
+    node.osctl("user", "new", "fay")
+    node.osctl("ct", "new", "cv", "--user", "fay")
+    node.osctl("ct", "set", "cpu-limit", "cv", "1")
+    node.osctl("ct", "start", "cv")
+
+    def cpus() -> int:
+        return int(node.exec("cv", "sh", "-c", "grep -c ^processor /proc/cpuinfo").stdout)
+
+    assert cpus() == 1
+    assert node.exec("cv", "cat", "/sys/devices/system/cpu/online").stdout.strip() == "0"
+    node.osctl("ct", "set", "cpu-limit", "cv", "none")  # live
+    assert cpus() == host_cpus
