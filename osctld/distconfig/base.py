@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .netconfig import IfaceConfig
 from .rootfs import RootFS
 
 HOSTS_MARK = "# osctld: hostname"
@@ -28,3 +29,8 @@ class DistConfig:
     def set_dns(self, resolvers: list[str]) -> None:
         body = "".join(f"nameserver {r}\n" for r in resolvers)
         self.fs.write("etc/resolv.conf", "# written by osctld\n" + body)
+
+    def set_network(self, ifaces: list[IfaceConfig]) -> None:
+        """Write the interfaces in the distribution's own format, so that its
+        init brings them up at boot. A distribution osctld does not know keeps
+        its own configuration: the base writes nothing."""
