@@ -20,6 +20,10 @@ class Route:
     prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
     via: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
+    @property
+    def is_default(self) -> bool:
+        return self.prefix.prefixlen == 0
+
 
 @dataclass
 class IfaceConfig:
@@ -42,3 +46,39 @@ class IfaceConfig:
     dhcp: bool = False
     routes: list[Route] = field(default_factory=list)
     hwaddr: str | None = None
+
+    @property
+    def skip_dad(self) -> bool:
+        """A routed link has the host on its other end and no one else:
+        duplicate address detection only delays the addresses there."""
+        return self.kind == ROUTED
+
+    def addresses_of(self, version: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        return [] if self.dhcp else [a for a in self.addresses if a.version == version]
+
+    def gateway(self, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        return None if self.dhcp else (self.gateway4 if version == 4 else self.gateway6)
+
+    def src(self, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        return self.src4 if version == 4 else self.src6
+
+    def routes_of(self, version: int) -> list[Route]:
+        """The default route (when there is a gateway) first, then the extra
+        routes of one IP version: the order in which they can be added."""
+        gw = self.gateway(version)
+        default = [Route(ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0"), gw)] if gw else []
+        return default + [r for r in self.routes if r.prefix.version == version]
+
+
+def ip_route_args(iface: IfaceConfig, route: Route) -> str:
+    """``ip route`` arguments after the verb: the default route carries the
+    preferred source address (the first public one, not the interconnect)."""
+    v = route.prefix.version
+    words = ["default" if route.is_default else str(route.prefix)]
+    if route.via:
+        words += ["via", str(route.via)]
+    words += ["dev", iface.name]
+    src = iface.src(v)
+    if route.is_default and src:
+        words += ["src", str(src)]
+    return " ".join(words)
