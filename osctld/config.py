@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +24,28 @@ class DefaultPool:
 
 
 @dataclass
+class NetConfig:
+    """Node-wide network settings.
+
+    ``interconnect``: the private IPv4 range from which every routed netif
+    gets a /30 (host veth .1, container .2); its size bounds the number of
+    netifs of the node. ``veth_prefix``: host veth names are this prefix and
+    the netif's allocated index (``osv12``), so they fit the 15-character
+    limit whatever the container's id, and stay the same across restarts.
+    """
+
+    interconnect: str = "10.100.0.0/16"
+    veth_prefix: str = "osv"
+
+    def __post_init__(self) -> None:
+        net = ipaddress.ip_network(self.interconnect)
+        if net.version != 4 or net.prefixlen > 30:
+            raise ValueError("net.interconnect must be an IPv4 network of /30 or larger")
+        if not re.fullmatch(r"[a-z]{1,6}", self.veth_prefix):
+            raise ValueError("net.veth_prefix must be 1-6 letters a-z")
+
+
+@dataclass
 class Config:
     state_dir: Path = Path("/var/lib/osctld")
     run_dir: Path = Path("/run/osctld")
@@ -35,6 +59,7 @@ class Config:
     max_frame: int = 4 * 1024 * 1024
     # How long a command waits for a lock held by another before "busy".
     lock_timeout: float = 300.0
+    net: NetConfig = field(default_factory=NetConfig)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -46,6 +71,8 @@ class Config:
             if self.templates_dir
             else Path(__file__).resolve().parent.parent / "templates"
         )
+        if isinstance(self.net, dict):
+            self.net = NetConfig(**self.net)
         if isinstance(self.default_pool, dict):
             self.default_pool = DefaultPool(**self.default_pool)
         if self.log_level not in LOG_LEVELS:

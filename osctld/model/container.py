@@ -6,9 +6,10 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 
-from osctl.protocol import INVALID, OsctlError
+from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 from .naming import check_hostname, check_name
+from .netif import NetIf
 
 # Container states, as LXC names them, lower case. "starting" and "stopping"
 # are the daemon's own while a command is at work.
@@ -39,6 +40,7 @@ class Container:
     autostart: bool = False
     autostart_priority: int = 10
     created: float = field(default_factory=time.time)
+    netifs: list[NetIf] = field(default_factory=list)
     # Runtime, never persisted: the daemon learns it from LXC.
     state: str = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -60,11 +62,20 @@ class Container:
         return self.state in (RUNNING, FROZEN)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.PERSISTED}
+        d = {k: getattr(self, k) for k in self.PERSISTED}
+        d["netifs"] = [n.to_dict() for n in self.netifs]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "Container":
-        return cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+        netifs = [NetIf.from_dict(n) for n in d.get("netifs") or []]
+        return cls(pool=pool, netifs=netifs, **{k: d[k] for k in cls.PERSISTED if k in d})
+
+    def netif(self, name: str) -> NetIf:
+        for n in self.netifs:
+            if n.name == name:
+                return n
+        raise OsctlError(NOT_FOUND, f"container {self.id} has no netif {name!r}")
 
     def public(self) -> dict:
         d = self.to_dict()

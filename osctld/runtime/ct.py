@@ -25,6 +25,12 @@ class Containers:
         # Extra LXC lines contributed by later layers (network, features):
         # each provider is called with (pool_state, ct) and returns lines.
         self.config_providers: list[Callable] = []
+        # Called (awaited) with (pool_state, ct) before each start: what later
+        # layers write into the rootfs (the network configuration, say).
+        self.before_start: list[Callable] = []
+        # Called (awaited) with (ct, hook, pid) for each LXC hook; one that
+        # raises at start-host makes the start fail.
+        self.hook_handlers: list[Callable] = []
 
     def set_state(self, ct: Container, state: str, pid: int | None = None) -> None:
         pid = pid if state == RUNNING else None
@@ -53,6 +59,8 @@ class Containers:
         self.set_state(ct, state, pid)
 
     async def start(self, pstate, ct: Container) -> None:
+        for prepare in self.before_start:
+            await prepare(pstate, ct)
         self.write_config(pstate, ct)
         self.set_state(ct, STARTING)
         try:
@@ -71,8 +79,12 @@ class Containers:
         finally:
             await self.refresh(ct)
 
-    def hook(self, ct: Container, hook: str, pid: int | None) -> None:
+    async def hook(self, ct: Container, hook: str, pid: int | None) -> None:
         if hook == "start-host":
+            for handler in self.hook_handlers:
+                await handler(ct, hook, pid)
             self.set_state(ct, RUNNING, pid)
         elif hook in ("post-stop", "stop"):
             self.set_state(ct, STOPPED)
+            for handler in self.hook_handlers:
+                await handler(ct, hook, pid)
