@@ -39,8 +39,10 @@ INGRESS = 0xFFFF0000  # ffff:
 IFB_SUFFIX = "i"
 
 _libc = ctypes.CDLL(None, use_errno=True)
-# pyroute2 logs every netlink message at debug level: far too much for ours.
-logging.getLogger("pyroute2").setLevel(logging.INFO)
+# pyroute2 logs every netlink message at debug level, and each of its sockets
+# makes an event loop that asyncio announces: far too much for osctld's log.
+for _name in ("pyroute2", "asyncio"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 
 def _setns(fd: int) -> None:
