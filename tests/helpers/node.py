@@ -70,7 +70,7 @@ class TestNode:
         cfg.write_text(yaml.safe_dump(self.config))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, OSCTLD, "--config", str(cfg)],
+            [*self.netns_argv(), OSCTLD, "--config", str(cfg)],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
         deadline = time.time() + timeout
@@ -124,13 +124,22 @@ class TestNode:
 
         return json.loads(self.osctl("-j", *args).stdout)
 
+    def netns_argv(self) -> list[str]:
+        """Enter only the node's network namespace. Unlike ``ip netns exec``,
+        which also makes a mount namespace with a fresh /sys, this keeps the
+        host's /sys/fs/cgroup in view: LXC needs it to put containers in
+        cgroups (limits, the devices cgroup), and mounts the daemon makes
+        (lxcfs) stay visible to the next daemon of the node."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
+
     def nsexec(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
                               capture_output=True, text=True, **kw)
 
     def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True):
         """Run one of LXC's own tools on a container of this node, in its namespace."""
-        return self.nsexec(tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool), *args, check=check)
+        return subprocess.run([*self.netns_argv(), tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool),
+                               *args], check=check, capture_output=True, text=True)
 
     def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
         return self.osctl("ct", "exec", ct, "--", *argv, check=False)
