@@ -153,6 +153,8 @@ class Daemon:
         for entry in self.load_pool_list():
             try:
                 pstate = await self.activate_pool(entry)
+                for ct in self.net.admit(pstate):
+                    pstate.save_ct(ct)
             except Exception as e:
                 log.error("pool %s at %s cannot be activated: %s", entry.get("name"), entry.get("path"), e)
                 continue

@@ -21,8 +21,8 @@ from ..model.netif import IPNetwork, NetIf
 Holders = Iterable[tuple[Container, NetIf]]
 
 
-def free_index(holders: Holders, capacity: int) -> int:
-    used = {n.index for _, n in holders}
+def free_index(used: set[int], capacity: int) -> int:
+    """The lowest index not in ``used``."""
     for i in range(capacity):
         if i not in used:
             return i

@@ -46,12 +46,31 @@ class Network:
                 yield ct, n
 
     def allocate(self) -> int:
-        return alloc.free_index(self.holders(), plan.capacity(self.range))
+        return alloc.free_index({n.index for _, n in self.holders()}, plan.capacity(self.range))
 
     def check_free(self, wanted: list[tuple[IPNetwork, str]]) -> None:
         for prefix, _ in wanted:
             alloc.check_usable(prefix, self.range)
         alloc.check_free(self.holders(), wanted)
+
+    def admit(self, pstate) -> list[Container]:
+        """Before a pool joins the node (daemon start, import): refuse it if its
+        netifs hold what another pool's hold; give its netifs indices no other
+        netif of the node has. Returns the containers whose indices changed,
+        for the caller to save."""
+        holders = list(self.holders())
+        for ct in pstate.cts.values():
+            for n in ct.netifs:
+                alloc.check_free(holders, n.held())
+        used = {n.index for _, n in holders}
+        changed = []
+        for ct in pstate.cts.values():
+            for n in ct.netifs:
+                if n.index in used or not 0 <= n.index < plan.capacity(self.range):
+                    n.index = alloc.free_index(used, plan.capacity(self.range))
+                    changed.append(ct)
+                used.add(n.index)
+        return changed
 
     def veth(self, netif: NetIf) -> str:
         return f"{self.cfg.veth_prefix}{netif.index}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from osctl.protocol import OsctlError
+
 from ..model.container import RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..template import Templates
 from .lxc import LxcRuntime
@@ -31,6 +33,9 @@ class Containers:
         # Called (awaited) with (ct, hook, pid) for each LXC hook; one that
         # raises at start-host makes the start fail.
         self.hook_handlers: list[Callable] = []
+        # Why a start-host hook refused, so that the failed start says so
+        # rather than only "the hook exited 1".
+        self.hook_errors: dict[tuple[str, str], str] = {}
 
     def set_state(self, ct: Container, state: str, pid: int | None = None) -> None:
         pid = pid if state == RUNNING else None
@@ -63,8 +68,15 @@ class Containers:
             await prepare(pstate, ct)
         self.write_config(pstate, ct)
         self.set_state(ct, STARTING)
+        key = (ct.pool, ct.id)
+        self.hook_errors.pop(key, None)
         try:
             await self.lxc.start(ct.pool, ct.id)
+        except OsctlError as e:
+            why = self.hook_errors.pop(key, None)
+            if why:
+                raise OsctlError(e.code, f"container {ct.id} failed to start: {why}") from None
+            raise
         finally:
             await self.refresh(ct)
 
@@ -81,8 +93,12 @@ class Containers:
 
     async def hook(self, ct: Container, hook: str, pid: int | None) -> None:
         if hook == "start-host":
-            for handler in self.hook_handlers:
-                await handler(ct, hook, pid)
+            try:
+                for handler in self.hook_handlers:
+                    await handler(ct, hook, pid)
+            except Exception as e:
+                self.hook_errors[(ct.pool, ct.id)] = str(e)
+                raise
             self.set_state(ct, RUNNING, pid)
         elif hook in ("post-stop", "stop"):
             self.set_state(ct, STOPPED)

@@ -4,6 +4,7 @@ test node's own network namespace; forwarding is switched on there only."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 
@@ -65,7 +66,7 @@ def test_routed_busybox_and_debian(node):
     # Each container reaches the node: its gateways, IPv4 and link-local IPv6.
     for ct in ("bb", "deb"):
         (netif,) = node.osctl_json("ct", "netif", "ls", ct)
-        gw4 = netif["interconnect"].replace(".0/30", ".1")
+        gw4 = str(ipaddress.ip_network(netif["interconnect"])[1])
         assert ct_pings(node, ct, gw4)
         assert ct_pings(node, ct, "fe80::1", "-I", "eth0")
         assert netif["rx_packets"] > 0 and netif["tx_packets"] > 0
@@ -159,3 +160,27 @@ def test_daemon_crash_leaves_nothing_behind(node):
     # The interconnect stays with its netif and the container starts again.
     node.osctl("ct", "start", "c1")
     assert eventually(lambda: node_pings(node, "192.0.2.30"))
+
+
+def test_bridged_static_and_a_failed_start_leaves_nothing(node):
+    node.nsexec("ip", "link", "add", "br0", "type", "bridge")
+    node.nsexec("ip", "addr", "add", "192.168.77.1/24", "dev", "br0")
+    node.nsexec("ip", "link", "set", "br0", "up")
+    node.osctl("user", "new", "alice")
+    node.osctl("ct", "new", "b1", "--user", "alice")
+    node.osctl("ct", "netif", "new", "b1", "eth0", "--type", "bridge", "--link", "br0")
+    node.osctl("ct", "netif", "ip", "add", "b1", "eth0", "192.168.77.10/24")
+    node.osctl("ct", "start", "b1")
+    assert eventually(lambda: node_pings(node, "192.168.77.10"))
+    assert "via 192.168.77.1" in node.exec("b1", "ip", "route", "show", "default").stdout
+    (veth,) = [n["veth"] for n in node.osctl_json("ct", "netif", "ls", "b1")]
+    assert "master br0" in node.nsexec("ip", "link", "show", veth).stdout
+
+    # A bridge that is not there: the start fails saying why, and the veth
+    # made before it for eth0 is gone again.
+    node.osctl("ct", "stop", "b1")
+    node.osctl("ct", "netif", "new", "b1", "eth1", "--type", "bridge", "--link", "nobr9")
+    p = node.osctl("ct", "start", "b1", check=False)
+    assert p.returncode != 0 and "nobr9" in p.stderr, p.stderr
+    assert node.osctl_json("ct", "show", "b1")["state"] == "stopped"
+    assert not [n for n in host_links(node) if n.startswith("osv")]

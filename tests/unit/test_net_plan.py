@@ -73,10 +73,9 @@ def test_inside_bridged_gateway_auto_is_the_bridges_first_address():
 
 
 def test_free_index_skips_used_and_fills_holes():
-    holders = [(ct_with(), routed(index=i)) for i in (0, 1, 3)]
-    assert alloc.free_index(holders, 8) == 2
+    assert alloc.free_index({0, 1, 3}, 8) == 2
     with pytest.raises(OsctlError) as e:
-        alloc.free_index([(ct_with(), routed(index=0))], 1)
+        alloc.free_index({0}, 1)
     assert e.value.code == CONFLICT
 
 
@@ -146,3 +145,24 @@ def test_rates_and_net_config():
                 {"veth_prefix": "toolongname"}):
         with pytest.raises(ValueError):
             NetConfig(**bad)
+
+
+def test_admitting_a_pool_refuses_held_addresses_and_renumbers_taken_indices():
+    from types import SimpleNamespace
+
+    from osctld.net.network import Network
+    from osctld.state import Registry
+
+    here = ct_with(routed(index=0))
+    registry = Registry()
+    registry.pools["default"] = SimpleNamespace(cts={"c1": here})
+    network = Network(NetConfig(), registry)
+    incoming = SimpleNamespace(cts={"c9": ct_with(routed(index=0, addresses=("192.0.2.9/32",)),
+                                                  id="c9")})
+    assert network.admit(incoming) == [incoming.cts["c9"]]
+    assert incoming.cts["c9"].netifs[0].index == 1
+    clash = SimpleNamespace(cts={"c8": ct_with(routed(index=7, addresses=("192.0.2.2/32",)),
+                                               id="c8")})
+    with pytest.raises(OsctlError) as e:
+        network.admit(clash)
+    assert e.value.code == CONFLICT and "default:c1" in e.value.message
