@@ -85,68 +85,48 @@ def ip():
     """Addresses of an interface."""
 
 
-@ip.command("add")
-@click.argument("id")
-@click.argument("name")
-@click.argument("address", metavar="ADDR[/PREFIX]")
-@pass_settings
-def ip_add(s, id, name, address):
-    """Give ADDR to interface NAME (bridged: with its /PREFIX); live if it runs."""
-    show(s, call(s, "netif.ip_add", {"id": id, "name": name, "address": address}))
-
-
-@ip.command("del")
-@click.argument("id")
-@click.argument("name")
-@click.argument("address", metavar="ADDR")
-@pass_settings
-def ip_del(s, id, name, address):
-    """Take ADDR from interface NAME; live if it runs."""
-    show(s, call(s, "netif.ip_del", {"id": id, "name": name, "address": address}))
-
-
-@ip.command("ls")
-@click.argument("id")
-@click.argument("name", required=False)
-@pass_settings
-def ip_ls(s, id, name):
-    """Addresses of container ID's interfaces (or of NAME)."""
-    show(s, call(s, "netif.ip_ls", {"id": id, "name": name}), ["netif", "address", "version"])
-
-
 @netif.group("route")
 def route():
     """Prefixes routed to an interface but not assigned on it."""
 
 
-@route.command("add")
-@click.argument("id")
-@click.argument("name")
-@click.argument("prefix")
-@click.option("--via", metavar="ADDR", help="Next hop [routed: the container's own address].")
-@pass_settings
-def route_add(s, id, name, prefix, via):
-    """Route PREFIX to interface NAME; live if it runs."""
-    show(s, call(s, "netif.route_add", {"id": id, "name": name, "prefix": prefix, "via": via}))
+def _change(group, verb: str, arg: str, metavar: str, doc: str, *options):
+    """``osctl ct netif GROUP VERB ID NAME ARG``: one address or prefix."""
+
+    @click.argument("id")
+    @click.argument("name")
+    @click.argument(arg, metavar=metavar)
+    @pass_settings
+    def cmd(s, id, name, **kw):
+        show(s, call(s, f"netif.{group.name}_{verb}", {"id": id, "name": name, **kw}))
+
+    cmd.__doc__ = doc
+    for option in options:
+        cmd = option(cmd)
+    group.command(verb)(cmd)
 
 
-@route.command("del")
-@click.argument("id")
-@click.argument("name")
-@click.argument("prefix")
-@pass_settings
-def route_del(s, id, name, prefix):
-    """Stop routing PREFIX to interface NAME."""
-    show(s, call(s, "netif.route_del", {"id": id, "name": name, "prefix": prefix}))
+def _list(group, columns: list[str], doc: str):
+    """``osctl ct netif GROUP ls ID [NAME]``."""
+
+    @click.argument("id")
+    @click.argument("name", required=False)
+    @pass_settings
+    def cmd(s, id, name):
+        show(s, call(s, f"netif.{group.name}_ls", {"id": id, "name": name}), columns)
+
+    cmd.__doc__ = doc
+    group.command("ls")(cmd)
 
 
-@route.command("ls")
-@click.argument("id")
-@click.argument("name", required=False)
-@pass_settings
-def route_ls(s, id, name):
-    """Routed prefixes of container ID's interfaces (or of NAME)."""
-    show(s, call(s, "netif.route_ls", {"id": id, "name": name}), ["netif", "prefix", "via"])
+_change(ip, "add", "address", "ADDR[/PREFIX]",
+        "Give ADDR to interface NAME of container ID (bridged: with its /PREFIX); live if it runs.")
+_change(ip, "del", "address", "ADDR", "Take ADDR from interface NAME of container ID; live if it runs.")
+_list(ip, ["netif", "address", "version"], "Addresses of container ID's interfaces (or of NAME).")
+_change(route, "add", "prefix", "PREFIX", "Route PREFIX to interface NAME of container ID; live if it runs.",
+        click.option("--via", metavar="ADDR", help="Next hop [routed: the container's own address]."))
+_change(route, "del", "prefix", "PREFIX", "Stop routing PREFIX to interface NAME of container ID.")
+_list(route, ["netif", "prefix", "via"], "Routed prefixes of container ID's interfaces (or of NAME).")
 
 
 # Registered under `osctl ct` (see main.py): a netif belongs to a container.

@@ -12,6 +12,8 @@ import ipaddress
 
 from osctl.protocol import EXISTS, INVALID, OsctlError
 
+from typing import Callable
+
 from ..model.container import Container
 from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
                            parse_ip, parse_prefix)
@@ -33,9 +35,13 @@ async def _live(ctx: Context, ct: Container, new: NetIf, old: NetIf) -> None:
     await ctx.daemon.net.apply(ct, new, drop, rename_from)
 
 
-async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf, before: NetIf) -> dict:
-    """``netif`` has been changed from ``before`` in memory: apply, write, persist."""
+async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf,
+                  change: Callable[[NetIf], object]) -> dict:
+    """``change`` a netif in memory (checked before: no await until it is
+    done, so it is a reservation too), then apply, write and persist it."""
     d = ctx.daemon
+    before = _copy(netif)
+    change(netif)
     async with Undo() as undo:
         undo.push(d.write_netconfig, pstate, ct)  # last, from the restored model
         undo.push(_restore, netif, before)
@@ -46,6 +52,11 @@ async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf, before: Net
         pstate.save_ct(ct)
     d.events.publish("change", object="netif", pool=ct.pool, id=ct.id, netif=netif.name)
     return netif.public()
+
+
+def _netifs(ctx: Context, id: str, name: str | None) -> list[NetIf]:
+    _, ct = _find(ctx, id)
+    return [ct.netif(name)] if name else ct.netifs
 
 
 def _copy(netif: NetIf) -> NetIf:
@@ -129,9 +140,7 @@ async def rename(ctx: Context, id: str, name: str, new_name: str) -> dict:
         netif = ct.netif(name)
         if any(n.name == new_name for n in ct.netifs):
             raise OsctlError(EXISTS, f"container {ct.id} already has netif {new_name}")
-        before = _copy(netif)
-        netif.name = new_name
-        return await _commit(ctx, pstate, ct, netif, before)
+        return await _commit(ctx, pstate, ct, netif, lambda n: setattr(n, "name", new_name))
 
 
 @command("netif.set", mutating=True)
@@ -149,9 +158,7 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
                    "gateway4": gateway4 or netif.gateway4, "gateway6": gateway6 or netif.gateway6,
                    "dhcp": netif.dhcp if dhcp is None else dhcp}
         NetIf.from_dict({**netif.to_dict(), **changes})  # validates before anything changes
-        before = _copy(netif)
-        netif.__dict__.update(changes)
-        return await _commit(ctx, pstate, ct, netif, before)
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.__dict__.update(changes))
 
 
 # --- addresses ---------------------------------------------------------------------
@@ -165,9 +172,7 @@ async def ip_add(ctx: Context, id: str, name: str, address: str) -> dict:
         netif = ct.netif(name)
         ip = netif.parse_address(address)
         d.net.check_free([(ipaddress.ip_network(ip.ip), f"address {ip.ip}")])
-        before = _copy(netif)
-        netif.addresses.append(str(ip))
-        return await _commit(ctx, pstate, ct, netif, before)
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.addresses.append(str(ip)))
 
 
 @command("netif.ip_del", mutating=True)
@@ -183,18 +188,14 @@ async def ip_del(ctx: Context, id: str, name: str, address: str) -> dict:
         if (netif.type == ROUTED and ip == plan.v6_next_hop(netif)
                 and any(r.network.version == 6 and not r.via for r in netif.routes)):
             raise OsctlError(INVALID, f"IPv6 routes of {name} go via {ip}: delete them first")
-        before = _copy(netif)
-        netif.addresses.remove(held[0])
-        return await _commit(ctx, pstate, ct, netif, before)
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.addresses.remove(held[0]))
 
 
 @command("netif.ip_ls")
 async def ip_ls(ctx: Context, id: str, name: str | None = None) -> list:
     """Addresses of a container's interfaces."""
-    _, ct = _find(ctx, id)
-    netifs = [ct.netif(name)] if name else ct.netifs
     return [{"netif": n.name, "address": str(a), "version": a.version}
-            for n in netifs for a in n.ips]
+            for n in _netifs(ctx, id, name) for a in n.ips]
 
 
 # --- routed prefixes -------------------------------------------------------------------
@@ -214,9 +215,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
             raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
                                       f"address: add one to {name} first, or give --via")
         d.net.check_free([(net, f"route {net}")])
-        before = _copy(netif)
-        netif.routes.append(route)
-        return await _commit(ctx, pstate, ct, netif, before)
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.routes.append(route))
 
 
 @command("netif.route_del", mutating=True)
@@ -229,14 +228,10 @@ async def route_del(ctx: Context, id: str, name: str, prefix: str) -> dict:
         gone = [r for r in netif.routes if r.network == net]
         if not gone:
             raise OsctlError(INVALID, f"netif {name} of {ct.id} has no route {prefix}")
-        before = _copy(netif)
-        netif.routes.remove(gone[0])
-        return await _commit(ctx, pstate, ct, netif, before)
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.routes.remove(gone[0]))
 
 
 @command("netif.route_ls")
 async def route_ls(ctx: Context, id: str, name: str | None = None) -> list:
     """Prefixes routed to a container's interfaces."""
-    _, ct = _find(ctx, id)
-    netifs = [ct.netif(name)] if name else ct.netifs
-    return [{"netif": n.name, **r.to_dict()} for n in netifs for r in n.routes]
+    return [{"netif": n.name, **r.to_dict()} for n in _netifs(ctx, id, name) for r in n.routes]
