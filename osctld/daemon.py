@@ -101,12 +101,19 @@ class Daemon:
         dist.set_network(await self.net.iface_configs(ct))
 
     async def _net_hook(self, ct: Container, hook: str, pid: int | None) -> None:
-        if hook == "start-host" and ct.netifs:
+        if not ct.netifs:
+            return
+        if hook == "start-host":
             if pid is None:
                 raise OsctlError(INTERNAL, f"start-host hook of {ct.id} without the init's PID")
             await self.net.up(ct, pid)
         elif hook == "post-stop":
             await self.net.down(ct)
+        else:
+            return
+        state = "up" if hook == "start-host" else "down"
+        for n in ct.netifs:
+            self.events.publish(state, object="netif", pool=ct.pool, id=ct.id, netif=n.name)
 
     def history(self, pool: str | None, entry: dict) -> None:
         pstate = self.registry.pools.get(pool) if pool else None

@@ -15,13 +15,14 @@ that belong to no running netif and restores the ones that are missing.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 from typing import Iterator
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from osctl.protocol import INTERNAL, OsctlError
+from osctl.protocol import CONFLICT, INTERNAL, NOT_FOUND, OsctlError
 
 from ..config import NetConfig
 from ..distconfig.netconfig import IfaceConfig
@@ -30,6 +31,15 @@ from ..model.netif import BRIDGE, IPInterface, IPNetwork, NetIf
 from . import alloc, netlink, plan
 
 log = logging.getLogger(__name__)
+
+
+# What a netlink error means to the client: a missing bridge, a name taken.
+ERRNO_CODES = {errno.ENODEV: NOT_FOUND, errno.EEXIST: CONFLICT, errno.EADDRINUSE: CONFLICT}
+
+
+def _error(where: str, e: Exception) -> OsctlError:
+    code = getattr(e, "code", None) or getattr(e, "errno", None)
+    return OsctlError(ERRNO_CODES.get(code, INTERNAL), f"netlink {where}: {e}")
 
 
 class Network:
@@ -102,14 +112,14 @@ class Network:
         try:
             return await asyncio.to_thread(netlink.on_host, fn)
         except NetlinkError as e:
-            raise OsctlError(INTERNAL, f"netlink on the node: {e}") from None
+            raise _error("on the node", e) from None
 
     @staticmethod
     async def _inside(pid: int, fn) -> object:
         try:
             return await asyncio.to_thread(netlink.in_netns, pid, fn)
         except (NetlinkError, OSError) as e:
-            raise OsctlError(INTERNAL, f"netlink inside the container: {e}") from None
+            raise _error("inside the container", e) from None
 
     async def _create(self, netif: NetIf, pid: int) -> None:
         hp = self.host_plan(netif)
