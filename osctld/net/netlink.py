@@ -139,9 +139,10 @@ def _route_key(r) -> tuple:
             ipaddress.ip_address(gw) if gw else None)
 
 
-def sync_host(ipr: IPRoute, plan: HostPlan) -> None:
+def sync_host(ipr: IPRoute, plan: HostPlan, fresh: bool = False) -> None:
     """Make the host end match ``plan``: bridge or addresses, up, exactly
-    the plan's routes (osctld's own, found by protocol), shaping."""
+    the plan's routes (osctld's own, found by protocol), shaping. ``fresh``:
+    the veth was just made, so there are no routes or qdiscs to read first."""
     idx = link_index(ipr, plan.veth)
     if idx is None:
         raise NetlinkError(errno.ENODEV, f"no host veth {plan.veth}")
@@ -155,7 +156,7 @@ def sync_host(ipr: IPRoute, plan: HostPlan) -> None:
                 prefixlen=a.network.prefixlen, flags=IFA_F_NODAD if a.version == 6 else 0)
     ipr.link("set", index=idx, state="up")
     have = {}
-    for family in (socket.AF_INET, socket.AF_INET6):
+    for family in () if fresh else (socket.AF_INET, socket.AF_INET6):
         for r in ipr.get_routes(family=family, oif=idx):
             if r["proto"] == RTPROT_OSCTLD:
                 have[_route_key(r)] = r
@@ -166,6 +167,8 @@ def sync_host(ipr: IPRoute, plan: HostPlan) -> None:
     for dst, via in plan.routes - have.keys():
         ipr.route("replace", dst=str(dst), oif=idx, proto=RTPROT_OSCTLD,
                   **({"gateway": str(via)} if via else {}))
+    if not fresh:
+        unshape(ipr, idx, plan.veth)
     shape(ipr, idx, plan.veth, plan.max_tx, plan.max_rx)
 
 
@@ -179,15 +182,18 @@ def _tbf(ipr: IPRoute, idx: int, rate: int) -> None:
     ipr.tc("add", "tbf", idx, ROOT_HANDLE, rate=f"{rate}bit", burst=burst, latency=TBF_LATENCY)
 
 
+def unshape(ipr: IPRoute, idx: int, veth: str) -> None:
+    for q in ipr.get_qdiscs(index=idx):
+        if q["handle"] in (ROOT_HANDLE, INGRESS) and q.get_attr("TCA_KIND") in ("tbf", "ingress"):
+            ipr.tc("del", index=idx, handle=q["handle"], parent=q["parent"])
+    delete_link(ipr, ifb_name(veth))
+
+
 def shape(ipr: IPRoute, idx: int, veth: str, max_tx: int | None, max_rx: int | None) -> None:
     """What the container receives is the host end's egress: a tbf root
     qdisc there. What it sends is the host end's ingress, which cannot
     queue: a filter redirects it to an IFB device of its own, shaped by a
     tbf as well. Both are on the node, out of the tenant's reach."""
-    for q in ipr.get_qdiscs(index=idx):
-        if q["handle"] in (ROOT_HANDLE, INGRESS) and q.get_attr("TCA_KIND") in ("tbf", "ingress"):
-            ipr.tc("del", index=idx, handle=q["handle"], parent=q["parent"])
-    delete_link(ipr, ifb_name(veth))
     if max_rx:
         _tbf(ipr, idx, max_rx)
     if max_tx:

@@ -128,7 +128,7 @@ class Network:
             netlink.delete_netif(ipr, hp.veth)  # a stale one from a crash
             netlink.create_veth(ipr, hp.veth, netif.name, netif.hwaddr, pid)
             try:
-                netlink.sync_host(ipr, hp)
+                netlink.sync_host(ipr, hp, fresh=True)
             except Exception:
                 netlink.delete_netif(ipr, hp.veth)
                 raise
