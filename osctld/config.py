@@ -59,6 +59,15 @@ class Config:
     max_frame: int = 4 * 1024 * 1024
     # How long a command waits for a lock held by another before "busy".
     lock_timeout: float = 300.0
+    # /proc views: "own" (osctld runs lxcfs on <run_dir>/lxcfs), "off", or the
+    # mount point of an lxcfs run by someone else (/var/lib/lxcfs).
+    lxcfs: str = "own"
+    # The largest cpu-limit a container or group may get, in cores.
+    max_cpu_limit: float = 8.0
+    # The daemon's cgroup tree: <its own cgroup>/<cgroup_root>/pool.<name>/...
+    cgroup_root: str = "osctl"
+    # The quota every new user gets: null (none), a preset name, or a mapping.
+    default_quota: str | dict | None = None
     net: NetConfig = field(default_factory=NetConfig)
 
     def __post_init__(self) -> None:
@@ -77,6 +86,10 @@ class Config:
             self.default_pool = DefaultPool(**self.default_pool)
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.lxcfs not in ("own", "off") and not Path(self.lxcfs).is_absolute():
+            raise ValueError("lxcfs must be own, off or an absolute mount point")
+        if not self.cgroup_root or "/" in self.cgroup_root or self.cgroup_root.startswith("."):
+            raise ValueError("cgroup_root must be one plain directory name")
         if self.autostart_parallelism < 1:
             raise ValueError("autostart_parallelism must be at least 1")
 

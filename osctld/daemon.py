@@ -28,10 +28,14 @@ from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
 from .distconfig import for_distribution
 from .net.network import Network
+from .runtime import cgroups
 from .runtime.ct import Containers
+from .runtime.devices import DeviceNodes
 from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
+from .runtime.lxcfs import Lxcfs
+from .runtime.resources import CgroupTree
 from .state import PoolState, Registry
 from .storage import backend_for
 from .store import append_history, atomic_write
@@ -50,9 +54,12 @@ class Daemon:
         self.locks = Locks(config.lock_timeout)
         self.templates = Templates(config.templates_dir, config.cache_dir)
         self.subids = SubIds(config.state_dir / "subid-owned.yml")
+        # Detected once: the daemon's own cgroups are the base of its tree.
+        self.cgroup_layout = cgroups.detect()
         self.containers = Containers(
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
-            on_state=self._state_changed,
+            CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
+            nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
         )
         self.net = Network(config.net, self.registry)
         self.containers.before_start.append(self.write_netconfig)
@@ -233,6 +240,13 @@ class Daemon:
         for d in (cfg.state_dir, cfg.run_dir, cfg.lxc_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.run_dir, 0o711)
+        layout = self.cgroup_layout
+        log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
+            f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies
+            if h.controllers & {"cpu", "memory", "pids"}))
+        self.containers.nodes.setup()
+        # Before load(): re-adoption renders the configs with lxcfs's mounts.
+        await asyncio.to_thread(self.containers.lxcfs.ensure)
         await self.load()
 
         if cfg.hook_socket.exists():
@@ -281,5 +295,6 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "rss": rss, "ops": sorted(self.ops),
+            "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
         }
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
+from dataclasses import replace
+from typing import Callable
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..distconfig import for_distribution
 from ..model.container import Container, check_resolvers
+from ..model.group import DEFAULT_GROUP, check_group_path
+from ..model.limits import Limits
 from ..model.naming import check_hostname, check_name
 from ..model.pool import IDMAP_CHOWN
+from ..model.units import parse_size
+from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..undo import Undo
 from . import Context, command
@@ -27,6 +34,46 @@ def _find(ctx: Context, ref: str):
     return pstate, ct
 
 
+async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
+                      restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
+    """Apply ``change`` to the container's config under its lock, save it, and
+    restart a running container into it (or stage it: ``restart`` false).
+    If the restart fails, the old config comes back and the container is
+    started again as it was."""
+    d = ctx.daemon
+    before = copy.deepcopy(ct.to_dict())
+    was_running = ct.running
+
+    async def restore() -> None:
+        old = Container.from_dict(before, ct.pool)
+        for key in Container.PERSISTED:
+            setattr(ct, key, getattr(old, key))
+        pstate.save_ct(ct)
+        d.containers.write_config(pstate, ct)
+        if was_running and not ct.running:
+            await d.containers.start(pstate, ct)
+
+    async with _lock(ctx, ct, "ct.reconfigure"), Undo() as undo:
+        change()
+        undo.push(restore)
+        pstate.save_ct(ct)
+        restarted = await d.containers.reconfigure(pstate, ct, restart, timeout)
+    return {**ct.public(), "restarted": restarted}
+
+
+def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
+    """``base`` with operator-given limits (``none`` lifts one), checked."""
+    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
+    ctx.daemon.containers.cgroups.check(out)
+    return out
+
+
+def _disk(value: str | int | None) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "unlimited")):
+        return None
+    return parse_size(value)
+
+
 def _need_running(ct: Container) -> None:
     if not ct.running:
         raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}, not running")
@@ -36,23 +83,29 @@ def _need_running(ct: Container) -> None:
 async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               version: str | None = None, pool: str | None = None,
               hostname: str | None = None, dns_resolvers: list[str] | None = None,
-              autostart: bool = False) -> dict:
+              autostart: bool = False, group: str = DEFAULT_GROUP, limits: dict | None = None,
+              disk: str | int | None = None) -> dict:
     """Create a container from a template; nothing is left behind if a step fails."""
     d = ctx.daemon
     check_name("container", id)
     upool, u = d.registry.user(f"{pool}:{user}" if pool and ":" not in user else user)
     pstate = upool
     ctx.pool = pstate.pool.name
+    pstate.group(check_group_path(group))
     tpl = d.templates.get(template)
     version = tpl.version(version)
     ct = Container(id=id, pool=pstate.pool.name, user=u.name, distribution=tpl.distribution,
                    version=version, hostname=hostname if hostname is not None else id,
-                   dns_resolvers=dns_resolvers or [], autostart=autostart)
+                   dns_resolvers=dns_resolvers or [], autostart=autostart, group=group,
+                   limits=_limits(ctx, Limits(), limits), disk=_disk(disk))
     backend = d.backend(pstate)
+    if ct.disk is not None:
+        backend.need_quotas()
     async with _lock(ctx, ct, "ct.new"), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
-        pstate.cts[id] = ct  # reserve the id while the rootfs is made
+        pstate.check_quota(ct, backend.quotas)
+        pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
         undo.push(pstate.cts.pop, id)
         tpl_rootfs = await d.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
@@ -60,6 +113,8 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
         undo.push(shutil.rmtree, pstate.pool.ct_dir(id), True)
         undo.push(backend.destroy, rootfs)
         await backend.clone(tpl_rootfs, rootfs)
+        if ct.disk is not None:
+            await backend.set_quota(rootfs, ct.disk)
         if pstate.pool.idmap == IDMAP_CHOWN:
             ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
             shift_tree(rootfs, u.root_uid, u.root_gid)
@@ -90,8 +145,17 @@ async def show(ctx: Context, id: str) -> dict:
     """One container."""
     pstate, ct = _find(ctx, id)
     u = pstate.users[ct.user]
-    return {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
-            "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map]}
+    in_force = ctx.daemon.containers.limits_in_force(ct)
+    out = {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
+           "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map],
+           # The tightest of its own and its groups' limits: what binds it.
+           "effective_limits": pstate.effective_limits(ct.group, ct.limits).to_dict(),
+           # Read back from its cgroup while it runs.
+           "limits_in_force": None if in_force is None else in_force.to_dict()}
+    if ct.running and ct.init_pid and ct.prlimits:
+        # What the init really has, not only what is configured.
+        out["prlimits_in_force"] = prlimits.in_force(ct.init_pid, sorted(ct.prlimits))
+    return out
 
 
 @command("ct.start", mutating=True)
@@ -184,7 +248,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
         # config that points at a half-deleted rootfs.
         pstate.store.delete("ct", ct.id)
         del pstate.cts[ct.id]
-        d.containers.lxc.remove(ct.pool, ct.id)
+        d.containers.remove(ct.pool, ct.id)
         await d.backend(pstate).destroy(pstate.pool.rootfs(ct.id))
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
     d.events.publish("remove", object="ct", pool=ct.pool, id=ct.id)
@@ -194,8 +258,10 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
 @command("ct.set", mutating=True)
 async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
-               autostart_priority: int | None = None) -> dict:
-    """Change settings; hostname and DNS apply at once to a running container."""
+               autostart_priority: int | None = None, limits: dict | None = None,
+               disk: str | int | None = None) -> dict:
+    """Change settings; hostname, DNS, limits and disk apply at once to a
+    running container. A limit or disk given as ``none`` is lifted."""
     d = ctx.daemon
     pstate, ct = _find(ctx, id)
     if hostname is not None:
@@ -203,6 +269,8 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
     async with _lock(ctx, ct, "ct.set"):
+        if limits is not None or disk is not None:
+            await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
         if hostname is not None:
             dist.set_hostname(hostname)
@@ -235,3 +303,24 @@ async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
         why = err.decode(errors="replace").strip() or f"exit {code}"
         raise OsctlError(INVALID, f"chpasswd in {ct.id} failed: {why}")
     return {"id": ct.id, "user": user}
+
+
+async def _set_resources(ctx: Context, pstate, ct: Container, limits: dict | None,
+                         disk: str | int | None) -> None:
+    """New limits and disk quota: checked against the user's quota, put in
+    force (live where it runs), then kept; a refusal on the way changes nothing."""
+    d = ctx.daemon
+    new_limits = _limits(ctx, ct.limits, limits)
+    new_disk = ct.disk if disk is None else _disk(disk)
+    if disk is not None:
+        d.backend(pstate).need_quotas()
+    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk), d.backend(pstate).quotas)
+    async with Undo() as undo:
+        if disk is not None:
+            rootfs = pstate.pool.rootfs(ct.id)
+            await d.backend(pstate).set_quota(rootfs, new_disk)
+            undo.push(d.backend(pstate).set_quota, rootfs, ct.disk)
+        if limits is not None and ct.running:
+            undo.push(d.containers.apply_limits, replace(ct))
+            d.containers.apply_limits(replace(ct, limits=new_limits))
+    ct.limits, ct.disk = new_limits, new_disk

@@ -9,16 +9,16 @@ persisted; a failing step rolls back the ones before it.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
+from typing import Callable
 
 from osctl.protocol import EXISTS, INVALID, OsctlError
-
-from typing import Callable
 
 from ..model.container import Container
 from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
                            parse_ip, parse_prefix)
-from ..net import plan
 from ..model.units import parse_rate
+from ..net import plan
 from ..undo import Undo
 from . import Context, command
 from .ct import _find, _lock
@@ -33,6 +33,19 @@ async def _live(ctx: Context, ct: Container, new: NetIf, old: NetIf) -> None:
     drop = [a for a in old.ips if a not in new.ips]
     rename_from = old.name if old.name != new.name else None
     await ctx.daemon.net.apply(ct, new, drop, rename_from)
+
+
+def _held(ct: Container) -> list[str]:
+    """What a container's netifs hold, as the user's ipv4 / ipv6-64 quotas count it."""
+    return [str(prefix) for n in ct.netifs for prefix, _ in n.held()]
+
+
+def _check_quota(ctx: Context, pstate, ct: Container, netif: NetIf,
+                 change: Callable[[NetIf], object]) -> None:
+    probe = _copy(netif)
+    change(probe)
+    changed = replace(ct, netifs=[probe if n is netif else n for n in ct.netifs])
+    pstate.check_quota(changed, ctx.daemon.backend(pstate).quotas, addresses=_held)
 
 
 async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf,
@@ -172,7 +185,12 @@ async def ip_add(ctx: Context, id: str, name: str, address: str) -> dict:
         netif = ct.netif(name)
         ip = netif.parse_address(address)
         d.net.check_free([(ipaddress.ip_network(ip.ip), f"address {ip.ip}")])
-        return await _commit(ctx, pstate, ct, netif, lambda n: n.addresses.append(str(ip)))
+
+        def change(n: NetIf) -> None:
+            n.addresses.append(str(ip))
+
+        _check_quota(ctx, pstate, ct, netif, change)
+        return await _commit(ctx, pstate, ct, netif, change)
 
 
 @command("netif.ip_del", mutating=True)
@@ -215,7 +233,12 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
             raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
                                       f"address: add one to {name} first, or give --via")
         d.net.check_free([(net, f"route {net}")])
-        return await _commit(ctx, pstate, ct, netif, lambda n: n.routes.append(route))
+
+        def change(n: NetIf) -> None:
+            n.routes.append(route)
+
+        _check_quota(ctx, pstate, ct, netif, change)
+        return await _commit(ctx, pstate, ct, netif, change)
 
 
 @command("netif.route_del", mutating=True)

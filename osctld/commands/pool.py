@@ -98,7 +98,8 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: int = 60
         d.save_pool_list()
         d.sync_subids()
         for ct in pstate.cts.values():
-            d.containers.lxc.remove(name, ct.id)
+            d.containers.remove(name, ct.id)
+        d.containers.remove_group(name, "/")
         await d.backend(pstate).deactivate()
     ctx.pool = None  # the history line was written before the pool left
     d.events.publish("remove", object="pool", pool=name)

@@ -8,7 +8,7 @@ so one generated file holds the whole network configuration.
 from __future__ import annotations
 
 from .base import DistConfig, generated_header
-from .netconfig import IfaceConfig, ip_route_args
+from .netconfig import IfaceConfig, dad_off, ip_route_args, wait_for_dad
 
 SCRIPT = "etc/init.d/S40network"
 OWN = "Your own start-up commands go in a script of your own, /etc/init.d/S41local say."
@@ -35,13 +35,13 @@ def _pidfile(iface: IfaceConfig) -> str:
 
 def _start(iface: IfaceConfig) -> list[str]:
     n = iface.name
-    cmds = [f"ip link set dev {n} up"]
+    cmds = [c for c in [dad_off(iface)] if c] + [f"ip link set dev {n} up"]
     if iface.dhcp:
         return cmds + [f"udhcpc -b -S -i {n} -p {_pidfile(iface)} -s /{SCRIPT}"]
-    if iface.addresses_of(6) and iface.skip_dad:
-        cmds.append(f"echo 0 > /proc/sys/net/ipv6/conf/{n}/accept_dad")
     for v in (4, 6):
         cmds += [f"ip -{v} addr add {a.with_prefixlen} dev {n}" for a in iface.addresses_of(v)]
+        if v == 6 and (wait := wait_for_dad(iface)):
+            cmds.append(wait)
         cmds += [f"ip -{v} route replace {ip_route_args(iface, r)}" for r in iface.routes_of(v)]
     return cmds
 

@@ -16,12 +16,15 @@ file) or in /etc/network/interfaces.d/ (sourced)."""
 
 
 class IfupdownConfig(DistConfig):
+    # How the dialect sources interfaces.d/ (ifupdown-ng takes no glob).
+    include = "source /etc/network/interfaces.d/*"
+
     def set_network(self, ifaces: list[IfaceConfig]) -> None:
         parts = [generated_header("#", "/" + INTERFACES, OWN)]
         parts += self._user_part("head")
         parts.append("\nauto lo\niface lo inet loopback\n")
         parts += ["\n" + self.stanza(i) for i in ifaces]
-        parts.append("\nsource /etc/network/interfaces.d/*\n")
+        parts.append(f"\n{self.include}\n")
         parts += self._user_part("tail")
         self.fs.write(INTERFACES, "".join(parts))
 

@@ -3,18 +3,19 @@
 /etc/nixos/osctld/{hostname,dns,network}.nix, gathered by
 /etc/nixos/osctld/default.nix, which configuration.nix imports (osctld adds
 ``./osctld`` to its imports once and leaves the rest of the user's file as it
-is). They take effect with the next ``nixos-rebuild``; a running container
-gets its network live from osctld. /etc/hostname, /etc/hosts and resolv.conf
+is). Like any NixOS setting they take effect with the next
+``nixos-rebuild``. /etc/hostname, /etc/hosts and resolv.conf
 are NixOS's own (built from these options), so they are not written.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 
 from .base import DistConfig, generated_header
-from .netconfig import IfaceConfig
+from .netconfig import IfaceConfig, Route
 
 DIR = "etc/nixos/osctld"
 CONFIGURATION = "etc/nixos/configuration.nix"
@@ -36,16 +37,19 @@ def _str(s: str) -> str:
     return json.dumps(s).replace("${", "\\${")
 
 
-def _address(a) -> str:
+def _address(a: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> str:
     return f"{{ address = {_str(str(a.ip))}; prefixLength = {a.network.prefixlen}; }}"
 
 
-def _route(iface: IfaceConfig, r) -> str:
+def _route(iface: IfaceConfig, r: Route) -> str:
     words = [f"address = {_str(str(r.prefix.network_address))};", f"prefixLength = {r.prefix.prefixlen};"]
     if r.via:
         words.append(f"via = {_str(str(r.via))};")
     src = iface.src(r.prefix.version)
-    if r.is_default and src:
+    # NixOS adds the routes right after the addresses, while DAD may still
+    # hold an IPv6 source tentative and the kernel would refuse the route:
+    # the IPv6 source is left to the kernel's choice.
+    if r.is_default and src and r.prefix.version == 4:
         words.append(f"options.src = {_str(str(src))};")
     return "{ " + " ".join(words) + " }"
 

@@ -158,6 +158,7 @@ class NetIf:
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.PERSISTED}
+        d["addresses"] = list(self.addresses)  # a copy: snapshots must not share it
         d["routes"] = [r.to_dict() for r in self.routes]
         return d
 

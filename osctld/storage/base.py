@@ -6,7 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from osctl.protocol import INTERNAL, OsctlError
+from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
 
 
 async def run(*argv: str, what: str) -> str:
@@ -24,6 +24,7 @@ class Backend:
     """A pool's datasets: a dataset is a directory tree a container or template owns."""
 
     name = "base"
+    quotas = False  # whether datasets can have a disk quota
 
     def __init__(self, pool):
         self.pool = pool
@@ -51,3 +52,14 @@ class Backend:
 
     async def destroy(self, path: Path) -> None:
         await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+
+    async def set_quota(self, path: Path, size: int | None) -> None:
+        """Limit what dataset ``path`` may hold to ``size`` bytes (None: no limit)."""
+        self.need_quotas()
+
+    def need_quotas(self) -> None:
+        """Refuse early where the backend has no disk quotas."""
+        if self.quotas:
+            return
+        raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
+                                      "disk quotas: use a btrfs pool")

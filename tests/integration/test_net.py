@@ -102,6 +102,7 @@ def test_live_changes_hotplug_and_conflicts(node):
     assert node_pings(node, "192.0.2.21") and node_pings(node, "2001:db8::21")
     node.osctl("ct", "netif", "ip", "del", "c1", "eth0", "192.0.2.20")
     assert not node_pings(node, "192.0.2.20")
+    assert "192.0.2.20" not in node.exec("c1", "ip", "addr").stdout
     assert node_pings(node, "192.0.2.21")
     default = node.exec("c1", "ip", "route", "show", "default").stdout
     assert "via 10.100.0.1" in default and "src 192.0.2.21" in default, default
@@ -185,3 +186,18 @@ def test_bridged_static_and_a_failed_start_leaves_nothing(node):
     assert p.returncode != 0 and "nobr9" in p.stderr, p.stderr
     assert node.osctl_json("ct", "show", "b1")["state"] == "stopped"
     assert not [n for n in host_links(node) if n.startswith("osv")]
+
+
+def test_ipv4_quota_counts_netif_addresses(node):
+    node.osctl("user", "new", "alice")
+    node.osctl("user", "set", "quota", "alice", "ipv4=2")
+    node.osctl("ct", "new", "q1", "--user", "alice")
+    node.osctl("ct", "netif", "new", "q1", "eth0")
+    node.osctl("ct", "netif", "ip", "add", "q1", "eth0", "192.0.2.40")
+    node.osctl("ct", "netif", "ip", "add", "q1", "eth0", "192.0.2.41")
+    p = node.osctl("ct", "netif", "ip", "add", "q1", "eth0", "192.0.2.42", check=False)
+    assert p.returncode != 0 and "ipv4" in p.stderr, p.stderr
+    p = node.osctl("ct", "netif", "route", "add", "q1", "eth0", "198.51.100.0/30", check=False)
+    assert p.returncode != 0 and "ipv4" in p.stderr, p.stderr
+    assert [a["address"] for a in node.osctl_json("ct", "netif", "ip", "ls", "q1")] == [
+        "192.0.2.40/32", "192.0.2.41/32"]

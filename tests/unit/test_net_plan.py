@@ -166,3 +166,11 @@ def test_admitting_a_pool_refuses_held_addresses_and_renumbers_taken_indices():
     with pytest.raises(OsctlError) as e:
         network.admit(clash)
     assert e.value.code == CONFLICT and "default:c1" in e.value.message
+
+
+def test_a_netif_snapshot_shares_nothing_with_it():
+    n = routed(routes=[NetRoute("203.0.113.0/28")])
+    snap = NetIf.from_dict(n.to_dict())
+    n.addresses.append("192.0.2.3/32")
+    n.routes.append(NetRoute("203.0.113.16/28"))
+    assert len(snap.addresses) == 3 and len(snap.routes) == 1

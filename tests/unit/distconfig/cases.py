@@ -14,7 +14,7 @@ def routed() -> IfaceConfig:
         addresses=[ip_interface("10.100.0.2/30"), ip_interface("192.0.2.10/32"),
                    ip_interface("192.0.2.11/32"), ip_interface("2001:db8::10/128")],
         gateway4=ip_address("10.100.0.1"), gateway6=ip_address("fe80::1"),
-        src4=ip_address("192.0.2.10"),
+        src4=ip_address("192.0.2.10"), src6=ip_address("2001:db8::10"),
         routes=[Route(ip_network("198.51.100.0/28"), ip_address("10.100.0.1"))],
         hwaddr="02:00:00:00:00:01",
     )
@@ -25,6 +25,7 @@ def bridged_static() -> IfaceConfig:
         name="eth1", kind=BRIDGE,
         addresses=[ip_interface("203.0.113.50/24"), ip_interface("2001:db8:1::50/64")],
         gateway4=ip_address("203.0.113.1"), gateway6=ip_address("2001:db8:1::1"),
+        src4=ip_address("203.0.113.50"), src6=ip_address("2001:db8:1::50"),
     )
 
 

@@ -46,7 +46,7 @@ def test_head_and_tail_follow_the_user(dist, tmp_path):
     dc.set_network([routed()])
     text = (tmp_path / "etc/network/interfaces").read_text()
     assert text.index("# head, second edition") < text.index("iface lo")
-    assert "tail" not in text.split("source /etc/network/interfaces.d/*")[1]
+    assert "tail" not in text.split("interfaces.d")[-1]
     assert text.count("auto eth0") == 1
 
 

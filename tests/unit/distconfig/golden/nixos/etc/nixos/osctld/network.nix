@@ -28,7 +28,7 @@
       { address = "203.0.113.50"; prefixLength = 24; }
     ];
     ipv4.routes = [
-      { address = "0.0.0.0"; prefixLength = 0; via = "203.0.113.1"; }
+      { address = "0.0.0.0"; prefixLength = 0; via = "203.0.113.1"; options.src = "203.0.113.50"; }
     ];
     ipv6.addresses = [
       { address = "2001:db8:1::50"; prefixLength = 64; }
