@@ -40,12 +40,16 @@ def _held(ct: Container) -> list[str]:
     return [str(prefix) for n in ct.netifs for prefix, _ in n.held()]
 
 
-def _check_quota(ctx: Context, pstate, ct: Container, netif: NetIf,
-                 change: Callable[[NetIf], object]) -> None:
+async def _hold(ctx: Context, pstate, ct: Container, netif: NetIf, prefix, label: str,
+                change: Callable[[NetIf], object]) -> dict:
+    """Give ``netif`` one more address or prefix: refused if any netif of the
+    node holds it or it takes the user over an ipv4 / ipv6-64 quota."""
+    ctx.daemon.net.check_free([(prefix, label)])
     probe = _copy(netif)
     change(probe)
     changed = replace(ct, netifs=[probe if n is netif else n for n in ct.netifs])
     pstate.check_quota(changed, ctx.daemon.backend(pstate).quotas, addresses=_held)
+    return await _commit(ctx, pstate, ct, netif, change)
 
 
 async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf,
@@ -179,18 +183,12 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
 @command("netif.ip_add", mutating=True)
 async def ip_add(ctx: Context, id: str, name: str, address: str) -> dict:
     """Give an address to an interface: routed to it at once on a running container."""
-    d = ctx.daemon
     pstate, ct = _find(ctx, id)
     async with _lock(ctx, ct, "netif.ip_add"):
         netif = ct.netif(name)
         ip = netif.parse_address(address)
-        d.net.check_free([(ipaddress.ip_network(ip.ip), f"address {ip.ip}")])
-
-        def change(n: NetIf) -> None:
-            n.addresses.append(str(ip))
-
-        _check_quota(ctx, pstate, ct, netif, change)
-        return await _commit(ctx, pstate, ct, netif, change)
+        return await _hold(ctx, pstate, ct, netif, ipaddress.ip_network(ip.ip), f"address {ip.ip}",
+                           lambda n: n.addresses.append(str(ip)))
 
 
 @command("netif.ip_del", mutating=True)
@@ -221,7 +219,6 @@ async def ip_ls(ctx: Context, id: str, name: str | None = None) -> list:
 @command("netif.route_add", mutating=True)
 async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | None = None) -> dict:
     """Route a prefix to an interface without assigning it there."""
-    d = ctx.daemon
     pstate, ct = _find(ctx, id)
     net = parse_prefix(prefix)
     route = NetRoute(prefix=str(net), via=str(parse_ip(via)) if via else None)
@@ -232,13 +229,8 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
         if netif.type == ROUTED and net.version == 6 and not via and not netif.ips_of(6):
             raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
                                       f"address: add one to {name} first, or give --via")
-        d.net.check_free([(net, f"route {net}")])
-
-        def change(n: NetIf) -> None:
-            n.routes.append(route)
-
-        _check_quota(ctx, pstate, ct, netif, change)
-        return await _commit(ctx, pstate, ct, netif, change)
+        return await _hold(ctx, pstate, ct, netif, net, f"route {net}",
+                           lambda n: n.routes.append(route))
 
 
 @command("netif.route_del", mutating=True)

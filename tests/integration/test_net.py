@@ -140,6 +140,11 @@ def test_live_changes_hotplug_and_conflicts(node):
     assert "rate 8Mbit" in qdiscs and "rate 4Mbit" in qdiscs and "ingress" in qdiscs, qdiscs
     assert node_pings(node, "192.0.2.21")
 
+    # A live rename keeps the addresses and the default route.
+    node.osctl("ct", "netif", "rename", "c1", "eth0", "net0")
+    assert "via 10.100.0.1 dev net0" in node.exec("c1", "ip", "route", "show", "default").stdout
+    assert node_pings(node, "192.0.2.21")
+
     # A stop leaves no host veth and no route.
     node.osctl("ct", "stop", "c1")
     node.osctl("ct", "stop", "c2")
