@@ -87,7 +87,7 @@ class PoolState:
         if addresses is not None:
             before = before.with_addresses(a for c in mine for a in addresses(c))
             after = after.with_addresses(a for c in then for a in addresses(c))
-        check(user.name, user.quota, before, after, changed,
+        check(user.name, user.quota, before, after, changed, self.cts.get(changed.id),
               frozenset() if disk_quotas else frozenset({"disk"}))
 
     def save_pool(self) -> None:

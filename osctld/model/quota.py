@@ -122,23 +122,28 @@ def _show(field: str, value) -> str:
 
 
 def check(user: str, quota: Quota, before: Usage, after: Usage,
-          changed: Container | None = None, unenforceable: frozenset[str] = frozenset()) -> None:
+          changed: Container | None = None, previous: Container | None = None,
+          unenforceable: frozenset[str] = frozenset()) -> None:
     """Refuse a change that takes ``user`` over a quota it is not over already.
 
-    ``changed``, the container being created or changed, must have its own
-    limit for each summed quota the user has: an unlimited one would make the
-    quota meaningless. Except for ``unenforceable`` ones: "disk" where the
-    pool has no disk quotas (a dir pool), which would otherwise refuse all.
+    ``changed``, the container being created (``previous`` None) or changed,
+    must have its own limit for each summed quota the user has, where the
+    change touches that limit: an unlimited container would make the quota
+    meaningless. Except for ``unenforceable`` ones: "disk" where the pool has
+    no disk quotas (a dir pool), which would otherwise refuse all.
     """
     for f in fields(Quota):
         limit = getattr(quota, f.name)
         if limit is None:
             continue
         name = next(k for k, v in QUOTA_NAMES.items() if v == f.name)
-        if (changed is not None and f.name in LIMIT_OF and f.name not in unenforceable
-                and _summed(changed)[f.name] is None):
-            raise OsctlError(CONFLICT, f"quota {name} of user {user} is {_show(f.name, limit)}: "
-                                       f"container {changed.id} needs a {LIMIT_OF[f.name]} of its own")
+        if changed is not None and f.name in LIMIT_OF and f.name not in unenforceable:
+            value = _summed(changed)[f.name]
+            touched = previous is None or _summed(previous)[f.name] != value
+            if value is None and touched:
+                raise OsctlError(CONFLICT, f"quota {name} of user {user} is {_show(f.name, limit)}: "
+                                           f"container {changed.id} needs a {LIMIT_OF[f.name]} "
+                                           "of its own")
         now, then = getattr(before, f.name), getattr(after, f.name)
         if then > limit and then > now:
             raise OsctlError(CONFLICT, f"quota {name} of user {user} is {_show(f.name, limit)}: "

@@ -16,7 +16,7 @@ from ..model.device import DeviceGrant
 from ..model.group import ancestors
 from ..model.limits import Limits
 from ..template import Templates
-from . import cgroups, features
+from . import features
 from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
@@ -99,7 +99,7 @@ class Containers:
 
     def remove_group(self, pool: str, path: str) -> None:
         """Remove a group's cgroups (and all below, "/" for the whole pool)."""
-        cgroups.remove(self.cgroups.layout, self.cgroups.group(pool, path))
+        self.cgroups.remove(self.cgroups.group(pool, path))
 
     def apply_limits(self, ct: Container) -> None:
         """Put the container's limits in force now, while it runs."""

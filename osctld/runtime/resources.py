@@ -147,6 +147,9 @@ class CgroupTree:
             h = self.layout.for_controller(s.controller)
             cgroups.write(h.dir(rel) / s.file, s.value)
 
+    def remove(self, rel: str) -> None:
+        cgroups.remove(self.layout, rel)
+
     def read(self, rel: str) -> Limits | None:
         """The limits in force on cgroup ``rel``; None when it does not exist."""
         def file(ctrl: str, name: str) -> str | None:

@@ -129,6 +129,8 @@ def test_quota_check_names_the_quota_and_needs_own_limits():
         check("u", q, before, Usage.of([a, nolimit]), nolimit)
     ok = ct("d", limits=Limits(cpu_limit=2, memory=1 << 30), disk=20 << 30)
     check("u", q, before, Usage.of([a, ok]), ok)
+    # A change that does not touch the missing limit passes (e.g. an address).
+    check("u", q, before, Usage.of([a, nolimit]), nolimit, previous=nolimit)
     # Without quotas anything goes.
     check("u", Quota(), before, Usage.of([a, nolimit]), nolimit)
 
@@ -149,7 +151,7 @@ def test_disk_quota_does_not_refuse_all_on_a_pool_without_disk_quotas():
     c = ct("a", limits=Limits(cpu_limit=1, memory=1 << 30))
     with pytest.raises(OsctlError, match="needs a disk of its own"):
         check("u", q, Usage(), Usage.of([c]), c)
-    check("u", q, Usage(), Usage.of([c]), c, frozenset({"disk"}))
+    check("u", q, Usage(), Usage.of([c]), c, unenforceable=frozenset({"disk"}))
 
 
 def test_pool_state_checks_a_users_quota_with_addresses(tmp_path):
