@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -19,6 +21,28 @@ class DefaultPool:
     path: str | None = None  # default: <state_dir>/pools/<name>
     id_base: int = 1_000_000
     id_block_size: int = 524_288
+
+
+@dataclass
+class NetConfig:
+    """Node-wide network settings.
+
+    ``interconnect``: the private IPv4 range from which every routed netif
+    gets a /30 (host veth .1, container .2); its size bounds the number of
+    netifs of the node. ``veth_prefix``: host veth names are this prefix and
+    the netif's allocated index (``osv12``), so they fit the 15-character
+    limit whatever the container's id, and stay the same across restarts.
+    """
+
+    interconnect: str = "10.100.0.0/16"
+    veth_prefix: str = "osv"
+
+    def __post_init__(self) -> None:
+        net = ipaddress.ip_network(self.interconnect)
+        if net.version != 4 or net.prefixlen > 30:
+            raise ValueError("net.interconnect must be an IPv4 network of /30 or larger")
+        if not re.fullmatch(r"[a-z]{1,6}", self.veth_prefix):
+            raise ValueError("net.veth_prefix must be 1-6 letters a-z")
 
 
 @dataclass
@@ -44,6 +68,7 @@ class Config:
     cgroup_root: str = "osctl"
     # The quota every new user gets: null (none), a preset name, or a mapping.
     default_quota: str | dict | None = None
+    net: NetConfig = field(default_factory=NetConfig)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -55,6 +80,8 @@ class Config:
             if self.templates_dir
             else Path(__file__).resolve().parent.parent / "templates"
         )
+        if isinstance(self.net, dict):
+            self.net = NetConfig(**self.net)
         if isinstance(self.default_pool, dict):
             self.default_pool = DefaultPool(**self.default_pool)
         if self.log_level not in LOG_LEVELS:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from osctl.protocol import OsctlError
+from osctl.protocol import INTERNAL, OsctlError
 
 from . import __version__
 from .config import Config
@@ -27,6 +27,8 @@ from .locks import Locks
 from .model.container import Container
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
+from .distconfig import for_distribution
+from .net.network import Network
 from .runtime import cgroups
 from .runtime.ct import Containers
 from .runtime.devices import DeviceNodes
@@ -60,6 +62,9 @@ class Daemon:
             CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
             nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
         )
+        self.net = Network(config.net, self.registry)
+        self.containers.before_start.append(self.write_netconfig)
+        self.containers.hook_handlers.append(self._net_hook)
         self.ops: dict[str, asyncio.Task] = {}
         self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
         self._stop = asyncio.Event()
@@ -97,6 +102,29 @@ class Daemon:
         log.info("container %s:%s is %s", ct.pool, ct.id, ct.state)
         self.events.publish("state", object="ct", pool=ct.pool, id=ct.id,
                             state=ct.state, init_pid=ct.init_pid)
+
+    # --- network ---------------------------------------------------------------
+
+    async def write_netconfig(self, pstate: PoolState, ct: Container) -> None:
+        """The container's interfaces in its distribution's own format, so its
+        own init brings them up; at each start and after each change."""
+        dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
+        dist.set_network(await self.net.iface_configs(ct))
+
+    async def _net_hook(self, ct: Container, hook: str, pid: int | None) -> None:
+        if not ct.netifs:
+            return
+        if hook == "start-host":
+            if pid is None:
+                raise OsctlError(INTERNAL, f"start-host hook of {ct.id} without the init's PID")
+            await self.net.up(ct, pid)
+        elif hook == "post-stop":
+            await self.net.down(ct)
+        else:
+            return
+        state = "up" if hook == "start-host" else "down"
+        for n in ct.netifs:
+            self.events.publish(state, object="netif", pool=ct.pool, id=ct.id, netif=n.name)
 
     def history(self, pool: str | None, entry: dict) -> None:
         if pool is not None:
@@ -147,6 +175,8 @@ class Daemon:
         for entry in entries:
             try:
                 pstate = await self.activate_pool(entry)
+                for ct in self.net.admit(pstate):
+                    pstate.save_ct(ct)
             except Exception as e:
                 log.error("pool %s at %s cannot be activated (kept in the pool list): %s",
                           entry.get("name"), entry.get("path"), e)
@@ -177,6 +207,7 @@ class Daemon:
             ct.state, ct.init_pid = result
         running = sum(1 for c in cts if c.running)
         log.info("re-adopted %d containers, %d running", len(cts), running)
+        await self.net.reconcile()
 
     async def autostart(self) -> None:
         todo = sorted((c for c in self.registry.all_cts() if c.autostart and not c.running),
@@ -209,11 +240,14 @@ class Daemon:
             pstate = self.registry.pools.get(msg.get("pool"))
             ct = pstate.cts.get(msg.get("ct")) if pstate else None
             if ct is not None:
-                self.containers.hook(ct, str(msg.get("hook")), msg.get("pid"), msg.get("target"))
+                await self.containers.hook(ct, str(msg.get("hook")), msg.get("pid"), msg.get("target"))
             writer.write(b"ok\n")
             await writer.drain()
         except Exception as e:
-            log.warning("bad message on the hook socket: %s", e)
+            # The hook exits non-zero on this, and LXC aborts the start.
+            log.warning("hook failed: %s", e)
+            writer.write(("error " + str(e).replace("\n", " ") + "\n").encode())
+            await writer.drain()
         finally:
             writer.close()
 

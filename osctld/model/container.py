@@ -6,12 +6,13 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 
-from osctl.protocol import INVALID, OsctlError
+from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 from .device import DeviceGrant
 from .group import DEFAULT_GROUP, check_group_path
 from .limits import Limits
 from .naming import check_hostname, check_name
+from .netif import NetIf
 
 # Container states, as LXC names them, lower case. "starting" and "stopping"
 # are the daemon's own while a command is at work.
@@ -50,6 +51,7 @@ class Container:
     group: str = DEFAULT_GROUP  # the resource group whose cgroup holds it
     limits: Limits = field(default_factory=Limits)
     disk: int | None = None  # bytes: the rootfs quota, where the backend has quotas
+    netifs: list[NetIf] = field(default_factory=list)
     # Runtime, never persisted: the daemon learns it from LXC.
     state: str = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -57,7 +59,7 @@ class Container:
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
-        "features", "devices", "prlimits", "restart_pending",
+        "features", "devices", "prlimits", "restart_pending", "netifs",
     )
 
     def __post_init__(self) -> None:
@@ -71,6 +73,7 @@ class Container:
         self.group = check_group_path(self.group)
         if isinstance(self.limits, dict):
             self.limits = Limits.from_dict(self.limits)
+        self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n) for n in self.netifs]
 
     @property
     def running(self) -> bool:
@@ -80,11 +83,18 @@ class Container:
         d = {k: getattr(self, k) for k in self.PERSISTED}
         d["devices"] = [g.to_dict() for g in self.devices]
         d["limits"] = self.limits.to_dict()
+        d["netifs"] = [n.to_dict() for n in self.netifs]
         return d
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "Container":
         return cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+
+    def netif(self, name: str) -> NetIf:
+        for n in self.netifs:
+            if n.name == name:
+                return n
+        raise OsctlError(NOT_FOUND, f"container {self.id} has no netif {name!r}")
 
     def public(self) -> dict:
         d = self.to_dict()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from osctl.protocol import OsctlError
+
 from ..model.container import RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
 from ..model.group import ancestors
@@ -33,9 +35,15 @@ class Containers:
         self.on_state = on_state
         self.nodes = nodes
         self.lxcfs = lxcfs
-        # Extra LXC lines contributed by later layers (network, features):
-        # each provider is called with (pool_state, ct) and returns lines.
-        self.config_providers: list[Callable] = []
+        # Called (awaited) with (pool_state, ct) before each start: what later
+        # layers write into the rootfs (the network configuration, say).
+        self.before_start: list[Callable] = []
+        # Called (awaited) with (ct, hook, pid) for each LXC hook; one that
+        # raises at start-host makes the start fail.
+        self.hook_handlers: list[Callable] = []
+        # Why a start-host hook refused, so that the failed start says so
+        # rather than only "the hook exited 1".
+        self.hook_errors: dict[tuple[str, str], str] = {}
 
     def set_state(self, ct: Container, state: str, pid: int | None = None) -> None:
         pid = pid if state == RUNNING else None
@@ -55,7 +63,6 @@ class Containers:
             *features.lxc_lines(ct.features),
             *self.nodes.lxc_lines(self.cgroups.layout, ct.pool, ct.id, self.grants(ct)),
             *self.lxcfs.lxc_lines(),
-            *(line for provider in self.config_providers for line in provider(pstate, ct)),
         ]
         try:
             tpl_conf = self.templates.get(ct.distribution).lxc_conf
@@ -103,6 +110,8 @@ class Containers:
         return self.cgroups.read(self.cgroups.ct(ct.pool, ct.group, ct.id))
 
     async def start(self, pstate, ct: Container) -> None:
+        for prepare in self.before_start:
+            await prepare(pstate, ct)
         self.apply_groups(pstate, ct.group)
         self.write_config(pstate, ct)
         user = pstate.users[ct.user]
@@ -111,8 +120,15 @@ class Containers:
             ct.restart_pending = False
             pstate.save_ct(ct)
         self.set_state(ct, STARTING)
+        key = (ct.pool, ct.id)
+        self.hook_errors.pop(key, None)
         try:
             await self.lxc.start(ct.pool, ct.id)
+        except OsctlError as e:
+            why = self.hook_errors.pop(key, None)
+            if why:
+                raise OsctlError(e.code, f"container {ct.id} failed to start: {why}") from None
+            raise
         finally:
             await self.refresh(ct)
 
@@ -142,10 +158,19 @@ class Containers:
         await self.start(pstate, ct)
         return True
 
-    def hook(self, ct: Container, hook: str, pid: int | None, target: str | None = None) -> None:
+    async def hook(self, ct: Container, hook: str, pid: int | None,
+                   target: str | None = None) -> None:
         if hook == "start-host":
+            try:
+                for handler in self.hook_handlers:
+                    await handler(ct, hook, pid)
+            except Exception as e:
+                self.hook_errors[(ct.pool, ct.id)] = str(e)
+                raise
             self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.set_state(ct, RUNNING, pid)
         elif hook in ("post-stop", "stop"):
             # A reboot from inside: LXC starts it again right away.
             self.set_state(ct, STARTING if target == "reboot" else STOPPED)
+            for handler in self.hook_handlers:
+                await handler(ct, hook, pid)
