@@ -87,3 +87,9 @@ def lifecycle_command(group: click.Group, obj: str, verb: str, doc: str,
     if timeout is not None:
         cmd.__click_params__.append(timeout)
     group.command(verb)(cmd)
+
+
+def limit_args(**values) -> dict | None:
+    """Limit options given on the command line, in their wire names (cpu-limit)."""
+    out = {k.replace("_", "-"): v for k, v in values.items() if v is not None}
+    return out or None

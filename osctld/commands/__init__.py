@@ -117,4 +117,5 @@ class Context:
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import ct, daemon, pool, user, vm  # noqa: F401
+    from . import (ct, ct_device, ct_feature, ct_prlimit, daemon, group, netif, pool,  # noqa: F401
+                   user, vm)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..distconfig import for_distribution
@@ -81,6 +83,7 @@ async def new(ctx: Context, id: str, user: str, cores: int, memory: int | str, d
     async with _lock(ctx, vm, "vm.new"), Undo() as undo:
         if id in pstate.vms:
             raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
+        pstate.check_quota(vm)
         pstate.vms[id] = vm  # reserve the id while the image is made
         undo.push(pstate.vms.pop, id)
         image = await d.templates.ensure_vm(tpl, version, ctx.progress)
@@ -206,6 +209,9 @@ async def set_(ctx: Context, id: str, cores: int | None = None, memory: int | st
                                   f"never shrink (asked for {disk >> 20} MiB)")
     _limits(ctx).check(cores, memory, disk)
     async with _lock(ctx, vm, "vm.set"):
+        pstate.check_quota(replace(vm, cores=vm.cores if cores is None else cores,
+                                   memory=vm.memory if memory is None else memory,
+                                   disk=vm.disk if disk is None else disk))
         if disk is not None and disk > vm.disk:
             if vm.running:
                 await d.vms.resize_disk(vm, disk)

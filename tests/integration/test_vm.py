@@ -241,3 +241,17 @@ def test_debian_vm_boots_to_login(vmnode):
     assert node.osctl_json("vm", "stop", "deb1", "--timeout", "300")["state"] == "stopped"
     assert time.time() - t0 < 300 and not qemu_alive(pid)
     wait_console(node, "deb1", r"(reboot: Power down|Reached target.*Power-Off)", timeout=1)
+
+
+def test_vms_count_against_user_quotas(vmnode):
+    node = vmnode
+    node.osctl("user", "set", "quota", "vmuser", "memory=512M", "cpus=4")
+    new_tiny(node, "q1")
+    new_tiny(node, "q2", cores="2")
+    p = node.osctl("vm", "new", "q3", "--user", "vmuser", "--template", "tinyvm", "-c", "1",
+                   "-m", "256M", "-d", "10G", check=False)
+    assert p.returncode == 6 and "quota memory of user vmuser is 512M" in p.stderr, p.stderr
+    p = node.osctl("vm", "set", "cores", "q1", "3", check=False)
+    assert p.returncode == 6 and "quota cpus" in p.stderr, p.stderr
+    assert sorted(v["id"] for v in node.osctl_json("vm", "ls")) == ["q1", "q2"]
+    assert node.osctl_json("vm", "show", "q1")["cores"] == 1
