@@ -27,7 +27,7 @@ from .locks import Locks
 from .model.container import Container
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
-from .model.vm import VM
+from .model.vm import STOPPED, VM
 from .distconfig import for_distribution
 from .net.network import Network
 from .runtime import cgroups
@@ -71,6 +71,8 @@ class Daemon:
         self.vms = Vms(config.vm, config.vm_run_dir, on_state=self._vm_state_changed)
         # VMs whose serial console someone is attached to (QEMU takes one client).
         self.vm_consoles: set[tuple[str, str]] = set()
+        self._vm_taps: dict[tuple[str, str], list[str]] = {}  # of running VMs
+        self._vm_taps_going: dict[tuple[str, str], asyncio.Future] = {}
         self.ops: dict[str, asyncio.Task] = {}
         self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
         self._stop = asyncio.Event()
@@ -112,6 +114,23 @@ class Daemon:
     def _vm_state_changed(self, vm: VM) -> None:
         log.info("VM %s:%s is %s", vm.pool, vm.id, vm.state)
         self.events.publish("state", object="vm", pool=vm.pool, id=vm.id, state=vm.state, pid=vm.pid)
+        taps = self._vm_taps.pop((vm.pool, vm.id), None) if vm.state == STOPPED else None
+        if taps:
+            self._vm_taps_going[(vm.pool, vm.id)] = asyncio.ensure_future(self.net.vm_down(taps))
+
+    async def start_vm(self, pstate: PoolState, vm: VM) -> None:
+        """A VM's taps, then its QEMU; the taps go again when it stops."""
+        going = self._vm_taps_going.pop((vm.pool, vm.id), None)
+        if going is not None:  # the last run's, still being removed
+            await going
+        taps = await self.net.vm_up(vm)
+        try:
+            await self.vms.start(vm, VmFiles(pstate.pool.vm_dir(vm.id)),
+                                 list(zip(taps, self.net.vm_inside(vm))))
+        except BaseException:
+            await self.net.vm_down(taps)
+            raise
+        self._vm_taps[(vm.pool, vm.id)] = taps
 
     # --- network ---------------------------------------------------------------
 
@@ -186,7 +205,7 @@ class Daemon:
             try:
                 pstate = await self.activate_pool(entry)
                 for ct in self.net.admit(pstate):
-                    pstate.save_ct(ct)
+                    pstate.save_server(ct)
             except Exception as e:
                 log.error("pool %s at %s cannot be activated (kept in the pool list): %s",
                           entry.get("name"), entry.get("path"), e)
@@ -219,6 +238,8 @@ class Daemon:
         log.info("re-adopted %d containers, %d running", len(cts), running)
         vms = self.registry.all_vms()
         await asyncio.gather(*(self.vms.adopt(v) for v in vms))
+        self._vm_taps.update({(v.pool, v.id): [self.net.veth(n) for n in v.netifs]
+                              for v in vms if v.running})
         log.info("re-adopted %d VMs, %d running", len(vms), sum(1 for v in vms if v.running))
         await self.net.reconcile()  # after both: it keeps the links of what runs
 
@@ -252,7 +273,7 @@ class Daemon:
                 return
             try:
                 async with self.locks.hold(("vm", vm.pool, vm.id), "online"):
-                    await self.vms.start(vm, VmFiles(pstate.pool.vm_dir(vm.id)))
+                    await self.start_vm(pstate, vm)
             except Exception as e:
                 log.error("start of online VM %s:%s failed: %s", vm.pool, vm.id, e)
 

@@ -123,6 +123,10 @@ class PoolState:
     def save_vm(self, vm: VM) -> None:
         self.store.save("vm", vm.id, vm.to_dict())
 
+    def save_server(self, server: Container | VM) -> None:
+        """A container's or a VM's config (netif changes touch both alike)."""
+        (self.save_vm if isinstance(server, VM) else self.save_ct)(server)
+
 
 def split_ref(ref: str) -> tuple[str | None, str]:
     if not isinstance(ref, str) or not ref:

@@ -114,14 +114,15 @@ class Templates:
                         progress: Callable[[dict], None]) -> Path:
         """The node's built VM image of ``tpl`` (kernel, initramfs, cmdline, rootfs/).
 
-        Kept in the node cache under a key that holds the recipe's hash, so a
-        changed recipe builds anew. Several daemons may share the cache (test
+        Kept in the node cache under a key that holds a hash of the template's
+        files, so a changed recipe builds anew. Several daemons may share the cache (test
         nodes): each builds in a directory of its own and the first rename wins.
         """
         recipe = tpl.vm_build
         if recipe is None:
             raise OsctlError(UNSUPPORTED, f"template {tpl.name} has no VM image (no vm-build)")
-        digest = hashlib.sha256(recipe.read_bytes()).hexdigest()[:12]
+        digest = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in
+                                          sorted(tpl.path.iterdir()) if f.is_file())).hexdigest()[:12]
         key = f"{tpl.name}-{version}-{digest}"
         final = self.cache_dir / "vm" / key
         async with self._locks.setdefault(("vm", key), asyncio.Lock()):

@@ -46,6 +46,7 @@ for module in (ct, vm, group, user, pool, misc):
 # Objects that belong to a container live under `osctl ct`.
 for command in netif.COMMANDS:
     ct.ct.add_command(command)
+vm.vm.add_command(netif.vm_netif)
 
 
 def main() -> None:

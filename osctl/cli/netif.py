@@ -1,4 +1,7 @@
-"""osctl ct netif: a container's network interfaces, addresses and routes."""
+"""osctl ct netif and osctl vm netif: network interfaces, addresses and routes.
+
+One set of commands serves both: under ``osctl vm`` the group marks the
+context, and every request then names a VM (``vm: true``)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,14 @@ from .common import call, pass_settings, show
 LS_COLUMNS = ["name", "type", "veth", "interconnect", "addresses", "rx_bytes", "rx_packets",
               "tx_bytes", "tx_packets", "max_tx", "max_rx"]
 RATE_HELP = "bits per second: 100M, 1G; 0 removes the limit"
+VM_SCOPE = "osctl.netif.vm"
+
+
+def _call(s, cmd: str, args: dict):
+    """The request for a container's netif, or for a VM's under ``osctl vm netif``."""
+    if click.get_current_context().meta.get(VM_SCOPE):
+        args = {**args, "vm": True}
+    return call(s, cmd, args)
 
 
 @click.group("netif")
@@ -33,7 +44,7 @@ def netif():
 @pass_settings
 def new(s, id, name, type_, link, hwaddr, gateway4, gateway6, dhcp, max_tx, max_rx):
     """Add interface NAME (eth0, ...) to container ID; hot-plugged if it runs."""
-    show(s, call(s, "netif.new", {"id": id, "name": name, "type": type_, "link": link,
+    show(s, _call(s, "netif.new", {"id": id, "name": name, "type": type_, "link": link,
                                   "hwaddr": hwaddr, "gateway4": gateway4, "gateway6": gateway6,
                                   "dhcp": dhcp, "max_tx": max_tx, "max_rx": max_rx}))
 
@@ -44,7 +55,7 @@ def new(s, id, name, type_, link, hwaddr, gateway4, gateway6, dhcp, max_tx, max_
 @pass_settings
 def delete(s, id, name):
     """Remove interface NAME of container ID; unplugged if it runs."""
-    show(s, call(s, "netif.del", {"id": id, "name": name}))
+    show(s, _call(s, "netif.del", {"id": id, "name": name}))
 
 
 @netif.command("ls")
@@ -52,7 +63,7 @@ def delete(s, id, name):
 @pass_settings
 def ls(s, id):
     """Interfaces of container ID, with traffic counters (as the container sees them)."""
-    show(s, call(s, "netif.ls", {"id": id}), LS_COLUMNS)
+    show(s, _call(s, "netif.ls", {"id": id}), LS_COLUMNS)
 
 
 @netif.command("rename")
@@ -62,7 +73,7 @@ def ls(s, id):
 @pass_settings
 def rename(s, id, name, new_name):
     """Rename interface NAME of container ID to NEW_NAME."""
-    show(s, call(s, "netif.rename", {"id": id, "name": name, "new_name": new_name}))
+    show(s, _call(s, "netif.rename", {"id": id, "name": name, "new_name": new_name}))
 
 
 @netif.command("set")
@@ -76,7 +87,7 @@ def rename(s, id, name, new_name):
 @pass_settings
 def set_(s, id, name, max_tx, max_rx, gateway4, gateway6, dhcp):
     """Change shaping, gateways or DHCP of interface NAME; live if it runs."""
-    show(s, call(s, "netif.set", {"id": id, "name": name, "max_tx": max_tx, "max_rx": max_rx,
+    show(s, _call(s, "netif.set", {"id": id, "name": name, "max_tx": max_tx, "max_rx": max_rx,
                                   "gateway4": gateway4, "gateway6": gateway6, "dhcp": dhcp}))
 
 
@@ -98,7 +109,7 @@ def _change(group, verb: str, arg: str, metavar: str, doc: str, *options):
     @click.argument(arg, metavar=metavar)
     @pass_settings
     def cmd(s, id, name, **kw):
-        show(s, call(s, f"netif.{group.name}_{verb}", {"id": id, "name": name, **kw}))
+        show(s, _call(s, f"netif.{group.name}_{verb}", {"id": id, "name": name, **kw}))
 
     cmd.__doc__ = doc
     for option in options:
@@ -113,7 +124,7 @@ def _list(group, columns: list[str], doc: str):
     @click.argument("name", required=False)
     @pass_settings
     def cmd(s, id, name):
-        show(s, call(s, f"netif.{group.name}_ls", {"id": id, "name": name}), columns)
+        show(s, _call(s, f"netif.{group.name}_ls", {"id": id, "name": name}), columns)
 
     cmd.__doc__ = doc
     group.command("ls")(cmd)
@@ -129,5 +140,14 @@ _change(route, "del", "prefix", "PREFIX", "Stop routing PREFIX to interface NAME
 _list(route, ["netif", "prefix", "via"], "Routed prefixes of container ID's interfaces (or of NAME).")
 
 
-# Registered under `osctl ct` (see main.py): a netif belongs to a container.
+@click.pass_context
+def _vm_scope(ctx) -> None:
+    ctx.meta[VM_SCOPE] = True
+
+
+vm_netif = click.Group("netif", commands=netif.commands, callback=_vm_scope,
+                       help="Network interfaces of VMs (ID is a VM): routed only, a tap "
+                            "on the node each; changes to a running VM apply at its next start.")
+
+# Registered under `osctl ct` and `osctl vm` (see main.py): a netif belongs to either.
 COMMANDS = [netif]

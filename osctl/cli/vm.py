@@ -86,11 +86,15 @@ def console(s, id):
     """Attach this terminal to the serial console of VM ID (Ctrl-a q leaves)."""
     saved = termios.tcgetattr(0) if os.isatty(0) else None
     if saved is not None:
+        tty.setraw(0)  # before the banner: setraw flushes input typed until then
         click.echo(f"Console of VM {id}; Ctrl-a q leaves.\r", err=True)
-        tty.setraw(0)
+    # The daemon stops relaying when this pipe ends: when we do, however.
+    lifeline, keep = os.pipe()
     try:
-        call(s, "vm.console", {"id": id}, fds=(0, 1))
+        call(s, "vm.console", {"id": id}, fds=(0, 1, lifeline))
     finally:
+        os.close(lifeline)
+        os.close(keep)
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
             click.echo("", err=True)

@@ -1,9 +1,15 @@
-"""Container network interfaces, their addresses and routed prefixes.
+"""Network interfaces of containers and VMs, their addresses and routed prefixes.
 
 Every change is checked against all netifs of the node first, reserved in
 memory (no await between check and reservation), applied live to a running
 container (host end and inside), written into the rootfs by distconfig and
 persisted; a failing step rolls back the ones before it.
+
+A VM's netifs (``vm=True``, ``osctl vm netif``) come from the same
+allocator with the same checks; they are routed only, and a change to a
+running VM applies at its next start (its tap is made then, and the guest
+reads its interfaces from the kernel command line), as ``pending_restart``
+says.
 """
 
 from __future__ import annotations
@@ -12,16 +18,44 @@ import ipaddress
 from dataclasses import replace
 from typing import Callable
 
-from osctl.protocol import EXISTS, INVALID, OsctlError
+from osctl.protocol import EXISTS, INVALID, UNSUPPORTED, OsctlError
 
 from ..model.container import Container
 from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
                            parse_ip, parse_prefix)
 from ..model.units import parse_rate
+from ..model.vm import VM
 from ..net import plan
 from ..undo import Undo
 from . import Context, command
-from .ct import _find, _lock
+from . import ct as ct_commands
+from . import vm as vm_commands
+
+Server = Container | VM
+
+
+def _find(ctx: Context, id: str, vm: bool) -> tuple:
+    return (vm_commands._find if vm else ct_commands._find)(ctx, id)
+
+
+def _lock(ctx: Context, server: Server, what: str):
+    kind = "vm" if isinstance(server, VM) else "ct"
+    return ctx.daemon.locks.hold((kind, server.pool, server.id), what)
+
+
+def _live_ct(server: Server) -> bool:
+    """Changes apply live to a running container; a VM takes them at its next start."""
+    if isinstance(server, VM):
+        server.net_pending = server.running
+        return False
+    return server.running
+
+
+async def _write(ctx: Context, pstate, server: Server) -> None:
+    """What the server's own init reads: distconfig's files in a container's rootfs
+    (a VM's come from its kernel command line at each start)."""
+    if isinstance(server, Container):
+        await ctx.daemon.write_netconfig(pstate, server)
 
 
 def _restore(netif: NetIf, snapshot: NetIf) -> None:
@@ -35,12 +69,12 @@ async def _live(ctx: Context, ct: Container, new: NetIf, old: NetIf) -> None:
     await ctx.daemon.net.apply(ct, new, drop, rename_from)
 
 
-def _held(ct: Container) -> list[str]:
-    """What a container's netifs hold, as the user's ipv4 / ipv6-64 quotas count it."""
+def _held(ct: Server) -> list[str]:
+    """What a container's or VM's netifs hold, as the user's ipv4 / ipv6-64 quotas count it."""
     return [str(prefix) for n in ct.netifs for prefix, _ in n.held()]
 
 
-async def _hold(ctx: Context, pstate, ct: Container, netif: NetIf, prefix, label: str,
+async def _hold(ctx: Context, pstate, ct: Server, netif: NetIf, prefix, label: str,
                 change: Callable[[NetIf], object]) -> dict:
     """Give ``netif`` one more address or prefix: refused if any netif of the
     node holds it or it takes the user over an ipv4 / ipv6-64 quota."""
@@ -52,7 +86,7 @@ async def _hold(ctx: Context, pstate, ct: Container, netif: NetIf, prefix, label
     return await _commit(ctx, pstate, ct, netif, change)
 
 
-async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf,
+async def _commit(ctx: Context, pstate, ct: Server, netif: NetIf,
                   change: Callable[[NetIf], object]) -> dict:
     """``change`` a netif in memory (checked before: no await until it is
     done, so it is a reservation too), then apply, write and persist it."""
@@ -60,19 +94,19 @@ async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf,
     before = _copy(netif)
     change(netif)
     async with Undo() as undo:
-        undo.push(d.write_netconfig, pstate, ct)  # last, from the restored model
+        undo.push(_write, ctx, pstate, ct)  # last, from the restored model
         undo.push(_restore, netif, before)
-        if ct.running:
+        if _live_ct(ct):
             undo.push(_live, ctx, ct, before, netif)
             await _live(ctx, ct, netif, before)
-        await d.write_netconfig(pstate, ct)
-        pstate.save_ct(ct)
+        await _write(ctx, pstate, ct)
+        pstate.save_server(ct)
     d.events.publish("change", object="netif", pool=ct.pool, id=ct.id, netif=netif.name)
     return netif.public()
 
 
-def _netifs(ctx: Context, id: str, name: str | None) -> list[NetIf]:
-    _, ct = _find(ctx, id)
+def _netifs(ctx: Context, id: str, name: str | None, vm: bool) -> list[NetIf]:
+    _, ct = _find(ctx, id, vm)
     return [ct.netif(name)] if name else ct.netifs
 
 
@@ -88,54 +122,56 @@ def _rate(value: str | int | None) -> int | None:
 async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | None = None,
               hwaddr: str | None = None, gateway4: str = AUTO, gateway6: str = AUTO,
               dhcp: bool = False, max_tx: str | int | None = None,
-              max_rx: str | int | None = None) -> dict:
+              max_rx: str | int | None = None, vm: bool = False) -> dict:
     """Add a network interface; hot-plugged into a running container."""
     d = ctx.daemon
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
+    if vm and type != ROUTED:
+        raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
                   dhcp=dhcp, max_tx=_rate(max_tx), max_rx=_rate(max_rx),
                   **({"hwaddr": check_hwaddr(hwaddr)} if hwaddr else {}))
     async with _lock(ctx, ct, "netif.new"):
         if any(n.name == name for n in ct.netifs):
-            raise OsctlError(EXISTS, f"container {ct.id} already has netif {name}")
+            raise OsctlError(EXISTS, f"{ct.id} already has netif {name}")
         netif.index = d.net.allocate()
         async with Undo() as undo:
-            undo.push(d.write_netconfig, pstate, ct)
+            undo.push(_write, ctx, pstate, ct)
             ct.netifs.append(netif)  # the reservation of the index
             undo.push(ct.netifs.remove, netif)
-            if ct.running:
+            if _live_ct(ct):
                 await d.net.plug(ct, netif)
                 undo.push(d.net.unplug, netif)
-            await d.write_netconfig(pstate, ct)
-            pstate.save_ct(ct)
+            await _write(ctx, pstate, ct)
+            pstate.save_server(ct)
     d.events.publish("add", object="netif", pool=ct.pool, id=ct.id, netif=name)
     return netif.public()
 
 
 @command("netif.del", mutating=True)
-async def delete(ctx: Context, id: str, name: str) -> dict:
+async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     """Remove a network interface; unplugged from a running container."""
     d = ctx.daemon
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
     async with _lock(ctx, ct, "netif.del"):
         netif = ct.netif(name)
         # Config first: a crash after it leaves a veth that reconcile removes.
         async with Undo() as undo:
             undo.push(ct.netifs.insert, ct.netifs.index(netif), netif)
             ct.netifs.remove(netif)
-            pstate.save_ct(ct)
-        if ct.running:
+            pstate.save_server(ct)
+        if _live_ct(ct):
             await d.net.unplug(netif)
-        await d.write_netconfig(pstate, ct)
+        await _write(ctx, pstate, ct)
     d.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, netif=name)
     return {"id": ct.id, "pool": ct.pool, "name": name}
 
 
 @command("netif.ls")
-async def ls(ctx: Context, id: str) -> list:
+async def ls(ctx: Context, id: str, vm: bool = False) -> list:
     """A container's interfaces, with traffic counters while it runs."""
     d = ctx.daemon
-    _, ct = _find(ctx, id)
+    _, ct = _find(ctx, id, vm)
     out = []
     for n in ct.netifs:
         row = {"id": ct.id, "pool": ct.pool, **n.public(), "veth": d.net.veth(n),
@@ -149,23 +185,23 @@ async def ls(ctx: Context, id: str) -> list:
 
 
 @command("netif.rename", mutating=True)
-async def rename(ctx: Context, id: str, name: str, new_name: str) -> dict:
+async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = False) -> dict:
     """Rename an interface (as the container sees it); live on a running one."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
     check_ifname(new_name)
     async with _lock(ctx, ct, "netif.rename"):
         netif = ct.netif(name)
         if any(n.name == new_name for n in ct.netifs):
-            raise OsctlError(EXISTS, f"container {ct.id} already has netif {new_name}")
+            raise OsctlError(EXISTS, f"{ct.id} already has netif {new_name}")
         return await _commit(ctx, pstate, ct, netif, lambda n: setattr(n, "name", new_name))
 
 
 @command("netif.set", mutating=True)
 async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None,
                max_rx: str | int | None = None, gateway4: str | None = None,
-               gateway6: str | None = None, dhcp: bool | None = None) -> dict:
+               gateway6: str | None = None, dhcp: bool | None = None, vm: bool = False) -> dict:
     """Change shaping (0 removes a limit) and, on a bridged netif, gateways and DHCP."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
     async with _lock(ctx, ct, "netif.set"):
         netif = ct.netif(name)
         if netif.type != BRIDGE and (gateway4, gateway6, dhcp) != (None, None, None):
@@ -181,9 +217,9 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
 # --- addresses ---------------------------------------------------------------------
 
 @command("netif.ip_add", mutating=True)
-async def ip_add(ctx: Context, id: str, name: str, address: str) -> dict:
+async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Give an address to an interface: routed to it at once on a running container."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
     async with _lock(ctx, ct, "netif.ip_add"):
         netif = ct.netif(name)
         ip = netif.parse_address(address)
@@ -192,9 +228,9 @@ async def ip_add(ctx: Context, id: str, name: str, address: str) -> dict:
 
 
 @command("netif.ip_del", mutating=True)
-async def ip_del(ctx: Context, id: str, name: str, address: str) -> dict:
+async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Take an address from an interface; it stops answering at once."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
     async with _lock(ctx, ct, "netif.ip_del"):
         netif = ct.netif(name)
         ip = parse_ip(address.split("/")[0])
@@ -208,18 +244,18 @@ async def ip_del(ctx: Context, id: str, name: str, address: str) -> dict:
 
 
 @command("netif.ip_ls")
-async def ip_ls(ctx: Context, id: str, name: str | None = None) -> list:
+async def ip_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False) -> list:
     """Addresses of a container's interfaces."""
     return [{"netif": n.name, "address": str(a), "version": a.version}
-            for n in _netifs(ctx, id, name) for a in n.ips]
+            for n in _netifs(ctx, id, name, vm) for a in n.ips]
 
 
 # --- routed prefixes -------------------------------------------------------------------
 
 @command("netif.route_add", mutating=True)
-async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | None = None) -> dict:
+async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | None = None, vm: bool = False) -> dict:
     """Route a prefix to an interface without assigning it there."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
     net = parse_prefix(prefix)
     route = NetRoute(prefix=str(net), via=str(parse_ip(via)) if via else None)
     if route.gateway and route.gateway.version != net.version:
@@ -234,9 +270,9 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
 
 
 @command("netif.route_del", mutating=True)
-async def route_del(ctx: Context, id: str, name: str, prefix: str) -> dict:
+async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = False) -> dict:
     """Stop routing a prefix to an interface."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id, vm)
     async with _lock(ctx, ct, "netif.route_del"):
         netif = ct.netif(name)
         net = parse_prefix(prefix)
@@ -247,6 +283,6 @@ async def route_del(ctx: Context, id: str, name: str, prefix: str) -> dict:
 
 
 @command("netif.route_ls")
-async def route_ls(ctx: Context, id: str, name: str | None = None) -> list:
+async def route_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False) -> list:
     """Prefixes routed to a container's interfaces."""
-    return [{"netif": n.name, **r.to_dict()} for n in _netifs(ctx, id, name) for r in n.routes]
+    return [{"netif": n.name, **r.to_dict()} for n in _netifs(ctx, id, name, vm) for r in n.routes]

@@ -127,7 +127,7 @@ async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
             raise OsctlError(INVALID, f"{path} holds no pool (no conf/pool.yml)") from None
         d.registry.check_pool_free(pstate)
         for ct in d.net.admit(pstate):  # its netifs' addresses and indices
-            pstate.save_ct(ct)
+            pstate.save_server(ct)
         name = pstate.pool.name
         ctx.pool = name
         undo.push(d.sync_subids)  # runs after the pool has left the registry again

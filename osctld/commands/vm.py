@@ -52,7 +52,7 @@ async def _power_on(ctx: Context, pstate, vm: VM) -> None:
     """Mark online (persisted: the daemon starts it again after a node reboot), start."""
     vm.online = True
     pstate.save_vm(vm)
-    await ctx.daemon.vms.start(vm, _files(pstate, vm))
+    await ctx.daemon.start_vm(pstate, vm)
 
 
 async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bool = False) -> None:
@@ -158,18 +158,19 @@ async def kill(ctx: Context, id: str) -> dict:
 
 @command("vm.console")
 async def console(ctx: Context, id: str) -> dict:
-    """The VM's serial console on the caller's stdin and stdout; Ctrl-a q leaves."""
+    """The VM's serial console on the caller's stdin and stdout (passed with a
+    lifeline pipe's read end, see runtime/console.py); Ctrl-a q leaves."""
     _, vm = _find(ctx, id)
     if not vm.running:
         raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}, not running")
-    if len(ctx.fds) not in (2, 3):
-        raise OsctlError(INVALID, "vm.console needs the caller's stdin and stdout")
+    if len(ctx.fds) != 3:
+        raise OsctlError(INVALID, "vm.console needs the caller's stdin, stdout and a lifeline pipe")
     attached = ctx.daemon.vm_consoles
     if (vm.pool, vm.id) in attached:
         raise OsctlError(BUSY, f"someone is attached to the console of VM {vm.id}")
     attached.add((vm.pool, vm.id))
     try:
-        why = await relay(ctx.daemon.vms.paths(vm).console, ctx.fds[0], ctx.fds[1])
+        why = await relay(ctx.daemon.vms.paths(vm).console, *ctx.fds)
     finally:
         attached.discard((vm.pool, vm.id))
     return {"id": vm.id, "ended": why}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from osctl.protocol import INVALID, OsctlError
+from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 from .naming import check_hostname, check_name
+from .netif import NetIf
 
 STOPPED, STARTING, RUNNING, STOPPING = "stopped", "starting", "running", "stopping"
 
@@ -56,14 +57,19 @@ class VM:
     # running when it starts, and start/stop/set online change it.
     online: bool = False
     created: float = field(default_factory=time.time)
+    # Routed interfaces: a tap each on the node, virtio-net inside.
+    netifs: list[NetIf] = field(default_factory=list)
     # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
     state: str = field(default=STOPPED, compare=False)
     pid: int | None = field(default=None, compare=False)
     running_cores: int | None = field(default=None, compare=False)
     running_memory: int | None = field(default=None, compare=False)
+    # A netif changed while it ran (applies at the next start; not kept
+    # across a daemon restart).
+    net_pending: bool = field(default=False, compare=False)
 
     PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
-                 "hostname", "online", "created")
+                 "hostname", "online", "created", "netifs")
 
     def __post_init__(self) -> None:
         check_name("vm", self.id)
@@ -71,6 +77,13 @@ class VM:
         check_name("template", self.template)
         if self.hostname is not None:
             check_hostname(self.hostname)
+        self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n) for n in self.netifs]
+
+    def netif(self, name: str) -> NetIf:
+        for n in self.netifs:
+            if n.name == name:
+                return n
+        raise OsctlError(NOT_FOUND, f"VM {self.id} has no netif {name!r}")
 
     @property
     def running(self) -> bool:
@@ -78,11 +91,14 @@ class VM:
 
     @property
     def pending_restart(self) -> bool:
-        """Cores or memory changed since the running QEMU was started."""
-        return self.running and (self.running_cores, self.running_memory) != (self.cores, self.memory)
+        """Cores, memory or netifs changed since the running QEMU was started."""
+        return self.running and (self.net_pending or (self.running_cores, self.running_memory)
+                                 != (self.cores, self.memory))
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.PERSISTED}
+        d = {k: getattr(self, k) for k in self.PERSISTED}
+        d["netifs"] = [n.to_dict() for n in self.netifs]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "VM":

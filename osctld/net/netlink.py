@@ -103,6 +103,12 @@ def create_veth(ipr: IPRoute, veth: str, peer: str, hwaddr: str, pid: int) -> No
              peer={"ifname": peer, "address": hwaddr, "net_ns_pid": pid})
 
 
+def create_tap(ipr: IPRoute, tap: str) -> None:
+    """A persistent tap device for a VM's netif, for its QEMU to attach to
+    (``-netdev tap,ifname=...``); configured on the node as a host veth is."""
+    ipr.link("add", ifname=tap, kind="tuntap", mode="tap")
+
+
 def delete_link(ipr: IPRoute, name: str) -> None:
     idx = link_index(ipr, name)
     if idx is not None:

@@ -28,6 +28,7 @@ from ..config import NetConfig
 from ..distconfig.netconfig import IfaceConfig
 from ..model.container import Container
 from ..model.netif import BRIDGE, IPInterface, IPNetwork, NetIf
+from ..model.vm import VM
 from . import alloc, netlink, plan
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,11 @@ class Network:
 
     # --- allocation and conflicts ----------------------------------------------------
 
-    def holders(self) -> Iterator[tuple[Container, NetIf]]:
-        for ct in self.registry.all_cts():
-            for n in ct.netifs:
-                yield ct, n
+    def holders(self) -> Iterator[tuple[Container | VM, NetIf]]:
+        """Every netif of the node, containers' and VMs' alike."""
+        for server in (*self.registry.all_cts(), *self.registry.all_vms()):
+            for n in server.netifs:
+                yield server, n
 
     def allocate(self) -> int:
         return alloc.free_index({n.index for _, n in self.holders()}, plan.capacity(self.range))
@@ -69,12 +71,13 @@ class Network:
         netif of the node has. Returns the containers whose indices changed,
         for the caller to save."""
         holders = list(self.holders())
-        for ct in pstate.cts.values():
+        servers = [*pstate.cts.values(), *pstate.vms.values()]
+        for ct in servers:
             for n in ct.netifs:
                 alloc.check_free(holders, n.held())
         used = {n.index for _, n in holders}
         changed = []
-        for ct in pstate.cts.values():
+        for ct in servers:
             for n in ct.netifs:
                 if n.index in used or not 0 <= n.index < plan.capacity(self.range):
                     n.index = alloc.free_index(used, plan.capacity(self.range))
@@ -180,6 +183,36 @@ class Network:
         await self._inside(ct.init_pid,
                            lambda ipr: netlink.configure_inside(ipr, cfg, drop, rename_from))
 
+    # --- VM taps ---------------------------------------------------------------------------
+
+    async def vm_up(self, vm: VM) -> list[str]:
+        """Before a VM's QEMU starts: a tap per netif, its host end configured
+        as a container's veth is (addresses, routes, shaping). Returns the taps."""
+        done: list[str] = []
+        try:
+            for n in vm.netifs:
+                hp = self.host_plan(n)
+
+                def work(ipr, hp=hp) -> None:
+                    netlink.delete_netif(ipr, hp.veth)  # a stale one from a crash
+                    netlink.create_tap(ipr, hp.veth)
+                    netlink.sync_host(ipr, hp, fresh=True)
+
+                await self._host(work)
+                done.append(hp.veth)
+        except Exception:
+            await self._delete(done)
+            raise
+        return done
+
+    async def vm_down(self, taps: list[str]) -> None:
+        """After a VM's QEMU has gone: its taps and their routes."""
+        await self._delete(taps)
+
+    def vm_inside(self, vm: VM) -> list[IfaceConfig]:
+        """What the guest configures, handed to it on its kernel command line."""
+        return [plan.inside(self.range, n) for n in vm.netifs]
+
     async def counters(self, netif: NetIf) -> dict:
         return await self._host(lambda ipr: netlink.counters(ipr, self.veth(netif)))
 
@@ -189,7 +222,8 @@ class Network:
         """Host veths of the node match the netifs of running containers: the
         ones of no running netif go (their routes with them), missing ones of
         a running container are plugged in, the others re-synced."""
-        wanted = {self.veth(n): (ct, n) for ct, n in self.holders() if ct.running and ct.init_pid}
+        wanted = {self.veth(n): (ct, n) for ct, n in self.holders()
+                  if ct.running and (isinstance(ct, VM) or ct.init_pid)}
         present = await self._host(lambda ipr: netlink.our_links(ipr, self.cfg.veth_prefix))
         stale = sorted(n for n in present if netlink.host_end(n) not in wanted)
         if stale:
@@ -200,6 +234,8 @@ class Network:
                 if name in present:
                     hp = self.host_plan(n)
                     await self._host(lambda ipr: netlink.sync_host(ipr, hp))
+                elif isinstance(ct, VM):  # added while it ran: its tap comes at its next start
+                    log.info("VM %s:%s has no tap for netif %s yet", ct.pool, ct.id, n.name)
                 else:
                     log.info("plugging in missing netif %s of %s:%s", n.name, ct.pool, ct.id)
                     await self.plug(ct, n)

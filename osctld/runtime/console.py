@@ -1,8 +1,10 @@
 """Relay a caller's terminal to a VM's serial console socket.
 
-The caller passes its stdin and stdout (SCM_RIGHTS, as for ``ct attach``);
-the daemon copies bytes both ways in its event loop until the caller types
-the escape (Ctrl-a q), its input ends, or the VM goes away. No process is
+The caller passes its stdin and stdout (SCM_RIGHTS, as for ``ct attach``)
+and the read end of a pipe whose write end only it holds (its lifeline: the
+pipe ends when the caller does, however it dies); the daemon copies bytes
+both ways in its event loop until the caller types the escape (Ctrl-a q),
+its input ends, the caller goes, or the VM goes away. No process is
 forked and the console socket's path never leaves the daemon. The caller
 puts its own terminal in raw mode; the descriptors' flags, which the caller
 shares with us, are restored afterwards.
@@ -59,7 +61,7 @@ async def _write_all(fd: int, data: bytes) -> None:
                 loop.remove_writer(fd)
 
 
-async def relay(socket_path: Path, in_fd: int, out_fd: int) -> str:
+async def relay(socket_path: Path, in_fd: int, out_fd: int, lifeline: int) -> str:
     """Copy until the caller leaves; returns why the relay ended."""
     reader, writer = await asyncio.open_unix_connection(str(socket_path))
     loop = asyncio.get_running_loop()
@@ -97,6 +99,7 @@ async def relay(socket_path: Path, in_fd: int, out_fd: int) -> str:
 
     with _Flags(in_fd), _Flags(out_fd):
         loop.add_reader(in_fd, on_input)
+        loop.add_reader(lifeline, lambda: finish("caller gone"))
         out_task = asyncio.create_task(pump_output())
         out_task.add_done_callback(lambda _t: finish("output closed"))
         try:
@@ -105,5 +108,6 @@ async def relay(socket_path: Path, in_fd: int, out_fd: int) -> str:
             return why
         finally:
             loop.remove_reader(in_fd)
+            loop.remove_reader(lifeline)
             out_task.cancel()
             writer.close()

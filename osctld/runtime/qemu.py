@@ -23,6 +23,7 @@ from typing import Callable
 from osctl.protocol import INTERNAL, OsctlError
 
 from ..config import VmPolicy
+from ..distconfig.netconfig import IfaceConfig
 from ..model.vm import RUNNING, STARTING, STOPPED, STOPPING, VM
 from .qmp import Qmp, QmpError
 from .vmimage import VmFiles
@@ -55,17 +56,34 @@ class VmRunPaths:
         return self.dir / "qemu.pid"
 
 
-def qemu_argv(policy: VmPolicy, vm: VM, files: VmFiles, paths: VmRunPaths) -> list[str]:
-    """The whole QEMU command line of ``vm``; nothing else decides how a VM runs."""
+def guest_net(iface: IfaceConfig) -> str:
+    """One interface for the guest, as a kernel command line word:
+    ``osctld.net=MAC,NAME,GW4,SRC4,GW6,ADDR/LEN,...`` (``-`` for none).
+    The templates' init reads it (a VM has no rootfs osctld could write to
+    while it runs, and this needs no agent)."""
+    fields = [iface.hwaddr, iface.name, iface.gateway4, iface.src4, iface.gateway6,
+              *(str(a) for a in iface.addresses)]
+    return "osctld.net=" + ",".join("-" if f is None else str(f) for f in fields)
+
+
+def qemu_argv(policy: VmPolicy, vm: VM, files: VmFiles, paths: VmRunPaths,
+              nics: list[tuple[str, IfaceConfig]] = ()) -> list[str]:
+    """The whole QEMU command line of ``vm``; nothing else decides how a VM runs.
+    ``nics``: (tap on the node, the interface inside) per netif."""
     accel = ["-accel", "kvm", "-cpu", "host"] if policy.accelerator == "kvm" else ["-accel", "tcg"]
+    net = []
+    for i, (tap, iface) in enumerate(nics):
+        net += ["-netdev", f"tap,id=net{i},ifname={tap},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=net{i},mac={iface.hwaddr}"]
+    append = " ".join([files.cmdline, *(guest_net(iface) for _, iface in nics)])
     return [
         policy.qemu, "-name", f"guest={vm.pool}/{vm.id},process=qemu-{vm.id}",
         "-nodefaults", "-no-user-config", "-display", "none", "-machine", "pc", *accel,
         "-smp", str(vm.cores), "-m", f"{vm.memory >> 20}M",
-        "-kernel", str(files.kernel), "-initrd", str(files.initrd), "-append", files.cmdline,
+        "-kernel", str(files.kernel), "-initrd", str(files.initrd), "-append", append,
         "-blockdev", f"driver=file,filename={files.disk},node-name={DISK_NODE}-file",
         "-blockdev", f"driver=raw,file={DISK_NODE}-file,node-name={DISK_NODE}",
-        "-device", f"virtio-blk-pci,drive={DISK_NODE},id=vda",
+        "-device", f"virtio-blk-pci,drive={DISK_NODE},id=vda", *net,
         "-chardev", f"socket,id=console,path={paths.console},server=on,wait=off,"
                     f"logfile={paths.console_log}",
         "-serial", "chardev:console",
@@ -156,12 +174,13 @@ class Vms:
 
     # --- life -------------------------------------------------------------------------
 
-    async def start(self, vm: VM, files: VmFiles) -> None:
+    async def start(self, vm: VM, files: VmFiles, nics: list[tuple[str, IfaceConfig]] = ()) -> None:
         paths = self.paths(vm)
         paths.dir.mkdir(parents=True, exist_ok=True)
         self._forget(vm)
         self.set_state(vm, STARTING)
-        argv = qemu_argv(self.policy, vm, files, paths)
+        vm.net_pending = False
+        argv = qemu_argv(self.policy, vm, files, paths, nics)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL,

@@ -5,6 +5,7 @@ its disk as the guest sees it, and the daemon dying under it."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -113,9 +114,12 @@ class ConsoleSession:
     def __init__(self, node, vm: str):
         self.ours, theirs = socket.socketpair()
         self.ours.settimeout(30)
+        lifeline, self.keep = os.pipe()
         self.client = Client(str(node.socket)).connect()
-        self.req = self.client.send("vm.console", {"id": vm}, fds=(theirs.fileno(), theirs.fileno()))
+        self.req = self.client.send("vm.console", {"id": vm},
+                                    fds=(theirs.fileno(), theirs.fileno(), lifeline))
         theirs.close()
+        os.close(lifeline)
 
     def type(self, text: bytes) -> None:
         self.ours.sendall(text)
@@ -135,6 +139,7 @@ class ConsoleSession:
         finally:
             self.client.close()
             self.ours.close()
+            os.close(self.keep)
 
 
 def test_console_online_and_guest_poweroff(vmnode):
@@ -159,10 +164,11 @@ def test_console_online_and_guest_poweroff(vmnode):
     os.close(slave)
 
     def read_until(marker: bytes) -> bytes:
-        seen = b""
+        seen, deadline = b"", time.time() + 30
         while marker not in seen:
-            chunk = os.read(master, 4096)  # EIO once osctl is gone
-            seen += chunk
+            assert time.time() < deadline, f"no {marker!r} on the terminal; saw {seen!r}"
+            if select.select([master], [], [], 1)[0]:
+                seen += os.read(master, 4096)
         return seen
 
     read_until(b"Ctrl-a q leaves")  # the terminal is raw from here on
@@ -171,6 +177,12 @@ def test_console_online_and_guest_poweroff(vmnode):
     os.write(master, b"\x01q")
     assert proc.wait(timeout=10) == 0
     os.close(master)
+
+    # A caller killed while attached does not leave the console busy.
+    con = ConsoleSession(node, "c1")
+    os.close(con.keep)  # as if the caller were gone
+    con.keep = os.open("/dev/null", os.O_RDONLY)
+    assert con.end() == "caller gone"
 
     # online=false: the power button; the VM goes and stays offline.
     vm = node.osctl_json("vm", "set", "online", "c1", "false")
@@ -230,13 +242,21 @@ def test_node_policy_and_bad_input(vmnode):
 @pytest.mark.slow
 def test_debian_vm_boots_to_login(vmnode):
     """The debian template: Debian's kernel and systemd boot to a login prompt
-    on the serial console, and systemd powers off on the ACPI button."""
+    on the serial console with the routed network up, and systemd powers off
+    on the ACPI button."""
     node = vmnode
     prebuild(Path(node.config["templates_dir"]), "debian")
     node.osctl("vm", "new", "deb1", "--user", "vmuser", "--template", "debian",
                "-c", "1", "-m", "512M", "-d", "10G")
+    node.osctl("vm", "netif", "new", "deb1", "eth0")
+    node.osctl("vm", "netif", "ip", "add", "deb1", "eth0", "198.51.100.7")
     pid = node.osctl_json("vm", "start", "deb1")["pid"]
     wait_console(node, "deb1", r"deb1 login:", timeout=900)
+    # Its routed network is up (osctld-net.service, from the kernel command line).
+    deadline = time.time() + 60
+    while node.nsexec("busybox", "ping", "-c", "1", "-W", "2", "198.51.100.7",
+                      check=False).returncode != 0:
+        assert time.time() < deadline, "the debian VM's routed address does not answer"
     t0 = time.time()
     assert node.osctl_json("vm", "stop", "deb1", "--timeout", "300")["state"] == "stopped"
     assert time.time() - t0 < 300 and not qemu_alive(pid)
@@ -255,3 +275,44 @@ def test_vms_count_against_user_quotas(vmnode):
     assert p.returncode == 6 and "quota cpus" in p.stderr, p.stderr
     assert sorted(v["id"] for v in node.osctl_json("vm", "ls")) == ["q1", "q2"]
     assert node.osctl_json("vm", "show", "q1")["cores"] == 1
+
+
+def test_vm_routed_network(vmnode):
+    """A VM's netif is a tap routed as a container's veth is, from the same
+    allocator, with the same conflict checks; the guest is up on it."""
+    node = vmnode
+    new_tiny(node, "n1")
+    node.osctl("vm", "netif", "new", "n1", "eth0")
+    node.osctl("vm", "netif", "ip", "add", "n1", "eth0", "192.0.2.10")
+    [nic] = node.osctl_json("vm", "netif", "ls", "n1")
+    assert nic["interconnect"] and nic["addresses"] == ["192.0.2.10/32"]
+    # No other netif of the node, a container's or a VM's, may take it.
+    node.osctl("ct", "new", "c1", "--user", "vmuser")
+    node.osctl("ct", "netif", "new", "c1", "eth0")
+    for obj, server in (("ct", "c1"), ("vm", "n1")):
+        p = node.osctl(obj, "netif", "ip", "add", server, "eth0", "192.0.2.10", check=False)
+        assert p.returncode == 6 and "192.0.2.10" in p.stderr, p.stderr
+    p = node.osctl("vm", "netif", "new", "n1", "br0", "--type", "bridge", "--link", "x", check=False)
+    assert p.returncode == 8
+
+    node.osctl("vm", "start", "n1")
+    wait_console(node, "n1", r"OSCTLD-VM-UP")
+    tap = nic["veth"]
+    routes = node.nsexec("ip", "route", "show", "dev", tap).stdout
+    assert "192.0.2.10 via" in routes
+    deadline = time.time() + 60
+    while node.nsexec("busybox", "ping", "-c", "1", "-W", "2", "192.0.2.10", check=False).returncode != 0:
+        assert time.time() < deadline, "the VM's routed address does not answer"
+    # A change to a running VM waits for its next start.
+    node.osctl("vm", "netif", "ip", "add", "n1", "eth0", "192.0.2.11")
+    assert node.osctl_json("vm", "show", "n1")["pending_restart"] is True
+    node.osctl("vm", "restart", "n1", "--timeout", "30")
+    wait_console(node, "n1", r"OSCTLD-VM-UP")
+    deadline = time.time() + 60
+    while node.nsexec("busybox", "ping", "-c", "1", "-W", "2", "192.0.2.11", check=False).returncode != 0:
+        assert time.time() < deadline, "the address added while it ran does not answer"
+    node.osctl("vm", "stop", "n1")
+    deadline = time.time() + 10
+    while node.nsexec("ip", "link", "show", tap, check=False).returncode == 0:
+        assert time.time() < deadline, f"tap {tap} left behind"
+        time.sleep(0.1)

@@ -155,13 +155,13 @@ def test_admitting_a_pool_refuses_held_addresses_and_renumbers_taken_indices():
 
     here = ct_with(routed(index=0))
     registry = Registry()
-    registry.pools["default"] = SimpleNamespace(cts={"c1": here})
+    registry.pools["default"] = SimpleNamespace(cts={"c1": here}, vms={})
     network = Network(NetConfig(), registry)
-    incoming = SimpleNamespace(cts={"c9": ct_with(routed(index=0, addresses=("192.0.2.9/32",)),
+    incoming = SimpleNamespace(vms={}, cts={"c9": ct_with(routed(index=0, addresses=("192.0.2.9/32",)),
                                                   id="c9")})
     assert network.admit(incoming) == [incoming.cts["c9"]]
     assert incoming.cts["c9"].netifs[0].index == 1
-    clash = SimpleNamespace(cts={"c8": ct_with(routed(index=7, addresses=("192.0.2.2/32",)),
+    clash = SimpleNamespace(vms={}, cts={"c8": ct_with(routed(index=7, addresses=("192.0.2.2/32",)),
                                                id="c8")})
     with pytest.raises(OsctlError) as e:
         network.admit(clash)

@@ -81,6 +81,28 @@ def test_qemu_command_line(tmp_path):
     assert kvm[kvm.index("-accel") + 1] == "kvm" and kvm[kvm.index("-cpu") + 1] == "host"
 
 
+def test_guest_network_on_the_kernel_command_line(tmp_path):
+    import ipaddress
+
+    from osctld.distconfig.netconfig import IfaceConfig
+    from osctld.runtime.qemu import guest_net
+
+    iface = IfaceConfig(name="eth0", kind="routed", hwaddr="02:00:00:00:00:01",
+                        addresses=[ipaddress.ip_interface("10.100.0.2/30"),
+                                   ipaddress.ip_interface("192.0.2.10/32")],
+                        gateway4=ipaddress.ip_address("10.100.0.1"),
+                        src4=ipaddress.ip_address("192.0.2.10"))
+    word = "osctld.net=02:00:00:00:00:01,eth0,10.100.0.1,192.0.2.10,-,10.100.0.2/30,192.0.2.10/32"
+    assert guest_net(iface) == word
+    files, paths = VmFiles(tmp_path / "d"), VmRunPaths(tmp_path / "r")
+    files.dir.mkdir()
+    (files.dir / "cmdline").write_text("console=ttyS0\n")
+    argv = qemu_argv(VmPolicy(), vm(), files, paths, [("osv3", iface)])
+    assert argv[argv.index("-append") + 1] == f"console=ttyS0 {word}"
+    assert "tap,id=net0,ifname=osv3,script=no,downscript=no" in argv
+    assert "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" in argv
+
+
 def test_console_escape_across_chunks():
     assert _strip_escape(b"ls\n", b"") == (b"ls\n", False, b"")
     assert _strip_escape(b"ab\x01q rest", b"") == (b"ab", True, b"")
