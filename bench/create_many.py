@@ -87,14 +87,19 @@ def rates(done: list[dict]) -> dict:
 
 
 def time_ls(node, repeat: int) -> dict:
-    cli = [run_checked(osctl_argv(node, "ct", "ls")) for _ in range(repeat)]
+    """``osctl ct ls``, the bare ct.ls request and, alternating with the CLI, a bare
+    interpreter's start-up: how much of the CLI's time the machine's load explains."""
+    cli, bare = [], []
+    for _ in range(repeat):
+        cli.append(run_checked(osctl_argv(node, "ct", "ls")))
+        bare.append(run_checked([sys.executable, "-c", "pass"]))
     wire = []
     with node.client() as c:
         for _ in range(repeat):
             t0 = time.perf_counter()
             rows = c.call("ct.ls")
             wire.append(time.perf_counter() - t0)
-    return {"osctl": summary(cli), "client": summary(wire), "rows": len(rows),
+    return {"osctl": summary(cli), "client": summary(wire), "python": summary(bare), "rows": len(rows),
             "running": sum(1 for r in rows if r["state"] == "running")}
 
 
@@ -132,6 +137,7 @@ def main() -> None:
         node.call("ct.new", id="warmup", user=users[0], template="busybox")
         node.call("ct.del", id="warmup")
         rss_before = rss_kib(node.proc.pid)
+        ls_empty = time_ls(node, args.ls_repeat)
         t0 = time.perf_counter()
         done = create_all(node, names, args.parallel)
         elapsed = time.perf_counter() - t0
@@ -153,6 +159,8 @@ def main() -> None:
             [f"ct.start first/last {EDGE}", f"{ms(r['start_first']['median'])} / {ms(r['start_last']['median'])} ms", "median"],
             [f"osctl ct ls ({ls['rows']})", f"{ms(ls['osctl']['median'])} ms ({ms(ls['osctl']['min'])}-{ms(ls['osctl']['max'])})",
              f"< {AIM_LS * 1000:.0f} ms: {'met' if ls['osctl']['median'] < AIM_LS else 'NOT met'}"],
+            ["osctl ct ls (0)", f"{ms(ls_empty['osctl']['median'])} ms", "before the first container"],
+            ["python -c pass", f"{ms(ls['python']['median'])} ms", "the interpreter alone, meanwhile"],
             ["ct.ls request", f"{ms(ls['client']['median'])} ms", "client, one connection"],
             ["daemon VmRSS", f"{rss_mib:.1f} MiB (peak {rss['VmHWM'] / 1024:.1f}, at 0: {rss_before['VmRSS'] / 1024:.1f})",
              f"< {AIM_RSS_MIB} MiB: {'met' if rss_mib < AIM_RSS_MIB else 'NOT met'}"],
@@ -161,7 +169,7 @@ def main() -> None:
         print(table(["what", "figure", "aim"], rows))
         path = write_result("create_many", {
             "count": args.count, "parallel": args.parallel, "users": args.users,
-            "machine": env, "elapsed": elapsed, "rates": r, "ls": ls,
+            "machine": env, "elapsed": elapsed, "rates": r, "ls": ls, "ls_empty": ls_empty,
             "rss_kib": rss, "rss_kib_before": rss_before,
             "aims": {"rate": r["overall"] >= AIM_RATE, "no_slowdown": no_slowdown,
                      "ls": ls["osctl"]["median"] < AIM_LS, "rss": rss_mib < AIM_RSS_MIB},
