@@ -30,9 +30,12 @@ def json_str(s: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def message(pool: str, name: str, hook: str, pid: str | None) -> bytes:
-    """The JSON line for the daemon: pool, ct, hook and, where LXC gives it, pid."""
+def message(pool: str, name: str, hook: str, pid: str | None, target: str | None) -> bytes:
+    """The JSON line for the daemon: pool, ct, hook and, where LXC gives them,
+    pid and target (post-stop: "stop", or "reboot" from inside)."""
     fields = ['"pool": ' + json_str(pool), '"ct": ' + json_str(name), '"hook": ' + json_str(hook)]
+    if target:
+        fields.append('"target": ' + json_str(target))
     if pid and pid.isdigit():
         fields.append('"pid": ' + str(int(pid)))
     return ("{" + ", ".join(fields) + "}\n").encode("utf-8", "replace")
@@ -42,7 +45,7 @@ def main(argv):
     pool = argv[2]
     name = os.environ.get("LXC_NAME") or (argv[3] if len(argv) > 3 else "")
     hook = os.environ.get("LXC_HOOK_TYPE") or (argv[5] if len(argv) > 5 else "")
-    msg = message(pool, name, hook, os.environ.get("LXC_PID"))
+    msg = message(pool, name, hook, os.environ.get("LXC_PID"), os.environ.get("LXC_TARGET"))
     try:
         s = socket(AF_UNIX, SOCK_STREAM)
         try:

@@ -55,6 +55,7 @@ class TestNode:
             "cache_dir": str(CACHE),
             "log_level": "debug",
             "default_pool": {"id_base": self.id_base},
+            "cgroup_root": f"osctl-{self.name}",
             **(config or {}),
         }
         self.proc: subprocess.Popen | None = None
@@ -70,7 +71,7 @@ class TestNode:
         cfg.write_text(yaml.safe_dump(self.config))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, OSCTLD, "--config", str(cfg)],
+            [*self.netns_argv(), OSCTLD, "--config", str(cfg)],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
         deadline = time.time() + timeout
@@ -124,18 +125,48 @@ class TestNode:
 
         return json.loads(self.osctl("-j", *args).stdout)
 
+    def netns_argv(self) -> list[str]:
+        """Enter only the node's network namespace. Unlike ``ip netns exec``,
+        which also makes a mount namespace with a fresh /sys, this keeps the
+        host's /sys/fs/cgroup in view: LXC needs it to put containers in
+        cgroups (limits, the devices cgroup), and mounts the daemon makes
+        (lxcfs) stay visible to the next daemon of the node."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
+
     def nsexec(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
                               capture_output=True, text=True, **kw)
 
     def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True):
         """Run one of LXC's own tools on a container of this node, in its namespace."""
-        return self.nsexec(tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool), *args, check=check)
+        return subprocess.run([*self.netns_argv(), tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool),
+                               *args], check=check, capture_output=True, text=True)
+
+    def exec_raw(self, ct: str, *argv: str, pool: str = "default") -> str:
+        """Run a command inside with lxc-attach, no daemon needed; its stdout."""
+        return self.lxc("lxc-attach", pool, ct, "--clear-env", "--", *argv).stdout
 
     def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
         return self.osctl("ct", "exec", ct, "--", *argv, check=False)
 
     # --- clean-up ---------------------------------------------------------------
+
+    def lxcfs_pid(self) -> int | None:
+        """The PID of the lxcfs this node's osctld started, if it still runs."""
+        try:
+            pid = int((self.run_dir / "lxcfs.pid").read_text().split()[0])
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "lxcfs":
+                return pid
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def stop_lxcfs(self) -> None:
+        """osctld never stops its lxcfs (containers hold its mounts): the node's end does."""
+        pid = self.lxcfs_pid()
+        if pid is not None:
+            subprocess.run(["umount", "-l", str(self.run_dir / "lxcfs")], capture_output=True)
+            os.kill(pid, signal.SIGTERM)
 
     def cleanup(self) -> None:
         """Leave nothing: containers, mounts, subuid lines, the namespace, files."""
@@ -153,6 +184,10 @@ class TestNode:
                 for ct_dir in pool_dir.iterdir():
                     self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        self.stop_lxcfs()
+        from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
+
+        cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
         if self.dir.exists():
             mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
                       if ln.split()[1].startswith(str(self.dir))]

@@ -46,6 +46,13 @@ def test_start_host_reports_pool_name_hook_and_pid(tmp_path):
     assert msg == {"pool": "pool1", "ct": "c1", "hook": "start-host", "pid": 4242}
 
 
+def test_post_stop_reports_the_target(tmp_path):
+    env = {"LXC_NAME": "c1", "LXC_HOOK_TYPE": "post-stop", "LXC_TARGET": "reboot"}
+    rc, msg, _ = run_hook(tmp_path, env, b"ok\n")
+    assert rc == 0
+    assert msg == {"pool": "pool1", "ct": "c1", "hook": "post-stop", "target": "reboot"}
+
+
 def test_odd_characters_arrive_intact_and_a_bad_pid_is_left_out(tmp_path):
     name = 'we"ird\\na\tme\u00e9'
     env = {"LXC_NAME": name, "LXC_HOOK_TYPE": "post-stop", "LXC_PID": "12x"}
