@@ -1,7 +1,11 @@
 """A test node: a network namespace of its own with its own osctld in it.
 
 The host's network is never touched: the daemon, its containers and their
-LXC command sockets all live in the namespace. Every node gets its own
+LXC command sockets all live in the namespace. The daemon and LXC's tools
+enter only the network namespace (nsenter --net), not what `ip netns exec`
+also makes, a mount namespace with a fresh /sys: there the cgroup
+hierarchies are not mounted, LXC creates no cgroups and systemd cannot
+boot in a container. Every node gets its own
 state and run directories and its own id-range base, so nodes never share
 a UID block or a /etc/subuid line.
 """
@@ -70,7 +74,7 @@ class TestNode:
         cfg.write_text(yaml.safe_dump(self.config))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, OSCTLD, "--config", str(cfg)],
+            [*self.netns_prefix(), OSCTLD, "--config", str(cfg)],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
         deadline = time.time() + timeout
@@ -128,9 +132,14 @@ class TestNode:
         return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
                               capture_output=True, text=True, **kw)
 
-    def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True):
+    def netns_prefix(self) -> list[str]:
+        """Enter the node's network namespace only (see the module's docstring)."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
+
+    def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True, **kw):
         """Run one of LXC's own tools on a container of this node, in its namespace."""
-        return self.nsexec(tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool), *args, check=check)
+        return subprocess.run([*self.netns_prefix(), tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool),
+                               *args], check=check, capture_output=True, text=True, **kw)
 
     def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
         return self.osctl("ct", "exec", ct, "--", *argv, check=False)
