@@ -33,6 +33,10 @@ async def new(ctx: Context, name: str, pool: str | None = None,
     async with d.locks.hold(("pool", pstate.pool.name, "ids"), "user.new"), Undo() as undo:
         if name in pstate.users:
             raise OsctlError(EXISTS, f"user {name!r} exists in pool {pstate.pool.name}")
+        # Rollback runs newest first: these two rewrite the files once the
+        # in-memory steps pushed after them have been undone.
+        undo.push(pstate.save_idrange)
+        undo.push(d.sync_subids)
         if maps is None:
             taken = [(s, e) for _k, s, e, _h in d.registry.taken_ranges()]
             block = pstate.idrange.allocate(f"user:{name}", taken)
@@ -51,10 +55,8 @@ async def new(ctx: Context, name: str, pool: str | None = None,
         d.registry.check_map_free(user)
         pstate.users[name] = user
         undo.push(pstate.users.pop, name)
-        undo.push(d.sync_subids)
         d.sync_subids()
         pstate.save_idrange()
-        undo.push(pstate.save_idrange)
         pstate.save_user(user)
     d.events.publish("add", object="user", pool=pstate.pool.name, id=name)
     return user.public()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 SYS_OPENAT2 = 437
@@ -84,7 +85,7 @@ class RootFS:
         try:
             try:
                 st = os.stat(p.name, dir_fd=dfd, follow_symlinks=False)
-                if not (st.st_mode & 0o200) and not os.path.islink(p.name):
+                if not (st.st_mode & 0o200) and not stat.S_ISLNK(st.st_mode):
                     return False
             except FileNotFoundError:
                 pass
