@@ -45,9 +45,13 @@ class Connection:
         self.decoder = protocol.Decoder(server.max_frame)
         self.fds: deque[int] = deque()
         self.tasks: dict[int, asyncio.Task] = {}
-        self.write_lock = asyncio.Lock()
+        # One ordered queue of outgoing frames: a progress message can never
+        # overtake the final reply of its request.
+        self.outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+        self.writer: asyncio.Task | None = None
         self.closed = False
         self.subscription = None
+        self.pump: asyncio.Task | None = None
 
     def __repr__(self) -> str:
         return f"<conn {self.id} pid={self.pid} uid={self.uid}>"
@@ -75,15 +79,25 @@ class Connection:
                 finally:
                     loop.remove_reader(self.sock.fileno())
 
-    async def send(self, msg: dict) -> None:
-        if self.closed:
-            return
-        data = protocol.encode(msg)
-        async with self.write_lock:
+    def send(self, msg: dict) -> None:
+        if not self.closed:
+            self.outgoing.put_nowait(protocol.encode(msg))
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await self.outgoing.get()
             try:
-                await asyncio.get_running_loop().sock_sendall(self.sock, data)
+                await loop.sock_sendall(self.sock, data)
             except OSError:
                 self.close()
+                return
+            finally:
+                self.outgoing.task_done()
+
+    async def flush(self) -> None:
+        """Wait until every queued frame is written (or dropped with the peer)."""
+        await self.outgoing.join()
 
     def close(self) -> None:
         if self.closed:
@@ -91,6 +105,12 @@ class Connection:
         self.closed = True
         if self.subscription:
             self.subscription.close()
+            self.pump.cancel()
+        if self.writer:
+            self.writer.cancel()
+        while not self.outgoing.empty():  # nobody will write these now
+            self.outgoing.get_nowait()
+            self.outgoing.task_done()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -99,11 +119,13 @@ class Connection:
     # --- requests -------------------------------------------------------------
 
     async def run(self) -> None:
+        self.writer = asyncio.create_task(self._write())
         try:
             if self.uid != 0:
-                await self.send(protocol.error(None, OsctlError(DENIED, "osctld answers root only")))
+                self.send(protocol.error(None, OsctlError(DENIED, "osctld answers root only")))
+                await self.flush()
                 return
-            await self.send({**protocol.greeting(__version__), "conn": self.id})
+            self.send({**protocol.greeting(__version__), "conn": self.id})
             while not self.closed:
                 try:
                     data, fds = await self._recv()
@@ -116,17 +138,18 @@ class Connection:
                     msgs = self.decoder.feed(data)
                 except protocol.FrameError as e:
                     log.warning("%r: %s; closing the connection", self, e)
-                    await self.send(protocol.error(None, OsctlError(INVALID, str(e))))
+                    self.send(protocol.error(None, OsctlError(INVALID, str(e))))
+                    await self.flush()
                     break
                 for msg in msgs:
-                    await self.handle(msg)
+                    self.handle(msg)
         finally:
             self.close()
             while self.fds:
                 os.close(self.fds.popleft())
             self.sock.close()
 
-    async def handle(self, msg: dict) -> None:
+    def handle(self, msg: dict) -> None:
         try:
             req = protocol.parse_request(msg)
             if req.id in self.tasks:
@@ -137,7 +160,7 @@ class Connection:
         except OsctlError as e:
             log.info("%r: bad request: %s", self, e.message)
             raw_id = msg.get("id")
-            await self.send(protocol.error(raw_id if isinstance(raw_id, int) else None, e))
+            self.send(protocol.error(raw_id if isinstance(raw_id, int) else None, e))
             return
         fds = [self.fds.popleft() for _ in range(req.fds)]
         task = asyncio.create_task(self.execute(req, fds))
@@ -149,7 +172,7 @@ class Connection:
         spec = REGISTRY.get(req.cmd)
         ctx = Context(
             daemon=self.daemon, op=op, peer_uid=self.uid, fds=fds,
-            progress=lambda data: asyncio.ensure_future(self.send(protocol.progress(req.id, data))),
+            progress=lambda data: self.send(protocol.progress(req.id, data)),
             subscribe=self.subscribe,
         )
         events = self.daemon.events
@@ -181,7 +204,7 @@ class Connection:
             self.daemon.ops.pop(op, None)
             for fd in fds:
                 os.close(fd)
-        await self.send(reply)
+        self.send(reply)
 
     def _finished(self, spec, ctx: Context, req: protocol.Request, phase: str, error: str | None) -> None:
         if spec is None or not spec.mutating:
@@ -200,7 +223,7 @@ class Connection:
         if self.subscription is not None:
             raise OsctlError(INVALID, "this connection is already subscribed")
         self.subscription = self.daemon.events.subscribe(on_overflow=self.close)
-        asyncio.create_task(self._pump(self.subscription, filters))
+        self.pump = asyncio.create_task(self._pump(self.subscription, filters))
 
     async def _pump(self, sub, filters: dict) -> None:
         types = set(filters.get("types") or [])
@@ -208,7 +231,10 @@ class Connection:
             ev = await sub.queue.get()
             if types and ev["type"] not in types:
                 continue
-            await self.send(protocol.event(ev))
+            self.send(protocol.event(ev))
+            # Hand over one event at a time, so the bounded subscription
+            # queue (not the socket queue) is what fills when the peer lags.
+            await self.flush()
 
 
 def _redact(args: dict) -> dict:
