@@ -28,3 +28,7 @@ class DistConfig:
     def set_dns(self, resolvers: list[str]) -> None:
         body = "".join(f"nameserver {r}\n" for r in resolvers)
         self.fs.write("etc/resolv.conf", "# written by osctld\n" + body)
+
+    def passwd_command(self, user: str, password: str) -> tuple[list[str], bytes]:
+        """What sets a password inside the running container, and its stdin."""
+        return ["chpasswd"], f"{user}:{password}\n".encode()

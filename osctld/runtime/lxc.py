@@ -18,6 +18,7 @@ import lxc
 from osctl.protocol import CONFLICT, INTERNAL, INVALID, OsctlError
 
 from ..store import atomic_write
+from .terminal import any_tty, run_on_pty
 
 ATTACH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -106,8 +107,8 @@ class LxcRuntime:
                      env: dict[str, str] | None = None,
                      stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         """Run ``argv`` inside. With ``fds`` (stdin, stdout, stderr) the process uses
-        them directly and nothing is captured; without, ``stdin`` is fed to it and
-        its output captured."""
+        them directly, or a pty joined to them when one is a terminal, and nothing
+        is captured; without, ``stdin`` is fed to it and its output captured."""
         cmd = self._base("lxc-attach", pool, ct_id) + ["--clear-env", "-v", f"PATH={ATTACH_PATH}"]
         for k, v in (env or {}).items():
             cmd += ["-v", f"{k}={v}"]
@@ -116,6 +117,8 @@ class LxcRuntime:
         if fds:
             if len(fds) != 3:
                 raise OsctlError(INVALID, "pass three file descriptors: stdin, stdout, stderr")
+            if any_tty(fds):
+                return await run_on_pty(cmd, fds), b"", b""
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
             return await proc.wait(), b"", b""

@@ -87,3 +87,13 @@ def test_cli_usage_error_exit_code():
 
     res = CliRunner().invoke(cli, ["--format", "xml", "ct", "ls"])
     assert res.exit_code == 2 and "xml" in res.output
+
+
+def test_default_columns_may_be_missing_from_every_row(capsys):
+    rows = [{"cmd": "ct.new", "result": "ok"}]
+    show(Settings(), rows, ["cmd", "result", "error"])
+    assert capsys.readouterr().out.splitlines() == ["CMD     RESULT", "ct.new  ok"]
+    show(Settings(), [], ["cmd", "error"])
+    assert capsys.readouterr().out == "CMD  ERROR\n"
+    with pytest.raises(click.UsageError, match="error"):
+        show(Settings(columns=["cmd", "error"]), rows, ["cmd"])
