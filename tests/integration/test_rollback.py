@@ -13,7 +13,7 @@ import pytest
 from osctl import protocol
 from osctl.client import Client
 from osctl.protocol import OsctlError
-from tests.helpers.node import BLOCK, ROOT
+from tests.helpers.node import ROOT
 
 RECIPES = {
     # Fails in its recipe, after writing part of a rootfs.
@@ -47,11 +47,6 @@ def tnode(node):
 def footprint(node) -> dict:
     """Everything a container could leave on this node, apart from template caches."""
     pool = Path(node.osctl_json("pool", "show", "default")["path"])
-    ours = range(node.id_base, node.id_base + 64 * BLOCK)
-
-    def lines(f):
-        return sorted(ln for ln in Path(f).read_text().splitlines()
-                      if ln.startswith("root:") and int(ln.split(":")[1]) in ours)
 
     return {
         "cts": sorted(c["id"] for c in node.osctl_json("ct", "ls")),
@@ -61,8 +56,8 @@ def footprint(node) -> dict:
         "conf": {p.relative_to(pool).as_posix(): p.read_text()
                  for p in (pool / "conf").rglob("*.yml") if p.parent.name != "ct"},
         "builds": sorted(p.name for p in (pool / "tpl").iterdir() if p.name.startswith(".")),
-        "subuid": lines("/etc/subuid"),
-        "subgid": lines("/etc/subgid"),
+        "subuid": node.subid_lines("subuid"),
+        "subgid": node.subid_lines("subgid"),
         "users": node.osctl_json("user", "ls"),
     }
 

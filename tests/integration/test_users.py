@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections import Counter
 from pathlib import Path
 
+from osctld.subid import NODE_LOCK
 from tests.helpers.node import BLOCK
 
 
@@ -11,11 +14,26 @@ def lines(kind: str) -> list[str]:
     return Path(f"/etc/{kind}").read_text().splitlines()
 
 
+def edit_by_hand(change) -> None:
+    """Change both files as an admin would, under the lock every osctld takes."""
+    NODE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(NODE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for kind in ("subuid", "subgid"):
+            f = Path(f"/etc/{kind}")
+            f.write_text(change(f.read_text()))
+
+
 def test_users_and_subid_files(node):
     foreign = f"osctld-test-foreign-{node.name}:{node.id_base + 60 * BLOCK}:65536"
-    for kind in ("subuid", "subgid"):
-        with open(f"/etc/{kind}", "a") as f:
-            f.write(foreign + "\n")
+    edit_by_hand(lambda text: text + foreign + "\n")
+    # Another test node, of this run or another, may hold the same range:
+    # count this node's lines against what was there before.
+    start = {k: Counter(node.subid_lines(k)) for k in ("subuid", "subgid")}
+
+    def added(kind: str) -> Counter:
+        return Counter(node.subid_lines(kind)) - start[kind]
+
     try:
         a = node.osctl_json("user", "new", "alice")
         b = node.osctl_json("user", "new", "bob")
@@ -24,42 +42,40 @@ def test_users_and_subid_files(node):
         explicit = node.osctl_json("user", "new", "carol", "--map-uid", f"0:{node.id_base + 10 * BLOCK}:65536",
                                    "--map-gid", f"0:{node.id_base + 11 * BLOCK}:70000")
         assert (explicit["root_uid"], explicit["root_gid"]) == (node.id_base + 10 * BLOCK, node.id_base + 11 * BLOCK)
-        for kind, carol in (("subuid", f"root:{node.id_base + 10 * BLOCK}:65536"),
-                            ("subgid", f"root:{node.id_base + 11 * BLOCK}:70000")):
-            have = lines(kind)
-            for want in (f"root:{node.id_base}:{BLOCK}", f"root:{node.id_base + BLOCK}:{BLOCK}", carol, foreign):
-                assert have.count(want) == 1, (kind, want)
+        alice, bob = f"root:{node.id_base}:{BLOCK}", f"root:{node.id_base + BLOCK}:{BLOCK}"
+        assert added("subuid") == Counter([alice, bob, f"root:{node.id_base + 10 * BLOCK}:65536"])
+        assert added("subgid") == Counter([alice, bob, f"root:{node.id_base + 11 * BLOCK}:70000"])
+        for kind in ("subuid", "subgid"):
+            assert lines(kind).count(foreign) == 1
 
         # A user that owns containers cannot go.
         node.osctl("ct", "new", "c1", "--user", "alice")
         p = node.osctl("user", "del", "alice", check=False)
         assert p.returncode == 6 and "still owns containers: c1" in p.stderr
-        assert f"root:{node.id_base}:{BLOCK}" in lines("subuid")
+        assert alice in added("subuid")
         node.osctl("ct", "del", "c1")
         node.osctl("user", "del", "alice")
         node.osctl("user", "del", "carol")
         for kind in ("subuid", "subgid"):
-            have = lines(kind)
-            assert f"root:{node.id_base}:{BLOCK}" not in have
-            assert not any(ln.startswith(f"root:{node.id_base + 10 * BLOCK}:") for ln in have)
-            assert not any(ln.startswith(f"root:{node.id_base + 11 * BLOCK}:") for ln in have)
-            assert have.count(foreign) == 1 and have.count(f"root:{node.id_base + BLOCK}:{BLOCK}") == 1
+            assert added(kind) == Counter([bob])
+            assert lines(kind).count(foreign) == 1
         # alice's block is free again and is the next one handed out.
         assert node.osctl_json("user", "new", "dave")["root_uid"] == node.id_base
         assert sorted(u["name"] for u in node.osctl_json("user", "ls")) == ["bob", "dave"]
         p = node.osctl("user", "show", "alice", check=False)
         assert p.returncode == 3 and "not found" in p.stderr
     finally:
-        for kind in ("subuid", "subgid"):
-            text = Path(f"/etc/{kind}").read_text()
-            Path(f"/etc/{kind}").write_text(text.replace(foreign + "\n", ""))
+        edit_by_hand(lambda text: text.replace(foreign + "\n", ""))
 
 
 def test_explicit_maps_are_validated(node):
     node.osctl("user", "new", "alice")  # block 0
     taken = f"0:{node.id_base + 20 * BLOCK}:65536"
     node.osctl("user", "new", "bob", "--map", taken)
-    before = (lines("subuid"), node.osctl_json("user", "ls"))
+    def state():
+        return node.subid_lines(), node.osctl_json("user", "ls")
+
+    before = state()
     bad = [
         # overlaps bob's explicit map (one ID in common)
         (f"0:{node.id_base + 20 * BLOCK + 65535}:65536", 6, "overlaps"),
@@ -77,7 +93,7 @@ def test_explicit_maps_are_validated(node):
     for m, code, words in bad:
         p = node.osctl("user", "new", "eve", "--map", m, check=False)
         assert p.returncode == code and words in p.stderr, (m, p.stderr)
-        assert (lines("subuid"), node.osctl_json("user", "ls")) == before, m
+        assert state() == before, m
     p = node.osctl("user", "new", "eve", "--map-gid", f"0:{node.id_base + 30 * BLOCK}:65536", check=False)
     assert p.returncode == 2 and "--map-uid" in p.stderr
     p = node.osctl("user", "new", "Bad/Name", check=False)
