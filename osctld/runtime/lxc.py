@@ -18,7 +18,7 @@ import lxc
 from osctl.protocol import CONFLICT, INTERNAL, INVALID, OsctlError
 
 from ..store import atomic_write
-from .terminal import any_tty, run_on_pty
+from .terminal import run_on_pipes, run_on_pty
 
 ATTACH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -107,7 +107,7 @@ class LxcRuntime:
                      env: dict[str, str] | None = None,
                      stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         """Run ``argv`` inside. With ``fds`` (stdin, stdout, stderr) the process uses
-        them directly, or a pty joined to them when one is a terminal, and nothing
+        them directly (or through a pty or pipes, see .terminal), and nothing
         is captured; without, ``stdin`` is fed to it and its output captured."""
         cmd = self._base("lxc-attach", pool, ct_id) + ["--clear-env", "-v", f"PATH={ATTACH_PATH}"]
         for k, v in (env or {}).items():
@@ -117,8 +117,10 @@ class LxcRuntime:
         if fds:
             if len(fds) != 3:
                 raise OsctlError(INVALID, "pass three file descriptors: stdin, stdout, stderr")
-            if any_tty(fds):
+            if os.isatty(fds[0]):
                 return await run_on_pty(cmd, fds), b"", b""
+            if os.isatty(fds[1]) or os.isatty(fds[2]):
+                return await run_on_pipes(cmd, fds), b"", b""
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
             return await proc.wait(), b"", b""

@@ -1,4 +1,4 @@
-"""A pseudo-terminal between a caller's terminal and a process the daemon runs.
+"""A caller's terminal, passed as a descriptor, and a process the daemon runs.
 
 lxc-attach gives the attached process a terminal whenever one of its
 standard descriptors is a terminal, and copies that terminal to and from
@@ -8,7 +8,9 @@ to the caller's own session. So the daemon opens a pty of its own, makes it
 the controlling terminal of the process (``setsid --ctty``), puts the
 caller's terminal in raw mode (as ssh does) and copies bytes both ways
 between the pty's master and the caller's descriptors, in a thread, so a
-stalled terminal never blocks the daemon's loop.
+stalled terminal never blocks the daemon's loop. That is for a caller whose
+stdin is a terminal; one whose output only is (``osctl ct exec ... < file``)
+gets pipes, so that no terminal is made at all.
 """
 
 from __future__ import annotations
@@ -22,10 +24,8 @@ import tty
 
 COPY_SIZE = 65536
 DRAIN_TIMEOUT = 5.0
-
-
-def any_tty(fds: list[int]) -> bool:
-    return any(os.isatty(fd) for fd in fds)
+HANGUP_TIMEOUT = 10.0
+EOF = b"\x04"  # ^D: end of file on a terminal
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -33,8 +33,34 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
+async def run_on_pipes(argv: list[str], fds: list[int]) -> int:
+    """Run ``argv`` with the caller's stdin and its output through pipes copied
+    to the caller's stdout and stderr: it sees no terminal, so lxc-attach makes
+    none (output to a terminal, input from a pipe or file)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=fds[0], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    async def pump(stream: asyncio.StreamReader, fd: int) -> None:
+        lost = False
+        while data := await stream.read(COPY_SIZE):
+            if lost:
+                continue  # the caller is gone: drain, so the process is not blocked
+            try:
+                await asyncio.to_thread(_write_all, fd, data)
+            except OSError:
+                lost = True
+
+    await asyncio.gather(pump(proc.stdout, fds[1]), pump(proc.stderr, fds[2]))
+    return await proc.wait()
+
+
+
+
 def _copy(master: int, src: int, dst: int, stop: int) -> None:
-    """Copy src -> master and master -> dst until the pty or the caller hangs up."""
+    """Copy src -> master and master -> dst until the pty or the caller hangs up.
+
+    The end of src (a hung-up terminal) is passed on as the terminal's
+    end-of-file (^D), and the output is copied on until the process is done."""
     sources = [master, src, stop]
     while True:
         ready, _, _ = select.select(sources, [], [])
@@ -48,9 +74,11 @@ def _copy(master: int, src: int, dst: int, stop: int) -> None:
                 _write_all(dst, data)
             if src in ready:
                 data = os.read(src, COPY_SIZE)
-                if not data:  # the caller's terminal hung up
-                    return
-                _write_all(master, data)
+                if data:
+                    _write_all(master, data)
+                else:
+                    sources.remove(src)
+                    _write_all(master, EOF)
         except OSError:  # EIO: the process side is gone; or the caller's is
             return
 
@@ -58,6 +86,9 @@ def _copy(master: int, src: int, dst: int, stop: int) -> None:
 async def run_on_pty(argv: list[str], fds: list[int]) -> int:
     """Run ``argv`` on a new pty joined to the caller's ``fds`` (stdin, stdout, stderr)."""
     master, slave = os.openpty()
+    # Raw from the start: bytes (^D, ^C) pass to lxc-attach's own terminal
+    # inside as they are, even before lxc-attach has set this one up.
+    tty.setraw(slave)
     stop_r, stop_w = os.pipe()
     saved = None
     try:
@@ -70,10 +101,21 @@ async def run_on_pty(argv: list[str], fds: list[int]) -> int:
         os.close(slave)
         slave = -1
         copier = asyncio.ensure_future(asyncio.to_thread(_copy, master, fds[0], fds[1], stop_r))
+        waiter = asyncio.ensure_future(proc.wait())
         try:
-            code = await proc.wait()
+            await asyncio.wait([copier, waiter], return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():
+                # The caller is gone: hang up the terminal, as a closed ssh does.
+                os.close(master)
+                master = -1
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter), HANGUP_TIMEOUT)
+                except asyncio.TimeoutError:
+                    proc.kill()
+            return await waiter
         except BaseException:
-            proc.kill()
+            if proc.returncode is None:
+                proc.kill()
             raise
         finally:
             # The output the process left in the pty is drained (EIO ends the
@@ -82,7 +124,6 @@ async def run_on_pty(argv: list[str], fds: list[int]) -> int:
             if not done:
                 os.write(stop_w, b"x")
                 await copier
-        return code
     finally:
         if saved is not None:
             try:

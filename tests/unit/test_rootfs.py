@@ -9,6 +9,7 @@ import pytest
 from osctld.distconfig import for_distribution
 from osctld.distconfig.base import HOSTS_MARK
 from osctld.distconfig.rootfs import RootFS
+from tests.conftest import require
 
 
 @pytest.fixture
@@ -120,8 +121,8 @@ def test_read_only_file_is_left_alone(layout):
     assert f.read_text() == "nameserver 192.0.2.1\n"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another owner needs root")
 def test_new_files_and_dirs_take_the_owner_of_their_directory(layout):
+    require("chown to another owner needs root" if os.geteuid() != 0 else None)
     root, _ = layout
     os.chown(root, 100000, 100000)
     os.chown(root / "etc", 100000, 100000)
