@@ -96,7 +96,7 @@ class Decoder:
                 if not isinstance(msg, dict):
                     raise FrameError(f"expected a map, got {type(msg).__name__}")
                 out.append(msg)
-        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
+        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as e:
             raise FrameError(f"malformed msgpack: {e}") from None
         return out
 

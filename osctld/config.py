@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +24,28 @@ class DefaultPool:
 
 
 @dataclass
+class NetConfig:
+    """Node-wide network settings.
+
+    ``interconnect``: the private IPv4 range from which every routed netif
+    gets a /30 (host veth .1, container .2); its size bounds the number of
+    netifs of the node. ``veth_prefix``: host veth names are this prefix and
+    the netif's allocated index (``osv12``), so they fit the 15-character
+    limit whatever the container's id, and stay the same across restarts.
+    """
+
+    interconnect: str = "10.100.0.0/16"
+    veth_prefix: str = "osv"
+
+    def __post_init__(self) -> None:
+        net = ipaddress.ip_network(self.interconnect)
+        if net.version != 4 or net.prefixlen > 30:
+            raise ValueError("net.interconnect must be an IPv4 network of /30 or larger")
+        if not re.fullmatch(r"[a-z]{1,6}", self.veth_prefix):
+            raise ValueError("net.veth_prefix must be 1-6 letters a-z")
+
+
+@dataclass
 class Config:
     state_dir: Path = Path("/var/lib/osctld")
     run_dir: Path = Path("/run/osctld")
@@ -35,6 +59,16 @@ class Config:
     max_frame: int = 4 * 1024 * 1024
     # How long a command waits for a lock held by another before "busy".
     lock_timeout: float = 300.0
+    # /proc views: "own" (osctld runs lxcfs on <run_dir>/lxcfs), "off", or the
+    # mount point of an lxcfs run by someone else (/var/lib/lxcfs).
+    lxcfs: str = "own"
+    # The largest cpu-limit a container or group may get, in cores.
+    max_cpu_limit: float = 8.0
+    # The daemon's cgroup tree: <its own cgroup>/<cgroup_root>/pool.<name>/...
+    cgroup_root: str = "osctl"
+    # The quota every new user gets: null (none), a preset name, or a mapping.
+    default_quota: str | dict | None = None
+    net: NetConfig = field(default_factory=NetConfig)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -46,10 +80,16 @@ class Config:
             if self.templates_dir
             else Path(__file__).resolve().parent.parent / "templates"
         )
+        if isinstance(self.net, dict):
+            self.net = NetConfig(**self.net)
         if isinstance(self.default_pool, dict):
             self.default_pool = DefaultPool(**_known(DefaultPool, self.default_pool, "default_pool: "))
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.lxcfs not in ("own", "off") and not Path(self.lxcfs).is_absolute():
+            raise ValueError("lxcfs must be own, off or an absolute mount point")
+        if not self.cgroup_root or "/" in self.cgroup_root or self.cgroup_root.startswith("."):
+            raise ValueError("cgroup_root must be one plain directory name")
         if self.autostart_parallelism < 1:
             raise ValueError("autostart_parallelism must be at least 1")
 

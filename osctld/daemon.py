@@ -8,6 +8,7 @@ state and init PID before it answers its first request.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from osctl.protocol import OsctlError
+from osctl.protocol import INTERNAL, OsctlError
 
 from . import __version__
 from .config import Config
@@ -26,10 +27,16 @@ from .locks import Locks
 from .model.container import Container
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
+from .distconfig import for_distribution
+from .net.network import Network
+from .runtime import cgroups
 from .runtime.ct import Containers
+from .runtime.devices import DeviceNodes
 from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
+from .runtime.lxcfs import Lxcfs
+from .runtime.resources import CgroupTree
 from .state import PoolState, Registry
 from .storage import backend_for
 from .store import append_history, atomic_write
@@ -48,11 +55,18 @@ class Daemon:
         self.locks = Locks(config.lock_timeout)
         self.templates = Templates(config.templates_dir, config.cache_dir)
         self.subids = SubIds(config.state_dir / "subid-owned.yml")
+        # Detected once: the daemon's own cgroups are the base of its tree.
+        self.cgroup_layout = cgroups.detect()
         self.containers = Containers(
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
-            on_state=self._state_changed,
+            CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
+            nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
         )
+        self.net = Network(config.net, self.registry)
+        self.containers.before_start.append(self.write_netconfig)
+        self.containers.hook_handlers.append(self._net_hook)
         self.ops: dict[str, asyncio.Task] = {}
+        self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
         self._stop = asyncio.Event()
         self._servers: list = []
 
@@ -63,7 +77,9 @@ class Daemon:
         return self.config.state_dir / "pools.yml"
 
     def save_pool_list(self) -> None:
-        entries = [p.pool.node_entry() for p in self.registry.pools.values()]
+        # Pools that failed to activate stay listed: a disk missing at boot
+        # must not make the node forget them.
+        entries = [p.pool.node_entry() for p in self.registry.pools.values()] + self.inactive_pools
         atomic_write(self.pools_file, yaml.safe_dump({"pools": entries}).encode())
 
     def load_pool_list(self) -> list[dict]:
@@ -87,13 +103,39 @@ class Daemon:
         self.events.publish("state", object="ct", pool=ct.pool, id=ct.id,
                             state=ct.state, init_pid=ct.init_pid)
 
+    # --- network ---------------------------------------------------------------
+
+    async def write_netconfig(self, pstate: PoolState, ct: Container) -> None:
+        """The container's interfaces in its distribution's own format, so its
+        own init brings them up; at each start and after each change."""
+        dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
+        dist.set_network(await self.net.iface_configs(ct))
+
+    async def _net_hook(self, ct: Container, hook: str, pid: int | None) -> None:
+        if not ct.netifs:
+            return
+        if hook == "start-host":
+            if pid is None:
+                raise OsctlError(INTERNAL, f"start-host hook of {ct.id} without the init's PID")
+            await self.net.up(ct, pid)
+        elif hook == "post-stop":
+            await self.net.down(ct)
+        else:
+            return
+        state = "up" if hook == "start-host" else "down"
+        for n in ct.netifs:
+            self.events.publish(state, object="netif", pool=ct.pool, id=ct.id, netif=n.name)
+
     def history(self, pool: str | None, entry: dict) -> None:
-        pstate = self.registry.pools.get(pool) if pool else None
-        if pstate is None:
+        if pool is not None:
+            pstate = self.registry.pools.get(pool)  # gone: an export wrote its own line
+        else:
             try:
                 pstate = self.registry.pool(None)
             except OsctlError:
                 return
+        if pstate is None:
+            return
         try:
             append_history(pstate.pool.history_file, entry)
         except OSError as e:
@@ -129,28 +171,43 @@ class Daemon:
         self.save_pool_list()
 
     async def load(self) -> None:
-        for entry in self.load_pool_list():
+        entries = self.load_pool_list()
+        for entry in entries:
             try:
                 pstate = await self.activate_pool(entry)
+                for ct in self.net.admit(pstate):
+                    pstate.save_ct(ct)
             except Exception as e:
-                log.error("pool %s at %s cannot be activated: %s", entry.get("name"), entry.get("path"), e)
+                log.error("pool %s at %s cannot be activated (kept in the pool list): %s",
+                          entry.get("name"), entry.get("path"), e)
+                self.inactive_pools.append(entry)
                 continue
             self.registry.pools[pstate.pool.name] = pstate
-        if not self.registry.pools and self.config.default_pool is not None:
+        if not entries and self.config.default_pool is not None:
             await self.install_default_pool()
         self.sync_subids()
         await self.readopt()
 
     async def readopt(self) -> None:
+        """Learn each container's state from LXC; one broken container is
+        logged and left stopped, never keeping the daemon from starting."""
         cts = self.registry.all_cts()
         for pstate in self.registry.pools.values():
             for ct in pstate.cts.values():
-                self.containers.write_config(pstate, ct)
-        states = await asyncio.gather(*(self.containers.lxc.aquery(c.pool, c.id) for c in cts))
-        for ct, (state, pid) in zip(cts, states):
-            ct.state, ct.init_pid = state, pid
+                try:
+                    self.containers.write_config(pstate, ct)
+                except Exception as e:
+                    log.error("container %s:%s: cannot write its LXC config: %s", ct.pool, ct.id, e)
+        states = await asyncio.gather(*(self.containers.lxc.aquery(c.pool, c.id) for c in cts),
+                                      return_exceptions=True)
+        for ct, result in zip(cts, states):
+            if isinstance(result, BaseException):
+                log.error("container %s:%s: cannot ask LXC its state: %s", ct.pool, ct.id, result)
+                continue
+            ct.state, ct.init_pid = result
         running = sum(1 for c in cts if c.running)
         log.info("re-adopted %d containers, %d running", len(cts), running)
+        await self.net.reconcile()
 
     async def autostart(self) -> None:
         todo = sorted((c for c in self.registry.all_cts() if c.autostart and not c.running),
@@ -165,7 +222,8 @@ class Daemon:
                 if pstate is None or ct.running:
                     return
                 try:
-                    async with self.locks.hold(("ct", ct.pool, ct.id), "autostart"):
+                    async with self.locks.hold(("pool", ct.pool), "autostart", shared=True), \
+                            self.locks.hold(("ct", ct.pool, ct.id), "autostart"):
                         await self.containers.start(pstate, ct)
                 except Exception as e:
                     log.error("autostart of %s:%s failed: %s", ct.pool, ct.id, e)
@@ -182,11 +240,14 @@ class Daemon:
             pstate = self.registry.pools.get(msg.get("pool"))
             ct = pstate.cts.get(msg.get("ct")) if pstate else None
             if ct is not None:
-                self.containers.hook(ct, str(msg.get("hook")), msg.get("pid"))
+                await self.containers.hook(ct, str(msg.get("hook")), msg.get("pid"), msg.get("target"))
             writer.write(b"ok\n")
             await writer.drain()
         except Exception as e:
-            log.warning("bad message on the hook socket: %s", e)
+            # The hook exits non-zero on this, and LXC aborts the start.
+            log.warning("hook failed: %s", e)
+            writer.write(("error " + str(e).replace("\n", " ") + "\n").encode())
+            await writer.drain()
         finally:
             writer.close()
 
@@ -199,6 +260,13 @@ class Daemon:
         for d in (cfg.state_dir, cfg.run_dir, cfg.lxc_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.run_dir, 0o711)
+        layout = self.cgroup_layout
+        log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
+            f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies
+            if h.controllers & {"cpu", "memory", "pids"}))
+        self.containers.nodes.setup()
+        # Before load(): re-adoption renders the configs with lxcfs's mounts.
+        await asyncio.to_thread(self.containers.lxcfs.ensure)
         await self.load()
 
         if cfg.hook_socket.exists():
@@ -247,5 +315,6 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "rss": rss, "ops": sorted(self.ops),
+            "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
         }
 

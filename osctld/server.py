@@ -28,6 +28,8 @@ from .commands import REGISTRY, Context, check_args, load_all
 
 log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
+# Descriptors a connection may have received ahead of the requests they go with.
+MAX_PENDING_FDS = 4 * MAX_FDS
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -62,7 +64,7 @@ class Connection:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data, anc, _flags, _ = self.sock.recvmsg(
+                data, anc, flags, _ = self.sock.recvmsg(
                     65536, socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize))
                 fds: list[int] = []
                 for level, typ, payload in anc:
@@ -70,6 +72,10 @@ class Connection:
                         a = array.array("i")
                         a.frombytes(payload[: len(payload) - len(payload) % a.itemsize])
                         fds += list(a)
+                if flags & socket.MSG_CTRUNC:
+                    for fd in fds:
+                        os.close(fd)
+                    raise OSError("file descriptors cut short (MSG_CTRUNC)")
                 return data, fds
             except (BlockingIOError, InterruptedError):
                 fut = loop.create_future()
@@ -129,9 +135,13 @@ class Connection:
             while not self.closed:
                 try:
                     data, fds = await self._recv()
-                except OSError:
+                except OSError as e:
+                    log.info("%r: %s; closing the connection", self, e)
                     break
                 self.fds.extend(fds)
+                if len(self.fds) > MAX_PENDING_FDS:
+                    log.warning("%r: %d file descriptors sent for no request; closing", self, len(self.fds))
+                    break
                 if not data:
                     break
                 try:
@@ -161,6 +171,11 @@ class Connection:
             log.info("%r: bad request: %s", self, e.message)
             raw_id = msg.get("id")
             self.send(protocol.error(raw_id if isinstance(raw_id, int) else None, e))
+            # Descriptors sent with a refused request must not reach the next one.
+            announced = msg.get("fds")
+            if isinstance(announced, int) and not isinstance(announced, bool):
+                for _ in range(min(max(announced, 0), len(self.fds))):
+                    os.close(self.fds.popleft())
             return
         fds = [self.fds.popleft() for _ in range(req.fds)]
         task = asyncio.create_task(self.execute(req, fds))

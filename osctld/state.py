@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 from osctl.protocol import CONFLICT, INVALID, NOT_FOUND, OsctlError
 
 from .model.container import Container
+from .model.group import DEFAULT_GROUP, ROOT_GROUP, Group, ancestors, store_name
 from .model.idmap import IdRange, overlaps
+from .model.limits import Limits
 from .model.pool import Pool
+from .model.quota import Usage, check
 from .model.user import User
 from .store import PoolStore, read_doc, write_doc
 
@@ -24,6 +28,7 @@ class PoolState:
     idrange: IdRange
     users: dict[str, User] = field(default_factory=dict)
     cts: dict[str, Container] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)  # by path; "/" and "/default" always
 
     @property
     def store(self) -> PoolStore:
@@ -43,7 +48,50 @@ class PoolState:
         for d in store.load_all("ct"):
             c = Container.from_dict(d, pool.name)
             state.cts[c.id] = c
+        for d in store.load_tree("group"):
+            g = Group.from_dict(d, pool.name)
+            state.groups[g.path] = g
+        if state.idrange.reconcile({u.name: u.block for u in state.users.values()
+                                    if u.block is not None}):
+            state.save_idrange()
         return state
+
+    def __post_init__(self) -> None:
+        for path in (ROOT_GROUP, DEFAULT_GROUP):  # they always exist
+            self.groups.setdefault(path, Group(path, self.pool.name))
+
+    def group(self, path: str) -> Group:
+        try:
+            return self.groups[path]
+        except KeyError:
+            raise OsctlError(NOT_FOUND, f"group {path!r} not found in pool {self.pool.name}") from None
+
+    def effective_limits(self, group_path: str, own: Limits | None = None) -> Limits:
+        """What binds a group (or, with ``own``, a container in it): per limit
+        the tightest value on the path to the root."""
+        out = own or Limits()
+        for path in ancestors(group_path):
+            out = out.tightest(self.groups[path].limits)
+        return out
+
+    def check_quota(self, changed: Container, disk_quotas: bool = True,
+                    addresses: Callable[[Container], Iterable[str]] | None = None) -> None:
+        """Refuse ``changed`` (a container being created or changed, not yet
+        in ``cts`` in its new form) if it takes its user over a quota.
+
+        ``disk_quotas``: whether the pool's backend can limit a container's
+        disk. ``addresses``: a container's IP addresses (its netifs'), for
+        the ipv4 and ipv6-64 quotas; the network layer passes it.
+        """
+        user = self.users[changed.user]
+        mine = [c for c in self.cts.values() if c.user == user.name]
+        then = [c for c in mine if c.id != changed.id] + [changed]
+        before, after = Usage.of(mine), Usage.of(then)
+        if addresses is not None:
+            before = before.with_addresses(a for c in mine for a in addresses(c))
+            after = after.with_addresses(a for c in then for a in addresses(c))
+        check(user.name, user.quota, before, after, changed, self.cts.get(changed.id),
+              frozenset() if disk_quotas else frozenset({"disk"}))
 
     def save_pool(self) -> None:
         write_doc(self.pool.conf_dir / "pool.yml", self.pool.to_dict())
@@ -57,6 +105,12 @@ class PoolState:
 
     def save_ct(self, ct: Container) -> None:
         self.store.save("ct", ct.id, ct.to_dict())
+
+    def save_group(self, group: Group) -> None:
+        self.store.save("group", store_name(group.path), group.to_dict())
+
+    def delete_group(self, group: Group) -> None:
+        self.store.delete("group", store_name(group.path))
 
 
 def split_ref(ref: str) -> tuple[str | None, str]:

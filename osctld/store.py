@@ -101,6 +101,11 @@ class PoolStore:
             return []
         return [read_doc(p) for p in sorted(d.glob("*.yml"))]
 
+    def load_tree(self, kind: str) -> list[dict]:
+        """Like ``load_all``, for kinds kept in a directory tree (groups)."""
+        d = self.conf_dir / kind
+        return [read_doc(p) for p in sorted(d.rglob("*.yml"))] if d.is_dir() else []
+
 
 def append_history(path: Path, entry: dict[str, Any]) -> None:
     """One JSON line a state-changing command; O_APPEND keeps lines whole."""

@@ -11,6 +11,7 @@ original exception goes on. On success they are dropped.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from typing import Any, Callable
@@ -40,5 +41,7 @@ class Undo:
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            await self.rollback()
+            # Shielded: a second cancellation (another op.cancel, shutdown)
+            # must not stop a rollback half way.
+            await asyncio.shield(self.rollback())
         self.steps.clear()

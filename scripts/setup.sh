@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
     lxc lxc-dev lxcfs uidmap busybox-static debootstrap btrfs-progs iproute2
     nix-bin qemu-system-x86 qemu-utils pkg-config gcc tar
+    ifupdown  # its ifup/ifdown check distconfig's Debian output, in test namespaces only
+    dbus-daemon  # a private bus for NetworkManager in the same tests
 )
 
 missing=()
@@ -20,6 +22,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Other distributions' network tools, for the tests that run distconfig's
+# output with them: unpacked, not installed, because ifupdown-ng conflicts
+# with ifupdown and an installed NetworkManager could manage the node's own
+# network.
+TOOLS=${OSCTLD_TEST_CACHE:-/var/cache/osctld-test}
+unpack() {  # unpack DIR FILE-IT-PROVIDES PACKAGE...
+    local dir=$TOOLS/$1 provides=$2 deb
+    shift 2
+    [ -e "$dir/$provides" ] && return
+    echo "setup: unpacking $* into $dir"
+    deb=$(mktemp -d)
+    (cd "$deb" && apt-get download -qq "$@" 2>/dev/null)
+    for f in "$deb"/*.deb; do dpkg -x "$f" "$dir"; done
+    rm -rf "$deb"
+}
+unpack ifupdown-ng sbin/ifup ifupdown-ng
+unpack network-manager usr/sbin/NetworkManager network-manager libndp0
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -74,3 +74,9 @@ def show(settings: Settings, data: Any, default_columns: Sequence[str] | None = 
         raise click.UsageError(str(e)) from None
     if text:
         click.echo(text)
+
+
+def limit_args(**values) -> dict | None:
+    """Limit options given on the command line, in their wire names (cpu-limit)."""
+    out = {k.replace("_", "-"): v for k, v in values.items() if v is not None}
+    return out or None

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import call, pass_settings, show
+from .common import call, limit_args, pass_settings, show
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
 
@@ -27,8 +27,15 @@ def ct():
 @click.option("--dns", "dns_resolvers", multiple=True, metavar="IP", help="DNS resolver (repeatable).")
 @click.option("--autostart", is_flag=True, help="Start when osctld starts.")
 @click.option("--start", "start_after", is_flag=True, help="Start it once created.")
+@click.option("--group", "-g", default="/default", show_default=True, help="Resource group.")
+@click.option("--cpu-limit", metavar="CORES", help="CPU limit in cores, e.g. 0.5.")
+@click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512M.")
+@click.option("--swap", metavar="SIZE", help="Swap beyond memory.")
+@click.option("--pids", metavar="N", help="Process limit.")
+@click.option("--disk", metavar="SIZE", help="Disk quota (btrfs pools).")
 @pass_settings
-def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart, start_after):
+def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart, start_after,
+        group, cpu_limit, memory, swap, pids, disk):
     """Create container ID owned by USER from a template.
 
     The template's rootfs is built once per pool (the debian template takes
@@ -37,7 +44,10 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
     """
     res = call(s, "ct.new", {"id": id, "user": user, "template": template, "version": version,
                              "pool": pool, "hostname": hostname,
-                             "dns_resolvers": list(dns_resolvers) or None, "autostart": autostart})
+                             "dns_resolvers": list(dns_resolvers) or None, "autostart": autostart,
+                             "group": group, "disk": disk,
+                             "limits": limit_args(cpu_limit=cpu_limit, memory=memory, swap=swap,
+                                                  pids=pids)})
     if start_after:
         res = call(s, "ct.start", {"id": f"{res['pool']}:{id}"})
     show(s, res)
@@ -158,6 +168,133 @@ def set_dns(s, id, resolvers):
 def set_autostart(s, id, value, priority):
     """Start (or not) when osctld starts."""
     show(s, call(s, "ct.set", {"id": id, "autostart": value == "on", "autostart_priority": priority}))
+
+
+@set_.command("prlimit")
+@click.argument("id")
+@click.argument("name")
+@click.argument("soft")
+@click.argument("hard", required=False)
+@pass_settings
+def set_prlimit(s, id, name, soft, hard):
+    """Set prlimit NAME (nofile, nproc, memlock, ...) to SOFT [HARD, default SOFT];
+    numbers or 'unlimited'. Running processes get it at once, init at each start.
+    SOFT none drops it from the config (the default applies from the next start)."""
+    if soft == "none":
+        show(s, call(s, "ct.prlimit.del", {"id": id, "name": name}))
+    else:
+        show(s, call(s, "ct.prlimit.set", {"id": id, "name": name, "soft": soft, "hard": hard}))
+
+
+def _restart_options(cmd):
+    cmd = click.option("--no-restart", is_flag=True,
+                       help="Do not restart a running container: stage for its next start.")(cmd)
+    return click.option("--timeout", "-t", type=int, default=60, show_default=True,
+                        help="Seconds to wait for a clean stop when restarting.")(cmd)
+
+
+@ct.group("feature")
+def feature():
+    """Features: tun, fuse, kvm, ppp, lxc (nesting), docker."""
+
+
+@feature.command("ls")
+@click.argument("id")
+@pass_settings
+def feature_ls(s, id):
+    """List features and whether container ID has them."""
+    show(s, call(s, "ct.feature.ls", {"id": id}), ["name", "enabled", "description", "devices"])
+
+
+def _feature_switch(verb: str, doc: str):
+    @click.argument("id")
+    @click.argument("names", nargs=-1, required=True)
+    @_restart_options
+    @pass_settings
+    def cmd(s, id, names, no_restart, timeout):
+        show(s, call(s, f"ct.feature.{verb}", {"id": id, "names": list(names),
+                                               "restart": not no_restart, "timeout": timeout}))
+
+    cmd.__doc__ = doc
+    return feature.command(verb)(cmd)
+
+
+_feature_switch("enable", "Turn features NAMES on for container ID (a running one restarts).")
+_feature_switch("disable", "Turn features NAMES off for container ID (a running one restarts).")
+
+
+@ct.group("devices")
+def devices():
+    """Device grants: the devices cgroup and nodes in /dev."""
+
+
+@devices.command("ls")
+@click.argument("id")
+@pass_settings
+def devices_ls(s, id):
+    """List the devices container ID may use, and why."""
+    show(s, call(s, "ct.devices.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
+
+
+@devices.command("add")
+@click.argument("id")
+@click.argument("type", type=click.Choice(["char", "block"]))
+@click.argument("major")
+@click.argument("minor")
+@click.argument("mode")
+@click.argument("path", required=False)
+@_restart_options
+@pass_settings
+def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
+    """Grant device TYPE MAJOR:MINOR with MODE (of r, w, m; '*' for any major
+    or minor) to container ID; with PATH (under /dev) its node appears there."""
+    show(s, call(s, "ct.devices.add", {"id": id, "type": type, "major": major, "minor": minor,
+                                       "mode": mode, "path": path, "restart": not no_restart,
+                                       "timeout": timeout}))
+
+
+@devices.command("del")
+@click.argument("id")
+@click.argument("type", type=click.Choice(["char", "block"]))
+@click.argument("major")
+@click.argument("minor")
+@_restart_options
+@pass_settings
+def devices_del(s, id, type, major, minor, no_restart, timeout):
+    """Take back container ID's own grant of device TYPE MAJOR:MINOR."""
+    show(s, call(s, "ct.devices.del", {"id": id, "type": type, "major": major, "minor": minor,
+                                       "restart": not no_restart, "timeout": timeout}))
+
+
+def _set_limit(name: str, doc: str):
+    @click.argument("id")
+    @click.argument("value")
+    @pass_settings
+    def cmd(s, id, value):
+        args = {"disk": value} if name == "disk" else {"limits": {name: value}}
+        show(s, call(s, "ct.set", {"id": id, **args}))
+
+    cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
+    return set_.command(name)(cmd)
+
+
+_set_limit("cpu-limit", "Limit CPU to VALUE cores (fractions allowed): a quota per period.")
+_set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).")
+_set_limit("swap", "Allow VALUE of swap beyond the memory limit.")
+_set_limit("pids", "Limit processes and threads to VALUE.")
+_set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.")
+
+
+@ct.command("unset")
+@click.argument("id")
+@click.argument("names", nargs=-1, required=True,
+                type=click.Choice(["cpu-limit", "memory", "swap", "pids", "disk"]))
+@pass_settings
+def unset(s, id, names):
+    """Lift limits of container ID (live where it runs)."""
+    limits = {n: "none" for n in names if n != "disk"}
+    show(s, call(s, "ct.set", {"id": id, "limits": limits or None,
+                               "disk": "none" if "disk" in names else None}))
 
 
 @ct.command("passwd")

@@ -8,7 +8,7 @@ import click
 
 from ..output import FORMATS
 from ..protocol import OsctlError
-from . import ct, misc, pool, user
+from . import ct, group, misc, netif, pool, user
 from .common import Settings
 
 # Exit codes by error code, so scripts can tell "not found" from "busy".
@@ -40,9 +40,12 @@ def cli(ctx, socket, fmt, as_json, columns, no_header, quiet):
     ctx.call_on_close(lambda: ctx.obj._client and ctx.obj._client.close())
 
 
-for module in (ct, user, pool, misc):
+for module in (ct, group, user, pool, misc):
     for command in module.COMMANDS:
         cli.add_command(command)
+# Objects that belong to a container live under `osctl ct`.
+for command in netif.COMMANDS:
+    ct.ct.add_command(command)
 
 
 def main() -> None:

@@ -30,6 +30,27 @@ def new(s, name, pool, maps, map_uid, map_gid):
     show(s, call(s, "user.new", {"name": name, "pool": pool, "uid_map": uid, "gid_map": gid}))
 
 
+@user.group("set")
+def set_():
+    """Change a user's settings."""
+
+
+@set_.command("quota")
+@click.argument("name")
+@click.argument("values", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--preset", help="Start from a preset: staging (8 CPUs, 4G memory, 120G disk, "
+                               "4 IPv4, 32 IPv6 /64, 4 containers).")
+@pass_settings
+def set_quota(s, name, values, preset):
+    """Set user NAME's quota: KEY is cpus, memory, disk, ipv4, ipv6-64 or
+    containers; VALUE none lifts it. Checked at ct new and ct set."""
+    bad = [v for v in values if "=" not in v]
+    if bad or not (values or preset):
+        raise click.UsageError("give --preset and/or KEY=VALUE pairs, e.g. memory=4G cpus=8")
+    quota = dict(v.split("=", 1) for v in values)
+    show(s, call(s, "user.set", {"name": name, "quota": quota or None, "quota_preset": preset}))
+
+
 @user.command("ls")
 @click.option("--pool", "-p", help="Only this pool.")
 @pass_settings

@@ -117,4 +117,4 @@ class Context:
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import ct, daemon, pool, user  # noqa: F401
+    from . import ct, ct_device, ct_feature, ct_prlimit, daemon, group, netif, pool, user  # noqa: F401

@@ -2,29 +2,93 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
+import logging
 import shutil
+from dataclasses import replace
+from typing import Callable
 
-from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
+from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
 
 from ..distconfig import for_distribution
 from ..model.container import Container, check_resolvers
+from ..model.group import DEFAULT_GROUP, check_group_path
+from ..model.limits import Limits
 from ..model.naming import check_hostname, check_name
 from ..model.pool import IDMAP_CHOWN
+from ..model.units import parse_size
+from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..undo import Undo
 from . import Context, command
 
 STOP_TIMEOUT = 60
+# How long a tenant's own program (chpasswd, passwd) may take before it is killed.
+INSIDE_TIMEOUT = 30
+log = logging.getLogger(__name__)
 
 
-def _lock(ctx: Context, ct: Container, what: str):
-    return ctx.daemon.locks.hold(("ct", ct.pool, ct.id), what)
+@contextlib.asynccontextmanager
+async def _lock(ctx: Context, ct: Container, what: str, new: bool = False):
+    """Hold the container's lock; an existing container is looked for again
+    once it is held, as a command before us may have deleted it."""
+    locks = ctx.daemon.locks
+    async with locks.hold(("pool", ct.pool), what, shared=True), \
+            locks.hold(("ct", ct.pool, ct.id), what):
+        pstate = ctx.daemon.registry.pools.get(ct.pool)
+        if pstate is None:
+            raise OsctlError(NOT_FOUND, f"pool {ct.pool} is gone")
+        if not new and pstate.cts.get(ct.id) is not ct:
+            raise OsctlError(NOT_FOUND, f"container {ct.pool}:{ct.id} is gone")
+        yield
 
 
 def _find(ctx: Context, ref: str):
     pstate, ct = ctx.daemon.registry.ct(ref)
     ctx.pool = pstate.pool.name
     return pstate, ct
+
+
+async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
+                      restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
+    """Apply ``change`` to the container's config under its lock, save it, and
+    restart a running container into it (or stage it: ``restart`` false).
+    If the restart fails, the old config comes back and the container is
+    started again as it was."""
+    d = ctx.daemon
+    before = copy.deepcopy(ct.to_dict())
+    was_running = ct.running
+
+    async def restore() -> None:
+        old = Container.from_dict(before, ct.pool)
+        for key in Container.PERSISTED:
+            setattr(ct, key, getattr(old, key))
+        pstate.save_ct(ct)
+        d.containers.write_config(pstate, ct)
+        if was_running and not ct.running:
+            await d.containers.start(pstate, ct)
+
+    async with _lock(ctx, ct, "ct.reconfigure"), Undo() as undo:
+        change()
+        undo.push(restore)
+        pstate.save_ct(ct)
+        restarted = await d.containers.reconfigure(pstate, ct, restart, timeout)
+    return {**ct.public(), "restarted": restarted}
+
+
+def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
+    """``base`` with operator-given limits (``none`` lifts one), checked."""
+    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
+    ctx.daemon.containers.cgroups.check(out)
+    return out
+
+
+def _disk(value: str | int | None) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "unlimited")):
+        return None
+    return parse_size(value)
 
 
 def _need_running(ct: Container) -> None:
@@ -36,33 +100,48 @@ def _need_running(ct: Container) -> None:
 async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               version: str | None = None, pool: str | None = None,
               hostname: str | None = None, dns_resolvers: list[str] | None = None,
-              autostart: bool = False) -> dict:
+              autostart: bool = False, group: str = DEFAULT_GROUP, limits: dict | None = None,
+              disk: str | int | None = None) -> dict:
     """Create a container from a template; nothing is left behind if a step fails."""
     d = ctx.daemon
     check_name("container", id)
     upool, u = d.registry.user(f"{pool}:{user}" if pool and ":" not in user else user)
     pstate = upool
     ctx.pool = pstate.pool.name
+    pstate.group(check_group_path(group))
     tpl = d.templates.get(template)
     version = tpl.version(version)
     ct = Container(id=id, pool=pstate.pool.name, user=u.name, distribution=tpl.distribution,
                    version=version, hostname=hostname if hostname is not None else id,
-                   dns_resolvers=dns_resolvers or [], autostart=autostart)
+                   dns_resolvers=dns_resolvers or [], autostart=autostart, group=group,
+                   limits=_limits(ctx, Limits(), limits), disk=_disk(disk))
     backend = d.backend(pstate)
-    async with _lock(ctx, ct, "ct.new"), Undo() as undo:
+    if ct.disk is not None:
+        backend.need_quotas()
+    async with _lock(ctx, ct, "ct.new", new=True), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
-        pstate.cts[id] = ct  # reserve the id while the rootfs is made
+        if pstate.users.get(u.name) is not u:
+            raise OsctlError(NOT_FOUND, f"user {u.name} is gone")
+        pstate.group(group)  # and its group, deleted while we waited?
+        pstate.check_quota(ct, backend.quotas)
+        pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
         undo.push(pstate.cts.pop, id)
         tpl_rootfs = await d.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
         ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {version}"})
+        if rootfs.exists():
+            # No config holds this id: a crash or a failed delete left it.
+            log.warning("removing the orphaned rootfs %s before reusing id %s", rootfs, id)
+            await backend.destroy(rootfs)
         undo.push(shutil.rmtree, pstate.pool.ct_dir(id), True)
         undo.push(backend.destroy, rootfs)
         await backend.clone(tpl_rootfs, rootfs)
+        if ct.disk is not None:
+            await backend.set_quota(rootfs, ct.disk)
         if pstate.pool.idmap == IDMAP_CHOWN:
             ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
-            shift_tree(rootfs, u.root_uid, u.root_gid)
+            await asyncio.to_thread(shift_tree, rootfs, u.root_uid, u.root_gid)
         dist = for_distribution(ct.distribution)(rootfs)
         dist.set_hostname(ct.hostname)
         if ct.dns_resolvers:
@@ -90,8 +169,17 @@ async def show(ctx: Context, id: str) -> dict:
     """One container."""
     pstate, ct = _find(ctx, id)
     u = pstate.users[ct.user]
-    return {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
-            "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map]}
+    in_force = ctx.daemon.containers.limits_in_force(ct)
+    out = {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
+           "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map],
+           # The tightest of its own and its groups' limits: what binds it.
+           "effective_limits": pstate.effective_limits(ct.group, ct.limits).to_dict(),
+           # Read back from its cgroup while it runs.
+           "limits_in_force": None if in_force is None else in_force.to_dict()}
+    if ct.running and ct.init_pid and ct.prlimits:
+        # What the init really has, not only what is configured.
+        out["prlimits_in_force"] = prlimits.in_force(ct.init_pid, sorted(ct.prlimits))
+    return out
 
 
 @command("ct.start", mutating=True)
@@ -176,6 +264,9 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     d = ctx.daemon
     pstate, ct = _find(ctx, id)
     async with _lock(ctx, ct, "ct.del"):
+        # Not what the hooks said last: a container rebooting inside is
+        # "stopped" between its post-stop and its next start.
+        await d.containers.refresh(ct)
         if ct.running or ct.state != "stopped":
             if not force:
                 raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it or use --force")
@@ -184,7 +275,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
         # config that points at a half-deleted rootfs.
         pstate.store.delete("ct", ct.id)
         del pstate.cts[ct.id]
-        d.containers.lxc.remove(ct.pool, ct.id)
+        d.containers.remove(ct.pool, ct.id)
         await d.backend(pstate).destroy(pstate.pool.rootfs(ct.id))
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
     d.events.publish("remove", object="ct", pool=ct.pool, id=ct.id)
@@ -194,8 +285,10 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
 @command("ct.set", mutating=True)
 async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
-               autostart_priority: int | None = None) -> dict:
-    """Change settings; hostname and DNS apply at once to a running container."""
+               autostart_priority: int | None = None, limits: dict | None = None,
+               disk: str | int | None = None) -> dict:
+    """Change settings; hostname, DNS, limits and disk apply at once to a
+    running container. A limit or disk given as ``none`` is lifted."""
     d = ctx.daemon
     pstate, ct = _find(ctx, id)
     if hostname is not None:
@@ -203,12 +296,14 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
     async with _lock(ctx, ct, "ct.set"):
+        if limits is not None or disk is not None:
+            await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
         if hostname is not None:
             dist.set_hostname(hostname)
             ct.hostname = hostname
-            if ct.running:
-                await d.containers.lxc.attach(ct.pool, ct.id, ["hostname", hostname], None)
+            if ct.running and ct.init_pid:
+                await d.containers.lxc.set_hostname(ct.init_pid, hostname)
         if dns_resolvers is not None:
             dist.set_dns(dns_resolvers)
             ct.dns_resolvers = dns_resolvers
@@ -231,8 +326,30 @@ async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
     dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
     argv, stdin = dist.passwd_command(user, password)
     async with _lock(ctx, ct, "ct.passwd"):
-        code, _, err = await ctx.daemon.containers.lxc.attach(ct.pool, ct.id, argv, None, stdin=stdin)
+        code, _, err = await ctx.daemon.containers.lxc.attach(
+            ct.pool, ct.id, argv, None, stdin=stdin, timeout=INSIDE_TIMEOUT)
     if code != 0:
         why = err.decode(errors="replace").strip() or f"exit {code}"
         raise OsctlError(INVALID, f"{argv[0]} in {ct.id} failed: {why}")
     return {"id": ct.id, "user": user}
+
+
+async def _set_resources(ctx: Context, pstate, ct: Container, limits: dict | None,
+                         disk: str | int | None) -> None:
+    """New limits and disk quota: checked against the user's quota, put in
+    force (live where it runs), then kept; a refusal on the way changes nothing."""
+    d = ctx.daemon
+    new_limits = _limits(ctx, ct.limits, limits)
+    new_disk = ct.disk if disk is None else _disk(disk)
+    if disk is not None:
+        d.backend(pstate).need_quotas()
+    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk), d.backend(pstate).quotas)
+    async with Undo() as undo:
+        if disk is not None:
+            rootfs = pstate.pool.rootfs(ct.id)
+            await d.backend(pstate).set_quota(rootfs, new_disk)
+            undo.push(d.backend(pstate).set_quota, rootfs, ct.disk)
+        if limits is not None and ct.running:
+            undo.push(d.containers.apply_limits, replace(ct))
+            d.containers.apply_limits(replace(ct, limits=new_limits))
+    ct.limits, ct.disk = new_limits, new_disk

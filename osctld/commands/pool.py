@@ -47,14 +47,14 @@ async def install(ctx: Context, name: str, backend: str = "dir", path: str | Non
     idrange = IdRange(base=id_base, block_size=id_block_size)
     ctx.pool = name
     async with d.locks.hold(("pool", name), "install"), Undo() as undo:
-        created = not pool.path.exists()
         backend_ = d.backend(pool)
-        await backend_.install(parse_size(size) if size is not None else None)
-        undo.push(backend_.deactivate)
+        # Undone newest first: unmount, then the image, then the directory.
+        if not pool.path.exists():
+            undo.push(shutil.rmtree, pool.path, True)
         if pool.image:
             undo.push(pool.image.unlink, True)
-        if created:
-            undo.push(shutil.rmtree, pool.path, True)
+        undo.push(backend_.deactivate)
+        await backend_.install(parse_size(size) if size is not None else None)
         pool.idmap = d.detect_idmap(pool.path)
         pstate = PoolState(pool, idrange)
         pstate.save_pool()
@@ -98,9 +98,9 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: int = 60
         d.save_pool_list()
         d.sync_subids()
         for ct in pstate.cts.values():
-            d.containers.lxc.remove(name, ct.id)
+            d.containers.remove(name, ct.id)
+        d.containers.remove_group(name, "/")
         await d.backend(pstate).deactivate()
-    ctx.pool = None  # the history line was written before the pool left
     d.events.publish("remove", object="pool", pool=name)
     return {"name": name, "path": str(pstate.pool.path)}
 
@@ -111,13 +111,15 @@ async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
     d = ctx.daemon
     entry = {"name": "import", "path": path, **({"image": image} if image else {})}
     async with d.locks.hold(("pool-import", path), "import"), Undo() as undo:
+        if image:
+            undo.push(d.backend(Pool("import", "btrfs", Path(path), Path(image))).deactivate)
         try:
             pstate = await d.activate_pool(entry)
         except FileNotFoundError:
             raise OsctlError(INVALID, f"{path} holds no pool (no conf/pool.yml)") from None
-        if image:
-            undo.push(d.backend(pstate).deactivate)
         d.registry.check_pool_free(pstate)
+        for ct in d.net.admit(pstate):  # its netifs' addresses and indices
+            pstate.save_ct(ct)
         name = pstate.pool.name
         ctx.pool = name
         undo.push(d.sync_subids)  # runs after the pool has left the registry again

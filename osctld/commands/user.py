@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..model.idmap import MapEntry
 from ..model.naming import check_name
+from ..model.quota import Quota, Usage, preset
 from ..model.user import User
 from ..undo import Undo
 from . import Context, command
@@ -30,11 +33,11 @@ async def new(ctx: Context, name: str, pool: str | None = None,
     pstate = d.registry.pool(pool)
     ctx.pool = pstate.pool.name
     maps = _maps(uid_map, gid_map)
-    async with d.locks.hold(("pool", pstate.pool.name, "ids"), "user.new"), Undo() as undo:
+    async with d.locks.hold(("pool", pstate.pool.name), "user.new", shared=True), \
+            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.new"), Undo() as undo:
         if name in pstate.users:
             raise OsctlError(EXISTS, f"user {name!r} exists in pool {pstate.pool.name}")
-        # Rollback runs newest first: these two rewrite the files once the
-        # in-memory steps pushed after them have been undone.
+        # Undone last, after the user and its block are gone from memory again.
         undo.push(pstate.save_idrange)
         undo.push(d.sync_subids)
         if maps is None:
@@ -53,12 +56,40 @@ async def new(ctx: Context, name: str, pool: str | None = None,
                         raise OsctlError(CONFLICT, f"{kind.upper()} range {s}-{e - 1} overlaps "
                                                    f"id-range block {i}, held by {holder}")
         d.registry.check_map_free(user)
+        user.quota = _default_quota(d.config.default_quota)
         pstate.users[name] = user
         undo.push(pstate.users.pop, name)
         d.sync_subids()
         pstate.save_idrange()
         pstate.save_user(user)
     d.events.publish("add", object="user", pool=pstate.pool.name, id=name)
+    return user.public()
+
+
+def _default_quota(policy: str | dict | None) -> Quota:
+    """The node's quota for new users: none, a preset's name, or the values."""
+    if policy is None:
+        return Quota()
+    if isinstance(policy, str):
+        return preset(policy)
+    return Quota().updated({str(k): v for k, v in policy.items()})
+
+
+@command("user.set", mutating=True)
+async def set_(ctx: Context, name: str, quota: dict | None = None,
+               quota_preset: str | None = None) -> dict:
+    """Change a user's quota: a preset (``staging``), then single values
+    (``none`` lifts one). Existing containers are not checked against it;
+    it binds from the next change on."""
+    d = ctx.daemon
+    pstate, user = d.registry.user(name)
+    ctx.pool = pstate.pool.name
+    new_quota = preset(quota_preset) if quota_preset else user.quota
+    new_quota = new_quota.updated({str(k): v for k, v in (quota or {}).items()})
+    async with d.locks.hold(("pool", pstate.pool.name), "user.set", shared=True), \
+            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.set"):
+        user.quota = new_quota
+        pstate.save_user(user)
     return user.public()
 
 
@@ -77,7 +108,10 @@ async def ls(ctx: Context, pool: str | None = None) -> list:
 async def show(ctx: Context, name: str) -> dict:
     """One user."""
     pstate, user = ctx.daemon.registry.user(name)
-    return {**user.public(), "containers": sorted(c.id for c in pstate.cts.values() if c.user == user.name)}
+    mine = [c for c in pstate.cts.values() if c.user == user.name]
+    return {**user.public(), "containers": sorted(c.id for c in mine),
+            # What its containers hold, as its quota counts it.
+            "quota_usage": asdict(Usage.of(mine))}
 
 
 @command("user.del", mutating=True)
@@ -86,7 +120,8 @@ async def delete(ctx: Context, name: str) -> dict:
     d = ctx.daemon
     pstate, user = d.registry.user(name)
     ctx.pool = pstate.pool.name
-    async with d.locks.hold(("pool", pstate.pool.name, "ids"), "user.del"):
+    async with d.locks.hold(("pool", pstate.pool.name), "user.del", shared=True), \
+            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.del"):
         owned = sorted(c.id for c in pstate.cts.values() if c.user == user.name)
         if owned:
             raise OsctlError(CONFLICT, f"user {user.name} still owns containers: {', '.join(owned)}")

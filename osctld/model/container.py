@@ -6,9 +6,13 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 
-from osctl.protocol import INVALID, OsctlError
+from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
+from .device import DeviceGrant
+from .group import DEFAULT_GROUP, check_group_path
+from .limits import Limits
 from .naming import check_hostname, check_name
+from .netif import NetIf
 
 # Container states, as LXC names them, lower case. "starting" and "stopping"
 # are the daemon's own while a command is at work.
@@ -39,13 +43,23 @@ class Container:
     autostart: bool = False
     autostart_priority: int = 10
     created: float = field(default_factory=time.time)
+    features: list[str] = field(default_factory=list)  # names from runtime.features
+    devices: list[DeviceGrant] = field(default_factory=list)  # grants of its own
+    prlimits: dict[str, list] = field(default_factory=dict)  # name -> [soft, hard]
+    # A change staged (--no-restart) while it ran: in force at its next start.
+    restart_pending: bool = False
+    group: str = DEFAULT_GROUP  # the resource group whose cgroup holds it
+    limits: Limits = field(default_factory=Limits)
+    disk: int | None = None  # bytes: the rootfs quota, where the backend has quotas
+    netifs: list[NetIf] = field(default_factory=list)
     # Runtime, never persisted: the daemon learns it from LXC.
     state: str = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
 
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
-        "autostart", "autostart_priority", "created",
+        "autostart", "autostart_priority", "created", "group", "limits", "disk",
+        "features", "devices", "prlimits", "restart_pending", "netifs",
     )
 
     def __post_init__(self) -> None:
@@ -54,17 +68,33 @@ class Container:
         if self.hostname is not None:
             check_hostname(self.hostname)
         self.dns_resolvers = check_resolvers(self.dns_resolvers)
+        self.devices = [g if isinstance(g, DeviceGrant) else DeviceGrant.from_dict(g)
+                        for g in self.devices]
+        self.group = check_group_path(self.group)
+        if isinstance(self.limits, dict):
+            self.limits = Limits.from_dict(self.limits)
+        self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n) for n in self.netifs]
 
     @property
     def running(self) -> bool:
         return self.state in (RUNNING, FROZEN)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.PERSISTED}
+        d = {k: getattr(self, k) for k in self.PERSISTED}
+        d["devices"] = [g.to_dict() for g in self.devices]
+        d["limits"] = self.limits.to_dict()
+        d["netifs"] = [n.to_dict() for n in self.netifs]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "Container":
         return cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+
+    def netif(self, name: str) -> NetIf:
+        for n in self.netifs:
+            if n.name == name:
+                return n
+        raise OsctlError(NOT_FOUND, f"container {self.id} has no netif {name!r}")
 
     def public(self) -> dict:
         d = self.to_dict()

@@ -13,6 +13,7 @@ from osctl.protocol import CONFLICT, INVALID, OsctlError
 
 ID_LIMIT = 2**32
 MIN_MAP_SIZE = 65536
+MIN_HOST_ID = 65536  # the host's own users and groups live below this
 DEFAULT_BASE = 1_000_000
 DEFAULT_BLOCK_SIZE = 524_288
 
@@ -52,11 +53,16 @@ class MapEntry:
 
 
 def check_map(kind: str, entries: list[MapEntry]) -> list[MapEntry]:
-    """A map must cover namespace ID 0, hold 65536 IDs or more, not overlap itself."""
+    """A map must cover namespace ID 0, hold 65536 IDs or more, not overlap
+    itself, and never give the host's own IDs below MIN_HOST_ID (root, system
+    users) to a container."""
     if not entries:
         raise OsctlError(INVALID, f"{kind} map is empty")
     for e in entries:
         e.checked()
+        if e.host_id < MIN_HOST_ID:
+            raise OsctlError(INVALID, f"{kind} map entry {e} maps onto the host's own IDs "
+                                      f"(below {MIN_HOST_ID})")
     if not any(e.ns_id == 0 for e in entries):
         raise OsctlError(INVALID, f"{kind} map must map ID 0 (the container's root)")
     if sum(e.count for e in entries) < MIN_MAP_SIZE:
@@ -86,8 +92,9 @@ class IdRange:
     allocated: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.base < 1:
-            raise OsctlError(INVALID, "id-range base must be positive (0 is the host's root)")
+        if self.base < MIN_HOST_ID:
+            raise OsctlError(INVALID, f"id-range base must be at least {MIN_HOST_ID}: "
+                                      "the host's own users live below")
         if self.block_size < MIN_MAP_SIZE:
             raise OsctlError(INVALID, f"id-range block size must be at least {MIN_MAP_SIZE}")
         fit = (ID_LIMIT - self.base) // self.block_size
@@ -123,6 +130,15 @@ class IdRange:
 
     def release(self, index: int) -> None:
         self.allocated.pop(index, None)
+
+    def reconcile(self, users: dict[str, int]) -> bool:
+        """Make the table say exactly which user (name -> block) holds which
+        block, as a crash between two config writes may have left it. True
+        when it changed."""
+        want = {block: f"user:{name}" for name, block in users.items()}
+        changed = want != self.allocated
+        self.allocated = want
+        return changed
 
     def to_dict(self) -> dict:
         return {

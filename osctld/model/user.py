@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .idmap import MapEntry, check_map
 from .naming import check_name
+from .quota import Quota
 
 
 @dataclass
@@ -15,6 +16,7 @@ class User:
     uid_map: list[MapEntry]
     gid_map: list[MapEntry]
     block: int | None = None  # id-range block it came from; None for explicit maps
+    quota: Quota = field(default_factory=Quota)  # what its containers may hold together
 
     def __post_init__(self) -> None:
         check_name("user", self.name)
@@ -41,6 +43,7 @@ class User:
             "uid_map": [str(e) for e in self.uid_map],
             "gid_map": [str(e) for e in self.gid_map],
             "block": self.block,
+            "quota": self.quota.to_dict(),
         }
 
     @classmethod
@@ -51,6 +54,7 @@ class User:
             uid_map=[MapEntry.parse(x) for x in d["uid_map"]],
             gid_map=[MapEntry.parse(x) for x in d["gid_map"]],
             block=d.get("block"),
+            quota=Quota.from_dict(d.get("quota")),
         )
 
     def public(self) -> dict:
@@ -61,4 +65,5 @@ class User:
             "gid_map": [str(e) for e in self.gid_map],
             "root_uid": self.root_uid,
             "root_gid": self.root_gid,
+            "quota": self.quota.to_dict(),
         }

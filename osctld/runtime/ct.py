@@ -9,22 +9,41 @@ from __future__ import annotations
 
 from typing import Callable
 
+from osctl.protocol import OsctlError
+
 from ..model.container import RUNNING, STARTING, STOPPED, STOPPING, Container
+from ..model.device import DeviceGrant
+from ..model.group import ancestors
+from ..model.limits import Limits
 from ..template import Templates
+from . import features
+from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
+from .lxcfs import Lxcfs
+from .resources import CgroupTree
 
 
 class Containers:
     def __init__(self, lxc: LxcRuntime, templates: Templates, hooks: Hooks,
-                 on_state: Callable[[Container], None]):
+                 cgroups: CgroupTree, on_state: Callable[[Container], None],
+                 nodes: DeviceNodes, lxcfs: Lxcfs):
         self.lxc = lxc
         self.templates = templates
         self.hooks = hooks
+        self.cgroups = cgroups
         self.on_state = on_state
-        # Extra LXC lines contributed by later layers (network, features):
-        # each provider is called with (pool_state, ct) and returns lines.
-        self.config_providers: list[Callable] = []
+        self.nodes = nodes
+        self.lxcfs = lxcfs
+        # Called (awaited) with (pool_state, ct) before each start: what later
+        # layers write into the rootfs (the network configuration, say).
+        self.before_start: list[Callable] = []
+        # Called (awaited) with (ct, hook, pid) for each LXC hook; one that
+        # raises at start-host makes the start fail.
+        self.hook_handlers: list[Callable] = []
+        # Why a start-host hook refused, so that the failed start says so
+        # rather than only "the hook exited 1".
+        self.hook_errors: dict[tuple[str, str], str] = {}
 
     def set_state(self, ct: Container, state: str, pid: int | None = None) -> None:
         pid = pid if state == RUNNING else None
@@ -32,9 +51,19 @@ class Containers:
             ct.state, ct.init_pid = state, pid
             self.on_state(ct)
 
+    @staticmethod
+    def grants(ct: Container) -> list[DeviceGrant]:
+        """Its features' devices and its own grants, one per device."""
+        return merge([*features.grants(ct.features), *ct.devices])
+
     def render(self, pstate, ct: Container) -> str:
         user = pstate.users[ct.user]
-        extra = [line for provider in self.config_providers for line in provider(pstate, ct)]
+        extra = [
+            *self.cgroups.lxc_lines(ct.pool, ct.group, ct.id, ct.limits),
+            *features.lxc_lines(ct.features),
+            *self.nodes.lxc_lines(self.cgroups.layout, ct.pool, ct.id, self.grants(ct)),
+            *self.lxcfs.lxc_lines(),
+        ]
         try:
             tpl_conf = self.templates.get(ct.distribution).lxc_conf
         except Exception:
@@ -42,21 +71,64 @@ class Containers:
         return render(LxcSpec(
             ct=ct, user=user, rootfs=pstate.pool.rootfs(ct.id), idmap=pstate.pool.idmap,
             log_file=self.lxc.log_file(ct.pool, ct.id), hooks=self.hooks,
-            template_conf=tpl_conf, extra=extra,
+            template_conf=tpl_conf, extra=extra, mount_auto=features.mount_auto(ct.features),
+            prlimits=ct.prlimits,
         ))
 
     def write_config(self, pstate, ct: Container) -> None:
         self.lxc.write_config(ct.pool, ct.id, self.render(pstate, ct))
 
+    def remove(self, pool: str, ct_id: str) -> None:
+        """Forget a deleted container's LXC dir and device nodes."""
+        self.lxc.remove(pool, ct_id)
+        self.nodes.remove(pool, ct_id)
+
     async def refresh(self, ct: Container) -> None:
         state, pid = await self.lxc.aquery(ct.pool, ct.id)
         self.set_state(ct, state, pid)
 
+    def apply_groups(self, pstate, path: str) -> None:
+        """Make group ``path`` and those above it in the cgroup tree, each
+        with its limits (they may have gone with a reboot)."""
+        for p in reversed(ancestors(path)):
+            self.cgroups.apply(self.cgroups.group(pstate.pool.name, p), pstate.groups[p].limits)
+
+    def remove_group(self, pool: str, path: str) -> None:
+        """Remove a group's cgroups (and all below, "/" for the whole pool)."""
+        self.cgroups.remove(self.cgroups.group(pool, path))
+
+    def apply_limits(self, ct: Container) -> None:
+        """Put the container's limits in force now, while it runs."""
+        rel = self.cgroups.ct(ct.pool, ct.group, ct.id)
+        self.cgroups.apply(rel, ct.limits)
+        self.cgroups.apply_cpu_view(rel, ct.limits)
+
+    def limits_in_force(self, ct: Container) -> Limits | None:
+        """Read back from the container's cgroup; None when it is not running."""
+        if not ct.running:
+            return None
+        return self.cgroups.read(self.cgroups.ct(ct.pool, ct.group, ct.id))
+
     async def start(self, pstate, ct: Container) -> None:
+        for prepare in self.before_start:
+            await prepare(pstate, ct)
+        self.apply_groups(pstate, ct.group)
         self.write_config(pstate, ct)
+        user = pstate.users[ct.user]
+        self.nodes.prepare(ct.pool, ct.id, self.grants(ct), user.root_uid, user.root_gid)
+        if ct.restart_pending:
+            ct.restart_pending = False
+            pstate.save_ct(ct)
         self.set_state(ct, STARTING)
+        key = (ct.pool, ct.id)
+        self.hook_errors.pop(key, None)
         try:
             await self.lxc.start(ct.pool, ct.id)
+        except OsctlError as e:
+            why = self.hook_errors.pop(key, None)
+            if why:
+                raise OsctlError(e.code, f"container {ct.id} failed to start: {why}") from None
+            raise
         finally:
             await self.refresh(ct)
 
@@ -71,8 +143,34 @@ class Containers:
         finally:
             await self.refresh(ct)
 
-    def hook(self, ct: Container, hook: str, pid: int | None) -> None:
+    async def reconfigure(self, pstate, ct: Container, restart: bool, timeout: int) -> bool:
+        """The container's config changed (and is saved). A running container
+        restarts into it now, or (``restart`` false) is marked as having a
+        restart pending. True when it was restarted."""
+        self.write_config(pstate, ct)
+        if not ct.running:
+            return False
+        if not restart:
+            ct.restart_pending = True
+            pstate.save_ct(ct)
+            return False
+        await self.stop(ct, timeout)
+        await self.start(pstate, ct)
+        return True
+
+    async def hook(self, ct: Container, hook: str, pid: int | None,
+                   target: str | None = None) -> None:
         if hook == "start-host":
+            try:
+                for handler in self.hook_handlers:
+                    await handler(ct, hook, pid)
+            except Exception as e:
+                self.hook_errors[(ct.pool, ct.id)] = str(e)
+                raise
+            self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.set_state(ct, RUNNING, pid)
         elif hook in ("post-stop", "stop"):
-            self.set_state(ct, STOPPED)
+            # A reboot from inside: LXC starts it again right away.
+            self.set_state(ct, STARTING if target == "reboot" else STOPPED)
+            for handler in self.hook_handlers:
+                await handler(ct, hook, pid)

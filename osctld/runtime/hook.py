@@ -21,6 +21,8 @@ def main(argv):
     name = os.environ.get("LXC_NAME") or (argv[3] if len(argv) > 3 else "")
     hook = os.environ.get("LXC_HOOK_TYPE") or (argv[5] if len(argv) > 5 else "")
     msg = {"pool": pool, "ct": name, "hook": hook}
+    if os.environ.get("LXC_TARGET"):  # post-stop: "stop", or "reboot" from inside
+        msg["target"] = os.environ["LXC_TARGET"]
     if os.environ.get("LXC_PID"):
         msg["pid"] = int(os.environ["LXC_PID"])
     try:

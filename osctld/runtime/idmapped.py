@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import time
 from pathlib import Path
 
 SYS_OPEN_TREE = 428
@@ -37,13 +38,14 @@ def supports_idmapped_mounts(path: Path) -> bool:
     tree = ns = -1
     try:
         for f in ("uid_map", "gid_map"):
-            for _ in range(200):
+            for _ in range(500):
                 try:
                     Path(f"/proc/{holder.pid}/{f}").write_text("0 3000000000 65536\n")
                     break
                 except OSError:
-                    # unshare has not entered its namespace yet
-                    os.sched_yield()
+                    time.sleep(0.002)  # unshare has not entered its namespace yet
+            else:
+                raise RuntimeError(f"cannot probe idmapped mounts: no {f} for a test namespace")
         ns = os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         tree = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, str(path).encode(),
                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
@@ -62,10 +64,15 @@ def supports_idmapped_mounts(path: Path) -> bool:
 
 
 def shift_tree(root: Path, uid_offset: int, gid_offset: int) -> None:
-    """The fallback: chown every file of ``root`` by the offsets (no symlink following)."""
+    """The fallback: chown every file of ``root`` by the offsets (no symlink
+    following; each inode once, however many hard links it has)."""
+    seen: set[tuple[int, int]] = set()
 
     def shift(name: str) -> None:
         st = os.lstat(name)
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
         os.chown(name, st.st_uid + uid_offset, st.st_gid + gid_offset, follow_symlinks=False)
         if not os.path.islink(name) and st.st_mode & 0o6000:
             os.chmod(name, st.st_mode & 0o7777)  # chown cleared setuid/setgid

@@ -15,12 +15,39 @@ from pathlib import Path
 
 import lxc
 
-from osctl.protocol import CONFLICT, INTERNAL, INVALID, OsctlError
+from osctl.protocol import BUSY, CONFLICT, INTERNAL, INVALID, OsctlError
 
+from ..proc import run_tool
 from ..store import atomic_write
 from .terminal import run_on_pipes, run_on_pty
 
 ATTACH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+CAPTURE_LIMIT = 16 * 1024 * 1024
+
+
+async def _bounded(stream: asyncio.StreamReader) -> bytes:
+    data = b""
+    while chunk := await stream.read(65536):
+        data += chunk
+        if len(data) > CAPTURE_LIMIT:
+            raise OsctlError(INVALID, f"output over {CAPTURE_LIMIT} bytes: pass file "
+                                      "descriptors (osctl ct exec does) for more")
+    return data
+
+
+async def _reap(proc, work, timeout: float | None):
+    """Await ``work``; on timeout, cancellation or error kill ``proc`` first."""
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except BaseException as e:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        if isinstance(e, asyncio.TimeoutError):
+            raise OsctlError(BUSY, f"command inside did not finish in {timeout} s; killed") from None
+        raise
 
 
 class LxcRuntime:
@@ -59,14 +86,6 @@ class LxcRuntime:
     def _base(self, tool: str, pool: str, ct_id: str) -> list[str]:
         return [tool, "-n", ct_id, "-P", str(self.lxcpath(pool))]
 
-    async def _run(self, argv: list[str]) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await proc.communicate()
-        return proc.returncode, out.decode(errors="replace")
-
     def log_errors(self, pool: str, ct_id: str, since: int) -> str:
         """The ERROR lines LXC logged since byte offset ``since``: why a start failed."""
         try:
@@ -86,7 +105,7 @@ class LxcRuntime:
 
     async def start(self, pool: str, ct_id: str) -> None:
         offset = self._log_size(pool, ct_id)
-        rc, out = await self._run(self._base("lxc-start", pool, ct_id))
+        rc, out = await run_tool(*self._base("lxc-start", pool, ct_id))
         if rc != 0:
             why = self.log_errors(pool, ct_id, offset) or out.strip()
             raise OsctlError(INTERNAL, f"container {ct_id} failed to start: {why}")
@@ -94,7 +113,7 @@ class LxcRuntime:
     async def stop(self, pool: str, ct_id: str, timeout: int, kill: bool = False) -> None:
         argv = self._base("lxc-stop", pool, ct_id)
         argv += ["-k"] if kill else ["-t", str(timeout)]
-        rc, out = await self._run(argv)
+        rc, out = await run_tool(*argv)
         if rc == 2:  # not running
             return
         if rc != 0:
@@ -104,11 +123,14 @@ class LxcRuntime:
                 raise OsctlError(INTERNAL, f"container {ct_id} did not stop: {out.strip()}")
 
     async def attach(self, pool: str, ct_id: str, argv: list[str], fds: list[int] | None,
-                     env: dict[str, str] | None = None,
-                     stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+                     env: dict[str, str] | None = None, stdin: bytes | None = None,
+                     timeout: float | None = None) -> tuple[int, bytes, bytes]:
         """Run ``argv`` inside. With ``fds`` (stdin, stdout, stderr) the process uses
-        them directly (or through a pty or pipes, see .terminal), and nothing
-        is captured; without, ``stdin`` is fed to it and its output captured."""
+        them directly (or through a pty or pipes, see .terminal) and nothing is
+        captured; without, ``stdin`` is fed to it and its output captured, up to
+        CAPTURE_LIMIT bytes each. The process is killed when ``timeout`` runs out
+        or the operation is cancelled: what runs inside is the tenant's, and may
+        never end."""
         cmd = self._base("lxc-attach", pool, ct_id) + ["--clear-env", "-v", f"PATH={ATTACH_PATH}"]
         for k, v in (env or {}).items():
             cmd += ["-v", f"{k}={v}"]
@@ -123,16 +145,34 @@ class LxcRuntime:
                 return await run_on_pipes(cmd, fds), b"", b""
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
-            return await proc.wait(), b"", b""
+            return await _reap(proc, proc.wait(), timeout), b"", b""
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate(stdin)
+
+        async def talk() -> tuple[bytes, bytes]:
+            if stdin:
+                proc.stdin.write(stdin)
+                await proc.stdin.drain()
+                proc.stdin.close()
+            out, err = await asyncio.gather(_bounded(proc.stdout), _bounded(proc.stderr))
+            await proc.wait()
+            return out, err
+
+        out, err = await _reap(proc, talk(), timeout)
         return proc.returncode, out, err
+
+    async def set_hostname(self, init_pid: int, hostname: str) -> None:
+        """Set the hostname in the container's UTS namespace with the host's own
+        tool, not the tenant's (which could be anything, and never return)."""
+        rc, out = await run_tool("nsenter", "--target", str(init_pid), "--uts",
+                                 "hostname", hostname)
+        if rc != 0:
+            raise OsctlError(INTERNAL, f"setting the hostname failed: {out.strip()}")
 
     async def console(self, pool: str, ct_id: str, fds: list[int], tty: int = 0) -> int:
         if len(fds) != 3 or not os.isatty(fds[0]):
             raise OsctlError(CONFLICT, "the console needs a terminal: run osctl ct console from one")
         cmd = self._base("lxc-console", pool, ct_id) + ["-t", str(tty)]
         proc = await asyncio.create_subprocess_exec(*cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
-        return await proc.wait()
+        return await _reap(proc, proc.wait(), None)

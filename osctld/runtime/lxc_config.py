@@ -12,6 +12,8 @@ from ..model.pool import IDMAP_MOUNT
 from ..model.user import User
 
 HOOK_SCRIPT = Path(__file__).resolve().parent / "hook.py"
+# lxc.mount.auto by kind; features replace a kind (nesting: cgroup writable).
+MOUNT_AUTO = {"proc": "proc:mixed", "sys": "sys:mixed", "cgroup": "cgroup:mixed"}
 
 
 @dataclass
@@ -38,6 +40,8 @@ class LxcSpec:
     hooks: Hooks
     template_conf: str = ""  # the template's LXC snippet (init, halt signal)
     extra: list[str] = field(default_factory=list)  # lines from later layers (net, features)
+    mount_auto: dict[str, str] = field(default_factory=dict)  # overrides of MOUNT_AUTO
+    prlimits: dict[str, list] = field(default_factory=dict)  # name -> [soft, hard]
 
 
 def render(spec: LxcSpec) -> str:
@@ -52,7 +56,7 @@ def render(spec: LxcSpec) -> str:
     lines += [f"lxc.idmap = u {e.ns_id} {e.host_id} {e.count}" for e in user.uid_map]
     lines += [f"lxc.idmap = g {e.ns_id} {e.host_id} {e.count}" for e in user.gid_map]
     lines += [
-        "lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed",
+        "lxc.mount.auto = " + " ".join({**MOUNT_AUTO, **spec.mount_auto}.values()),
         "lxc.autodev = 1",
         "lxc.tty.max = 4",
         "lxc.pty.max = 1024",
@@ -64,6 +68,7 @@ def render(spec: LxcSpec) -> str:
         f"lxc.hook.start-host = {spec.hooks.command(ct.pool)}",
         f"lxc.hook.post-stop = {spec.hooks.command(ct.pool)}",
     ]
+    lines += [f"lxc.prlimit.{name} = {soft}:{hard}" for name, (soft, hard) in sorted(spec.prlimits.items())]
     if not any(line.startswith("lxc.net.") for line in spec.extra):
         lines.append("lxc.net.0.type = empty")
     lines += spec.extra

@@ -50,8 +50,14 @@ async def run_on_pipes(argv: list[str], fds: list[int]) -> int:
             except OSError:
                 lost = True
 
-    await asyncio.gather(pump(proc.stdout, fds[1]), pump(proc.stderr, fds[2]))
-    return await proc.wait()
+    try:
+        await asyncio.gather(pump(proc.stdout, fds[1]), pump(proc.stderr, fds[2]))
+        return await proc.wait()
+    except BaseException:  # cancelled: what runs inside may never end
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        raise
 
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from pathlib import Path
 
-from osctl.protocol import INTERNAL, OsctlError
+from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
+
+from ..proc import run_tool
+
+
+# Where tenants' data lives, below the pool's path.
+PRIVATE_DIRS = ("ct", "tpl", "vm")
 
 
 async def run(*argv: str, what: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    text = out.decode(errors="replace").strip()
-    if proc.returncode != 0:
-        raise OsctlError(INTERNAL, f"{what} failed: {text or f'exit {proc.returncode}'}")
+    rc, out = await run_tool(*argv)
+    text = out.strip()
+    if rc != 0:
+        raise OsctlError(INTERNAL, f"{what} failed: {text or f'exit {rc}'}")
     return text
 
 
@@ -24,6 +28,7 @@ class Backend:
     """A pool's datasets: a dataset is a directory tree a container or template owns."""
 
     name = "base"
+    quotas = False  # whether datasets can have a disk quota
 
     def __init__(self, pool):
         self.pool = pool
@@ -31,11 +36,21 @@ class Backend:
     async def install(self, size: int | None = None) -> None:
         """Prepare a new pool at its path (create an image, a filesystem, ...)."""
         self.pool.path.mkdir(parents=True, exist_ok=True)
+        await self.activate()
 
     async def activate(self) -> None:
-        """Make an installed pool usable on this node (mount it); idempotent."""
+        """Make an installed pool usable on this node (mount it); idempotent.
+
+        Root filesystems are stored unshifted: a tenant's setuid file is
+        setuid root on the host. So the directories above them are root's
+        alone (0700), as LXC keeps /var/lib/lxc."""
         if not self.pool.path.is_dir():
             raise OsctlError(INTERNAL, f"pool {self.pool.name}: {self.pool.path} is missing")
+        for sub in PRIVATE_DIRS:
+            d = self.pool.path / sub
+            d.mkdir(mode=0o700, exist_ok=True)
+            os.chown(d, 0, 0)
+            os.chmod(d, 0o700)
 
     async def deactivate(self) -> None:
         """Undo ``activate`` when the pool is exported."""
@@ -50,4 +65,16 @@ class Backend:
         await run("cp", "-a", "--reflink=auto", str(src), str(dst), what=f"copying {src}")
 
     async def destroy(self, path: Path) -> None:
-        await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+        if path.exists() or path.is_symlink():
+            await asyncio.to_thread(shutil.rmtree, path)
+
+    async def set_quota(self, path: Path, size: int | None) -> None:
+        """Limit what dataset ``path`` may hold to ``size`` bytes (None: no limit)."""
+        self.need_quotas()
+
+    def need_quotas(self) -> None:
+        """Refuse early where the backend has no disk quotas."""
+        if self.quotas:
+            return
+        raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
+                                      "disk quotas: use a btrfs pool")

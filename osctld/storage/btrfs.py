@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from osctl.protocol import INVALID, OsctlError
+from osctl.protocol import CONFLICT, INVALID, OsctlError
 
 from .base import Backend, run
 
@@ -20,6 +20,7 @@ def is_mounted(path: Path) -> bool:
 
 class BtrfsBackend(Backend):
     name = "btrfs"
+    quotas = True  # qgroups
 
     async def install(self, size: int | None = None) -> None:
         pool = self.pool
@@ -50,6 +51,7 @@ class BtrfsBackend(Backend):
         if fstype != "btrfs":
             raise OsctlError(INVALID, f"{pool.path} is on {fstype}, not btrfs: "
                                       "give a btrfs path or --image FILE --size SIZE")
+        await super().activate()
 
     async def deactivate(self) -> None:
         if self.pool.image is not None and is_mounted(self.pool.path):
@@ -71,3 +73,34 @@ class BtrfsBackend(Backend):
             await run("btrfs", "-q", "subvolume", "delete", str(path), what=f"deleting subvolume {path}")
         else:
             await super().destroy(path)
+
+    # --- disk quotas: qgroups, a referenced-bytes limit per subvolume ---------------
+
+    async def qgroup(self, path: Path) -> str:
+        return "0/" + await run("btrfs", "inspect-internal", "rootid", str(path), what="btrfs rootid")
+
+    async def used(self, path: Path) -> int:
+        """Bytes the subvolume refers to (what its quota counts), quotas on."""
+        qgroup = await self.qgroup(path)
+        root = str(self.pool.path)
+        try:
+            out = await run("btrfs", "qgroup", "show", "--raw", "-r", root, what="btrfs qgroup show")
+        except OsctlError:  # quotas are off: turn them on and count what is there
+            await run("btrfs", "quota", "enable", root, what="btrfs quota enable")
+            await run("btrfs", "quota", "rescan", "-w", root, what="btrfs quota rescan")
+            out = await run("btrfs", "qgroup", "show", "--raw", "-r", root, what="btrfs qgroup show")
+        for line in out.splitlines():
+            cols = line.split()
+            if cols and cols[0] == qgroup:
+                return int(cols[1])
+        raise OsctlError(INVALID, f"no qgroup {qgroup} for {path}")
+
+    async def set_quota(self, path: Path, size: int | None) -> None:
+        used = await self.used(path)
+        if size is not None and size < used:
+            raise OsctlError(CONFLICT, f"disk quota {size} is below what {path.parent.name} "
+                                       f"holds already ({used} bytes)")
+        # Through the pool's root, not the subvolume: a subvolume at its limit
+        # cannot pay for the transaction that lifts it (EDQUOT).
+        await run("btrfs", "qgroup", "limit", str(size) if size else "none",
+                  await self.qgroup(path), str(self.pool.path), what="btrfs qgroup limit")

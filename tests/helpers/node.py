@@ -1,11 +1,7 @@
 """A test node: a network namespace of its own with its own osctld in it.
 
 The host's network is never touched: the daemon, its containers and their
-LXC command sockets all live in the namespace. The daemon and LXC's tools
-enter only the network namespace (nsenter --net), not what `ip netns exec`
-also makes, a mount namespace with a fresh /sys: there the cgroup
-hierarchies are not mounted, LXC creates no cgroups and systemd cannot
-boot in a container. Every node gets its own
+LXC command sockets all live in the namespace. Every node gets its own
 state and run directories and its own id-range base, so nodes never share
 a UID block or a /etc/subuid line.
 """
@@ -59,6 +55,7 @@ class TestNode:
             "cache_dir": str(CACHE),
             "log_level": "debug",
             "default_pool": {"id_base": self.id_base},
+            "cgroup_root": f"osctl-{self.name}",
             **(config or {}),
         }
         self.proc: subprocess.Popen | None = None
@@ -74,7 +71,7 @@ class TestNode:
         cfg.write_text(yaml.safe_dump(self.config))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [*self.netns_prefix(), OSCTLD, "--config", str(cfg)],
+            [*self.netns_argv(), OSCTLD, "--config", str(cfg)],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         logf.close()
         deadline = time.time() + timeout
@@ -128,18 +125,26 @@ class TestNode:
 
         return json.loads(self.osctl("-j", *args).stdout)
 
+    def netns_argv(self) -> list[str]:
+        """Enter only the node's network namespace. Unlike ``ip netns exec``,
+        which also makes a mount namespace with a fresh /sys, this keeps the
+        host's /sys/fs/cgroup in view: LXC needs it to put containers in
+        cgroups (limits, the devices cgroup), and mounts the daemon makes
+        (lxcfs) stay visible to the next daemon of the node."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
+
     def nsexec(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
                               capture_output=True, text=True, **kw)
 
-    def netns_prefix(self) -> list[str]:
-        """Enter the node's network namespace only (see the module's docstring)."""
-        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
-
-    def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True, **kw):
+    def lxc(self, tool: str, pool: str, ct: str, *args: str, check: bool = True):
         """Run one of LXC's own tools on a container of this node, in its namespace."""
-        return subprocess.run([*self.netns_prefix(), tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool),
-                               *args], check=check, capture_output=True, text=True, **kw)
+        return subprocess.run([*self.netns_argv(), tool, "-n", ct, "-P", str(self.run_dir / "lxc" / pool),
+                               *args], check=check, capture_output=True, text=True)
+
+    def exec_raw(self, ct: str, *argv: str, pool: str = "default") -> str:
+        """Run a command inside with lxc-attach, no daemon needed; its stdout."""
+        return self.lxc("lxc-attach", pool, ct, "--clear-env", "--", *argv).stdout
 
     def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
         return self.osctl("ct", "exec", ct, "--", *argv, check=False)
@@ -157,6 +162,23 @@ class TestNode:
 
     # --- clean-up ---------------------------------------------------------------
 
+    def lxcfs_pid(self) -> int | None:
+        """The PID of the lxcfs this node's osctld started, if it still runs."""
+        try:
+            pid = int((self.run_dir / "lxcfs.pid").read_text().split()[0])
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "lxcfs":
+                return pid
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def stop_lxcfs(self) -> None:
+        """osctld never stops its lxcfs (containers hold its mounts): the node's end does."""
+        pid = self.lxcfs_pid()
+        if pid is not None:
+            subprocess.run(["umount", "-l", str(self.run_dir / "lxcfs")], capture_output=True)
+            os.kill(pid, signal.SIGTERM)
+
     def cleanup(self) -> None:
         """Leave nothing: containers, mounts, subuid lines, the namespace, files."""
         if self.proc and self.proc.poll() is None:
@@ -173,6 +195,10 @@ class TestNode:
                 for ct_dir in pool_dir.iterdir():
                     self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        self.stop_lxcfs()
+        from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
+
+        cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
         if self.dir.exists():
             mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
                       if ln.split()[1].startswith(str(self.dir))]

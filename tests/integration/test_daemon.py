@@ -18,7 +18,7 @@ from tests.helpers.node import OSCTL, OSCTLD
 def run_osctld(node, config: dict | str) -> subprocess.CompletedProcess:
     cfg = node.dir / "bad.yml"
     cfg.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
-    return subprocess.run([*node.netns_prefix(), OSCTLD, "--config", str(cfg)],
+    return subprocess.run([*node.netns_argv(), OSCTLD, "--config", str(cfg)],
                           capture_output=True, text=True, timeout=30)
 
 

@@ -1,0 +1,133 @@
+"""osctl ct netif: a container's network interfaces, addresses and routes."""
+
+from __future__ import annotations
+
+import click
+
+from .common import call, pass_settings, show
+
+LS_COLUMNS = ["name", "type", "veth", "interconnect", "addresses", "rx_bytes", "rx_packets",
+              "tx_bytes", "tx_packets", "max_tx", "max_rx"]
+RATE_HELP = "bits per second: 100M, 1G; 0 removes the limit"
+
+
+@click.group("netif")
+def netif():
+    """Network interfaces of containers: routed (default) or bridged veths."""
+
+
+@netif.command("new")
+@click.argument("id")
+@click.argument("name")
+@click.option("--type", "type_", type=click.Choice(["routed", "bridge"]), default="routed",
+              show_default=True, help="Routed through the node, or joined to a bridge.")
+@click.option("--link", metavar="BRIDGE", help="The bridge of a bridged interface.")
+@click.option("--hwaddr", metavar="MAC", help="MAC inside [default: a random fixed one].")
+@click.option("--gateway4", metavar="IP|auto|none", default="auto", show_default=True,
+              help="Bridged: IPv4 gateway; auto is the bridge's first address.")
+@click.option("--gateway6", metavar="IP|auto|none", default="auto", show_default=True,
+              help="Bridged: IPv6 gateway.")
+@click.option("--dhcp", is_flag=True, help="Bridged: addresses from DHCP.")
+@click.option("--max-tx", metavar="RATE", help=f"Limit what the container sends ({RATE_HELP}).")
+@click.option("--max-rx", metavar="RATE", help=f"Limit what the container receives ({RATE_HELP}).")
+@pass_settings
+def new(s, id, name, type_, link, hwaddr, gateway4, gateway6, dhcp, max_tx, max_rx):
+    """Add interface NAME (eth0, ...) to container ID; hot-plugged if it runs."""
+    show(s, call(s, "netif.new", {"id": id, "name": name, "type": type_, "link": link,
+                                  "hwaddr": hwaddr, "gateway4": gateway4, "gateway6": gateway6,
+                                  "dhcp": dhcp, "max_tx": max_tx, "max_rx": max_rx}))
+
+
+@netif.command("del")
+@click.argument("id")
+@click.argument("name")
+@pass_settings
+def delete(s, id, name):
+    """Remove interface NAME of container ID; unplugged if it runs."""
+    show(s, call(s, "netif.del", {"id": id, "name": name}))
+
+
+@netif.command("ls")
+@click.argument("id")
+@pass_settings
+def ls(s, id):
+    """Interfaces of container ID, with traffic counters (as the container sees them)."""
+    show(s, call(s, "netif.ls", {"id": id}), LS_COLUMNS)
+
+
+@netif.command("rename")
+@click.argument("id")
+@click.argument("name")
+@click.argument("new_name")
+@pass_settings
+def rename(s, id, name, new_name):
+    """Rename interface NAME of container ID to NEW_NAME."""
+    show(s, call(s, "netif.rename", {"id": id, "name": name, "new_name": new_name}))
+
+
+@netif.command("set")
+@click.argument("id")
+@click.argument("name")
+@click.option("--max-tx", metavar="RATE", help=f"Limit what the container sends ({RATE_HELP}).")
+@click.option("--max-rx", metavar="RATE", help=f"Limit what the container receives ({RATE_HELP}).")
+@click.option("--gateway4", metavar="IP|auto|none", help="Bridged: IPv4 gateway.")
+@click.option("--gateway6", metavar="IP|auto|none", help="Bridged: IPv6 gateway.")
+@click.option("--dhcp/--no-dhcp", default=None, help="Bridged: addresses from DHCP or static.")
+@pass_settings
+def set_(s, id, name, max_tx, max_rx, gateway4, gateway6, dhcp):
+    """Change shaping, gateways or DHCP of interface NAME; live if it runs."""
+    show(s, call(s, "netif.set", {"id": id, "name": name, "max_tx": max_tx, "max_rx": max_rx,
+                                  "gateway4": gateway4, "gateway6": gateway6, "dhcp": dhcp}))
+
+
+@netif.group("ip")
+def ip():
+    """Addresses of an interface."""
+
+
+@netif.group("route")
+def route():
+    """Prefixes routed to an interface but not assigned on it."""
+
+
+def _change(group, verb: str, arg: str, metavar: str, doc: str, *options):
+    """``osctl ct netif GROUP VERB ID NAME ARG``: one address or prefix."""
+
+    @click.argument("id")
+    @click.argument("name")
+    @click.argument(arg, metavar=metavar)
+    @pass_settings
+    def cmd(s, id, name, **kw):
+        show(s, call(s, f"netif.{group.name}_{verb}", {"id": id, "name": name, **kw}))
+
+    cmd.__doc__ = doc
+    for option in options:
+        cmd = option(cmd)
+    group.command(verb)(cmd)
+
+
+def _list(group, columns: list[str], doc: str):
+    """``osctl ct netif GROUP ls ID [NAME]``."""
+
+    @click.argument("id")
+    @click.argument("name", required=False)
+    @pass_settings
+    def cmd(s, id, name):
+        show(s, call(s, f"netif.{group.name}_ls", {"id": id, "name": name}), columns)
+
+    cmd.__doc__ = doc
+    group.command("ls")(cmd)
+
+
+_change(ip, "add", "address", "ADDR[/PREFIX]",
+        "Give ADDR to interface NAME of container ID (bridged: with its /PREFIX); live if it runs.")
+_change(ip, "del", "address", "ADDR", "Take ADDR from interface NAME of container ID; live if it runs.")
+_list(ip, ["netif", "address", "version"], "Addresses of container ID's interfaces (or of NAME).")
+_change(route, "add", "prefix", "PREFIX", "Route PREFIX to interface NAME of container ID; live if it runs.",
+        click.option("--via", metavar="ADDR", help="Next hop [routed: the container's own address]."))
+_change(route, "del", "prefix", "PREFIX", "Stop routing PREFIX to interface NAME of container ID.")
+_list(route, ["netif", "prefix", "via"], "Routed prefixes of container ID's interfaces (or of NAME).")
+
+
+# Registered under `osctl ct` (see main.py): a netif belongs to a container.
+COMMANDS = [netif]

@@ -1,0 +1,47 @@
+"""Container features (tun, fuse, kvm, ppp, lxc, docker): list, enable, disable.
+
+A change restarts a running container into it; ``restart`` false stages it
+for the next start, and the container shows ``restart_pending``.
+"""
+
+from __future__ import annotations
+
+from ..runtime.features import FEATURES, check_names
+from . import Context, command
+from .ct import STOP_TIMEOUT, _find, reconfigure
+
+
+@command("ct.feature.ls")
+async def ls(ctx: Context, id: str) -> list:
+    """Every feature, whether the container has it, and what it grants."""
+    _, ct = _find(ctx, id)
+    return [{"name": f.name, "enabled": f.name in ct.features, "description": f.description,
+             "devices": [g.rule for g in f.devices], "restart_pending": ct.restart_pending}
+            for f in FEATURES.values()]
+
+
+async def _set(ctx: Context, id: str, names: list[str], on: bool, restart: bool, timeout: int) -> dict:
+    check_names(names)
+    pstate, ct = _find(ctx, id)
+    wanted = [n for n in FEATURES if (n in names and on) or (n in ct.features and n not in names)]
+    if wanted == ct.features:  # nothing changes: no restart either
+        return {**ct.public(), "restarted": False}
+
+    def change() -> None:
+        ct.features = wanted
+
+    return await reconfigure(ctx, pstate, ct, change, restart, timeout)
+
+
+@command("ct.feature.enable", mutating=True)
+async def enable(ctx: Context, id: str, names: list[str], restart: bool = True,
+                 timeout: int = STOP_TIMEOUT) -> dict:
+    """Turn features on (a running container restarts unless ``restart`` is false)."""
+    return await _set(ctx, id, names, True, restart, timeout)
+
+
+@command("ct.feature.disable", mutating=True)
+async def disable(ctx: Context, id: str, names: list[str], restart: bool = True,
+                  timeout: int = STOP_TIMEOUT) -> dict:
+    """Turn features off (a running container restarts unless ``restart`` is false)."""
+    return await _set(ctx, id, names, False, restart, timeout)

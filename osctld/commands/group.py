@@ -1,0 +1,129 @@
+"""Resource groups: cgroup subtrees whose limits bind every container below."""
+
+from __future__ import annotations
+
+import contextlib
+
+from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
+
+from ..model.group import DEFAULT_GROUP, ROOT_GROUP, Group, check_group_path, parent_of
+from ..model.limits import Limits
+from ..undo import Undo
+from . import Context, command
+
+
+def _find(ctx: Context, path: str, pool: str | None):
+    pstate = ctx.daemon.registry.pool(pool)
+    ctx.pool = pstate.pool.name
+    return pstate, pstate.group(check_group_path(path))
+
+
+@contextlib.asynccontextmanager
+async def _lock(ctx: Context, pstate):
+    # One lock for a pool's group tree: a new child and its parent's deletion
+    # must not cross. The pool's, shared: no export while groups change.
+    locks = ctx.daemon.locks
+    async with locks.hold(("pool", pstate.pool.name), "group", shared=True), \
+            locks.hold(("groups", pstate.pool.name), "group"):
+        yield
+
+
+def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
+    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
+    ctx.daemon.containers.cgroups.check(out)
+    return out
+
+
+def _below(pstate, path: str) -> tuple[list[str], list[str]]:
+    """Groups and containers below ``path`` (not itself)."""
+    prefix = path.rstrip("/") + "/"
+    groups = sorted(p for p in pstate.groups if p.startswith(prefix))
+    cts = sorted(c.id for c in pstate.cts.values() if c.group == path or c.group.startswith(prefix))
+    return groups, cts
+
+
+def _public(ctx: Context, pstate, g: Group, detail: bool = False) -> dict:
+    tree = ctx.daemon.containers.cgroups
+    groups, cts = _below(pstate, g.path)
+    out = {"pool": pstate.pool.name, "path": g.path, "limits": g.limits.to_dict(),
+           "effective_limits": pstate.effective_limits(g.path).to_dict(),
+           "containers": len(cts)}
+    if detail:
+        rel = tree.group(pstate.pool.name, g.path)
+        in_force = tree.read(rel)
+        out.update(groups=groups, container_ids=cts,
+                   limits_in_force=None if in_force is None else in_force.to_dict(),
+                   usage=tree.usage(rel) if in_force is not None else None)
+    return out
+
+
+@command("group.new", mutating=True)
+async def new(ctx: Context, path: str, pool: str | None = None, limits: dict | None = None) -> dict:
+    """Create a group below an existing one, with optional limits."""
+    d = ctx.daemon
+    pstate = d.registry.pool(pool)
+    ctx.pool = pstate.pool.name
+    path = check_group_path(path)
+    group = Group(path, pstate.pool.name, _limits(ctx, Limits(), limits))
+    async with _lock(ctx, pstate), Undo() as undo:
+        if path in pstate.groups:
+            raise OsctlError(EXISTS, f"group {path} exists in pool {pstate.pool.name}")
+        pstate.group(parent_of(path))
+        pstate.groups[path] = group
+        undo.push(pstate.groups.pop, path)
+        undo.push(d.containers.remove_group, pstate.pool.name, path)
+        d.containers.apply_groups(pstate, path)
+        pstate.save_group(group)
+    d.events.publish("add", object="group", pool=pstate.pool.name, id=path)
+    return _public(ctx, pstate, group)
+
+
+@command("group.ls")
+async def ls(ctx: Context, pool: str | None = None) -> list:
+    """Groups of every pool, or of one, parents before children."""
+    pools = [ctx.daemon.registry.pool(pool)] if pool else ctx.daemon.registry.pools.values()
+    return [_public(ctx, p, g) for p in pools for _, g in sorted(p.groups.items())]
+
+
+@command("group.show")
+async def show(ctx: Context, path: str, pool: str | None = None) -> dict:
+    """One group: its own limits, the effective ones, what is in force, its members."""
+    pstate, g = _find(ctx, path, pool)
+    return _public(ctx, pstate, g, detail=True)
+
+
+@command("group.set", mutating=True)
+async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -> dict:
+    """Change a group's limits (``none`` lifts one); live on its cgroup."""
+    d = ctx.daemon
+    pstate, g = _find(ctx, path, pool)
+    new_limits = _limits(ctx, g.limits, limits)
+    async with _lock(ctx, pstate), Undo() as undo:
+        old = g.limits
+        undo.push(d.containers.apply_groups, pstate, g.path)
+        undo.push(setattr, g, "limits", old)
+        g.limits = new_limits
+        d.containers.apply_groups(pstate, g.path)
+        pstate.save_group(g)
+    return _public(ctx, pstate, g)
+
+
+@command("group.del", mutating=True)
+async def delete(ctx: Context, path: str, pool: str | None = None) -> dict:
+    """Delete a group that holds no containers and no groups."""
+    d = ctx.daemon
+    pstate, g = _find(ctx, path, pool)
+    if g.path in (ROOT_GROUP, DEFAULT_GROUP):
+        raise OsctlError(INVALID, f"group {g.path} is built in and cannot be deleted")
+    async with _lock(ctx, pstate):
+        groups, cts = _below(pstate, g.path)
+        if cts or groups:
+            raise OsctlError(CONFLICT, f"group {g.path} is not empty: "
+                                       + "; ".join(x for x in (
+                                           cts and f"containers {', '.join(cts)}",
+                                           groups and f"groups {', '.join(groups)}") if x))
+        pstate.delete_group(g)
+        del pstate.groups[g.path]
+        d.containers.remove_group(pstate.pool.name, g.path)
+    d.events.publish("remove", object="group", pool=pstate.pool.name, id=g.path)
+    return {"pool": pstate.pool.name, "path": g.path}

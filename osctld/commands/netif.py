@@ -1,0 +1,252 @@
+"""Container network interfaces, their addresses and routed prefixes.
+
+Every change is checked against all netifs of the node first, reserved in
+memory (no await between check and reservation), applied live to a running
+container (host end and inside), written into the rootfs by distconfig and
+persisted; a failing step rolls back the ones before it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from typing import Callable
+
+from osctl.protocol import EXISTS, INVALID, OsctlError
+
+from ..model.container import Container
+from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
+                           parse_ip, parse_prefix)
+from ..model.units import parse_rate
+from ..net import plan
+from ..undo import Undo
+from . import Context, command
+from .ct import _find, _lock
+
+
+def _restore(netif: NetIf, snapshot: NetIf) -> None:
+    netif.__dict__.update(NetIf.from_dict(snapshot.to_dict()).__dict__)
+
+
+async def _live(ctx: Context, ct: Container, new: NetIf, old: NetIf) -> None:
+    """Take a running container's netif from ``old`` to ``new``."""
+    drop = [a for a in old.ips if a not in new.ips]
+    rename_from = old.name if old.name != new.name else None
+    await ctx.daemon.net.apply(ct, new, drop, rename_from)
+
+
+def _held(ct: Container) -> list[str]:
+    """What a container's netifs hold, as the user's ipv4 / ipv6-64 quotas count it."""
+    return [str(prefix) for n in ct.netifs for prefix, _ in n.held()]
+
+
+async def _hold(ctx: Context, pstate, ct: Container, netif: NetIf, prefix, label: str,
+                change: Callable[[NetIf], object]) -> dict:
+    """Give ``netif`` one more address or prefix: refused if any netif of the
+    node holds it or it takes the user over an ipv4 / ipv6-64 quota."""
+    ctx.daemon.net.check_free([(prefix, label)])
+    probe = _copy(netif)
+    change(probe)
+    changed = replace(ct, netifs=[probe if n is netif else n for n in ct.netifs])
+    pstate.check_quota(changed, ctx.daemon.backend(pstate).quotas, addresses=_held)
+    return await _commit(ctx, pstate, ct, netif, change)
+
+
+async def _commit(ctx: Context, pstate, ct: Container, netif: NetIf,
+                  change: Callable[[NetIf], object]) -> dict:
+    """``change`` a netif in memory (checked before: no await until it is
+    done, so it is a reservation too), then apply, write and persist it."""
+    d = ctx.daemon
+    before = _copy(netif)
+    change(netif)
+    async with Undo() as undo:
+        undo.push(d.write_netconfig, pstate, ct)  # last, from the restored model
+        undo.push(_restore, netif, before)
+        if ct.running:
+            undo.push(_live, ctx, ct, before, netif)
+            await _live(ctx, ct, netif, before)
+        await d.write_netconfig(pstate, ct)
+        pstate.save_ct(ct)
+    d.events.publish("change", object="netif", pool=ct.pool, id=ct.id, netif=netif.name)
+    return netif.public()
+
+
+def _netifs(ctx: Context, id: str, name: str | None) -> list[NetIf]:
+    _, ct = _find(ctx, id)
+    return [ct.netif(name)] if name else ct.netifs
+
+
+def _copy(netif: NetIf) -> NetIf:
+    return NetIf.from_dict(netif.to_dict())
+
+
+def _rate(value: str | int | None) -> int | None:
+    return parse_rate(value) or None if value is not None else None
+
+
+@command("netif.new", mutating=True)
+async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | None = None,
+              hwaddr: str | None = None, gateway4: str = AUTO, gateway6: str = AUTO,
+              dhcp: bool = False, max_tx: str | int | None = None,
+              max_rx: str | int | None = None) -> dict:
+    """Add a network interface; hot-plugged into a running container."""
+    d = ctx.daemon
+    pstate, ct = _find(ctx, id)
+    netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
+                  dhcp=dhcp, max_tx=_rate(max_tx), max_rx=_rate(max_rx),
+                  **({"hwaddr": check_hwaddr(hwaddr)} if hwaddr else {}))
+    async with _lock(ctx, ct, "netif.new"):
+        if any(n.name == name for n in ct.netifs):
+            raise OsctlError(EXISTS, f"container {ct.id} already has netif {name}")
+        netif.index = d.net.allocate()
+        async with Undo() as undo:
+            undo.push(d.write_netconfig, pstate, ct)
+            ct.netifs.append(netif)  # the reservation of the index
+            undo.push(ct.netifs.remove, netif)
+            if ct.running:
+                await d.net.plug(ct, netif)
+                undo.push(d.net.unplug, netif)
+            await d.write_netconfig(pstate, ct)
+            pstate.save_ct(ct)
+    d.events.publish("add", object="netif", pool=ct.pool, id=ct.id, netif=name)
+    return netif.public()
+
+
+@command("netif.del", mutating=True)
+async def delete(ctx: Context, id: str, name: str) -> dict:
+    """Remove a network interface; unplugged from a running container."""
+    d = ctx.daemon
+    pstate, ct = _find(ctx, id)
+    async with _lock(ctx, ct, "netif.del"):
+        netif = ct.netif(name)
+        # Config first: a crash after it leaves a veth that reconcile removes.
+        async with Undo() as undo:
+            undo.push(ct.netifs.insert, ct.netifs.index(netif), netif)
+            ct.netifs.remove(netif)
+            pstate.save_ct(ct)
+        if ct.running:
+            await d.net.unplug(netif)
+        await d.write_netconfig(pstate, ct)
+    d.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, netif=name)
+    return {"id": ct.id, "pool": ct.pool, "name": name}
+
+
+@command("netif.ls")
+async def ls(ctx: Context, id: str) -> list:
+    """A container's interfaces, with traffic counters while it runs."""
+    d = ctx.daemon
+    _, ct = _find(ctx, id)
+    out = []
+    for n in ct.netifs:
+        row = {"id": ct.id, "pool": ct.pool, **n.public(), "veth": d.net.veth(n),
+               "interconnect": d.net.interconnect(n),
+               "routes": [f"{r.prefix} via {r.via}" if r.via else r.prefix for r in n.routes],
+               "rx_bytes": None, "rx_packets": None, "tx_bytes": None, "tx_packets": None}
+        if ct.running:
+            row.update(await d.net.counters(n))
+        out.append(row)
+    return out
+
+
+@command("netif.rename", mutating=True)
+async def rename(ctx: Context, id: str, name: str, new_name: str) -> dict:
+    """Rename an interface (as the container sees it); live on a running one."""
+    pstate, ct = _find(ctx, id)
+    check_ifname(new_name)
+    async with _lock(ctx, ct, "netif.rename"):
+        netif = ct.netif(name)
+        if any(n.name == new_name for n in ct.netifs):
+            raise OsctlError(EXISTS, f"container {ct.id} already has netif {new_name}")
+        return await _commit(ctx, pstate, ct, netif, lambda n: setattr(n, "name", new_name))
+
+
+@command("netif.set", mutating=True)
+async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None,
+               max_rx: str | int | None = None, gateway4: str | None = None,
+               gateway6: str | None = None, dhcp: bool | None = None) -> dict:
+    """Change shaping (0 removes a limit) and, on a bridged netif, gateways and DHCP."""
+    pstate, ct = _find(ctx, id)
+    async with _lock(ctx, ct, "netif.set"):
+        netif = ct.netif(name)
+        if netif.type != BRIDGE and (gateway4, gateway6, dhcp) != (None, None, None):
+            raise OsctlError(INVALID, "gateways and DHCP are set on bridged netifs only")
+        changes = {"max_tx": _rate(max_tx) if max_tx is not None else netif.max_tx,
+                   "max_rx": _rate(max_rx) if max_rx is not None else netif.max_rx,
+                   "gateway4": gateway4 or netif.gateway4, "gateway6": gateway6 or netif.gateway6,
+                   "dhcp": netif.dhcp if dhcp is None else dhcp}
+        NetIf.from_dict({**netif.to_dict(), **changes})  # validates before anything changes
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.__dict__.update(changes))
+
+
+# --- addresses ---------------------------------------------------------------------
+
+@command("netif.ip_add", mutating=True)
+async def ip_add(ctx: Context, id: str, name: str, address: str) -> dict:
+    """Give an address to an interface: routed to it at once on a running container."""
+    pstate, ct = _find(ctx, id)
+    async with _lock(ctx, ct, "netif.ip_add"):
+        netif = ct.netif(name)
+        ip = netif.parse_address(address)
+        return await _hold(ctx, pstate, ct, netif, ipaddress.ip_network(ip.ip), f"address {ip.ip}",
+                           lambda n: n.addresses.append(str(ip)))
+
+
+@command("netif.ip_del", mutating=True)
+async def ip_del(ctx: Context, id: str, name: str, address: str) -> dict:
+    """Take an address from an interface; it stops answering at once."""
+    pstate, ct = _find(ctx, id)
+    async with _lock(ctx, ct, "netif.ip_del"):
+        netif = ct.netif(name)
+        ip = parse_ip(address.split("/")[0])
+        held = [a for a in netif.addresses if a.split("/")[0] == str(ip)]
+        if not held:
+            raise OsctlError(INVALID, f"netif {name} of {ct.id} has no address {ip}")
+        if (netif.type == ROUTED and ip == plan.v6_next_hop(netif)
+                and any(r.network.version == 6 and not r.via for r in netif.routes)):
+            raise OsctlError(INVALID, f"IPv6 routes of {name} go via {ip}: delete them first")
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.addresses.remove(held[0]))
+
+
+@command("netif.ip_ls")
+async def ip_ls(ctx: Context, id: str, name: str | None = None) -> list:
+    """Addresses of a container's interfaces."""
+    return [{"netif": n.name, "address": str(a), "version": a.version}
+            for n in _netifs(ctx, id, name) for a in n.ips]
+
+
+# --- routed prefixes -------------------------------------------------------------------
+
+@command("netif.route_add", mutating=True)
+async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | None = None) -> dict:
+    """Route a prefix to an interface without assigning it there."""
+    pstate, ct = _find(ctx, id)
+    net = parse_prefix(prefix)
+    route = NetRoute(prefix=str(net), via=str(parse_ip(via)) if via else None)
+    if route.gateway and route.gateway.version != net.version:
+        raise OsctlError(INVALID, f"{via} and {prefix} are not of one IP version")
+    async with _lock(ctx, ct, "netif.route_add"):
+        netif = ct.netif(name)
+        if netif.type == ROUTED and net.version == 6 and not via and not netif.ips_of(6):
+            raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
+                                      f"address: add one to {name} first, or give --via")
+        return await _hold(ctx, pstate, ct, netif, net, f"route {net}",
+                           lambda n: n.routes.append(route))
+
+
+@command("netif.route_del", mutating=True)
+async def route_del(ctx: Context, id: str, name: str, prefix: str) -> dict:
+    """Stop routing a prefix to an interface."""
+    pstate, ct = _find(ctx, id)
+    async with _lock(ctx, ct, "netif.route_del"):
+        netif = ct.netif(name)
+        net = parse_prefix(prefix)
+        gone = [r for r in netif.routes if r.network == net]
+        if not gone:
+            raise OsctlError(INVALID, f"netif {name} of {ct.id} has no route {prefix}")
+        return await _commit(ctx, pstate, ct, netif, lambda n: n.routes.remove(gone[0]))
+
+
+@command("netif.route_ls")
+async def route_ls(ctx: Context, id: str, name: str | None = None) -> list:
+    """Prefixes routed to a container's interfaces."""
+    return [{"netif": n.name, **r.to_dict()} for n in _netifs(ctx, id, name) for r in n.routes]

@@ -1,0 +1,151 @@
+"""Per-user quotas: how much of the node a tenant's containers may hold together.
+
+A quota is opt-in per user (``osctl user set NAME quota ...``), or given to
+every new user by the node's ``default_quota``. Each resource is optional;
+``None`` is no quota on it. The seeds' staging tier is the preset
+``staging``. Checking is pure: the caller computes the usage before and
+after a change and gets an error naming the quota it would break.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, fields, replace
+from typing import Iterable
+
+from osctl.protocol import CONFLICT, INVALID, OsctlError
+
+from .container import Container
+from .units import parse_size
+
+GIB = 1 << 30
+# The operator's names -> field names, and how each is parsed.
+QUOTA_NAMES = {"cpus": "cpus", "memory": "memory", "disk": "disk", "ipv4": "ipv4",
+               "ipv6-64": "ipv6_64", "containers": "containers"}
+SIZES = ("memory", "disk")
+# A container's own limit that each quota sums up (None: counted, not a limit).
+LIMIT_OF = {"cpus": "cpu-limit", "memory": "memory", "disk": "disk"}
+
+
+@dataclass
+class Quota:
+    cpus: float | None = None  # sum of the containers' cpu-limit
+    memory: int | None = None  # sum of their memory limits, bytes
+    disk: int | None = None  # sum of their disk quotas, bytes
+    ipv4: int | None = None  # IPv4 addresses
+    ipv6_64: int | None = None  # distinct IPv6 /64 prefixes
+    containers: int | None = None
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Quota":
+        return cls(**{f.name: (d or {}).get(f.name) for f in fields(cls)})
+
+    def updated(self, changes: dict[str, str | None]) -> "Quota":
+        """A copy with operator-given values (``none`` lifts one)."""
+        out = replace(self)
+        for name, value in changes.items():
+            field = QUOTA_NAMES.get(name, name)
+            if field not in QUOTA_NAMES.values():
+                raise OsctlError(INVALID, f"unknown quota {name!r}: use {', '.join(QUOTA_NAMES)}")
+            if value is None or str(value).strip().lower() in ("none", "unlimited"):
+                setattr(out, field, None)
+                continue
+            try:
+                parsed = parse_size(value) if field in SIZES else (
+                    float(value) if field == "cpus" else int(value))
+            except ValueError:
+                raise OsctlError(INVALID, f"invalid {name} quota {value!r}") from None
+            if parsed < 0:
+                raise OsctlError(INVALID, f"{name} quota may not be negative")
+            setattr(out, field, parsed)
+        return out
+
+
+PRESETS = {
+    # The seeds' staging tier: 8 CPUs, 4 GiB, 120 GiB, 4 IPv4, 32 IPv6 /64, 4 servers.
+    "staging": Quota(cpus=8, memory=4 * GIB, disk=120 * GIB, ipv4=4, ipv6_64=32, containers=4),
+}
+
+
+def preset(name: str) -> Quota:
+    try:
+        return replace(PRESETS[name])
+    except KeyError:
+        raise OsctlError(INVALID, f"unknown quota preset {name!r}: use {', '.join(PRESETS)}") from None
+
+
+@dataclass
+class Usage:
+    """What a user's containers hold, summed over the limits they have."""
+
+    cpus: float = 0
+    memory: int = 0
+    disk: int = 0
+    ipv4: int = 0
+    ipv6_64: int = 0
+    containers: int = 0
+
+    @classmethod
+    def of(cls, cts: Iterable[Container]) -> "Usage":
+        u = cls()
+        for ct in cts:
+            u.containers += 1
+            for field, value in _summed(ct).items():
+                if value is not None:
+                    setattr(u, field, getattr(u, field) + value)
+        return u
+
+    def with_addresses(self, addresses: Iterable[str]) -> "Usage":
+        """Count addresses (the containers' netifs): IPv4 ones, and IPv6 /64s."""
+        v4, v6 = 0, set()
+        for a in addresses:
+            net = ipaddress.ip_network(a, strict=False)
+            if net.version == 4:
+                v4 += net.num_addresses
+            else:
+                v6.add(net.supernet(new_prefix=64) if net.prefixlen > 64 else net)
+        n64 = sum(1 << (64 - n.prefixlen) for n in v6)
+        return replace(self, ipv4=v4, ipv6_64=n64)
+
+
+def _summed(ct: Container) -> dict:
+    return {"cpus": ct.limits.cpu_limit, "memory": ct.limits.memory, "disk": ct.disk}
+
+
+def _show(field: str, value) -> str:
+    if field in SIZES:
+        return f"{value / GIB:g}G" if value >= GIB else f"{value / (1 << 20):g}M"
+    return f"{value:g}"
+
+
+def check(user: str, quota: Quota, before: Usage, after: Usage,
+          changed: Container | None = None, previous: Container | None = None,
+          unenforceable: frozenset[str] = frozenset()) -> None:
+    """Refuse a change that takes ``user`` over a quota it is not over already.
+
+    ``changed``, the container being created (``previous`` None) or changed,
+    must have its own limit for each summed quota the user has, where the
+    change touches that limit: an unlimited container would make the quota
+    meaningless. Except for ``unenforceable`` ones: "disk" where the pool has
+    no disk quotas (a dir pool), which would otherwise refuse all.
+    """
+    for f in fields(Quota):
+        limit = getattr(quota, f.name)
+        if limit is None:
+            continue
+        name = next(k for k, v in QUOTA_NAMES.items() if v == f.name)
+        if changed is not None and f.name in LIMIT_OF and f.name not in unenforceable:
+            value = _summed(changed)[f.name]
+            touched = previous is None or _summed(previous)[f.name] != value
+            if value is None and touched:
+                raise OsctlError(CONFLICT, f"quota {name} of user {user} is {_show(f.name, limit)}: "
+                                           f"container {changed.id} needs a {LIMIT_OF[f.name]} "
+                                           "of its own")
+        now, then = getattr(before, f.name), getattr(after, f.name)
+        if then > limit and then > now:
+            raise OsctlError(CONFLICT, f"quota {name} of user {user} is {_show(f.name, limit)}: "
+                                       f"this would make it {_show(f.name, then)} "
+                                       f"(in use now: {_show(f.name, now)})")

@@ -1,0 +1,255 @@
+"""Netlink work, through pyroute2: blocking functions, run off the event loop.
+
+Host-side functions take an ``IPRoute`` of the daemon's own namespace and
+make the host end of a netif match its ``HostPlan``; they are idempotent,
+so start, hot-plug, live changes and reconciliation all use the same ones.
+``in_netns`` runs a function with an ``IPRoute`` opened inside a
+container's network namespace: a fresh thread enters the namespace with
+setns(2) (a thread's network namespace is its own), opens the netlink
+socket there and is thrown away afterwards, so the daemon never forks and
+no other thread ever sees the container's view.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from typing import Any, Callable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
+from pyroute2.protocols import ETH_P_ALL
+
+from ..distconfig.netconfig import IfaceConfig
+from .plan import HostPlan
+
+CLONE_NEWNET = 0x40000000
+# The routing protocol number osctld marks its host routes with, so that
+# reconciliation tells them from anyone else's.
+RTPROT_OSCTLD = 199
+TBF_LATENCY = "50ms"
+ROOT_HANDLE = 0x10000  # 1:
+INGRESS = 0xFFFF0000  # ffff:
+IFB_SUFFIX = "i"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# pyroute2 logs every netlink message at debug level, and each of its sockets
+# makes an event loop that asyncio announces: far too much for osctld's log.
+for _name in ("pyroute2", "asyncio"):
+    logging.getLogger(_name).setLevel(logging.INFO)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def in_netns(pid: int, fn: Callable[[IPRoute], Any]) -> Any:
+    """``fn(ipr)`` with ``ipr`` in the network namespace of process ``pid``."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(target)  # this thread only; it ends right after
+            finally:
+                os.close(target)
+            with IPRoute() as ipr:
+                result["value"] = fn(ipr)
+        except BaseException as e:  # handed to the caller's thread
+            result["error"] = e
+
+    t = threading.Thread(target=run, name=f"netns-{pid}", daemon=True)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def on_host(fn: Callable[[IPRoute], Any]) -> Any:
+    with IPRoute() as ipr:
+        return fn(ipr)
+
+
+def _ignore(codes: tuple[int, ...], fn: Callable, *args, **kw) -> None:
+    try:
+        fn(*args, **kw)
+    except NetlinkError as e:
+        if e.code not in codes:
+            raise
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+# --- the host end ----------------------------------------------------------------
+
+def create_veth(ipr: IPRoute, veth: str, peer: str, hwaddr: str, pid: int) -> None:
+    """A veth pair whose peer is born inside the namespace of ``pid``, named
+    as the container calls it and left down, for the container's own init
+    (or ``configure_inside``) to bring up."""
+    ipr.link("add", ifname=veth, kind="veth",
+             peer={"ifname": peer, "address": hwaddr, "net_ns_pid": pid})
+
+
+def delete_link(ipr: IPRoute, name: str) -> None:
+    idx = link_index(ipr, name)
+    if idx is not None:
+        _ignore((errno.ENODEV,), ipr.link, "del", index=idx)
+
+
+def delete_netif(ipr: IPRoute, veth: str) -> None:
+    """The host end (and with it the container's end) and its IFB device."""
+    delete_link(ipr, veth)
+    delete_link(ipr, ifb_name(veth))
+
+
+def host_end(name: str) -> str:
+    """The host end a link of osctld's belongs to: itself or its IFB's veth."""
+    return name.removesuffix(IFB_SUFFIX)
+
+
+def our_links(ipr: IPRoute, prefix: str) -> set[str]:
+    """Links of the node named as osctld names host ends (prefix + index)
+    and their IFB devices."""
+    out = set()
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME") or ""
+        if name.startswith(prefix) and host_end(name)[len(prefix):].isdigit():
+            out.add(name)
+    return out
+
+
+def _route_key(r) -> tuple:
+    family = r["family"]
+    dst = r.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+    gw = r.get_attr("RTA_GATEWAY")
+    return (ipaddress.ip_network(f"{dst}/{r['dst_len']}"),
+            ipaddress.ip_address(gw) if gw else None)
+
+
+def sync_host(ipr: IPRoute, plan: HostPlan, fresh: bool = False) -> None:
+    """Make the host end match ``plan``: bridge or addresses, up, exactly
+    the plan's routes (osctld's own, found by protocol), shaping. ``fresh``:
+    the veth was just made, so there are no routes or qdiscs to read first."""
+    idx = link_index(ipr, plan.veth)
+    if idx is None:
+        raise NetlinkError(errno.ENODEV, f"no host veth {plan.veth}")
+    if plan.bridge:
+        br = link_index(ipr, plan.bridge)
+        if br is None:
+            raise NetlinkError(errno.ENODEV, f"no bridge {plan.bridge} on the node")
+        ipr.link("set", index=idx, master=br)
+    for a in plan.addresses:
+        _ignore((errno.EEXIST,), ipr.addr, "add", index=idx, address=str(a.ip),
+                prefixlen=a.network.prefixlen, flags=IFA_F_NODAD if a.version == 6 else 0)
+    ipr.link("set", index=idx, state="up")
+    have = {}
+    for family in () if fresh else (socket.AF_INET, socket.AF_INET6):
+        for r in ipr.get_routes(family=family, oif=idx):
+            if r["proto"] == RTPROT_OSCTLD:
+                have[_route_key(r)] = r
+    for key, r in have.items():
+        if key not in plan.routes:
+            _ignore((errno.ESRCH, errno.ENOENT), ipr.route, "del", dst=str(key[0]), oif=idx,
+                    proto=RTPROT_OSCTLD, **({"gateway": str(key[1])} if key[1] else {}))
+    for dst, via in plan.routes - have.keys():
+        ipr.route("replace", dst=str(dst), oif=idx, proto=RTPROT_OSCTLD,
+                  **({"gateway": str(via)} if via else {}))
+    if not fresh:
+        unshape(ipr, idx, plan.veth)
+    shape(ipr, idx, plan.veth, plan.max_tx, plan.max_rx)
+
+
+def ifb_name(veth: str) -> str:
+    """The IFB device that shapes what the container behind ``veth`` sends."""
+    return veth + IFB_SUFFIX
+
+
+def _tbf(ipr: IPRoute, idx: int, rate: int) -> None:
+    burst = max(rate // 8 // 10, 16 * 1024)  # a tenth of a second, 16 KiB at least
+    ipr.tc("add", "tbf", idx, ROOT_HANDLE, rate=f"{rate}bit", burst=burst, latency=TBF_LATENCY)
+
+
+def unshape(ipr: IPRoute, idx: int, veth: str) -> None:
+    for q in ipr.get_qdiscs(index=idx):
+        if q["handle"] in (ROOT_HANDLE, INGRESS) and q.get_attr("TCA_KIND") in ("tbf", "ingress"):
+            ipr.tc("del", index=idx, handle=q["handle"], parent=q["parent"])
+    delete_link(ipr, ifb_name(veth))
+
+
+def shape(ipr: IPRoute, idx: int, veth: str, max_tx: int | None, max_rx: int | None) -> None:
+    """What the container receives is the host end's egress: a tbf root
+    qdisc there. What it sends is the host end's ingress, which cannot
+    queue: a filter redirects it to an IFB device of its own, shaped by a
+    tbf as well. Both are on the node, out of the tenant's reach."""
+    if max_rx:
+        _tbf(ipr, idx, max_rx)
+    if max_tx:
+        ipr.link("add", ifname=ifb_name(veth), kind="ifb")
+        ifb = link_index(ipr, ifb_name(veth))
+        ipr.link("set", index=ifb, state="up")
+        _tbf(ipr, ifb, max_tx)
+        ipr.tc("add", "ingress", idx, INGRESS)
+        ipr.tc("add-filter", "u32", idx, parent=INGRESS, prio=10, protocol=ETH_P_ALL,
+               keys=["0x0/0x0+0"], target=ROOT_HANDLE + 1,
+               action=[{"kind": "mirred", "direction": "egress", "action": "redirect",
+                        "ifindex": ifb}])
+
+
+def counters(ipr: IPRoute, veth: str) -> dict:
+    """Traffic as the container sees it: what the host end sends, it receives."""
+    idx = link_index(ipr, veth)
+    if idx is None:
+        return {}
+    st = ipr.link("get", index=idx)[0].get_attr("IFLA_STATS64") or {}
+    return {"rx_bytes": st.get("tx_bytes", 0), "rx_packets": st.get("tx_packets", 0),
+            "tx_bytes": st.get("rx_bytes", 0), "tx_packets": st.get("rx_packets", 0)}
+
+
+def bridge_addresses(ipr: IPRoute, bridge: str) -> list:
+    idx = link_index(ipr, bridge)
+    if idx is None:
+        return []
+    return [ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+            for a in ipr.get_addr(index=idx)]
+
+
+# --- inside the container ------------------------------------------------------------
+
+def configure_inside(ipr: IPRoute, cfg: IfaceConfig, drop: list, rename_from: str | None = None) -> None:
+    """Make the interface inside match ``cfg`` at once: used for hot-plug and
+    live changes, where the container's init will not run again. Addresses
+    in ``drop`` are removed; addresses and routes the tenant added are kept."""
+    idx = link_index(ipr, rename_from or cfg.name)
+    if idx is None:
+        raise NetlinkError(errno.ENODEV, f"no interface {rename_from or cfg.name} inside")
+    if rename_from:
+        ipr.link("set", index=idx, state="down")
+        ipr.link("set", index=idx, ifname=cfg.name)
+    for a in drop:
+        _ignore((errno.EADDRNOTAVAIL, errno.ENOENT), ipr.addr, "del", index=idx,
+                address=str(a.ip), prefixlen=a.network.prefixlen)
+    ipr.link("set", index=idx, state="up")
+    if cfg.dhcp:
+        return
+    for a in cfg.addresses:
+        _ignore((errno.EEXIST,), ipr.addr, "add", index=idx, address=str(a.ip),
+                prefixlen=a.network.prefixlen, flags=IFA_F_NODAD if a.version == 6 else 0)
+    for gw, src, default in ((cfg.gateway4, cfg.src4, "0.0.0.0/0"), (cfg.gateway6, cfg.src6, "::/0")):
+        if gw is not None:
+            ipr.route("replace", dst=default, gateway=str(gw), oif=idx,
+                      **({"prefsrc": str(src)} if src else {}))
+    for r in cfg.routes:
+        ipr.route("replace", dst=str(r.prefix), oif=idx, **({"gateway": str(r.via)} if r.via else {}))

@@ -1,0 +1,208 @@
+"""Container networking seen from outside: pings between the test node and
+its containers, live changes, conflicts and leaks. Everything happens in the
+test node's own network namespace; forwarding is switched on there only."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+
+import pytest
+
+V4 = {"bb": ["192.0.2.10", "192.0.2.11"], "deb": ["198.51.100.10", "198.51.100.11"]}
+V6 = {"bb": "2001:db8::10", "deb": "2001:db8::20"}
+
+
+def forwarding_on(node) -> None:
+    node.nsexec("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+
+
+def node_pings(node, addr: str, count: int = 1) -> bool:
+    return node.nsexec("busybox", "ping", "-c", str(count), "-W", "1", addr, check=False).returncode == 0
+
+
+def ct_pings(node, ct: str, addr: str, *extra: str) -> bool:
+    return node.exec(ct, "ping", "-c", "1", "-W", "2", *extra, addr).returncode == 0
+
+
+def eventually(check, timeout: float = 20.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def routed_ct(node, ct: str, template: str, v4: list[str], v6: str) -> None:
+    node.osctl("ct", "new", ct, "--user", "alice", "--template", template, timeout=1800)
+    node.osctl("ct", "netif", "new", ct, "eth0")
+    for a in [*v4, v6]:
+        node.osctl("ct", "netif", "ip", "add", ct, "eth0", a)
+
+
+def host_links(node) -> list[str]:
+    return [link["ifname"] for link in json.loads(node.nsexec("ip", "-j", "link").stdout)]
+
+
+def host_routes(node) -> str:
+    return node.nsexec("ip", "route").stdout + node.nsexec("ip", "-6", "route").stdout
+
+
+@pytest.mark.slow
+def test_routed_busybox_and_debian(node):
+    forwarding_on(node)
+    node.osctl("user", "new", "alice")
+    for ct, tpl in (("bb", "busybox"), ("deb", "debian")):
+        routed_ct(node, ct, tpl, V4[ct], V6[ct])
+        node.osctl("ct", "start", ct)
+
+    # The node reaches every address of both containers.
+    for ct in ("bb", "deb"):
+        for addr in [*V4[ct], V6[ct]]:
+            assert eventually(lambda: node_pings(node, addr)), f"{addr} of {ct} does not answer"
+
+    # Each container reaches the node: its gateways, IPv4 and link-local IPv6.
+    # (Its init may still be adding the routes: the node's own pings need none.)
+    for ct in ("bb", "deb"):
+        (netif,) = node.osctl_json("ct", "netif", "ls", ct)
+        gw4 = str(ipaddress.ip_network(netif["interconnect"])[1])
+        assert eventually(lambda: ct_pings(node, ct, gw4))
+        assert eventually(lambda: ct_pings(node, ct, "fe80::1", "-I", "eth0"))
+        assert netif["rx_packets"] > 0 and netif["tx_packets"] > 0
+
+    # The containers reach each other through the node, from their public addresses.
+    for src, dst in (("bb", "deb"), ("deb", "bb")):
+        for addr in (V4[dst][0], V6[dst]):
+            assert eventually(lambda: ct_pings(node, src, addr)), f"{src} cannot reach {addr}"
+    default = node.exec("bb", "ip", "route", "show", "default").stdout
+    assert "via 10.100." in default and f"src {V4['bb'][0]}" in default
+
+    # Debian on its own: after a restart, ifupdown brings eth0 up from what
+    # distconfig wrote.
+    node.osctl("ct", "restart", "deb")
+    assert eventually(lambda: "eth0" in node.exec("deb", "cat", "/run/network/ifstate.eth0").stdout)
+    for addr in [*V4["deb"], V6["deb"]]:
+        assert eventually(lambda: node_pings(node, addr)), f"{addr} lost after the restart"
+    assert eventually(lambda: ct_pings(node, "deb", V4["bb"][1]))
+
+
+def test_live_changes_hotplug_and_conflicts(node):
+    forwarding_on(node)
+    node.osctl("user", "new", "alice")
+    routed_ct(node, "c1", "busybox", ["192.0.2.20"], "2001:db8::20")
+    node.osctl("ct", "start", "c1")
+    assert eventually(lambda: node_pings(node, "192.0.2.20"))
+
+    # A new address answers at once, the removed one stops, the default
+    # route keeps going via the host with the first address left as source.
+    node.osctl("ct", "netif", "ip", "add", "c1", "eth0", "192.0.2.21")
+    node.osctl("ct", "netif", "ip", "add", "c1", "eth0", "2001:db8::21")
+    assert node_pings(node, "192.0.2.21") and node_pings(node, "2001:db8::21")
+    node.osctl("ct", "netif", "ip", "del", "c1", "eth0", "192.0.2.20")
+    assert not node_pings(node, "192.0.2.20")
+    assert "192.0.2.20" not in node.exec("c1", "ip", "addr").stdout
+    assert node_pings(node, "192.0.2.21")
+    default = node.exec("c1", "ip", "route", "show", "default").stdout
+    assert "via 10.100.0.1" in default and "src 192.0.2.21" in default, default
+    assert "192.0.2.20" not in host_routes(node)
+
+    # A conflicting address on another container is refused, naming the
+    # holder, and changes nothing.
+    node.osctl("ct", "new", "c2", "--user", "alice")
+    node.osctl("ct", "netif", "new", "c2", "eth0")
+    node.osctl("ct", "start", "c2")
+    routes, c2 = host_routes(node), node.osctl_json("ct", "show", "c2")
+    p = node.osctl("ct", "netif", "ip", "add", "c2", "eth0", "192.0.2.21", check=False)
+    assert p.returncode == 6 and "default:c1 netif eth0" in p.stderr, p.stderr
+    p = node.osctl("ct", "netif", "route", "add", "c2", "eth0", "192.0.2.16/28", check=False)
+    assert p.returncode == 6 and "default:c1" in p.stderr, p.stderr
+    assert host_routes(node) == routes and node.osctl_json("ct", "show", "c2") == c2
+    assert "192.0.2.21" not in node.exec("c2", "ip", "addr").stdout
+    assert node_pings(node, "192.0.2.21")
+
+    # Hot-plug: a second interface of a running container works at once and
+    # goes without a trace.
+    node.osctl("ct", "netif", "new", "c1", "eth1")
+    node.osctl("ct", "netif", "ip", "add", "c1", "eth1", "203.0.113.5")
+    assert node_pings(node, "203.0.113.5")
+    veth = {n["name"]: n["veth"] for n in node.osctl_json("ct", "netif", "ls", "c1")}["eth1"]
+    node.osctl("ct", "netif", "route", "add", "c1", "eth1", "203.0.113.128/25")
+    assert "203.0.113.128/25 via 10.100." in host_routes(node)
+    node.osctl("ct", "netif", "del", "c1", "eth1")
+    assert veth not in host_links(node) and "203.0.113" not in host_routes(node)
+    assert "eth1" not in node.exec("c1", "ip", "link").stdout
+
+    # Shaping is on the host end, out of the container's reach.
+    node.osctl("ct", "netif", "set", "c1", "eth0", "--max-rx", "8M", "--max-tx", "4M")
+    qdiscs = node.nsexec("tc", "qdisc", "show").stdout
+    assert "rate 8Mbit" in qdiscs and "rate 4Mbit" in qdiscs and "ingress" in qdiscs, qdiscs
+    assert node_pings(node, "192.0.2.21")
+
+    # A live rename keeps the addresses and the default route.
+    node.osctl("ct", "netif", "rename", "c1", "eth0", "net0")
+    assert "via 10.100.0.1 dev net0" in node.exec("c1", "ip", "route", "show", "default").stdout
+    assert node_pings(node, "192.0.2.21")
+
+    # A stop leaves no host veth and no route.
+    node.osctl("ct", "stop", "c1")
+    node.osctl("ct", "stop", "c2")
+    assert not [n for n in host_links(node) if n.startswith("osv")]
+    assert "192.0.2" not in host_routes(node) and "2001:db8" not in host_routes(node)
+
+
+def test_daemon_crash_leaves_nothing_behind(node):
+    node.osctl("user", "new", "alice")
+    routed_ct(node, "c1", "busybox", ["192.0.2.30"], "2001:db8::30")
+    node.osctl("ct", "start", "c1")
+    node.kill()  # SIGKILL: no post-stop handling by the daemon from here on
+    node.lxc("lxc-stop", "default", "c1", "-k")
+    # What a crash half-way through a hot-plug would have left.
+    node.nsexec("ip", "link", "add", "osv7", "type", "veth", "peer", "name", "leak7")
+    node.start()
+    assert node.osctl_json("ct", "show", "c1")["state"] == "stopped"
+    assert eventually(lambda: not [n for n in host_links(node) if n.startswith(("osv", "leak"))], 10)
+    assert "192.0.2.30" not in host_routes(node) and "2001:db8" not in host_routes(node)
+    # The interconnect stays with its netif and the container starts again.
+    node.osctl("ct", "start", "c1")
+    assert eventually(lambda: node_pings(node, "192.0.2.30"))
+
+
+def test_bridged_static_and_a_failed_start_leaves_nothing(node):
+    node.nsexec("ip", "link", "add", "br0", "type", "bridge")
+    node.nsexec("ip", "addr", "add", "192.168.77.1/24", "dev", "br0")
+    node.nsexec("ip", "link", "set", "br0", "up")
+    node.osctl("user", "new", "alice")
+    node.osctl("ct", "new", "b1", "--user", "alice")
+    node.osctl("ct", "netif", "new", "b1", "eth0", "--type", "bridge", "--link", "br0")
+    node.osctl("ct", "netif", "ip", "add", "b1", "eth0", "192.168.77.10/24")
+    node.osctl("ct", "start", "b1")
+    assert eventually(lambda: node_pings(node, "192.168.77.10"))
+    assert "via 192.168.77.1" in node.exec("b1", "ip", "route", "show", "default").stdout
+    (veth,) = [n["veth"] for n in node.osctl_json("ct", "netif", "ls", "b1")]
+    assert "master br0" in node.nsexec("ip", "link", "show", veth).stdout
+
+    # A bridge that is not there: the start fails saying why, and the veth
+    # made before it for eth0 is gone again.
+    node.osctl("ct", "stop", "b1")
+    node.osctl("ct", "netif", "new", "b1", "eth1", "--type", "bridge", "--link", "nobr9")
+    p = node.osctl("ct", "start", "b1", check=False)
+    assert p.returncode != 0 and "nobr9" in p.stderr, p.stderr
+    assert node.osctl_json("ct", "show", "b1")["state"] == "stopped"
+    assert not [n for n in host_links(node) if n.startswith("osv")]
+
+
+def test_ipv4_quota_counts_netif_addresses(node):
+    node.osctl("user", "new", "alice")
+    node.osctl("user", "set", "quota", "alice", "ipv4=2")
+    node.osctl("ct", "new", "q1", "--user", "alice")
+    node.osctl("ct", "netif", "new", "q1", "eth0")
+    node.osctl("ct", "netif", "ip", "add", "q1", "eth0", "192.0.2.40")
+    node.osctl("ct", "netif", "ip", "add", "q1", "eth0", "192.0.2.41")
+    p = node.osctl("ct", "netif", "ip", "add", "q1", "eth0", "192.0.2.42", check=False)
+    assert p.returncode != 0 and "ipv4" in p.stderr, p.stderr
+    p = node.osctl("ct", "netif", "route", "add", "q1", "eth0", "198.51.100.0/30", check=False)
+    assert p.returncode != 0 and "ipv4" in p.stderr, p.stderr
+    assert [a["address"] for a in node.osctl_json("ct", "netif", "ip", "ls", "q1")] == [
+        "192.0.2.40/32", "192.0.2.41/32"]

@@ -1,0 +1,7 @@
+{ config, pkgs, ... }:
+
+{
+  imports = [ ./osctld ];
+  boot.isContainer = true;
+  services.openssh.enable = true;
+}

@@ -1,0 +1,41 @@
+"""Cgroup layout detection from mountinfo text."""
+
+from osctld.runtime.cgroups import HYBRID, LEGACY, UNIFIED, parse_mountinfo
+
+HYBRID_TEXT = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+UNIFIED_TEXT = "30 23 0:27 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
+LEGACY_TEXT = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n" \
+              "33 31 0:30 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n"
+
+
+def test_hybrid_node_drives_devices_and_memory_by_v1():
+    layout = parse_mountinfo(HYBRID_TEXT)
+    assert layout.mode == HYBRID
+    assert layout.v1["devices"] == "/sys/fs/cgroup/devices"
+    assert layout.v1["name=systemd"] == "/sys/fs/cgroup/systemd"
+    assert layout.v2 == "/sys/fs/cgroup/unified"
+    assert layout.lxc_key("devices", "devices.allow") == "lxc.cgroup.devices.allow"
+    # pids has no v1 hierarchy here: it falls to the v2 mount
+    assert layout.version("pids") == 2
+
+
+def test_unified_node_uses_cgroup2_keys():
+    layout = parse_mountinfo(UNIFIED_TEXT)
+    assert layout.mode == UNIFIED
+    assert layout.v1 == {}
+    assert layout.lxc_key("devices", "devices.deny") == "lxc.cgroup2.devices.deny"
+    assert layout.lxc_key("memory", "memory.max") == "lxc.cgroup2.memory.max"
+
+
+def test_legacy_node_with_comounted_controllers():
+    layout = parse_mountinfo(LEGACY_TEXT)
+    assert layout.mode == LEGACY
+    assert layout.v1["cpu"] == layout.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
+    assert layout.version("devices") == 1
