@@ -60,8 +60,6 @@ async def run_on_pipes(argv: list[str], fds: list[int]) -> int:
         raise
 
 
-
-
 def _copy(master: int, src: int, dst: int, stop: int) -> None:
     """Copy src -> master and master -> dst until the pty or the caller hangs up.
 
@@ -90,7 +88,8 @@ def _copy(master: int, src: int, dst: int, stop: int) -> None:
 
 
 async def run_on_pty(argv: list[str], fds: list[int]) -> int:
-    """Run ``argv`` on a new pty joined to the caller's ``fds`` (stdin, stdout, stderr)."""
+    """Run ``argv`` on a new pty joined to the caller's ``fds`` (stdin, stdout,
+    stderr), of which stdin is a terminal."""
     master, slave = os.openpty()
     # Raw from the start: bytes (^D, ^C) pass to lxc-attach's own terminal
     # inside as they are, even before lxc-attach has set this one up.
@@ -98,10 +97,9 @@ async def run_on_pty(argv: list[str], fds: list[int]) -> int:
     stop_r, stop_w = os.pipe()
     saved = None
     try:
-        if os.isatty(fds[0]):
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl.ioctl(fds[0], termios.TIOCGWINSZ, b"\0" * 8))
-            saved = termios.tcgetattr(fds[0])
-            tty.setraw(fds[0])
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl.ioctl(fds[0], termios.TIOCGWINSZ, b"\0" * 8))
+        saved = termios.tcgetattr(fds[0])
+        tty.setraw(fds[0])
         proc = await asyncio.create_subprocess_exec(
             "setsid", "--wait", "--ctty", *argv, stdin=slave, stdout=slave, stderr=slave)
         os.close(slave)

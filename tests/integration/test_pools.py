@@ -21,8 +21,9 @@ def snapshot(node, pool: str) -> tuple[dict, dict]:
         u.pop("containers")
     cts = {c["id"]: node.osctl_json("ct", "show", f"{pool}:{c['id']}")
            for c in node.osctl_json("ct", "ls", "--pool", pool)}
-    for c in cts.values():
-        c.pop("state"), c.pop("init_pid")
+    for c in cts.values():  # what runs, not what is kept
+        for key in ("state", "init_pid", "limits_in_force"):
+            c.pop(key, None)
     return users, cts
 
 
