@@ -36,6 +36,7 @@ from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
 from .runtime.lxcfs import Lxcfs
+from .runtime.statfs import StatfsProxy
 from .runtime.resources import CgroupTree
 from .state import PoolState, Registry
 from .storage import backend_for
@@ -61,6 +62,7 @@ class Daemon:
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
             CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
             nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
+            statfs=StatfsProxy(config.run_dir),
         )
         self.net = Network(config.net, self.registry)
         self.containers.before_start.append(self.write_netconfig)
@@ -233,6 +235,16 @@ class Daemon:
 
     # --- hooks from LXC -----------------------------------------------------------
 
+    async def watch_statfs_proxy(self, every: float = 5.0) -> None:
+        """Replace a dead statfs proxy: while it is gone, LXC fails the
+        statfs calls of containers with a btrfs quota (ENOSYS)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.containers.statfs.ensure)
+            except Exception as e:
+                log.error("statfs proxy: %s", e)
+
     async def _hook_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
@@ -267,6 +279,7 @@ class Daemon:
         self.containers.nodes.setup()
         # Before load(): re-adoption renders the configs with lxcfs's mounts.
         await asyncio.to_thread(self.containers.lxcfs.ensure)
+        await asyncio.to_thread(self.containers.statfs.ensure)
         await self.load()
 
         if cfg.hook_socket.exists():
@@ -282,10 +295,12 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         log.info("osctld %s ready on %s", __version__, cfg.socket)
         autostart = asyncio.create_task(self.autostart())
+        watch = asyncio.create_task(self.watch_statfs_proxy())
         await self._stop.wait()
 
         log.info("shutting down; containers keep running")
         autostart.cancel()
+        watch.cancel()
         await server.close()
         hook_server.close()
         for task in list(self.ops.values()):
@@ -316,5 +331,6 @@ class Daemon:
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "rss": rss, "ops": sorted(self.ops),
             "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
+            "statfs_proxy": self.containers.statfs.public(),
         }
 

@@ -50,3 +50,7 @@ if ! .venv/bin/python -c 'import osctld, osctl, lxc, pyroute2, pytest' 2>/dev/nu
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test]'
 fi
+# Byte-compile the tree, as an installed package is: an editable install does
+# not, and under PYTHONDONTWRITEBYTECODE every osctl run would compile its
+# modules again (20 to 50 ms of each call on a 2-core node).
+.venv/bin/python -m compileall -q osctl osctld >/dev/null

@@ -21,6 +21,7 @@ from ..model.pool import IDMAP_CHOWN
 from ..model.units import parse_size
 from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
+from ..runtime.statfs import wants_proxy
 from ..undo import Undo
 from . import Context, command
 
@@ -352,4 +353,8 @@ async def _set_resources(ctx: Context, pstate, ct: Container, limits: dict | Non
         if limits is not None and ct.running:
             undo.push(d.containers.apply_limits, replace(ct))
             d.containers.apply_limits(replace(ct, limits=new_limits))
+    backend = pstate.pool.backend
+    if ct.running and wants_proxy(backend, new_disk) and not wants_proxy(backend, ct.disk):
+        # df shows the quota through a seccomp filter that LXC sets at start.
+        ct.restart_pending = True
     ct.limits, ct.disk = new_limits, new_disk

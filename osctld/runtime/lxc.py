@@ -64,7 +64,16 @@ class LxcRuntime:
         return self.ct_dir(pool, ct_id) / "lxc.log"
 
     def write_config(self, pool: str, ct_id: str, text: str) -> None:
-        atomic_write(self.ct_dir(pool, ct_id) / "config", text.encode(), 0o644)
+        """Write the container's LXC config where it changed. It lives in the run
+        directory and is rendered again at every daemon start, so it needs no fsync."""
+        path = self.ct_dir(pool, ct_id) / "config"
+        data = text.encode()
+        try:
+            if path.read_bytes() == data:
+                return
+        except FileNotFoundError:
+            pass
+        atomic_write(path, data, 0o644, durable=False)
 
     def remove(self, pool: str, ct_id: str) -> None:
         shutil.rmtree(self.ct_dir(pool, ct_id), ignore_errors=True)

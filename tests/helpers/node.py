@@ -179,6 +179,16 @@ class TestNode:
             subprocess.run(["umount", "-l", str(self.run_dir / "lxcfs")], capture_output=True)
             os.kill(pid, signal.SIGTERM)
 
+    def statfs_proxy_pid(self) -> int | None:
+        """The PID of the statfs proxy this node's osctld started, if it still runs."""
+        try:
+            pid = int((self.run_dir / "statfs-proxy.pid").read_text())
+            if b"statfs_proxy.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except (OSError, ValueError):
+            pass
+        return None
+
     def cleanup(self) -> None:
         """Leave nothing: containers, mounts, subuid lines, the namespace, files."""
         if self.proc and self.proc.poll() is None:
@@ -196,6 +206,9 @@ class TestNode:
                     self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         self.stop_lxcfs()
+        pid = self.statfs_proxy_pid()  # osctld never stops it either
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
         from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
 
         cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
