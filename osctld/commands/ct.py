@@ -26,7 +26,7 @@ from ..undo import Undo
 from . import Context, command
 
 STOP_TIMEOUT = 60
-# How long a tenant's own program (chpasswd) may take before it is killed.
+# How long a tenant's own program (chpasswd, passwd) may take before it is killed.
 INSIDE_TIMEOUT = 30
 log = logging.getLogger(__name__)
 
@@ -320,17 +320,18 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
 @command("ct.passwd", mutating=True)
 async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
     """Set a user's password inside a running container."""
-    _, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id)
     _need_running(ct)
     if ":" in user or "\n" in user or "\n" in password:
         raise OsctlError(INVALID, "user and password may not hold ':' or newlines")
+    dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
+    argv, stdin = dist.passwd_command(user, password)
     async with _lock(ctx, ct, "ct.passwd"):
         code, _, err = await ctx.daemon.containers.lxc.attach(
-            ct.pool, ct.id, ["chpasswd"], None, stdin=f"{user}:{password}\n".encode(),
-            timeout=INSIDE_TIMEOUT)
+            ct.pool, ct.id, argv, None, stdin=stdin, timeout=INSIDE_TIMEOUT)
     if code != 0:
         why = err.decode(errors="replace").strip() or f"exit {code}"
-        raise OsctlError(INVALID, f"chpasswd in {ct.id} failed: {why}")
+        raise OsctlError(INVALID, f"{argv[0]} in {ct.id} failed: {why}")
     return {"id": ct.id, "user": user}
 
 

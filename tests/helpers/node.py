@@ -149,6 +149,17 @@ class TestNode:
     def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
         return self.osctl("ct", "exec", ct, "--", *argv, check=False)
 
+    def subid_lines(self, kind: str = "subuid") -> list[str]:
+        """This node's lines of /etc/subuid or /etc/subgid: those in its 64 blocks
+        (other nodes, of this run or another, change the files meanwhile)."""
+        ours = range(self.id_base, self.id_base + 64 * BLOCK)
+        out = []
+        for line in Path(f"/etc/{kind}").read_text().splitlines():
+            parts = line.split(":")
+            if len(parts) == 3 and parts[0] == "root" and parts[1].isdigit() and int(parts[1]) in ours:
+                out.append(line)
+        return out
+
     # --- clean-up ---------------------------------------------------------------
 
     def lxcfs_pid(self) -> int | None:
