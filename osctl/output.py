@@ -1,10 +1,12 @@
-"""Render results as a table, JSON, YAML or CSV; columns chosen with -o."""
+"""Render results as a table, JSON, YAML or CSV; columns chosen with -o.
+
+Every osctl run pays for its imports before it says a word, so the modules
+of the formats other than the table are imported where they are used.
+"""
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from typing import Any, Sequence
 
 FORMATS = ("table", "json", "yaml", "csv")
@@ -54,12 +56,16 @@ def render(data: Any, fmt: str = "table", columns: Sequence[str] | None = None,
     if columns or fmt in ("table", "csv"):
         columns, rows = select(rows, columns)
     if fmt == "json":
+        import json
+
         return json.dumps(_jsonable(rows[0] if single else rows), indent=2)
     if fmt == "yaml":
         import yaml
 
         return yaml.safe_dump(_jsonable(rows[0] if single else rows), sort_keys=False).rstrip()
     if fmt == "csv":
+        import csv
+
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         if header:

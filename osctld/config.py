@@ -113,9 +113,9 @@ class Config:
         if isinstance(self.net, dict):
             self.net = NetConfig(**self.net)
         if isinstance(self.default_pool, dict):
-            self.default_pool = DefaultPool(**self.default_pool)
+            self.default_pool = DefaultPool(**_known(DefaultPool, self.default_pool, "default_pool: "))
         if isinstance(self.vm, dict):
-            self.vm = VmPolicy(**self.vm)
+            self.vm = VmPolicy(**_known(VmPolicy, self.vm, "vm: "))
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.lxcfs not in ("own", "off") and not Path(self.lxcfs).is_absolute():
@@ -143,11 +143,23 @@ class Config:
     def load(cls, path: Path | None) -> "Config":
         if path is None:
             return cls()
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: {e}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown keys: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        try:
+            return cls(**_known(cls, data, f"{path}: "))
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+def _known(cls, data: dict, where: str) -> dict:
+    """``data`` if it names only fields of dataclass ``cls``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}expected a mapping")
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{where}unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    return data

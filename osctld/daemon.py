@@ -39,6 +39,7 @@ from .runtime.lxc_config import Hooks
 from .runtime.lxcfs import Lxcfs
 from .runtime.qemu import Vms
 from .runtime.resources import CgroupTree
+from .runtime.statfs import StatfsProxy
 from .runtime.vmimage import VmFiles
 from .state import PoolState, Registry
 from .storage import backend_for
@@ -64,6 +65,7 @@ class Daemon:
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
             CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
             nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
+            statfs=StatfsProxy(config.run_dir),
         )
         self.net = Network(config.net, self.registry)
         self.containers.before_start.append(self.write_netconfig)
@@ -281,6 +283,16 @@ class Daemon:
 
     # --- hooks from LXC -----------------------------------------------------------
 
+    async def watch_statfs_proxy(self, every: float = 5.0) -> None:
+        """Replace a dead statfs proxy: while it is gone, LXC fails the
+        statfs calls of containers with a btrfs quota (ENOSYS)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.containers.statfs.ensure)
+            except Exception as e:
+                log.error("statfs proxy: %s", e)
+
     async def _hook_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
@@ -315,6 +327,7 @@ class Daemon:
         self.containers.nodes.setup()
         # Before load(): re-adoption renders the configs with lxcfs's mounts.
         await asyncio.to_thread(self.containers.lxcfs.ensure)
+        await asyncio.to_thread(self.containers.statfs.ensure)
         await self.load()
 
         if cfg.hook_socket.exists():
@@ -330,11 +343,13 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         log.info("osctld %s ready on %s", __version__, cfg.socket)
         autostart = asyncio.gather(self.autostart(), self.start_online_vms())
+        watch = asyncio.create_task(self.watch_statfs_proxy())
         await self._stop.wait()
 
         log.info("shutting down; containers and VMs keep running")
         autostart.cancel()
         self.vms.release()
+        watch.cancel()
         await server.close()
         hook_server.close()
         for task in list(self.ops.values()):
@@ -367,5 +382,6 @@ class Daemon:
             "vms": len(vms), "vms_running": sum(1 for v in vms if v.running),
             "rss": rss, "ops": sorted(self.ops),
             "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
+            "statfs_proxy": self.containers.statfs.public(),
         }
 

@@ -52,6 +52,9 @@ class Template:
     def version(self, wanted: str | None) -> str:
         version = wanted or self.default_version
         check_name("version", version)
+        if self.versions and version not in self.versions:
+            raise OsctlError(INVALID, f"template {self.name} has no version {version!r} "
+                                      f"(known: {', '.join(self.versions)})")
         return version
 
     def public(self) -> dict:
@@ -144,9 +147,6 @@ class Templates:
 
     async def _build(self, tpl: Template, version: str, rootfs: Path,
                      progress: Callable[[dict], None], recipe: str = "build") -> None:
-        if tpl.versions and version not in tpl.versions:
-            raise OsctlError(INVALID, f"template {tpl.name} has no version {version!r} "
-                                      f"(known: {', '.join(tpl.versions)})")
         progress({"step": "template", "message": f"building {tpl.name} {version}"})
         proc = await asyncio.create_subprocess_exec(
             str(tpl.path / recipe), str(rootfs), version,

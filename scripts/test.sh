@@ -3,5 +3,5 @@
 # for the integration tests). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 exec .venv/bin/python -m pytest -ra "$@" tests

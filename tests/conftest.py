@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 CI = os.environ.get("CI") == "true"
-NEEDED_TOOLS = ("lxc-start", "lxc-attach", "lxc-stop", "ip", "busybox", "newuidmap")
+NEEDED_TOOLS = ("lxc-start", "lxc-attach", "lxc-stop", "ip", "nsenter", "busybox", "newuidmap")
 
 
 def missing_capability() -> str | None:

@@ -63,9 +63,11 @@ def call(settings: Settings, cmd: str, args: dict | None = None, *,
 
 
 def show(settings: Settings, data: Any, default_columns: Sequence[str] | None = None) -> None:
-    columns = settings.columns or (default_columns if settings.format in ("table", "csv") else None)
-    if isinstance(data, dict) and settings.format in ("table", "csv") and not settings.columns:
-        columns = None  # "show" of one object: every field
+    columns = settings.columns
+    if not columns and settings.format in ("table", "csv") and isinstance(data, list):
+        # Default columns name what a row may hold (history's "error"): only
+        # columns the user asked for with -o must exist.
+        columns = [c for c in default_columns or () if not data or any(c in r for r in data)] or None
     try:
         text = render(data, settings.format, columns, settings.header)
     except ValueError as e:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import click
@@ -17,6 +16,8 @@ from .common import call, pass_settings, show
 @pass_settings
 def monitor(s, types):
     """Print osctld's events as they happen, until interrupted."""
+    import json  # here, not at the top: osctl's start-up pays for every import
+
     client = s.client()
     try:
         for ev in client.events(types=list(types) or None):

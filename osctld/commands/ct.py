@@ -21,11 +21,12 @@ from ..model.pool import IDMAP_CHOWN
 from ..model.units import parse_size
 from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
+from ..runtime.statfs import wants_proxy
 from ..undo import Undo
 from . import Context, command
 
 STOP_TIMEOUT = 60
-# How long a tenant's own program (chpasswd) may take before it is killed.
+# How long a tenant's own program (chpasswd, passwd) may take before it is killed.
 INSIDE_TIMEOUT = 30
 log = logging.getLogger(__name__)
 
@@ -319,17 +320,18 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
 @command("ct.passwd", mutating=True)
 async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
     """Set a user's password inside a running container."""
-    _, ct = _find(ctx, id)
+    pstate, ct = _find(ctx, id)
     _need_running(ct)
     if ":" in user or "\n" in user or "\n" in password:
         raise OsctlError(INVALID, "user and password may not hold ':' or newlines")
+    dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
+    argv, stdin = dist.passwd_command(user, password)
     async with _lock(ctx, ct, "ct.passwd"):
         code, _, err = await ctx.daemon.containers.lxc.attach(
-            ct.pool, ct.id, ["chpasswd"], None, stdin=f"{user}:{password}\n".encode(),
-            timeout=INSIDE_TIMEOUT)
+            ct.pool, ct.id, argv, None, stdin=stdin, timeout=INSIDE_TIMEOUT)
     if code != 0:
         why = err.decode(errors="replace").strip() or f"exit {code}"
-        raise OsctlError(INVALID, f"chpasswd in {ct.id} failed: {why}")
+        raise OsctlError(INVALID, f"{argv[0]} in {ct.id} failed: {why}")
     return {"id": ct.id, "user": user}
 
 
@@ -351,4 +353,8 @@ async def _set_resources(ctx: Context, pstate, ct: Container, limits: dict | Non
         if limits is not None and ct.running:
             undo.push(d.containers.apply_limits, replace(ct))
             d.containers.apply_limits(replace(ct, limits=new_limits))
+    backend = pstate.pool.backend
+    if ct.running and wants_proxy(backend, new_disk) and not wants_proxy(backend, ct.disk):
+        # df shows the quota through a seccomp filter that LXC sets at start.
+        ct.restart_pending = True
     ct.limits, ct.disk = new_limits, new_disk

@@ -51,6 +51,10 @@ class DistConfig(ABC):
         body = "".join(f"nameserver {r}\n" for r in resolvers)
         self.fs.write("etc/resolv.conf", "# written by osctld\n" + body)
 
+    def passwd_command(self, user: str, password: str) -> tuple[list[str], bytes]:
+        """What sets a password inside the running container, and its stdin."""
+        return ["chpasswd"], f"{user}:{password}\n".encode()
+
     def write_set(self, directory: str, prefix: str, suffix: str, files: dict[str, str],
                   mode: int = 0o644) -> None:
         """Write ``<prefix><key><suffix>`` for each of ``files`` in ``directory``

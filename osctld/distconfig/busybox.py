@@ -58,6 +58,11 @@ def _case(label: str, cmds: list[str]) -> str:
 
 
 class BusyboxConfig(DistConfig):
+    def passwd_command(self, user: str, password: str) -> tuple[list[str], bytes]:
+        # busybox-static has no chpasswd; its passwd reads the new password
+        # twice from a stdin that is not a terminal.
+        return ["passwd", user], f"{password}\n{password}\n".encode()
+
     def set_network(self, ifaces: list[IfaceConfig]) -> None:
         start = ["ip link set dev lo up"] + [c for i in ifaces for c in _start(i)]
         stop = [c for i in ifaces for c in _stop(i)]

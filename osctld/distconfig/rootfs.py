@@ -48,6 +48,22 @@ def _kept(dfd: int, name: str) -> bool:
     return not (st.st_mode & 0o200) and not stat.S_ISLNK(st.st_mode)
 
 
+def _same(dfd: int, name: str, data: bytes, mode: int, uid: int, gid: int) -> bool:
+    """Whether regular file ``name`` already holds ``data`` as we would write it."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_size != len(data)
+                or stat.S_IMODE(st.st_mode) != mode or (st.st_uid, st.st_gid) != (uid, gid)):
+            return False
+        return os.read(fd, len(data) + 1) == data
+    finally:
+        os.close(fd)
+
+
 class RootFS:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -134,6 +150,9 @@ class RootFS:
             if _kept(dfd, p.name):
                 return False
             dst = os.fstat(dfd)
+            data = content.encode()
+            if _same(dfd, p.name, data, mode, dst.st_uid, dst.st_gid):
+                return True  # at every start: no write, no fsync when nothing changed
             tmp = f".{p.name}.osctld"
             try:
                 os.unlink(tmp, dir_fd=dfd)
@@ -142,7 +161,7 @@ class RootFS:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          mode, dir_fd=dfd)
             try:
-                os.write(fd, content.encode())
+                os.write(fd, data)
                 os.fchmod(fd, mode)
                 os.fchown(fd, dst.st_uid, dst.st_gid)
                 os.fsync(fd)

@@ -15,7 +15,7 @@ HOSTNAME_RE = re.compile(
 
 
 def check_name(kind: str, value: object) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or ".." in value:
         raise OsctlError(
             INVALID,
             f"invalid {kind} name {value!r}: use 1-63 of a-z 0-9 _ . -, "
@@ -25,6 +25,6 @@ def check_name(kind: str, value: object) -> str:
 
 
 def check_hostname(value: object) -> str:
-    if not isinstance(value, str) or not HOSTNAME_RE.match(value):
+    if not isinstance(value, str) or not HOSTNAME_RE.fullmatch(value):
         raise OsctlError(INVALID, f"invalid hostname {value!r}")
     return value

@@ -7,6 +7,7 @@ and after a start or stop command returns.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable
 
 from osctl.protocol import OsctlError
@@ -22,12 +23,13 @@ from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
 from .lxcfs import Lxcfs
 from .resources import CgroupTree
+from .statfs import StatfsProxy, wants_proxy
 
 
 class Containers:
     def __init__(self, lxc: LxcRuntime, templates: Templates, hooks: Hooks,
                  cgroups: CgroupTree, on_state: Callable[[Container], None],
-                 nodes: DeviceNodes, lxcfs: Lxcfs):
+                 nodes: DeviceNodes, lxcfs: Lxcfs, statfs: StatfsProxy):
         self.lxc = lxc
         self.templates = templates
         self.hooks = hooks
@@ -35,6 +37,7 @@ class Containers:
         self.on_state = on_state
         self.nodes = nodes
         self.lxcfs = lxcfs
+        self.statfs = statfs
         # Called (awaited) with (pool_state, ct) before each start: what later
         # layers write into the rootfs (the network configuration, say).
         self.before_start: list[Callable] = []
@@ -64,6 +67,8 @@ class Containers:
             *self.nodes.lxc_lines(self.cgroups.layout, ct.pool, ct.id, self.grants(ct)),
             *self.lxcfs.lxc_lines(),
         ]
+        if wants_proxy(pstate.pool.backend, ct.disk):
+            extra += self.statfs.lxc_lines(pstate.pool.rootfs(ct.id))
         try:
             tpl_conf = self.templates.get(ct.distribution).lxc_conf
         except Exception:
@@ -113,6 +118,8 @@ class Containers:
         for prepare in self.before_start:
             await prepare(pstate, ct)
         self.apply_groups(pstate, ct.group)
+        if wants_proxy(pstate.pool.backend, ct.disk):
+            await asyncio.to_thread(self.statfs.ensure)  # LXC connects to it at start
         self.write_config(pstate, ct)
         user = pstate.users[ct.user]
         self.nodes.prepare(ct.pool, ct.id, self.grants(ct), user.root_uid, user.root_gid)

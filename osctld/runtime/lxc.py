@@ -19,6 +19,7 @@ from osctl.protocol import BUSY, CONFLICT, INTERNAL, INVALID, OsctlError
 
 from ..proc import run_tool
 from ..store import atomic_write
+from .terminal import run_on_pipes, run_on_pty
 
 ATTACH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -63,7 +64,16 @@ class LxcRuntime:
         return self.ct_dir(pool, ct_id) / "lxc.log"
 
     def write_config(self, pool: str, ct_id: str, text: str) -> None:
-        atomic_write(self.ct_dir(pool, ct_id) / "config", text.encode(), 0o644)
+        """Write the container's LXC config where it changed. It lives in the run
+        directory and is rendered again at every daemon start, so it needs no fsync."""
+        path = self.ct_dir(pool, ct_id) / "config"
+        data = text.encode()
+        try:
+            if path.read_bytes() == data:
+                return
+        except FileNotFoundError:
+            pass
+        atomic_write(path, data, 0o644, durable=False)
 
     def remove(self, pool: str, ct_id: str) -> None:
         shutil.rmtree(self.ct_dir(pool, ct_id), ignore_errors=True)
@@ -125,10 +135,11 @@ class LxcRuntime:
                      env: dict[str, str] | None = None, stdin: bytes | None = None,
                      timeout: float | None = None) -> tuple[int, bytes, bytes]:
         """Run ``argv`` inside. With ``fds`` (stdin, stdout, stderr) the process uses
-        them directly and nothing is captured; without, ``stdin`` is fed to it and
-        its output captured, up to CAPTURE_LIMIT bytes each. The process is killed
-        when ``timeout`` runs out or the operation is cancelled: what runs inside
-        is the tenant's, and may never end."""
+        them directly (or through a pty or pipes, see .terminal) and nothing is
+        captured; without, ``stdin`` is fed to it and its output captured, up to
+        CAPTURE_LIMIT bytes each. The process is killed when ``timeout`` runs out
+        or the operation is cancelled: what runs inside is the tenant's, and may
+        never end."""
         cmd = self._base("lxc-attach", pool, ct_id) + ["--clear-env", "-v", f"PATH={ATTACH_PATH}"]
         for k, v in (env or {}).items():
             cmd += ["-v", f"{k}={v}"]
@@ -137,6 +148,10 @@ class LxcRuntime:
         if fds:
             if len(fds) != 3:
                 raise OsctlError(INVALID, "pass three file descriptors: stdin, stdout, stderr")
+            if os.isatty(fds[0]):
+                return await run_on_pty(cmd, fds), b"", b""
+            if os.isatty(fds[1]) or os.isatty(fds[2]):
+                return await run_on_pipes(cmd, fds), b"", b""
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
             return await _reap(proc, proc.wait(), timeout), b"", b""

@@ -55,6 +55,9 @@ class Lxcfs:
         self.mountpoint = run_dir / "lxcfs" if self.own else Path(setting)
         self.pidfile = run_dir / "lxcfs.pid"
         self.logfile = run_dir / "lxcfs.log"
+        # The files an lxcfs offers do not change while it runs: looked up
+        # once per daemon (and per lxcfs it starts), not once per container start.
+        self._lines: list[str] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -66,6 +69,7 @@ class Lxcfs:
 
     def ensure(self) -> None:
         """Use the lxcfs mounted at the mount point, or start one (``own``)."""
+        self._lines = None
         if not self.enabled:
             return
         if mounted_at(self.mountpoint):
@@ -109,8 +113,11 @@ class Lxcfs:
 
     def lxc_lines(self) -> list[str]:
         """Bind mounts of the lxcfs files over the container's own."""
-        if not self.active:
-            return []
+        if self._lines is None:
+            self._lines = self._find_lines() if self.active else []
+        return self._lines
+
+    def _find_lines(self) -> list[str]:
         mp = self.mountpoint
 
         def bind(rel: str) -> str:

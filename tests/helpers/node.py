@@ -159,6 +159,17 @@ class TestNode:
     def exec(self, ct: str, *argv: str) -> subprocess.CompletedProcess:
         return self.osctl("ct", "exec", ct, "--", *argv, check=False)
 
+    def subid_lines(self, kind: str = "subuid") -> list[str]:
+        """This node's lines of /etc/subuid or /etc/subgid: those in its 64 blocks
+        (other nodes, of this run or another, change the files meanwhile)."""
+        ours = range(self.id_base, self.id_base + 64 * BLOCK)
+        out = []
+        for line in Path(f"/etc/{kind}").read_text().splitlines():
+            parts = line.split(":")
+            if len(parts) == 3 and parts[0] == "root" and parts[1].isdigit() and int(parts[1]) in ours:
+                out.append(line)
+        return out
+
     # --- clean-up ---------------------------------------------------------------
 
     def lxcfs_pid(self) -> int | None:
@@ -177,6 +188,16 @@ class TestNode:
         if pid is not None:
             subprocess.run(["umount", "-l", str(self.run_dir / "lxcfs")], capture_output=True)
             os.kill(pid, signal.SIGTERM)
+
+    def statfs_proxy_pid(self) -> int | None:
+        """The PID of the statfs proxy this node's osctld started, if it still runs."""
+        try:
+            pid = int((self.run_dir / "statfs-proxy.pid").read_text())
+            if b"statfs_proxy.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except (OSError, ValueError):
+            pass
+        return None
 
     def cleanup(self) -> None:
         """Leave nothing: containers, mounts, subuid lines, the namespace, files."""
@@ -197,6 +218,9 @@ class TestNode:
                     self.lxc("lxc-stop", pool_dir.name, ct_dir.name, "-k", check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         self.stop_lxcfs()
+        pid = self.statfs_proxy_pid()  # osctld never stops it either
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
         from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
 
         cgroups.remove(cgroups.detect(), self.config["cgroup_root"])

@@ -3,6 +3,9 @@ cgroups on the host."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 from osctld.runtime import cgroups
@@ -169,6 +172,25 @@ def test_quota_refusal_changes_nothing(node):
     assert (shown["quota_usage"]["memory"], shown["quota_usage"]["containers"]) == (250 * MIB, 2)
 
 
+def df_k(node, ct: str, path: str = "/", raw: bool = False) -> tuple[int, int]:
+    """Total and used KiB that ``df -k PATH`` inside shows (raw: through
+    lxc-attach, with no daemon)."""
+    if raw:
+        pool, _, name = ct.partition(":")
+        out = node.exec_raw(name, "df", "-k", path, pool=pool)
+    else:
+        p = node.exec(ct, "df", "-k", path)
+        assert p.returncode == 0, p.stderr
+        out = p.stdout
+    cols = out.splitlines()[1].split()
+    return int(cols[1]), int(cols[2])
+
+
+def seccomp_mode(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("Seccomp:")[1].split()[0])
+
+
 def test_btrfs_disk_quota(node):
     img = node.dir / "q.img"
     node.osctl("pool", "install", "bq", "--backend", "btrfs", "--image", str(img), "--size", "300M",
@@ -178,18 +200,58 @@ def test_btrfs_disk_quota(node):
     node.osctl("ct", "start", "bq:d1")
     assert node.osctl_json("ct", "show", "bq:d1")["disk"] == 20 * MIB
 
+    # btrfs answers statfs for the whole pool; the statfs proxy shows the
+    # qgroup: its limit as the size, what the subvolume refers to as used.
+    total, used = df_k(node, "bq:d1")
+    assert total == 20 * 1024
+    assert node.exec("bq:d1", "dd", "if=/dev/zero", "of=/five", "bs=1M", "count=5").returncode == 0
+    node.exec("bq:d1", "sync")  # qgroups count at the transaction's commit
+    total, used5 = df_k(node, "bq:d1")
+    assert total == 20 * 1024 and used5 - used >= 5 * 1024 - 64, (used, used5)
+
     p = node.exec("bq:d1", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=40")
     assert p.returncode != 0 and "quota exceeded" in p.stderr.lower(), p.stderr
-    # df reads statfs, which btrfs answers for the whole filesystem: qgroup
-    # limits do not show there (ZFS refquota does). It shows the pool's size.
-    df = node.exec("bq:d1", "df", "-k", "/").stdout.splitlines()[1].split()
-    assert 250 * 1024 < int(df[1]) <= 300 * 1024
+
+    # Other mounts are answered by the kernel, unchanged: /dev (tmpfs) as
+    # the host sees it through the container's root.
+    pid = node.osctl_json("ct", "show", "bq:d1")["init_pid"]
+    st = os.statvfs(f"/proc/{pid}/root/dev")
+    assert df_k(node, "bq:d1", "/dev")[0] == st.f_blocks * st.f_frsize // 1024
 
     p = node.osctl("ct", "set", "disk", "bq:d1", "10M", check=False)
     assert p.returncode == 6 and "below what" in p.stderr, p.stderr
     node.osctl("ct", "set", "disk", "bq:d1", "100M")  # live, from at its limit
+    assert df_k(node, "bq:d1")[0] == 100 * 1024
     p = node.exec("bq:d1", "dd", "if=/dev/zero", "of=/big2", "bs=1M", "count=30")
     assert p.returncode == 0, p.stderr
+
+    # The proxy is no child of osctld: df inside works with osctld killed,
+    # and a new osctld uses the same proxy.
+    proxy = node.statfs_proxy_pid()
+    assert proxy is not None
+    node.kill()
+    assert df_k(node, "bq:d1", raw=True)[0] == 100 * 1024
+    node.start()
+    assert node.statfs_proxy_pid() == proxy
+    # A dead proxy is replaced; the container's monitor reconnects to the new one.
+    os.kill(proxy, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while node.statfs_proxy_pid() in (None, proxy) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert node.statfs_proxy_pid() not in (None, proxy)
+    assert df_k(node, "bq:d1")[0] == 100 * 1024
+
+    # A container without a quota gets no seccomp filter: the pool's size.
+    node.osctl("ct", "new", "free", "--user", "bq:d")
+    node.osctl("ct", "start", "bq:free")
+    assert seccomp_mode(pid) == 2  # SECCOMP_MODE_FILTER
+    assert seccomp_mode(node.osctl_json("ct", "show", "bq:free")["init_pid"]) == 0
+    assert 250 * 1024 < df_k(node, "bq:free")[0] <= 300 * 1024
+    # A quota set while it runs: the filter comes with the next start.
+    assert node.osctl_json("ct", "set", "disk", "bq:free", "50M")["restart_pending"]
+    node.osctl("ct", "stop", "bq:free")
+    node.osctl("ct", "start", "bq:free")
+    assert df_k(node, "bq:free")[0] == 50 * 1024
 
     node.osctl("user", "new", "diru")
     node.osctl("ct", "new", "plain", "--user", "default:diru")

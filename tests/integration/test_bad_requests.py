@@ -1,0 +1,219 @@
+"""Bad input over the raw socket never takes the daemon down.
+
+After each kind of bad request the daemon is alive and a good request on a
+new connection succeeds.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import msgpack
+import pytest
+
+from osctl import protocol
+
+MAX_FRAME = 65536
+
+
+class Raw:
+    """A bare protocol peer: bytes out, decoded frames in."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
+        self.decoder = protocol.Decoder()
+        self.pending: list[dict] = []
+        self.greeting = self.read()
+
+    def send(self, data: bytes | dict) -> None:
+        self.sock.sendall(data if isinstance(data, bytes) else protocol.encode(data))
+
+    def read(self) -> dict | None:
+        """The next frame, or None when the daemon closed the connection."""
+        while not self.pending:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:  # closed with our bytes still unread
+                return None
+            if not data:
+                return None
+            self.pending += self.decoder.feed(data)
+        return self.pending.pop(0)
+
+    def until_closed(self) -> list[dict]:
+        out = []
+        while (msg := self.read()) is not None:
+            out.append(msg)
+        return out
+
+    def final(self, req_id: int) -> dict:
+        """Skip progress frames until the final reply of ``req_id``."""
+        while True:
+            msg = self.read()
+            assert msg is not None, "connection closed before the reply"
+            if msg.get("id") == req_id and "progress" not in msg:
+                return msg
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_node(node):
+    """A node with a small frame limit and a running busybox container."""
+    node.config["max_frame"] = MAX_FRAME
+    node.restart()
+    node.osctl("user", "new", "u")
+    node.osctl("ct", "new", "c1", "--user", "u")
+    node.osctl("ct", "start", "c1")
+    return node
+
+
+def still_serving(node) -> None:
+    assert node.proc.poll() is None, "osctld died"
+    r = Raw(node.socket)
+    try:
+        r.send(protocol.request(1, "ct.show", {"id": "c1"}))
+        assert r.final(1)["ok"]["state"] == "running"
+    finally:
+        r.close()
+    assert node.osctl_json("status")["containers"] == 1
+
+
+def error_of(msg: dict) -> tuple:
+    return msg.get("id"), msg["error"]["code"]
+
+
+def test_malformed_msgpack_closes_that_connection_only(raw_node):
+    bystander = Raw(raw_node.socket)
+    for garbage in (b"\xc1", b"\xc1\x00\xffnot msgpack at all", b"\x91" * 5000):
+        r = Raw(raw_node.socket)
+        r.send(garbage)
+        msgs = r.until_closed()
+        assert [error_of(m) for m in msgs] == [(None, "invalid")], garbage
+        assert "malformed" in msgs[0]["error"]["message"]
+        # The other connection is served on.
+        bystander.send(protocol.request(5, "daemon.status"))
+        assert bystander.final(5)["ok"]["containers"] == 1
+        still_serving(raw_node)
+
+
+def test_bad_frames_and_requests(raw_node):
+    node = raw_node
+    # A frame that is not a map: that connection is closed.
+    r = Raw(node.socket)
+    r.send(msgpack.packb([1, "ct.ls", {}]))
+    msgs = r.until_closed()
+    assert [error_of(m) for m in msgs] == [(None, "invalid")]
+    assert "expected a map" in msgs[0]["error"]["message"]
+    still_serving(node)
+
+    # An oversized frame: refused, connection closed, nothing buffered.
+    r = Raw(node.socket)
+    big = protocol.encode(protocol.request(1, "ct.ls", {"pool": "x" * (2 * MAX_FRAME)}))
+    try:
+        r.send(big)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the daemon hung up before taking it all
+    msgs = r.until_closed()
+    assert [error_of(m) for m in msgs] == [(None, "invalid")]
+    assert "larger than" in msgs[0]["error"]["message"]
+    still_serving(node)
+
+    # Bad requests in well-formed frames: an error each, the connection lives on.
+    r = Raw(node.socket)
+    cases = [
+        ({"cmd": "ct.ls"}, None, "integer 'id'"),
+        ({"id": "7", "cmd": "ct.ls"}, None, "integer 'id'"),
+        ({"id": 2, "args": {}}, 2, "string 'cmd'"),
+        ({"id": 3, "cmd": "ct.ls", "args": [1]}, 3, "'args' must be a map"),
+        ({"id": 4, "cmd": "no.such.verb"}, 4, "unknown command"),
+        ({"id": 5, "cmd": "ct.show"}, 5, "missing argument(s) id"),
+        ({"id": 6, "cmd": "ct.show", "args": {"id": "c1", "bogus": 1}}, 6, "unknown argument(s) bogus"),
+        ({"id": 7, "cmd": "ct.show", "args": {"id": 7}}, 7, "'id' must be str"),
+        ({"id": 8, "cmd": "ct.stop", "args": {"id": "c1", "timeout": True}}, 8, "'timeout' must be int"),
+        ({"id": 9, "cmd": "ct.del", "args": {"id": "c1", "force": 1}}, 9, "'force' must be bool"),
+        ({"id": 10, "cmd": "ct.exec", "args": {"id": "c1", "argv": ["true"]}, "fds": 3}, 10,
+         "announced 3 file descriptors"),
+        ({"id": 11, "cmd": "ct.show", "args": {"id": "../../etc"}}, 11, "not found"),
+    ]
+    for msg, req_id, words in cases:
+        r.send(msg)
+        reply = r.read()
+        assert reply is not None, f"connection closed after {msg}"
+        assert error_of(reply)[0] == req_id, (msg, reply)
+        assert reply["error"]["code"] in ("invalid", "not_found"), (msg, reply)
+        assert words in reply["error"]["message"], (msg, reply)
+    # The same connection still answers, and nothing was changed.
+    r.send(protocol.request(99, "ct.show", {"id": "c1"}))
+    assert r.final(99)["ok"]["state"] == "running"
+    r.close()
+    still_serving(node)
+    assert "bad request" in node.log.read_text()
+
+
+def test_requests_in_flight_complete_out_of_order(raw_node):
+    node = raw_node
+    r = Raw(node.socket)
+    t0 = time.monotonic()
+    r.send(protocol.request(1, "ct.exec", {"id": "c1", "argv": ["sleep", "2"]}))
+    r.send(protocol.request(2, "ct.exec", {"id": "c1", "argv": ["sh", "-c", "echo quick"]}))
+    r.send(protocol.request(3, "daemon.status"))
+    # The same id again while 1 is in flight: refused, 1 goes on.
+    r.send(protocol.request(1, "daemon.status"))
+    order = []
+    replies = {}
+    while len(order) < 4:
+        msg = r.read()
+        assert msg is not None
+        order.append(msg["id"])
+        replies.setdefault(msg["id"], []).append(msg)
+    assert order[-1] == 1, order  # the slow one finishes last
+    assert time.monotonic() - t0 >= 2
+    dup, done = replies[1]
+    assert dup["error"]["code"] == "invalid" and "already in flight" in dup["error"]["message"]
+    assert done["ok"]["exit_code"] == 0
+    assert replies[2][0]["ok"] == {"exit_code": 0, "stdout": b"quick\n", "stderr": b""}
+    assert replies[3][0]["ok"]["running"] == 1
+    # Once 1 is done its id is free again.
+    r.send(protocol.request(1, "daemon.status"))
+    assert "ok" in r.final(1)
+    r.close()
+    still_serving(node)
+
+
+def hang_up_after(node, req: dict) -> None:
+    r = Raw(node.socket)
+    r.send(req)
+    time.sleep(0.3)
+    r.sock.shutdown(socket.SHUT_RDWR)
+    r.close()
+
+
+def wait_for(what, timeout: float = 30) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if what():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_client_disconnecting_in_the_middle_of_a_long_operation(raw_node):
+    node = raw_node
+    hang_up_after(node, protocol.request(1, "ct.exec", {
+        "id": "c1", "argv": ["sh", "-c", "sleep 1; touch /done"]}))
+    # The daemon is not stuck on the lost peer: other clients are served at once.
+    t0 = time.monotonic()
+    assert node.osctl_json("status")["containers"] == 1
+    assert time.monotonic() - t0 < 5
+    # The operation went on to its end.
+    assert wait_for(lambda: node.exec("c1", "test", "-e", "/done").returncode == 0)
+
+    hang_up_after(node, protocol.request(1, "ct.stop", {"id": "c1", "timeout": 30}))
+    assert wait_for(lambda: node.osctl_json("ct", "show", "c1")["state"] == "stopped")
+    assert node.osctl_json("ct", "start", "c1")["state"] == "running"
+    still_serving(node)

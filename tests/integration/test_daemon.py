@@ -1,0 +1,160 @@
+"""The daemon itself: its configuration, SIGTERM, history and the event stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.helpers.node import OSCTL, OSCTLD
+
+
+def run_osctld(node, config: dict | str) -> subprocess.CompletedProcess:
+    cfg = node.dir / "bad.yml"
+    cfg.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return subprocess.run([*node.netns_argv(), OSCTLD, "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_bad_configuration_is_refused_clearly(node):
+    base = {"state_dir": str(node.dir / "other"), "run_dir": str(node.dir / "other-run")}
+    cases = [
+        ({**base, "bogus_key": 1}, "unknown keys: bogus_key"),
+        ({**base, "log_level": "loud"}, "log_level must be one of"),
+        ({**base, "autostart_parallelism": 0}, "autostart_parallelism must be at least 1"),
+        ({**base, "default_pool": {"name": "p", "colour": "red"}}, "default_pool: unknown keys: colour"),
+        ("- a\n- list\n", "expected a mapping"),
+        ("state_dir: [unclosed\n", "bad configuration"),
+    ]
+    for config, words in cases:
+        p = run_osctld(node, config)
+        assert p.returncode == 2, (config, p.stderr)
+        assert p.stderr.startswith("osctld: bad configuration:") and words in p.stderr, (config, p.stderr)
+    p = subprocess.run([OSCTLD, "--config", str(node.dir / "missing.yml")], capture_output=True, text=True)
+    assert p.returncode == 2 and "missing.yml" in p.stderr
+    assert not (node.dir / "other").exists()  # nothing was started or made
+    # The node's own daemon is untouched.
+    assert node.osctl_json("status")["pid"] == node.proc.pid
+
+
+def test_sigterm_leaves_containers_running(node):
+    node.osctl("user", "new", "u")
+    for ct in ("s1", "s2"):
+        node.osctl("ct", "new", ct, "--user", "u", "--start")
+    before = {c["id"]: c["init_pid"] for c in node.osctl_json("ct", "ls")}
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.proc.wait(30) == 0
+    assert not node.socket.exists()
+    for pid in before.values():
+        assert Path(f"/proc/{pid}").exists(), "a container died with the daemon"
+    assert "shutting down; containers keep running" in node.log.read_text()
+    # Logs are lines journald reads a priority from.
+    assert all(ln.startswith("<") for ln in node.log.read_text().splitlines() if ln)
+    node.start()
+    after = {c["id"]: (c["state"], c["init_pid"]) for c in node.osctl_json("ct", "ls")}
+    assert after == {ct: ("running", pid) for ct, pid in before.items()}
+    assert node.exec("s2", "true").returncode == 0
+
+
+def test_history_records_state_changing_commands(node):
+    node.osctl("user", "new", "u")
+    node.osctl("ct", "new", "h1", "--user", "u")
+    node.osctl("ct", "start", "h1")
+    node.osctl("ct", "show", "h1")  # not state-changing: not in the history
+    node.osctl("ct", "start", "h1", check=False)  # refused: already running
+    node.osctl("ct", "stop", "h1")
+    rows = node.osctl_json("history", "-n", "0")
+    assert [(r["cmd"], r["result"]) for r in rows] == [
+        ("user.new", "ok"), ("ct.new", "ok"), ("ct.start", "ok"), ("ct.start", "error"), ("ct.stop", "ok")]
+    assert rows[1]["args"]["id"] == "h1" and rows[1]["uid"] == 0 and rows[1]["pool"] == "default"
+    assert "already running" in rows[3]["error"]
+    assert [r["cmd"] for r in node.osctl_json("history", "-n", "2")] == ["ct.start", "ct.stop"]
+    table = node.osctl("history").stdout.splitlines()
+    assert table[0].split()[:3] == ["TIME", "POOL", "CMD"] and len(table) == 6
+    pool = Path(node.osctl_json("pool", "show", "default")["path"])
+    lines = (pool / "log" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["cmd"] for ln in lines] == [r["cmd"] for r in rows]
+
+
+class Lines:
+    """Lines of a child's stdout, read without Python's buffering (select sees them all)."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen([OSCTL, *args], stdout=subprocess.PIPE)
+        self.buf = b""
+
+    def next(self, timeout: float) -> str | None:
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                return None
+            data = os.read(self.proc.stdout.fileno(), 65536)
+            if not data:
+                return None
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+def test_monitor_prints_events(node):
+    node.osctl("user", "new", "u")
+    node.osctl("ct", "new", "m1", "--user", "u")
+    mon = Lines("--socket", str(node.socket), "-j", "monitor")
+    events: list[dict] = []
+    nudges = iter(range(1000))
+
+    def read_until(pred, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            line = mon.next(0.5)
+            if line is None:
+                if not events:  # until the subscription is in place, make events
+                    node.call("user.new", name=f"nudge{next(nudges)}")
+                continue
+            events.append(json.loads(line))
+            if pred(events[-1]):
+                return events[-1]
+        raise AssertionError(f"monitor did not show it; it showed {events}")
+
+    try:
+        read_until(lambda ev: ev["type"] == "add" and ev["object"] == "user")
+        node.osctl("ct", "start", "m1")
+        ev = read_until(lambda ev: ev["type"] == "state" and ev["state"] == "running")
+        assert ev["id"] == "m1" and ev["pool"] == "default" and ev["init_pid"] > 1
+        node.osctl("ct", "stop", "m1")
+        read_until(lambda ev: ev["type"] == "state" and ev["state"] == "stopped")
+        assert any(ev["type"] == "command" and ev["cmd"] == "ct.start" and ev["phase"] == "done"
+                   for ev in events)
+    finally:
+        mon.close()
+
+    # The table form of the same stream, with a type filter.
+    mon = Lines("--socket", str(node.socket), "monitor", "--type", "state")
+    try:
+        seen: list[str] = []
+        deadline = time.time() + 20
+        node.call("ct.start", id="m1")
+        while time.time() < deadline and not any("state=running" in ln for ln in seen):
+            line = mon.next(1)
+            if line:
+                seen.append(line)
+            elif not seen:  # not subscribed yet when it started: again
+                node.call("ct.stop", id="m1")
+                node.call("ct.start", id="m1")
+        running = [ln for ln in seen if "state=running" in ln]
+        assert running and "id=m1" in running[0] and running[0].split()[1] == "state", seen
+        assert all(ln.split()[1] == "state" for ln in seen)
+    finally:
+        mon.close()

@@ -1,0 +1,113 @@
+"""Pools hold their own configuration: export, then import, brings back every
+user and container with the same IDs and maps, and the containers' data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tests.conftest import require
+from tests.helpers.node import BLOCK
+
+
+def subid_lines(kind: str = "subuid") -> list[str]:
+    return Path(f"/etc/{kind}").read_text().splitlines()
+
+
+def snapshot(node, pool: str) -> tuple[dict, dict]:
+    users = {u["name"]: u for u in node.osctl_json("user", "ls", "--pool", pool)}
+    for u in users.values():
+        u.pop("containers")
+    cts = {c["id"]: node.osctl_json("ct", "show", f"{pool}:{c['id']}")
+           for c in node.osctl_json("ct", "ls", "--pool", pool)}
+    for c in cts.values():  # what runs, not what is kept
+        for key in ("state", "init_pid", "limits_in_force"):
+            c.pop(key, None)
+    return users, cts
+
+
+def export_import_round_trip(node, pool: str, *import_args: str) -> None:
+    """Export (stopping what runs), check the node forgot it, import it again."""
+    users, cts = snapshot(node, pool)
+    path = node.osctl_json("pool", "show", pool)["path"]
+    lines = [f"root:{u['root_uid']}:" for u in users.values()]
+
+    def counts(kind: str = "subuid") -> list[int]:
+        """How many lines of each user's (another node may hold the same range)."""
+        have = subid_lines(kind)
+        return [sum(ln.startswith(pre) for ln in have) for pre in lines]
+
+    held = counts(), counts("subgid")
+
+    p = node.osctl("pool", "export", pool, check=False)
+    assert p.returncode == 6 and "running containers" in p.stderr  # refused: one runs
+    node.osctl("pool", "export", pool, "--force")
+    assert pool not in {p["name"] for p in node.osctl_json("pool", "ls")}
+    assert (counts(), counts("subgid")) == tuple([n - 1 for n in c] for c in held)
+    assert not any((node.run_dir / "lxc" / pool / ct).exists() for ct in cts)
+
+    imported = node.osctl_json("pool", "import", path, *import_args)
+    assert imported["name"] == pool and imported["users"] == len(users)
+    assert snapshot(node, pool) == (users, cts)
+    assert (counts(), counts("subgid")) == held
+
+
+def test_dir_pool_export_import(node):
+    node.osctl("user", "new", "alice")
+    explicit = f"0:{node.id_base + 40 * BLOCK}:65536"
+    node.osctl("user", "new", "bob", "--map", explicit)
+    node.osctl("ct", "new", "c1", "--user", "alice")
+    node.osctl("ct", "new", "c2", "--user", "bob", "--hostname", "c2.example.org")
+    node.osctl("ct", "set", "autostart", "c2", "on")
+    node.osctl("ct", "start", "c1")
+    assert node.exec("c1", "sh", "-c", "echo kept > /root/data").returncode == 0
+
+    export_import_round_trip(node, "default")
+
+    assert node.osctl_json("user", "show", "bob")["uid_map"] == [explicit]
+    c2 = node.osctl_json("ct", "show", "c2")
+    assert (c2["hostname"], c2["autostart"]) == ("c2.example.org", True)
+    ct = node.osctl_json("ct", "start", "c1")
+    assert os.stat(f"/proc/{ct['init_pid']}").st_uid == node.osctl_json("user", "show", "alice")["root_uid"]
+    assert node.exec("c1", "cat", "/root/data").stdout == "kept\n"
+    # The id-range goes on where it stopped: the next block is the one after alice's.
+    assert node.osctl_json("user", "new", "carol")["root_uid"] == node.id_base + BLOCK
+    # And the history of the pool kept its lines across the move.
+    cmds = [h["cmd"] for h in node.osctl_json("history", "-n", "0")]
+    assert cmds.index("pool.export") < len(cmds) - 1 and "ct.new" in cmds
+
+
+def test_btrfs_pool_on_a_loop_image(node):
+    require(None if shutil.which("mkfs.btrfs") else "mkfs.btrfs missing (btrfs-progs)")
+    image = node.dir / "fast.img"
+    base = node.id_base + 32 * BLOCK
+    pool = node.osctl_json("pool", "install", "fast", "--backend", "btrfs", "--image", str(image),
+                           "--size", "1G", "--id-base", str(base))
+    path = Path(pool["path"])
+    assert pool["backend"] == "btrfs" and pool["idmap"] in ("idmapped", "chown")
+    assert os.path.ismount(path) and image.stat().st_size == 1 << 30
+    assert node.osctl_json("pool", "show", "fast")["idmap"] == pool["idmap"]
+
+    assert node.osctl_json("user", "new", "dave", "--pool", "fast")["root_uid"] == base
+    node.osctl("ct", "new", "b1", "--user", "fast:dave")
+    rootfs = Path(node.osctl_json("ct", "show", "b1")["rootfs"])
+    assert rootfs.is_relative_to(path)
+    assert os.stat(rootfs).st_ino == 256  # a subvolume: a snapshot of the template's
+    node.osctl("ct", "start", "b1")
+    assert node.exec("b1", "sh", "-c", "echo kept > /root/data").returncode == 0
+
+    export_import_round_trip(node, "fast", "--image", str(image))
+    assert os.path.ismount(path)
+
+    node.osctl("ct", "start", "b1")
+    assert node.exec("b1", "cat", "/root/data").stdout == "kept\n"
+    node.osctl("pool", "export", "fast", "--force")
+    assert not os.path.ismount(path)
+
+
+def test_zfs_is_unsupported_and_leaves_nothing(node):
+    p = node.osctl("pool", "install", "z", "--backend", "zfs", check=False)
+    assert p.returncode == 8 and "zfs" in p.stderr
+    assert [p["name"] for p in node.osctl_json("pool", "ls")] == ["default"]
+    assert not (node.state_dir / "pools" / "z").exists()
