@@ -53,7 +53,7 @@ def test_sigterm_leaves_containers_running(node):
     assert not node.socket.exists()
     for pid in before.values():
         assert Path(f"/proc/{pid}").exists(), "a container died with the daemon"
-    assert "shutting down; containers keep running" in node.log.read_text()
+    assert "shutting down; containers and VMs keep running" in node.log.read_text()
     # Logs are lines journald reads a priority from.
     assert all(ln.startswith("<") for ln in node.log.read_text().splitlines() if ln)
     node.start()

@@ -51,7 +51,7 @@ def test_users_and_subid_files(node):
         # A user that owns containers cannot go.
         node.osctl("ct", "new", "c1", "--user", "alice")
         p = node.osctl("user", "del", "alice", check=False)
-        assert p.returncode == 6 and "still owns containers: c1" in p.stderr
+        assert p.returncode == 6 and "still owns containers or VMs: c1" in p.stderr
         assert alice in added("subuid")
         node.osctl("ct", "del", "c1")
         node.osctl("user", "del", "alice")
