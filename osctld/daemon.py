@@ -70,7 +70,8 @@ class Daemon:
         self.net = Network(config.net, self.registry)
         self.containers.before_start.append(self.write_netconfig)
         self.containers.hook_handlers.append(self._net_hook)
-        self.vms = Vms(config.vm, config.vm_run_dir, on_state=self._vm_state_changed)
+        self.vms = Vms(config.vm, config.vm_run_dir, self.containers.cgroups,
+                       on_state=self._vm_state_changed)
         # VMs whose serial console someone is attached to (QEMU takes one client).
         self.vm_consoles: set[tuple[str, str]] = set()
         self._vm_taps: dict[tuple[str, str], list[str]] = {}  # of running VMs
@@ -121,10 +122,11 @@ class Daemon:
             self._vm_taps_going[(vm.pool, vm.id)] = asyncio.ensure_future(self.net.vm_down(taps))
 
     async def start_vm(self, pstate: PoolState, vm: VM) -> None:
-        """A VM's taps, then its QEMU; the taps go again when it stops."""
+        """A VM's group cgroups and taps, then its QEMU; the taps go again when it stops."""
         going = self._vm_taps_going.pop((vm.pool, vm.id), None)
         if going is not None:  # the last run's, still being removed
             await going
+        self.containers.apply_groups(pstate, vm.group)
         taps = await self.net.vm_up(vm)
         try:
             await self.vms.start(vm, VmFiles(pstate.pool.vm_dir(vm.id)),

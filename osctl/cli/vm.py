@@ -11,7 +11,7 @@ import click
 
 from .common import call, lifecycle_command, pass_settings, show
 
-LS_COLUMNS = ["pool", "id", "user", "template", "cores", "memory", "disk", "online", "state",
+LS_COLUMNS = ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
               "pid", "pending_restart"]
 
 
@@ -30,10 +30,12 @@ def vm():
               help="Template with a VM image (osctl template ls).")
 @click.option("--version", "-v", "version", help="Distribution version [default: the template's].")
 @click.option("--pool", "-p", help="Pool [default: the user's].")
+@click.option("--group", "-g", default="/default", show_default=True,
+              help="Resource group: its limits bind the VM's QEMU process.")
 @click.option("--hostname", help="Hostname inside [default: the VM's id].")
 @click.option("--start", "start_after", is_flag=True, help="Start it once created.")
 @pass_settings
-def new(s, id, user, cores, memory, disk, template, version, pool, hostname, start_after):
+def new(s, id, user, cores, memory, disk, template, version, pool, group, hostname, start_after):
     """Create VM ID owned by USER.
 
     The template's VM image is built once per node (the debian one takes
@@ -41,7 +43,7 @@ def new(s, id, user, cores, memory, disk, template, version, pool, hostname, sta
     """
     res = call(s, "vm.new", {"id": id, "user": user, "cores": cores, "memory": memory,
                              "disk": disk, "template": template, "version": version,
-                             "pool": pool, "hostname": hostname})
+                             "pool": pool, "hostname": hostname, "group": group})
     if start_after:
         res = call(s, "vm.start", {"id": f"{res['pool']}:{id}"})
     show(s, res)
@@ -129,6 +131,7 @@ def _setter(what: str, metavar: str, doc: str, convert=str) -> None:
 _setter("cores", "N", "Set the number of CPUs (applies at the next start).", int)
 _setter("memory", "SIZE", "Set the memory, e.g. 2G (applies at the next start).")
 _setter("disk", "SIZE", "Grow the disk, e.g. 20G (live on a running VM; never shrinks).")
+_setter("group", "GROUP", "Move a stopped VM to resource group GROUP.")
 
 
 @set_.command("online")

@@ -1,4 +1,4 @@
-"""Resource groups: cgroup subtrees whose limits bind every container below."""
+"""Resource groups: cgroup subtrees whose limits bind every container and VM below."""
 
 from __future__ import annotations
 
@@ -34,24 +34,29 @@ def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
     return out
 
 
-def _below(pstate, path: str) -> tuple[list[str], list[str]]:
-    """Groups and containers below ``path`` (not itself)."""
+def _below(pstate, path: str) -> tuple[list[str], list[str], list[str]]:
+    """Groups below ``path`` (not itself), containers and VMs in it or below."""
     prefix = path.rstrip("/") + "/"
+
+    def inside(server) -> bool:
+        return server.group == path or server.group.startswith(prefix)
+
     groups = sorted(p for p in pstate.groups if p.startswith(prefix))
-    cts = sorted(c.id for c in pstate.cts.values() if c.group == path or c.group.startswith(prefix))
-    return groups, cts
+    cts = sorted(c.id for c in pstate.cts.values() if inside(c))
+    vms = sorted(v.id for v in pstate.vms.values() if inside(v))
+    return groups, cts, vms
 
 
 def _public(ctx: Context, pstate, g: Group, detail: bool = False) -> dict:
     tree = ctx.daemon.containers.cgroups
-    groups, cts = _below(pstate, g.path)
+    groups, cts, vms = _below(pstate, g.path)
     out = {"pool": pstate.pool.name, "path": g.path, "limits": g.limits.to_dict(),
            "effective_limits": pstate.effective_limits(g.path).to_dict(),
-           "containers": len(cts)}
+           "containers": len(cts), "vms": len(vms)}
     if detail:
         rel = tree.group(pstate.pool.name, g.path)
         in_force = tree.read(rel)
-        out.update(groups=groups, container_ids=cts,
+        out.update(groups=groups, container_ids=cts, vm_ids=vms,
                    limits_in_force=None if in_force is None else in_force.to_dict(),
                    usage=tree.usage(rel) if in_force is not None else None)
     return out
@@ -110,17 +115,18 @@ async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -
 
 @command("group.del", mutating=True)
 async def delete(ctx: Context, path: str, pool: str | None = None) -> dict:
-    """Delete a group that holds no containers and no groups."""
+    """Delete a group that holds no containers, VMs or groups."""
     d = ctx.daemon
     pstate, g = _find(ctx, path, pool)
     if g.path in (ROOT_GROUP, DEFAULT_GROUP):
         raise OsctlError(INVALID, f"group {g.path} is built in and cannot be deleted")
     async with _lock(ctx, pstate):
-        groups, cts = _below(pstate, g.path)
-        if cts or groups:
+        groups, cts, vms = _below(pstate, g.path)
+        if cts or vms or groups:
             raise OsctlError(CONFLICT, f"group {g.path} is not empty: "
                                        + "; ".join(x for x in (
                                            cts and f"containers {', '.join(cts)}",
+                                           vms and f"VMs {', '.join(vms)}",
                                            groups and f"groups {', '.join(groups)}") if x))
         pstate.delete_group(g)
         del pstate.groups[g.path]

@@ -7,6 +7,7 @@ from dataclasses import replace
 from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..distconfig import for_distribution
+from ..model.group import DEFAULT_GROUP, check_group_path
 from ..model.naming import check_name
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
@@ -65,7 +66,7 @@ async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bo
 @command("vm.new", mutating=True)
 async def new(ctx: Context, id: str, user: str, cores: int, memory: int | str, disk: int | str,
               template: str = "debian", version: str | None = None, pool: str | None = None,
-              hostname: str | None = None) -> dict:
+              hostname: str | None = None, group: str = DEFAULT_GROUP) -> dict:
     """Create a VM from a template's VM image; nothing is left behind if a step fails."""
     d = ctx.daemon
     check_name("vm", id)
@@ -73,16 +74,18 @@ async def new(ctx: Context, id: str, user: str, cores: int, memory: int | str, d
     _limits(ctx).check(cores, memory, disk)
     pstate, u = d.registry.user(f"{pool}:{user}" if pool and ":" not in user else user)
     ctx.pool = pstate.pool.name
+    pstate.group(check_group_path(group))
     tpl = d.templates.get(template)
     version = tpl.version(version)
     vm = VM(id=id, pool=pstate.pool.name, user=u.name, template=tpl.name, version=version,
-            cores=cores, memory=memory, disk=disk,
+            cores=cores, memory=memory, disk=disk, group=group,
             hostname=hostname if hostname is not None else id)
     files = _files(pstate, vm)
     backend = d.backend(pstate)
     async with _lock(ctx, vm, "vm.new"), Undo() as undo:
         if id in pstate.vms:
             raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
+        pstate.group(vm.group)  # deleted while we waited?
         pstate.check_quota(vm)
         pstate.vms[id] = vm  # reserve the id while the image is made
         undo.push(pstate.vms.pop, id)
@@ -197,12 +200,15 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
 @command("vm.set", mutating=True)
 async def set_(ctx: Context, id: str, cores: int | None = None, memory: int | str | None = None,
                disk: int | str | None = None, online: bool | None = None,
-               timeout: int | None = None) -> dict:
+               timeout: int | None = None, group: str | None = None) -> dict:
     """Change a VM. Cores and memory apply at the next start; the disk grows
     at once (live on a running VM) and never shrinks; online starts or
-    powers down (killed after ``timeout`` seconds)."""
+    powers down (killed after ``timeout`` seconds); the group changes only
+    while it is stopped (its QEMU runs in the group's cgroup)."""
     d = ctx.daemon
     pstate, vm = _find(ctx, id)
+    if group is not None:
+        group = pstate.group(check_group_path(group)).path
     memory = _memory(memory) if memory is not None else None
     disk = parse_size(disk) if disk is not None else None
     if disk is not None and disk < vm.disk:
@@ -210,6 +216,11 @@ async def set_(ctx: Context, id: str, cores: int | None = None, memory: int | st
                                   f"never shrink (asked for {disk >> 20} MiB)")
     _limits(ctx).check(cores, memory, disk)
     async with _lock(ctx, vm, "vm.set"):
+        if group is not None:
+            pstate.group(group)  # deleted while we waited?
+            if group != vm.group and vm.state != STOPPED:
+                raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it to move it "
+                                           f"to group {group}")
         pstate.check_quota(replace(vm, cores=vm.cores if cores is None else cores,
                                    memory=vm.memory if memory is None else memory,
                                    disk=vm.disk if disk is None else disk))
@@ -223,6 +234,8 @@ async def set_(ctx: Context, id: str, cores: int | None = None, memory: int | st
             vm.cores = cores
         if memory is not None:
             vm.memory = memory
+        if group is not None:
+            vm.group = group
         pstate.save_vm(vm)
         if online is True and not vm.running:
             await _power_on(ctx, pstate, vm)

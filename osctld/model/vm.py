@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
+from .group import DEFAULT_GROUP, check_group_path
 from .naming import check_hostname, check_name
 from .netif import NetIf
 
@@ -53,6 +54,8 @@ class VM:
     memory: int  # bytes
     disk: int  # bytes
     hostname: str | None = None
+    # The resource group whose cgroup holds its QEMU while it runs.
+    group: str = DEFAULT_GROUP
     # The desired power state: the daemon starts online VMs that are not
     # running when it starts, and start/stop/set online change it.
     online: bool = False
@@ -69,12 +72,13 @@ class VM:
     net_pending: bool = field(default=False, compare=False)
 
     PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
-                 "hostname", "online", "created", "netifs")
+                 "hostname", "group", "online", "created", "netifs")
 
     def __post_init__(self) -> None:
         check_name("vm", self.id)
         check_name("user", self.user)
         check_name("template", self.template)
+        self.group = check_group_path(self.group)
         if self.hostname is not None:
             check_hostname(self.hostname)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n) for n in self.netifs]

@@ -7,6 +7,11 @@ pidfile, the QMP socket, the serial console socket and the console log.
 At start-up the daemon re-adopts a VM by checking the pidfile's process
 and reconnecting to its QMP socket; the open QMP connection is then how it
 learns that the VM went away (the stream ends).
+
+QEMU runs in a cgroup of its own below its resource group's
+(``<group cgroup>/vm.<id>``), joined before QEMU's first instruction, so the
+group's limits bind it together with the group's containers. The cgroup
+goes when QEMU has exited (and with the VM); re-adoption leaves it be.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ from ..config import VmPolicy
 from ..distconfig.netconfig import IfaceConfig
 from ..model.vm import RUNNING, STARTING, STOPPED, STOPPING, VM
 from .qmp import Qmp, QmpError
+from .resources import CgroupTree
 from .vmimage import VmFiles
 
 log = logging.getLogger(__name__)
 DISK_NODE = "disk0"
 # How long QEMU gets to exit after "quit" before it is sent SIGKILL.
 KILL_GRACE = 5
+# How long a stopped QEMU may take to be reaped (and leave its cgroup).
+CGROUP_GRACE = 10
 
 
 @dataclass
@@ -102,14 +110,21 @@ def _alive_qemu(pid: int, qmp_path: Path) -> bool:
 
 
 class Vms:
-    def __init__(self, policy: VmPolicy, run_dir: Path, on_state: Callable[[VM], None]):
+    def __init__(self, policy: VmPolicy, run_dir: Path, cgroups: CgroupTree,
+                 on_state: Callable[[VM], None]):
         self.policy = policy
         self.run_dir = Path(run_dir)
+        self.cgroups = cgroups
         self.on_state = on_state
         self.monitors: dict[tuple[str, str], Qmp] = {}
+        # Cgroup removals of VMs that stopped, waiting for QEMU's exit.
+        self._leaving: dict[tuple[str, str], asyncio.Future] = {}
 
     def paths(self, vm: VM) -> VmRunPaths:
         return VmRunPaths(self.run_dir / vm.pool / vm.id)
+
+    def cgroup(self, vm: VM) -> str:
+        return self.cgroups.vm(vm.pool, vm.group, vm.id)
 
     def set_state(self, vm: VM, state: str, pid: int | None = None) -> None:
         if state != RUNNING:
@@ -133,6 +148,7 @@ class Vms:
         pid = self._read_pid(vm)
         if pid is None:
             self._forget(vm)
+            self.cgroups.remove(self.cgroup(vm))  # it stopped while the daemon was away
             self.set_state(vm, STOPPED)
             return
         try:
@@ -161,10 +177,29 @@ class Vms:
 
     def _gone(self, vm: VM, qmp: Qmp) -> None:
         """QEMU closed its monitor: it has exited."""
-        if self.monitors.get((vm.pool, vm.id)) is qmp:
-            del self.monitors[(vm.pool, vm.id)]
+        key = (vm.pool, vm.id)
+        if self.monitors.get(key) is qmp:
+            del self.monitors[key]
             self._forget(vm)
             self.set_state(vm, STOPPED)
+            self._leaving[key] = asyncio.ensure_future(self._leave_cgroup(self.cgroup(vm)))
+
+    async def _leave_cgroup(self, cgroup: str) -> None:
+        """Remove a stopped VM's cgroup. QEMU closes its monitor a moment
+        before it exits, and until its parent (init) reaps it, the kernel
+        counts it in the cgroup (rmdir says EBUSY): try until it goes."""
+        for _ in range(CGROUP_GRACE * 20):
+            self.cgroups.remove(cgroup)
+            if not self.cgroups.exists(cgroup):
+                return
+            await asyncio.sleep(0.05)
+        log.warning("cgroup %s still busy %d s after its VM stopped: left", cgroup, CGROUP_GRACE)
+
+    async def _settled(self, vm: VM) -> None:
+        """Wait for the cgroup removal of the VM's last stop, if one is under way."""
+        leaving = self._leaving.pop((vm.pool, vm.id), None)
+        if leaving is not None:
+            await leaving
 
     def _forget(self, vm: VM) -> None:
         """Remove what a QEMU that is gone left in the run directory (not its console log)."""
@@ -175,13 +210,17 @@ class Vms:
     # --- life -------------------------------------------------------------------------
 
     async def start(self, vm: VM, files: VmFiles, nics: list[tuple[str, IfaceConfig]] = ()) -> None:
+        """Start QEMU in the VM's cgroup; its group's cgroups must exist."""
+        await self._settled(vm)
         paths = self.paths(vm)
         paths.dir.mkdir(parents=True, exist_ok=True)
         self._forget(vm)
         self.set_state(vm, STARTING)
         vm.net_pending = False
-        argv = qemu_argv(self.policy, vm, files, paths, nics)
+        cgroup = self.cgroup(vm)
+        argv = self.cgroups.run_in(cgroup, qemu_argv(self.policy, vm, files, paths, nics))
         try:
+            self.cgroups.make(cgroup)
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -197,10 +236,16 @@ class Vms:
             await self._kill_pid(vm)
             self._forget(vm)
             self.set_state(vm, STOPPED)
+            await self._leave_cgroup(cgroup)
             raise
 
     async def stop(self, vm: VM, timeout: int, kill: bool = False) -> None:
-        """ACPI power button, then wait up to ``timeout`` s; kill if it is still up."""
+        """ACPI power button, then wait up to ``timeout`` s; kill if it is still up.
+        Returns once QEMU and its cgroup are gone."""
+        await self._halt(vm, timeout, kill)
+        await self._settled(vm)
+
+    async def _halt(self, vm: VM, timeout: int, kill: bool) -> None:
         qmp = self.monitors.get((vm.pool, vm.id))
         if qmp is None:
             await self.adopt(vm)
@@ -242,7 +287,9 @@ class Vms:
         await qmp.execute("block_resize", {"node-name": DISK_NODE, "size": size})
 
     def remove(self, vm: VM) -> None:
+        """Forget a deleted (stopped) VM: its run directory and its cgroup."""
         shutil.rmtree(self.paths(vm).dir, ignore_errors=True)
+        self.cgroups.remove(self.cgroup(vm))
 
     def release(self) -> None:
         """The daemon stops: drop the QMP connections and leave the VMs running."""

@@ -7,10 +7,11 @@ The tree, below the daemon's own cgroup in each hierarchy:
     <root>/pool.<pool>/group.prod/group.web group "/prod/web"
     <group cgroup>/ct.<id>                  a container: its limits
     <group cgroup>/ct.<id>/ns               where its init runs (its cgroup namespace)
+    <group cgroup>/vm.<id>                  a VM's QEMU process, while it runs
     <root>/monitor/<id>@<pool>              LXC's monitor process, outside the groups
 
 Limits sit on ``ct.<id>``, which the container cannot see or write; a group's
-limits bind every container below it because cgroups charge each level.
+limits bind every container and VM below it because cgroups charge each level.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ INNER = "ns"
 CONTROLLERS = ("cpu", "memory", "pids")
 # Made for groups too: where their CPU time is counted on a v1 node.
 ACCOUNTING = ("cpuacct",)
+# A shell that writes its own PID to each cgroup.procs file it is given (up
+# to "--"), then becomes the program that follows: the program runs in those
+# cgroups from its first instruction, so all it allocates is charged there.
+# (The daemon cannot do it between fork and exec: it has threads.)
+_JOIN = 'for f do shift; [ "$f" = -- ] && break; echo $$ > "$f" || exit 1; done; exec "$@"'
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class CgroupTree:
     def ct(self, pool: str, group: str, ct_id: str) -> str:
         return f"{self.group(pool, group)}/ct.{ct_id}"
 
+    def vm(self, pool: str, group: str, vm_id: str) -> str:
+        return f"{self.group(pool, group)}/vm.{vm_id}"
+
     def monitor(self, pool: str, ct_id: str) -> str:
         return f"{self.root}/monitor/{ct_id}@{pool}"  # "@" is in no name: no two collide
 
@@ -140,9 +149,19 @@ class CgroupTree:
                   for s in self.settings(limits)]
         return lines
 
+    def make(self, rel: str) -> None:
+        """Create cgroup ``rel`` where groups and their limits are (see ``apply``)."""
+        cgroups.make(self.layout, rel, CONTROLLERS + ACCOUNTING)
+
+    def run_in(self, rel: str, argv: list[str]) -> list[str]:
+        """``argv`` made to run in cgroup ``rel`` (made before) in each of those hierarchies."""
+        hierarchies = {self.layout.for_controller(c) for c in CONTROLLERS + ACCOUNTING} - {None}
+        procs = sorted(str(h.dir(rel) / "cgroup.procs") for h in hierarchies)
+        return ["/bin/sh", "-c", _JOIN, "osctld-join", *procs, "--", *argv]
+
     def apply(self, rel: str, limits: Limits) -> None:
         """Write ``limits`` to cgroup ``rel`` now (made if missing), lifting unset ones."""
-        cgroups.make(self.layout, rel, CONTROLLERS + ACCOUNTING)
+        self.make(rel)
         for s in self.settings(limits, live=True):
             h = self.layout.for_controller(s.controller)
             cgroups.write(h.dir(rel) / s.file, s.value)
@@ -164,6 +183,10 @@ class CgroupTree:
     def remove(self, rel: str) -> None:
         cgroups.remove(self.layout, rel)
 
+    def exists(self, rel: str) -> bool:
+        """Whether cgroup ``rel`` is there in any hierarchy."""
+        return any(h.dir(rel).is_dir() for h in self.layout.hierarchies)
+
     def read(self, rel: str) -> Limits | None:
         """The limits in force on cgroup ``rel``; None when it does not exist."""
         def file(ctrl: str, name: str) -> str | None:
@@ -175,7 +198,7 @@ class CgroupTree:
                 return None
             return int(text)
 
-        if not any(h.dir(rel).is_dir() for h in self.layout.hierarchies):
+        if not self.exists(rel):
             return None
         out = Limits()
         quota, period = file("cpu", "cpu.cfs_quota_us"), file("cpu", "cpu.cfs_period_us")

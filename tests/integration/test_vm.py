@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from osctl.client import Client
+from osctld.runtime import cgroups
+from osctld.runtime.resources import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
 from tests.helpers.vm import (SECTOR, console_size, have_qemu, prebuild, vm_node_config,
@@ -275,6 +277,48 @@ def test_vms_count_against_user_quotas(vmnode):
     assert p.returncode == 6 and "quota cpus" in p.stderr, p.stderr
     assert sorted(v["id"] for v in node.osctl_json("vm", "ls")) == ["q1", "q2"]
     assert node.osctl_json("vm", "show", "q1")["cores"] == 1
+
+
+def vm_cgroup(node, vm: str, controller: str, group: str = "/default") -> Path:
+    """A VM's cgroup directory on the host, named as the daemon names it."""
+    tree = CgroupTree(cgroups.detect(), node.config["cgroup_root"])
+    return tree.layout.for_controller(controller).dir(tree.vm("default", group, vm))
+
+
+def test_vm_in_a_resource_group(vmnode):
+    """QEMU runs in a cgroup below its group's, so the group's limits bind
+    it; the cgroup goes when the VM stops."""
+    node = vmnode
+    p = node.osctl("vm", "new", "g1", "--user", "vmuser", "--template", "tinyvm", "--group", "/prod",
+                   "-c", "1", "-m", "256M", "-d", "10G", check=False)
+    assert p.returncode == 3 and "group '/prod' not found" in p.stderr, p.stderr
+    assert node.osctl_json("vm", "ls") == []
+    assert not any((node.state_dir / "pools" / "default" / "vm").glob("*"))
+
+    node.osctl("group", "new", "/prod")
+    assert new_tiny(node, "g1", group="/prod")["group"] == "/prod"
+    assert node.osctl_json("vm", "ls")[0]["group"] == "/prod"
+    pid = node.osctl_json("vm", "start", "g1")["pid"]
+    wait_console(node, "g1", r"OSCTLD-VM-UP")
+    for controller in ("memory", "pids", "cpu", "cpuacct"):
+        procs = (vm_cgroup(node, "g1", controller, "/prod") / "cgroup.procs").read_text().split()
+        assert str(pid) in procs, controller
+    # The group is charged for the VM: its memory (guest RAM as QEMU's) and its threads.
+    group = node.osctl_json("group", "show", "/prod")
+    assert group["vm_ids"] == ["g1"]
+    assert group["usage"]["memory"] > 50 << 20
+    assert group["usage"]["pids"] >= len(os.listdir(f"/proc/{pid}/task")) > 1
+    p = node.osctl("group", "del", "/prod", check=False)
+    assert p.returncode == 6 and "VMs g1" in p.stderr, p.stderr
+    p = node.osctl("vm", "set", "group", "g1", "/default", check=False)
+    assert p.returncode == 6 and "stop it" in p.stderr, p.stderr
+
+    node.osctl("vm", "stop", "g1", "--timeout", "60")
+    for controller in ("memory", "pids"):
+        assert not vm_cgroup(node, "g1", controller, "/prod").exists(), controller
+    # Stopped, it may move; then the group may go.
+    assert node.osctl_json("vm", "set", "group", "g1", "/default")["group"] == "/default"
+    node.osctl("group", "del", "/prod")
 
 
 def test_vm_routed_network(vmnode):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from osctl.protocol import OsctlError
@@ -88,6 +91,27 @@ def test_limits_become_v2_files_on_a_unified_node(tmp_path):
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
     assert (tmp_path / "osctl/pool.p/pids.max").read_text() == "50"
     assert tree.read("osctl/pool.p") == lim
+
+
+def test_a_vm_runs_in_its_cgroup_from_its_first_instruction(tmp_path):
+    """``run_in``: the program's PID is in cgroup.procs of each hierarchy that
+    holds groups (plain directories stand in for the v1 mounts here)."""
+    layout = cgroups.CgroupLayout(tuple(
+        cgroups.Hierarchy(1, tmp_path / c, "/", frozenset({c}), "/") for c in ("cpu", "memory", "pids")))
+    tree = CgroupTree(layout, "osctl")
+    rel = tree.vm("p", "/prod/web", "v1")
+    assert rel == "osctl/pool.p/group.prod/group.web/vm.v1"
+    tree.make(rel)
+    argv = tree.run_in(rel, ["sh", "-c", 'echo "$$ $0 $1"', "a b", "--"])
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+    pid = out[0]
+    assert out[1:] == ["a", "b", "--"]  # its arguments pass untouched
+    for c in ("cpu", "memory", "pids"):
+        assert (tmp_path / c / rel / "cgroup.procs").read_text().strip() == pid
+    # A cgroup it cannot join: the program never runs.
+    shutil.rmtree(tmp_path / "pids" / rel)
+    p = subprocess.run(tree.run_in(rel, ["echo", "RAN"]), capture_output=True, text=True)
+    assert p.returncode != 0 and "RAN" not in p.stdout
 
 
 def test_parse_limit():

@@ -62,6 +62,11 @@ def test_model_round_trip_and_pending_restart():
     assert v.public()["pending_restart"]
     with pytest.raises(OsctlError):
         vm(id="../x")
+    # Its resource group: /default unless given, kept, normalised, checked.
+    assert (v.group, vm(group="/prod//web/").group) == ("/default", "/prod/web")
+    assert VM.from_dict(vm(group="/prod").to_dict(), "p").group == "/prod"
+    with pytest.raises(OsctlError, match="group"):
+        vm(group="prod")
 
 
 def test_qemu_command_line(tmp_path):
