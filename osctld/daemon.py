@@ -276,7 +276,8 @@ class Daemon:
             if pstate is None or vm.running:
                 return
             try:
-                async with self.locks.hold(("vm", vm.pool, vm.id), "online"):
+                async with self.locks.hold(("pool", vm.pool), "online", shared=True), \
+                        self.locks.hold(("vm", vm.pool, vm.id), "online"):
                     await self.start_vm(pstate, vm)
             except Exception as e:
                 log.error("start of online VM %s:%s failed: %s", vm.pool, vm.id, e)
@@ -322,6 +323,13 @@ class Daemon:
         for d in (cfg.state_dir, cfg.run_dir, cfg.lxc_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.run_dir, 0o711)
+        # Before anything is touched: a second daemon on the same run
+        # directory would rewrite configs and sockets under the first.
+        self._lockfile = open(cfg.run_dir / "osctld.lock", "a")
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another osctld runs with run directory {cfg.run_dir}") from None
         layout = self.cgroup_layout
         log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
             f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies

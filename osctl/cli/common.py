@@ -91,6 +91,29 @@ def lifecycle_command(group: click.Group, obj: str, verb: str, doc: str,
     group.command(verb)(cmd)
 
 
+def listing_commands(group: click.Group, obj: str, noun: str, columns: Sequence[str],
+                     show_doc: str) -> None:
+    """``osctl OBJ ls [--pool] [--user] [--state]`` and ``osctl OBJ show ID``,
+    alike for containers and VMs."""
+
+    @click.option("--pool", "-p", help="Only this pool.")
+    @click.option("--user", "-u", help="Only this user's.")
+    @click.option("--state", "-s", help="Only in this state (running, stopped, ...).")
+    @pass_settings
+    def ls(s, pool, user, state):
+        show(s, call(s, f"{obj}.ls", {"pool": pool, "user": user, "state": state}), columns)
+
+    @click.argument("id")
+    @pass_settings
+    def show_(s, id):
+        show(s, call(s, f"{obj}.show", {"id": id}))
+
+    ls.__doc__ = f"List {noun}."
+    show_.__doc__ = show_doc
+    group.command("ls")(ls)
+    group.command("show")(show_)
+
+
 def limit_args(**values) -> dict | None:
     """Limit options given on the command line, in their wire names (cpu-limit)."""
     out = {k.replace("_", "-"): v for k, v in values.items() if v is not None}

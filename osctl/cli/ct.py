@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import call, lifecycle_command, limit_args, pass_settings, show
+from .common import call, lifecycle_command, listing_commands, limit_args, pass_settings, show
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
 
@@ -53,22 +53,7 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
     show(s, res)
 
 
-@ct.command("ls")
-@click.option("--pool", "-p", help="Only this pool.")
-@click.option("--user", "-u", help="Only this user's.")
-@click.option("--state", "-s", help="Only in this state (running, stopped, ...).")
-@pass_settings
-def ls(s, pool, user, state):
-    """List containers."""
-    show(s, call(s, "ct.ls", {"pool": pool, "user": user, "state": state}), LS_COLUMNS)
-
-
-@ct.command("show")
-@click.argument("id")
-@pass_settings
-def show_(s, id):
-    """Show one container."""
-    show(s, call(s, "ct.show", {"id": id}))
+listing_commands(ct, "ct", "containers", LS_COLUMNS, "Show one container.")
 
 
 def _timeout() -> click.Option:

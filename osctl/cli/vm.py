@@ -9,7 +9,7 @@ import tty
 
 import click
 
-from .common import call, lifecycle_command, pass_settings, show
+from .common import call, lifecycle_command, listing_commands, pass_settings, show
 
 LS_COLUMNS = ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
               "pid", "pending_restart"]
@@ -49,22 +49,8 @@ def new(s, id, user, cores, memory, disk, template, version, pool, group, hostna
     show(s, res)
 
 
-@vm.command("ls")
-@click.option("--pool", "-p", help="Only this pool.")
-@click.option("--user", "-u", help="Only this user's.")
-@click.option("--state", "-s", help="Only in this state (running, stopped, ...).")
-@pass_settings
-def ls(s, pool, user, state):
-    """List VMs."""
-    show(s, call(s, "vm.ls", {"pool": pool, "user": user, "state": state}), LS_COLUMNS)
-
-
-@vm.command("show")
-@click.argument("id")
-@pass_settings
-def show_(s, id):
-    """Show one VM (pending_restart: cores or memory changed since it started)."""
-    show(s, call(s, "vm.show", {"id": id}))
+listing_commands(vm, "vm", "VMs", LS_COLUMNS,
+                 "Show one VM (pending_restart: cores or memory changed since it started).")
 
 
 def _timeout() -> click.Option:

@@ -8,13 +8,14 @@ command runs, so command bodies start from typed, present values.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Union
 
-from osctl.protocol import INVALID, OsctlError
+from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -113,6 +114,23 @@ class Context:
     subscribe: Callable[[dict], None] | None = None
     # The pool a mutating command acted on, for its history line.
     pool: str | None = None
+
+
+@contextlib.asynccontextmanager
+async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
+    """Hold a container's or VM's lock, and its pool's lock shared (so that
+    pool export waits for it). An existing object is looked for again once
+    the locks are held: a command before us may have deleted it."""
+    kind, table = ("vm", "vms") if type(server).__name__ == "VM" else ("ct", "cts")
+    locks = ctx.daemon.locks
+    async with locks.hold(("pool", server.pool), what, shared=True), \
+            locks.hold((kind, server.pool, server.id), what):
+        pstate = ctx.daemon.registry.pools.get(server.pool)
+        if pstate is None:
+            raise OsctlError(NOT_FOUND, f"pool {server.pool} is gone")
+        if not new and getattr(pstate, table).get(server.id) is not server:
+            raise OsctlError(NOT_FOUND, f"{kind} {server.pool}:{server.id} is gone")
+        yield
 
 
 def load_all() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import shutil
@@ -23,7 +22,7 @@ from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..runtime.statfs import wants_proxy
 from ..undo import Undo
-from . import Context, command
+from . import Context, command, hold_server
 
 STOP_TIMEOUT = 60
 # How long a tenant's own program (chpasswd, passwd) may take before it is killed.
@@ -31,19 +30,8 @@ INSIDE_TIMEOUT = 30
 log = logging.getLogger(__name__)
 
 
-@contextlib.asynccontextmanager
-async def _lock(ctx: Context, ct: Container, what: str, new: bool = False):
-    """Hold the container's lock; an existing container is looked for again
-    once it is held, as a command before us may have deleted it."""
-    locks = ctx.daemon.locks
-    async with locks.hold(("pool", ct.pool), what, shared=True), \
-            locks.hold(("ct", ct.pool, ct.id), what):
-        pstate = ctx.daemon.registry.pools.get(ct.pool)
-        if pstate is None:
-            raise OsctlError(NOT_FOUND, f"pool {ct.pool} is gone")
-        if not new and pstate.cts.get(ct.id) is not ct:
-            raise OsctlError(NOT_FOUND, f"container {ct.pool}:{ct.id} is gone")
-        yield
+def _lock(ctx: Context, ct: Container, what: str, new: bool = False):
+    return hold_server(ctx, ct, what, new)
 
 
 def _find(ctx: Context, ref: str):

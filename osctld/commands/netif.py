@@ -27,7 +27,7 @@ from ..model.units import parse_rate
 from ..model.vm import VM
 from ..net import plan
 from ..undo import Undo
-from . import Context, command
+from . import Context, command, hold_server
 from . import ct as ct_commands
 from . import vm as vm_commands
 
@@ -39,8 +39,7 @@ def _find(ctx: Context, id: str, vm: bool) -> tuple:
 
 
 def _lock(ctx: Context, server: Server, what: str):
-    kind = "vm" if isinstance(server, VM) else "ct"
-    return ctx.daemon.locks.hold((kind, server.pool, server.id), what)
+    return hold_server(ctx, server, what)
 
 
 def _live_ct(server: Server) -> bool:

@@ -14,13 +14,13 @@ from ..model.vm import STOPPED, VM, VmLimits
 from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles
 from ..undo import Undo
-from . import Context, command
+from . import Context, command, hold_server
 
 MIB = 1 << 20
 
 
-def _lock(ctx: Context, vm: VM, what: str):
-    return ctx.daemon.locks.hold(("vm", vm.pool, vm.id), what)
+def _lock(ctx: Context, vm: VM, what: str, new: bool = False):
+    return hold_server(ctx, vm, what, new)
 
 
 def _find(ctx: Context, ref: str):
@@ -82,7 +82,7 @@ async def new(ctx: Context, id: str, user: str, cores: int, memory: int | str, d
             hostname=hostname if hostname is not None else id)
     files = _files(pstate, vm)
     backend = d.backend(pstate)
-    async with _lock(ctx, vm, "vm.new"), Undo() as undo:
+    async with _lock(ctx, vm, "vm.new", new=True), Undo() as undo:
         if id in pstate.vms:
             raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
         pstate.group(vm.group)  # deleted while we waited?

@@ -32,7 +32,7 @@ def tnode(node):
     tdir = node.dir / "templates"
     for name, recipe in RECIPES.items():
         (tdir / name).mkdir(parents=True)
-        (tdir / name / "meta.yml").write_text(f"distribution: busybox\nversions: ['1']\ndefault_version: '1'\n")
+        (tdir / name / "meta.yml").write_text("distribution: busybox\nversions: ['1']\ndefault_version: '1'\n")
         (tdir / name / "build").write_text(recipe)
         (tdir / name / "build").chmod(0o755)
     (tdir / "slow" / "lxc.conf").write_text((ROOT / "templates/busybox/lxc.conf").read_text())
