@@ -158,3 +158,20 @@ def test_monitor_prints_events(node):
         assert all(ln.split()[1] == "state" for ln in seen)
     finally:
         mon.close()
+
+
+def test_a_second_daemon_on_the_same_run_directory_is_refused(node):
+    node.osctl("user", "new", "dora")
+    node.osctl("ct", "new", "d1", "--user", "dora")
+    node.osctl("ct", "start", "d1")
+    p = run_osctld(node, node.config)
+    assert p.returncode == 1
+    assert "another osctld runs with run directory" in p.stderr
+    # The first one still answers and still hears its containers' hooks (the
+    # second did not replace the hook socket): a stop behind its back shows.
+    assert node.osctl_json("status")["pid"] == node.proc.pid
+    node.lxc("lxc-stop", "default", "d1", "-k")
+    deadline = time.time() + 10
+    while node.osctl_json("ct", "show", "d1")["state"] != "stopped" and time.time() < deadline:
+        time.sleep(0.1)
+    assert node.osctl_json("ct", "show", "d1")["state"] == "stopped"
