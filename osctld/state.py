@@ -128,6 +128,14 @@ class PoolState:
         (self.save_vm if isinstance(server, VM) else self.save_ct)(server)
 
 
+def matching(servers: Iterable, pool: str | None = None, user: str | None = None,
+             state: str | None = None) -> list:
+    """Containers or VMs of a pool, of a user, in a state (None: any)."""
+    return [s for s in servers
+            if (pool is None or s.pool == pool) and (user is None or s.user == user)
+            and (state is None or s.state == state)]
+
+
 def split_ref(ref: str) -> tuple[str | None, str]:
     if not isinstance(ref, str) or not ref:
         raise OsctlError(INVALID, f"invalid reference {ref!r}")

@@ -21,6 +21,7 @@ from ..model.units import parse_size
 from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..runtime.statfs import wants_proxy
+from ..state import matching
 from ..undo import Undo
 from . import Context, command, hold_server
 
@@ -147,10 +148,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
 async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
              state: str | None = None) -> list:
     """Containers, optionally only of a pool, a user or in a state."""
-    cts = ctx.daemon.registry.all_cts()
-    return [c.public() for c in cts
-            if (pool is None or c.pool == pool) and (user is None or c.user == user)
-            and (state is None or c.state == state)]
+    return [c.public() for c in matching(ctx.daemon.registry.all_cts(), pool, user, state)]
 
 
 @command("ct.show")

@@ -13,6 +13,7 @@ from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
 from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles
+from ..state import matching
 from ..undo import Undo
 from . import Context, command, hold_server
 
@@ -105,9 +106,7 @@ async def new(ctx: Context, id: str, user: str, cores: int, memory: int | str, d
 async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
              state: str | None = None) -> list:
     """VMs, optionally only of a pool, a user or in a state."""
-    return [v.public() for v in ctx.daemon.registry.all_vms()
-            if (pool is None or v.pool == pool) and (user is None or v.user == user)
-            and (state is None or v.state == state)]
+    return [v.public() for v in matching(ctx.daemon.registry.all_vms(), pool, user, state)]
 
 
 @command("vm.show")
