@@ -224,14 +224,14 @@ class TestNode:
         from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
 
         cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
-        if self.dir.exists():
-            mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
-                      if ln.split()[1].startswith(str(self.dir))]
-            for m in sorted(mounts, key=len, reverse=True):
-                subprocess.run(["umount", "-l", m], capture_output=True)
-            shutil.rmtree(self.dir, ignore_errors=True)
         owned = self.state_dir / "subid-owned.yml"
         if owned.exists():  # the daemon died before it could remove its lines
             from osctld.subid import SubIds
 
             SubIds(owned).sync([])
+        if self.dir.exists():  # last: the record above lives in it
+            mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
+                      if ln.split()[1].startswith(str(self.dir))]
+            for m in sorted(mounts, key=len, reverse=True):
+                subprocess.run(["umount", "-l", m], capture_output=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
