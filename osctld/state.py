@@ -44,15 +44,12 @@ class PoolState:
         store = PoolStore(pool.conf_dir)
         ranges = store.load_all("id-range")
         state = cls(pool, IdRange.from_dict(ranges[0]) if ranges else IdRange())
-        for d in store.load_all("user"):
-            u = User.from_dict(d, pool.name)
-            state.users[u.name] = u
-        for d in store.load_all("ct"):
-            c = Container.from_dict(d, pool.name)
-            state.cts[c.id] = c
-        for d in store.load_all("vm"):
-            v = VM.from_dict(d, pool.name)
-            state.vms[v.id] = v
+        for kind, model, table, key in (("user", User, state.users, "name"),
+                                        ("ct", Container, state.cts, "id"),
+                                        ("vm", VM, state.vms, "id")):
+            for d in store.load_all(kind):
+                obj = model.from_dict(d, pool.name)
+                table[getattr(obj, key)] = obj
         for d in store.load_tree("group"):
             g = Group.from_dict(d, pool.name)
             state.groups[g.path] = g
