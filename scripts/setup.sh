@@ -42,7 +42,6 @@ unpack() {  # unpack DIR FILE-IT-PROVIDES PACKAGE...
     echo "setup: unpacking $* into $dir"
     mkdir -p "$dir"
     deb=$(mktemp -d)
-    chmod 755 "$deb"  # apt's _apt user downloads into it
     (cd "$deb" && apt-get download -qq "$@")
     for f in "$deb"/*.deb; do dpkg -x "$f" "$dir"; done
     rm -rf "$deb"
