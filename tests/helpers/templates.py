@@ -16,6 +16,7 @@ import asyncio
 import fcntl
 import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -39,8 +40,9 @@ def ensure_cached(name: str, version: str | None = None) -> Path:
     with build_lock(f"{name}-{version}"):
         if tarball.is_file():
             return tarball
-        scratch = WORK / f"template-build-{name}-{version}"
-        shutil.rmtree(scratch, ignore_errors=True)
+        # Its own scratch: a run with another cache may be building the same.
+        WORK.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"template-build-{name}-{version}.", dir=WORK))
         try:
             pool = Pool("build", "dir", scratch)
             asyncio.run(templates.ensure(DirBackend(pool), tpl, version, _progress))
