@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import node as test_node  # noqa: E402
-from tests.helpers.vm import prebuild, vm_node_config  # noqa: E402
+from tests.helpers.templates import ensure_vm_image  # noqa: E402
+from tests.helpers.vm import vm_node_config  # noqa: E402
 
 MARKER = b"OSCTLD-VM-UP"
 
@@ -65,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vm-bench-"))
     config = vm_node_config(tmp)
-    prebuild(Path(config["templates_dir"]), "tinyvm")
+    ensure_vm_image("tinyvm")
     node = test_node.TestNode(config={**config, "log_level": "info"}).start()
     osctld_times, hand_times = [], []
     try:

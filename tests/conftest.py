@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +47,63 @@ def node(request):
         if getattr(request.node, "rep_call_failed", False):
             print(n.log_tail(80))
         n.cleanup()
+
+
+# --- built templates and images ----------------------------------------------------
+# The only way a test gets a template or VM image whose recipe downloads: a
+# test node's namespace cannot reach the package mirror (a build started
+# there fails, naming these fixtures: tests/helpers/node.py NO_MIRROR), so
+# each is built here first, in the host's namespace, once per session, into
+# the shared test cache (OSCTLD_TEST_CACHE), whatever order pytest picks.
+
+BUILD_TIMES: dict[str, float] = {}
+
+
+def _timed(what: str, build) -> Path:
+    t0 = time.monotonic()
+    try:
+        return build()
+    finally:
+        BUILD_TIMES[what] = time.monotonic() - t0
+
+
+@pytest.fixture(scope="session")
+def debian_template() -> Path:
+    """The debian container template (default version), debootstrapped into the cache."""
+    require(missing_capability())
+    from tests.helpers.templates import ensure_cached
+
+    return _timed("debian template", lambda: ensure_cached("debian"))
+
+
+def _vm_image(name: str) -> Path:
+    from tests.helpers.templates import ensure_vm_image
+    from tests.helpers.vm import have_qemu
+
+    require(missing_capability() or have_qemu())
+    return _timed(f"{name} VM image", lambda: ensure_vm_image(name))
+
+
+@pytest.fixture(scope="session")
+def tinyvm_image() -> Path:
+    """The tiny test VM (Debian's cloud kernel, a busybox initramfs)."""
+    return _vm_image("tinyvm")
+
+
+@pytest.fixture(scope="session")
+def debian_vm_image() -> Path:
+    """The debian template's VM image (debootstrap with a kernel: minutes)."""
+    return _vm_image("debian")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How long each template or image took to get (a build, or a look in the cache)."""
+    if BUILD_TIMES:
+        from tests.helpers.node import CACHE
+
+        terminalreporter.write_sep("-", f"test cache {CACHE}")
+        for what, seconds in BUILD_TIMES.items():
+            terminalreporter.write_line(f"{what}: {seconds:.1f} s")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -30,6 +30,10 @@ WORK = Path(os.environ.get("OSCTLD_TEST_DIR", "/var/tmp/osctld-tests"))
 # Built templates are shared by all test nodes of a run (and across runs),
 # so debootstrap runs once, not once per test.
 CACHE = Path(os.environ.get("OSCTLD_TEST_CACHE", "/var/cache/osctld-test"))
+# The mirror a node's daemon gives the debian recipes (templates/debian/mirror.sh).
+# The node cannot reach any mirror; a build it starts means a test asked for a
+# template or image that is not cached, and this makes its error say how to fix it.
+NO_MIRROR = "http://127.0.0.1:9/no-network-in-a-test-node:request-debian_template-or-debian_vm_image"
 BLOCK = 524288
 _seq = itertools.count()
 
@@ -82,7 +86,8 @@ class TestNode:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [*self.netns_argv(), OSCTLD, "--config", str(cfg)],
-            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "DEBIAN_MIRROR": NO_MIRROR})
         logf.close()
         deadline = time.time() + timeout
         while time.time() < deadline:

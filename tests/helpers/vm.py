@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import time
 from pathlib import Path
 
-from .node import CACHE, ROOT
+from .node import ROOT
+from .templates import TEST_TEMPLATES
 
-TEST_TEMPLATES = ROOT / "tests" / "vmtemplates"
 SECTOR = 512
 
 
@@ -20,18 +19,6 @@ def templates_dir(where: Path) -> Path:
     for src in [*(ROOT / "templates").iterdir(), *TEST_TEMPLATES.iterdir()]:
         (where / src.name).symlink_to(src)
     return where
-
-
-def prebuild(where: Path, template: str, version: str | None = None) -> Path:
-    """Build a template's VM image into the shared test cache, here, outside
-    the test node's network namespace (the recipe fetches packages), with the
-    daemon's own code, so the node's daemon finds it cached."""
-    from osctld.template import Templates
-
-    templates = Templates(where, CACHE)
-    tpl = templates.get(template)
-    return asyncio.run(templates.ensure_vm(tpl, tpl.version(version),
-                                           lambda p: print(p.get("message", p))))
 
 
 def vm_node_config(tmp: Path, **vm_policy) -> dict:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from osctld.runtime import cgroups
 from tests.helpers import nested
 
@@ -200,6 +202,7 @@ def test_prlimit_at_start_and_live(node):
     assert node.osctl_json("ct", "show", "p1")["prlimits"] == {}
 
 
+@pytest.mark.usefixtures("debian_template")
 def test_tun_with_iproute2_in_debian(node):
     """The issue's own check, ``ip tuntap add``, with Debian's iproute2."""
     node.osctl("user", "new", "frank")

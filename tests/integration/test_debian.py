@@ -7,17 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.templates import ensure_cached
-
-pytestmark = pytest.mark.debian
+pytestmark = [pytest.mark.debian, pytest.mark.usefixtures("debian_template")]
 
 BOOT_TIMEOUT = 120
-
-
-@pytest.fixture(scope="module", autouse=True)
-def debian_cache():
-    """debootstrap once, in the host's namespace (a node has no way out)."""
-    return ensure_cached("debian", "bookworm")
 
 
 def status_of(path: str) -> dict[str, str]:

@@ -26,10 +26,11 @@ from osctld.distconfig import for_distribution
 from osctld.distconfig.netconfig import BRIDGE, ROUTED, IfaceConfig
 
 NETWORKD = "/lib/systemd/systemd-networkd"
-# Unpacked by scripts/setup.sh.
-TOOLS = Path(os.environ.get("OSCTLD_TEST_CACHE", "/var/cache/osctld-test"))
-IFUPDOWN_NG, NETWORK_MANAGER = TOOLS / "ifupdown-ng", TOOLS / "network-manager"
 from tests.conftest import require
+from tests.helpers.node import CACHE
+
+# Unpacked into the test cache by scripts/setup.sh.
+IFUPDOWN_NG, NETWORK_MANAGER = CACHE / "ifupdown-ng", CACHE / "network-manager"
 
 ip4, ip6 = ipaddress.ip_address, ipaddress.ip_interface
 

@@ -51,6 +51,7 @@ def host_routes(node) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("debian_template")
 def test_routed_busybox_and_debian(node):
     forwarding_on(node)
     node.osctl("user", "new", "alice")

@@ -71,6 +71,9 @@ def test_failing_ct_new_leaves_nothing_behind(tnode):
         (["--template", "broken"], 1, "failed to build (exit 3)"),
         (["--template", "badroot"], 1, "internal error"),
         (["--template", "debian", "--version", "nosuchrelease"], 2, "no version 'nosuchrelease'"),
+        # Not in this node's cache, and no mirror in its namespace: the error
+        # names the fixtures a test must use (tests/helpers/node.py NO_MIRROR).
+        (["--template", "debian"], 1, "request-debian_template"),
         (["--template", "nosuch"], 3, "template 'nosuch' not found"),
         (["--template", "slow", "--hostname", "bad_host"], 2, "invalid hostname"),
         (["--template", "slow", "--dns", "resolver.example"], 2, "invalid DNS resolver"),

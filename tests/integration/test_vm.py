@@ -18,17 +18,15 @@ from osctld.runtime import cgroups
 from osctld.runtime.resources import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
-from tests.helpers.vm import (SECTOR, console_size, have_qemu, prebuild, vm_node_config,
-                               wait_console)
+from tests.helpers.vm import SECTOR, console_size, have_qemu, vm_node_config, wait_console
 
 GIB = 1 << 30
 
 
 @pytest.fixture
-def vmnode(tmp_path, request):
+def vmnode(tinyvm_image, tmp_path, request):
     require(missing_capability() or have_qemu())
     config = vm_node_config(tmp_path)
-    prebuild(Path(config["templates_dir"]), "tinyvm")
     n = test_node.TestNode(config=config)
     try:
         n.start()
@@ -241,12 +239,12 @@ def test_node_policy_and_bad_input(vmnode):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("debian_vm_image")
 def test_debian_vm_boots_to_login(vmnode):
     """The debian template: Debian's kernel and systemd boot to a login prompt
     on the serial console with the routed network up, and systemd powers off
     on the ACPI button."""
     node = vmnode
-    prebuild(Path(node.config["templates_dir"]), "debian")
     node.osctl("vm", "new", "deb1", "--user", "vmuser", "--template", "debian",
                "-c", "1", "-m", "512M", "-d", "10G")
     node.osctl("vm", "netif", "new", "deb1", "eth0")
