@@ -89,6 +89,14 @@ def test_values_that_can_never_work_are_refused(node):
     assert node.osctl_json("ct", "show", "c1")["prlimits_in_force"] == {"nofile": [1024, 2048]}
 
 
+def test_a_start_that_lxc_fails_is_conflict_not_internal(node):
+    _node_with_c1(node)
+    node.osctl("ct", "netif", "new", "c1", "eth1", "--type", "bridge", "--link", "nobr9")
+    p = node.osctl("ct", "start", "c1", check=False, timeout=120)
+    assert p.returncode == 6 and "failed to start" in p.stderr and "nobr9" in p.stderr, p.stderr
+    assert "internal error" not in node.log.read_text()
+
+
 def test_a_config_saved_out_of_range_is_clamped_at_load(node):
     _node_with_c1(node)
     pool = Path(node.osctl_json("pool", "show", "default")["path"])
