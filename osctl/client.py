@@ -14,7 +14,7 @@ import socket
 from typing import Any, Callable, Iterator, Sequence
 
 from . import protocol
-from .protocol import OsctlError
+from .protocol import INVALID, OsctlError
 
 DEFAULT_SOCKET = "/run/osctld/osctld.sock"
 
@@ -79,8 +79,11 @@ class Client:
         if self.sock is None:
             self.connect()
         req_id = self._next_id
+        try:
+            data = protocol.encode(protocol.request(req_id, cmd, args, len(fds)))
+        except protocol.EncodeError as e:  # e.g. osctl ct stop -t 99999999999999999999
+            raise OsctlError(INVALID, f"{cmd}: an argument is out of range: {e}") from None
         self._next_id += 1
-        data = protocol.encode(protocol.request(req_id, cmd, args, len(fds)))
         if fds:
             sent = socket.send_fds(self.sock, [data], list(fds))
             data = data[sent:]

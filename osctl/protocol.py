@@ -70,8 +70,16 @@ class FrameError(Exception):
     """The byte stream cannot be decoded any further: the connection is done."""
 
 
+class EncodeError(ValueError):
+    """A message holds what msgpack cannot carry: an integer beyond 64 bits,
+    a string over 4 GiB, an object that is no msgpack type."""
+
+
 def encode(message: dict) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)
+    try:
+        return msgpack.packb(message, use_bin_type=True)
+    except (OverflowError, ValueError, TypeError) as e:
+        raise EncodeError(f"cannot encode the message: {e}") from e
 
 
 class Decoder:

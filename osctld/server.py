@@ -206,12 +206,9 @@ class Connection:
             reply = protocol.error(req.id, OsctlError(CANCELLED, f"{req.cmd} was cancelled"))
             self._finished(spec, ctx, req, "failed", "cancelled")
         except Exception:
-            ref = uuid.uuid4().hex[:12]
-            log.exception("internal error in %s (reference %s)", req.cmd, ref)
-            reply = protocol.error(req.id, OsctlError(
-                INTERNAL, f"internal error in {req.cmd}; see the daemon log, reference {ref}",
-                {"reference": ref}))
-            self._finished(spec, ctx, req, "failed", f"internal error {ref}")
+            err = _internal(req.cmd)
+            reply = protocol.error(req.id, err)
+            self._finished(spec, ctx, req, "failed", f"internal error {err.details['reference']}")
         else:
             reply = protocol.ok(req.id, result)
             self._finished(spec, ctx, req, "done", None)
@@ -219,7 +216,12 @@ class Connection:
             self.daemon.ops.pop(op, None)
             for fd in fds:
                 os.close(fd)
-        self.send(reply)
+        try:
+            self.send(reply)
+        except protocol.EncodeError:
+            # A reply that cannot be encoded (a value out of msgpack's range)
+            # must still end the request, or its client waits forever.
+            self.send(protocol.error(req.id, _internal(req.cmd)))
 
     def _finished(self, spec, ctx: Context, req: protocol.Request, phase: str, error: str | None) -> None:
         if spec is None or not spec.mutating:
@@ -250,6 +252,15 @@ class Connection:
             # Hand over one event at a time, so the bounded subscription
             # queue (not the socket queue) is what fills when the peer lags.
             await self.flush()
+
+
+def _internal(cmd: str) -> OsctlError:
+    """The client's side of an unexpected exception (being handled): logged
+    with its traceback under a reference the client is given."""
+    ref = uuid.uuid4().hex[:12]
+    log.exception("internal error in %s (reference %s)", cmd, ref)
+    return OsctlError(INTERNAL, f"internal error in {cmd}; see the daemon log, reference {ref}",
+                      {"reference": ref})
 
 
 def _redact(args: dict) -> dict:

@@ -4,6 +4,13 @@ A command's signature is its argument schema: ``ctx`` first, then keyword
 parameters with type hints. ``dispatch`` checks the request's arguments
 against the hints (missing, unknown, mistyped: ``invalid``) before the
 command runs, so command bodies start from typed, present values.
+
+Every plain integer argument carries its range (``Annotated[int, Between(lo,
+hi)]``, e.g. ``Seconds``): msgpack delivers any 64-bit value, and a timeout
+of 2**63 s or a negative tty must be ``invalid``, not an exception deep in
+asyncio or LXC. No string anywhere in the arguments may hold a NUL byte:
+none of them means anything with one, and paths, argv and environments
+cannot carry it to the kernel.
 """
 
 from __future__ import annotations
@@ -13,11 +20,23 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Union
+from typing import Annotated, Any, Awaitable, Callable, Union
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Between:
+    """The range of an integer argument: ``Annotated[int, Between(0, 60)]``."""
+
+    lo: int
+    hi: int
+
+
+# Seconds to wait (a stop before the kill, a power-down): a day at most.
+Seconds = Annotated[int, Between(0, 86400)]
 
 
 @dataclass
@@ -44,7 +63,7 @@ def command(name: str, *, mutating: bool = False) -> Callable[[Handler], Handler
         if name in REGISTRY:
             raise RuntimeError(f"command {name} registered twice")
         sig = inspect.signature(func)
-        hints = typing.get_type_hints(func)
+        hints = typing.get_type_hints(func, include_extras=True)
         params = list(sig.parameters.values())[1:]  # skip ctx
         REGISTRY[name] = CommandSpec(
             name=name,
@@ -63,6 +82,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if hint is Any:
         return True
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _type_ok(value, typing.get_args(hint)[0])
     if origin in (Union, types.UnionType):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
     if hint is type(None):
@@ -82,7 +103,30 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Annotated:
+        return _type_name(typing.get_args(hint)[0])
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return " | ".join(_type_name(h) for h in typing.get_args(hint))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def between(hint: Any) -> Between | None:
+    """The range an argument's hint gives its integers, if any."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return next(filter(None, map(between, typing.get_args(hint))), None)
+    if typing.get_origin(hint) is Annotated:
+        return next((m for m in typing.get_args(hint)[1:] if isinstance(m, Between)), None)
+    return None
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
 
 
 def check_args(spec: CommandSpec, args: dict) -> dict:
@@ -93,12 +137,19 @@ def check_args(spec: CommandSpec, args: dict) -> dict:
     if missing:
         raise OsctlError(INVALID, f"{spec.name}: missing argument(s) {', '.join(sorted(missing))}")
     for key, value in args.items():
-        if not _type_ok(value, spec.hints[key]):
+        hint = spec.hints[key]
+        if not _type_ok(value, hint):
             raise OsctlError(
                 INVALID,
-                f"{spec.name}: argument {key!r} must be {_type_name(spec.hints[key])}, "
+                f"{spec.name}: argument {key!r} must be {_type_name(hint)}, "
                 f"got {type(value).__name__}",
             )
+        limits = between(hint)
+        if limits and isinstance(value, int) and not limits.lo <= value <= limits.hi:
+            raise OsctlError(INVALID, f"{spec.name}: argument {key!r} is {value}, out of range: "
+                                      f"{limits.lo} to {limits.hi}")
+        if _holds_nul(value):
+            raise OsctlError(INVALID, f"{spec.name}: argument {key!r} holds a NUL byte")
     return args
 
 

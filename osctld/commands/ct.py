@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 import shutil
 from dataclasses import replace
-from typing import Callable
+from typing import Annotated, Callable
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
 
 from ..distconfig import for_distribution
+from ..model.bounds import shown
 from ..model.container import Container, check_resolvers
 from ..model.group import DEFAULT_GROUP, check_group_path
 from ..model.limits import Limits
@@ -23,7 +25,7 @@ from ..runtime.idmapped import shift_tree
 from ..runtime.statfs import wants_proxy
 from ..state import matching
 from ..undo import Undo
-from . import Context, command, hold_server
+from . import Between, Context, Seconds, command, hold_server
 
 STOP_TIMEOUT = 60
 # How long a tenant's own program (chpasswd, passwd) may take before it is killed.
@@ -78,7 +80,37 @@ def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
 def _disk(value: str | int | None) -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "unlimited")):
         return None
-    return parse_size(value)
+    return parse_size(value, "disk quota")
+
+
+# execve(2) refuses a single string of 32 pages or more, and all of them
+# together past a quarter of the stack limit: keep well inside both.
+MAX_ARG = 128 * 1024 - 1
+MAX_ARGS_TOTAL = 1 << 20
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+
+def _command_line(argv: list[str], env: dict | None) -> dict[str, str]:
+    """The environment of a command run inside, checked with its argv as
+    lxc-attach will pass them on: ``invalid`` here, not E2BIG later."""
+    out = {}
+    for k, v in (env or {}).items():
+        if not isinstance(k, str) or not ENV_NAME.match(k):
+            raise OsctlError(INVALID, f"invalid environment variable name {shown(k)}: use "
+                                      "letters, digits and _, not starting with a digit")
+        if isinstance(v, (dict, list, bool)) or v is None:
+            raise OsctlError(INVALID, f"environment variable {k} must be a string, "
+                                      f"not {type(v).__name__}")
+        out[k] = str(v)
+    strings = list(argv) + [f"{k}={v}" for k, v in out.items()]
+    for a in strings:
+        if len(a.encode(errors="surrogateescape")) > MAX_ARG:
+            raise OsctlError(INVALID, f"argument or variable {shown(a)} is too long: "
+                                      f"{MAX_ARG} bytes at most")
+    if sum(len(a) + 1 for a in strings) > MAX_ARGS_TOTAL:
+        raise OsctlError(INVALID, f"command and environment are too long: {MAX_ARGS_TOTAL} "
+                                  "bytes at most together")
+    return out
 
 
 def _need_running(ct: Container) -> None:
@@ -181,7 +213,7 @@ async def start(ctx: Context, id: str) -> dict:
 
 
 @command("ct.stop", mutating=True)
-async def stop(ctx: Context, id: str, timeout: int = STOP_TIMEOUT) -> dict:
+async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
     _, ct = _find(ctx, id)
     async with _lock(ctx, ct, "ct.stop"):
@@ -190,7 +222,7 @@ async def stop(ctx: Context, id: str, timeout: int = STOP_TIMEOUT) -> dict:
 
 
 @command("ct.restart", mutating=True)
-async def restart(ctx: Context, id: str, timeout: int = STOP_TIMEOUT) -> dict:
+async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
     pstate, ct = _find(ctx, id)
     async with _lock(ctx, ct, "ct.restart"):
@@ -216,7 +248,7 @@ async def exec_(ctx: Context, id: str, argv: list[str], env: dict | None = None)
     _need_running(ct)
     if not argv:
         raise OsctlError(INVALID, "ct.exec needs a command")
-    env = {str(k): str(v) for k, v in (env or {}).items()}
+    env = _command_line(argv, env)
     code, out, err = await ctx.daemon.containers.lxc.attach(ct.pool, ct.id, argv, ctx.fds or None, env)
     result = {"exit_code": code}
     if not ctx.fds:
@@ -231,13 +263,13 @@ async def attach(ctx: Context, id: str, env: dict | None = None) -> dict:
     _need_running(ct)
     if len(ctx.fds) != 3:
         raise OsctlError(INVALID, "ct.attach needs the caller's stdin, stdout and stderr")
-    env = {str(k): str(v) for k, v in (env or {}).items()}
+    env = _command_line([], env)
     code, _, _ = await ctx.daemon.containers.lxc.attach(ct.pool, ct.id, [], ctx.fds, env)
     return {"exit_code": code}
 
 
 @command("ct.console")
-async def console(ctx: Context, id: str, tty: int = 0) -> dict:
+async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0) -> dict:
     """The container's console, on the caller's terminal; Ctrl-a q leaves."""
     _, ct = _find(ctx, id)
     _need_running(ct)
@@ -272,7 +304,8 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
 @command("ct.set", mutating=True)
 async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
-               autostart_priority: int | None = None, limits: dict | None = None,
+               autostart_priority: Annotated[int, Between(0, 10000)] | None = None,
+               limits: dict | None = None,
                disk: str | int | None = None) -> dict:
     """Change settings; hostname, DNS, limits and disk apply at once to a
     running container. A limit or disk given as ``none`` is lifted."""

@@ -11,7 +11,7 @@ from osctl.protocol import EXISTS, NOT_FOUND, OsctlError
 from ..model.device import DeviceGrant
 from ..runtime.devices import BASE_ALLOW
 from ..runtime.features import bundles
-from . import Context, command
+from . import Context, Seconds, command
 from .ct import STOP_TIMEOUT, _find, reconfigure
 
 
@@ -27,7 +27,7 @@ async def ls(ctx: Context, id: str) -> list:
 
 @command("ct.devices.add", mutating=True)
 async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | int, mode: str,
-              path: str | None = None, restart: bool = True, timeout: int = STOP_TIMEOUT) -> dict:
+              path: str | None = None, restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Grant a device (``path``: make its node there in the container's /dev)."""
     grant = DeviceGrant.parse(type, major, minor, mode, path)
     pstate, ct = _find(ctx, id)
@@ -45,7 +45,7 @@ async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | i
 
 @command("ct.devices.del", mutating=True)
 async def delete(ctx: Context, id: str, type: str, major: str | int, minor: str | int,
-                 restart: bool = True, timeout: int = STOP_TIMEOUT) -> dict:
+                 restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Take back a device grant of the container's own."""
     probe = DeviceGrant.parse(type, major, minor, "r")
     pstate, ct = _find(ctx, id)

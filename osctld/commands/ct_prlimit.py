@@ -14,7 +14,7 @@ from .ct import _find, _lock
 async def set_(ctx: Context, id: str, name: str, soft: str | int, hard: str | int | None = None) -> dict:
     """Set a prlimit: LXC sets it on init at start, and the processes
     running now get it at once."""
-    pair = list(check_pair(name, soft, hard))
+    pair = list(check_pair(check_name(name), soft, hard, prlimits.ceiling(name)))
     pstate, ct = _find(ctx, id)
     async with _lock(ctx, ct, "ct.prlimit.set"):
         ct.prlimits = {**ct.prlimits, name: pair}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
-from . import REGISTRY, Context, command
+from . import REGISTRY, Between, Context, command
 
 
 @command("daemon.status")
@@ -48,7 +49,8 @@ async def op_cancel(ctx: Context, op: str) -> dict:
 
 
 @command("history.ls")
-async def history(ctx: Context, pool: str | None = None, limit: int = 50) -> list:
+async def history(ctx: Context, pool: str | None = None,
+                  limit: Annotated[int, Between(0, 100_000)] = 50) -> list:
     """The last state-changing commands of a pool."""
     pstate = ctx.daemon.registry.pool(pool)
     try:

@@ -113,8 +113,8 @@ def _copy(netif: NetIf) -> NetIf:
     return NetIf.from_dict(netif.to_dict())
 
 
-def _rate(value: str | int | None) -> int | None:
-    return parse_rate(value) or None if value is not None else None
+def _rate(value: str | int | None, what: str) -> int | None:
+    return parse_rate(value, what) or None if value is not None else None
 
 
 @command("netif.new", mutating=True)
@@ -128,7 +128,7 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     if vm and type != ROUTED:
         raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
-                  dhcp=dhcp, max_tx=_rate(max_tx), max_rx=_rate(max_rx),
+                  dhcp=dhcp, max_tx=_rate(max_tx, "max-tx"), max_rx=_rate(max_rx, "max-rx"),
                   **({"hwaddr": check_hwaddr(hwaddr)} if hwaddr else {}))
     async with _lock(ctx, ct, "netif.new"):
         if any(n.name == name for n in ct.netifs):
@@ -205,8 +205,8 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
         netif = ct.netif(name)
         if netif.type != BRIDGE and (gateway4, gateway6, dhcp) != (None, None, None):
             raise OsctlError(INVALID, "gateways and DHCP are set on bridged netifs only")
-        changes = {"max_tx": _rate(max_tx) if max_tx is not None else netif.max_tx,
-                   "max_rx": _rate(max_rx) if max_rx is not None else netif.max_rx,
+        changes = {"max_tx": _rate(max_tx, "max-tx") if max_tx is not None else netif.max_tx,
+                   "max_rx": _rate(max_rx, "max-rx") if max_rx is not None else netif.max_rx,
                    "gateway4": gateway4 or netif.gateway4, "gateway6": gateway6 or netif.gateway6,
                    "dhcp": netif.dhcp if dhcp is None else dhcp}
         NetIf.from_dict({**netif.to_dict(), **changes})  # validates before anything changes

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Annotated
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..model.container import STOPPED
 from ..model.idmap import DEFAULT_BASE, DEFAULT_BLOCK_SIZE, IdRange
-from ..model.naming import check_name
+from ..model.naming import check_name, check_path
 from ..model.pool import Pool
 from ..model.units import parse_size
 from ..state import PoolState
 from ..undo import Undo
-from . import Context, command
+from . import Between, Context, Seconds, command
 
 
 def _public(pstate: PoolState) -> dict:
@@ -29,10 +30,17 @@ def _public(pstate: PoolState) -> dict:
     }
 
 
+def _check_paths(path: str | None, image: str | None) -> None:
+    for what, value in (("pool path", path), ("pool image", image)):
+        if value:
+            check_path(what, value)
+
+
 @command("pool.install", mutating=True)
 async def install(ctx: Context, name: str, backend: str = "dir", path: str | None = None,
                   image: str | None = None, size: str | int | None = None,
-                  id_base: int = DEFAULT_BASE, id_block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+                  id_base: Annotated[int, Between(0, (1 << 32) - 1)] = DEFAULT_BASE,
+                  id_block_size: Annotated[int, Between(1, 1 << 32)] = DEFAULT_BLOCK_SIZE) -> dict:
     """Create a new pool."""
     d = ctx.daemon
     check_name("pool", name)
@@ -40,6 +48,7 @@ async def install(ctx: Context, name: str, backend: str = "dir", path: str | Non
         raise OsctlError(EXISTS, f"pool {name!r} exists")
     if image and backend != "btrfs":
         raise OsctlError(INVALID, "--image is for the btrfs backend")
+    _check_paths(path, image)
     pool = Pool(name, backend, Path(path) if path else d.config.state_dir / "pools" / name,
                 Path(image) if image else None)
     if (pool.conf_dir / "pool.yml").exists():
@@ -54,7 +63,7 @@ async def install(ctx: Context, name: str, backend: str = "dir", path: str | Non
         if pool.image:
             undo.push(pool.image.unlink, True)
         undo.push(backend_.deactivate)
-        await backend_.install(parse_size(size) if size is not None else None)
+        await backend_.install(parse_size(size, "pool size") if size is not None else None)
         pool.idmap = d.detect_idmap(pool.path)
         pstate = PoolState(pool, idrange)
         pstate.save_pool()
@@ -79,7 +88,7 @@ async def show(ctx: Context, name: str) -> dict:
 
 
 @command("pool.export", mutating=True)
-async def export(ctx: Context, name: str, force: bool = False, timeout: int = 60) -> dict:
+async def export(ctx: Context, name: str, force: bool = False, timeout: Seconds = 60) -> dict:
     """Stop managing a pool, so it can be moved; its data and configs stay in it."""
     d = ctx.daemon
     pstate = d.registry.pool(name)
@@ -117,6 +126,7 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: int = 60
 async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
     """Take over a pool exported here or on another node."""
     d = ctx.daemon
+    _check_paths(path, image)
     entry = {"name": "import", "path": path, **({"image": image} if image else {})}
     async with d.locks.hold(("pool-import", path), "import"), Undo() as undo:
         if image:

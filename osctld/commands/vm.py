@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Annotated
 
 from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
 
@@ -15,9 +16,11 @@ from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles
 from ..state import matching
 from ..undo import Undo
-from . import Context, command, hold_server
+from . import Between, Context, Seconds, command, hold_server
 
 MIB = 1 << 20
+# The node's policy (config vm.min_cores, max_cores) narrows it.
+Cores = Annotated[int, Between(1, 4096)]
 
 
 def _lock(ctx: Context, vm: VM, what: str, new: bool = False):
@@ -36,7 +39,7 @@ def _limits(ctx: Context) -> VmLimits:
 
 
 def _memory(value: int | str) -> int:
-    size = parse_size(value)
+    size = parse_size(value, "memory")
     if size % MIB:
         raise OsctlError(INVALID, f"memory must be a whole number of MiB, got {size} bytes")
     return size
@@ -65,13 +68,13 @@ async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bo
 
 
 @command("vm.new", mutating=True)
-async def new(ctx: Context, id: str, user: str, cores: int, memory: int | str, disk: int | str,
+async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str, disk: int | str,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP) -> dict:
     """Create a VM from a template's VM image; nothing is left behind if a step fails."""
     d = ctx.daemon
     check_name("vm", id)
-    memory, disk = _memory(memory), parse_size(disk)
+    memory, disk = _memory(memory), parse_size(disk, "disk")
     _limits(ctx).check(cores, memory, disk)
     pstate, u = d.registry.user(f"{pool}:{user}" if pool and ":" not in user else user)
     ctx.pool = pstate.pool.name
@@ -131,7 +134,7 @@ async def start(ctx: Context, id: str) -> dict:
 
 
 @command("vm.stop", mutating=True)
-async def stop(ctx: Context, id: str, timeout: int | None = None) -> dict:
+async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down (ACPI) and mark offline; kill it after ``timeout`` seconds."""
     pstate, vm = _find(ctx, id)
     async with _lock(ctx, vm, "vm.stop"):
@@ -140,7 +143,7 @@ async def stop(ctx: Context, id: str, timeout: int | None = None) -> dict:
 
 
 @command("vm.restart", mutating=True)
-async def restart(ctx: Context, id: str, timeout: int | None = None) -> dict:
+async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down, then start again: pending cores and memory changes apply."""
     pstate, vm = _find(ctx, id)
     async with _lock(ctx, vm, "vm.restart"):
@@ -197,9 +200,9 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
 
 
 @command("vm.set", mutating=True)
-async def set_(ctx: Context, id: str, cores: int | None = None, memory: int | str | None = None,
+async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | str | None = None,
                disk: int | str | None = None, online: bool | None = None,
-               timeout: int | None = None, group: str | None = None) -> dict:
+               timeout: Seconds | None = None, group: str | None = None) -> dict:
     """Change a VM. Cores and memory apply at the next start; the disk grows
     at once (live on a running VM) and never shrinks; online starts or
     powers down (killed after ``timeout`` seconds); the group changes only
@@ -209,7 +212,7 @@ async def set_(ctx: Context, id: str, cores: int | None = None, memory: int | st
     if group is not None:
         group = pstate.group(check_group_path(group)).path
     memory = _memory(memory) if memory is not None else None
-    disk = parse_size(disk) if disk is not None else None
+    disk = parse_size(disk, "disk") if disk is not None else None
     if disk is not None and disk < vm.disk:
         raise OsctlError(INVALID, f"the disk of VM {vm.id} is {vm.disk >> 20} MiB: it can grow, "
                                   f"never shrink (asked for {disk >> 20} MiB)")

@@ -13,6 +13,8 @@ from .group import DEFAULT_GROUP, check_group_path
 from .limits import Limits
 from .naming import check_hostname, check_name
 from .netif import NetIf
+from .prlimit import loaded as loaded_prlimits
+from .units import SIZE_RANGE
 
 # Container states, as LXC names them, lower case. "starting" and "stopping"
 # are the daemon's own while a command is at work.
@@ -64,6 +66,8 @@ class Container:
 
     def __post_init__(self) -> None:
         check_name("container", self.id)
+        # Saved values out of range are clamped, with warnings naming it.
+        where = f"container {self.pool}:{self.id}"
         check_name("user", self.user)
         if self.hostname is not None:
             check_hostname(self.hostname)
@@ -72,8 +76,10 @@ class Container:
                         for g in self.devices]
         self.group = check_group_path(self.group)
         if isinstance(self.limits, dict):
-            self.limits = Limits.from_dict(self.limits)
-        self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n) for n in self.netifs]
+            self.limits = Limits.from_dict(self.limits, where)
+        self.disk = SIZE_RANGE.clamp(f"{where}: disk", self.disk)
+        self.prlimits = loaded_prlimits(self.prlimits, where)
+        self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
 
     @property
     def running(self) -> bool:

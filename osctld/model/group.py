@@ -66,4 +66,5 @@ class Group:
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "Group":
-        return cls(path=d["path"], pool=pool, limits=Limits.from_dict(d.get("limits")))
+        return cls(path=d["path"], pool=pool,
+                   limits=Limits.from_dict(d.get("limits"), f"group {pool}:{d['path']}"))

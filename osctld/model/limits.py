@@ -10,11 +10,17 @@ from dataclasses import dataclass, fields
 
 from osctl.protocol import INVALID, OsctlError
 
-from .units import parse_size
+from .bounds import Range, shown
+from .units import SIZE_RANGE, format_size, parse_size
 
 # The names operators type (osctl ct set ID cpu-limit 1.5) -> field names.
 LIMIT_NAMES = {"cpu-limit": "cpu_limit", "memory": "memory", "swap": "swap", "pids": "pids"}
 UNSET_WORDS = ("none", "unlimited", "max")
+# pids.max takes 0 to PID_MAX_LIMIT (4194304 on 64-bit); 0 would stop every fork.
+PIDS_RANGE = Range(1, 1 << 22)
+# Less memory than this and not even a container's init starts.
+MEMORY_RANGE = Range(4 << 20, SIZE_RANGE.hi, format_size)
+RANGES = {"memory": MEMORY_RANGE, "swap": SIZE_RANGE, "pids": PIDS_RANGE}
 
 
 @dataclass
@@ -28,8 +34,12 @@ class Limits:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Limits":
-        return cls(**{f.name: (d or {}).get(f.name) for f in fields(cls)})
+    def from_dict(cls, d: dict | None, where: str = "limits") -> "Limits":
+        """As saved; a value out of range (saved before there were bounds) is
+        clamped, with a warning naming ``where``."""
+        d = d or {}
+        return cls(**{f.name: RANGES[f.name].clamp(f"{where}: {f.name}", d.get(f.name))
+                      if f.name in RANGES else d.get(f.name) for f in fields(cls)})
 
     def updated(self, changes: dict, max_cpus: float) -> "Limits":
         """A copy with operator-given limits (``none`` lifts one), checked."""
@@ -51,27 +61,25 @@ def parse_limit(name: str, value: str | int | float | None, max_cpus: float):
     """One operator-given limit, checked; ``None`` (or none/unlimited) removes it."""
     field = LIMIT_NAMES.get(name, name)
     if field not in LIMIT_NAMES.values():
-        raise OsctlError(INVALID, f"unknown limit {name!r}: use {', '.join(LIMIT_NAMES)}")
+        raise OsctlError(INVALID, f"unknown limit {shown(name)}: use {', '.join(LIMIT_NAMES)}")
     if value is None or (isinstance(value, str) and value.strip().lower() in UNSET_WORDS):
         return field, None
     if field == "cpu_limit":
         try:
             cores = float(value)
-        except (TypeError, ValueError):
-            raise OsctlError(INVALID, f"invalid cpu-limit {value!r}: give cores, e.g. 0.5 or 2") from None
+        except (TypeError, ValueError, OverflowError):
+            raise OsctlError(INVALID, f"invalid cpu-limit {shown(value)}: give cores, "
+                                      "e.g. 0.5 or 2") from None
         if not 0.01 <= cores <= max_cpus:
             raise OsctlError(INVALID, f"cpu-limit {cores:g} is out of range: 0.01 to {max_cpus:g} "
                                       "cores (the node's max_cpu_limit)")
         return field, round(cores, 2)
     if field == "pids":
         try:
-            n = int(value)
-        except (TypeError, ValueError):
-            raise OsctlError(INVALID, f"invalid pids limit {value!r}: give a number") from None
-        if n < 1:
-            raise OsctlError(INVALID, f"pids limit must be at least 1, got {n}")
-        return field, n
-    size = parse_size(value)
-    if field == "memory" and size < 4 << 20:
-        raise OsctlError(INVALID, f"memory limit {size} is too small: 4M at least")
-    return field, size
+            n = int(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        except ValueError:
+            n = None
+        if n is None:
+            raise OsctlError(INVALID, f"invalid pids limit {shown(value)}: give a number")
+        return field, PIDS_RANGE.check("pids limit", n, value)
+    return field, parse_size(value, f"{name} limit", RANGES[field])

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from osctl.protocol import INVALID, OsctlError
 
+from .units import RATE_RANGE
+
 ROUTED, BRIDGE = "routed", "bridge"
 KINDS = (ROUTED, BRIDGE)
 # The name inside the container: a kernel interface name (15 characters).
@@ -119,9 +121,9 @@ class NetIf:
         for gw in (self.gateway4, self.gateway6):
             if gw not in (AUTO, NONE):
                 parse_ip(gw)
-        for rate in (self.max_tx, self.max_rx):
-            if rate is not None and rate <= 0:
-                raise OsctlError(INVALID, "a rate limit must be positive")
+        for key in ("max_tx", "max_rx"):
+            if getattr(self, key) is not None:
+                RATE_RANGE.check(key.replace("_", "-"), getattr(self, key))
 
     # --- addresses -------------------------------------------------------------
 
@@ -163,8 +165,12 @@ class NetIf:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NetIf":
+    def from_dict(cls, d: dict, where: str = "netif") -> "NetIf":
+        """As saved; a rate out of range (saved before there were bounds) is
+        clamped, with a warning naming ``where``."""
         routes = [NetRoute(**r) for r in d.get("routes") or []]
+        d = {**d, **{k: RATE_RANGE.clamp(f"{where} {d.get('name')}: {k}", d.get(k))
+                     for k in ("max_tx", "max_rx") if k in d}}
         return cls(routes=routes, **{k: d[k] for k in cls.PERSISTED if k in d})
 
     def public(self) -> dict:

@@ -15,8 +15,9 @@ from typing import Iterable
 
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 
+from .bounds import Range, shown
 from .container import Container
-from .units import parse_size
+from .units import SIZE_RANGE, parse_size
 from .vm import VM
 
 GIB = 1 << 30
@@ -24,6 +25,11 @@ GIB = 1 << 30
 QUOTA_NAMES = {"cpus": "cpus", "memory": "memory", "disk": "disk", "ipv4": "ipv4",
                "ipv6-64": "ipv6_64", "containers": "containers"}
 SIZES = ("memory", "disk")
+# What each may be: sizes as any size; every IPv4 address there is; the
+# /64s a 64-bit counter holds; CPU cores and servers far beyond any node.
+RANGES = {"cpus": Range(0, 1 << 16), "memory": SIZE_RANGE, "disk": SIZE_RANGE,
+          "ipv4": Range(0, 1 << 32), "ipv6_64": Range(0, (1 << 63) - 1),
+          "containers": Range(0, 1 << 20)}
 # A container's own limit that each quota sums up (None: counted, not a limit).
 LIMIT_OF = {"cpus": "cpu-limit", "memory": "memory", "disk": "disk"}
 
@@ -41,8 +47,11 @@ class Quota:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Quota":
-        return cls(**{f.name: (d or {}).get(f.name) for f in fields(cls)})
+    def from_dict(cls, d: dict | None, where: str = "quota") -> "Quota":
+        """As saved; a value out of range (saved before there were bounds) is
+        clamped, with a warning naming ``where``."""
+        return cls(**{f.name: RANGES[f.name].clamp(f"{where}: {f.name}", (d or {}).get(f.name))
+                      for f in fields(cls)})
 
     def updated(self, changes: dict[str, str | None]) -> "Quota":
         """A copy with operator-given values (``none`` lifts one)."""
@@ -50,19 +59,30 @@ class Quota:
         for name, value in changes.items():
             field = QUOTA_NAMES.get(name, name)
             if field not in QUOTA_NAMES.values():
-                raise OsctlError(INVALID, f"unknown quota {name!r}: use {', '.join(QUOTA_NAMES)}")
-            if value is None or str(value).strip().lower() in ("none", "unlimited"):
+                raise OsctlError(INVALID, f"unknown quota {shown(name)}: use {', '.join(QUOTA_NAMES)}")
+            if value is None or (isinstance(value, str)
+                                 and value.strip().lower() in ("none", "unlimited")):
                 setattr(out, field, None)
-                continue
-            try:
-                parsed = parse_size(value) if field in SIZES else (
-                    float(value) if field == "cpus" else int(value))
-            except ValueError:
-                raise OsctlError(INVALID, f"invalid {name} quota {value!r}") from None
-            if parsed < 0:
-                raise OsctlError(INVALID, f"{name} quota may not be negative")
-            setattr(out, field, parsed)
+            else:
+                setattr(out, field, _parse(name, field, value))
         return out
+
+
+def _parse(name: str, field: str, value: object) -> int | float:
+    """One quota value: a size, cores (a fraction is fine) or a whole count."""
+    what = f"{name} quota"
+    if field in SIZES:
+        return parse_size(value, what, RANGES[field])
+    parsed = None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            parsed = float(value) if field == "cpus" else int(value)
+        except (ValueError, OverflowError):
+            pass
+    if parsed is None:
+        kind = "a number of cores" if field == "cpus" else "a whole number"
+        raise OsctlError(INVALID, f"invalid {what} {shown(value)}: give {kind}")
+    return RANGES[field].check(what, parsed, value)
 
 
 PRESETS = {

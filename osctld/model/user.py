@@ -54,7 +54,7 @@ class User:
             uid_map=[MapEntry.parse(x) for x in d["uid_map"]],
             gid_map=[MapEntry.parse(x) for x in d["gid_map"]],
             block=d.get("block"),
-            quota=Quota.from_dict(d.get("quota")),
+            quota=Quota.from_dict(d.get("quota"), f"user {pool}:{d['name']}"),
         )
 
     def public(self) -> dict:

@@ -15,6 +15,7 @@ from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 from .group import DEFAULT_GROUP, check_group_path
 from .naming import check_hostname, check_name
 from .netif import NetIf
+from .units import SIZE_RANGE
 
 STOPPED, STARTING, RUNNING, STOPPING = "stopped", "starting", "running", "stopping"
 
@@ -81,7 +82,11 @@ class VM:
         self.group = check_group_path(self.group)
         if self.hostname is not None:
             check_hostname(self.hostname)
-        self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n) for n in self.netifs]
+        # Saved values out of range are clamped, with warnings naming it.
+        where = f"VM {self.pool}:{self.id}"
+        self.memory = SIZE_RANGE.clamp(f"{where}: memory", self.memory)
+        self.disk = SIZE_RANGE.clamp(f"{where}: disk", self.disk)
+        self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
 
     def netif(self, name: str) -> NetIf:
         for n in self.netifs:

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from osctl.protocol import CONFLICT, INTERNAL, OsctlError
+from osctl.protocol import CONFLICT, INTERNAL, INVALID, OsctlError
 
 LEGACY, HYBRID, UNIFIED = "legacy", "hybrid", "unified"
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -171,6 +171,9 @@ def write(path: Path, value: str) -> None:
         if e.errno in (errno.EBUSY, errno.EINVAL):
             raise OsctlError(CONFLICT, f"the kernel refused {value} for {path.name} "
                                        f"({os.strerror(e.errno)}): in use above it?") from None
+        if e.errno == errno.ERANGE:
+            raise OsctlError(INVALID, f"the kernel refused {value} for {path.name}: "
+                                      "out of its range") from None
         raise OsctlError(INTERNAL, f"cannot write {path}: {e}") from None
 
 

@@ -117,7 +117,9 @@ class LxcRuntime:
         rc, out = await run_tool(*self._base("lxc-start", pool, ct_id))
         if rc != 0:
             why = self.log_errors(pool, ct_id, offset) or out.strip()
-            raise OsctlError(INTERNAL, f"container {ct_id} failed to start: {why}")
+            # Not the daemon's fault (internal): the container cannot start
+            # as configured on this node, for LXC's reason given.
+            raise OsctlError(CONFLICT, f"container {ct_id} failed to start: {why}")
 
     async def stop(self, pool: str, ct_id: str, timeout: int, kill: bool = False) -> None:
         argv = self._base("lxc-stop", pool, ct_id)

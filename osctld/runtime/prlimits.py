@@ -15,6 +15,13 @@ def to_rlimit(v: int | str) -> int:
     return resource.RLIM_INFINITY if v == UNLIMITED else int(v)
 
 
+def ceiling(name: str) -> int | str:
+    """The daemon's own hard limit: the most a container's start can set
+    (model.prlimit says why)."""
+    hard = resource.getrlimit(LIMITS[name][0])[1]
+    return UNLIMITED if hard == resource.RLIM_INFINITY else hard
+
+
 def pids_in_pidns_of(pid: int) -> list[int]:
     """Every process in the PID namespace of ``pid`` (a container's init)."""
     target = os.stat(f"/proc/{pid}/ns/pid").st_ino

@@ -44,6 +44,8 @@ class BtrfsBackend(Backend):
     async def activate(self) -> None:
         pool = self.pool
         if pool.image is not None and not is_mounted(pool.path):
+            if not pool.image.is_file():
+                raise OsctlError(INVALID, f"btrfs image {pool.image} is no file")
             pool.path.mkdir(parents=True, exist_ok=True)
             await run("mount", "-o", "loop", str(pool.image), str(pool.path),
                       what=f"mounting {pool.image}")
