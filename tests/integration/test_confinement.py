@@ -1,5 +1,5 @@
-"""What confines a container, checked from inside: the seccomp deny-list
-and the capability bounding set.
+"""What confines a container, checked from inside and on the host: the
+seccomp deny-list, the capability bounding set, and root-only configs.
 
 The system calls are made by tests/helpers/syscalls.c. This node's kernel
 has neither modules nor kexec, so those calls say ENOSYS with or without a
@@ -49,3 +49,29 @@ def test_deny_list_answers_enosys_inside_and_keyctl_feature_relaxes_it(node, sys
         (d for d in DENIED if "keyctl" not in d), ENOSYS)
     pid = node.osctl_json("ct", "show", "s1")["init_pid"]
     assert status(pid, "Seccomp") == "2"
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_configs_are_root_only(node):
+    """The LXC configs under the run directory and the pool's conf/ tree
+    name tenants, their ID maps and limits: root's alone."""
+    node.osctl("user", "new", "bob")
+    node.osctl("ct", "new", "m1", "--user", "bob", "--memory", "256M")
+    node.osctl("ct", "start", "m1")
+
+    lxc = node.run_dir / "lxc"
+    ct_dir = lxc / "default" / "m1"
+    # The container's root must pass through the lxcpath (LXC checks), not list it.
+    assert {p.name: mode(p) for p in (lxc, lxc / "default", ct_dir)} == {
+        "lxc": 0o711, "default": 0o711, "m1": 0o700}
+    assert {f: mode(ct_dir / f) for f in ("config", "seccomp")} == {"config": 0o600, "seccomp": 0o600}
+    assert "lxc.seccomp.profile = " + str(ct_dir / "seccomp") in (ct_dir / "config").read_text()
+
+    conf = Path(node.osctl_json("pool", "show", "default")["path"]) / "conf"
+    tree = [conf, *conf.rglob("*")]
+    assert conf / "ct" / "m1.yml" in tree and conf / "user" / "bob.yml" in tree
+    assert {str(p.relative_to(conf)): mode(p) for p in tree} == {
+        str(p.relative_to(conf)): 0o700 if p.is_dir() else 0o600 for p in tree}

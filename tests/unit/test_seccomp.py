@@ -55,10 +55,13 @@ def test_every_feature_allows_only_calls_on_the_list():
         assert set(f.seccomp_allow) <= set(DENIED), f.name
 
 
-def test_profile_and_config_sit_in_the_containers_lxc_dir(tmp_path: Path):
+def test_profile_and_config_sit_in_the_containers_lxc_dir_root_only(tmp_path: Path):
     from osctld.runtime.lxc import LxcRuntime
     lxc = LxcRuntime(tmp_path)
     lxc.write_config("p", "c1", "lxc.uts.name = c1\n", DENY)
     assert lxc.seccomp_file("p", "c1") == lxc.ct_dir("p", "c1") / "seccomp"
     assert lxc.seccomp_file("p", "c1").read_text() == DENY
-    assert (lxc.ct_dir("p", "c1") / "config").read_text() == "lxc.uts.name = c1\n"
+    for f in ("seccomp", "config"):
+        assert (lxc.ct_dir("p", "c1") / f).stat().st_mode & 0o777 == 0o600
+    assert lxc.ct_dir("p", "c1").stat().st_mode & 0o777 == 0o700
+    assert lxc.lxcpath("p").stat().st_mode & 0o777 == 0o711  # LXC: the container's root passes
