@@ -14,7 +14,9 @@
 static long i386_call(long nr, long a, long b, long c)
 {
 	long ret;
-	__asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+	/* The kernel zeroes r8-r11 on the way back from int $0x80. */
+	__asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c)
+			 : "r8", "r9", "r10", "r11", "memory");
 	return ret;
 }
 
