@@ -63,8 +63,9 @@ def render(spec: LxcSpec) -> str:
         "lxc.pty.max = 1024",
         "lxc.console.size = auto",
         "lxc.apparmor.profile = unconfined",
-        # LXC's common.conf: in a user namespace these bind nothing on the
-        # host, but nothing inside has a use for them either.
+        # LXC's common.conf set. In a user namespace they grant nothing on
+        # the host (the kernel checks them against its initial namespace),
+        # and nothing inside has a use for them.
         "lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_rawio",
         f"lxc.seccomp.profile = {spec.seccomp}",
         f"lxc.log.file = {spec.log_file}",
