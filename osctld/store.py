@@ -31,11 +31,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def private_dirs(path: Path) -> None:
+    """Make ``path`` and its missing parents, each new one 0700: what the
+    daemon writes names tenants, their maps and limits."""
+    path = Path(path)
+    if not path.is_dir():
+        private_dirs(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
     """Replace ``path`` by ``data`` whole. ``durable=False`` skips the fsyncs, for
     files derived from the configuration and made anew after a crash."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -173,7 +173,7 @@ def _restart_options(cmd):
 
 @ct.group("feature")
 def feature():
-    """Features: tun, fuse, kvm, ppp, lxc (nesting), docker."""
+    """Features: tun, fuse, kvm, ppp, lxc (nesting), docker, keyctl."""
 
 
 @feature.command("ls")

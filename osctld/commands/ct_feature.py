@@ -1,4 +1,4 @@
-"""Container features (tun, fuse, kvm, ppp, lxc, docker): list, enable, disable.
+"""Container features (tun, fuse, kvm, ppp, lxc, docker, keyctl): list, enable, disable.
 
 A change restarts a running container into it; ``restart`` false stages it
 for the next start, and the container shows ``restart_pending``.

@@ -17,13 +17,13 @@ from ..model.device import DeviceGrant
 from ..model.group import ancestors
 from ..model.limits import Limits
 from ..template import Templates
-from . import features
+from . import features, seccomp
 from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
 from .lxcfs import Lxcfs
 from .resources import CgroupTree
-from .statfs import StatfsProxy, wants_proxy
+from .statfs import NOTIFY, StatfsProxy, wants_proxy
 
 
 class Containers:
@@ -76,12 +76,21 @@ class Containers:
         return render(LxcSpec(
             ct=ct, user=user, rootfs=pstate.pool.rootfs(ct.id), idmap=pstate.pool.idmap,
             log_file=self.lxc.log_file(ct.pool, ct.id), hooks=self.hooks,
+            seccomp=self.lxc.seccomp_file(ct.pool, ct.id),
             template_conf=tpl_conf, extra=extra, mount_auto=features.mount_auto(ct.features),
             prlimits=ct.prlimits,
         ))
 
+    @staticmethod
+    def seccomp_profile(pstate, ct: Container) -> str:
+        """The deny-list less what its features need, with the statfs
+        proxy's notify rules where it has a btrfs quota: one profile."""
+        notify = NOTIFY if wants_proxy(pstate.pool.backend, ct.disk) else ()
+        return seccomp.profile(features.seccomp_allow(ct.features), notify)
+
     def write_config(self, pstate, ct: Container) -> None:
-        self.lxc.write_config(ct.pool, ct.id, self.render(pstate, ct))
+        self.lxc.write_config(ct.pool, ct.id, self.render(pstate, ct),
+                              self.seccomp_profile(pstate, ct))
 
     def remove(self, pool: str, ct_id: str) -> None:
         """Forget a deleted container's LXC dir and device nodes."""

@@ -9,6 +9,13 @@ though its init does not mount them itself. ``docker`` is nesting plus
 what Docker's daemon and rootless tools ask the kernel for: /dev/fuse
 (fuse-overlayfs), /dev/net/tun (slirp4netns, vpnkit) and packet forwarding
 in the container's own network namespace.
+
+Every container runs under the seccomp deny-list of ``seccomp.py``; a
+feature may take calls off it (``seccomp_allow``). Only ``keyctl`` does,
+as Proxmox's feature of that name: kernel keyrings for software that needs
+them. Nesting and Docker need nothing off the list: LXC and runc go on
+without a session keyring of their own when keyctl says ENOSYS, and the rest
+needs capabilities a user namespace never has.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class Feature:
     sysctls: tuple[tuple[str, str], ...] = ()  # set in the container's namespaces
     # Overrides of the base lxc.mount.auto, by kind (proc, sys, cgroup).
     mount_auto: dict[str, str] = field(default_factory=dict)
+    seccomp_allow: tuple[str, ...] = ()  # calls taken off the deny-list
 
 
 def _dev(major: int, minor: int, path: str) -> DeviceGrant:
@@ -54,6 +62,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("docker", "Docker inside: nesting, fuse, tun, forwarding",
             devices=(FUSE, TUN), mounts=NESTING_MOUNTS, mount_auto=NESTING_CGROUP,
             sysctls=(("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1"))),
+    Feature("keyctl", "kernel keyrings (keys count against the user's kernel.keys quota)",
+            seccomp_allow=("keyctl",)),
 )}
 
 
@@ -86,6 +96,10 @@ def mount_auto(names: list[str]) -> dict[str, str]:
     for f in bundles(names):
         out.update(f.mount_auto)
     return out
+
+
+def seccomp_allow(names: list[str]) -> set[str]:
+    return {call for f in bundles(names) for call in f.seccomp_allow}
 
 
 def grants(names: list[str]) -> list[DeviceGrant]:

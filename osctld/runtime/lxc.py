@@ -63,17 +63,27 @@ class LxcRuntime:
     def log_file(self, pool: str, ct_id: str) -> Path:
         return self.ct_dir(pool, ct_id) / "lxc.log"
 
-    def write_config(self, pool: str, ct_id: str, text: str) -> None:
-        """Write the container's LXC config where it changed. It lives in the run
-        directory and is rendered again at every daemon start, so it needs no fsync."""
-        path = self.ct_dir(pool, ct_id) / "config"
-        data = text.encode()
-        try:
-            if path.read_bytes() == data:
-                return
-        except FileNotFoundError:
-            pass
-        atomic_write(path, data, 0o644, durable=False)
+    def seccomp_file(self, pool: str, ct_id: str) -> Path:
+        return self.ct_dir(pool, ct_id) / "seccomp"
+
+    def write_config(self, pool: str, ct_id: str, config: str, seccomp: str) -> None:
+        """Write the container's LXC config and seccomp profile where they
+        changed. They live in the run directory and are rendered again at
+        every daemon start, so they need no fsync. They are root's alone (ids,
+        maps, limits), and so is the container's directory; the lxcpath
+        above it is 0711: LXC checks that the container's root can pass."""
+        for d in (self.lxc_dir, self.lxcpath(pool)):
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o711)
+        for path, text in ((self.seccomp_file(pool, ct_id), seccomp),
+                           (self.ct_dir(pool, ct_id) / "config", config)):
+            data = text.encode()
+            try:
+                if path.read_bytes() == data:
+                    continue
+            except FileNotFoundError:
+                pass
+            atomic_write(path, data, durable=False)
 
     def remove(self, pool: str, ct_id: str) -> None:
         shutil.rmtree(self.ct_dir(pool, ct_id), ignore_errors=True)

@@ -38,6 +38,7 @@ class LxcSpec:
     idmap: str
     log_file: Path
     hooks: Hooks
+    seccomp: Path  # the container's seccomp profile (seccomp.py)
     template_conf: str = ""  # the template's LXC snippet (init, halt signal)
     extra: list[str] = field(default_factory=list)  # lines from later layers (net, features)
     mount_auto: dict[str, str] = field(default_factory=dict)  # overrides of MOUNT_AUTO
@@ -62,7 +63,11 @@ def render(spec: LxcSpec) -> str:
         "lxc.pty.max = 1024",
         "lxc.console.size = auto",
         "lxc.apparmor.profile = unconfined",
-        "lxc.cap.drop = sys_module mac_admin mac_override sys_time",
+        # LXC's common.conf set. In a user namespace they grant nothing on
+        # the host (the kernel checks them against its initial namespace),
+        # and nothing inside has a use for them.
+        "lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_rawio",
+        f"lxc.seccomp.profile = {spec.seccomp}",
         f"lxc.log.file = {spec.log_file}",
         "lxc.log.level = WARN",
         f"lxc.hook.start-host = {spec.hooks.command(ct.pool)}",

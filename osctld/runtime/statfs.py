@@ -26,8 +26,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SCRIPT = Path(__file__).resolve().parent / "statfs_proxy.py"
-# LXC seccomp policy, version 2: allow all but these two, which notify.
-PROFILE = "2\ndenylist\n[x86_64]\nstatfs notify\nfstatfs notify\n"
+# The calls LXC sends to the proxy: notify rules in the container's seccomp profile.
+NOTIFY = ("statfs", "fstatfs")
 START_TIMEOUT = 10.0
 
 
@@ -41,7 +41,6 @@ class StatfsProxy:
         self.socket = run_dir / "statfs-proxy.sock"
         self.pidfile = run_dir / "statfs-proxy.pid"
         self.logfile = run_dir / "statfs-proxy.log"
-        self.profile = run_dir / "statfs.seccomp"
         self.python = python
         self._lock = threading.Lock()  # one start at a time: never two proxies
 
@@ -59,10 +58,6 @@ class StatfsProxy:
             self._ensure()
 
     def _ensure(self) -> None:
-        if not self.profile.exists() or self.profile.read_text() != PROFILE:
-            tmp = self.profile.with_suffix(".tmp")
-            tmp.write_text(PROFILE)
-            tmp.replace(self.profile)
         if self.answers():
             return
         with open(self.logfile, "ab") as log_f:
@@ -85,10 +80,10 @@ class StatfsProxy:
             return None
 
     def lxc_lines(self, rootfs: Path) -> list[str]:
-        """The profile, the proxy, and the rootfs as the cookie: the proxy
-        learns from each call which subvolume's quota to show."""
+        """The proxy, and the rootfs as the cookie: the proxy learns from
+        each call which subvolume's quota to show. (The ``NOTIFY`` rules go in
+        the container's seccomp profile.)"""
         return [
-            f"lxc.seccomp.profile = {self.profile}",
             f"lxc.seccomp.notify.proxy = unix:{self.socket}",
             f"lxc.seccomp.notify.cookie = {rootfs}",
         ]

@@ -12,8 +12,8 @@ from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
 from ..proc import run_tool
 
 
-# Where tenants' data lives, below the pool's path.
-PRIVATE_DIRS = ("ct", "tpl", "vm")
+# Where tenants' data and configs (ids, names, maps, limits) live, below the pool's path.
+PRIVATE_DIRS = ("ct", "tpl", "vm", "conf")
 
 
 async def run(*argv: str, what: str) -> str:
@@ -43,7 +43,7 @@ class Backend:
 
         Root filesystems are stored unshifted: a tenant's setuid file is
         setuid root on the host. So the directories above them are root's
-        alone (0700), as LXC keeps /var/lib/lxc."""
+        alone (0700), as LXC keeps /var/lib/lxc; so is ``conf``."""
         if not self.pool.path.is_dir():
             raise OsctlError(INTERNAL, f"pool {self.pool.name}: {self.pool.path} is missing")
         for sub in PRIVATE_DIRS:

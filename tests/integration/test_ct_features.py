@@ -129,7 +129,7 @@ def test_nesting_and_docker_requirements(node):
     makes them per container); an overlay mount (the overlay2 storage
     driver); IPv4 forwarding on in the container's network namespace
     (bridge networking); /dev/fuse and /dev/net/tun (fuse-overlayfs,
-    rootless networking)."""
+    rootless networking). Nesting and Docker run under the seccomp deny-list."""
     node.osctl("user", "new", "carol")
     node.osctl("ct", "new", "n1", "--user", "carol")
     nested.install(Path(node.osctl_json("ct", "show", "n1")["rootfs"]))
@@ -168,6 +168,9 @@ def test_nesting_and_docker_requirements(node):
     assert not nested_runs()
     node.osctl("ct", "feature", "enable", "n1", "docker")
     assert docker_ok() == dict.fromkeys(docker_checks, True)
+    # All of it under the seccomp deny-list: neither feature takes a call off it.
+    pid = node.osctl_json("ct", "show", "n1")["init_pid"]
+    assert "\nSeccomp:\t2\n" in Path(f"/proc/{pid}/status").read_text()
     # What fails without the feature, for the record of what it brings.
     assert [k for k, v in without.items() if not v] == ["cgroups", "ip_forward", "fuse+tun"]
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from osctld.runtime import cgroups
+from tests.helpers.syscalls import ENOSYS, errnos, install, syscalls_program  # noqa: F401 (fixture)
 
 MIB = 1 << 20
 
@@ -191,7 +192,7 @@ def seccomp_mode(pid: int) -> int:
     return int(status.split("Seccomp:")[1].split()[0])
 
 
-def test_btrfs_disk_quota(node):
+def test_btrfs_disk_quota(node, syscalls_program):
     img = node.dir / "q.img"
     node.osctl("pool", "install", "bq", "--backend", "btrfs", "--image", str(img), "--size", "300M",
                "--path", str(node.dir / "bq"), "--id-base", str(node.id_base + 32 * 524288))
@@ -241,11 +242,15 @@ def test_btrfs_disk_quota(node):
     assert node.statfs_proxy_pid() not in (None, proxy)
     assert df_k(node, "bq:d1")[0] == 100 * 1024
 
-    # A container without a quota gets no seccomp filter: the pool's size.
+    # One profile holds the deny-list and the notify rules: keyctl says ENOSYS.
+    assert seccomp_mode(pid) == 2  # SECCOMP_MODE_FILTER
+    install(node, "bq:d1", syscalls_program)
+    assert errnos(node, "bq:d1", "keyctl", "open_by_handle_at") == dict.fromkeys(
+        ("keyctl", "open_by_handle_at"), ENOSYS)
+    # A container without a quota has the deny-list alone: the pool's size.
     node.osctl("ct", "new", "free", "--user", "bq:d")
     node.osctl("ct", "start", "bq:free")
-    assert seccomp_mode(pid) == 2  # SECCOMP_MODE_FILTER
-    assert seccomp_mode(node.osctl_json("ct", "show", "bq:free")["init_pid"]) == 0
+    assert seccomp_mode(node.osctl_json("ct", "show", "bq:free")["init_pid"]) == 2
     assert 250 * 1024 < df_k(node, "bq:free")[0] <= 300 * 1024
     # A quota set while it runs: the filter comes with the next start.
     assert node.osctl_json("ct", "set", "disk", "bq:free", "50M")["restart_pending"]

@@ -54,7 +54,7 @@ def test_device_lines_follow_the_cgroup_version():
 
 
 def test_feature_table_bundles():
-    assert set(features.FEATURES) == {"tun", "fuse", "kvm", "ppp", "lxc", "docker"}
+    assert set(features.FEATURES) == {"tun", "fuse", "kvm", "ppp", "lxc", "docker", "keyctl"}
     assert features.mount_auto(["lxc"]) == {"cgroup": "cgroup:rw:force"}
     lines = features.lxc_lines(["lxc", "docker"])
     assert lines.count("lxc.mount.entry = proc dev/.lxc/proc proc create=dir,optional 0 0") == 1
@@ -83,7 +83,7 @@ def test_render_takes_mount_auto_overrides_and_prlimits():
                    features=["lxc"], prlimits={"nofile": [1024, 4096]})
     user = User("u", "p", [MapEntry(0, 100000, 65536)], [MapEntry(0, 100000, 65536)])
     text = render(LxcSpec(ct=ct, user=user, rootfs=Path("/r"), idmap="idmapped",
-                          log_file=Path("/l"), hooks=Hooks(Path("/s")),
+                          log_file=Path("/l"), hooks=Hooks(Path("/s")), seccomp=Path("/sc"),
                           mount_auto=features.mount_auto(ct.features), prlimits=ct.prlimits))
     assert "lxc.mount.auto = proc:mixed sys:mixed cgroup:rw:force\n" in text
     assert "lxc.prlimit.nofile = 1024:4096\n" in text

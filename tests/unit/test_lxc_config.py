@@ -23,7 +23,8 @@ def spec(idmap: str = IDMAP_MOUNT, **kw) -> LxcSpec:
     ct = Container("web1", "tank", "alice", "debian", "bookworm", hostname="web1.example.org")
     args = dict(ct=ct, user=user, rootfs=Path("/pools/tank/ct/web1/rootfs"), idmap=idmap,
                 log_file=Path("/run/osctld/lxc/tank/web1/lxc.log"),
-                hooks=Hooks(Path("/run/osctld/hook.sock"), python="/usr/bin/python3"))
+                hooks=Hooks(Path("/run/osctld/hook.sock"), python="/usr/bin/python3"),
+                seccomp=Path("/run/osctld/lxc/tank/web1/seccomp"))
     args.update(kw)
     return LxcSpec(**args)
 
@@ -90,7 +91,8 @@ def test_always_unprivileged_and_confined():
     text = render(spec())
     assert values(text, "lxc.idmap")  # no map would mean a privileged container
     drops = " ".join(values(text, "lxc.cap.drop")).split()
-    assert {"sys_module", "sys_time"} <= set(drops)
+    assert {"sys_module", "sys_time", "sys_rawio", "mac_admin", "mac_override"} <= set(drops)
+    assert values(text, "lxc.seccomp.profile") == ["/run/osctld/lxc/tank/web1/seccomp"]
     assert values(text, "lxc.mount.auto") == ["proc:mixed sys:mixed cgroup:mixed"]
 
 

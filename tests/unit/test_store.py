@@ -21,6 +21,17 @@ def test_atomic_write_replaces_and_sets_mode(tmp_path):
     assert os.listdir(f.parent) == ["a.yml"]  # no temporary left
 
 
+def test_directories_made_for_a_config_are_root_only(tmp_path):
+    f = tmp_path / "conf" / "ct" / "a.yml"
+    old = os.umask(0o022)  # the usual umask would leave them 0755
+    try:
+        write_doc(f, {"id": "a"})
+    finally:
+        os.umask(old)
+    assert f.stat().st_mode & 0o777 == 0o600
+    assert [d.stat().st_mode & 0o777 for d in (f.parent, f.parent.parent)] == [0o700, 0o700]
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     f = tmp_path / "a.yml"
     atomic_write(f, b"old")
