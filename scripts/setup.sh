@@ -14,6 +14,7 @@ TEST_PACKAGES=(
     nix-bin  # nix-instantiate parse-checks nix/
     ifupdown  # its ifup/ifdown check distconfig's Debian output, in test namespaces only
     dbus-daemon  # a private bus for NetworkManager in the same tests
+    libc6-dev  # a static libc for the seccomp test program (tests/helpers/syscalls.c)
 )
 testing=false
 [ "${1:-}" = --test ] && testing=true
