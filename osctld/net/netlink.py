@@ -147,8 +147,14 @@ def our_links(ipr: IPRoute, prefix: str) -> set[str]:
 def _dump(fn: Callable, **kernel_filter) -> list:
     """A dump the kernel filters (on a strict-checking ``IPRoute``): pyroute2
     would otherwise ask for everything and filter it itself, and parsing the
-    host routes of a thousand containers takes it most of a second."""
-    return list(fn("dump", dump_filter=lambda msg: True, **kernel_filter))
+    host routes of a thousand containers takes it most of a second. A link
+    that has gone meanwhile has nothing to say."""
+    try:
+        return list(fn("dump", dump_filter=lambda msg: True, **kernel_filter))
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise
+        return []
 
 
 def node_network(ipr: IPRoute, prefix: str) -> list[NodeEntry]:
