@@ -5,7 +5,9 @@ The netifs of every container of every pool are the allocation table:
 each netif's index is persisted in its container's config, so the table
 can never disagree with the interfaces that exist. Callers check and
 reserve (add the netif to its container) with no await in between, so two
-commands cannot take the same index or address.
+commands cannot take the same index or address. What netifs may hold at
+all: never what is not for a host (``SPECIAL``), never the node's own
+network (``check_node``, on what ``netlink.node_network`` reads).
 """
 
 from __future__ import annotations
