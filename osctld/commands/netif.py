@@ -74,10 +74,14 @@ def _held(ct: Server) -> list[str]:
 
 
 async def _hold(ctx: Context, pstate, ct: Server, netif: NetIf, prefix, label: str,
-                change: Callable[[NetIf], object]) -> dict:
-    """Give ``netif`` one more address or prefix: refused if any netif of the
-    node holds it or it takes the user over an ipv4 / ipv6-64 quota."""
-    ctx.daemon.net.check_free([(prefix, label)])
+                change: Callable[[NetIf], object], route: bool = False) -> dict:
+    """Give ``netif`` one more address or prefix: refused if it would take
+    the node's own network, if any netif of the node holds it, or if it takes
+    the user over an ipv4 / ipv6-64 quota. A bridged netif's address sits
+    beside the node's on its bridge (so it must not be one of them); its
+    routes are the container's own business, not the node's."""
+    routed = netif.type == ROUTED
+    await ctx.daemon.net.check_free([(prefix, label)], routed, on_node=routed or not route)
     probe = _copy(netif)
     change(probe)
     changed = replace(ct, netifs=[probe if n is netif else n for n in ct.netifs])
@@ -265,7 +269,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
             raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
                                       f"address: add one to {name} first, or give --via")
         return await _hold(ctx, pstate, ct, netif, net, f"route {net}",
-                           lambda n: n.routes.append(route))
+                           lambda n: n.routes.append(route), route=True)
 
 
 @command("netif.route_del", mutating=True)

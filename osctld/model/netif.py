@@ -54,16 +54,30 @@ def random_hwaddr() -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
+# IPv4-mapped IPv6 (::ffff:a.b.c.d) is IPv4 written as IPv6: held as IPv4,
+# so that conflicts (checked per IP version) see it.
+MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def unmapped_interface(iface: IPInterface) -> IPInterface:
+    """``iface`` as IPv4 if it is IPv4-mapped IPv6 with a prefix inside ::ffff:0:0/96."""
+    if iface.version == 6 and iface.network.prefixlen >= MAPPED.prefixlen and iface.ip in MAPPED:
+        v4_prefixlen = iface.network.prefixlen - MAPPED.prefixlen
+        return ipaddress.IPv4Interface((iface.ip.ipv4_mapped, v4_prefixlen))
+    return iface
+
+
 def parse_ip(value: str) -> IPAddress:
     try:
-        return ipaddress.ip_address(value)
+        ip = ipaddress.ip_address(value)
     except ValueError:
         raise OsctlError(INVALID, f"invalid IP address {value!r}") from None
+    return getattr(ip, "ipv4_mapped", None) or ip
 
 
 def parse_prefix(value: str) -> IPNetwork:
     try:
-        return ipaddress.ip_network(value)
+        return unmapped_interface(ipaddress.ip_interface(ipaddress.ip_network(value))).network
     except ValueError as e:
         raise OsctlError(INVALID, f"invalid prefix {value!r}: {e}") from None
 
@@ -132,7 +146,7 @@ class NetIf:
         addresses (a larger prefix is a route, not an address); bridged ones
         need their prefix, which says what is on the bridge."""
         try:
-            iface = ipaddress.ip_interface(value)
+            iface = unmapped_interface(ipaddress.ip_interface(value))
         except ValueError:
             raise OsctlError(INVALID, f"invalid address {value!r}") from None
         if self.type == ROUTED and "/" in value and iface.network.num_addresses != 1:

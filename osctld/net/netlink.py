@@ -23,16 +23,23 @@ from typing import Any, Callable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import rt_type
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 from pyroute2.protocols import ETH_P_ALL
 
+from osctl.protocol import CONFLICT, OsctlError
+
 from ..distconfig.netconfig import IfaceConfig
+from .alloc import NodeEntry
 from .plan import HostPlan
 
 CLONE_NEWNET = 0x40000000
 # The routing protocol number osctld marks its host routes with, so that
 # reconciliation tells them from anyone else's.
 RTPROT_OSCTLD = 199
+RT_TABLE_MAIN = 254
+# Routes that take traffic nowhere on the node's links (and have no device).
+ELSEWHERE_TYPES = ("blackhole", "unreachable", "prohibit", "throw")
 TBF_LATENCY = "50ms"
 ROOT_HANDLE = 0x10000  # 1:
 INGRESS = 0xFFFF0000  # ffff:
@@ -75,8 +82,8 @@ def in_netns(pid: int, fn: Callable[[IPRoute], Any]) -> Any:
     return result.get("value")
 
 
-def on_host(fn: Callable[[IPRoute], Any]) -> Any:
-    with IPRoute() as ipr:
+def on_host(fn: Callable[[IPRoute], Any], strict_check: bool = False) -> Any:
+    with IPRoute(strict_check=strict_check) as ipr:
         return fn(ipr)
 
 
@@ -126,14 +133,62 @@ def host_end(name: str) -> str:
     return name.removesuffix(IFB_SUFFIX)
 
 
+def _ours(name: str, prefix: str) -> bool:
+    return name.startswith(prefix) and host_end(name)[len(prefix):].isdigit()
+
+
 def our_links(ipr: IPRoute, prefix: str) -> set[str]:
-    """Links of the node named as osctld names host ends (prefix + index)
-    and their IFB devices."""
-    out = set()
-    for link in ipr.get_links():
-        name = link.get_attr("IFLA_IFNAME") or ""
-        if name.startswith(prefix) and host_end(name)[len(prefix):].isdigit():
-            out.add(name)
+    """Links of the node named as osctld names host ends (prefix + index:
+    veths and VM taps) and their IFB devices."""
+    names = (link.get_attr("IFLA_IFNAME") or "" for link in ipr.get_links())
+    return {name for name in names if _ours(name, prefix)}
+
+
+def _dump(fn: Callable, **kernel_filter) -> list:
+    """A dump the kernel filters (on a strict-checking ``IPRoute``): pyroute2
+    would otherwise ask for everything and filter it itself, and parsing the
+    host routes of a thousand containers takes it most of a second. A link
+    that has gone meanwhile has nothing to say."""
+    try:
+        return list(fn("dump", dump_filter=lambda msg: True, **kernel_filter))
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise
+        return []
+
+
+def node_network(ipr: IPRoute, prefix: str) -> list[NodeEntry]:
+    """The node's own addresses (every link's) and main-table routes, leaving
+    out osctld's: whatever is on its links, and its routes (by protocol).
+    Only the node's own links are asked for, each in a small dump (``ipr``
+    strict-checking, see ``_dump``)."""
+    out = []
+    links = {i: name for i, name in socket.if_nameindex() if not _ours(name, prefix)}
+    main = {"family": socket.AF_UNSPEC, "table": RT_TABLE_MAIN}
+    routes = [r for i in links for r in _dump(ipr.route, oif=i, **main)]
+    for kind in ELSEWHERE_TYPES:  # routes of no device
+        routes += _dump(ipr.route, type=rt_type[kind], **main)
+    # A kernel that does not filter answers each dump in full: what is not
+    # asked for is left out here as well.
+    for i, dev in links.items():
+        for a in _dump(ipr.addr, index=i):
+            # IFA_LOCAL: the node's end of a point-to-point link, whose IFA_ADDRESS is the peer
+            ip = a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")
+            if a["index"] == i:
+                out.append(NodeEntry(ipaddress.ip_network(ip), f"address {ip} on {dev}", route=False))
+    for r in routes:
+        oif = r.get_attr("RTA_OIF")
+        if (r["proto"] == RTPROT_OSCTLD or r.get_attr("RTA_TABLE") != RT_TABLE_MAIN
+                or (oif is not None and oif not in links)):
+            continue
+        dev = links.get(oif)
+        dst, gw = _route_key(r)
+        kind = rt_type.get(r["type"], str(r["type"]))
+        elsewhere = (kind in ELSEWHERE_TYPES or gw is not None
+                     or any(r.get_attr(k) for k in ("RTA_MULTIPATH", "RTA_VIA", "RTA_NH_ID")))
+        what = " ".join(filter(None, ("route" if kind == "unicast" else f"{kind} route", str(dst),
+                                      gw and f"via {gw}", dev and f"dev {dev}")))
+        out.append(NodeEntry(dst, what, route=True, elsewhere=elsewhere))
     return out
 
 
@@ -171,8 +226,14 @@ def sync_host(ipr: IPRoute, plan: HostPlan, fresh: bool = False) -> None:
             _ignore((errno.ESRCH, errno.ENOENT), ipr.route, "del", dst=str(key[0]), oif=idx,
                     proto=RTPROT_OSCTLD, **({"gateway": str(key[1])} if key[1] else {}))
     for dst, via in plan.routes - have.keys():
-        ipr.route("replace", dst=str(dst), oif=idx, proto=RTPROT_OSCTLD,
-                  **({"gateway": str(via)} if via else {}))
+        try:  # "add", never "replace": a route that is not osctld's stays the node's
+            ipr.route("add", dst=str(dst), oif=idx, proto=RTPROT_OSCTLD,
+                      **({"gateway": str(via)} if via else {}))
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+            raise OsctlError(CONFLICT, f"the node already has a route to {dst} of its own "
+                                       f"(not {plan.veth}'s): osctld leaves it as it is") from None
     if not fresh:
         unshape(ipr, idx, plan.veth)
     shape(ipr, idx, plan.veth, plan.max_tx, plan.max_rx)

@@ -60,9 +60,19 @@ class Network:
     def allocate(self) -> int:
         return alloc.free_index({n.index for _, n in self.holders()}, plan.capacity(self.range))
 
-    def check_free(self, wanted: list[tuple[IPNetwork, str]]) -> None:
+    async def check_free(self, wanted: list[tuple[IPNetwork, str]], routed: bool,
+                         on_node: bool = True) -> None:
+        """Refuse what may never be a container's; what would take the node's
+        own addresses (``on_node``) or routes (and ``routed``), read from the
+        kernel now (``alloc.check_node`` says what overlaps); what another
+        netif holds. The last check has no await after it, so the caller can
+        reserve at once."""
         for prefix, _ in wanted:
             alloc.check_usable(prefix, self.range)
+        if on_node:
+            node = await self._host(lambda ipr: netlink.node_network(ipr, self.cfg.veth_prefix),
+                                    strict_check=True)
+            alloc.check_node(node, wanted, routed)
         alloc.check_free(self.holders(), wanted)
 
     def admit(self, pstate) -> list[Container]:
@@ -111,9 +121,9 @@ class Network:
     # --- netlink, off the event loop --------------------------------------------------
 
     @staticmethod
-    async def _host(fn) -> object:
+    async def _host(fn, strict_check: bool = False) -> object:
         try:
-            return await asyncio.to_thread(netlink.on_host, fn)
+            return await asyncio.to_thread(netlink.on_host, fn, strict_check)
         except NetlinkError as e:
             raise _error("on the node", e) from None
 

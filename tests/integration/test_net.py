@@ -207,3 +207,64 @@ def test_ipv4_quota_counts_netif_addresses(node):
     assert p.returncode != 0 and "ipv4" in p.stderr, p.stderr
     assert [a["address"] for a in node.osctl_json("ct", "netif", "ip", "ls", "q1")] == [
         "192.0.2.40/32", "192.0.2.41/32"]
+
+
+def node_lan(node) -> str:
+    """The test node's own "LAN": 198.18.0.1/24 on a veth whose peer is in the
+    node's namespace too (198.18.0.0/15 is benchmarking space, private to
+    this machine; this kernel has no dummy links)."""
+    node.nsexec("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p")
+    node.nsexec("ip", "addr", "add", "198.18.0.1/24", "dev", "lan0")
+    node.nsexec("ip", "link", "set", "lan0p", "up")
+    node.nsexec("ip", "link", "set", "lan0", "up")
+    return node.nsexec("ip", "route", "show", "198.18.0.0/24").stdout
+
+
+def test_the_nodes_own_network_and_special_addresses_are_refused(node):
+    forwarding_on(node)
+    lan = node_lan(node)
+    assert "dev lan0" in lan
+    node.osctl("user", "new", "alice")
+    routed_ct(node, "c1", "busybox", ["192.0.2.10"], "2001:db8::10")
+    node.osctl("ct", "start", "c1")
+
+    # The node's LAN, its address, a neighbour's on it: conflicts naming what
+    # of the node's they would take; the node's route stays as it was.
+    for verb, value, taken in (("route", "198.18.0.0/24", "198.18.0.1 on lan0"),
+                               ("route", "198.18.0.0/23", "198.18.0.1 on lan0"),
+                               ("route", "198.18.0.128/25", "route 198.18.0.0/24 dev lan0"),
+                               ("ip", "198.18.0.1", "address 198.18.0.1 on lan0"),
+                               ("ip", "198.18.0.50", "route 198.18.0.0/24 dev lan0")):
+        p = node.osctl("ct", "netif", verb, "add", "c1", "eth0", value, check=False)
+        assert p.returncode == 6 and taken in p.stderr, (value, p.stderr)
+    assert node.nsexec("ip", "route", "show", "198.18.0.0/24").stdout == lan
+    assert node.osctl_json("ct", "netif", "route", "ls", "c1") == []
+    assert node_pings(node, "198.18.0.1") and node_pings(node, "192.0.2.10")
+
+    # Not unicast, or not for a host: invalid.
+    for bad in ("255.255.255.255", "240.0.0.1", "224.0.0.1", "ff02::1", "127.0.0.2", "169.254.0.5",
+                "0.0.0.1", "fe80::5"):
+        p = node.osctl("ct", "netif", "ip", "add", "c1", "eth0", bad, check=False)
+        assert p.returncode == 2, (bad, p.stderr)
+    for bad in ("240.0.0.0/4", "128.0.0.0/1", "ff00::/8"):
+        p = node.osctl("ct", "netif", "route", "add", "c1", "eth0", bad, check=False)
+        assert p.returncode == 2, (bad, p.stderr)
+
+    # IPv4-mapped IPv6 is IPv4: it conflicts with the container that holds
+    # the address, and is held as IPv4 where it is free.
+    node.osctl("ct", "new", "c2", "--user", "alice")
+    node.osctl("ct", "netif", "new", "c2", "eth0")
+    p = node.osctl("ct", "netif", "ip", "add", "c2", "eth0", "::ffff:192.0.2.10", check=False)
+    assert p.returncode == 6 and "default:c1 netif eth0" in p.stderr, p.stderr
+    node.osctl("ct", "netif", "ip", "add", "c2", "eth0", "::ffff:192.0.2.11")
+    assert [a["address"] for a in node.osctl_json("ct", "netif", "ip", "ls", "c2")] == ["192.0.2.11/32"]
+    assert [a["address"] for a in node.osctl_json("ct", "netif", "ip", "ls", "c1")] == [
+        "192.0.2.10/32", "2001:db8::10/128"]
+
+    # A route the node gets later for an address a stopped container holds:
+    # the container's start fails rather than take the route over.
+    node.nsexec("ip", "route", "add", "192.0.2.11/32", "dev", "lan0")
+    p = node.osctl("ct", "start", "c2", check=False)
+    assert p.returncode != 0 and "already has a route to 192.0.2.11/32" in p.stderr, p.stderr
+    assert "dev lan0" in node.nsexec("ip", "route", "show", "192.0.2.11/32").stdout
+    assert node.osctl_json("ct", "show", "c2")["state"] == "stopped"

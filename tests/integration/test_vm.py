@@ -18,6 +18,7 @@ from osctld.runtime import cgroups
 from osctld.runtime.resources import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
+from tests.integration.test_net import node_lan
 from tests.helpers.vm import SECTOR, console_size, have_qemu, vm_node_config, wait_console
 
 GIB = 1 << 30
@@ -335,6 +336,14 @@ def test_vm_routed_network(vmnode):
         assert p.returncode == 6 and "192.0.2.10" in p.stderr, p.stderr
     p = node.osctl("vm", "netif", "new", "n1", "br0", "--type", "bridge", "--link", "x", check=False)
     assert p.returncode == 8
+    # Nor the node's own network, nor what is not for a host.
+    lan = node_lan(node)
+    for value, code in (("::ffff:192.0.2.10", 6), ("198.18.0.1", 6), ("255.255.255.255", 2)):
+        p = node.osctl("vm", "netif", "ip", "add", "n1", "eth0", value, check=False)
+        assert p.returncode == code, (value, p.stderr)
+    p = node.osctl("vm", "netif", "route", "add", "n1", "eth0", "198.18.0.0/24", check=False)
+    assert p.returncode == 6 and "lan0" in p.stderr, p.stderr
+    assert node.nsexec("ip", "route", "show", "198.18.0.0/24").stdout == lan
 
     node.osctl("vm", "start", "n1")
     wait_console(node, "n1", r"OSCTLD-VM-UP")

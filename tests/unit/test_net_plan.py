@@ -9,7 +9,7 @@ import pytest
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 from osctld.config import Config, NetConfig
 from osctld.model.container import Container
-from osctld.model.netif import NetIf, NetRoute
+from osctld.model.netif import NetIf, NetRoute, parse_ip, parse_prefix
 from osctld.model.units import parse_rate
 from osctld.net import alloc, plan
 
@@ -92,11 +92,89 @@ def test_conflicts_name_the_holder():
     alloc.check_free(holders, [(net("192.0.2.3/32"), "address 192.0.2.3")])
 
 
-@pytest.mark.parametrize("bad", ["10.100.3.4/32", "fe80::5/128", "127.0.0.1/32", "224.0.0.1/32"])
+@pytest.mark.parametrize("bad", [
+    "10.100.3.4/32", "fe80::5/128", "127.0.0.1/32", "224.0.0.1/32",
+    "255.255.255.255/32", "240.0.0.1/32", "0.0.0.1/32", "169.254.1.1/32", "ff02::1/128",
+    "::/128", "::1/128", "::192.0.2.10/128", "::fffe:0:0/95",
+    # prefixes that hold special addresses without starting with one
+    "169.252.0.0/14", "128.0.0.0/1", "0.0.0.0/0", "::/0", "fe00::/7", "10.0.0.0/8"])
 def test_unusable_prefixes_are_invalid(bad):
     with pytest.raises(OsctlError) as e:
         alloc.check_usable(net(bad), RNG)
     assert e.value.code == INVALID
+
+
+@pytest.mark.parametrize("good", [
+    "192.0.2.10/32", "198.51.100.0/24", "10.1.2.3/32", "172.16.0.0/12", "100.64.0.1/32",
+    "198.18.0.0/15", "2001:db8::1/128", "fd00::/8", "64:ff9b::/96", "2000::/3"])
+def test_unicast_private_and_documentation_prefixes_are_usable(good):
+    alloc.check_usable(net(good), RNG)
+
+
+def test_special_blocks_agree_with_ipaddress():
+    """Both ends of every special block are what ipaddress calls not for a
+    host (and 0.0.0.0/8, RFC 1122 'this network', private to it)."""
+    def special(a) -> bool:
+        return (a.is_unspecified or a.is_loopback or a.is_link_local or a.is_multicast
+                or (a.version == 4 and a.is_reserved) or a in net("0.0.0.0/8")
+                or (a.version == 6 and (a.ipv4_mapped is not None or a in net("::/96"))))
+    for block, _ in alloc.SPECIAL:
+        assert special(block[0]) and special(block[-1]), block
+    for ok in ("192.0.2.1", "10.0.0.1", "1.0.0.0", "223.255.255.255", "2001:db8::1", "fd00::1"):
+        assert not special(ip(ok)) and all(not ip(ok) in b for b, _ in alloc.SPECIAL)
+
+
+def test_ipv4_mapped_ipv6_is_held_as_ipv4():
+    assert parse_ip("::ffff:192.0.2.10") == ip("192.0.2.10")
+    assert parse_prefix("::ffff:192.0.2.0/120") == net("192.0.2.0/24")
+    assert parse_prefix("2001:db8::/32") == net("2001:db8::/32")
+    assert str(routed().parse_address("::ffff:192.0.2.10")) == "192.0.2.10/32"
+    b = NetIf(name="eth1", type="bridge", link="br0")
+    assert str(b.parse_address("::ffff:192.168.5.9/120")) == "192.168.5.9/24"
+    # so the per-version conflict check sees the holder
+    c1 = ct_with(routed(addresses=("192.0.2.10/32",)))
+    mapped = routed().parse_address("::ffff:192.0.2.10")
+    with pytest.raises(OsctlError) as e:
+        alloc.check_free([(c1, c1.netifs[0])], [(net(mapped.ip), "address ::ffff:192.0.2.10")])
+    assert e.value.code == CONFLICT
+
+
+NODE = [
+    alloc.NodeEntry(net("198.18.0.1/32"), "address 198.18.0.1 on lan0", route=False),
+    alloc.NodeEntry(net("198.18.0.0/24"), "route 198.18.0.0/24 dev lan0", route=True),
+    alloc.NodeEntry(net("10.0.0.0/8"), "route 10.0.0.0/8 via 198.18.0.254 dev lan0",
+                    route=True, elsewhere=True),
+    alloc.NodeEntry(net("0.0.0.0/0"), "route 0.0.0.0/0 via 198.18.0.254 dev lan0",
+                    route=True, elsewhere=True),
+    alloc.NodeEntry(net("2001:db8:ff::/64"), "route 2001:db8:ff::/64 dev lan0", route=True),
+]
+
+
+@pytest.mark.parametrize("prefix, routed, taken", [
+    ("198.18.0.0/24", True, "address 198.18.0.1 on lan0"),  # the node's LAN itself
+    ("198.18.0.0/16", True, "address 198.18.0.1 on lan0"),  # holds the node's address
+    ("198.18.0.1/32", True, "address 198.18.0.1 on lan0"),
+    ("198.18.0.1/32", False, "address 198.18.0.1 on lan0"),  # bridged: the node's own address
+    ("198.18.0.50/32", True, "route 198.18.0.0/24 dev lan0"),  # a LAN neighbour's address
+    ("198.18.0.128/25", True, "route 198.18.0.0/24 dev lan0"),
+    ("10.0.0.0/8", True, "route 10.0.0.0/8 via 198.18.0.254 dev lan0"),  # equal to one elsewhere
+    ("2001:db8:ff::5/128", True, "route 2001:db8:ff::/64 dev lan0"),
+])
+def test_what_takes_the_nodes_network_is_a_conflict_naming_it(prefix, routed, taken):
+    with pytest.raises(OsctlError) as e:
+        alloc.check_node(NODE, [(net(prefix), f"route {prefix}")], routed)
+    assert e.value.code == CONFLICT
+    assert e.value.message == f"route {prefix} overlaps the node's own {taken}"
+
+
+@pytest.mark.parametrize("prefix, routed", [
+    ("198.18.0.50/32", False),  # bridged: beside the node on its LAN, not routed by it
+    ("10.5.0.0/24", True),  # more specific inside a route via a gateway, as inside the default
+    ("192.0.2.10/32", True),
+    ("2001:db8::1/128", True),
+])
+def test_what_leaves_the_nodes_network_alone_is_allowed(prefix, routed):
+    alloc.check_node(NODE, [(net(prefix), "x")], routed)
 
 
 def test_addresses_by_kind():
