@@ -43,12 +43,15 @@ class Client:
             sock.connect(self.path)
         except OSError as e:
             sock.close()
-            raise OsctlError(
-                protocol.INTERNAL,
-                f"cannot connect to osctld at {self.path}: {e.strerror or e}",
-            ) from None
+            # The socket (or its directory) is root's: so is osctld.
+            code = protocol.DENIED if isinstance(e, PermissionError) else protocol.INTERNAL
+            why = "permission denied (osctl needs root)" if code == protocol.DENIED else e.strerror or e
+            raise OsctlError(code, f"cannot connect to osctld at {self.path}: {why}") from None
         self.sock = sock
         hello = self._read()
+        if "error" in hello:  # refused at the door (not root)
+            self.close()
+            raise OsctlError.from_wire(hello["error"])
         if hello.get("protocol") != protocol.PROTOCOL_VERSION:
             self.close()
             raise OsctlError(

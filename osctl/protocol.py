@@ -83,30 +83,60 @@ def encode(message: dict) -> bytes:
 
 
 class Decoder:
-    """Incremental decoder: ``feed(bytes)`` returns the complete messages."""
+    """Incremental decoder: ``feed(bytes)`` returns the complete messages.
+
+    The frame limit is counted here, in bytes of the stream since the end of
+    the last message: msgpack's own ``max_buffer_size`` bounds only what it
+    has not parsed yet, so a frame fed in pieces could pass it."""
+
+    # What msgpack says about its errors, where it says nothing.
+    _WHAT = {msgpack.FormatError: "a byte that starts no msgpack value",
+             msgpack.StackError: "values nested too deeply"}
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME):
         self.max_frame = max_frame
         self._unpacker = msgpack.Unpacker(
             raw=False,
-            max_buffer_size=max_frame,
+            max_buffer_size=max_frame + 1,
             strict_map_key=False,
         )
+        self._fed = 0  # bytes of the stream so far
+        self._start = 0  # where the frame being received began
 
     def feed(self, data: bytes) -> list[dict]:
-        try:
-            self._unpacker.feed(data)
-        except msgpack.BufferFull:
-            raise FrameError(f"frame larger than {self.max_frame} bytes") from None
+        out: list[dict] = []
+        view = memoryview(data)
+        while view:
+            # Never more than one byte past the limit of the frame under way.
+            room = self.max_frame + 1 - (self._fed - self._start)
+            chunk, view = view[:room], view[room:]
+            self._unpacker.feed(chunk)
+            self._fed += len(chunk)
+            out += self._frames()
+            if self._fed - self._start > self.max_frame:
+                raise self._too_big()
+        return out
+
+    def _frames(self) -> list[dict]:
         out = []
         try:
             for msg in self._unpacker:
+                end = self._unpacker.tell()
+                if end - self._start > self.max_frame:
+                    raise self._too_big()
+                self._start = end
                 if not isinstance(msg, dict):
                     raise FrameError(f"expected a map, got {type(msg).__name__}")
                 out.append(msg)
         except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as e:
-            raise FrameError(f"malformed msgpack: {e}") from None
+            if "exceeds max_" in str(e):  # a header announcing more than a frame can hold
+                raise self._too_big() from None
+            what = str(e) or self._WHAT.get(type(e), type(e).__name__)
+            raise FrameError(f"malformed msgpack at byte {self._unpacker.tell()}: {what}") from None
         return out
+
+    def _too_big(self) -> FrameError:
+        return FrameError(f"frame larger than {self.max_frame} bytes")
 
 
 # --- message builders ---------------------------------------------------------
@@ -146,10 +176,17 @@ class Request:
     fds: int = 0
 
 
+def request_id(msg: dict) -> int | None:
+    """The id a reply to ``msg`` carries: its own if it is an integer (a bool
+    is none), else None."""
+    req_id = msg.get("id")
+    return req_id if isinstance(req_id, int) and not isinstance(req_id, bool) else None
+
+
 def parse_request(msg: dict) -> Request:
     """Validate the envelope of a request; arguments are checked per command."""
-    req_id = msg.get("id")
-    if not isinstance(req_id, int) or isinstance(req_id, bool):
+    req_id = request_id(msg)
+    if req_id is None:
         raise OsctlError(INVALID, "request needs an integer 'id'")
     cmd = msg.get("cmd")
     if not isinstance(cmd, str) or not cmd:

@@ -3,30 +3,67 @@
 A lock may also be taken shared: every command on a container holds its
 pool's lock shared, so that ``pool export`` (exclusive) waits for them all
 and none starts while the pool is on its way out.
+
+Locks are granted first come, first served, shared and exclusive alike: a
+caller waits behind everyone who asked before it, even when the lock is free
+for it at that moment, so no stream of later callers (a releaser that asks
+again at once, a stream of readers) can keep an earlier one waiting. Callers
+at the head of the queue that can share are granted together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Hashable
 
 from osctl.protocol import BUSY, OsctlError
 
 
+@dataclass
+class _Waiter:
+    shared: bool
+    what: str
+    granted: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class _Entry:
     def __init__(self) -> None:
-        self.cond = asyncio.Condition()
         self.readers = 0
         self.writer = False
-        self.writers_waiting = 0
+        self.queue: deque[_Waiter] = deque()
         self.users = 0  # holders and waiters: the entry goes when none are left
         self.what = ""
 
     def free_for(self, shared: bool) -> bool:
-        if shared:  # writers waiting go first, or a stream of readers starves them
-            return not self.writer and not self.writers_waiting
-        return not self.writer and not self.readers
+        return not self.writer and (shared or not self.readers)
+
+    def take(self, shared: bool, what: str) -> None:
+        if shared:
+            self.readers += 1
+        else:
+            self.writer = True
+            self.what = what
+
+    def give_back(self, shared: bool) -> None:
+        if shared:
+            self.readers -= 1
+        else:
+            self.writer = False
+        self.grant()
+
+    def grant(self) -> None:
+        """Hand the lock to the waiters at the head of the queue it is free for."""
+        while self.queue:
+            w = self.queue[0]
+            if not w.granted.cancelled():  # else its caller left: skip it
+                if not self.free_for(w.shared):
+                    return
+                self.take(w.shared, w.what)
+                w.granted.set_result(None)
+            self.queue.popleft()
 
 
 class Locks:
@@ -44,32 +81,29 @@ class Locks:
             try:
                 yield
             finally:
-                async with entry.cond:
-                    if shared:
-                        entry.readers -= 1
-                    else:
-                        entry.writer = False
-                    entry.cond.notify_all()
+                entry.give_back(shared)
         finally:
             entry.users -= 1
             if entry.users == 0:
                 self._entries.pop(key, None)
 
     async def _acquire(self, entry: _Entry, key: Hashable, shared: bool, what: str) -> None:
-        async with entry.cond:
-            if not shared:
-                entry.writers_waiting += 1
-            try:
-                await asyncio.wait_for(entry.cond.wait_for(lambda: entry.free_for(shared)), self.timeout)
-            except asyncio.TimeoutError:
+        if not entry.queue and entry.free_for(shared):
+            entry.take(shared, what)
+            return
+        w = _Waiter(shared, what)
+        entry.queue.append(w)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await w.granted
+        except BaseException as e:
+            if w.granted.done() and not w.granted.cancelled():
+                entry.give_back(shared)  # granted as we gave up: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # unless grant() dropped it
+                    entry.queue.remove(w)
+                entry.grant()  # those it held back may go
+            if isinstance(e, TimeoutError):
                 raise OsctlError(BUSY, f"{'/'.join(map(str, key))} is busy with "
                                        f"{entry.what or 'another operation'}") from None
-            finally:
-                if not shared:
-                    entry.writers_waiting -= 1
-                    entry.cond.notify_all()  # readers held back by this writer may go
-            if shared:
-                entry.readers += 1
-            else:
-                entry.writer = True
-                entry.what = what
+            raise

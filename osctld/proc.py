@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 
 async def run_tool(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
@@ -20,3 +22,21 @@ async def run_tool(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
             await asyncio.shield(proc.wait())
         raise
     return proc.returncode, out.decode(errors="replace")
+
+
+async def spawn(*argv: str, **kw) -> asyncio.subprocess.Process:
+    """Start a tool that runs something for a caller (lxc-attach, lxc-console)
+    in a process group of its own, which ``end`` kills whole."""
+    return await asyncio.create_subprocess_exec(*argv, process_group=0, **kw)
+
+
+async def end(proc: asyncio.subprocess.Process) -> None:
+    """Kill ``proc``'s process group and reap ``proc``. Killing lxc-attach
+    alone would leave what it started in the container running on, reparented;
+    that process is in the group (no terminal: LXC makes it no session)."""
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # gone on its own meanwhile
+            pass
+    await asyncio.shield(proc.wait())

@@ -5,6 +5,16 @@ descriptors (SCM_RIGHTS) alongside its frame. Every request runs as its own
 task: several may be in flight on one connection, replies go out as each
 finishes. Nothing a client sends can take the daemon down; an undecodable
 stream closes that one connection.
+
+A connection is bounded: past MAX_IN_FLIGHT requests running or MAX_QUEUED
+bytes of replies not yet taken, the daemon reads nothing more from it until
+there is room, so a client that sends and never reads blocks in its own
+send(2), and costs the daemon no more than those bounds. Requests start one
+at a time with a turn of the event loop in between, so other connections
+are served meanwhile. When a client goes, what it had sent but the daemon
+had not started yet is dropped, and its operations that only serve the
+caller (the read-only ones, and exec, attach, console: what runs there is
+killed) are cancelled; mutating ones run on to their end or roll back.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import asyncio
 import itertools
 import logging
 import os
+import select
 import socket
 import struct
 import uuid
@@ -30,11 +41,29 @@ log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
 # Descriptors a connection may have received ahead of the requests they go with.
 MAX_PENDING_FDS = 4 * MAX_FDS
+# Per connection: requests running at once, and bytes of replies waiting for
+# the client to read them. Past either, the connection is not read from.
+MAX_IN_FLIGHT = 64
+MAX_QUEUED = 1024 * 1024
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)  # pid, uid, gid
+
+
+async def hung_up(sock: socket.socket) -> None:
+    """Return once the peer has closed its end, whatever it left unread (a
+    readable socket may only hold more requests)."""
+    loop = asyncio.get_running_loop()
+    with select.epoll(1) as ep:
+        ep.register(sock.fileno(), 0)  # EPOLLHUP is reported whatever is asked
+        fut = loop.create_future()
+        loop.add_reader(ep.fileno(), lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            loop.remove_reader(ep.fileno())
 
 
 class Connection:
@@ -46,10 +75,16 @@ class Connection:
         self.pid, self.uid, self.gid = peer_credentials(sock)
         self.decoder = protocol.Decoder(server.max_frame)
         self.fds: deque[int] = deque()
-        self.tasks: dict[int, asyncio.Task] = {}
+        # Requests in flight by id, and whether each changes state (those
+        # outlive their caller).
+        self.tasks: dict[int, tuple[asyncio.Task, bool]] = {}
         # One ordered queue of outgoing frames: a progress message can never
         # overtake the final reply of its request.
         self.outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+        self.queued = 0  # bytes in ``outgoing``
+        self.room = asyncio.Event()  # set whenever a bound may have eased
+        self._hangup = select.poll()  # no descriptor of its own: polls the socket
+        self._hangup.register(sock.fileno(), 0)
         self.writer: asyncio.Task | None = None
         self.closed = False
         self.subscription = None
@@ -87,7 +122,9 @@ class Connection:
 
     def send(self, msg: dict) -> None:
         if not self.closed:
-            self.outgoing.put_nowait(protocol.encode(msg))
+            data = protocol.encode(msg)
+            self.queued += len(data)
+            self.outgoing.put_nowait(data)
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,7 +136,30 @@ class Connection:
                 self.close()
                 return
             finally:
+                self.queued -= len(data)
+                self.room.set()
                 self.outgoing.task_done()
+
+    def _has_room(self) -> bool:
+        return len(self.tasks) < MAX_IN_FLIGHT and self.queued < MAX_QUEUED
+
+    def _peer_gone(self) -> bool:
+        return bool(self._hangup.poll(0))
+
+    async def _wait_for_room(self) -> bool:
+        """Wait until the connection is within its bounds; False if the peer
+        hung up (or the connection was closed) meanwhile."""
+        if not self._has_room():
+            hangup = asyncio.create_task(hung_up(self.sock))
+            try:
+                while not (self._has_room() or self.closed or hangup.done()):
+                    self.room.clear()
+                    room = asyncio.create_task(self.room.wait())
+                    await asyncio.wait([room, hangup], return_when=asyncio.FIRST_COMPLETED)
+                    room.cancel()
+            finally:
+                hangup.cancel()
+        return not self.closed and not self._peer_gone()
 
     async def flush(self) -> None:
         """Wait until every queued frame is written (or dropped with the peer)."""
@@ -115,8 +175,12 @@ class Connection:
         if self.writer:
             self.writer.cancel()
         while not self.outgoing.empty():  # nobody will write these now
-            self.outgoing.get_nowait()
+            self.queued -= len(self.outgoing.get_nowait())
             self.outgoing.task_done()
+        self.room.set()
+        for task, mutating in self.tasks.values():
+            if not mutating:  # it served only the caller: what it runs is ended
+                task.cancel()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -128,6 +192,7 @@ class Connection:
         self.writer = asyncio.create_task(self._write())
         try:
             if self.uid != 0:
+                log.warning("%r: refused, not root", self)
                 self.send(protocol.error(None, OsctlError(DENIED, "osctld answers root only")))
                 await self.flush()
                 return
@@ -151,8 +216,12 @@ class Connection:
                     self.send(protocol.error(None, OsctlError(INVALID, str(e))))
                     await self.flush()
                     break
-                for msg in msgs:
+                for i, msg in enumerate(msgs):
+                    if not await self._wait_for_room():
+                        log.info("%r: gone; %d requests it sent were not started", self, len(msgs) - i)
+                        return
                     self.handle(msg)
+                    await asyncio.sleep(0)  # other connections' turn
         finally:
             self.close()
             while self.fds:
@@ -169,8 +238,7 @@ class Connection:
                                           f"{len(self.fds)} arrived")
         except OsctlError as e:
             log.info("%r: bad request: %s", self, e.message)
-            raw_id = msg.get("id")
-            self.send(protocol.error(raw_id if isinstance(raw_id, int) else None, e))
+            self.send(protocol.error(protocol.request_id(msg), e))
             # Descriptors sent with a refused request must not reach the next one.
             announced = msg.get("fds")
             if isinstance(announced, int) and not isinstance(announced, bool):
@@ -179,8 +247,13 @@ class Connection:
             return
         fds = [self.fds.popleft() for _ in range(req.fds)]
         task = asyncio.create_task(self.execute(req, fds))
-        self.tasks[req.id] = task
-        task.add_done_callback(lambda _t, rid=req.id: self.tasks.pop(rid, None))
+        spec = REGISTRY.get(req.cmd)
+        self.tasks[req.id] = (task, spec is not None and spec.mutating)
+        task.add_done_callback(lambda _t, rid=req.id: self._done(rid))
+
+    def _done(self, req_id: int) -> None:
+        self.tasks.pop(req_id, None)
+        self.room.set()
 
     async def execute(self, req: protocol.Request, fds: list[int]) -> None:
         op = f"{self.id}:{req.id}"

@@ -17,7 +17,7 @@ import lxc
 
 from osctl.protocol import BUSY, CONFLICT, INTERNAL, INVALID, OsctlError
 
-from ..proc import run_tool
+from ..proc import end, run_tool, spawn
 from ..store import atomic_write
 from .terminal import run_on_pipes, run_on_pty
 
@@ -38,13 +38,12 @@ async def _bounded(stream: asyncio.StreamReader) -> bytes:
 
 
 async def _reap(proc, work, timeout: float | None):
-    """Await ``work``; on timeout, cancellation or error kill ``proc`` first."""
+    """Await ``work``; on timeout, cancellation or error kill ``proc`` (and
+    what it runs) first."""
     try:
         return await asyncio.wait_for(work, timeout)
     except BaseException as e:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
+        await end(proc)
         if isinstance(e, asyncio.TimeoutError):
             raise OsctlError(BUSY, f"command inside did not finish in {timeout} s; killed") from None
         raise
@@ -164,10 +163,9 @@ class LxcRuntime:
                 return await run_on_pty(cmd, fds), b"", b""
             if os.isatty(fds[1]) or os.isatty(fds[2]):
                 return await run_on_pipes(cmd, fds), b"", b""
-            proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
+            proc = await spawn(*cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
             return await _reap(proc, proc.wait(), timeout), b"", b""
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             *cmd, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
@@ -195,5 +193,5 @@ class LxcRuntime:
         if len(fds) != 3 or not os.isatty(fds[0]):
             raise OsctlError(CONFLICT, "the console needs a terminal: run osctl ct console from one")
         cmd = self._base("lxc-console", pool, ct_id) + ["-t", str(tty)]
-        proc = await asyncio.create_subprocess_exec(*cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
+        proc = await spawn(*cmd, stdin=fds[0], stdout=fds[1], stderr=fds[2])
         return await _reap(proc, proc.wait(), None)

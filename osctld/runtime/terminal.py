@@ -22,6 +22,8 @@ import select
 import termios
 import tty
 
+from ..proc import end, spawn
+
 COPY_SIZE = 65536
 DRAIN_TIMEOUT = 5.0
 HANGUP_TIMEOUT = 10.0
@@ -37,8 +39,8 @@ async def run_on_pipes(argv: list[str], fds: list[int]) -> int:
     """Run ``argv`` with the caller's stdin and its output through pipes copied
     to the caller's stdout and stderr: it sees no terminal, so lxc-attach makes
     none (output to a terminal, input from a pipe or file)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=fds[0], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await spawn(*argv, stdin=fds[0], stdout=asyncio.subprocess.PIPE,
+                       stderr=asyncio.subprocess.PIPE)
 
     async def pump(stream: asyncio.StreamReader, fd: int) -> None:
         lost = False
@@ -54,9 +56,7 @@ async def run_on_pipes(argv: list[str], fds: list[int]) -> int:
         await asyncio.gather(pump(proc.stdout, fds[1]), pump(proc.stderr, fds[2]))
         return await proc.wait()
     except BaseException:  # cancelled: what runs inside may never end
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
+        await end(proc)
         raise
 
 
@@ -115,11 +115,10 @@ async def run_on_pty(argv: list[str], fds: list[int]) -> int:
                 try:
                     await asyncio.wait_for(asyncio.shield(waiter), HANGUP_TIMEOUT)
                 except asyncio.TimeoutError:
-                    proc.kill()
+                    await end(proc)
             return await waiter
         except BaseException:
-            if proc.returncode is None:
-                proc.kill()
+            await end(proc)  # setsid made it the leader of its own group
             raise
         finally:
             # The output the process left in the pty is drained (EIO ends the

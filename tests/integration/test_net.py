@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 
 import pytest
+
+from tests.helpers.wait import eventually
 
 V4 = {"bb": ["192.0.2.10", "192.0.2.11"], "deb": ["198.51.100.10", "198.51.100.11"]}
 V6 = {"bb": "2001:db8::10", "deb": "2001:db8::20"}
@@ -24,15 +25,6 @@ def node_pings(node, addr: str, count: int = 1) -> bool:
 
 def ct_pings(node, ct: str, addr: str, *extra: str) -> bool:
     return node.exec(ct, "ping", "-c", "1", "-W", "2", *extra, addr).returncode == 0
-
-
-def eventually(check, timeout: float = 20.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(0.3)
-    return False
 
 
 def routed_ct(node, ct: str, template: str, v4: list[str], v6: str) -> None:

@@ -202,3 +202,70 @@ def test_every_registered_verb_has_a_checkable_schema():
         assert s.summary, f"{name} has no docstring"
         with pytest.raises(OsctlError):
             check_args(s, {"__nope__": 1})
+
+
+# --- the frame limit, to the byte (issue 8) ---------------------------------------
+
+def frame_of(size: int) -> bytes:
+    """A request frame of exactly ``size`` bytes."""
+    for n in range(size):
+        data = encode({"id": 1, "cmd": "x", "args": {"blob": "a" * n}})
+        if len(data) == size:
+            return data
+    raise AssertionError(f"no frame of {size} bytes")
+
+
+def feeds(data: bytes, how: str) -> list[bytes]:
+    step = {"whole": len(data), "pieces": 100, "bytes": 1}[how]
+    return [data[i:i + step] for i in range(0, len(data), step)]
+
+
+@pytest.mark.parametrize("how", ["whole", "pieces", "bytes"])
+@pytest.mark.parametrize("over", [1, 2, 3, 100])
+def test_a_frame_just_over_the_limit_is_refused(how, over):
+    d = Decoder(max_frame=1024)
+    with pytest.raises(FrameError, match="larger than 1024"):
+        for chunk in feeds(frame_of(1024 + over), how):
+            d.feed(chunk)
+
+
+@pytest.mark.parametrize("how", ["whole", "pieces", "bytes"])
+def test_frames_of_exactly_the_limit_pass(how):
+    d = Decoder(max_frame=1024)
+    data = frame_of(1024) * 3 + frame_of(1000)
+    out = []
+    for chunk in feeds(data, how):
+        out += d.feed(chunk)
+    assert len(out) == 4
+
+
+def test_a_frame_of_many_small_values_fed_in_pieces_is_refused():
+    # Each piece is parsed (and freed) as it comes: only counting the frame's
+    # own bytes catches a frame that never fills msgpack's buffer at once.
+    data = encode({"id": 1, "cmd": "x", "args": {f"k{i}": [1] * 50 for i in range(200)}})
+    assert len(data) > 10 * 1024
+    d = Decoder(max_frame=1024)
+    with pytest.raises(FrameError, match="larger than 1024"):
+        for chunk in feeds(data, "pieces"):
+            d.feed(chunk)
+
+
+def test_one_feed_bigger_than_the_limit_of_small_frames_passes():
+    msgs = [protocol.request(i, "daemon.status") for i in range(500)]
+    assert Decoder(max_frame=1024).feed(b"".join(encode(m) for m in msgs)) == msgs
+
+
+@pytest.mark.parametrize("garbage", [b"\xc1", b"\x91" * 5000, b"\x81\xa1a\xa2\xff\xfe"])
+def test_malformed_msgpack_says_what_is_wrong(garbage):
+    with pytest.raises(FrameError) as e:
+        Decoder().feed(garbage)
+    detail = str(e.value).split(":", 1)[1].strip()
+    assert str(e.value).startswith("malformed msgpack") and detail
+
+
+@pytest.mark.parametrize("msg,expected", [
+    ({"id": 7}, 7), ({"id": True}, None), ({"id": False}, None), ({"id": "7"}, None),
+    ({"id": 1.0}, None), ({}, None),
+])
+def test_the_id_a_reply_carries(msg, expected):
+    assert protocol.request_id(msg) == expected
