@@ -20,7 +20,7 @@ import yaml
 
 from osctl.protocol import INTERNAL, OsctlError
 
-from . import __version__
+from . import __version__, sysctls
 from .config import Config
 from .events import EventBus
 from .locks import Locks
@@ -78,6 +78,7 @@ class Daemon:
         self._vm_taps_going: dict[tuple[str, str], asyncio.Future] = {}
         self.ops: dict[str, asyncio.Task] = {}
         self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
+        self.sysctls: list[sysctls.Sysctl] = []  # the kernel limits raised at start
         self._stop = asyncio.Event()
         self._servers: list = []
 
@@ -334,6 +335,9 @@ class Daemon:
         log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
             f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies
             if h.controllers & {"cpu", "memory", "pids"}))
+        # Before any container starts: with the kernel's defaults a node runs
+        # out of ptys, inotify instances and keys long before memory.
+        self.sysctls = await asyncio.to_thread(sysctls.raise_all, sysctls.wanted(cfg.sysctls))
         self.containers.nodes.setup()
         # Before load(): re-adoption renders the configs with lxcfs's mounts.
         await asyncio.to_thread(self.containers.lxcfs.ensure)
@@ -393,5 +397,6 @@ class Daemon:
             "rss": rss, "ops": sorted(self.ops),
             "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
             "statfs_proxy": self.containers.statfs.public(),
+            "sysctls": {s.key: s.public() for s in self.sysctls},
         }
 
