@@ -36,7 +36,8 @@ AIM_RSS_MIB = 80
 EDGE = 20  # the first and last this many containers are compared
 
 
-def create_all(node, names: list[tuple[str, str]], parallel: int) -> list[dict]:
+def create_all(node, names: list[tuple[str, str]], parallel: int,
+               template: str = "busybox") -> list[dict]:
     """ct.new + ct.start of every (user, id), ``parallel`` connections at once."""
     todo = iter(names)
     lock = threading.Lock()
@@ -52,7 +53,7 @@ def create_all(node, names: list[tuple[str, str]], parallel: int) -> list[dict]:
                     return
                 user, ct = item
                 t_new = time.perf_counter()
-                c.call("ct.new", {"id": ct, "user": user, "template": "busybox"})
+                c.call("ct.new", {"id": ct, "user": user, "template": template})
                 t_start = time.perf_counter()
                 res = c.call("ct.start", {"id": ct})
                 t_done = time.perf_counter()
