@@ -113,6 +113,16 @@ def remove_all(node, ids: list[str], parallel: int) -> None:
         list(pool.map(delete, ids))
 
 
+def tear_down(node, ids: list[str], parallel: int) -> None:
+    """Delete the containers of ``ids`` that exist, then the node: also after a failure."""
+    try:
+        existing = {c["id"] for c in node.call("ct.ls")}
+        remove_all(node, [i for i in ids if i in existing], parallel)
+    except Exception as e:
+        print(f"removing containers: {e}", file=sys.stderr)
+    node.cleanup()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=200)
@@ -177,12 +187,7 @@ def main() -> None:
             "containers": done, "command": " ".join(sys.argv)})
         print(f"written to {path}")
     finally:
-        try:
-            existing = {c["id"] for c in node.call("ct.ls")}
-            remove_all(node, [i for i in ids if i in existing], args.parallel)
-        except Exception as e:
-            print(f"removing containers: {e}", file=sys.stderr)
-        node.cleanup()
+        tear_down(node, ids, args.parallel)
 
 
 if __name__ == "__main__":

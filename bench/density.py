@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import bench_node, machine, ms, rss_kib, table, write_result  # noqa: E402
-from create_many import create_all, remove_all, time_ls  # noqa: E402
+from create_many import create_all, tear_down, time_ls  # noqa: E402
 
 from tests.helpers.templates import ensure_cached  # noqa: E402
 
@@ -142,12 +142,7 @@ def main() -> None:
             "command": " ".join(sys.argv)})
         print(f"written to {path}")
     finally:
-        try:
-            existing = {c["id"] for c in node.call("ct.ls")}
-            remove_all(node, [i for i in ids if i in existing], args.parallel)
-        except Exception as e:
-            print(f"removing containers: {e}", file=sys.stderr)
-        node.cleanup()
+        tear_down(node, ids, args.parallel)
     if failure or (boots and good < len(boots)):
         sys.exit(1)
 
