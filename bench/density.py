@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -77,6 +78,8 @@ def main() -> None:
     if args.debian:
         ensure_cached("debian")  # built in the host's namespace: the node's has no way out
 
+    # A timeout's SIGTERM still removes everything (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     node = bench_node()
     ids: list[str] = []
     try:

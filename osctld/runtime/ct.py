@@ -120,24 +120,21 @@ class Containers:
         return any(here in p and mine in p for p in
                    (line.split(":", 2)[-1] + "/" for line in cgroup.splitlines()))
 
-    async def query(self, ct: Container) -> tuple[str, int | None]:
-        """(state, init PID) from LXC, with an init that is gone taken as stopped."""
-        state, pid = await self.lxc.aquery(ct.pool, ct.id)
+    def checked(self, ct: Container, state: str, pid: int | None) -> tuple[str, int | None]:
+        """LXC's (state, init PID), with an init that is gone taken as stopped."""
         if state in (RUNNING, FROZEN) and (pid is None or not self.init_alive(ct, pid)):
             return STOPPED, None
         return state, pid
 
     async def refresh(self, ct: Container) -> None:
-        self.set_state(ct, *await self.query(ct))
+        self.set_state(ct, *self.checked(ct, *await self.lxc.aquery(ct.pool, ct.id)))
 
     def adopt(self, ct: Container, state: str, pid: int | None) -> None:
         """Take what LXC said at daemon start (no event: nothing changed), its
         last stop, and clear a stopped container's stale monitor cgroup."""
-        if state in (RUNNING, FROZEN) and (pid is None or not self.init_alive(ct, pid)):
-            state, pid = STOPPED, None
-        ct.state, ct.init_pid = state, pid
+        ct.state, ct.init_pid = self.checked(ct, state, pid)
         ct.last_stop = self.read_last_stop(ct)
-        if state == STOPPED:
+        if ct.state == STOPPED:
             self.remove_monitor_cgroup(ct)
 
     def remove_monitor_cgroup(self, ct: Container) -> None:
