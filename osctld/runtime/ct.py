@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from osctl.protocol import OsctlError
+from osctl.protocol import BUSY, OsctlError
 
 from ..model.container import FROZEN, RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
@@ -129,6 +129,17 @@ class Containers:
     async def refresh(self, ct: Container) -> None:
         self.set_state(ct, *self.checked(ct, *await self.lxc.aquery(ct.pool, ct.id)))
 
+    async def settle(self, ct: Container, timeout: float = 10) -> None:
+        """Wait for LXC to be done with a run whose init has exited (we hold it
+        stopped, its monitor may still be tearing down), so that a start does
+        not meet "already running"."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (await self.lxc.aquery(ct.pool, ct.id))[0] != STOPPED:
+            if asyncio.get_running_loop().time() > deadline:
+                raise OsctlError(BUSY, f"LXC still holds container {ct.id} as running "
+                                       "though its init has exited: try again")
+            await asyncio.sleep(0.1)
+
     def adopt(self, ct: Container, state: str, pid: int | None) -> None:
         """Take what LXC said at daemon start (no event: nothing changed), its
         last stop, and clear a stopped container's stale monitor cgroup."""
@@ -209,6 +220,7 @@ class Containers:
         if ct.restart_pending:
             ct.restart_pending = False
             pstate.save_ct(ct)
+        await self.settle(ct)
         self.remove_monitor_cgroup(ct)  # a failed start before may have left it
         self.exit_codes.watch(str(self.lxc.lxcpath(ct.pool)))
         self.set_state(ct, STARTING)

@@ -7,6 +7,9 @@ import asyncio
 import os
 import subprocess
 
+import pytest
+
+from osctl.protocol import BUSY, OsctlError
 from osctld.model.container import Container
 from osctld.runtime.cgroups import CgroupLayout
 from osctld.runtime.ct import Containers
@@ -87,3 +90,24 @@ def test_a_live_init_in_the_containers_cgroup_is_running(tmp_path):
     y = Container(id="c", pool="default", user="u1", distribution="busybox", version="1")
     c.adopt(y, "running", 4242)
     assert y.state == "stopped"
+
+
+def test_a_start_waits_for_lxc_to_be_done_with_the_dead_init(tmp_path):
+    """Held as stopped (its init is gone) while LXC's monitor still tears
+    down: the start waits for it rather than meet "already running"."""
+    c, _ = containers(tmp_path, "running", dead_pid())
+    answers = iter(["running", "stopping", "stopped"])
+
+    async def aquery(pool, ct_id):
+        return next(answers), None
+
+    c.lxc.aquery = aquery
+    asyncio.run(c.settle(ct()))
+    assert next(answers, "all asked") == "all asked"
+
+
+def test_a_start_gives_up_busy_if_lxc_never_lets_go(tmp_path):
+    c, _ = containers(tmp_path, "running", dead_pid())
+    with pytest.raises(OsctlError) as e:
+        asyncio.run(c.settle(ct(), timeout=0.3))
+    assert e.value.code == BUSY
