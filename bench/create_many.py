@@ -36,7 +36,8 @@ AIM_RSS_MIB = 80
 EDGE = 20  # the first and last this many containers are compared
 
 
-def create_all(node, names: list[tuple[str, str]], parallel: int) -> list[dict]:
+def create_all(node, names: list[tuple[str, str]], parallel: int,
+               template: str = "busybox") -> list[dict]:
     """ct.new + ct.start of every (user, id), ``parallel`` connections at once."""
     todo = iter(names)
     lock = threading.Lock()
@@ -52,7 +53,7 @@ def create_all(node, names: list[tuple[str, str]], parallel: int) -> list[dict]:
                     return
                 user, ct = item
                 t_new = time.perf_counter()
-                c.call("ct.new", {"id": ct, "user": user, "template": "busybox"})
+                c.call("ct.new", {"id": ct, "user": user, "template": template})
                 t_start = time.perf_counter()
                 res = c.call("ct.start", {"id": ct})
                 t_done = time.perf_counter()
@@ -110,6 +111,16 @@ def remove_all(node, ids: list[str], parallel: int) -> None:
 
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(delete, ids))
+
+
+def tear_down(node, ids: list[str], parallel: int) -> None:
+    """Delete the containers of ``ids`` that exist, then the node: also after a failure."""
+    try:
+        existing = {c["id"] for c in node.call("ct.ls")}
+        remove_all(node, [i for i in ids if i in existing], parallel)
+    except Exception as e:
+        print(f"removing containers: {e}", file=sys.stderr)
+    node.cleanup()
 
 
 def main() -> None:
@@ -176,12 +187,7 @@ def main() -> None:
             "containers": done, "command": " ".join(sys.argv)})
         print(f"written to {path}")
     finally:
-        try:
-            existing = {c["id"] for c in node.call("ct.ls")}
-            remove_all(node, [i for i in ids if i in existing], args.parallel)
-        except Exception as e:
-            print(f"removing containers: {e}", file=sys.stderr)
-        node.cleanup()
+        tear_down(node, ids, args.parallel)
 
 
 if __name__ == "__main__":

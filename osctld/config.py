@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from . import sysctls as _sysctls
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -97,6 +99,8 @@ class Config:
     cgroup_root: str = "osctl"
     # The quota every new user gets: null (none), a preset name, or a mapping.
     default_quota: str | dict | None = None
+    # Kernel limits raised at start, laid over osctld.sysctls.DEFAULTS (null drops one).
+    sysctls: dict | None = None
     net: NetConfig = field(default_factory=NetConfig)
     vm: VmPolicy = field(default_factory=VmPolicy)
 
@@ -124,6 +128,9 @@ class Config:
             raise ValueError("cgroup_root must be one plain directory name")
         if self.autostart_parallelism < 1:
             raise ValueError("autostart_parallelism must be at least 1")
+        if self.sysctls is not None and not isinstance(self.sysctls, dict):
+            raise ValueError("sysctls must be a mapping of sysctl names to integers or null")
+        _sysctls.wanted(self.sysctls)  # refuses what is not a sysctl
 
     @property
     def lxc_dir(self) -> Path:

@@ -20,7 +20,7 @@ import yaml
 
 from osctl.protocol import INTERNAL, OsctlError
 
-from . import __version__
+from . import __version__, sysctls
 from .config import Config
 from .events import EventBus
 from .locks import Locks
@@ -36,6 +36,7 @@ from .runtime.devices import DeviceNodes
 from .runtime.idmapped import supports_idmapped_mounts
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
+from .runtime.lxc_monitor import ExitCodes
 from .runtime.lxcfs import Lxcfs
 from .runtime.qemu import Vms
 from .runtime.resources import CgroupTree
@@ -65,7 +66,7 @@ class Daemon:
             LxcRuntime(config.lxc_dir), self.templates, Hooks(config.hook_socket),
             CgroupTree(self.cgroup_layout, config.cgroup_root), on_state=self._state_changed,
             nodes=DeviceNodes(config.run_dir / "devices"), lxcfs=Lxcfs(config.lxcfs, config.run_dir),
-            statfs=StatfsProxy(config.run_dir),
+            statfs=StatfsProxy(config.run_dir), exit_codes=ExitCodes(),
         )
         self.net = Network(config.net, self.registry)
         self.containers.before_start.append(self.write_netconfig)
@@ -78,6 +79,7 @@ class Daemon:
         self._vm_taps_going: dict[tuple[str, str], asyncio.Future] = {}
         self.ops: dict[str, asyncio.Task] = {}
         self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
+        self.sysctls: list[sysctls.Sysctl] = []  # the kernel limits raised at start
         self._stop = asyncio.Event()
         self._servers: list = []
 
@@ -111,8 +113,9 @@ class Daemon:
 
     def _state_changed(self, ct: Container) -> None:
         log.info("container %s:%s is %s", ct.pool, ct.id, ct.state)
+        extra = {"last_stop": ct.last_stop} if ct.state == "stopped" else {}
         self.events.publish("state", object="ct", pool=ct.pool, id=ct.id,
-                            state=ct.state, init_pid=ct.init_pid)
+                            state=ct.state, init_pid=ct.init_pid, **extra)
 
     def _vm_state_changed(self, vm: VM) -> None:
         log.info("VM %s:%s is %s", vm.pool, vm.id, vm.state)
@@ -237,7 +240,12 @@ class Daemon:
             if isinstance(result, BaseException):
                 log.error("container %s:%s: cannot ask LXC its state: %s", ct.pool, ct.id, result)
                 continue
-            ct.state, ct.init_pid = result
+            try:
+                self.containers.adopt(ct, *result)
+            except Exception as e:
+                log.error("container %s:%s: cannot adopt it: %s", ct.pool, ct.id, e)
+        for lxcpath in {str(self.containers.lxc.lxcpath(c.pool)) for c in cts}:
+            self.containers.exit_codes.watch(lxcpath)  # the exit codes of what runs now
         running = sum(1 for c in cts if c.running)
         log.info("re-adopted %d containers, %d running", len(cts), running)
         vms = self.registry.all_vms()
@@ -334,6 +342,9 @@ class Daemon:
         log.info("cgroups: %s; containers below %s", layout.mode, ", ".join(
             f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in layout.hierarchies
             if h.controllers & {"cpu", "memory", "pids"}))
+        # Before any container starts: with the kernel's defaults a node runs
+        # out of ptys, inotify instances and keys long before memory.
+        self.sysctls = await asyncio.to_thread(sysctls.raise_all, sysctls.wanted(cfg.sysctls))
         self.containers.nodes.setup()
         # Before load(): re-adoption renders the configs with lxcfs's mounts.
         await asyncio.to_thread(self.containers.lxcfs.ensure)
@@ -344,6 +355,9 @@ class Daemon:
             cfg.hook_socket.unlink()
         hook_server = await asyncio.start_unix_server(self._hook_client, path=str(cfg.hook_socket))
         os.chmod(cfg.hook_socket, 0o600)
+        # A container that stopped between re-adoption and the hook server's
+        # start told nobody: ask again about those held as running.
+        await asyncio.gather(*(self.containers.refresh(c) for c in self.registry.all_cts() if c.running))
         server = Server(self, cfg.socket, cfg.max_frame)
         await server.start()
         self._servers = [hook_server, server]
@@ -362,6 +376,7 @@ class Daemon:
         watch.cancel()
         await server.close()
         hook_server.close()
+        self.containers.exit_codes.close()
         for task in list(self.ops.values()):
             task.cancel()
         if self.ops:
@@ -393,5 +408,6 @@ class Daemon:
             "rss": rss, "ops": sorted(self.ops),
             "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
             "statfs_proxy": self.containers.statfs.public(),
+            "sysctls": {s.key: s.public() for s in self.sysctls},
         }
 

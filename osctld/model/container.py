@@ -57,6 +57,8 @@ class Container:
     # Runtime, never persisted: the daemon learns it from LXC.
     state: str = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
+    # Why it stopped last (osctld.runtime.ct.record_stop); kept in the run directory.
+    last_stop: dict | None = field(default=None, compare=False)
 
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
@@ -104,5 +106,5 @@ class Container:
 
     def public(self) -> dict:
         d = self.to_dict()
-        d.update(pool=self.pool, state=self.state, init_pid=self.init_pid)
+        d.update(pool=self.pool, state=self.state, init_pid=self.init_pid, last_stop=self.last_stop)
         return d

@@ -8,28 +8,41 @@ and after a start or stop command returns.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import time
+from pathlib import Path
 from typing import Callable
 
-from osctl.protocol import OsctlError
+from osctl.protocol import BUSY, OsctlError
 
-from ..model.container import RUNNING, STARTING, STOPPED, STOPPING, Container
+from ..model.container import FROZEN, RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
 from ..model.group import ancestors
 from ..model.limits import Limits
+from ..store import atomic_write
 from ..template import Templates
-from . import features, seccomp
+from . import features, seccomp, shortages
 from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
+from .lxc_monitor import ExitCodes, describe
 from .lxcfs import Lxcfs
 from .resources import CgroupTree
 from .statfs import NOTIFY, StatfsProxy, wants_proxy
 
+log = logging.getLogger(__name__)
+# Why a container stopped, by the state it was in when its post-stop hook came.
+STOP_REASONS = {STOPPING: "stopped by osctld", STARTING: "failed to start"}
+LAST_STOP = "last-stop.json"
+
 
 class Containers:
+    PROC = Path("/proc")
+
     def __init__(self, lxc: LxcRuntime, templates: Templates, hooks: Hooks,
                  cgroups: CgroupTree, on_state: Callable[[Container], None],
-                 nodes: DeviceNodes, lxcfs: Lxcfs, statfs: StatfsProxy):
+                 nodes: DeviceNodes, lxcfs: Lxcfs, statfs: StatfsProxy, exit_codes: ExitCodes):
         self.lxc = lxc
         self.templates = templates
         self.hooks = hooks
@@ -38,6 +51,10 @@ class Containers:
         self.nodes = nodes
         self.lxcfs = lxcfs
         self.statfs = statfs
+        self.exit_codes = exit_codes
+        # Where the LXC log of each container's last start begins: its stop's
+        # "last error" is looked for from there on.
+        self.log_offsets: dict[tuple[str, str], int] = {}
         # Called (awaited) with (pool_state, ct) before each start: what later
         # layers write into the rootfs (the network configuration, say).
         self.before_start: list[Callable] = []
@@ -97,9 +114,86 @@ class Containers:
         self.lxc.remove(pool, ct_id)
         self.nodes.remove(pool, ct_id)
 
+    def init_alive(self, ct: Container, pid: int) -> bool:
+        """Whether ``pid`` is a live process in the container's cgroup: LXC
+        may still name an init that has exited (its monitor is on its way
+        down), or the PID may already be another process's."""
+        try:
+            stat = (self.PROC / str(pid) / "stat").read_text()
+            cgroup = (self.PROC / str(pid) / "cgroup").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if stat.rpartition(")")[2].split()[0] in ("Z", "X"):  # exited, not yet reaped
+            return False
+        here, mine = f"/pool.{ct.pool}/", f"/ct.{ct.id}/"
+        return any(here in p and mine in p for p in
+                   (line.split(":", 2)[-1] + "/" for line in cgroup.splitlines()))
+
+    def checked(self, ct: Container, state: str, pid: int | None) -> tuple[str, int | None]:
+        """LXC's (state, init PID), with an init that is gone taken as stopped."""
+        if state in (RUNNING, FROZEN) and (pid is None or not self.init_alive(ct, pid)):
+            return STOPPED, None
+        return state, pid
+
     async def refresh(self, ct: Container) -> None:
-        state, pid = await self.lxc.aquery(ct.pool, ct.id)
-        self.set_state(ct, state, pid)
+        self.set_state(ct, *self.checked(ct, *await self.lxc.aquery(ct.pool, ct.id)))
+
+    async def settle(self, ct: Container, timeout: float = 10) -> None:
+        """Wait for LXC to be done with a run whose init has exited (we hold it
+        stopped, its monitor may still be tearing down), so that a start does
+        not meet "already running"."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (await self.lxc.aquery(ct.pool, ct.id))[0] != STOPPED:
+            if asyncio.get_running_loop().time() > deadline:
+                raise OsctlError(BUSY, f"LXC still holds container {ct.id} as running "
+                                       "though its init has exited: try again")
+            await asyncio.sleep(0.1)
+
+    def adopt(self, ct: Container, state: str, pid: int | None) -> None:
+        """Take what LXC said at daemon start (no event: nothing changed), its
+        last stop, and clear a stopped container's stale monitor cgroup."""
+        ct.state, ct.init_pid = self.checked(ct, state, pid)
+        ct.last_stop = self.read_last_stop(ct)
+        if ct.state == STOPPED:
+            self.remove_monitor_cgroup(ct)
+
+    def remove_monitor_cgroup(self, ct: Container) -> None:
+        """LXC leaves its monitor's cgroup behind after a failed start, and with
+        the fixed name we give it (lxc.cgroup.dir.monitor) it can then never
+        make one again: every later start fails (ERANGE). Removed only where
+        it holds no process (rmdir refuses a populated cgroup)."""
+        self.cgroups.remove(self.cgroups.monitor(ct.pool, ct.id))
+
+    # --- why it stopped ---------------------------------------------------------
+
+    def _last_stop_file(self, ct: Container) -> Path:
+        return self.lxc.ct_dir(ct.pool, ct.id) / LAST_STOP
+
+    def read_last_stop(self, ct: Container) -> dict | None:
+        try:
+            return json.loads(self._last_stop_file(ct).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def record_stop(self, ct: Container) -> None:
+        """Why it stopped: who stopped it (by the state it was in), its init's
+        exit status or signal (from LXC's monitor) and LXC's last error since
+        its start. Kept in the run directory: it outlives a daemon restart."""
+        rec: dict = {"at": time.time(), "reason": STOP_REASONS.get(ct.state, "init exited")}
+        status = self.exit_codes.take(str(self.lxc.lxcpath(ct.pool)), ct.id)
+        if status is not None:
+            rec.update(describe(status))
+        since = self.log_offsets.pop((ct.pool, ct.id), None)
+        text = self.lxc.log_since(ct.pool, ct.id, since) if since is not None else ""
+        rec["lxc_error"] = self.lxc.errors(text) or None
+        rec["hints"] = shortages.explain(text)
+        ct.last_stop = rec
+        if rec["reason"] == "init exited":
+            log.warning("container %s:%s stopped by itself: %s", ct.pool, ct.id, rec)
+        try:
+            atomic_write(self._last_stop_file(ct), json.dumps(rec).encode(), 0o600, durable=False)
+        except OSError as e:
+            log.warning("cannot keep the last stop of %s:%s: %s", ct.pool, ct.id, e)
 
     def apply_groups(self, pstate, path: str) -> None:
         """Make group ``path`` and those above it in the cgroup tree, each
@@ -135,12 +229,17 @@ class Containers:
         if ct.restart_pending:
             ct.restart_pending = False
             pstate.save_ct(ct)
+        await self.settle(ct)
+        self.remove_monitor_cgroup(ct)  # a failed start before may have left it
+        self.exit_codes.watch(str(self.lxc.lxcpath(ct.pool)))
         self.set_state(ct, STARTING)
         key = (ct.pool, ct.id)
         self.hook_errors.pop(key, None)
+        self.log_offsets[key] = offset = self.lxc.log_size(ct.pool, ct.id)
         try:
-            await self.lxc.start(ct.pool, ct.id)
+            await self.lxc.start(ct.pool, ct.id, offset)
         except OsctlError as e:
+            self.remove_monitor_cgroup(ct)
             why = self.hook_errors.pop(key, None)
             if why:
                 raise OsctlError(e.code, f"container {ct.id} failed to start: {why}") from None
@@ -186,6 +285,8 @@ class Containers:
             self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.set_state(ct, RUNNING, pid)
         elif hook in ("post-stop", "stop"):
+            if target != "reboot":
+                self.record_stop(ct)
             # A reboot from inside: LXC starts it again right away.
             self.set_state(ct, STARTING if target == "reboot" else STOPPED)
             for handler in self.hook_handlers:

@@ -19,6 +19,7 @@ from osctl.protocol import BUSY, CONFLICT, INTERNAL, INVALID, OsctlError
 
 from ..proc import end, run_tool, spawn
 from ..store import atomic_write
+from . import shortages
 from .terminal import run_on_pipes, run_on_pty
 
 ATTACH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -104,28 +105,33 @@ class LxcRuntime:
     def _base(self, tool: str, pool: str, ct_id: str) -> list[str]:
         return [tool, "-n", ct_id, "-P", str(self.lxcpath(pool))]
 
-    def log_errors(self, pool: str, ct_id: str, since: int) -> str:
-        """The ERROR lines LXC logged since byte offset ``since``: why a start failed."""
+    def log_since(self, pool: str, ct_id: str, since: int) -> str:
+        """What LXC logged to the container's log file since byte offset ``since``."""
         try:
             with open(self.log_file(pool, ct_id), "rb") as f:
                 f.seek(since)
-                text = f.read().decode(errors="replace")
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+    @staticmethod
+    def errors(text: str) -> str:
+        """The last ERROR lines of LXC log text, without their prefixes."""
         errs = [ln.split(" - ", 1)[-1] for ln in text.splitlines() if " ERROR " in ln]
         return "; ".join(errs[-4:])
 
-    def _log_size(self, pool: str, ct_id: str) -> int:
+    def log_size(self, pool: str, ct_id: str) -> int:
         try:
             return os.path.getsize(self.log_file(pool, ct_id))
         except OSError:
             return 0
 
-    async def start(self, pool: str, ct_id: str) -> None:
-        offset = self._log_size(pool, ct_id)
+    async def start(self, pool: str, ct_id: str, offset: int) -> None:
+        """Start it; ``offset`` is the size of its log before, where this start's lines begin."""
         rc, out = await run_tool(*self._base("lxc-start", pool, ct_id))
         if rc != 0:
-            why = self.log_errors(pool, ct_id, offset) or out.strip()
+            text = self.log_since(pool, ct_id, offset)
+            why = "; ".join([self.errors(text) or out.strip(), *shortages.explain(text + out)])
             # Not the daemon's fault (internal): the container cannot start
             # as configured on this node, for LXC's reason given.
             raise OsctlError(CONFLICT, f"container {ct_id} failed to start: {why}")

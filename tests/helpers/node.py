@@ -234,6 +234,8 @@ class TestNode:
             from osctld.subid import SubIds
 
             SubIds(owned).sync([])
+        for top in (Path("/run/lxc"), Path("/run/lxc/lock")):  # LXC's run files of our lxcpaths
+            shutil.rmtree(top / str(self.dir).lstrip("/"), ignore_errors=True)
         if self.dir.exists():  # last: the record above lives in it
             mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
                       if ln.split()[1].startswith(str(self.dir))]
