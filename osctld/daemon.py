@@ -21,7 +21,7 @@ import yaml
 
 from osctl.protocol import INTERNAL, OsctlError
 
-from . import __version__
+from . import __version__, orphans
 from .config import Config
 from .events import EventBus
 from .locks import Locks
@@ -233,6 +233,10 @@ class Daemon:
             self.registry.pools[pstate.pool.name] = pstate
         if not entries and self.config.default_pool is not None:
             await self.install_default_pool()
+        # Before any request: nothing is being created or deleted yet.
+        orphans.remove_temp_files(self.config.state_dir)
+        for pstate in self.registry.pools.values():
+            await orphans.clean_pool(pstate, self.backend(pstate), self.containers)
         try:
             await self.sync_subids()
         except OsctlError as e:  # serve anyway: the next user change syncs again
