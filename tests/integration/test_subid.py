@@ -41,8 +41,8 @@ time.sleep(5)
 
 def locked_by(pid: int) -> list[Path]:
     """Files process ``pid`` holds a lock on (/proc/locks names their inodes)."""
-    inodes = {int(line.split()[5].split(":")[2]) for line in Path("/proc/locks").read_text().splitlines()
-              if line.split()[4] == str(pid)}
+    rows = [line.split() for line in Path("/proc/locks").read_text().splitlines() if "->" not in line]
+    inodes = {int(r[5].split(":")[2]) for r in rows if r[4] == str(pid)}
     out = []
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
