@@ -15,18 +15,20 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Iterable
 
 import yaml
 
 from osctl.protocol import INTERNAL, OsctlError
 
-from . import __version__, sysctls
+from . import __version__, orphans, sysctls
 from .config import Config
 from .events import EventBus
 from .locks import Locks
 from .model.container import Container
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
+from .model.user import User
 from .model.vm import STOPPED, VM
 from .distconfig import for_distribution
 from .net.network import Network
@@ -60,6 +62,7 @@ class Daemon:
         self.locks = Locks(config.lock_timeout)
         self.templates = Templates(config.templates_dir, config.cache_dir)
         self.subids = SubIds(config.state_dir / "subid-owned.yml")
+        self._subid_turn = asyncio.Lock()
         # Detected once: the daemon's own cgroups are the base of its tree.
         self.cgroup_layout = cgroups.detect()
         self.containers = Containers(
@@ -177,8 +180,20 @@ class Daemon:
         except OSError as e:
             log.warning("cannot write history of pool %s: %s", pstate.pool.name, e)
 
-    def sync_subids(self) -> None:
-        self.subids.sync(self.registry.all_users())
+    async def sync_subids(self, new: Iterable[User] = ()) -> None:
+        """Bring /etc/subuid and /etc/subgid in line with the users (``new``
+        ones are checked against every other line there). In a thread: the
+        files' locks may be held by useradd or an admin for a while, and no
+        other request may wait for that. One at a time, each to its end
+        (also when its caller is cancelled), so the last one wins."""
+        async with self._subid_turn:
+            work = asyncio.ensure_future(asyncio.to_thread(
+                self.subids.sync, self.registry.all_users(), list(new)))
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait([work])
+                raise
 
     # --- start-up ---------------------------------------------------------------
 
@@ -221,7 +236,14 @@ class Daemon:
             self.registry.pools[pstate.pool.name] = pstate
         if not entries and self.config.default_pool is not None:
             await self.install_default_pool()
-        self.sync_subids()
+        # Before any request: nothing is being created or deleted yet.
+        orphans.remove_temp_files(self.config.state_dir)
+        for pstate in self.registry.pools.values():
+            await orphans.clean_pool(pstate, self.backend(pstate), self.containers)
+        try:
+            await self.sync_subids()
+        except OsctlError as e:  # serve anyway: the next user change syncs again
+            log.error("cannot bring /etc/subuid and /etc/subgid up to date: %s", e)
         await self.readopt()
 
     async def readopt(self) -> None:
@@ -333,7 +355,11 @@ class Daemon:
         os.chmod(cfg.run_dir, 0o711)
         # Before anything is touched: a second daemon on the same run
         # directory would rewrite configs and sockets under the first.
-        self._lockfile = open(cfg.run_dir / "osctld.lock", "a")
+        # Root's alone (0600, no symlink followed): a user who could open it
+        # could hold it and keep the daemon from starting.
+        self._lockfile = os.open(cfg.run_dir / "osctld.lock",
+                                 os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.fchmod(self._lockfile, 0o600)
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -111,7 +111,7 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: Seconds 
         d.history(name, {"cmd": "pool.export", "args": {"name": name}, "result": "ok"})
         del d.registry.pools[name]
         d.save_pool_list()
-        d.sync_subids()
+        await d.sync_subids()
         for ct in pstate.cts.values():
             d.containers.remove(name, ct.id)
         d.containers.remove_group(name, "/")
@@ -143,7 +143,7 @@ async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
         undo.push(d.sync_subids)  # runs after the pool has left the registry again
         d.registry.pools[name] = pstate
         undo.push(d.registry.pools.pop, name)
-        d.sync_subids()
+        await d.sync_subids(new=pstate.users.values())
         for ct in pstate.cts.values():
             undo.push(d.containers.lxc.remove, name, ct.id)
             d.containers.write_config(pstate, ct)
