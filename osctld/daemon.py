@@ -30,6 +30,7 @@ from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
 from .model.vm import STOPPED, VM
 from .distconfig import for_distribution
 from .net.network import Network
+from .ops import Ops
 from .runtime import cgroups
 from .runtime.ct import Containers
 from .runtime.devices import DeviceNodes
@@ -76,7 +77,7 @@ class Daemon:
         self.vm_consoles: set[tuple[str, str]] = set()
         self._vm_taps: dict[tuple[str, str], list[str]] = {}  # of running VMs
         self._vm_taps_going: dict[tuple[str, str], asyncio.Future] = {}
-        self.ops: dict[str, asyncio.Task] = {}
+        self.ops = Ops()
         self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
         self._stop = asyncio.Event()
         self._servers: list = []
@@ -362,10 +363,7 @@ class Daemon:
         watch.cancel()
         await server.close()
         hook_server.close()
-        for task in list(self.ops.values()):
-            task.cancel()
-        if self.ops:
-            await asyncio.wait(list(self.ops.values()), timeout=30)
+        await self.ops.cancel_all(timeout=30)
         for path in (cfg.socket, cfg.hook_socket):
             try:
                 path.unlink()
@@ -390,7 +388,7 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "vms": len(vms), "vms_running": sum(1 for v in vms if v.running),
-            "rss": rss, "ops": sorted(self.ops),
+            "rss": rss, "ops": self.ops.names(),
             "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
             "statfs_proxy": self.containers.statfs.public(),
         }
