@@ -32,6 +32,7 @@ from .model.user import User
 from .model.vm import STOPPED, VM
 from .distconfig import for_distribution
 from .net.network import Network
+from .ops import Ops
 from .runtime import cgroups
 from .runtime.ct import Containers
 from .runtime.devices import DeviceNodes
@@ -80,7 +81,7 @@ class Daemon:
         self.vm_consoles: set[tuple[str, str]] = set()
         self._vm_taps: dict[tuple[str, str], list[str]] = {}  # of running VMs
         self._vm_taps_going: dict[tuple[str, str], asyncio.Future] = {}
-        self.ops: dict[str, asyncio.Task] = {}
+        self.ops = Ops()
         self.inactive_pools: list[dict] = []  # node pool entries that failed to activate
         self.sysctls: list[sysctls.Sysctl] = []  # the kernel limits raised at start
         self._stop = asyncio.Event()
@@ -403,10 +404,7 @@ class Daemon:
         await server.close()
         hook_server.close()
         self.containers.exit_codes.close()
-        for task in list(self.ops.values()):
-            task.cancel()
-        if self.ops:
-            await asyncio.wait(list(self.ops.values()), timeout=30)
+        await self.ops.cancel_all(timeout=30)
         for path in (cfg.socket, cfg.hook_socket):
             try:
                 path.unlink()
@@ -431,7 +429,7 @@ class Daemon:
             "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "vms": len(vms), "vms_running": sum(1 for v in vms if v.running),
-            "rss": rss, "ops": sorted(self.ops),
+            "rss": rss, "ops": self.ops.names(),
             "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
             "statfs_proxy": self.containers.statfs.public(),
             "sysctls": {s.key: s.public() for s in self.sysctls},

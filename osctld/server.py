@@ -1,10 +1,12 @@
-"""The Unix-socket server: peer credentials, framing, dispatch.
+"""The Unix-socket server: peer credentials, framing, bounds, hang-ups.
 
 Each connection reads with recvmsg(2), so a request may carry file
-descriptors (SCM_RIGHTS) alongside its frame. Every request runs as its own
-task: several may be in flight on one connection, replies go out as each
-finishes. Nothing a client sends can take the daemon down; an undecodable
-stream closes that one connection.
+descriptors (SCM_RIGHTS) alongside its frame. Decoded messages and the
+descriptors go to the connection's dispatcher (``osctld/dispatch.py``),
+which checks and runs each request as its own task and answers through
+``Connection.send``: several may be in flight on one connection, replies go
+out as each finishes. Nothing a client sends can take the daemon down; an
+undecodable stream closes that one connection.
 
 A connection is bounded: past MAX_IN_FLIGHT requests running or MAX_QUEUED
 bytes of replies not yet taken, the daemon reads nothing more from it until
@@ -27,15 +29,14 @@ import os
 import select
 import socket
 import struct
-import uuid
-from collections import deque
 from pathlib import Path
 
 from osctl import protocol
-from osctl.protocol import CANCELLED, DENIED, INTERNAL, INVALID, MAX_FDS, OsctlError
+from osctl.protocol import DENIED, INVALID, MAX_FDS, OsctlError
 
 from . import __version__
-from .commands import REGISTRY, Context, check_args, load_all
+from .commands import load_all
+from .dispatch import Caller, Dispatcher
 
 log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
@@ -74,10 +75,8 @@ class Connection:
         self.id = next(_conn_ids)
         self.pid, self.uid, self.gid = peer_credentials(sock)
         self.decoder = protocol.Decoder(server.max_frame)
-        self.fds: deque[int] = deque()
-        # Requests in flight by id, and whether each changes state (those
-        # outlive their caller).
-        self.tasks: dict[int, tuple[asyncio.Task, bool]] = {}
+        self.dispatcher = Dispatcher(self.daemon, Caller(self.id, self.pid, self.uid),
+                                     self.send, self.subscribe)
         # One ordered queue of outgoing frames: a progress message can never
         # overtake the final reply of its request.
         self.outgoing: asyncio.Queue[bytes] = asyncio.Queue()
@@ -91,7 +90,7 @@ class Connection:
         self.pump: asyncio.Task | None = None
 
     def __repr__(self) -> str:
-        return f"<conn {self.id} pid={self.pid} uid={self.uid}>"
+        return str(self.dispatcher.caller)
 
     # --- I/O ------------------------------------------------------------------
 
@@ -121,6 +120,8 @@ class Connection:
                     loop.remove_reader(self.sock.fileno())
 
     def send(self, msg: dict) -> None:
+        """Encode and queue one message: the one place replies are encoded
+        (``protocol.EncodeError`` for a value msgpack cannot carry)."""
         if not self.closed:
             data = protocol.encode(msg)
             self.queued += len(data)
@@ -141,7 +142,7 @@ class Connection:
                 self.outgoing.task_done()
 
     def _has_room(self) -> bool:
-        return len(self.tasks) < MAX_IN_FLIGHT and self.queued < MAX_QUEUED
+        return len(self.dispatcher.tasks) < MAX_IN_FLIGHT and self.queued < MAX_QUEUED
 
     def _peer_gone(self) -> bool:
         return bool(self._hangup.poll(0))
@@ -178,9 +179,7 @@ class Connection:
             self.queued -= len(self.outgoing.get_nowait())
             self.outgoing.task_done()
         self.room.set()
-        for task, mutating in self.tasks.values():
-            if not mutating:  # it served only the caller: what it runs is ended
-                task.cancel()
+        self.dispatcher.caller_gone()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -203,9 +202,10 @@ class Connection:
                 except OSError as e:
                     log.info("%r: %s; closing the connection", self, e)
                     break
-                self.fds.extend(fds)
-                if len(self.fds) > MAX_PENDING_FDS:
-                    log.warning("%r: %d file descriptors sent for no request; closing", self, len(self.fds))
+                self.dispatcher.fds_arrived(fds)
+                if len(self.dispatcher.fds) > MAX_PENDING_FDS:
+                    log.warning("%r: %d file descriptors sent for no request; closing",
+                                self, len(self.dispatcher.fds))
                     break
                 if not data:
                     break
@@ -220,92 +220,14 @@ class Connection:
                     if not await self._wait_for_room():
                         log.info("%r: gone; %d requests it sent were not started", self, len(msgs) - i)
                         return
-                    self.handle(msg)
+                    task = self.dispatcher.receive(msg)
+                    if task is not None:
+                        task.add_done_callback(lambda _t: self.room.set())
                     await asyncio.sleep(0)  # other connections' turn
         finally:
             self.close()
-            while self.fds:
-                os.close(self.fds.popleft())
+            self.dispatcher.drop_fds()
             self.sock.close()
-
-    def handle(self, msg: dict) -> None:
-        try:
-            req = protocol.parse_request(msg)
-            if req.id in self.tasks:
-                raise OsctlError(INVALID, f"request id {req.id} is already in flight")
-            if len(self.fds) < req.fds:
-                raise OsctlError(INVALID, f"request announced {req.fds} file descriptors, "
-                                          f"{len(self.fds)} arrived")
-        except OsctlError as e:
-            log.info("%r: bad request: %s", self, e.message)
-            self.send(protocol.error(protocol.request_id(msg), e))
-            # Descriptors sent with a refused request must not reach the next one.
-            announced = msg.get("fds")
-            if isinstance(announced, int) and not isinstance(announced, bool):
-                for _ in range(min(max(announced, 0), len(self.fds))):
-                    os.close(self.fds.popleft())
-            return
-        fds = [self.fds.popleft() for _ in range(req.fds)]
-        task = asyncio.create_task(self.execute(req, fds))
-        spec = REGISTRY.get(req.cmd)
-        self.tasks[req.id] = (task, spec is not None and spec.mutating)
-        task.add_done_callback(lambda _t, rid=req.id: self._done(rid))
-
-    def _done(self, req_id: int) -> None:
-        self.tasks.pop(req_id, None)
-        self.room.set()
-
-    async def execute(self, req: protocol.Request, fds: list[int]) -> None:
-        op = f"{self.id}:{req.id}"
-        spec = REGISTRY.get(req.cmd)
-        ctx = Context(
-            daemon=self.daemon, op=op, peer_uid=self.uid, fds=fds,
-            progress=lambda data: self.send(protocol.progress(req.id, data)),
-            subscribe=self.subscribe,
-        )
-        events = self.daemon.events
-        try:
-            if spec is None:
-                raise OsctlError(INVALID, f"unknown command {req.cmd!r}")
-            args = check_args(spec, req.args)
-            self.daemon.ops[op] = asyncio.current_task()
-            if spec.mutating:
-                events.publish("command", phase="run", cmd=req.cmd, op=op)
-            result = await spec.func(ctx, **args)
-        except OsctlError as e:
-            reply = protocol.error(req.id, e)
-            self._finished(spec, ctx, req, "failed", e.message)
-        except asyncio.CancelledError:
-            reply = protocol.error(req.id, OsctlError(CANCELLED, f"{req.cmd} was cancelled"))
-            self._finished(spec, ctx, req, "failed", "cancelled")
-        except Exception:
-            err = _internal(req.cmd)
-            reply = protocol.error(req.id, err)
-            self._finished(spec, ctx, req, "failed", f"internal error {err.details['reference']}")
-        else:
-            reply = protocol.ok(req.id, result)
-            self._finished(spec, ctx, req, "done", None)
-        finally:
-            self.daemon.ops.pop(op, None)
-            for fd in fds:
-                os.close(fd)
-        try:
-            self.send(reply)
-        except protocol.EncodeError:
-            # A reply that cannot be encoded (a value out of msgpack's range)
-            # must still end the request, or its client waits forever.
-            self.send(protocol.error(req.id, _internal(req.cmd)))
-
-    def _finished(self, spec, ctx: Context, req: protocol.Request, phase: str, error: str | None) -> None:
-        if spec is None or not spec.mutating:
-            return
-        self.daemon.events.publish("command", phase=phase, cmd=req.cmd, op=ctx.op,
-                                   **({"error": error} if error else {}))
-        entry = {"cmd": req.cmd, "args": _redact(req.args), "uid": self.uid, "pid": self.pid,
-                 "result": "ok" if error is None else "error"}
-        if error:
-            entry["error"] = error
-        self.daemon.history(ctx.pool, entry)
 
     # --- events ---------------------------------------------------------------
 
@@ -325,19 +247,6 @@ class Connection:
             # Hand over one event at a time, so the bounded subscription
             # queue (not the socket queue) is what fills when the peer lags.
             await self.flush()
-
-
-def _internal(cmd: str) -> OsctlError:
-    """The client's side of an unexpected exception (being handled): logged
-    with its traceback under a reference the client is given."""
-    ref = uuid.uuid4().hex[:12]
-    log.exception("internal error in %s (reference %s)", cmd, ref)
-    return OsctlError(INTERNAL, f"internal error in {cmd}; see the daemon log, reference {ref}",
-                      {"reference": ref})
-
-
-def _redact(args: dict) -> dict:
-    return {k: ("***" if "password" in k else v) for k, v in args.items()}
 
 
 class Server:

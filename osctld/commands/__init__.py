@@ -1,9 +1,10 @@
 """The registry of wire verbs: one decorated function per verb.
 
 A command's signature is its argument schema: ``ctx`` first, then keyword
-parameters with type hints. ``dispatch`` checks the request's arguments
-against the hints (missing, unknown, mistyped: ``invalid``) before the
-command runs, so command bodies start from typed, present values.
+parameters with type hints. The dispatcher (``osctld/dispatch.py``) checks
+the request's arguments against the hints (missing, unknown, mistyped,
+out of range: ``invalid``) before the command runs, so command bodies start
+from typed, present values.
 
 Every plain integer argument carries its range (``Annotated[int, Between(lo,
 hi)]``, e.g. ``Seconds``): msgpack delivers any 64-bit value, and a timeout
@@ -11,18 +12,25 @@ of 2**63 s or a negative tty must be ``invalid``, not an exception deep in
 asyncio or LXC. No string anywhere in the arguments may hold a NUL byte:
 none of them means anything with one, and paths, argv and environments
 cannot carry it to the kernel.
+
+A state-changing verb declares the object it acts on (``target``): the
+dispatcher writes its history line to that object's pool, so a command
+body says nothing about its own bookkeeping.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Awaitable, Callable, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Literal
 
-from osctl.protocol import INVALID, NOT_FOUND, OsctlError
+from osctl.protocol import NOT_FOUND, OsctlError
+
+if TYPE_CHECKING:
+    from ..state import Registry
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -39,6 +47,49 @@ class Between:
 Seconds = Annotated[int, Between(0, 86400)]
 
 
+def user_ref(user: str, pool: str | None) -> str:
+    """A user reference, qualified by ``pool`` when the user is given bare."""
+    return f"{pool}:{user}" if pool and ":" not in user else user
+
+
+@dataclass(frozen=True)
+class Target:
+    """The object a state-changing verb acts on, as its arguments name it.
+
+    ``kind`` says what argument ``arg`` holds: a pool's name (None: the
+    default pool), the path a pool is at, a user, a container, a VM, or an
+    ``instance``: a VM if the verb's ``vm`` argument is true, else a
+    container. ``pool_arg`` names the argument that qualifies a bare user.
+    """
+
+    kind: Literal["pool", "pool_path", "user", "ct", "vm", "instance"]
+    arg: str
+    pool_arg: str | None = None
+
+    @property
+    def reads(self) -> set[str]:
+        """The arguments it is found by."""
+        return {self.arg} | ({self.pool_arg} if self.pool_arg else set()) | (
+            {"vm"} if self.kind == "instance" else set())
+
+    def pool(self, registry: Registry, args: dict) -> str:
+        """The name of the pool the object is in: OsctlError if it is not
+        (or not yet, or no longer) there."""
+        value = args.get(self.arg)
+        if self.kind == "pool":
+            return registry.pool(value).pool.name
+        if self.kind == "pool_path":
+            for pstate in registry.pools.values():
+                if pstate.pool.path == Path(value):
+                    return pstate.pool.name
+            raise OsctlError(NOT_FOUND, f"no pool at {value}")
+        if self.kind == "user":
+            pool = args.get(self.pool_arg) if self.pool_arg else None
+            return registry.user(user_ref(value, pool))[0].pool.name
+        kind = ("vm" if args.get("vm") else "ct") if self.kind == "instance" else self.kind
+        return getattr(registry, kind)(value)[0].pool.name
+
+
 @dataclass
 class CommandSpec:
     name: str
@@ -47,16 +98,17 @@ class CommandSpec:
     required: frozenset[str]
     mutating: bool
     summary: str
+    target: Target | None = None
 
 
 REGISTRY: dict[str, CommandSpec] = {}
 
 
-def command(name: str, *, mutating: bool = False) -> Callable[[Handler], Handler]:
+def command(name: str, *, mutating: bool = False, target: Target | None = None) -> Callable[[Handler], Handler]:
     """Register ``func`` as the handler of wire verb ``name``.
 
-    ``mutating`` commands are the state-changing ones: they are written to
-    the pool's history and announced as command events.
+    ``mutating`` commands are the state-changing ones: they are announced as
+    command events and written to the history of the pool ``target`` is in.
     """
 
     def register(func: Handler) -> Handler:
@@ -65,6 +117,9 @@ def command(name: str, *, mutating: bool = False) -> Callable[[Handler], Handler
         sig = inspect.signature(func)
         hints = typing.get_type_hints(func, include_extras=True)
         params = list(sig.parameters.values())[1:]  # skip ctx
+        if mutating != (target is not None) or (target and not target.reads <= {p.name for p in params}):
+            raise RuntimeError(f"command {name}: a state-changing verb, and only one, "
+                               "names its target among its arguments")
         REGISTRY[name] = CommandSpec(
             name=name,
             func=func,
@@ -72,85 +127,11 @@ def command(name: str, *, mutating: bool = False) -> Callable[[Handler], Handler
             required=frozenset(p.name for p in params if p.default is inspect.Parameter.empty),
             mutating=mutating,
             summary=(func.__doc__ or "").strip().split("\n")[0],
+            target=target,
         )
         return func
 
     return register
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    if hint is Any:
-        return True
-    origin = typing.get_origin(hint)
-    if origin is Annotated:
-        return _type_ok(value, typing.get_args(hint)[0])
-    if origin in (Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        (elem,) = typing.get_args(hint) or (Any,)
-        return isinstance(value, list) and all(_type_ok(v, elem) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is Annotated:
-        return _type_name(typing.get_args(hint)[0])
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        return " | ".join(_type_name(h) for h in typing.get_args(hint))
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def between(hint: Any) -> Between | None:
-    """The range an argument's hint gives its integers, if any."""
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        return next(filter(None, map(between, typing.get_args(hint))), None)
-    if typing.get_origin(hint) is Annotated:
-        return next((m for m in typing.get_args(hint)[1:] if isinstance(m, Between)), None)
-    return None
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\0" in value
-    if isinstance(value, list):
-        return any(map(_holds_nul, value))
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    return False
-
-
-def check_args(spec: CommandSpec, args: dict) -> dict:
-    unknown = set(args) - set(spec.hints)
-    if unknown:
-        raise OsctlError(INVALID, f"{spec.name}: unknown argument(s) {', '.join(sorted(map(str, unknown)))}")
-    missing = spec.required - set(args)
-    if missing:
-        raise OsctlError(INVALID, f"{spec.name}: missing argument(s) {', '.join(sorted(missing))}")
-    for key, value in args.items():
-        hint = spec.hints[key]
-        if not _type_ok(value, hint):
-            raise OsctlError(
-                INVALID,
-                f"{spec.name}: argument {key!r} must be {_type_name(hint)}, "
-                f"got {type(value).__name__}",
-            )
-        limits = between(hint)
-        if limits and isinstance(value, int) and not limits.lo <= value <= limits.hi:
-            raise OsctlError(INVALID, f"{spec.name}: argument {key!r} is {value}, out of range: "
-                                      f"{limits.lo} to {limits.hi}")
-        if _holds_nul(value):
-            raise OsctlError(INVALID, f"{spec.name}: argument {key!r} holds a NUL byte")
-    return args
 
 
 @dataclass
@@ -163,8 +144,6 @@ class Context:
     fds: list[int] = field(default_factory=list)
     progress: Callable[[dict], None] = lambda data: None
     subscribe: Callable[[dict], None] | None = None
-    # The pool a mutating command acted on, for its history line.
-    pool: str | None = None
 
 
 @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ from ..runtime.idmapped import shift_tree
 from ..runtime.statfs import wants_proxy
 from ..state import matching
 from ..undo import Undo
-from . import Between, Context, Seconds, command, hold_server
+from . import Between, Context, Seconds, Target, command, hold_server, user_ref
 
 STOP_TIMEOUT = 60
 # How long a tenant's own program (chpasswd, passwd) may take before it is killed.
@@ -38,9 +38,7 @@ def _lock(ctx: Context, ct: Container, what: str, new: bool = False):
 
 
 def _find(ctx: Context, ref: str):
-    pstate, ct = ctx.daemon.registry.ct(ref)
-    ctx.pool = pstate.pool.name
-    return pstate, ct
+    return ctx.daemon.registry.ct(ref)
 
 
 async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
@@ -118,7 +116,7 @@ def _need_running(ct: Container) -> None:
         raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}, not running")
 
 
-@command("ct.new", mutating=True)
+@command("ct.new", mutating=True, target=Target("user", "user", pool_arg="pool"))
 async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               version: str | None = None, pool: str | None = None,
               hostname: str | None = None, dns_resolvers: list[str] | None = None,
@@ -127,9 +125,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     """Create a container from a template; nothing is left behind if a step fails."""
     d = ctx.daemon
     check_name("container", id)
-    upool, u = d.registry.user(f"{pool}:{user}" if pool and ":" not in user else user)
-    pstate = upool
-    ctx.pool = pstate.pool.name
+    pstate, u = d.registry.user(user_ref(user, pool))
     pstate.group(check_group_path(group))
     tpl = d.templates.get(template)
     version = tpl.version(version)
@@ -201,7 +197,7 @@ async def show(ctx: Context, id: str) -> dict:
     return out
 
 
-@command("ct.start", mutating=True)
+@command("ct.start", mutating=True, target=Target("ct", "id"))
 async def start(ctx: Context, id: str) -> dict:
     """Start a container."""
     pstate, ct = _find(ctx, id)
@@ -212,7 +208,7 @@ async def start(ctx: Context, id: str) -> dict:
     return ct.public()
 
 
-@command("ct.stop", mutating=True)
+@command("ct.stop", mutating=True, target=Target("ct", "id"))
 async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
     _, ct = _find(ctx, id)
@@ -221,7 +217,7 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     return ct.public()
 
 
-@command("ct.restart", mutating=True)
+@command("ct.restart", mutating=True, target=Target("ct", "id"))
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
     pstate, ct = _find(ctx, id)
@@ -231,7 +227,7 @@ async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dic
     return ct.public()
 
 
-@command("ct.kill", mutating=True)
+@command("ct.kill", mutating=True, target=Target("ct", "id"))
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown."""
     _, ct = _find(ctx, id)
@@ -277,7 +273,7 @@ async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0
     return {"exit_code": code}
 
 
-@command("ct.del", mutating=True)
+@command("ct.del", mutating=True, target=Target("ct", "id"))
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped container (``force``: stop it first) and its data."""
     d = ctx.daemon
@@ -301,7 +297,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     return {"id": ct.id, "pool": ct.pool}
 
 
-@command("ct.set", mutating=True)
+@command("ct.set", mutating=True, target=Target("ct", "id"))
 async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
                autostart_priority: Annotated[int, Between(0, 10000)] | None = None,
@@ -336,7 +332,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
     return ct.public()
 
 
-@command("ct.passwd", mutating=True)
+@command("ct.passwd", mutating=True, target=Target("ct", "id"))
 async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
     """Set a user's password inside a running container."""
     pstate, ct = _find(ctx, id)

@@ -11,7 +11,7 @@ from osctl.protocol import EXISTS, NOT_FOUND, OsctlError
 from ..model.device import DeviceGrant
 from ..runtime.devices import BASE_ALLOW
 from ..runtime.features import bundles
-from . import Context, Seconds, command
+from . import Context, Seconds, Target, command
 from .ct import STOP_TIMEOUT, _find, reconfigure
 
 
@@ -25,7 +25,7 @@ async def ls(ctx: Context, id: str) -> list:
     return rows
 
 
-@command("ct.devices.add", mutating=True)
+@command("ct.devices.add", mutating=True, target=Target("ct", "id"))
 async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | int, mode: str,
               path: str | None = None, restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Grant a device (``path``: make its node there in the container's /dev)."""
@@ -43,7 +43,7 @@ async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | i
     return await reconfigure(ctx, pstate, ct, change, restart, timeout)
 
 
-@command("ct.devices.del", mutating=True)
+@command("ct.devices.del", mutating=True, target=Target("ct", "id"))
 async def delete(ctx: Context, id: str, type: str, major: str | int, minor: str | int,
                  restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Take back a device grant of the container's own."""

@@ -7,7 +7,7 @@ for the next start, and the container shows ``restart_pending``.
 from __future__ import annotations
 
 from ..runtime.features import FEATURES, check_names
-from . import Context, Seconds, command
+from . import Context, Seconds, Target, command
 from .ct import STOP_TIMEOUT, _find, reconfigure
 
 
@@ -33,14 +33,14 @@ async def _set(ctx: Context, id: str, names: list[str], on: bool, restart: bool,
     return await reconfigure(ctx, pstate, ct, change, restart, timeout)
 
 
-@command("ct.feature.enable", mutating=True)
+@command("ct.feature.enable", mutating=True, target=Target("ct", "id"))
 async def enable(ctx: Context, id: str, names: list[str], restart: bool = True,
                  timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Turn features on (a running container restarts unless ``restart`` is false)."""
     return await _set(ctx, id, names, True, restart, timeout)
 
 
-@command("ct.feature.disable", mutating=True)
+@command("ct.feature.disable", mutating=True, target=Target("ct", "id"))
 async def disable(ctx: Context, id: str, names: list[str], restart: bool = True,
                   timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Turn features off (a running container restarts unless ``restart`` is false)."""

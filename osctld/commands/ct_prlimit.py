@@ -6,11 +6,11 @@ from osctl.protocol import NOT_FOUND, OsctlError
 
 from ..model.prlimit import check_name, check_pair
 from ..runtime import prlimits
-from . import Context, command
+from . import Context, Target, command
 from .ct import _find, _lock
 
 
-@command("ct.prlimit.set", mutating=True)
+@command("ct.prlimit.set", mutating=True, target=Target("ct", "id"))
 async def set_(ctx: Context, id: str, name: str, soft: str | int, hard: str | int | None = None) -> dict:
     """Set a prlimit: LXC sets it on init at start, and the processes
     running now get it at once."""
@@ -25,7 +25,7 @@ async def set_(ctx: Context, id: str, name: str, soft: str | int, hard: str | in
     return {**ct.public(), "applied_to": applied, "refused_by": refused}
 
 
-@command("ct.prlimit.del", mutating=True)
+@command("ct.prlimit.del", mutating=True, target=Target("ct", "id"))
 async def delete(ctx: Context, id: str, name: str) -> dict:
     """Drop a prlimit from the config: the next start gets the default."""
     check_name(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from osctl.protocol import INVALID, NOT_FOUND, OsctlError
+from osctl.protocol import INVALID, OsctlError
 
 from . import REGISTRY, Between, Context, command
 
@@ -33,7 +33,7 @@ async def subscribe(ctx: Context, types: list[str] | None = None) -> dict:
 @command("op.ls")
 async def op_ls(ctx: Context) -> list:
     """Operations in flight."""
-    return sorted(op for op in ctx.daemon.ops if op != ctx.op)
+    return [op for op in ctx.daemon.ops.names() if op != ctx.op]
 
 
 @command("op.cancel")
@@ -41,10 +41,7 @@ async def op_cancel(ctx: Context, op: str) -> dict:
     """Cancel an operation in flight; it rolls back what it did."""
     if op == ctx.op:
         raise OsctlError(INVALID, "an operation cannot cancel itself")
-    task = ctx.daemon.ops.get(op)
-    if task is None:
-        raise OsctlError(NOT_FOUND, f"no operation {op} in flight")
-    task.cancel()
+    ctx.daemon.ops.cancel(op)
     return {"cancelled": op}
 
 

@@ -9,12 +9,11 @@ from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 from ..model.group import DEFAULT_GROUP, ROOT_GROUP, Group, check_group_path, parent_of
 from ..model.limits import Limits
 from ..undo import Undo
-from . import Context, command
+from . import Context, Target, command
 
 
 def _find(ctx: Context, path: str, pool: str | None):
     pstate = ctx.daemon.registry.pool(pool)
-    ctx.pool = pstate.pool.name
     return pstate, pstate.group(check_group_path(path))
 
 
@@ -62,12 +61,11 @@ def _public(ctx: Context, pstate, g: Group, detail: bool = False) -> dict:
     return out
 
 
-@command("group.new", mutating=True)
+@command("group.new", mutating=True, target=Target("pool", "pool"))
 async def new(ctx: Context, path: str, pool: str | None = None, limits: dict | None = None) -> dict:
     """Create a group below an existing one, with optional limits."""
     d = ctx.daemon
     pstate = d.registry.pool(pool)
-    ctx.pool = pstate.pool.name
     path = check_group_path(path)
     group = Group(path, pstate.pool.name, _limits(ctx, Limits(), limits))
     async with _lock(ctx, pstate), Undo() as undo:
@@ -97,7 +95,7 @@ async def show(ctx: Context, path: str, pool: str | None = None) -> dict:
     return _public(ctx, pstate, g, detail=True)
 
 
-@command("group.set", mutating=True)
+@command("group.set", mutating=True, target=Target("pool", "pool"))
 async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -> dict:
     """Change a group's limits (``none`` lifts one); live on its cgroup."""
     d = ctx.daemon
@@ -113,7 +111,7 @@ async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -
     return _public(ctx, pstate, g)
 
 
-@command("group.del", mutating=True)
+@command("group.del", mutating=True, target=Target("pool", "pool"))
 async def delete(ctx: Context, path: str, pool: str | None = None) -> dict:
     """Delete a group that holds no containers, VMs or groups."""
     d = ctx.daemon

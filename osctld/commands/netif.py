@@ -27,7 +27,7 @@ from ..model.units import parse_rate
 from ..model.vm import VM
 from ..net import plan
 from ..undo import Undo
-from . import Context, command, hold_server
+from . import Context, Target, command, hold_server
 from . import ct as ct_commands
 from . import vm as vm_commands
 
@@ -121,7 +121,7 @@ def _rate(value: str | int | None, what: str) -> int | None:
     return parse_rate(value, what) or None if value is not None else None
 
 
-@command("netif.new", mutating=True)
+@command("netif.new", mutating=True, target=Target("instance", "id"))
 async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | None = None,
               hwaddr: str | None = None, gateway4: str = AUTO, gateway6: str = AUTO,
               dhcp: bool = False, max_tx: str | int | None = None,
@@ -151,7 +151,7 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     return netif.public()
 
 
-@command("netif.del", mutating=True)
+@command("netif.del", mutating=True, target=Target("instance", "id"))
 async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     """Remove a network interface; unplugged from a running container."""
     d = ctx.daemon
@@ -187,7 +187,7 @@ async def ls(ctx: Context, id: str, vm: bool = False) -> list:
     return out
 
 
-@command("netif.rename", mutating=True)
+@command("netif.rename", mutating=True, target=Target("instance", "id"))
 async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = False) -> dict:
     """Rename an interface (as the container sees it); live on a running one."""
     pstate, ct = _find(ctx, id, vm)
@@ -199,7 +199,7 @@ async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = Fal
         return await _commit(ctx, pstate, ct, netif, lambda n: setattr(n, "name", new_name))
 
 
-@command("netif.set", mutating=True)
+@command("netif.set", mutating=True, target=Target("instance", "id"))
 async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None,
                max_rx: str | int | None = None, gateway4: str | None = None,
                gateway6: str | None = None, dhcp: bool | None = None, vm: bool = False) -> dict:
@@ -219,7 +219,7 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
 
 # --- addresses ---------------------------------------------------------------------
 
-@command("netif.ip_add", mutating=True)
+@command("netif.ip_add", mutating=True, target=Target("instance", "id"))
 async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Give an address to an interface: routed to it at once on a running container."""
     pstate, ct = _find(ctx, id, vm)
@@ -230,7 +230,7 @@ async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = Fals
                            lambda n: n.addresses.append(str(ip)))
 
 
-@command("netif.ip_del", mutating=True)
+@command("netif.ip_del", mutating=True, target=Target("instance", "id"))
 async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Take an address from an interface; it stops answering at once."""
     pstate, ct = _find(ctx, id, vm)
@@ -255,7 +255,7 @@ async def ip_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False
 
 # --- routed prefixes -------------------------------------------------------------------
 
-@command("netif.route_add", mutating=True)
+@command("netif.route_add", mutating=True, target=Target("instance", "id"))
 async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | None = None, vm: bool = False) -> dict:
     """Route a prefix to an interface without assigning it there."""
     pstate, ct = _find(ctx, id, vm)
@@ -272,7 +272,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
                            lambda n: n.routes.append(route), route=True)
 
 
-@command("netif.route_del", mutating=True)
+@command("netif.route_del", mutating=True, target=Target("instance", "id"))
 async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = False) -> dict:
     """Stop routing a prefix to an interface."""
     pstate, ct = _find(ctx, id, vm)

@@ -15,7 +15,7 @@ from ..model.pool import Pool
 from ..model.units import parse_size
 from ..state import PoolState
 from ..undo import Undo
-from . import Between, Context, Seconds, command
+from . import Between, Context, Seconds, Target, command
 
 
 def _public(pstate: PoolState) -> dict:
@@ -36,7 +36,7 @@ def _check_paths(path: str | None, image: str | None) -> None:
             check_path(what, value)
 
 
-@command("pool.install", mutating=True)
+@command("pool.install", mutating=True, target=Target("pool", "name"))
 async def install(ctx: Context, name: str, backend: str = "dir", path: str | None = None,
                   image: str | None = None, size: str | int | None = None,
                   id_base: Annotated[int, Between(0, (1 << 32) - 1)] = DEFAULT_BASE,
@@ -54,7 +54,6 @@ async def install(ctx: Context, name: str, backend: str = "dir", path: str | Non
     if (pool.conf_dir / "pool.yml").exists():
         raise OsctlError(EXISTS, f"{pool.path} already holds a pool: use 'osctl pool import'")
     idrange = IdRange(base=id_base, block_size=id_block_size)
-    ctx.pool = name
     async with d.locks.hold(("pool", name), "install"), Undo() as undo:
         backend_ = d.backend(pool)
         # Undone newest first: unmount, then the image, then the directory.
@@ -87,12 +86,11 @@ async def show(ctx: Context, name: str) -> dict:
     return _public(ctx.daemon.registry.pool(name))
 
 
-@command("pool.export", mutating=True)
+@command("pool.export", mutating=True, target=Target("pool", "name"))
 async def export(ctx: Context, name: str, force: bool = False, timeout: Seconds = 60) -> dict:
     """Stop managing a pool, so it can be moved; its data and configs stay in it."""
     d = ctx.daemon
     pstate = d.registry.pool(name)
-    ctx.pool = name
     async with d.locks.hold(("pool", name), "export"):
         running = [c for c in pstate.cts.values() if c.running or c.state != STOPPED]
         running_vms = [v for v in pstate.vms.values() if v.state != STOPPED]
@@ -122,7 +120,7 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: Seconds 
     return {"name": name, "path": str(pstate.pool.path)}
 
 
-@command("pool.import", mutating=True)
+@command("pool.import", mutating=True, target=Target("pool_path", "path"))
 async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
     """Take over a pool exported here or on another node."""
     d = ctx.daemon
@@ -139,7 +137,6 @@ async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
         for ct in d.net.admit(pstate):  # its netifs' addresses and indices
             pstate.save_server(ct)
         name = pstate.pool.name
-        ctx.pool = name
         undo.push(d.sync_subids)  # runs after the pool has left the registry again
         d.registry.pools[name] = pstate
         undo.push(d.registry.pools.pop, name)

@@ -11,7 +11,7 @@ from ..model.naming import check_name
 from ..model.quota import Quota, Usage, preset
 from ..model.user import User
 from ..undo import Undo
-from . import Context, command
+from . import Context, Target, command
 
 
 def _maps(uid_map: list[str] | None, gid_map: list[str] | None):
@@ -24,14 +24,13 @@ def _maps(uid_map: list[str] | None, gid_map: list[str] | None):
     return uids, gids
 
 
-@command("user.new", mutating=True)
+@command("user.new", mutating=True, target=Target("pool", "pool"))
 async def new(ctx: Context, name: str, pool: str | None = None,
               uid_map: list[str] | None = None, gid_map: list[str] | None = None) -> dict:
     """Create a user: a block of the pool's id-range, or explicit maps."""
     d = ctx.daemon
     check_name("user", name)
     pstate = d.registry.pool(pool)
-    ctx.pool = pstate.pool.name
     maps = _maps(uid_map, gid_map)
     async with d.locks.hold(("pool", pstate.pool.name), "user.new", shared=True), \
             d.locks.hold(("pool", pstate.pool.name, "ids"), "user.new"), Undo() as undo:
@@ -78,7 +77,7 @@ def _default_quota(policy: str | dict | None) -> Quota:
     return Quota().updated({str(k): v for k, v in policy.items()})
 
 
-@command("user.set", mutating=True)
+@command("user.set", mutating=True, target=Target("user", "name"))
 async def set_(ctx: Context, name: str, quota: dict | None = None,
                quota_preset: str | None = None) -> dict:
     """Change a user's quota: a preset (``staging``), then single values
@@ -86,7 +85,6 @@ async def set_(ctx: Context, name: str, quota: dict | None = None,
     it binds from the next change on."""
     d = ctx.daemon
     pstate, user = d.registry.user(name)
-    ctx.pool = pstate.pool.name
     new_quota = preset(quota_preset) if quota_preset else user.quota
     new_quota = new_quota.updated({str(k): v for k, v in (quota or {}).items()})
     async with d.locks.hold(("pool", pstate.pool.name), "user.set", shared=True), \
@@ -117,12 +115,11 @@ async def show(ctx: Context, name: str) -> dict:
             "quota_usage": asdict(Usage.of(mine))}
 
 
-@command("user.del", mutating=True)
+@command("user.del", mutating=True, target=Target("user", "name"))
 async def delete(ctx: Context, name: str) -> dict:
     """Delete a user that owns no containers and no VMs; its ID block becomes free."""
     d = ctx.daemon
     pstate, user = d.registry.user(name)
-    ctx.pool = pstate.pool.name
     async with d.locks.hold(("pool", pstate.pool.name), "user.del", shared=True), \
             d.locks.hold(("pool", pstate.pool.name, "ids"), "user.del"):
         owned = sorted(c.id for c in pstate.cts.values() if c.user == user.name)

@@ -16,7 +16,7 @@ from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles
 from ..state import matching
 from ..undo import Undo
-from . import Between, Context, Seconds, command, hold_server
+from . import Between, Context, Seconds, Target, command, hold_server, user_ref
 
 MIB = 1 << 20
 # The node's policy (config vm.min_cores, max_cores) narrows it, and gives
@@ -29,9 +29,7 @@ def _lock(ctx: Context, vm: VM, what: str, new: bool = False):
 
 
 def _find(ctx: Context, ref: str):
-    pstate, vm = ctx.daemon.registry.vm(ref)
-    ctx.pool = pstate.pool.name
-    return pstate, vm
+    return ctx.daemon.registry.vm(ref)
 
 
 def _limits(ctx: Context) -> VmLimits:
@@ -68,7 +66,7 @@ async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bo
     await ctx.daemon.vms.stop(vm, 0 if kill else _timeout(ctx, timeout), kill)
 
 
-@command("vm.new", mutating=True)
+@command("vm.new", mutating=True, target=Target("user", "user", pool_arg="pool"))
 async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str, disk: int | str,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP) -> dict:
@@ -77,8 +75,7 @@ async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str,
     check_name("vm", id)
     memory, disk = _memory(memory), parse_size(disk, "disk")
     _limits(ctx).check(cores, memory, disk)
-    pstate, u = d.registry.user(f"{pool}:{user}" if pool and ":" not in user else user)
-    ctx.pool = pstate.pool.name
+    pstate, u = d.registry.user(user_ref(user, pool))
     pstate.group(check_group_path(group))
     tpl = d.templates.get(template)
     version = tpl.version(version)
@@ -123,7 +120,7 @@ async def show(ctx: Context, id: str) -> dict:
             "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log)}
 
 
-@command("vm.start", mutating=True)
+@command("vm.start", mutating=True, target=Target("vm", "id"))
 async def start(ctx: Context, id: str) -> dict:
     """Start a VM (and mark it online)."""
     pstate, vm = _find(ctx, id)
@@ -134,7 +131,7 @@ async def start(ctx: Context, id: str) -> dict:
     return vm.public()
 
 
-@command("vm.stop", mutating=True)
+@command("vm.stop", mutating=True, target=Target("vm", "id"))
 async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down (ACPI) and mark offline; kill it after ``timeout`` seconds."""
     pstate, vm = _find(ctx, id)
@@ -143,7 +140,7 @@ async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     return vm.public()
 
 
-@command("vm.restart", mutating=True)
+@command("vm.restart", mutating=True, target=Target("vm", "id"))
 async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down, then start again: pending cores and memory changes apply."""
     pstate, vm = _find(ctx, id)
@@ -153,7 +150,7 @@ async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict
     return vm.public()
 
 
-@command("vm.kill", mutating=True)
+@command("vm.kill", mutating=True, target=Target("vm", "id"))
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown, and mark offline."""
     pstate, vm = _find(ctx, id)
@@ -182,7 +179,7 @@ async def console(ctx: Context, id: str) -> dict:
     return {"id": vm.id, "ended": why}
 
 
-@command("vm.del", mutating=True)
+@command("vm.del", mutating=True, target=Target("vm", "id"))
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped VM (``force``: kill it first) and its disk."""
     d = ctx.daemon
@@ -200,7 +197,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     return {"id": vm.id, "pool": vm.pool}
 
 
-@command("vm.set", mutating=True)
+@command("vm.set", mutating=True, target=Target("vm", "id"))
 async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | str | None = None,
                disk: int | str | None = None, online: bool | None = None,
                timeout: Seconds | None = None, group: str | None = None) -> dict:

@@ -1,7 +1,9 @@
 """Bad input over the raw socket never takes the daemon down.
 
 After each kind of bad request the daemon is alive and a good request on a
-new connection succeeds.
+new connection succeeds. The rules a request is checked by (its envelope,
+verbs, arguments, ids, descriptors) are unit-tested without a socket in
+tests/unit/test_dispatch.py; here are the frames and a real daemon's answers.
 """
 
 from __future__ import annotations
@@ -150,16 +152,7 @@ def test_bad_frames_and_requests(raw_node):
     r = Raw(node.socket)
     cases = [
         ({"cmd": "ct.ls"}, None, "integer 'id'"),
-        ({"id": "7", "cmd": "ct.ls"}, None, "integer 'id'"),
-        ({"id": True, "cmd": "ct.ls"}, None, "integer 'id'"),
-        ({"id": 2, "args": {}}, 2, "string 'cmd'"),
-        ({"id": 3, "cmd": "ct.ls", "args": [1]}, 3, "'args' must be a map"),
         ({"id": 4, "cmd": "no.such.verb"}, 4, "unknown command"),
-        ({"id": 5, "cmd": "ct.show"}, 5, "missing argument(s) id"),
-        ({"id": 6, "cmd": "ct.show", "args": {"id": "c1", "bogus": 1}}, 6, "unknown argument(s) bogus"),
-        ({"id": 7, "cmd": "ct.show", "args": {"id": 7}}, 7, "'id' must be str"),
-        ({"id": 8, "cmd": "ct.stop", "args": {"id": "c1", "timeout": True}}, 8, "'timeout' must be int"),
-        ({"id": 9, "cmd": "ct.del", "args": {"id": "c1", "force": 1}}, 9, "'force' must be bool"),
         ({"id": 10, "cmd": "ct.exec", "args": {"id": "c1", "argv": ["true"]}, "fds": 3}, 10,
          "announced 3 file descriptors"),
         ({"id": 11, "cmd": "ct.show", "args": {"id": "../../etc"}}, 11, "not found"),
@@ -186,25 +179,16 @@ def test_requests_in_flight_complete_out_of_order(raw_node):
     r.send(protocol.request(1, "ct.exec", {"id": "c1", "argv": ["sleep", "2"]}))
     r.send(protocol.request(2, "ct.exec", {"id": "c1", "argv": ["sh", "-c", "echo quick"]}))
     r.send(protocol.request(3, "daemon.status"))
-    # The same id again while 1 is in flight: refused, 1 goes on.
-    r.send(protocol.request(1, "daemon.status"))
-    order = []
     replies = {}
-    while len(order) < 4:
+    while len(replies) < 3:
         msg = r.read()
         assert msg is not None
-        order.append(msg["id"])
-        replies.setdefault(msg["id"], []).append(msg)
-    assert order[-1] == 1, order  # the slow one finishes last
+        replies[msg["id"]] = msg
+    assert list(replies)[-1] == 1, list(replies)  # the slow one finishes last
     assert time.monotonic() - t0 >= 2
-    dup, done = replies[1]
-    assert dup["error"]["code"] == "invalid" and "already in flight" in dup["error"]["message"]
-    assert done["ok"]["exit_code"] == 0
-    assert replies[2][0]["ok"] == {"exit_code": 0, "stdout": b"quick\n", "stderr": b""}
-    assert replies[3][0]["ok"]["running"] == 1
-    # Once 1 is done its id is free again.
-    r.send(protocol.request(1, "daemon.status"))
-    assert "ok" in r.final(1)
+    assert replies[1]["ok"]["exit_code"] == 0
+    assert replies[2]["ok"] == {"exit_code": 0, "stdout": b"quick\n", "stderr": b""}
+    assert replies[3]["ok"]["running"] == 1
     r.close()
     still_serving(node)
 

@@ -16,7 +16,8 @@ import pytest
 
 from osctl import protocol
 from osctl.protocol import INVALID, OsctlError
-from osctld.commands import REGISTRY, Between, between, check_args, command, load_all
+from osctld.commands import REGISTRY, Between, command, load_all
+from osctld.dispatch import between, check_args
 from osctld.model.container import Container
 from osctld.model.limits import Limits, parse_limit
 from osctld.model.naming import check_path

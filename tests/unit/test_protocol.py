@@ -7,7 +7,8 @@ import pytest
 
 from osctl import protocol
 from osctl.protocol import Decoder, FrameError, OsctlError, encode, parse_request
-from osctld.commands import CommandSpec, check_args, command, REGISTRY
+from osctld.commands import CommandSpec, command, REGISTRY
+from osctld.dispatch import check_args
 
 
 # --- framing ------------------------------------------------------------------

@@ -10,15 +10,18 @@ import pytest
 
 from osctl import protocol
 from osctld import server
-from osctld.commands import REGISTRY, command
+from osctld.commands import REGISTRY, Target, command
 from osctld.events import EventBus
+from osctld.ops import Ops
+from osctld.state import Registry
 
 
 class Daemon:
     """What a connection needs of the daemon."""
 
     def __init__(self):
-        self.ops: dict = {}
+        self.ops = Ops()
+        self.registry = Registry()
         self.events = EventBus()
         self.started: list[str] = []
         self.ended: list[str] = []
@@ -40,7 +43,7 @@ def verbs():
             ctx.daemon.ended.append(name)
         return {"name": name}
 
-    @command("test.change", mutating=True)
+    @command("test.change", mutating=True, target=Target("pool", "name"))
     async def change(ctx, name: str) -> dict:
         """Waits like test.wait, but changes state."""
         return await wait(ctx, name)
@@ -147,5 +150,5 @@ def test_a_gone_client_has_its_backlog_dropped_and_its_caller_bound_work_cancell
         d.go.set()
         await settle()
         assert sorted(d.ended) == sorted(d.started)
-        assert "change" in d.ended and d.ops == {}
+        assert "change" in d.ended and d.ops.names() == []
     asyncio.run(main())
