@@ -158,8 +158,7 @@ def node_is_whole(node, pool: Path, seen: list[str]) -> None:
     running = set(in_netns(node, "lxc-ls", "-P", str(lxc), "--running", "-1").split()) if cts else set()
     assert running <= set(cts), "running without a config"
     believed = {i for i, c in cts.items() if c["state"] == "running"}
-    if believed != running:  # issue 8's defect 12 (re-adoption), not asserted here
-        seen.append(f"the daemon says running: {sorted(believed)}, LXC: {sorted(running)}")
+    assert believed == running, f"the daemon says running: {sorted(believed)}, LXC: {sorted(running)}"
     veths = {n["veth"] for i in running for n in node.call("netif.ls", id=i)}
     links = {line.split(":")[1].strip().split("@")[0] for line in in_netns(node, "ip", "-o", "link").splitlines()}
     assert {x for x in links if x.startswith("osv")} == veths, "leaked veths"
@@ -234,11 +233,7 @@ def test_random_kills_during_mutating_operations(node):
     outcomes = Counter(o for _, _, o in done)
     print(f"seed {SEED}: {len(done)} operations, {kills} kills in "
           f"{time.monotonic() - started:.0f} s: {dict(outcomes)}")
-    # An `internal` reply is not counted against this test (the bad-input and
-    # re-adoption work owns those); it is shown, so that it is seen.
-    for d in done:
-        if d[2] == "internal":
-            print("internal:", d)
+    assert [d for d in done if d[2] == "internal"] == [], "internal replies"
     for line in seen:
         print("seen:", line)
     assert len(done) >= 200 and kills >= 20, (len(done), kills)
