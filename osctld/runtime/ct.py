@@ -185,7 +185,7 @@ class Containers:
                 raise
             self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.set_state(ct, RUNNING, pid)
-        elif hook in ("post-stop", "stop"):
+        elif hook == "post-stop":
             # A reboot from inside: LXC starts it again right away.
             self.set_state(ct, STARTING if target == "reboot" else STOPPED)
             for handler in self.hook_handlers:
