@@ -40,7 +40,8 @@ class Terminal:
                 self.seen += data
             return re.search(pattern.encode(), self.seen)
 
-        m = wait_for(match, timeout, 0, lambda: f"{pattern!r} on the terminal; it showed {self.seen[-500:]!r}")
+        m = wait_for(match, timeout, 0,
+                     lambda: f"{pattern!r} on the terminal; it showed {self.seen[-500:]!r}")
         self.seen = self.seen[m.end():]
         return m.group(0).decode()
 
@@ -136,9 +137,10 @@ def test_passwd_attach_and_console(node):
     t.expect("# ")
     t.proc.kill()
     t.wait()
-    wait_for(lambda: node.call("op.ls"), 20, message="the attach operation to end", until=lambda ops: ops == [])
-    wait_for(lambda: node.exec("t1", "ps", "-o", "comm").stdout.split(), 20, message="the shell inside to end",
-             until=lambda comms: "sh" not in comms)
+    wait_for(lambda: node.call("op.ls"), 20, message="the attach operation to end",
+             until=lambda ops: ops == [])
+    wait_for(lambda: node.exec("t1", "ps", "-o", "comm").stdout.split(), 20,
+             message="the shell inside to end", until=lambda comms: "sh" not in comms)
 
     # console: log in with the password just set, run a command, leave with Ctrl-a q.
     t = Terminal(node, "ct", "console", "t1")

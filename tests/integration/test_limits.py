@@ -236,7 +236,8 @@ def test_btrfs_disk_quota(node, syscalls_program):
     assert node.statfs_proxy_pid() == proxy
     # A dead proxy is replaced; the container's monitor reconnects to the new one.
     os.kill(proxy, signal.SIGKILL)
-    wait_for(node.statfs_proxy_pid, 15, message="a new statfs proxy", until=lambda pid: pid not in (None, proxy))
+    wait_for(node.statfs_proxy_pid, 15, message="a new statfs proxy",
+             until=lambda pid: pid not in (None, proxy))
     assert df_k(node, "bq:d1")[0] == 100 * 1024
 
     # One profile holds the deny-list and the notify rules: keyctl says ENOSYS.
