@@ -2,7 +2,8 @@
 
 Publishing never waits. A subscriber whose queue is full has fallen behind
 and is dropped (its connection closed), so a slow monitor cannot stall the
-daemon or grow its memory.
+daemon or grow its memory. A subscriber may name the event types it wants:
+the others never reach its queue, so they cannot fill it either.
 """
 
 from __future__ import annotations
@@ -10,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
 
 class Subscription:
-    def __init__(self, bus: "EventBus", maxsize: int, on_overflow: Callable[[], None]):
+    def __init__(self, bus: "EventBus", maxsize: int, on_overflow: Callable[[], None],
+                 types: Iterable[str] = ()):
         self.bus = bus
         self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize)
         self.on_overflow = on_overflow
+        self.types = frozenset(types)  # empty: every type
         self.closed = False
+
+    def wants(self, event: dict) -> bool:
+        return not self.types or event["type"] in self.types
 
     def close(self) -> None:
         if not self.closed:
@@ -33,14 +39,18 @@ class EventBus:
         self.queue_size = queue_size
         self.subscribers: set[Subscription] = set()
 
-    def subscribe(self, on_overflow: Callable[[], None]) -> Subscription:
-        sub = Subscription(self, self.queue_size, on_overflow)
+    def subscribe(self, on_overflow: Callable[[], None], types: Iterable[str] = ()) -> Subscription:
+        """A new subscriber, of the events of ``types`` (all when none are named);
+        ``on_overflow`` is called once if it falls behind and is dropped."""
+        sub = Subscription(self, self.queue_size, on_overflow, types)
         self.subscribers.add(sub)
         return sub
 
     def publish(self, type_: str, **data) -> None:
         event = {"type": type_, "time": time.time(), **data}
         for sub in list(self.subscribers):
+            if not sub.wants(event):
+                continue
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:

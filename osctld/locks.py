@@ -1,4 +1,5 @@
-"""Per-object locks: one operation at a time on a container, user or pool.
+"""Per-object locks: one operation at a time on a container, a VM, a pool's
+users or group tree, or a pool.
 
 A lock may also be taken shared: every command on a container holds its
 pool's lock shared, so that ``pool export`` (exclusive) waits for them all
@@ -17,9 +18,40 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Hashable
+from typing import AsyncIterator
 
 from osctl.protocol import BUSY, OsctlError
+
+# What a lock is held on: its kind and names, which "... is busy" shows joined by "/".
+LockKey = tuple[str, ...]
+
+
+def pool_key(pool: str) -> LockKey:
+    """A pool: exclusive to install or export it, shared by every command within it."""
+    return ("pool", pool)
+
+
+def pool_import_key(path: str) -> LockKey:
+    """A pool being imported from ``path``, before it has a name here."""
+    return ("pool-import", path)
+
+
+def ct_key(pool: str, id: str) -> LockKey:
+    return ("ct", pool, id)
+
+
+def vm_key(pool: str, id: str) -> LockKey:
+    return ("vm", pool, id)
+
+
+def users_key(pool: str) -> LockKey:
+    """A pool's users together: their ID blocks are handed out from one range."""
+    return ("pool", pool, "ids")
+
+
+def groups_key(pool: str) -> LockKey:
+    """A pool's group tree: a new child and its parent's deletion must not cross."""
+    return ("groups", pool)
 
 
 @dataclass
@@ -69,10 +101,10 @@ class _Entry:
 class Locks:
     def __init__(self, timeout: float):
         self.timeout = timeout
-        self._entries: dict[Hashable, _Entry] = {}
+        self._entries: dict[LockKey, _Entry] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable, what: str, shared: bool = False) -> AsyncIterator[None]:
+    async def hold(self, key: LockKey, what: str, shared: bool = False) -> AsyncIterator[None]:
         # Counted before the first await: an entry in use never leaves the table.
         entry = self._entries.setdefault(key, _Entry())
         entry.users += 1
@@ -87,7 +119,7 @@ class Locks:
             if entry.users == 0:
                 self._entries.pop(key, None)
 
-    async def _acquire(self, entry: _Entry, key: Hashable, shared: bool, what: str) -> None:
+    async def _acquire(self, entry: _Entry, key: LockKey, shared: bool, what: str) -> None:
         if not entry.queue and entry.free_for(shared):
             entry.take(shared, what)
             return

@@ -27,6 +27,11 @@ class Settings:
             self._client = Client(self.socket).connect()
         return self._client
 
+    def close(self) -> None:
+        """Close the connection to the daemon, if a command made one."""
+        if self._client is not None:
+            self._client.close()
+
 
 pass_settings = click.make_pass_decorator(Settings)
 

@@ -37,7 +37,7 @@ def cli(ctx, socket, fmt, as_json, columns, no_header, quiet):
     ctx.obj = Settings(socket=socket, format="json" if as_json else fmt,
                        columns=[c.strip() for c in columns.split(",")] if columns else None,
                        header=not no_header, quiet=quiet)
-    ctx.call_on_close(lambda: ctx.obj._client and ctx.obj._client.close())
+    ctx.call_on_close(ctx.obj.close)
 
 
 for module in (ct, vm, group, user, pool, misc):

@@ -33,11 +33,8 @@ INSIDE_TIMEOUT = 30
 log = logging.getLogger(__name__)
 
 
-def _lock(ctx: Context, ct: Container, what: str, new: bool = False):
-    return hold_server(ctx, ct, what, new)
-
-
-def _find(ctx: Context, ref: str):
+def find(ctx: Context, ref: str):
+    """The container ``ref`` names (``[pool:]id``) and its pool."""
     return ctx.daemon.registry.ct(ref)
 
 
@@ -60,7 +57,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         if was_running and not ct.running:
             await d.containers.start(pstate, ct)
 
-    async with _lock(ctx, ct, "ct.reconfigure"), Undo() as undo:
+    async with hold_server(ctx, ct, "ct.reconfigure"), Undo() as undo:
         change()
         undo.push(restore)
         pstate.save_ct(ct)
@@ -136,7 +133,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     backend = d.backend(pstate)
     if ct.disk is not None:
         backend.need_quotas()
-    async with _lock(ctx, ct, "ct.new", new=True), Undo() as undo:
+    async with hold_server(ctx, ct, "ct.new", new=True), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
         if pstate.users.get(u.name) is not u:
@@ -182,7 +179,7 @@ async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
 @command("ct.show")
 async def show(ctx: Context, id: str) -> dict:
     """One container."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = find(ctx, id)
     u = pstate.users[ct.user]
     in_force = ctx.daemon.containers.limits_in_force(ct)
     out = {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
@@ -200,8 +197,8 @@ async def show(ctx: Context, id: str) -> dict:
 @command("ct.start", mutating=True, target=Target("ct", "id"))
 async def start(ctx: Context, id: str) -> dict:
     """Start a container."""
-    pstate, ct = _find(ctx, id)
-    async with _lock(ctx, ct, "ct.start"):
+    pstate, ct = find(ctx, id)
+    async with hold_server(ctx, ct, "ct.start"):
         if ct.running:
             raise OsctlError(CONFLICT, f"container {ct.id} is already running")
         await ctx.daemon.containers.start(pstate, ct)
@@ -211,8 +208,8 @@ async def start(ctx: Context, id: str) -> dict:
 @command("ct.stop", mutating=True, target=Target("ct", "id"))
 async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
-    _, ct = _find(ctx, id)
-    async with _lock(ctx, ct, "ct.stop"):
+    _, ct = find(ctx, id)
+    async with hold_server(ctx, ct, "ct.stop"):
         await ctx.daemon.containers.stop(ct, timeout)
     return ct.public()
 
@@ -220,8 +217,8 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
 @command("ct.restart", mutating=True, target=Target("ct", "id"))
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
-    pstate, ct = _find(ctx, id)
-    async with _lock(ctx, ct, "ct.restart"):
+    pstate, ct = find(ctx, id)
+    async with hold_server(ctx, ct, "ct.restart"):
         await ctx.daemon.containers.stop(ct, timeout)
         await ctx.daemon.containers.start(pstate, ct)
     return ct.public()
@@ -230,8 +227,8 @@ async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dic
 @command("ct.kill", mutating=True, target=Target("ct", "id"))
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown."""
-    _, ct = _find(ctx, id)
-    async with _lock(ctx, ct, "ct.kill"):
+    _, ct = find(ctx, id)
+    async with hold_server(ctx, ct, "ct.kill"):
         await ctx.daemon.containers.stop(ct, 0, kill=True)
     return ct.public()
 
@@ -240,7 +237,7 @@ async def kill(ctx: Context, id: str) -> dict:
 async def exec_(ctx: Context, id: str, argv: list[str], env: dict | None = None) -> dict:
     """Run a command inside. With three passed descriptors (stdin, stdout,
     stderr) it runs on them; without, its output is returned."""
-    _, ct = _find(ctx, id)
+    _, ct = find(ctx, id)
     _need_running(ct)
     if not argv:
         raise OsctlError(INVALID, "ct.exec needs a command")
@@ -255,7 +252,7 @@ async def exec_(ctx: Context, id: str, argv: list[str], env: dict | None = None)
 @command("ct.attach")
 async def attach(ctx: Context, id: str, env: dict | None = None) -> dict:
     """A login shell inside, on the caller's terminal (passed as descriptors)."""
-    _, ct = _find(ctx, id)
+    _, ct = find(ctx, id)
     _need_running(ct)
     if len(ctx.fds) != 3:
         raise OsctlError(INVALID, "ct.attach needs the caller's stdin, stdout and stderr")
@@ -267,7 +264,7 @@ async def attach(ctx: Context, id: str, env: dict | None = None) -> dict:
 @command("ct.console")
 async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0) -> dict:
     """The container's console, on the caller's terminal; Ctrl-a q leaves."""
-    _, ct = _find(ctx, id)
+    _, ct = find(ctx, id)
     _need_running(ct)
     code = await ctx.daemon.containers.lxc.console(ct.pool, ct.id, ctx.fds, tty)
     return {"exit_code": code}
@@ -277,8 +274,8 @@ async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped container (``force``: stop it first) and its data."""
     d = ctx.daemon
-    pstate, ct = _find(ctx, id)
-    async with _lock(ctx, ct, "ct.del"):
+    pstate, ct = find(ctx, id)
+    async with hold_server(ctx, ct, "ct.del"):
         # Not what the hooks said last: a container rebooting inside is
         # "stopped" between its post-stop and its next start.
         await d.containers.refresh(ct)
@@ -306,12 +303,12 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
     """Change settings; hostname, DNS, limits and disk apply at once to a
     running container. A limit or disk given as ``none`` is lifted."""
     d = ctx.daemon
-    pstate, ct = _find(ctx, id)
+    pstate, ct = find(ctx, id)
     if hostname is not None:
         check_hostname(hostname)
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
-    async with _lock(ctx, ct, "ct.set"):
+    async with hold_server(ctx, ct, "ct.set"):
         if limits is not None or disk is not None:
             await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
@@ -335,13 +332,13 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
 @command("ct.passwd", mutating=True, target=Target("ct", "id"))
 async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
     """Set a user's password inside a running container."""
-    pstate, ct = _find(ctx, id)
+    pstate, ct = find(ctx, id)
     _need_running(ct)
     if ":" in user or "\n" in user or "\n" in password:
         raise OsctlError(INVALID, "user and password may not hold ':' or newlines")
     dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
     argv, stdin = dist.passwd_command(user, password)
-    async with _lock(ctx, ct, "ct.passwd"):
+    async with hold_server(ctx, ct, "ct.passwd"):
         code, _, err = await ctx.daemon.containers.lxc.attach(
             ct.pool, ct.id, argv, None, stdin=stdin, timeout=INSIDE_TIMEOUT)
     if code != 0:

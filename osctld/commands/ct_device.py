@@ -12,13 +12,13 @@ from ..model.device import DeviceGrant
 from ..runtime.devices import BASE_ALLOW
 from ..runtime.features import bundles
 from . import Context, Seconds, Target, command
-from .ct import STOP_TIMEOUT, _find, reconfigure
+from .ct import STOP_TIMEOUT, find, reconfigure
 
 
 @command("ct.devices.ls")
 async def ls(ctx: Context, id: str) -> list:
     """Every device the container may use, and why: base, a feature, or its own grant."""
-    _, ct = _find(ctx, id)
+    _, ct = find(ctx, id)
     rows = [{**g.to_dict(), "source": "base"} for g in BASE_ALLOW]
     rows += [{**g.to_dict(), "source": f"feature:{f.name}"} for f in bundles(ct.features) for g in f.devices]
     rows += [{**g.to_dict(), "source": "ct"} for g in ct.devices]
@@ -30,7 +30,7 @@ async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | i
               path: str | None = None, restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Grant a device (``path``: make its node there in the container's /dev)."""
     grant = DeviceGrant.parse(type, major, minor, mode, path)
-    pstate, ct = _find(ctx, id)
+    pstate, ct = find(ctx, id)
     if any(g.same_device(grant) for g in ct.devices):
         raise OsctlError(EXISTS, f"container {ct.id} already has a grant for {grant.rule.rsplit(' ', 1)[0]}")
     taken = [g for g in ctx.daemon.containers.grants(ct) if g.path == grant.path and grant.path]
@@ -48,7 +48,7 @@ async def delete(ctx: Context, id: str, type: str, major: str | int, minor: str 
                  restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Take back a device grant of the container's own."""
     probe = DeviceGrant.parse(type, major, minor, "r")
-    pstate, ct = _find(ctx, id)
+    pstate, ct = find(ctx, id)
     if not any(g.same_device(probe) for g in ct.devices):
         raise OsctlError(NOT_FOUND, f"container {ct.id} has no grant of its own for "
                                     f"{probe.rule.rsplit(' ', 1)[0]}")

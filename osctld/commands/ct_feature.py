@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from ..runtime.features import FEATURES, check_names
 from . import Context, Seconds, Target, command
-from .ct import STOP_TIMEOUT, _find, reconfigure
+from .ct import STOP_TIMEOUT, find, reconfigure
 
 
 @command("ct.feature.ls")
 async def ls(ctx: Context, id: str) -> list:
     """Every feature, whether the container has it, and what it grants."""
-    _, ct = _find(ctx, id)
+    _, ct = find(ctx, id)
     return [{"name": f.name, "enabled": f.name in ct.features, "description": f.description,
              "devices": [g.rule for g in f.devices], "restart_pending": ct.restart_pending}
             for f in FEATURES.values()]
@@ -22,7 +22,7 @@ async def ls(ctx: Context, id: str) -> list:
 
 async def _set(ctx: Context, id: str, names: list[str], on: bool, restart: bool, timeout: int) -> dict:
     check_names(names)
-    pstate, ct = _find(ctx, id)
+    pstate, ct = find(ctx, id)
     wanted = [n for n in FEATURES if (n in names and on) or (n in ct.features and n not in names)]
     if wanted == ct.features:  # nothing changes: no restart either
         return {**ct.public(), "restarted": False}

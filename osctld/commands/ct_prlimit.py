@@ -6,8 +6,8 @@ from osctl.protocol import NOT_FOUND, OsctlError
 
 from ..model.prlimit import check_name, check_pair
 from ..runtime import prlimits
-from . import Context, Target, command
-from .ct import _find, _lock
+from . import Context, Target, command, hold_server
+from .ct import find
 
 
 @command("ct.prlimit.set", mutating=True, target=Target("ct", "id"))
@@ -15,8 +15,8 @@ async def set_(ctx: Context, id: str, name: str, soft: str | int, hard: str | in
     """Set a prlimit: LXC sets it on init at start, and the processes
     running now get it at once."""
     pair = list(check_pair(check_name(name), soft, hard, prlimits.ceiling(name)))
-    pstate, ct = _find(ctx, id)
-    async with _lock(ctx, ct, "ct.prlimit.set"):
+    pstate, ct = find(ctx, id)
+    async with hold_server(ctx, ct, "ct.prlimit.set"):
         ct.prlimits = {**ct.prlimits, name: pair}
         pstate.save_ct(ct)
         ctx.daemon.containers.write_config(pstate, ct)
@@ -29,8 +29,8 @@ async def set_(ctx: Context, id: str, name: str, soft: str | int, hard: str | in
 async def delete(ctx: Context, id: str, name: str) -> dict:
     """Drop a prlimit from the config: the next start gets the default."""
     check_name(name)
-    pstate, ct = _find(ctx, id)
-    async with _lock(ctx, ct, "ct.prlimit.del"):
+    pstate, ct = find(ctx, id)
+    async with hold_server(ctx, ct, "ct.prlimit.del"):
         if name not in ct.prlimits:
             raise OsctlError(NOT_FOUND, f"container {ct.id} sets no prlimit {name}")
         ct.prlimits = {k: v for k, v in ct.prlimits.items() if k != name}

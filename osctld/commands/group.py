@@ -6,6 +6,7 @@ import contextlib
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
+from ..locks import groups_key, pool_key
 from ..model.group import DEFAULT_GROUP, ROOT_GROUP, Group, check_group_path, parent_of
 from ..model.limits import Limits
 from ..undo import Undo
@@ -22,8 +23,8 @@ async def _lock(ctx: Context, pstate):
     # One lock for a pool's group tree: a new child and its parent's deletion
     # must not cross. The pool's, shared: no export while groups change.
     locks = ctx.daemon.locks
-    async with locks.hold(("pool", pstate.pool.name), "group", shared=True), \
-            locks.hold(("groups", pstate.pool.name), "group"):
+    async with locks.hold(pool_key(pstate.pool.name), "group", shared=True), \
+            locks.hold(groups_key(pstate.pool.name), "group"):
         yield
 
 

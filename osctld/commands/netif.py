@@ -35,11 +35,7 @@ Server = Container | VM
 
 
 def _find(ctx: Context, id: str, vm: bool) -> tuple:
-    return (vm_commands._find if vm else ct_commands._find)(ctx, id)
-
-
-def _lock(ctx: Context, server: Server, what: str):
-    return hold_server(ctx, server, what)
+    return (vm_commands.find if vm else ct_commands.find)(ctx, id)
 
 
 def _live_ct(server: Server) -> bool:
@@ -134,7 +130,7 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
                   dhcp=dhcp, max_tx=_rate(max_tx, "max-tx"), max_rx=_rate(max_rx, "max-rx"),
                   **({"hwaddr": check_hwaddr(hwaddr)} if hwaddr else {}))
-    async with _lock(ctx, ct, "netif.new"):
+    async with hold_server(ctx, ct, "netif.new"):
         if any(n.name == name for n in ct.netifs):
             raise OsctlError(EXISTS, f"{ct.id} already has netif {name}")
         netif.index = d.net.allocate()
@@ -156,7 +152,7 @@ async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     """Remove a network interface; unplugged from a running container."""
     d = ctx.daemon
     pstate, ct = _find(ctx, id, vm)
-    async with _lock(ctx, ct, "netif.del"):
+    async with hold_server(ctx, ct, "netif.del"):
         netif = ct.netif(name)
         # Config first: a crash after it leaves a veth that reconcile removes.
         async with Undo() as undo:
@@ -192,7 +188,7 @@ async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = Fal
     """Rename an interface (as the container sees it); live on a running one."""
     pstate, ct = _find(ctx, id, vm)
     check_ifname(new_name)
-    async with _lock(ctx, ct, "netif.rename"):
+    async with hold_server(ctx, ct, "netif.rename"):
         netif = ct.netif(name)
         if any(n.name == new_name for n in ct.netifs):
             raise OsctlError(EXISTS, f"{ct.id} already has netif {new_name}")
@@ -205,7 +201,7 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
                gateway6: str | None = None, dhcp: bool | None = None, vm: bool = False) -> dict:
     """Change shaping (0 removes a limit) and, on a bridged netif, gateways and DHCP."""
     pstate, ct = _find(ctx, id, vm)
-    async with _lock(ctx, ct, "netif.set"):
+    async with hold_server(ctx, ct, "netif.set"):
         netif = ct.netif(name)
         if netif.type != BRIDGE and (gateway4, gateway6, dhcp) != (None, None, None):
             raise OsctlError(INVALID, "gateways and DHCP are set on bridged netifs only")
@@ -223,7 +219,7 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
 async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Give an address to an interface: routed to it at once on a running container."""
     pstate, ct = _find(ctx, id, vm)
-    async with _lock(ctx, ct, "netif.ip_add"):
+    async with hold_server(ctx, ct, "netif.ip_add"):
         netif = ct.netif(name)
         ip = netif.parse_address(address)
         return await _hold(ctx, pstate, ct, netif, ipaddress.ip_network(ip.ip), f"address {ip.ip}",
@@ -234,7 +230,7 @@ async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = Fals
 async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Take an address from an interface; it stops answering at once."""
     pstate, ct = _find(ctx, id, vm)
-    async with _lock(ctx, ct, "netif.ip_del"):
+    async with hold_server(ctx, ct, "netif.ip_del"):
         netif = ct.netif(name)
         ip = parse_ip(address.split("/")[0])
         held = [a for a in netif.addresses if a.split("/")[0] == str(ip)]
@@ -263,7 +259,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
     route = NetRoute(prefix=str(net), via=str(parse_ip(via)) if via else None)
     if route.gateway and route.gateway.version != net.version:
         raise OsctlError(INVALID, f"{via} and {prefix} are not of one IP version")
-    async with _lock(ctx, ct, "netif.route_add"):
+    async with hold_server(ctx, ct, "netif.route_add"):
         netif = ct.netif(name)
         if netif.type == ROUTED and net.version == 6 and not via and not netif.ips_of(6):
             raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
@@ -276,7 +272,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
 async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = False) -> dict:
     """Stop routing a prefix to an interface."""
     pstate, ct = _find(ctx, id, vm)
-    async with _lock(ctx, ct, "netif.route_del"):
+    async with hold_server(ctx, ct, "netif.route_del"):
         netif = ct.netif(name)
         net = parse_prefix(prefix)
         gone = [r for r in netif.routes if r.network == net]

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
+from ..locks import ct_key, pool_import_key, pool_key, vm_key
 from ..model.container import STOPPED
 from ..model.idmap import DEFAULT_BASE, DEFAULT_BLOCK_SIZE, IdRange
 from ..model.naming import check_name, check_path
@@ -54,7 +55,7 @@ async def install(ctx: Context, name: str, backend: str = "dir", path: str | Non
     if (pool.conf_dir / "pool.yml").exists():
         raise OsctlError(EXISTS, f"{pool.path} already holds a pool: use 'osctl pool import'")
     idrange = IdRange(base=id_base, block_size=id_block_size)
-    async with d.locks.hold(("pool", name), "install"), Undo() as undo:
+    async with d.locks.hold(pool_key(name), "install"), Undo() as undo:
         backend_ = d.backend(pool)
         # Undone newest first: unmount, then the image, then the directory.
         if not pool.path.exists():
@@ -91,7 +92,7 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: Seconds 
     """Stop managing a pool, so it can be moved; its data and configs stay in it."""
     d = ctx.daemon
     pstate = d.registry.pool(name)
-    async with d.locks.hold(("pool", name), "export"):
+    async with d.locks.hold(pool_key(name), "export"):
         running = [c for c in pstate.cts.values() if c.running or c.state != STOPPED]
         running_vms = [v for v in pstate.vms.values() if v.state != STOPPED]
         if (running or running_vms) and not force:
@@ -100,11 +101,11 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: Seconds 
                                        f"({', '.join(ids)}): stop them or use --force")
         for ct in running:
             ctx.progress({"step": "stop", "ct": ct.id})
-            async with d.locks.hold(("ct", name, ct.id), "pool export"):
+            async with d.locks.hold(ct_key(name, ct.id), "pool export"):
                 await d.containers.stop(ct, timeout)
         for vm in running_vms:
             ctx.progress({"step": "stop", "vm": vm.id})
-            async with d.locks.hold(("vm", name, vm.id), "pool export"):
+            async with d.locks.hold(vm_key(name, vm.id), "pool export"):
                 await d.vms.stop(vm, timeout)
         d.history(name, {"cmd": "pool.export", "args": {"name": name}, "result": "ok"})
         del d.registry.pools[name]
@@ -126,7 +127,7 @@ async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
     d = ctx.daemon
     _check_paths(path, image)
     entry = {"name": "import", "path": path, **({"image": image} if image else {})}
-    async with d.locks.hold(("pool-import", path), "import"), Undo() as undo:
+    async with d.locks.hold(pool_import_key(path), "import"), Undo() as undo:
         if image:
             undo.push(d.backend(Pool("import", "btrfs", Path(path), Path(image))).deactivate)
         try:

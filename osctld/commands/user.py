@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
+from ..locks import pool_key, users_key
 from ..model.idmap import MapEntry
 from ..model.naming import check_name
 from ..model.quota import Quota, Usage, preset
@@ -32,8 +33,8 @@ async def new(ctx: Context, name: str, pool: str | None = None,
     check_name("user", name)
     pstate = d.registry.pool(pool)
     maps = _maps(uid_map, gid_map)
-    async with d.locks.hold(("pool", pstate.pool.name), "user.new", shared=True), \
-            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.new"), Undo() as undo:
+    async with d.locks.hold(pool_key(pstate.pool.name), "user.new", shared=True), \
+            d.locks.hold(users_key(pstate.pool.name), "user.new"), Undo() as undo:
         if name in pstate.users:
             raise OsctlError(EXISTS, f"user {name!r} exists in pool {pstate.pool.name}")
         # Undone last, after the user and its block are gone from memory again.
@@ -87,8 +88,8 @@ async def set_(ctx: Context, name: str, quota: dict | None = None,
     pstate, user = d.registry.user(name)
     new_quota = preset(quota_preset) if quota_preset else user.quota
     new_quota = new_quota.updated({str(k): v for k, v in (quota or {}).items()})
-    async with d.locks.hold(("pool", pstate.pool.name), "user.set", shared=True), \
-            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.set"):
+    async with d.locks.hold(pool_key(pstate.pool.name), "user.set", shared=True), \
+            d.locks.hold(users_key(pstate.pool.name), "user.set"):
         user.quota = new_quota
         pstate.save_user(user)
     return user.public()
@@ -120,8 +121,8 @@ async def delete(ctx: Context, name: str) -> dict:
     """Delete a user that owns no containers and no VMs; its ID block becomes free."""
     d = ctx.daemon
     pstate, user = d.registry.user(name)
-    async with d.locks.hold(("pool", pstate.pool.name), "user.del", shared=True), \
-            d.locks.hold(("pool", pstate.pool.name, "ids"), "user.del"):
+    async with d.locks.hold(pool_key(pstate.pool.name), "user.del", shared=True), \
+            d.locks.hold(users_key(pstate.pool.name), "user.del"):
         owned = sorted(c.id for c in pstate.cts.values() if c.user == user.name)
         owned += sorted(f"VM {v.id}" for v in pstate.vms.values() if v.user == user.name)
         if owned:

@@ -24,11 +24,8 @@ MIB = 1 << 20
 Cores = Annotated[int, Between(0, 4096)]
 
 
-def _lock(ctx: Context, vm: VM, what: str, new: bool = False):
-    return hold_server(ctx, vm, what, new)
-
-
-def _find(ctx: Context, ref: str):
+def find(ctx: Context, ref: str):
+    """The VM ``ref`` names (``[pool:]id``) and its pool."""
     return ctx.daemon.registry.vm(ref)
 
 
@@ -84,7 +81,7 @@ async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str,
             hostname=hostname if hostname is not None else id)
     files = _files(pstate, vm)
     backend = d.backend(pstate)
-    async with _lock(ctx, vm, "vm.new", new=True), Undo() as undo:
+    async with hold_server(ctx, vm, "vm.new", new=True), Undo() as undo:
         if id in pstate.vms:
             raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
         pstate.group(vm.group)  # deleted while we waited?
@@ -113,7 +110,7 @@ async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
 @command("vm.show")
 async def show(ctx: Context, id: str) -> dict:
     """One VM, with where its files are and what it runs with now."""
-    pstate, vm = _find(ctx, id)
+    pstate, vm = find(ctx, id)
     paths = ctx.daemon.vms.paths(vm)
     return {**vm.public(), "running_cores": vm.running_cores, "running_memory": vm.running_memory,
             "accelerator": ctx.daemon.config.vm.accelerator,
@@ -123,8 +120,8 @@ async def show(ctx: Context, id: str) -> dict:
 @command("vm.start", mutating=True, target=Target("vm", "id"))
 async def start(ctx: Context, id: str) -> dict:
     """Start a VM (and mark it online)."""
-    pstate, vm = _find(ctx, id)
-    async with _lock(ctx, vm, "vm.start"):
+    pstate, vm = find(ctx, id)
+    async with hold_server(ctx, vm, "vm.start"):
         if vm.running:
             raise OsctlError(CONFLICT, f"VM {vm.id} is already running")
         await _power_on(ctx, pstate, vm)
@@ -134,8 +131,8 @@ async def start(ctx: Context, id: str) -> dict:
 @command("vm.stop", mutating=True, target=Target("vm", "id"))
 async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down (ACPI) and mark offline; kill it after ``timeout`` seconds."""
-    pstate, vm = _find(ctx, id)
-    async with _lock(ctx, vm, "vm.stop"):
+    pstate, vm = find(ctx, id)
+    async with hold_server(ctx, vm, "vm.stop"):
         await _power_off(ctx, pstate, vm, timeout)
     return vm.public()
 
@@ -143,8 +140,8 @@ async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
 @command("vm.restart", mutating=True, target=Target("vm", "id"))
 async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down, then start again: pending cores and memory changes apply."""
-    pstate, vm = _find(ctx, id)
-    async with _lock(ctx, vm, "vm.restart"):
+    pstate, vm = find(ctx, id)
+    async with hold_server(ctx, vm, "vm.restart"):
         await ctx.daemon.vms.stop(vm, _timeout(ctx, timeout))
         await _power_on(ctx, pstate, vm)
     return vm.public()
@@ -153,8 +150,8 @@ async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict
 @command("vm.kill", mutating=True, target=Target("vm", "id"))
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown, and mark offline."""
-    pstate, vm = _find(ctx, id)
-    async with _lock(ctx, vm, "vm.kill"):
+    pstate, vm = find(ctx, id)
+    async with hold_server(ctx, vm, "vm.kill"):
         await _power_off(ctx, pstate, vm, 0, kill=True)
     return vm.public()
 
@@ -163,7 +160,7 @@ async def kill(ctx: Context, id: str) -> dict:
 async def console(ctx: Context, id: str) -> dict:
     """The VM's serial console on the caller's stdin and stdout (passed with a
     lifeline pipe's read end, see runtime/console.py); Ctrl-a q leaves."""
-    _, vm = _find(ctx, id)
+    _, vm = find(ctx, id)
     if not vm.running:
         raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}, not running")
     if len(ctx.fds) != 3:
@@ -183,8 +180,8 @@ async def console(ctx: Context, id: str) -> dict:
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped VM (``force``: kill it first) and its disk."""
     d = ctx.daemon
-    pstate, vm = _find(ctx, id)
-    async with _lock(ctx, vm, "vm.del"):
+    pstate, vm = find(ctx, id)
+    async with hold_server(ctx, vm, "vm.del"):
         if vm.state != STOPPED:
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
@@ -206,7 +203,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
     powers down (killed after ``timeout`` seconds); the group changes only
     while it is stopped (its QEMU runs in the group's cgroup)."""
     d = ctx.daemon
-    pstate, vm = _find(ctx, id)
+    pstate, vm = find(ctx, id)
     if group is not None:
         group = pstate.group(check_group_path(group)).path
     memory = _memory(memory) if memory is not None else None
@@ -215,7 +212,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
         raise OsctlError(INVALID, f"the disk of VM {vm.id} is {vm.disk >> 20} MiB: it can grow, "
                                   f"never shrink (asked for {disk >> 20} MiB)")
     _limits(ctx).check(cores, memory, disk)
-    async with _lock(ctx, vm, "vm.set"):
+    async with hold_server(ctx, vm, "vm.set"):
         if group is not None:
             pstate.group(group)  # deleted while we waited?
             if group != vm.group and vm.state != STOPPED:

@@ -18,9 +18,7 @@ from .units import SIZE_RANGE
 
 # Container states, as LXC names them, lower case. "starting" and "stopping"
 # are the daemon's own while a command is at work.
-STOPPED, STARTING, RUNNING, STOPPING, ABORTING, FROZEN = (
-    "stopped", "starting", "running", "stopping", "aborting", "frozen",
-)
+STOPPED, STARTING, RUNNING, STOPPING, FROZEN = "stopped", "starting", "running", "stopping", "frozen"
 
 
 def check_resolvers(values: list[str]) -> list[str]:

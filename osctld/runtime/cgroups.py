@@ -144,11 +144,6 @@ def parse(mountinfo: str, self_cgroup: str = "") -> CgroupLayout:
     return CgroupLayout(tuple(hierarchies))
 
 
-def parse_mountinfo(text: str) -> CgroupLayout:
-    """The layout a mountinfo text describes, the daemon's cgroups unknown (at the root)."""
-    return parse(text)
-
-
 def detect(mountinfo: Path = MOUNTINFO, self_cgroup: Path = SELF_CGROUP) -> CgroupLayout:
     return parse(mountinfo.read_text(), self_cgroup.read_text())
 

@@ -20,7 +20,7 @@ from pathlib import Path
 ESCAPE = b"\x01q"  # Ctrl-a q
 
 
-def _strip_escape(data: bytes, pending: bytes) -> tuple[bytes, bool, bytes]:
+def strip_escape(data: bytes, pending: bytes) -> tuple[bytes, bool, bytes]:
     """(bytes to forward, escape seen, Ctrl-a held back for the next chunk)."""
     data = pending + data
     at = data.find(ESCAPE)
@@ -83,7 +83,7 @@ async def relay(socket_path: Path, in_fd: int, out_fd: int, lifeline: int) -> st
         if not data:
             finish("input closed")
             return
-        data, escaped, pending = _strip_escape(data, pending)
+        data, escaped, pending = strip_escape(data, pending)
         if data:
             writer.write(data)
         if escaped:

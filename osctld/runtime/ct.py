@@ -284,7 +284,7 @@ class Containers:
                 raise
             self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.set_state(ct, RUNNING, pid)
-        elif hook in ("post-stop", "stop"):
+        elif hook == "post-stop":
             if target != "reboot":
                 self.record_stop(ct)
             # A reboot from inside: LXC starts it again right away.

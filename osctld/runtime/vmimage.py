@@ -41,9 +41,6 @@ class VmFiles:
     def cmdline(self) -> str:
         return (self.dir / CMDLINE).read_text().strip()
 
-    def disk_size(self) -> int:
-        return self.disk.stat().st_size
-
     def grow_offline(self, size: int) -> None:
         """Grow the sparse disk file of a stopped VM."""
         os.truncate(self.disk, size)

@@ -21,6 +21,9 @@ from pathlib import Path
 import yaml
 
 from osctl.client import Client
+from osctl.protocol import OsctlError
+
+from .wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -89,17 +92,16 @@ class TestNode:
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "DEBIAN_MIRROR": NO_MIRROR})
         logf.close()
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"osctld exited {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with Client(str(self.socket)) as c:
-                    c.call("daemon.status")
-                return self
-            except Exception:
-                time.sleep(0.05)
-        raise RuntimeError(f"osctld did not come up:\n{self.log_tail()}")
+            with Client(str(self.socket)) as c:
+                return bool(c.call("daemon.status"))
+
+        wait_for(answers, timeout, 0.05, lambda: f"osctld to come up:\n{self.log_tail()}",
+                 ignore=(OSError, OsctlError))
+        return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill this node's osctld, by its own PID only."""

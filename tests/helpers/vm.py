@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 from .node import ROOT
 from .templates import TEST_TEMPLATES
+from .wait import wait_for
 
 SECTOR = 512
 
@@ -29,15 +29,15 @@ def vm_node_config(tmp: Path, **vm_policy) -> dict:
 def wait_console(node, vm: str, pattern: str, timeout: float = 120, after: int = 0) -> re.Match:
     """Wait until the VM's console log (from byte ``after``) matches ``pattern``."""
     log = Path(node.osctl_json("vm", "show", vm)["console_log"])
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = log.read_bytes()[after:].decode(errors="replace") if log.exists() else ""
-        m = re.search(pattern, text)
-        if m:
-            return m
-        time.sleep(0.2)
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no console log)"
-    raise AssertionError(f"{pattern!r} not on the console of {vm} in {timeout} s:\n{tail}")
+
+    def text() -> str:
+        return log.read_bytes()[after:].decode(errors="replace") if log.exists() else ""
+
+    def shown() -> str:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no console log)"
+        return f"{pattern!r} on the console of {vm}; it shows:\n{tail}"
+
+    return wait_for(lambda: re.search(pattern, text()), timeout, message=shown)
 
 
 def console_size(node, vm: str) -> int:

@@ -21,7 +21,7 @@ import pytest
 
 from osctl import protocol
 from tests.helpers.node import OSCTL
-from tests.helpers.wait import eventually
+from tests.helpers.wait import wait_for
 
 from .test_bad_requests import Raw
 
@@ -181,10 +181,10 @@ def test_an_exec_whose_caller_is_gone_is_ended(ct_node, kind):
     r = Raw(node.socket)
     data = protocol.encode(req)
     socket.send_fds(r.sock, [data], fds) if fds else r.send(data)
-    assert eventually(lambda: sleepers(node), 10), "the sleep never started"
+    wait_for(lambda: sleepers(node), 10, message="the sleep to start")
     r.close()
     t0 = time.monotonic()
-    assert eventually(lambda: not sleepers(node), 10), f"sleep 3600 still runs: {sleepers(node)}"
+    wait_for(lambda: sleepers(node), 10, message="sleep 3600 to end", until=lambda pids: not pids)
     print(f"{kind}: ended {time.monotonic() - t0:.2f} s after its caller left")
     for fd in set(ours):
         os.close(fd)
@@ -201,7 +201,8 @@ def test_a_mutating_operation_of_a_gone_caller_finishes(ct_node):
     t0 = time.monotonic()
     assert node.osctl_json("status")["containers"] == 1
     assert time.monotonic() - t0 < 5
-    assert eventually(lambda: node.osctl_json("ct", "show", "c1")["state"] == "stopped")
+    wait_for(lambda: node.osctl_json("ct", "show", "c1")["state"], message="c1 to stop",
+             until=lambda state: state == "stopped")
     assert node.osctl_json("ct", "start", "c1")["state"] == "running"
 
 
@@ -228,4 +229,5 @@ def test_osctl_as_another_user_is_denied(node):
         node.socket.chmod(0o600)
     assert (p.returncode, p.stdout) == (7, ""), p
     assert p.stderr.startswith("osctl: denied:") and "root" in p.stderr, p.stderr
-    assert eventually(lambda: "uid=65534>: refused, not root" in node.log.read_text(), 5)
+    wait_for(lambda: "uid=65534>: refused, not root" in node.log.read_text(), 5,
+             message="the refusal in the log")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
+from tests.helpers.wait import wait_for
+
 
 
 def proc_uid(pid: int) -> int:
@@ -69,9 +70,5 @@ def test_stop_behind_the_daemons_back_is_noticed(node):
     node.osctl("ct", "new", "b1", "--user", "carol")
     node.osctl("ct", "start", "b1")
     node.lxc("lxc-stop", "default", "b1", "-k")
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if node.osctl_json("ct", "show", "b1")["state"] == "stopped":
-            break
-        time.sleep(0.1)
-    assert node.osctl_json("ct", "show", "b1")["state"] == "stopped"
+    wait_for(lambda: node.osctl_json("ct", "show", "b1")["state"], 10, 0.1, "b1 to be seen stopped",
+             until=lambda state: state == "stopped")

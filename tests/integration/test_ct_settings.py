@@ -9,6 +9,7 @@ import subprocess
 import time
 
 from tests.helpers.node import OSCTL
+from tests.helpers.wait import wait_for
 
 
 class Terminal:
@@ -25,17 +26,11 @@ class Terminal:
         os.write(self.master, text.encode() if isinstance(text, str) else text)
 
     def expect(self, pattern: str, timeout: float = 20) -> str:
-        deadline = time.time() + timeout
-        while True:
+        def match() -> re.Match | None:
             m = re.search(pattern.encode(), self.seen)
             if m:
-                self.seen = self.seen[m.end():]
-                return m.group(0).decode()
-            left = deadline - time.time()
-            if left <= 0:
-                raise AssertionError(f"no {pattern!r} on the terminal; it showed {self.seen[-500:]!r}")
-            ready, _, _ = select.select([self.master], [], [], left)
-            if ready:
+                return m
+            if select.select([self.master], [], [], 0.2)[0]:
                 try:
                     data = os.read(self.master, 4096)
                 except OSError:  # the other side is gone
@@ -43,6 +38,12 @@ class Terminal:
                 if not data:
                     raise AssertionError(f"terminal closed before {pattern!r}: {self.seen[-500:]!r}")
                 self.seen += data
+            return re.search(pattern.encode(), self.seen)
+
+        m = wait_for(match, timeout, 0,
+                     lambda: f"{pattern!r} on the terminal; it showed {self.seen[-500:]!r}")
+        self.seen = self.seen[m.end():]
+        return m.group(0).decode()
 
     def wait(self, timeout: float = 20) -> int:
         try:
@@ -60,12 +61,9 @@ def test_autostart_after_daemon_restart(node):
     assert node.osctl_json("ct", "show", "auto2")["autostart_priority"] == 1
     node.kill()
     node.start()
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        states = {c["id"]: c["state"] for c in node.osctl_json("ct", "ls")}
-        if states["auto1"] == states["auto2"] == "running":
-            break
-        time.sleep(0.2)
+    states = wait_for(lambda: {c["id"]: c["state"] for c in node.osctl_json("ct", "ls")}, 30,
+                      message="auto1 and auto2 to run",
+                      until=lambda states: states["auto1"] == states["auto2"] == "running")
     assert states == {"auto1": "running", "auto2": "running", "manual": "stopped"}
     assert node.exec("auto1", "true").returncode == 0
     node.osctl("ct", "set", "autostart", "auto1", "off")
@@ -139,13 +137,10 @@ def test_passwd_attach_and_console(node):
     t.expect("# ")
     t.proc.kill()
     t.wait()
-    deadline = time.time() + 20
-    while time.time() < deadline and node.call("op.ls"):
-        time.sleep(0.2)
-    assert node.call("op.ls") == []
-    while time.time() < deadline and "sh" in node.exec("t1", "ps", "-o", "comm").stdout.split():
-        time.sleep(0.2)
-    assert "sh" not in node.exec("t1", "ps", "-o", "comm").stdout.split()
+    wait_for(lambda: node.call("op.ls"), 20, message="the attach operation to end",
+             until=lambda ops: ops == [])
+    wait_for(lambda: node.exec("t1", "ps", "-o", "comm").stdout.split(), 20,
+             message="the shell inside to end", until=lambda comms: "sh" not in comms)
 
     # console: log in with the password just set, run a command, leave with Ctrl-a q.
     t = Terminal(node, "ct", "console", "t1")

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from tests.helpers.node import OSCTL, OSCTLD
+from tests.helpers.wait import wait_for
 
 
 def run_osctld(node, config: dict | str) -> subprocess.CompletedProcess:
@@ -116,17 +117,16 @@ def test_monitor_prints_events(node):
     nudges = iter(range(1000))
 
     def read_until(pred, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def step() -> dict | None:
             line = mon.next(0.5)
             if line is None:
                 if not events:  # until the subscription is in place, make events
                     node.call("user.new", name=f"nudge{next(nudges)}")
-                continue
+                return None
             events.append(json.loads(line))
-            if pred(events[-1]):
-                return events[-1]
-        raise AssertionError(f"monitor did not show it; it showed {events}")
+            return events[-1] if pred(events[-1]) else None
+
+        return wait_for(step, timeout, 0, lambda: f"the monitor to show it; it showed {events}")
 
     try:
         read_until(lambda ev: ev["type"] == "add" and ev["object"] == "user")
@@ -144,17 +144,19 @@ def test_monitor_prints_events(node):
     mon = Lines("--socket", str(node.socket), "monitor", "--type", "state")
     try:
         seen: list[str] = []
-        deadline = time.time() + 20
         node.call("ct.start", id="m1")
-        while time.time() < deadline and not any("state=running" in ln for ln in seen):
+
+        def running() -> list[str]:
             line = mon.next(1)
             if line:
                 seen.append(line)
             elif not seen:  # not subscribed yet when it started: again
                 node.call("ct.stop", id="m1")
                 node.call("ct.start", id="m1")
-        running = [ln for ln in seen if "state=running" in ln]
-        assert running and "id=m1" in running[0] and running[0].split()[1] == "state", seen
+            return [ln for ln in seen if "state=running" in ln]
+
+        first = wait_for(running, 20, 0, lambda: f"state=running in the table; it showed {seen}")[0]
+        assert "id=m1" in first and first.split()[1] == "state", seen
         assert all(ln.split()[1] == "state" for ln in seen)
     finally:
         mon.close()
@@ -171,7 +173,5 @@ def test_a_second_daemon_on_the_same_run_directory_is_refused(node):
     # second did not replace the hook socket): a stop behind its back shows.
     assert node.osctl_json("status")["pid"] == node.proc.pid
     node.lxc("lxc-stop", "default", "d1", "-k")
-    deadline = time.time() + 10
-    while node.osctl_json("ct", "show", "d1")["state"] != "stopped" and time.time() < deadline:
-        time.sleep(0.1)
-    assert node.osctl_json("ct", "show", "d1")["state"] == "stopped"
+    wait_for(lambda: node.osctl_json("ct", "show", "d1")["state"], 10, 0.1, "d1 to be seen stopped",
+             until=lambda state: state == "stopped")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from tests.helpers.wait import wait_for
+
 
 pytestmark = [pytest.mark.debian, pytest.mark.usefixtures("debian_template")]
 
@@ -22,15 +23,10 @@ def status_of(path: str) -> dict[str, str]:
 
 def wait_running(node, ct: str) -> str:
     """Poll `systemctl is-system-running` until it has settled (or time runs out)."""
-    deadline = time.time() + BOOT_TIMEOUT
-    state = ""
-    while time.time() < deadline:
-        state = node.exec(ct, "systemctl", "is-system-running").stdout.strip()
-        if state in ("running", "degraded"):
-            return state
-        time.sleep(1)
-    failed = node.exec(ct, "systemctl", "--failed", "--no-pager").stdout
-    raise AssertionError(f"systemd in {ct} did not settle: {state!r}\n{failed}")
+    return wait_for(lambda: node.exec(ct, "systemctl", "is-system-running").stdout.strip(), BOOT_TIMEOUT, 1,
+                    lambda: f"systemd in {ct} to settle; failed units:\n"
+                            + node.exec(ct, "systemctl", "--failed", "--no-pager").stdout,
+                    until=lambda state: state in ("running", "degraded"))
 
 
 def test_debian_create_boot_exec_stop_delete(node):

@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from osctld.distconfig.netconfig import BRIDGE, ROUTED, IfaceConfig
 NETWORKD = "/lib/systemd/systemd-networkd"
 from tests.conftest import require
 from tests.helpers.node import CACHE
+from tests.helpers.wait import wait_for
 
 # Unpacked into the test cache by scripts/setup.sh.
 IFUPDOWN_NG, NETWORK_MANAGER = CACHE / "ifupdown-ng", CACHE / "network-manager"
@@ -134,23 +134,19 @@ class Pair:
 
     def leased(self, dev: str, within: float = 15.0) -> str:
         """The address udhcpd leased to ``dev`` in the container."""
-        deadline = time.monotonic() + within
-        while True:
+        def lease() -> str | None:
             for line in self.c("ip", "-4", "-o", "addr", "show", "dev", dev).stdout.splitlines():
                 addr = ipaddress.ip_interface(line.split()[3]).ip
                 if addr in ipaddress.ip_network("203.0.113.96/28"):
                     return str(addr)
-            assert time.monotonic() < deadline, f"{dev} got no DHCP lease"
-            time.sleep(0.2)
+            return None
 
-    def pings(self, ns: str, addr: str, within: float = 5.0) -> bool:
-        deadline = time.monotonic() + within
-        while True:
-            if sh("ip", "netns", "exec", ns, "busybox", "ping", "-c1", "-W1", addr, check=False).returncode == 0:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
+        return wait_for(lease, within, message=f"a DHCP lease on {dev}")
+
+    def wait_ping(self, ns: str, addr: str, within: float = 5.0) -> None:
+        """Wait until ``addr`` answers a ping from namespace ``ns``."""
+        wait_for(lambda: sh("ip", "netns", "exec", ns, "busybox", "ping", "-c1", "-W1", addr,
+                            check=False).returncode == 0, within, message=f"{addr} to answer {ns}")
 
 
 @pytest.fixture
@@ -198,15 +194,15 @@ V6_VIA = pytest.mark.parametrize("v6_via", ["eth0", "eth1"])
 
 def assert_works(pair: Pair, v6_via: str) -> None:
     for addr in ("192.0.2.10", "192.0.2.11", "2001:db8::10", "203.0.113.50", "2001:db8:1::50"):
-        assert pair.pings(pair.node, addr), f"node cannot reach {addr}"
+        pair.wait_ping(pair.node, addr)
     route = pair.c("ip", "route", "get", "198.51.100.1").stdout
     assert "via 10.100.0.1 dev eth0" in route and "src 192.0.2.10" in route, route
-    assert pair.pings(pair.ct, "198.51.100.1")
+    pair.wait_ping(pair.ct, "198.51.100.1")
     route6 = pair.c("ip", "-6", "route", "get", "2001:db8:ffff::1").stdout
     want = "via fe80::1 dev eth0" if v6_via == "eth0" else "via 2001:db8:1::1 dev eth1"
     src6 = "2001:db8::10" if v6_via == "eth0" else "2001:db8:1::50"
     assert want in route6 and f"src {src6}" in route6, route6
-    assert pair.pings(pair.ct, "2001:db8:ffff::1")
+    pair.wait_ping(pair.ct, "2001:db8:ffff::1")
 
 
 @V6_VIA
@@ -229,26 +225,28 @@ def test_busybox_script_brings_the_network_up_and_down(v6_via, proc_sys, pair, t
     ro = "mount --bind /proc/sys /proc/sys && mount -o bind,remount,ro /proc/sys && " if proc_sys == "ro" else ""
     pair.ct_shell(rootfs, f"{ro}{path} /etc/init.d/S40network start", binds)
     assert_works(pair, v6_via)
-    assert pair.pings(pair.node, pair.leased("eth2"))
+    pair.wait_ping(pair.node, pair.leased("eth2"))
 
     pidfile = rootfs / "run/udhcpc.eth2.pid"
     udhcpc = int(pidfile.read_text())
     pair.ct_shell(rootfs, f"{path} /etc/init.d/S40network stop", binds)
-    assert not os.path.exists(f"/proc/{udhcpc}") or _zombie_or_gone(udhcpc)
+    _wait_ended(udhcpc)
     assert "192.0.2.10" not in pair.c("ip", "addr", "show", "dev", "eth0").stdout
 
 
-def _zombie_or_gone(pid: int) -> bool:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+def _wait_ended(pid: int) -> None:
+    """Wait until ``pid`` is a zombie (its parent is no reaper) or gone; kill it if it outlives the wait."""
+    def state() -> str | None:
         try:
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                return True
+            return Path(f"/proc/{pid}/stat").read_text().split()[2]
         except FileNotFoundError:
-            return True
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    return False
+            return None
+
+    try:
+        wait_for(state, 5, 0.1, f"process {pid} to end", until=lambda st: st in (None, "Z"))
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        raise
 
 
 
@@ -305,7 +303,7 @@ def test_networkd_files_with_systemd_networkd(v6_via, pair, tmp_path):
                      " && mount -t tmpfs tmpfs /run/systemd && mount -o bind,remount,ro /sys"
                      f" && exec env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent {NETWORKD}"):
         assert_works(pair, v6_via)
-        assert pair.pings(pair.node, pair.leased("eth2"))
+        pair.wait_ping(pair.node, pair.leased("eth2"))
 
 
 @V6_VIA
@@ -334,4 +332,4 @@ def test_keyfiles_with_networkmanager(v6_via, pair, tmp_path):
                      " 'DBUS_SYSTEM_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS"
                      f" LD_LIBRARY_PATH={NETWORK_MANAGER}/usr/lib/x86_64-linux-gnu exec {nm} --debug {paths}'"):
         assert_works(pair, v6_via)
-        assert pair.pings(pair.node, pair.leased("eth2"))
+        pair.wait_ping(pair.node, pair.leased("eth2"))

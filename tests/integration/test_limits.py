@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from osctld.runtime import cgroups
 from tests.helpers.syscalls import ENOSYS, errnos, install, syscalls_program  # noqa: F401 (fixture)
+from tests.helpers.wait import wait_for
 
 MIB = 1 << 20
 
@@ -236,10 +236,8 @@ def test_btrfs_disk_quota(node, syscalls_program):
     assert node.statfs_proxy_pid() == proxy
     # A dead proxy is replaced; the container's monitor reconnects to the new one.
     os.kill(proxy, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while node.statfs_proxy_pid() in (None, proxy) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert node.statfs_proxy_pid() not in (None, proxy)
+    wait_for(node.statfs_proxy_pid, 15, message="a new statfs proxy",
+             until=lambda pid: pid not in (None, proxy))
     assert df_k(node, "bq:d1")[0] == 100 * 1024
 
     # One profile holds the deny-list and the notify rules: keyctl says ENOSYS.

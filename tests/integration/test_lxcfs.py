@@ -6,6 +6,8 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from tests.helpers.wait import wait_for
+
 
 LIMIT = 256 * 1024 * 1024
 
@@ -61,9 +63,8 @@ def test_a_dead_lxcfs_is_replaced_at_daemon_start(node):
     old = node.lxcfs_pid()
     node.kill()
     os.kill(old, 9)  # our node's lxcfs, by its PID
-    deadline = time.time() + 10
-    while Path(f"/proc/{old}").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: Path(f"/proc/{old}").exists(), 10, 0.05, f"lxcfs {old} to be gone",
+             until=lambda exists: not exists)
     node.start()
     status = node.osctl_json("status")["lxcfs"]
     assert status["active"] and status["pid"] not in (None, old)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.helpers.wait import eventually
+from tests.helpers.wait import wait_for
 
 V4 = {"bb": ["192.0.2.10", "192.0.2.11"], "deb": ["198.51.100.10", "198.51.100.11"]}
 V6 = {"bb": "2001:db8::10", "deb": "2001:db8::20"}
@@ -54,31 +54,32 @@ def test_routed_busybox_and_debian(node):
     # The node reaches every address of both containers.
     for ct in ("bb", "deb"):
         for addr in [*V4[ct], V6[ct]]:
-            assert eventually(lambda: node_pings(node, addr)), f"{addr} of {ct} does not answer"
+            wait_for(lambda: node_pings(node, addr), message=f"{addr} of {ct} to answer")
 
     # Each container reaches the node: its gateways, IPv4 and link-local IPv6.
     # (Its init may still be adding the routes: the node's own pings need none.)
     for ct in ("bb", "deb"):
         (netif,) = node.osctl_json("ct", "netif", "ls", ct)
         gw4 = str(ipaddress.ip_network(netif["interconnect"])[1])
-        assert eventually(lambda: ct_pings(node, ct, gw4))
-        assert eventually(lambda: ct_pings(node, ct, "fe80::1", "-I", "eth0"))
+        wait_for(lambda: ct_pings(node, ct, gw4), message=f"{ct} to reach {gw4}")
+        wait_for(lambda: ct_pings(node, ct, "fe80::1", "-I", "eth0"), message=f"{ct} to reach fe80::1")
         assert netif["rx_packets"] > 0 and netif["tx_packets"] > 0
 
     # The containers reach each other through the node, from their public addresses.
     for src, dst in (("bb", "deb"), ("deb", "bb")):
         for addr in (V4[dst][0], V6[dst]):
-            assert eventually(lambda: ct_pings(node, src, addr)), f"{src} cannot reach {addr}"
+            wait_for(lambda: ct_pings(node, src, addr), message=f"{src} to reach {addr}")
     default = node.exec("bb", "ip", "route", "show", "default").stdout
     assert "via 10.100." in default and f"src {V4['bb'][0]}" in default
 
     # Debian on its own: after a restart, ifupdown brings eth0 up from what
     # distconfig wrote.
     node.osctl("ct", "restart", "deb")
-    assert eventually(lambda: "eth0" in node.exec("deb", "cat", "/run/network/ifstate.eth0").stdout)
+    wait_for(lambda: node.exec("deb", "cat", "/run/network/ifstate.eth0").stdout,
+             message="ifupdown to bring eth0 up", until=lambda state: "eth0" in state)
     for addr in [*V4["deb"], V6["deb"]]:
-        assert eventually(lambda: node_pings(node, addr)), f"{addr} lost after the restart"
-    assert eventually(lambda: ct_pings(node, "deb", V4["bb"][1]))
+        wait_for(lambda: node_pings(node, addr), message=f"{addr} to answer after the restart")
+    wait_for(lambda: ct_pings(node, "deb", V4["bb"][1]), message=f"deb to reach {V4['bb'][1]}")
 
 
 def test_live_changes_hotplug_and_conflicts(node):
@@ -86,7 +87,7 @@ def test_live_changes_hotplug_and_conflicts(node):
     node.osctl("user", "new", "alice")
     routed_ct(node, "c1", "busybox", ["192.0.2.20"], "2001:db8::20")
     node.osctl("ct", "start", "c1")
-    assert eventually(lambda: node_pings(node, "192.0.2.20"))
+    wait_for(lambda: node_pings(node, "192.0.2.20"), message="192.0.2.20 to answer")
 
     # A new address answers at once, the removed one stops, the default
     # route keeps going via the host with the first address left as source.
@@ -155,11 +156,12 @@ def test_daemon_crash_leaves_nothing_behind(node):
     node.nsexec("ip", "link", "add", "osv7", "type", "veth", "peer", "name", "leak7")
     node.start()
     assert node.osctl_json("ct", "show", "c1")["state"] == "stopped"
-    assert eventually(lambda: not [n for n in host_links(node) if n.startswith(("osv", "leak"))], 10)
+    wait_for(lambda: [n for n in host_links(node) if n.startswith(("osv", "leak"))], 10,
+             message="the leaked veths to go", until=lambda left: not left)
     assert "192.0.2.30" not in host_routes(node) and "2001:db8" not in host_routes(node)
     # The interconnect stays with its netif and the container starts again.
     node.osctl("ct", "start", "c1")
-    assert eventually(lambda: node_pings(node, "192.0.2.30"))
+    wait_for(lambda: node_pings(node, "192.0.2.30"), message="192.0.2.30 to answer")
 
 
 def test_bridged_static_and_a_failed_start_leaves_nothing(node):
@@ -171,7 +173,7 @@ def test_bridged_static_and_a_failed_start_leaves_nothing(node):
     node.osctl("ct", "netif", "new", "b1", "eth0", "--type", "bridge", "--link", "br0")
     node.osctl("ct", "netif", "ip", "add", "b1", "eth0", "192.168.77.10/24")
     node.osctl("ct", "start", "b1")
-    assert eventually(lambda: node_pings(node, "192.168.77.10"))
+    wait_for(lambda: node_pings(node, "192.168.77.10"), message="192.168.77.10 to answer")
     assert "via 192.168.77.1" in node.exec("b1", "ip", "route", "show", "default").stdout
     (veth,) = [n["veth"] for n in node.osctl_json("ct", "netif", "ls", "b1")]
     assert "master br0" in node.nsexec("ip", "link", "show", veth).stdout

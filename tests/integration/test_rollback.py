@@ -14,6 +14,7 @@ from osctl import protocol
 from osctl.client import Client
 from osctl.protocol import OsctlError
 from tests.helpers.node import ROOT
+from tests.helpers.wait import wait_for
 
 RECIPES = {
     # Fails in its recipe, after writing part of a rootfs.
@@ -127,10 +128,7 @@ def test_hanging_up_during_ct_new_leaves_a_whole_container_or_none(tnode):
                                                              "template": "slow"})))
     time.sleep(0.5)
     s.close()
-    deadline = time.time() + 30
-    while time.time() < deadline and node.call("op.ls"):
-        time.sleep(0.2)
-    assert node.call("op.ls") == []
+    wait_for(lambda: node.call("op.ls"), 30, message="the operations to end", until=lambda ops: ops == [])
     after = footprint(node)
     # The failed one left nothing; the other went on to the end, whole.
     assert after["cts"] == ["c2", "keep"]

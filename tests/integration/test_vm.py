@@ -18,8 +18,9 @@ from osctld.runtime import cgroups
 from osctld.runtime.resources import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
-from tests.integration.test_net import node_lan
+from tests.integration.test_net import node_lan, node_pings
 from tests.helpers.vm import SECTOR, console_size, have_qemu, vm_node_config, wait_console
+from tests.helpers.wait import wait_for
 
 GIB = 1 << 30
 
@@ -164,12 +165,15 @@ def test_console_online_and_guest_poweroff(vmnode):
     os.close(slave)
 
     def read_until(marker: bytes) -> bytes:
-        seen, deadline = b"", time.time() + 30
-        while marker not in seen:
-            assert time.time() < deadline, f"no {marker!r} on the terminal; saw {seen!r}"
+        seen = b""
+
+        def read() -> bytes:
+            nonlocal seen
             if select.select([master], [], [], 1)[0]:
                 seen += os.read(master, 4096)
-        return seen
+            return seen
+
+        return wait_for(read, 30, 0, f"{marker!r} on the terminal", until=lambda seen: marker in seen)
 
     read_until(b"Ctrl-a q leaves")  # the terminal is raw from here on
     os.write(master, b"\necho PTY-$((2+3))\n")
@@ -210,10 +214,9 @@ def test_console_online_and_guest_poweroff(vmnode):
     con = ConsoleSession(node, "c1")
     con.type(b"\npoweroff -f\n")
     assert con.end() == "console closed"
-    deadline = time.time() + 10
-    while node.osctl_json("vm", "show", "c1")["state"] != "stopped" and time.time() < deadline:
-        time.sleep(0.1)
-    assert node.osctl_json("vm", "show", "c1")["state"] == "stopped" and not qemu_alive(pid)
+    wait_for(lambda: node.osctl_json("vm", "show", "c1")["state"], 10, 0.1, "c1 to be seen stopped",
+             until=lambda state: state == "stopped")
+    assert not qemu_alive(pid)
 
 
 def test_node_policy_and_bad_input(vmnode):
@@ -253,10 +256,7 @@ def test_debian_vm_boots_to_login(vmnode):
     pid = node.osctl_json("vm", "start", "deb1")["pid"]
     wait_console(node, "deb1", r"deb1 login:", timeout=900)
     # Its routed network is up (osctld-net.service, from the kernel command line).
-    deadline = time.time() + 60
-    while node.nsexec("busybox", "ping", "-c", "1", "-W", "2", "198.51.100.7",
-                      check=False).returncode != 0:
-        assert time.time() < deadline, "the debian VM's routed address does not answer"
+    wait_for(lambda: node_pings(node, "198.51.100.7"), 60, message="the debian VM's routed address to answer")
     t0 = time.time()
     assert node.osctl_json("vm", "stop", "deb1", "--timeout", "300")["state"] == "stopped"
     assert time.time() - t0 < 300 and not qemu_alive(pid)
@@ -350,19 +350,13 @@ def test_vm_routed_network(vmnode):
     tap = nic["veth"]
     routes = node.nsexec("ip", "route", "show", "dev", tap).stdout
     assert "192.0.2.10 via" in routes
-    deadline = time.time() + 60
-    while node.nsexec("busybox", "ping", "-c", "1", "-W", "2", "192.0.2.10", check=False).returncode != 0:
-        assert time.time() < deadline, "the VM's routed address does not answer"
+    wait_for(lambda: node_pings(node, "192.0.2.10"), 60, message="the VM's routed address to answer")
     # A change to a running VM waits for its next start.
     node.osctl("vm", "netif", "ip", "add", "n1", "eth0", "192.0.2.11")
     assert node.osctl_json("vm", "show", "n1")["pending_restart"] is True
     node.osctl("vm", "restart", "n1", "--timeout", "30")
     wait_console(node, "n1", r"OSCTLD-VM-UP")
-    deadline = time.time() + 60
-    while node.nsexec("busybox", "ping", "-c", "1", "-W", "2", "192.0.2.11", check=False).returncode != 0:
-        assert time.time() < deadline, "the address added while it ran does not answer"
+    wait_for(lambda: node_pings(node, "192.0.2.11"), 60, message="the address added while it ran to answer")
     node.osctl("vm", "stop", "n1")
-    deadline = time.time() + 10
-    while node.nsexec("ip", "link", "show", tap, check=False).returncode == 0:
-        assert time.time() < deadline, f"tap {tap} left behind"
-        time.sleep(0.1)
+    wait_for(lambda: node.nsexec("ip", "link", "show", tap, check=False).returncode, 10, 0.1,
+             f"tap {tap} to go")

@@ -1,6 +1,6 @@
 """Cgroup layout detection from mountinfo text."""
 
-from osctld.runtime.cgroups import HYBRID, LEGACY, UNIFIED, parse_mountinfo
+from osctld.runtime.cgroups import HYBRID, LEGACY, UNIFIED, parse
 
 HYBRID_TEXT = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -16,7 +16,7 @@ LEGACY_TEXT = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu
 
 
 def test_hybrid_node_drives_devices_and_memory_by_v1():
-    layout = parse_mountinfo(HYBRID_TEXT)
+    layout = parse(HYBRID_TEXT)
     assert layout.mode == HYBRID
     assert layout.v1["devices"] == "/sys/fs/cgroup/devices"
     assert layout.v1["name=systemd"] == "/sys/fs/cgroup/systemd"
@@ -27,7 +27,7 @@ def test_hybrid_node_drives_devices_and_memory_by_v1():
 
 
 def test_unified_node_uses_cgroup2_keys():
-    layout = parse_mountinfo(UNIFIED_TEXT)
+    layout = parse(UNIFIED_TEXT)
     assert layout.mode == UNIFIED
     assert layout.v1 == {}
     assert layout.lxc_key("devices", "devices.deny") == "lxc.cgroup2.devices.deny"
@@ -35,7 +35,7 @@ def test_unified_node_uses_cgroup2_keys():
 
 
 def test_legacy_node_with_comounted_controllers():
-    layout = parse_mountinfo(LEGACY_TEXT)
+    layout = parse(LEGACY_TEXT)
     assert layout.mode == LEGACY
     assert layout.v1["cpu"] == layout.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
     assert layout.version("devices") == 1

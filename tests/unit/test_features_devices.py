@@ -8,11 +8,11 @@ from osctl.protocol import OsctlError
 from osctld.model.device import DeviceGrant
 from osctld.model.prlimit import check_pair
 from osctld.runtime import features
-from osctld.runtime.cgroups import parse_mountinfo
+from osctld.runtime.cgroups import parse
 from osctld.runtime.devices import DeviceNodes, merge
 
-V1 = parse_mountinfo("36 31 0:33 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n")
-V2 = parse_mountinfo("30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+V1 = parse("36 31 0:33 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n")
+V2 = parse("30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
 
 
 def test_grant_parse_and_rule():

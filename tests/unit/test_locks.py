@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from osctl.protocol import OsctlError
+from osctld import locks
 from osctld.locks import Locks
 
-KEY = ("ct", "p", "c1")
+KEY = locks.ct_key("p", "c1")
 
 
 def run(coro):
@@ -164,7 +165,7 @@ def test_a_caller_that_waits_too_long_is_told_who_holds_it():
         with pytest.raises(OsctlError) as e:
             async with log.locks.hold(KEY, "ct.stop"):
                 pass
-        assert e.value.code == "busy" and "ct.start" in e.value.message
+        assert e.value.code == "busy" and e.value.message == "ct/p/c1 is busy with ct.start"
         waiter = log.caller("next")  # the timed-out caller left nothing behind
         await log.let_go("ct.start")
         assert log.got == ["ct.start", "next"]
@@ -176,10 +177,14 @@ def test_a_caller_that_waits_too_long_is_told_who_holds_it():
 def test_other_keys_are_independent():
     async def main():
         log = Log(Locks(10))
-        tasks = [log.caller("a"), log.caller("b", key=("ct", "p", "c2"))]
+        others = [locks.ct_key("p", "c2"), locks.ct_key("q", "c1"), locks.vm_key("p", "c1"),
+                  locks.pool_key("p"), locks.users_key("p"), locks.groups_key("p"),
+                  locks.pool_import_key("/p")]
+        assert len(set(others + [KEY])) == 8  # no two kinds of key alike
+        tasks = [log.caller("a"), *(log.caller(str(k), key=k) for k in others)]
         await settle()
-        assert log.got == ["a", "b"]
-        await log.let_go("a")
-        await log.let_go("b")
+        assert log.got == ["a", *map(str, others)]  # each granted at once
+        for name in log.got:
+            await log.let_go(name)
         await asyncio.gather(*tasks)
     run(main())

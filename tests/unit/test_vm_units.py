@@ -12,7 +12,7 @@ import pytest
 from osctl.protocol import OsctlError
 from osctld.config import Config, VmPolicy
 from osctld.model.vm import RUNNING, VM, VmLimits
-from osctld.runtime.console import _strip_escape
+from osctld.runtime.console import strip_escape
 from osctld.runtime.qemu import VmRunPaths, qemu_argv
 from osctld.runtime.qmp import Qmp, QmpError
 from osctld.runtime.vmimage import VmFiles
@@ -109,12 +109,12 @@ def test_guest_network_on_the_kernel_command_line(tmp_path):
 
 
 def test_console_escape_across_chunks():
-    assert _strip_escape(b"ls\n", b"") == (b"ls\n", False, b"")
-    assert _strip_escape(b"ab\x01q rest", b"") == (b"ab", True, b"")
+    assert strip_escape(b"ls\n", b"") == (b"ls\n", False, b"")
+    assert strip_escape(b"ab\x01q rest", b"") == (b"ab", True, b"")
     # Ctrl-a at a chunk's end is held back until the next byte is known.
-    assert _strip_escape(b"x\x01", b"") == (b"x", False, b"\x01")
-    assert _strip_escape(b"q", b"\x01") == (b"", True, b"")
-    assert _strip_escape(b"b", b"\x01") == (b"\x01b", False, b"")
+    assert strip_escape(b"x\x01", b"") == (b"x", False, b"\x01")
+    assert strip_escape(b"q", b"\x01") == (b"", True, b"")
+    assert strip_escape(b"b", b"\x01") == (b"\x01b", False, b"")
 
 
 async def fake_qemu(path: Path, replies: dict, seen: list):
