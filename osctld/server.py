@@ -69,7 +69,7 @@ async def hung_up(sock: socket.socket) -> None:
 class Connection:
     def __init__(self, server: "Server", sock: socket.socket):
         self.server = server
-        self.daemon = server.daemon
+        self.node = server.node
         self.sock = sock
         self.id = next(_conn_ids)
         self.pid, self.uid, self.gid = peer_credentials(sock)
@@ -259,16 +259,16 @@ class Connection:
         op = f"{self.id}:{req.id}"
         spec = REGISTRY.get(req.cmd)
         ctx = Context(
-            daemon=self.daemon, op=op, peer_uid=self.uid, fds=fds,
+            node=self.node, op=op, peer_uid=self.uid, fds=fds,
             progress=lambda data: self.send(protocol.progress(req.id, data)),
             subscribe=self.subscribe,
         )
-        events = self.daemon.events
+        events = self.node.events
         try:
             if spec is None:
                 raise OsctlError(INVALID, f"unknown command {req.cmd!r}")
             args = check_args(spec, req.args)
-            self.daemon.ops[op] = asyncio.current_task()
+            self.node.ops[op] = asyncio.current_task()
             if spec.mutating:
                 events.publish("command", phase="run", cmd=req.cmd, op=op)
             result = await spec.func(ctx, **args)
@@ -286,7 +286,7 @@ class Connection:
             reply = protocol.ok(req.id, result)
             self._finished(spec, ctx, req, "done", None)
         finally:
-            self.daemon.ops.pop(op, None)
+            self.node.ops.pop(op, None)
             for fd in fds:
                 os.close(fd)
         try:
@@ -299,20 +299,20 @@ class Connection:
     def _finished(self, spec, ctx: Context, req: protocol.Request, phase: str, error: str | None) -> None:
         if spec is None or not spec.mutating:
             return
-        self.daemon.events.publish("command", phase=phase, cmd=req.cmd, op=ctx.op,
+        self.node.events.publish("command", phase=phase, cmd=req.cmd, op=ctx.op,
                                    **({"error": error} if error else {}))
         entry = {"cmd": req.cmd, "args": _redact(req.args), "uid": self.uid, "pid": self.pid,
                  "result": "ok" if error is None else "error"}
         if error:
             entry["error"] = error
-        self.daemon.history(ctx.pool, entry)
+        self.node.history.write(ctx.pool, entry)
 
     # --- events ---------------------------------------------------------------
 
     def subscribe(self, filters: dict) -> None:
         if self.subscription is not None:
             raise OsctlError(INVALID, "this connection is already subscribed")
-        self.subscription = self.daemon.events.subscribe(on_overflow=self.close)
+        self.subscription = self.node.events.subscribe(on_overflow=self.close)
         self.pump = asyncio.create_task(self._pump(self.subscription, filters))
 
     async def _pump(self, sub, filters: dict) -> None:
@@ -341,8 +341,8 @@ def _redact(args: dict) -> dict:
 
 
 class Server:
-    def __init__(self, daemon, path: Path, max_frame: int):
-        self.daemon = daemon
+    def __init__(self, node, path: Path, max_frame: int):
+        self.node = node
         self.path = Path(path)
         self.max_frame = max_frame
         self.sock: socket.socket | None = None

@@ -20,9 +20,12 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Awaitable, Callable, Union
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Union
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
+
+if TYPE_CHECKING:  # its type only: commands are given a node, never build one
+    from ..node import Node
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -157,7 +160,7 @@ def check_args(spec: CommandSpec, args: dict) -> dict:
 class Context:
     """What a command gets besides its arguments."""
 
-    daemon: Any  # osctld.daemon.Daemon; typed loosely to keep the arrow one way
+    node: Node
     op: str  # "<connection>:<request id>", what op.cancel names
     peer_uid: int
     fds: list[int] = field(default_factory=list)
@@ -173,10 +176,10 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
     pool export waits for it). An existing object is looked for again once
     the locks are held: a command before us may have deleted it."""
     kind, table = ("vm", "vms") if type(server).__name__ == "VM" else ("ct", "cts")
-    locks = ctx.daemon.locks
+    locks = ctx.node.locks
     async with locks.hold(("pool", server.pool), what, shared=True), \
             locks.hold((kind, server.pool, server.id), what):
-        pstate = ctx.daemon.registry.pools.get(server.pool)
+        pstate = ctx.node.registry.pools.get(server.pool)
         if pstate is None:
             raise OsctlError(NOT_FOUND, f"pool {server.pool} is gone")
         if not new and getattr(pstate, table).get(server.id) is not server:
