@@ -89,7 +89,11 @@ class Daemon:
         os.chmod(cfg.run_dir, 0o711)
         # Before anything is touched: a second daemon on the same run
         # directory would rewrite configs and sockets under the first.
-        self._lockfile = open(cfg.run_dir / "osctld.lock", "a")
+        # Root's alone (0600, no symlink followed): a user who could open it
+        # could hold it and keep the daemon from starting.
+        self._lockfile = os.open(cfg.run_dir / "osctld.lock",
+                                 os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.fchmod(self._lockfile, 0o600)
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from osctl.protocol import INTERNAL, OsctlError
 
@@ -26,6 +27,7 @@ from .events import EventBus
 from .history import History
 from .locks import Locks
 from .model.container import Container
+from .model.user import User
 from .model.vm import STOPPED, VM
 from .net.network import Network
 from .pools import PoolList
@@ -64,6 +66,7 @@ class Node:
     # The taps of running VMs, and those of stopped ones still being removed.
     vm_taps: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _vm_taps_going: dict[tuple[str, str], asyncio.Future] = field(default_factory=dict)
+    _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- what the runtimes report ----------------------------------------------
 
@@ -119,8 +122,20 @@ class Node:
             raise
         self.vm_taps[(vm.pool, vm.id)] = taps
 
-    def sync_subids(self) -> None:
-        self.subids.sync(self.registry.all_users())
+    async def sync_subids(self, new: Iterable[User] = ()) -> None:
+        """Bring /etc/subuid and /etc/subgid in line with the users (``new``
+        ones are checked against every other line there). In a thread: the
+        files' locks may be held by useradd or an admin for a while, and no
+        other request may wait for that. One at a time, each to its end
+        (also when its caller is cancelled), so the last one wins."""
+        async with self._subid_turn:
+            work = asyncio.ensure_future(asyncio.to_thread(
+                self.subids.sync, self.registry.all_users(), list(new)))
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait([work])
+                raise
 
     def status(self) -> dict:
         rss = 0

@@ -125,7 +125,7 @@ async def join(node: Node, pstate: PoolState, undo: Undo) -> None:
     undo.push(node.sync_subids)  # runs after the pool has left the registry again
     node.registry.pools[name] = pstate
     undo.push(node.registry.pools.pop, name)
-    node.sync_subids()
+    await node.sync_subids(new=pstate.users.values())
     for ct in pstate.cts.values():
         undo.push(node.containers.lxc.remove, name, ct.id)
         node.containers.write_config(pstate, ct)
@@ -141,7 +141,7 @@ async def leave(node: Node, pstate: PoolState) -> None:
     name = pstate.pool.name
     del node.registry.pools[name]
     node.pools.save()
-    node.sync_subids()
+    await node.sync_subids()
     for ct in pstate.cts.values():
         node.containers.remove(name, ct.id)
     node.containers.remove_group(name, "/")

@@ -14,10 +14,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 
-from . import pools
+from osctl.protocol import OsctlError
+
+from . import orphans, pools
 from .model.container import Container
 from .model.vm import VM
 from .state import PoolState
+from .storage import backend_for
 
 if TYPE_CHECKING:
     from .node import Node
@@ -27,9 +30,17 @@ Server = TypeVar("Server", Container, VM)
 
 
 async def load(node: Node) -> None:
-    """Pools, their users' IDs in /etc/subuid, and what runs of them."""
+    """Pools, what a killed daemon left in them, their users' IDs in
+    /etc/subuid, and what runs of them."""
     await pools.activate_all(node)
-    node.sync_subids()
+    # Before any request: nothing is being created or deleted yet.
+    orphans.remove_temp_files(node.config.state_dir)
+    for pstate in node.registry.pools.values():
+        await orphans.clean_pool(pstate, backend_for(pstate.pool), node.containers)
+    try:
+        await node.sync_subids()
+    except OsctlError as e:  # serve anyway: the next user change syncs again
+        log.error("cannot bring /etc/subuid and /etc/subgid up to date: %s", e)
     await readopt(node)
 
 

@@ -8,6 +8,7 @@ any moment leaves the old file or the new one, never half of either.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +18,8 @@ import yaml
 from osctl.protocol import INTERNAL, OsctlError
 
 SCHEMA = 1
+# What atomic_write's temporary files are called: mkstemp's 8 random characters.
+TEMP_NAME = re.compile(r"^\.(.+)\.[a-z0-9_]{8}$")
 # schema N -> function that turns a schema N document into schema N+1.
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
@@ -38,9 +41,12 @@ def private_dirs(path: Path) -> None:
         path.mkdir(mode=0o700, exist_ok=True)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = True,
+                 owner: tuple[int, int] | None = None) -> None:
     """Replace ``path`` by ``data`` whole. ``durable=False`` skips the fsyncs, for
-    files derived from the configuration and made anew after a crash."""
+    files derived from the configuration and made anew after a crash. A
+    temporary file a crash leaves is named ``.<name>.<8 characters>``
+    (``TEMP_NAME``); the daemon removes those at start."""
     path = Path(path)
     private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -48,6 +54,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
             os.fchmod(f.fileno(), mode)
             if durable:
                 os.fsync(f.fileno())

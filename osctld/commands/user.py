@@ -41,7 +41,10 @@ async def new(ctx: Context, name: str, pool: str | None = None,
         undo.push(pstate.save_idrange)
         undo.push(node.sync_subids)
         if maps is None:
+            # Around other users' ranges and around the host's own grants
+            # (checked again under the files' locks when they are written).
             taken = [(s, e) for _k, s, e, _h in node.registry.taken_ranges()]
+            taken += [(g.start, g.end) for grants in node.subids.foreign().values() for g in grants]
             block = pstate.idrange.allocate(f"user:{name}", taken)
             undo.push(pstate.idrange.release, block)
             start, end = pstate.idrange.block(block)
@@ -59,7 +62,7 @@ async def new(ctx: Context, name: str, pool: str | None = None,
         user.quota = _default_quota(node.config.default_quota)
         pstate.users[name] = user
         undo.push(pstate.users.pop, name)
-        node.sync_subids()
+        await node.sync_subids(new=[user])
         pstate.save_idrange()
         pstate.save_user(user)
     node.events.publish("add", object="user", pool=pstate.pool.name, id=name)
@@ -131,6 +134,6 @@ async def delete(ctx: Context, name: str) -> dict:
         if user.block is not None:
             pstate.idrange.release(user.block)
             pstate.save_idrange()
-        node.sync_subids()
+        await node.sync_subids()
     node.events.publish("remove", object="user", pool=pstate.pool.name, id=user.name)
     return {"name": user.name, "pool": pstate.pool.name}

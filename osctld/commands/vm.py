@@ -20,8 +20,9 @@ from ..undo import Undo
 from . import Between, Context, Seconds, command, hold_server
 
 MIB = 1 << 20
-# The node's policy (config vm.min_cores, max_cores) narrows it.
-Cores = Annotated[int, Between(1, 4096)]
+# The node's policy (config vm.min_cores, max_cores) narrows it, and gives
+# the message for 0.
+Cores = Annotated[int, Between(0, 4096)]
 
 
 def _lock(ctx: Context, vm: VM, what: str, new: bool = False):

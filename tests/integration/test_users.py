@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 from collections import Counter
 from pathlib import Path
 
-from osctld.subid import NODE_LOCK
+from osctld import shadowlock
 from tests.helpers.node import BLOCK
 
 
@@ -15,10 +14,8 @@ def lines(kind: str) -> list[str]:
 
 
 def edit_by_hand(change) -> None:
-    """Change both files as an admin would, under the lock every osctld takes."""
-    NODE_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(NODE_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """Change both files as an admin would, under shadow-utils' locks."""
+    with shadowlock.locked([Path("/etc/subuid"), Path("/etc/subgid")]):
         for kind in ("subuid", "subgid"):
             f = Path(f"/etc/{kind}")
             f.write_text(change(f.read_text()))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
-from osctld import subid
+from osctl.protocol import OsctlError
+from osctld import shadowlock, subid
 from osctld.model.idmap import MapEntry
 from osctld.model.user import User
 from osctld.subid import SubIds, rewrite
@@ -31,8 +37,10 @@ def test_rewrite_keeps_foreign_lines_and_order():
     assert rewrite(text, ["root:5:6"], ["root:7:8"]) == "a:1:2\nb:3:4\nroot:7:8\n"
     # A line we owned that someone removed by hand is simply gone.
     assert rewrite("a:1:2\n", ["root:5:6"], []) == "a:1:2\n"
-    # A foreign line identical to one of ours: only one occurrence is ours.
-    assert rewrite("root:5:6\nroot:5:6\n", ["root:5:6"], []) == "root:5:6\n"
+    # Duplicates of our lines (left by racing writers without the lock) all go,
+    # and what we want is written once.
+    assert rewrite("root:5:6\na:1:2\nroot:5:6\n", ["root:5:6"], ["root:5:6", "root:5:6"]) \
+        == "a:1:2\nroot:5:6\n"
     # No trailing newline in the original.
     assert rewrite("a:1:2", [], ["root:1:2"]) == "a:1:2\nroot:1:2\n"
     assert rewrite("", [], []) == ""
@@ -81,10 +89,10 @@ def test_a_crash_half_way_is_mended_by_the_next_sync(files, monkeypatch):
     s.sync([user("u1", 1_000_000)])
     real = subid.atomic_write
 
-    def crash_on_subgid(path, data, mode=0o600):
+    def crash_on_subgid(path, data, mode=0o600, **kw):
         if path == gid:
             raise OSError("power cut")
-        real(path, data, mode)
+        real(path, data, mode, **kw)
 
     monkeypatch.setattr(subid, "atomic_write", crash_on_subgid)
     with pytest.raises(OSError):
@@ -107,11 +115,11 @@ def test_a_crash_before_the_files_are_touched(files, monkeypatch):
     real = subid.atomic_write
     calls = []
 
-    def crash_after_record(path, data, mode=0o600):
+    def crash_after_record(path, data, mode=0o600, **kw):
         calls.append(path)
         if len(calls) > 1:
             raise OSError("power cut")
-        real(path, data, mode)
+        real(path, data, mode, **kw)
 
     monkeypatch.setattr(subid, "atomic_write", crash_after_record)
     with pytest.raises(OSError):
@@ -120,3 +128,75 @@ def test_a_crash_before_the_files_are_touched(files, monkeypatch):
     s.sync([])
     assert uid.read_text() == FOREIGN
     assert gid.read_text() == FOREIGN + "# a comment\n"
+
+
+def test_a_new_user_overlapping_a_host_grant_is_refused(files):
+    s, uid, gid = files
+    s.sync([user("u1", 1_000_000)])
+    before = (uid.read_text(), gid.read_text(), s.owned())
+    clash = user("x", 120_000, 3_000_000)  # inside alice's 100000:65536
+    with pytest.raises(OsctlError) as e:
+        s.sync([user("u1", 1_000_000), clash], new=[clash])
+    assert e.value.code == "conflict" and "'alice'" in e.value.message and "/etc/subuid" in e.value.message
+    gid_clash = user("y", 3_000_000, 170_000)  # inside bob's subgid range
+    with pytest.raises(OsctlError, match="'bob'.*/etc/subgid"):
+        s.sync([gid_clash], new=[gid_clash])
+    assert (uid.read_text(), gid.read_text(), s.owned()) == before
+    # Our own lines are not in the way of our own users.
+    s.sync([user("u1", 1_000_000)], new=[user("u1", 1_000_000)])
+    assert {g.owner for g in s.foreign()["subuid"]} == {"alice", "bob"}
+
+
+def test_temp_files_of_an_interrupted_rewrite_go(files):
+    s, uid, _ = files
+    left = uid.parent / ".subuid.ab12cd_9"
+    left.write_text("half")
+    other = uid.parent / ".subuid.notours"  # not the shape of one of ours
+    other.write_text("x")
+    s.sync([])
+    assert not left.exists() and other.exists()
+
+
+def sleeper() -> subprocess.Popen:
+    return subprocess.Popen(["sleep", "30"])
+
+
+def test_shadow_lock_waits_for_a_live_holder_and_takes_a_stale_one(tmp_path):
+    f, pwd = tmp_path / "subuid", tmp_path / ".pwd.lock"
+    lock = tmp_path / "subuid.lock"
+    holder = sleeper()
+    try:
+        lock.write_bytes(f"{holder.pid}\0".encode())
+        t0 = time.monotonic()
+        with pytest.raises(OsctlError) as e:
+            with shadowlock.locked([f], pwd, timeout=0.3):
+                pass
+        assert e.value.code == "busy" and time.monotonic() - t0 >= 0.3
+        assert lock.read_bytes() == f"{holder.pid}\0".encode()  # left to its holder
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its holder is dead now: the lock is stale and taken over.
+    with shadowlock.locked([f], pwd, timeout=0.3):
+        assert lock.read_bytes() == f"{os.getpid()}\0".encode()
+        assert os.stat(lock).st_mode & 0o777 == 0o600
+    assert not lock.exists() and sorted(p.name for p in tmp_path.iterdir()) == [".pwd.lock"]
+
+
+def test_shadow_lock_waits_for_lckpwdf(tmp_path):
+    """Another process holding glibc's lckpwdf() lock (useradd does) keeps us waiting."""
+    pwd = tmp_path / ".pwd.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(pwd)!r}, os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(0.6)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        with shadowlock.locked([tmp_path / "subuid"], pwd, timeout=5):
+            waited = time.monotonic() - t0
+        assert 0.3 < waited < 5
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,89 @@
+"""What a killed daemon leaves on disk, removed when the next one starts.
+
+A kill -9 can land between any two steps of ``ct new``, ``ct del``,
+``vm new`` or ``vm del``: a dataset whose config was never written (new) or
+already removed (del), and a temporary file of an atomic write
+(``.<name>.<8 characters>``, see ``store.atomic_write``). Both are only
+ever taken for what they are at start, before the daemon takes any
+request, so nothing removed here can be half way through being made:
+
+- a dataset is an entry of ``<pool>/ct`` or ``<pool>/vm`` (root's own
+  directories) named like a container or VM that has no config;
+- an LXC directory in the run directory of a container that has no config;
+- a temporary file is one in a directory only osctld writes (a pool's
+  ``conf`` tree, the state directory's top level, the LXC directories).
+
+Each removal is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from osctl.protocol import OsctlError
+
+from .model.naming import check_name
+from .store import TEMP_NAME
+
+log = logging.getLogger(__name__)
+
+
+def _ids(directory: Path) -> list[str]:
+    """Entries of ``directory`` whose names osctld could have given."""
+    out = []
+    for p in sorted(directory.iterdir()) if directory.is_dir() else []:
+        try:
+            out.append(check_name("id", p.name))
+        except OsctlError:
+            pass
+    return out
+
+
+def remove_temp_files(directory: Path, recursive: bool = False) -> None:
+    if not directory.is_dir():
+        return
+    for p in directory.rglob(".*") if recursive else directory.glob(".*"):
+        if p.is_file() and not p.is_symlink() and TEMP_NAME.match(p.name):
+            log.warning("removing %s, a temporary file of an interrupted write", p)
+            p.unlink(missing_ok=True)
+
+
+async def clean_pool(pstate, backend, containers) -> None:
+    """Remove one pool's orphaned datasets, LXC directories and temporary
+    files; what cannot be removed is logged and left."""
+    pool, lxc = pstate.pool, containers.lxc
+    remove_temp_files(pool.conf_dir, recursive=True)
+    why = "has no config (a create or delete was interrupted)"
+
+    async def remove_ct(ct_id: str) -> None:
+        log.warning("removing %s: container %s of pool %s %s", pool.ct_dir(ct_id), ct_id, pool.name, why)
+        await backend.destroy(pool.rootfs(ct_id))
+        shutil.rmtree(pool.ct_dir(ct_id))
+
+    async def remove_vm(vm_id: str) -> None:
+        log.warning("removing %s: VM %s of pool %s %s", pool.vm_dir(vm_id), vm_id, pool.name, why)
+        await backend.destroy(pool.vm_dir(vm_id))
+
+    async def remove_lxc(ct_id: str) -> None:
+        state, _pid = await lxc.aquery(pool.name, ct_id)
+        if state != "stopped":
+            log.warning("killing container %s of pool %s: it runs and has no config", ct_id, pool.name)
+            await lxc.stop(pool.name, ct_id, 0, kill=True)
+        log.warning("removing the LXC directory of container %s of pool %s: it has no config",
+                    ct_id, pool.name)
+        containers.remove(pool.name, ct_id)
+
+    for remove, directory, known in ((remove_ct, pool.path / "ct", pstate.cts),
+                                     (remove_vm, pool.path / "vm", pstate.vms),
+                                     (remove_lxc, lxc.lxcpath(pool.name), pstate.cts)):
+        for name in _ids(directory):
+            if name in known:
+                continue
+            try:
+                await remove(name)
+            except Exception as e:
+                log.error("cannot remove what %s of pool %s left: %s", name, pool.name, e)
+    for ct_id in pstate.cts:
+        remove_temp_files(lxc.ct_dir(pool.name, ct_id))
