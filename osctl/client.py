@@ -62,6 +62,11 @@ class Client:
         self.server_info = hello
         return self
 
+    def _socket(self) -> socket.socket:
+        if self.sock is None:
+            raise OsctlError(protocol.INTERNAL, "the connection to osctld is closed")
+        return self.sock
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
@@ -79,8 +84,7 @@ class Client:
 
     def send(self, cmd: str, args: dict | None = None, fds: Sequence[int] = ()) -> int:
         """Send a request without waiting; returns its id (see ``wait``)."""
-        if self.sock is None:
-            self.connect()
+        sock = self.sock or self.connect()._socket()
         req_id = self._next_id
         try:
             data = protocol.encode(protocol.request(req_id, cmd, args, len(fds)))
@@ -88,10 +92,10 @@ class Client:
             raise OsctlError(INVALID, f"{cmd}: an argument is out of range: {e}") from None
         self._next_id += 1
         if fds:
-            sent = socket.send_fds(self.sock, [data], list(fds))
+            sent = socket.send_fds(sock, [data], list(fds))
             data = data[sent:]
         if data:
-            self.sock.sendall(data)
+            sock.sendall(data)
         return req_id
 
     def wait(self, req_id: int, on_progress: Callable[[dict], None] | None = None) -> Any:
@@ -139,7 +143,7 @@ class Client:
 
     def _read(self) -> dict:
         while not self._pending:
-            data = self.sock.recv(65536)
+            data = self._socket().recv(65536)
             if not data:
                 raise OsctlError(protocol.INTERNAL, "osctld closed the connection")
             try:

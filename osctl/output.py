@@ -53,8 +53,9 @@ def render(data: Any, fmt: str = "table", columns: Sequence[str] | None = None,
     """``data`` is a list of rows (dicts) or one object (a dict)."""
     single = isinstance(data, dict)
     rows = [data] if single else list(data)
+    shown: list[str] = []  # the columns of a table or csv
     if columns or fmt in ("table", "csv"):
-        columns, rows = select(rows, columns)
+        shown, rows = select(rows, columns)
     if fmt == "json":
         import json
 
@@ -69,15 +70,15 @@ def render(data: Any, fmt: str = "table", columns: Sequence[str] | None = None,
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         if header:
-            w.writerow(columns)
+            w.writerow(shown)
         for r in rows:
-            w.writerow([cell(r[c]) for c in columns])
+            w.writerow([cell(r[c]) for c in shown])
         return buf.getvalue().rstrip("\n")
     if single:  # a "show": one key per line
-        width = max((len(c) for c in columns), default=0)
-        return "\n".join(f"{c.upper():<{width}}  {cell(rows[0][c])}" for c in columns)
-    table = [[cell(r[c]) for c in columns] for r in rows]
+        width = max((len(c) for c in shown), default=0)
+        return "\n".join(f"{c.upper():<{width}}  {cell(rows[0][c])}" for c in shown)
+    table = [[cell(r[c]) for c in shown] for r in rows]
     if header:
-        table.insert(0, [c.upper() for c in columns])
-    widths = [max((len(row[i]) for row in table), default=0) for i in range(len(columns))]
+        table.insert(0, [c.upper() for c in shown])
+    widths = [max((len(row[i]) for row in table), default=0) for i in range(len(shown))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in table)

@@ -28,12 +28,15 @@ import typing
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
 
 from osctl import protocol
 from osctl.protocol import CANCELLED, INTERNAL, INVALID, OsctlError
 
 from .commands import REGISTRY, Between, CommandSpec, Context
+
+if TYPE_CHECKING:
+    from .node import Node
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +136,15 @@ class Caller:
 class Dispatcher:
     """One connection's requests: checked, run, answered through ``send``.
 
-    ``daemon`` is what commands get as ``ctx.daemon``; the dispatcher itself
+    ``node`` is what commands get as ``ctx.node``; the dispatcher itself
     uses its ``events``, ``ops``, ``registry`` (to find a target's pool) and
     ``history``. ``send`` encodes and queues a message; it raises
     ``protocol.EncodeError`` for one that cannot be encoded.
     """
 
-    def __init__(self, daemon: Any, caller: Caller, send: Callable[[dict], None],
+    def __init__(self, node: "Node", caller: Caller, send: Callable[[dict], None],
                  subscribe: Callable[[dict], None] | None = None):
-        self.daemon = daemon
+        self.node = node
         self.caller = caller
         self.send = send
         self.subscribe = subscribe
@@ -193,7 +196,7 @@ class Dispatcher:
     async def _execute(self, req: protocol.Request, spec: CommandSpec | None, fds: list[int]) -> None:
         op = f"{self.caller.conn}:{req.id}"
         ctx = Context(
-            daemon=self.daemon, op=op, peer_uid=self.caller.uid, fds=fds,
+            node=self.node, op=op, peer_uid=self.caller.uid, fds=fds,
             progress=lambda data: self.send(protocol.progress(req.id, data)),
             subscribe=self.subscribe,
         )
@@ -204,9 +207,9 @@ class Dispatcher:
                 raise OsctlError(INVALID, f"unknown command {req.cmd!r}")
             args = check_args(spec, req.args)
             pool = self._pool(spec, args)  # as it was: a deleted object's pool is gone after
-            with self.daemon.ops.running(op, asyncio.current_task()):
+            with self.node.ops.running(op, asyncio.current_task()):
                 if spec.mutating:
-                    self.daemon.events.publish("command", phase="run", cmd=req.cmd, op=op)
+                    self.node.events.publish("command", phase="run", cmd=req.cmd, op=op)
                 result = await spec.func(ctx, **args)
         except OsctlError as e:
             reply, error = protocol.error(req.id, e), e.message
@@ -237,19 +240,19 @@ class Dispatcher:
         if spec.target is None:
             return None
         try:
-            return spec.target.pool(self.daemon.registry, args)
+            return spec.target.pool(self.node.registry, args)
         except OsctlError:
             return None
 
     def _finished(self, req: protocol.Request, op: str, pool: str | None, error: str | None) -> None:
         """The command event and history line of a state-changing verb."""
-        self.daemon.events.publish("command", phase="failed" if error else "done", cmd=req.cmd,
+        self.node.events.publish("command", phase="failed" if error else "done", cmd=req.cmd,
                                    op=op, **({"error": error} if error else {}))
         entry = {"cmd": req.cmd, "args": _redact(req.args), "uid": self.caller.uid,
                  "pid": self.caller.pid, "result": "ok" if error is None else "error"}
         if error:
             entry["error"] = error
-        self.daemon.history(pool, entry)
+        self.node.history.write(pool, entry)
 
 
 def _internal(cmd: str) -> OsctlError:

@@ -70,12 +70,12 @@ async def hung_up(sock: socket.socket) -> None:
 class Connection:
     def __init__(self, server: "Server", sock: socket.socket):
         self.server = server
-        self.daemon = server.daemon
+        self.node = server.node
         self.sock = sock
         self.id = next(_conn_ids)
         self.pid, self.uid, self.gid = peer_credentials(sock)
         self.decoder = protocol.Decoder(server.max_frame)
-        self.dispatcher = Dispatcher(self.daemon, Caller(self.id, self.pid, self.uid),
+        self.dispatcher = Dispatcher(self.node, Caller(self.id, self.pid, self.uid),
                                      self.send, self.subscribe)
         # One ordered queue of outgoing frames: a progress message can never
         # overtake the final reply of its request.
@@ -234,15 +234,13 @@ class Connection:
     def subscribe(self, filters: dict) -> None:
         if self.subscription is not None:
             raise OsctlError(INVALID, "this connection is already subscribed")
-        self.subscription = self.daemon.events.subscribe(on_overflow=self.close)
-        self.pump = asyncio.create_task(self._pump(self.subscription, filters))
+        self.subscription = self.node.events.subscribe(
+            on_overflow=self.close, types=filters.get("types") or ())
+        self.pump = asyncio.create_task(self._pump(self.subscription))
 
-    async def _pump(self, sub, filters: dict) -> None:
-        types = set(filters.get("types") or [])
+    async def _pump(self, sub) -> None:
         while not sub.closed and not self.closed:
             ev = await sub.queue.get()
-            if types and ev["type"] not in types:
-                continue
             self.send(protocol.event(ev))
             # Hand over one event at a time, so the bounded subscription
             # queue (not the socket queue) is what fills when the peer lags.
@@ -250,8 +248,8 @@ class Connection:
 
 
 class Server:
-    def __init__(self, daemon, path: Path, max_frame: int):
-        self.daemon = daemon
+    def __init__(self, node, path: Path, max_frame: int):
+        self.node = node
         self.path = Path(path)
         self.max_frame = max_frame
         self.sock: socket.socket | None = None

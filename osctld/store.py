@@ -7,13 +7,11 @@ any moment leaves the old file or the new one, never half of either.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import yaml
 
@@ -127,13 +125,3 @@ class PoolStore:
         d = self.conf_dir / kind
         return [read_doc(p) for p in sorted(d.rglob("*.yml"))] if d.is_dir() else []
 
-
-def append_history(path: Path, entry: dict[str, Any]) -> None:
-    """One JSON line a state-changing command; O_APPEND keeps lines whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"time": time.time(), **entry}, default=str) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)

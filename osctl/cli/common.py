@@ -91,9 +91,9 @@ def lifecycle_command(group: click.Group, obj: str, verb: str, doc: str,
         show(s, call(s, f"{obj}.{verb}", {"id": id, "timeout": timeout}), columns)
 
     cmd.__doc__ = doc
+    made = group.command(verb)(cmd)
     if timeout is not None:
-        cmd.__click_params__.append(timeout)
-    group.command(verb)(cmd)
+        made.params.append(timeout)
 
 
 def listing_commands(group: click.Group, obj: str, noun: str, columns: Sequence[str],

@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Literal
 
 from osctl.protocol import NOT_FOUND, OsctlError
 
-if TYPE_CHECKING:
+from ..locks import ct_key, pool_key, vm_key
+
+if TYPE_CHECKING:  # their types only: commands are given a node, never build one
+    from ..node import Node
     from ..state import Registry
 
 Handler = Callable[..., Awaitable[Any]]
@@ -78,6 +81,8 @@ class Target:
         value = args.get(self.arg)
         if self.kind == "pool":
             return registry.pool(value).pool.name
+        if not isinstance(value, str):  # checked arguments: only a missing one
+            raise OsctlError(NOT_FOUND, f"{self.arg} not given")
         if self.kind == "pool_path":
             for pstate in registry.pools.values():
                 if pstate.pool.path == Path(value):
@@ -138,7 +143,7 @@ def command(name: str, *, mutating: bool = False, target: Target | None = None) 
 class Context:
     """What a command gets besides its arguments."""
 
-    daemon: Any  # osctld.daemon.Daemon; typed loosely to keep the arrow one way
+    node: Node
     op: str  # "<connection>:<request id>", what op.cancel names
     peer_uid: int
     fds: list[int] = field(default_factory=list)
@@ -152,10 +157,11 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
     pool export waits for it). An existing object is looked for again once
     the locks are held: a command before us may have deleted it."""
     kind, table = ("vm", "vms") if type(server).__name__ == "VM" else ("ct", "cts")
-    locks = ctx.daemon.locks
-    async with locks.hold(("pool", server.pool), what, shared=True), \
-            locks.hold((kind, server.pool, server.id), what):
-        pstate = ctx.daemon.registry.pools.get(server.pool)
+    key = vm_key if kind == "vm" else ct_key
+    locks = ctx.node.locks
+    async with locks.hold(pool_key(server.pool), what, shared=True), \
+            locks.hold(key(server.pool, server.id), what):
+        pstate = ctx.node.registry.pools.get(server.pool)
         if pstate is None:
             raise OsctlError(NOT_FOUND, f"pool {server.pool} is gone")
         if not new and getattr(pstate, table).get(server.id) is not server:

@@ -24,6 +24,7 @@ from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..runtime.statfs import wants_proxy
 from ..state import matching
+from ..storage import backend_for
 from ..undo import Undo
 from . import Between, Context, Seconds, Target, command, hold_server, user_ref
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def find(ctx: Context, ref: str):
     """The container ``ref`` names (``[pool:]id``) and its pool."""
-    return ctx.daemon.registry.ct(ref)
+    return ctx.node.registry.ct(ref)
 
 
 async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
@@ -44,7 +45,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
     restart a running container into it (or stage it: ``restart`` false).
     If the restart fails, the old config comes back and the container is
     started again as it was."""
-    d = ctx.daemon
+    node = ctx.node
     before = copy.deepcopy(ct.to_dict())
     was_running = ct.running
 
@@ -53,22 +54,22 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         for key in Container.PERSISTED:
             setattr(ct, key, getattr(old, key))
         pstate.save_ct(ct)
-        d.containers.write_config(pstate, ct)
+        node.containers.write_config(pstate, ct)
         if was_running and not ct.running:
-            await d.containers.start(pstate, ct)
+            await node.containers.start(pstate, ct)
 
     async with hold_server(ctx, ct, "ct.reconfigure"), Undo() as undo:
         change()
         undo.push(restore)
         pstate.save_ct(ct)
-        restarted = await d.containers.reconfigure(pstate, ct, restart, timeout)
+        restarted = await node.containers.reconfigure(pstate, ct, restart, timeout)
     return {**ct.public(), "restarted": restarted}
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
     """``base`` with operator-given limits (``none`` lifts one), checked."""
-    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
-    ctx.daemon.containers.cgroups.check(out)
+    out = base.updated(changes or {}, ctx.node.config.max_cpu_limit)
+    ctx.node.containers.cgroups.check(out)
     return out
 
 
@@ -120,17 +121,18 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               autostart: bool = False, group: str = DEFAULT_GROUP, limits: dict | None = None,
               disk: str | int | None = None) -> dict:
     """Create a container from a template; nothing is left behind if a step fails."""
-    d = ctx.daemon
+    node = ctx.node
     check_name("container", id)
-    pstate, u = d.registry.user(user_ref(user, pool))
+    pstate, u = node.registry.user(user_ref(user, pool))
     pstate.group(check_group_path(group))
-    tpl = d.templates.get(template)
+    tpl = node.templates.get(template)
     version = tpl.version(version)
+    hostname = id if hostname is None else hostname
     ct = Container(id=id, pool=pstate.pool.name, user=u.name, distribution=tpl.distribution,
-                   version=version, hostname=hostname if hostname is not None else id,
+                   version=version, hostname=hostname,
                    dns_resolvers=dns_resolvers or [], autostart=autostart, group=group,
                    limits=_limits(ctx, Limits(), limits), disk=_disk(disk))
-    backend = d.backend(pstate)
+    backend = backend_for(pstate.pool)
     if ct.disk is not None:
         backend.need_quotas()
     async with hold_server(ctx, ct, "ct.new", new=True), Undo() as undo:
@@ -142,7 +144,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
         pstate.check_quota(ct, backend.quotas)
         pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
         undo.push(pstate.cts.pop, id)
-        tpl_rootfs = await d.templates.ensure(backend, tpl, version, ctx.progress)
+        tpl_rootfs = await node.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
         ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {version}"})
         if rootfs.exists():
@@ -158,14 +160,14 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
             ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
             await asyncio.to_thread(shift_tree, rootfs, u.root_uid, u.root_gid)
         dist = for_distribution(ct.distribution)(rootfs)
-        dist.set_hostname(ct.hostname)
+        dist.set_hostname(hostname)
         if ct.dns_resolvers:
             dist.set_dns(ct.dns_resolvers)
-        undo.push(d.containers.lxc.remove, ct.pool, id)
-        d.containers.write_config(pstate, ct)
+        undo.push(node.containers.lxc.remove, ct.pool, id)
+        node.containers.write_config(pstate, ct)
         undo.push(pstate.store.delete, "ct", id)
         pstate.save_ct(ct)
-    d.events.publish("add", object="ct", pool=ct.pool, id=id)
+    node.events.publish("add", object="ct", pool=ct.pool, id=id)
     return ct.public()
 
 
@@ -173,7 +175,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
 async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
              state: str | None = None) -> list:
     """Containers, optionally only of a pool, a user or in a state."""
-    return [c.public() for c in matching(ctx.daemon.registry.all_cts(), pool, user, state)]
+    return [c.public() for c in matching(ctx.node.registry.all_cts(), pool, user, state)]
 
 
 @command("ct.show")
@@ -181,7 +183,7 @@ async def show(ctx: Context, id: str) -> dict:
     """One container."""
     pstate, ct = find(ctx, id)
     u = pstate.users[ct.user]
-    in_force = ctx.daemon.containers.limits_in_force(ct)
+    in_force = ctx.node.containers.limits_in_force(ct)
     out = {**ct.public(), "rootfs": str(pstate.pool.rootfs(ct.id)),
            "uid_map": [str(e) for e in u.uid_map], "gid_map": [str(e) for e in u.gid_map],
            # The tightest of its own and its groups' limits: what binds it.
@@ -201,7 +203,7 @@ async def start(ctx: Context, id: str) -> dict:
     async with hold_server(ctx, ct, "ct.start"):
         if ct.running:
             raise OsctlError(CONFLICT, f"container {ct.id} is already running")
-        await ctx.daemon.containers.start(pstate, ct)
+        await ctx.node.containers.start(pstate, ct)
     return ct.public()
 
 
@@ -210,7 +212,7 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
     _, ct = find(ctx, id)
     async with hold_server(ctx, ct, "ct.stop"):
-        await ctx.daemon.containers.stop(ct, timeout)
+        await ctx.node.containers.stop(ct, timeout)
     return ct.public()
 
 
@@ -219,8 +221,8 @@ async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dic
     """Stop, then start again."""
     pstate, ct = find(ctx, id)
     async with hold_server(ctx, ct, "ct.restart"):
-        await ctx.daemon.containers.stop(ct, timeout)
-        await ctx.daemon.containers.start(pstate, ct)
+        await ctx.node.containers.stop(ct, timeout)
+        await ctx.node.containers.start(pstate, ct)
     return ct.public()
 
 
@@ -229,7 +231,7 @@ async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown."""
     _, ct = find(ctx, id)
     async with hold_server(ctx, ct, "ct.kill"):
-        await ctx.daemon.containers.stop(ct, 0, kill=True)
+        await ctx.node.containers.stop(ct, 0, kill=True)
     return ct.public()
 
 
@@ -242,8 +244,8 @@ async def exec_(ctx: Context, id: str, argv: list[str], env: dict | None = None)
     if not argv:
         raise OsctlError(INVALID, "ct.exec needs a command")
     env = _command_line(argv, env)
-    code, out, err = await ctx.daemon.containers.lxc.attach(ct.pool, ct.id, argv, ctx.fds or None, env)
-    result = {"exit_code": code}
+    code, out, err = await ctx.node.containers.lxc.attach(ct.pool, ct.id, argv, ctx.fds or None, env)
+    result: dict[str, int | bytes] = {"exit_code": code}
     if not ctx.fds:
         result.update(stdout=out, stderr=err)
     return result
@@ -257,7 +259,7 @@ async def attach(ctx: Context, id: str, env: dict | None = None) -> dict:
     if len(ctx.fds) != 3:
         raise OsctlError(INVALID, "ct.attach needs the caller's stdin, stdout and stderr")
     env = _command_line([], env)
-    code, _, _ = await ctx.daemon.containers.lxc.attach(ct.pool, ct.id, [], ctx.fds, env)
+    code, _, _ = await ctx.node.containers.lxc.attach(ct.pool, ct.id, [], ctx.fds, env)
     return {"exit_code": code}
 
 
@@ -266,31 +268,31 @@ async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0
     """The container's console, on the caller's terminal; Ctrl-a q leaves."""
     _, ct = find(ctx, id)
     _need_running(ct)
-    code = await ctx.daemon.containers.lxc.console(ct.pool, ct.id, ctx.fds, tty)
+    code = await ctx.node.containers.lxc.console(ct.pool, ct.id, ctx.fds, tty)
     return {"exit_code": code}
 
 
 @command("ct.del", mutating=True, target=Target("ct", "id"))
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped container (``force``: stop it first) and its data."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, ct = find(ctx, id)
     async with hold_server(ctx, ct, "ct.del"):
         # Not what the hooks said last: a container rebooting inside is
         # "stopped" between its post-stop and its next start.
-        await d.containers.refresh(ct)
+        await node.containers.refresh(ct)
         if ct.running or ct.state != "stopped":
             if not force:
                 raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it or use --force")
-            await d.containers.stop(ct, 0, kill=True)
+            await node.containers.stop(ct, 0, kill=True)
         # Config first: a crash after it leaves an orphan dataset, never a
         # config that points at a half-deleted rootfs.
         pstate.store.delete("ct", ct.id)
         del pstate.cts[ct.id]
-        d.containers.remove(ct.pool, ct.id)
-        await d.backend(pstate).destroy(pstate.pool.rootfs(ct.id))
+        node.containers.remove(ct.pool, ct.id)
+        await backend_for(pstate.pool).destroy(pstate.pool.rootfs(ct.id))
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
-    d.events.publish("remove", object="ct", pool=ct.pool, id=ct.id)
+    node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id)
     return {"id": ct.id, "pool": ct.pool}
 
 
@@ -302,7 +304,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
                disk: str | int | None = None) -> dict:
     """Change settings; hostname, DNS, limits and disk apply at once to a
     running container. A limit or disk given as ``none`` is lifted."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, ct = find(ctx, id)
     if hostname is not None:
         check_hostname(hostname)
@@ -316,7 +318,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
             dist.set_hostname(hostname)
             ct.hostname = hostname
             if ct.running and ct.init_pid:
-                await d.containers.lxc.set_hostname(ct.init_pid, hostname)
+                await node.containers.lxc.set_hostname(ct.init_pid, hostname)
         if dns_resolvers is not None:
             dist.set_dns(dns_resolvers)
             ct.dns_resolvers = dns_resolvers
@@ -325,7 +327,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
         if autostart_priority is not None:
             ct.autostart_priority = autostart_priority
         pstate.save_ct(ct)
-        d.containers.write_config(pstate, ct)
+        node.containers.write_config(pstate, ct)
     return ct.public()
 
 
@@ -339,7 +341,7 @@ async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
     dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
     argv, stdin = dist.passwd_command(user, password)
     async with hold_server(ctx, ct, "ct.passwd"):
-        code, _, err = await ctx.daemon.containers.lxc.attach(
+        code, _, err = await ctx.node.containers.lxc.attach(
             ct.pool, ct.id, argv, None, stdin=stdin, timeout=INSIDE_TIMEOUT)
     if code != 0:
         why = err.decode(errors="replace").strip() or f"exit {code}"
@@ -351,22 +353,23 @@ async def _set_resources(ctx: Context, pstate, ct: Container, limits: dict | Non
                          disk: str | int | None) -> None:
     """New limits and disk quota: checked against the user's quota, put in
     force (live where it runs), then kept; a refusal on the way changes nothing."""
-    d = ctx.daemon
+    containers = ctx.node.containers
+    backend = backend_for(pstate.pool)
     new_limits = _limits(ctx, ct.limits, limits)
     new_disk = ct.disk if disk is None else _disk(disk)
     if disk is not None:
-        d.backend(pstate).need_quotas()
-    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk), d.backend(pstate).quotas)
+        backend.need_quotas()
+    pstate.check_quota(replace(ct, limits=new_limits, disk=new_disk), backend.quotas)
     async with Undo() as undo:
         if disk is not None:
             rootfs = pstate.pool.rootfs(ct.id)
-            await d.backend(pstate).set_quota(rootfs, new_disk)
-            undo.push(d.backend(pstate).set_quota, rootfs, ct.disk)
+            await backend.set_quota(rootfs, new_disk)
+            undo.push(backend.set_quota, rootfs, ct.disk)
         if limits is not None and ct.running:
-            undo.push(d.containers.apply_limits, replace(ct))
-            d.containers.apply_limits(replace(ct, limits=new_limits))
-    backend = pstate.pool.backend
-    if ct.running and wants_proxy(backend, new_disk) and not wants_proxy(backend, ct.disk):
+            undo.push(containers.apply_limits, replace(ct))
+            containers.apply_limits(replace(ct, limits=new_limits))
+    kind = pstate.pool.backend
+    if ct.running and wants_proxy(kind, new_disk) and not wants_proxy(kind, ct.disk):
         # df shows the quota through a seccomp filter that LXC sets at start.
         ct.restart_pending = True
     ct.limits, ct.disk = new_limits, new_disk

@@ -33,7 +33,7 @@ async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | i
     pstate, ct = find(ctx, id)
     if any(g.same_device(grant) for g in ct.devices):
         raise OsctlError(EXISTS, f"container {ct.id} already has a grant for {grant.rule.rsplit(' ', 1)[0]}")
-    taken = [g for g in ctx.daemon.containers.grants(ct) if g.path == grant.path and grant.path]
+    taken = [g for g in ctx.node.containers.grants(ct) if g.path == grant.path and grant.path]
     if any(not g.same_device(grant) for g in taken):
         raise OsctlError(EXISTS, f"container {ct.id} already has another device at {grant.path}")
 

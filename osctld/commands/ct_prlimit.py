@@ -19,7 +19,7 @@ async def set_(ctx: Context, id: str, name: str, soft: str | int, hard: str | in
     async with hold_server(ctx, ct, "ct.prlimit.set"):
         ct.prlimits = {**ct.prlimits, name: pair}
         pstate.save_ct(ct)
-        ctx.daemon.containers.write_config(pstate, ct)
+        ctx.node.containers.write_config(pstate, ct)
         applied, refused = (prlimits.apply(ct.init_pid, name, *pair) if ct.running and ct.init_pid
                             else (0, 0))
     return {**ct.public(), "applied_to": applied, "refused_by": refused}
@@ -35,5 +35,5 @@ async def delete(ctx: Context, id: str, name: str) -> dict:
             raise OsctlError(NOT_FOUND, f"container {ct.id} sets no prlimit {name}")
         ct.prlimits = {k: v for k, v in ct.prlimits.items() if k != name}
         pstate.save_ct(ct)
-        ctx.daemon.containers.write_config(pstate, ct)
+        ctx.node.containers.write_config(pstate, ct)
     return ct.public()

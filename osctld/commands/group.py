@@ -14,7 +14,7 @@ from . import Context, Target, command
 
 
 def _find(ctx: Context, path: str, pool: str | None):
-    pstate = ctx.daemon.registry.pool(pool)
+    pstate = ctx.node.registry.pool(pool)
     return pstate, pstate.group(check_group_path(path))
 
 
@@ -22,15 +22,15 @@ def _find(ctx: Context, path: str, pool: str | None):
 async def _lock(ctx: Context, pstate):
     # One lock for a pool's group tree: a new child and its parent's deletion
     # must not cross. The pool's, shared: no export while groups change.
-    locks = ctx.daemon.locks
+    locks = ctx.node.locks
     async with locks.hold(pool_key(pstate.pool.name), "group", shared=True), \
             locks.hold(groups_key(pstate.pool.name), "group"):
         yield
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
-    out = base.updated(changes or {}, ctx.daemon.config.max_cpu_limit)
-    ctx.daemon.containers.cgroups.check(out)
+    out = base.updated(changes or {}, ctx.node.config.max_cpu_limit)
+    ctx.node.containers.cgroups.check(out)
     return out
 
 
@@ -48,7 +48,7 @@ def _below(pstate, path: str) -> tuple[list[str], list[str], list[str]]:
 
 
 def _public(ctx: Context, pstate, g: Group, detail: bool = False) -> dict:
-    tree = ctx.daemon.containers.cgroups
+    tree = ctx.node.containers.cgroups
     groups, cts, vms = _below(pstate, g.path)
     out = {"pool": pstate.pool.name, "path": g.path, "limits": g.limits.to_dict(),
            "effective_limits": pstate.effective_limits(g.path).to_dict(),
@@ -65,27 +65,29 @@ def _public(ctx: Context, pstate, g: Group, detail: bool = False) -> dict:
 @command("group.new", mutating=True, target=Target("pool", "pool"))
 async def new(ctx: Context, path: str, pool: str | None = None, limits: dict | None = None) -> dict:
     """Create a group below an existing one, with optional limits."""
-    d = ctx.daemon
-    pstate = d.registry.pool(pool)
+    node = ctx.node
+    pstate = node.registry.pool(pool)
     path = check_group_path(path)
     group = Group(path, pstate.pool.name, _limits(ctx, Limits(), limits))
     async with _lock(ctx, pstate), Undo() as undo:
         if path in pstate.groups:
             raise OsctlError(EXISTS, f"group {path} exists in pool {pstate.pool.name}")
-        pstate.group(parent_of(path))
+        parent = parent_of(path)
+        assert parent is not None  # the root group always exists: refused above
+        pstate.group(parent)
         pstate.groups[path] = group
         undo.push(pstate.groups.pop, path)
-        undo.push(d.containers.remove_group, pstate.pool.name, path)
-        d.containers.apply_groups(pstate, path)
+        undo.push(node.containers.remove_group, pstate.pool.name, path)
+        node.containers.apply_groups(pstate, path)
         pstate.save_group(group)
-    d.events.publish("add", object="group", pool=pstate.pool.name, id=path)
+    node.events.publish("add", object="group", pool=pstate.pool.name, id=path)
     return _public(ctx, pstate, group)
 
 
 @command("group.ls")
 async def ls(ctx: Context, pool: str | None = None) -> list:
     """Groups of every pool, or of one, parents before children."""
-    pools = [ctx.daemon.registry.pool(pool)] if pool else ctx.daemon.registry.pools.values()
+    pools = [ctx.node.registry.pool(pool)] if pool else ctx.node.registry.pools.values()
     return [_public(ctx, p, g) for p in pools for _, g in sorted(p.groups.items())]
 
 
@@ -99,15 +101,15 @@ async def show(ctx: Context, path: str, pool: str | None = None) -> dict:
 @command("group.set", mutating=True, target=Target("pool", "pool"))
 async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -> dict:
     """Change a group's limits (``none`` lifts one); live on its cgroup."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, g = _find(ctx, path, pool)
     new_limits = _limits(ctx, g.limits, limits)
     async with _lock(ctx, pstate), Undo() as undo:
         old = g.limits
-        undo.push(d.containers.apply_groups, pstate, g.path)
+        undo.push(node.containers.apply_groups, pstate, g.path)
         undo.push(setattr, g, "limits", old)
         g.limits = new_limits
-        d.containers.apply_groups(pstate, g.path)
+        node.containers.apply_groups(pstate, g.path)
         pstate.save_group(g)
     return _public(ctx, pstate, g)
 
@@ -115,7 +117,7 @@ async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -
 @command("group.del", mutating=True, target=Target("pool", "pool"))
 async def delete(ctx: Context, path: str, pool: str | None = None) -> dict:
     """Delete a group that holds no containers, VMs or groups."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, g = _find(ctx, path, pool)
     if g.path in (ROOT_GROUP, DEFAULT_GROUP):
         raise OsctlError(INVALID, f"group {g.path} is built in and cannot be deleted")
@@ -129,6 +131,6 @@ async def delete(ctx: Context, path: str, pool: str | None = None) -> dict:
                                            groups and f"groups {', '.join(groups)}") if x))
         pstate.delete_group(g)
         del pstate.groups[g.path]
-        d.containers.remove_group(pstate.pool.name, g.path)
-    d.events.publish("remove", object="group", pool=pstate.pool.name, id=g.path)
+        node.containers.remove_group(pstate.pool.name, g.path)
+    node.events.publish("remove", object="group", pool=pstate.pool.name, id=g.path)
     return {"pool": pstate.pool.name, "path": g.path}

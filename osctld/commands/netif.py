@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, TypeGuard
 
 from osctl.protocol import EXISTS, INVALID, UNSUPPORTED, OsctlError
 
 from ..model.container import Container
 from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
-                           parse_ip, parse_prefix)
+                           parse_ip, parse_prefix, random_hwaddr)
 from ..model.units import parse_rate
 from ..model.vm import VM
 from ..net import plan
+from ..storage import backend_for
 from ..undo import Undo
 from . import Context, Target, command, hold_server
 from . import ct as ct_commands
@@ -38,7 +39,7 @@ def _find(ctx: Context, id: str, vm: bool) -> tuple:
     return (vm_commands.find if vm else ct_commands.find)(ctx, id)
 
 
-def _live_ct(server: Server) -> bool:
+def _live_ct(server: Server) -> TypeGuard[Container]:
     """Changes apply live to a running container; a VM takes them at its next start."""
     if isinstance(server, VM):
         server.net_pending = server.running
@@ -50,7 +51,7 @@ async def _write(ctx: Context, pstate, server: Server) -> None:
     """What the server's own init reads: distconfig's files in a container's rootfs
     (a VM's come from its kernel command line at each start)."""
     if isinstance(server, Container):
-        await ctx.daemon.write_netconfig(pstate, server)
+        await ctx.node.write_netconfig(pstate, server)
 
 
 def _restore(netif: NetIf, snapshot: NetIf) -> None:
@@ -61,7 +62,7 @@ async def _live(ctx: Context, ct: Container, new: NetIf, old: NetIf) -> None:
     """Take a running container's netif from ``old`` to ``new``."""
     drop = [a for a in old.ips if a not in new.ips]
     rename_from = old.name if old.name != new.name else None
-    await ctx.daemon.net.apply(ct, new, drop, rename_from)
+    await ctx.node.net.apply(ct, new, drop, rename_from)
 
 
 def _held(ct: Server) -> list[str]:
@@ -77,11 +78,11 @@ async def _hold(ctx: Context, pstate, ct: Server, netif: NetIf, prefix, label: s
     beside the node's on its bridge (so it must not be one of them); its
     routes are the container's own business, not the node's."""
     routed = netif.type == ROUTED
-    await ctx.daemon.net.check_free([(prefix, label)], routed, on_node=routed or not route)
+    await ctx.node.net.check_free([(prefix, label)], routed, on_node=routed or not route)
     probe = _copy(netif)
     change(probe)
     changed = replace(ct, netifs=[probe if n is netif else n for n in ct.netifs])
-    pstate.check_quota(changed, ctx.daemon.backend(pstate).quotas, addresses=_held)
+    pstate.check_quota(changed, backend_for(pstate.pool).quotas, addresses=_held)
     return await _commit(ctx, pstate, ct, netif, change)
 
 
@@ -89,7 +90,7 @@ async def _commit(ctx: Context, pstate, ct: Server, netif: NetIf,
                   change: Callable[[NetIf], object]) -> dict:
     """``change`` a netif in memory (checked before: no await until it is
     done, so it is a reservation too), then apply, write and persist it."""
-    d = ctx.daemon
+    node = ctx.node
     before = _copy(netif)
     change(netif)
     async with Undo() as undo:
@@ -100,7 +101,7 @@ async def _commit(ctx: Context, pstate, ct: Server, netif: NetIf,
             await _live(ctx, ct, netif, before)
         await _write(ctx, pstate, ct)
         pstate.save_server(ct)
-    d.events.publish("change", object="netif", pool=ct.pool, id=ct.id, netif=netif.name)
+    node.events.publish("change", object="netif", pool=ct.pool, id=ct.id, netif=netif.name)
     return netif.public()
 
 
@@ -123,34 +124,34 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
               dhcp: bool = False, max_tx: str | int | None = None,
               max_rx: str | int | None = None, vm: bool = False) -> dict:
     """Add a network interface; hot-plugged into a running container."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, ct = _find(ctx, id, vm)
     if vm and type != ROUTED:
         raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
                   dhcp=dhcp, max_tx=_rate(max_tx, "max-tx"), max_rx=_rate(max_rx, "max-rx"),
-                  **({"hwaddr": check_hwaddr(hwaddr)} if hwaddr else {}))
+                  hwaddr=check_hwaddr(hwaddr) if hwaddr else random_hwaddr())
     async with hold_server(ctx, ct, "netif.new"):
         if any(n.name == name for n in ct.netifs):
             raise OsctlError(EXISTS, f"{ct.id} already has netif {name}")
-        netif.index = d.net.allocate()
+        netif.index = node.net.allocate()
         async with Undo() as undo:
             undo.push(_write, ctx, pstate, ct)
             ct.netifs.append(netif)  # the reservation of the index
             undo.push(ct.netifs.remove, netif)
             if _live_ct(ct):
-                await d.net.plug(ct, netif)
-                undo.push(d.net.unplug, netif)
+                await node.net.plug(ct, netif)
+                undo.push(node.net.unplug, netif)
             await _write(ctx, pstate, ct)
             pstate.save_server(ct)
-    d.events.publish("add", object="netif", pool=ct.pool, id=ct.id, netif=name)
+    node.events.publish("add", object="netif", pool=ct.pool, id=ct.id, netif=name)
     return netif.public()
 
 
 @command("netif.del", mutating=True, target=Target("instance", "id"))
 async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     """Remove a network interface; unplugged from a running container."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, ct = _find(ctx, id, vm)
     async with hold_server(ctx, ct, "netif.del"):
         netif = ct.netif(name)
@@ -160,25 +161,25 @@ async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
             ct.netifs.remove(netif)
             pstate.save_server(ct)
         if _live_ct(ct):
-            await d.net.unplug(netif)
+            await node.net.unplug(netif)
         await _write(ctx, pstate, ct)
-    d.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, netif=name)
+    node.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, netif=name)
     return {"id": ct.id, "pool": ct.pool, "name": name}
 
 
 @command("netif.ls")
 async def ls(ctx: Context, id: str, vm: bool = False) -> list:
     """A container's interfaces, with traffic counters while it runs."""
-    d = ctx.daemon
+    node = ctx.node
     _, ct = _find(ctx, id, vm)
     out = []
     for n in ct.netifs:
-        row = {"id": ct.id, "pool": ct.pool, **n.public(), "veth": d.net.veth(n),
-               "interconnect": d.net.interconnect(n),
+        row = {"id": ct.id, "pool": ct.pool, **n.public(), "veth": node.net.veth(n),
+               "interconnect": node.net.interconnect(n),
                "routes": [f"{r.prefix} via {r.via}" if r.via else r.prefix for r in n.routes],
                "rx_bytes": None, "rx_packets": None, "tx_bytes": None, "tx_packets": None}
         if ct.running:
-            row.update(await d.net.counters(n))
+            row.update(await node.net.counters(n))
         out.append(row)
     return out
 

@@ -29,22 +29,22 @@ def _maps(uid_map: list[str] | None, gid_map: list[str] | None):
 async def new(ctx: Context, name: str, pool: str | None = None,
               uid_map: list[str] | None = None, gid_map: list[str] | None = None) -> dict:
     """Create a user: a block of the pool's id-range, or explicit maps."""
-    d = ctx.daemon
+    node = ctx.node
     check_name("user", name)
-    pstate = d.registry.pool(pool)
+    pstate = node.registry.pool(pool)
     maps = _maps(uid_map, gid_map)
-    async with d.locks.hold(pool_key(pstate.pool.name), "user.new", shared=True), \
-            d.locks.hold(users_key(pstate.pool.name), "user.new"), Undo() as undo:
+    async with node.locks.hold(pool_key(pstate.pool.name), "user.new", shared=True), \
+            node.locks.hold(users_key(pstate.pool.name), "user.new"), Undo() as undo:
         if name in pstate.users:
             raise OsctlError(EXISTS, f"user {name!r} exists in pool {pstate.pool.name}")
         # Undone last, after the user and its block are gone from memory again.
         undo.push(pstate.save_idrange)
-        undo.push(d.sync_subids)
+        undo.push(node.sync_subids)
         if maps is None:
             # Around other users' ranges and around the host's own grants
             # (checked again under the files' locks when they are written).
-            taken = [(s, e) for _k, s, e, _h in d.registry.taken_ranges()]
-            taken += [(g.start, g.end) for grants in d.subids.foreign().values() for g in grants]
+            taken = [(s, e) for _k, s, e, _h in node.registry.taken_ranges()]
+            taken += [(g.start, g.end) for grants in node.subids.foreign().values() for g in grants]
             block = pstate.idrange.allocate(f"user:{name}", taken)
             undo.push(pstate.idrange.release, block)
             start, end = pstate.idrange.block(block)
@@ -58,14 +58,14 @@ async def new(ctx: Context, name: str, pool: str | None = None,
                     if s < be and bs < e:
                         raise OsctlError(CONFLICT, f"{kind.upper()} range {s}-{e - 1} overlaps "
                                                    f"id-range block {i}, held by {holder}")
-        d.registry.check_map_free(user)
-        user.quota = _default_quota(d.config.default_quota)
+        node.registry.check_map_free(user)
+        user.quota = _default_quota(node.config.default_quota)
         pstate.users[name] = user
         undo.push(pstate.users.pop, name)
-        await d.sync_subids(new=[user])
+        await node.sync_subids(new=[user])
         pstate.save_idrange()
         pstate.save_user(user)
-    d.events.publish("add", object="user", pool=pstate.pool.name, id=name)
+    node.events.publish("add", object="user", pool=pstate.pool.name, id=name)
     return user.public()
 
 
@@ -84,12 +84,12 @@ async def set_(ctx: Context, name: str, quota: dict | None = None,
     """Change a user's quota: a preset (``staging``), then single values
     (``none`` lifts one). Existing containers are not checked against it;
     it binds from the next change on."""
-    d = ctx.daemon
-    pstate, user = d.registry.user(name)
+    node = ctx.node
+    pstate, user = node.registry.user(name)
     new_quota = preset(quota_preset) if quota_preset else user.quota
     new_quota = new_quota.updated({str(k): v for k, v in (quota or {}).items()})
-    async with d.locks.hold(pool_key(pstate.pool.name), "user.set", shared=True), \
-            d.locks.hold(users_key(pstate.pool.name), "user.set"):
+    async with node.locks.hold(pool_key(pstate.pool.name), "user.set", shared=True), \
+            node.locks.hold(users_key(pstate.pool.name), "user.set"):
         user.quota = new_quota
         pstate.save_user(user)
     return user.public()
@@ -98,7 +98,7 @@ async def set_(ctx: Context, name: str, quota: dict | None = None,
 @command("user.ls")
 async def ls(ctx: Context, pool: str | None = None) -> list:
     """Users of every pool, or of one."""
-    pools = [ctx.daemon.registry.pool(pool)] if pool else ctx.daemon.registry.pools.values()
+    pools = [ctx.node.registry.pool(pool)] if pool else ctx.node.registry.pools.values()
     out = []
     for p in pools:
         for u in p.users.values():
@@ -109,7 +109,7 @@ async def ls(ctx: Context, pool: str | None = None) -> list:
 @command("user.show")
 async def show(ctx: Context, name: str) -> dict:
     """One user."""
-    pstate, user = ctx.daemon.registry.user(name)
+    pstate, user = ctx.node.registry.user(name)
     mine = [c for c in pstate.cts.values() if c.user == user.name]
     return {**user.public(), "containers": sorted(c.id for c in mine),
             # What its containers hold, as its quota counts it.
@@ -119,10 +119,10 @@ async def show(ctx: Context, name: str) -> dict:
 @command("user.del", mutating=True, target=Target("user", "name"))
 async def delete(ctx: Context, name: str) -> dict:
     """Delete a user that owns no containers and no VMs; its ID block becomes free."""
-    d = ctx.daemon
-    pstate, user = d.registry.user(name)
-    async with d.locks.hold(pool_key(pstate.pool.name), "user.del", shared=True), \
-            d.locks.hold(users_key(pstate.pool.name), "user.del"):
+    node = ctx.node
+    pstate, user = node.registry.user(name)
+    async with node.locks.hold(pool_key(pstate.pool.name), "user.del", shared=True), \
+            node.locks.hold(users_key(pstate.pool.name), "user.del"):
         owned = sorted(c.id for c in pstate.cts.values() if c.user == user.name)
         owned += sorted(f"VM {v.id}" for v in pstate.vms.values() if v.user == user.name)
         if owned:
@@ -132,6 +132,6 @@ async def delete(ctx: Context, name: str) -> dict:
         if user.block is not None:
             pstate.idrange.release(user.block)
             pstate.save_idrange()
-        await d.sync_subids()
-    d.events.publish("remove", object="user", pool=pstate.pool.name, id=user.name)
+        await node.sync_subids()
+    node.events.publish("remove", object="user", pool=pstate.pool.name, id=user.name)
     return {"name": user.name, "pool": pstate.pool.name}

@@ -15,6 +15,7 @@ from ..model.vm import STOPPED, VM, VmLimits
 from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles
 from ..state import matching
+from ..storage import backend_for
 from ..undo import Undo
 from . import Between, Context, Seconds, Target, command, hold_server, user_ref
 
@@ -26,11 +27,11 @@ Cores = Annotated[int, Between(0, 4096)]
 
 def find(ctx: Context, ref: str):
     """The VM ``ref`` names (``[pool:]id``) and its pool."""
-    return ctx.daemon.registry.vm(ref)
+    return ctx.node.registry.vm(ref)
 
 
 def _limits(ctx: Context) -> VmLimits:
-    p = ctx.daemon.config.vm
+    p = ctx.node.config.vm
     return VmLimits(p.min_cores, p.max_cores, p.min_memory, p.min_disk)
 
 
@@ -42,7 +43,7 @@ def _memory(value: int | str) -> int:
 
 
 def _timeout(ctx: Context, timeout: int | None) -> int:
-    return ctx.daemon.config.vm.stop_timeout if timeout is None else timeout
+    return ctx.node.config.vm.stop_timeout if timeout is None else timeout
 
 
 def _files(pstate, vm: VM) -> VmFiles:
@@ -53,14 +54,14 @@ async def _power_on(ctx: Context, pstate, vm: VM) -> None:
     """Mark online (persisted: the daemon starts it again after a node reboot), start."""
     vm.online = True
     pstate.save_vm(vm)
-    await ctx.daemon.start_vm(pstate, vm)
+    await ctx.node.start_vm(pstate, vm)
 
 
 async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bool = False) -> None:
     """Mark offline, power down (ACPI), kill after ``timeout`` (or at once with ``kill``)."""
     vm.online = False
     pstate.save_vm(vm)
-    await ctx.daemon.vms.stop(vm, 0 if kill else _timeout(ctx, timeout), kill)
+    await ctx.node.vms.stop(vm, 0 if kill else _timeout(ctx, timeout), kill)
 
 
 @command("vm.new", mutating=True, target=Target("user", "user", pool_arg="pool"))
@@ -68,19 +69,20 @@ async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP) -> dict:
     """Create a VM from a template's VM image; nothing is left behind if a step fails."""
-    d = ctx.daemon
+    node = ctx.node
     check_name("vm", id)
     memory, disk = _memory(memory), parse_size(disk, "disk")
     _limits(ctx).check(cores, memory, disk)
-    pstate, u = d.registry.user(user_ref(user, pool))
+    pstate, u = node.registry.user(user_ref(user, pool))
     pstate.group(check_group_path(group))
-    tpl = d.templates.get(template)
+    tpl = node.templates.get(template)
     version = tpl.version(version)
+    hostname = id if hostname is None else hostname
     vm = VM(id=id, pool=pstate.pool.name, user=u.name, template=tpl.name, version=version,
             cores=cores, memory=memory, disk=disk, group=group,
-            hostname=hostname if hostname is not None else id)
+            hostname=hostname)
     files = _files(pstate, vm)
-    backend = d.backend(pstate)
+    backend = backend_for(pstate.pool)
     async with hold_server(ctx, vm, "vm.new", new=True), Undo() as undo:
         if id in pstate.vms:
             raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
@@ -88,15 +90,15 @@ async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str,
         pstate.check_quota(vm)
         pstate.vms[id] = vm  # reserve the id while the image is made
         undo.push(pstate.vms.pop, id)
-        image = await d.templates.ensure_vm(tpl, version, ctx.progress)
+        image = await node.templates.ensure_vm(tpl, version, ctx.progress)
         ctx.progress({"step": "disk", "message": f"making a {disk >> 30} GiB disk from {tpl.name} {version}"})
         undo.push(backend.destroy, files.dir)
         await backend.create(files.dir)
         await files.install(image, disk,
-                            lambda rootfs: for_distribution(tpl.distribution)(rootfs).set_hostname(vm.hostname))
+                            lambda rootfs: for_distribution(tpl.distribution)(rootfs).set_hostname(hostname))
         undo.push(pstate.store.delete, "vm", id)
         pstate.save_vm(vm)
-    d.events.publish("add", object="vm", pool=vm.pool, id=id)
+    node.events.publish("add", object="vm", pool=vm.pool, id=id)
     return vm.public()
 
 
@@ -104,16 +106,16 @@ async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str,
 async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
              state: str | None = None) -> list:
     """VMs, optionally only of a pool, a user or in a state."""
-    return [v.public() for v in matching(ctx.daemon.registry.all_vms(), pool, user, state)]
+    return [v.public() for v in matching(ctx.node.registry.all_vms(), pool, user, state)]
 
 
 @command("vm.show")
 async def show(ctx: Context, id: str) -> dict:
     """One VM, with where its files are and what it runs with now."""
     pstate, vm = find(ctx, id)
-    paths = ctx.daemon.vms.paths(vm)
+    paths = ctx.node.vms.paths(vm)
     return {**vm.public(), "running_cores": vm.running_cores, "running_memory": vm.running_memory,
-            "accelerator": ctx.daemon.config.vm.accelerator,
+            "accelerator": ctx.node.config.vm.accelerator,
             "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log)}
 
 
@@ -142,7 +144,7 @@ async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict
     """Power down, then start again: pending cores and memory changes apply."""
     pstate, vm = find(ctx, id)
     async with hold_server(ctx, vm, "vm.restart"):
-        await ctx.daemon.vms.stop(vm, _timeout(ctx, timeout))
+        await ctx.node.vms.stop(vm, _timeout(ctx, timeout))
         await _power_on(ctx, pstate, vm)
     return vm.public()
 
@@ -165,12 +167,12 @@ async def console(ctx: Context, id: str) -> dict:
         raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}, not running")
     if len(ctx.fds) != 3:
         raise OsctlError(INVALID, "vm.console needs the caller's stdin, stdout and a lifeline pipe")
-    attached = ctx.daemon.vm_consoles
+    attached = ctx.node.vm_consoles
     if (vm.pool, vm.id) in attached:
         raise OsctlError(BUSY, f"someone is attached to the console of VM {vm.id}")
     attached.add((vm.pool, vm.id))
     try:
-        why = await relay(ctx.daemon.vms.paths(vm).console, *ctx.fds)
+        why = await relay(ctx.node.vms.paths(vm).console, *ctx.fds)
     finally:
         attached.discard((vm.pool, vm.id))
     return {"id": vm.id, "ended": why}
@@ -179,18 +181,18 @@ async def console(ctx: Context, id: str) -> dict:
 @command("vm.del", mutating=True, target=Target("vm", "id"))
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped VM (``force``: kill it first) and its disk."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, vm = find(ctx, id)
     async with hold_server(ctx, vm, "vm.del"):
         if vm.state != STOPPED:
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
-            await d.vms.stop(vm, 0, kill=True)
+            await node.vms.stop(vm, 0, kill=True)
         pstate.store.delete("vm", vm.id)
         del pstate.vms[vm.id]
-        d.vms.remove(vm)
-        await d.backend(pstate).destroy(_files(pstate, vm).dir)
-    d.events.publish("remove", object="vm", pool=vm.pool, id=vm.id)
+        node.vms.remove(vm)
+        await backend_for(pstate.pool).destroy(_files(pstate, vm).dir)
+    node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id)
     return {"id": vm.id, "pool": vm.pool}
 
 
@@ -202,7 +204,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
     at once (live on a running VM) and never shrinks; online starts or
     powers down (killed after ``timeout`` seconds); the group changes only
     while it is stopped (its QEMU runs in the group's cgroup)."""
-    d = ctx.daemon
+    node = ctx.node
     pstate, vm = find(ctx, id)
     if group is not None:
         group = pstate.group(check_group_path(group)).path
@@ -223,7 +225,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
                                    disk=vm.disk if disk is None else disk))
         if disk is not None and disk > vm.disk:
             if vm.running:
-                await d.vms.resize_disk(vm, disk)
+                await node.vms.resize_disk(vm, disk)
             else:
                 _files(pstate, vm).grow_offline(disk)
             vm.disk = disk

@@ -13,11 +13,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable
+from fractions import Fraction
+from typing import Callable, TypeVar
 
 from osctl.protocol import INVALID, OsctlError
 
 log = logging.getLogger(__name__)
+# A value checked comes back with its own type.
+Number = TypeVar("Number", int, float, Fraction)
 # The largest integer msgpack and a 64-bit kernel take as a signed value.
 INT64_MAX = (1 << 63) - 1
 
@@ -36,15 +39,15 @@ class Range:
     hi: int | float
     show: Callable[[int | float], str] = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
 
-    def __contains__(self, value: int | float) -> bool:
+    def __contains__(self, value: int | float | Fraction) -> bool:
         return not (isinstance(value, float) and math.isnan(value)) and self.lo <= value <= self.hi
 
-    def check(self, what: str, value: int | float, given: object = None) -> int | float:
+    def check(self, what: str, value: Number, given: object = None) -> Number:
         """``value``, or ``invalid`` naming ``what`` and the range (``given``:
         the operator's own spelling of it, shown instead)."""
         if value not in self:
-            said = shown(given) if given is not None else self.show(value) if math.isfinite(value) \
-                else str(value)
+            said = shown(given) if given is not None else self.show(value) \
+                if isinstance(value, (int, float)) and math.isfinite(value) else str(value)
             raise OsctlError(INVALID, f"{what} {said} is out of range: "
                                       f"{self.show(self.lo)} to {self.show(self.hi)}")
         return value

@@ -8,6 +8,7 @@ another tenant's files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 
@@ -112,7 +113,7 @@ class IdRange:
     def end(self) -> int:
         return self.base + self.block_count * self.block_size
 
-    def allocate(self, owner: str, taken: list[tuple[int, int]] = ()) -> int:
+    def allocate(self, owner: str, taken: Sequence[tuple[int, int]] = ()) -> int:
         """Lowest free block that overlaps none of ``taken`` (host [start, end) pairs)."""
         for index in range(self.block_count):
             if index in self.allocated:

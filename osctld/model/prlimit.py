@@ -62,7 +62,9 @@ def parse_value(v: str | int, name: str = "prlimit") -> int | str:
 
 
 def _above(value: int | str, ceiling: int | str) -> bool:
-    return ceiling != UNLIMITED and (value == UNLIMITED or value > ceiling)
+    if isinstance(ceiling, str):  # the only string is UNLIMITED
+        return False
+    return isinstance(value, str) or value > ceiling
 
 
 def check_pair(name: str, soft: str | int, hard: str | int | None,

@@ -244,8 +244,8 @@ def test_a_reply_that_cannot_be_encoded_still_ends_the_request(monkeypatch, capl
 async def _ask_huge(server) -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     theirs.setblocking(False)
-    daemon = types.SimpleNamespace(ops={}, events=None, history=lambda *a: None)
-    fake = types.SimpleNamespace(daemon=daemon, max_frame=1 << 20)
+    node = types.SimpleNamespace(ops={}, events=None, history=None)
+    fake = types.SimpleNamespace(node=node, max_frame=1 << 20)
     conn = server.Connection(fake, theirs)
     conn.uid = 0  # whoever runs the unit tests
     task = asyncio.create_task(conn.run())

@@ -4,6 +4,7 @@ out, with no socket and no root (the rules of osctld/dispatch.py)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 import os
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from osctld.state import PoolState, Registry
 
 
 class Node:
-    """What the dispatcher and the verbs below need of the daemon."""
+    """What the dispatcher and the verbs below need of the node."""
 
     def __init__(self, *pools: str):
         self.events = EventBus()
@@ -29,15 +30,13 @@ class Node:
         for name in pools:
             self.add_pool(name)
         self.lines: list[tuple[str | None, dict]] = []
+        self.history = SimpleNamespace(write=lambda pool, entry: self.lines.append((pool, entry)))
         self.go = asyncio.Event()
 
     def add_pool(self, name: str) -> PoolState:
         pstate = PoolState(Pool(name, "dir", Path("/nonexistent/pools") / name), IdRange())
         self.registry.pools[name] = pstate
         return pstate
-
-    def history(self, pool: str | None, entry: dict) -> None:
-        self.lines.append((pool, entry))
 
 
 class Peer:
@@ -67,7 +66,7 @@ def verbs():
     @command("dt.wait")
     async def wait(ctx, name: str) -> dict:
         """Waits until the test lets it go."""
-        await ctx.daemon.go.wait()
+        await ctx.node.go.wait()
         return {"name": name}
 
     @command("dt.fds")
@@ -83,22 +82,22 @@ def verbs():
     @command("dt.pool.add", mutating=True, target=Target("pool", "name"))
     async def pool_add(ctx, name: str, password: str = "") -> dict:
         """Makes a pool, as pool.install does."""
-        ctx.daemon.add_pool(name)
+        ctx.node.add_pool(name)
         return {}
 
     @command("dt.pool.drop", mutating=True, target=Target("pool", "name"))
     async def pool_drop(ctx, name: str, fail: bool = False) -> dict:
         """Drops a pool, as pool.export does (or fails to)."""
-        ctx.daemon.registry.pool(name)
+        ctx.node.registry.pool(name)
         if fail:
             raise protocol.OsctlError(protocol.CONFLICT, "it is busy")
-        del ctx.daemon.registry.pools[name]
+        del ctx.node.registry.pools[name]
         return {}
 
     @command("dt.ct.touch", mutating=True, target=Target("instance", "id"))
     async def ct_touch(ctx, id: str, vm: bool = False) -> dict:
         """Acts on a container or a VM, as the netif verbs do."""
-        await ctx.daemon.go.wait()
+        await ctx.node.go.wait()
         return {}
 
     names = ["dt.wait", "dt.fds", "dt.huge", "dt.pool.add", "dt.pool.drop", "dt.ct.touch"]

@@ -16,8 +16,8 @@ from osctld.ops import Ops
 from osctld.state import Registry
 
 
-class Daemon:
-    """What a connection needs of the daemon."""
+class Node:
+    """What a connection needs of the node."""
 
     def __init__(self):
         self.ops = Ops()
@@ -26,9 +26,7 @@ class Daemon:
         self.started: list[str] = []
         self.ended: list[str] = []
         self.go = asyncio.Event()
-
-    def history(self, pool, entry) -> None:
-        pass
+        self.history = SimpleNamespace(write=lambda pool, entry: None)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,11 +34,11 @@ def verbs():
     @command("test.wait")
     async def wait(ctx, name: str) -> dict:
         """Waits until the test lets it go."""
-        ctx.daemon.started.append(name)
+        ctx.node.started.append(name)
         try:
-            await ctx.daemon.go.wait()
+            await ctx.node.go.wait()
         finally:
-            ctx.daemon.ended.append(name)
+            ctx.node.ended.append(name)
         return {"name": name}
 
     @command("test.change", mutating=True, target=Target("pool", "name"))
@@ -54,11 +52,11 @@ def verbs():
         del REGISTRY["test.wait"], REGISTRY["test.change"]
 
 
-async def connect(daemon: Daemon):
+async def connect(node: Node):
     """A connection served as root, and the client's end of it."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    conn = server.Connection(SimpleNamespace(daemon=daemon, max_frame=65536), ours)
+    conn = server.Connection(SimpleNamespace(node=node, max_frame=65536), ours)
     conn.uid = 0
     task = asyncio.create_task(conn.run())
     theirs.setblocking(False)
@@ -87,7 +85,7 @@ def requests(cmd: str, count: int, first: int = 1) -> bytes:
 
 def test_a_client_that_pipelines_gets_no_more_than_the_bound_in_flight():
     async def main():
-        d = Daemon()
+        d = Node()
         conn, task, client = await connect(d)
         data = requests("test.wait", 20_000)  # more than the kernel's buffers hold
         taken = 0
@@ -119,7 +117,7 @@ def drain(sock: socket.socket) -> None:
 
 def test_a_client_that_never_reads_is_bounded_by_its_queued_replies():
     async def main():
-        d = Daemon()
+        d = Node()
         d.go.set()  # answered at once: only the replies pile up
         conn, task, client = await connect(d)
         data = requests("test.wait", 200_000)
@@ -136,7 +134,7 @@ def test_a_client_that_never_reads_is_bounded_by_its_queued_replies():
 
 def test_a_gone_client_has_its_backlog_dropped_and_its_caller_bound_work_cancelled():
     async def main():
-        d = Daemon()
+        d = Node()
         conn, task, client = await connect(d)
         client.send(protocol.encode(protocol.request(1, "test.change", {"name": "change"})))
         client.send(protocol.encode(protocol.request(2, "test.wait", {"name": "exec"})))

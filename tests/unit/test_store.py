@@ -1,15 +1,14 @@
-"""Config files: atomic replacement, schema versions, migrations, history lines."""
+"""Config files: atomic replacement, schema versions, migrations."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
 from osctl.protocol import INTERNAL, OsctlError
 from osctld import store
-from osctld.store import PoolStore, append_history, atomic_write, read_doc, write_doc
+from osctld.store import PoolStore, atomic_write, read_doc, write_doc
 
 
 def test_atomic_write_replaces_and_sets_mode(tmp_path):
@@ -117,12 +116,3 @@ def test_pool_store(tmp_path):
     s.delete("ct", "a")  # gone already: fine
     assert s.load_all("ct") == [{"id": "b"}]
 
-
-def test_history_lines_are_json_and_appended(tmp_path):
-    f = tmp_path / "log" / "history.jsonl"
-    append_history(f, {"cmd": "ct.new", "args": {"id": "c1"}})
-    append_history(f, {"cmd": "ct.del", "args": {"id": "c1"}})
-    lines = [json.loads(line) for line in f.read_text().splitlines()]
-    assert [e["cmd"] for e in lines] == ["ct.new", "ct.del"]
-    assert all(isinstance(e["time"], float) for e in lines)
-    assert f.stat().st_mode & 0o777 == 0o600

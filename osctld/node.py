@@ -1,0 +1,160 @@
+"""The node as commands see it: one typed object with what they use.
+
+``Daemon`` (daemon.py) builds a ``Node``, runs the servers around it and
+shuts down; commands receive it as ``ctx.node``. A node holds its parts
+(config, registry, locks, event bus, pools, the container and VM runtimes,
+network, templates, history, operations in flight) and the little that
+joins two of them: a state change becomes an event, a VM's taps live as
+long as its QEMU, a container's network follows its hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from osctl.protocol import INTERNAL, OsctlError
+
+from . import __version__
+from .config import Config
+from .distconfig import for_distribution
+from .events import EventBus
+from .history import History
+from .locks import Locks
+from .model.container import Container
+from .model.user import User
+from .model.vm import STOPPED, VM
+from .net.network import Network
+from .ops import Ops
+from .pools import PoolList
+from .runtime.cgroups import CgroupLayout
+from .runtime.ct import Containers
+from .runtime.qemu import Vms
+from .runtime.vmimage import VmFiles
+from .state import PoolState, Registry
+from .subid import SubIds
+from .sysctls import Sysctl
+from .template import Templates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, repr=False)
+class Node:
+    config: Config
+    registry: Registry
+    locks: Locks
+    events: EventBus
+    pools: PoolList
+    containers: Containers
+    vms: Vms
+    net: Network
+    templates: Templates
+    history: History
+    subids: SubIds
+    cgroup_layout: CgroupLayout
+    started: float = field(default_factory=time.time)
+    # Requests running, by "<connection>:<request id>" (what op.cancel names).
+    ops: Ops = field(default_factory=Ops)
+    # VMs whose serial console someone is attached to (QEMU takes one client).
+    vm_consoles: set[tuple[str, str]] = field(default_factory=set)
+    sysctls: list[Sysctl] = field(default_factory=list)  # the kernel limits raised at start
+    # The taps of running VMs, and those of stopped ones still being removed.
+    vm_taps: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    _vm_taps_going: dict[tuple[str, str], asyncio.Future] = field(default_factory=dict)
+    _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # --- what the runtimes report ----------------------------------------------
+
+    def on_ct_state(self, ct: Container) -> None:
+        log.info("container %s:%s is %s", ct.pool, ct.id, ct.state)
+        extra = {"last_stop": ct.last_stop} if ct.state == "stopped" else {}
+        self.events.publish("state", object="ct", pool=ct.pool, id=ct.id,
+                            state=ct.state, init_pid=ct.init_pid, **extra)
+
+    def on_vm_state(self, vm: VM) -> None:
+        log.info("VM %s:%s is %s", vm.pool, vm.id, vm.state)
+        self.events.publish("state", object="vm", pool=vm.pool, id=vm.id, state=vm.state, pid=vm.pid)
+        taps = self.vm_taps.pop((vm.pool, vm.id), None) if vm.state == STOPPED else None
+        if taps:
+            self._vm_taps_going[(vm.pool, vm.id)] = asyncio.ensure_future(self.net.vm_down(taps))
+
+    async def on_ct_hook(self, ct: Container, hook: str, pid: int | None) -> None:
+        """A container's host-side network follows its LXC hooks."""
+        if not ct.netifs:
+            return
+        if hook == "start-host":
+            if pid is None:
+                raise OsctlError(INTERNAL, f"start-host hook of {ct.id} without the init's PID")
+            await self.net.up(ct, pid)
+        elif hook == "post-stop":
+            await self.net.down(ct)
+        else:
+            return
+        state = "up" if hook == "start-host" else "down"
+        for n in ct.netifs:
+            self.events.publish(state, object="netif", pool=ct.pool, id=ct.id, netif=n.name)
+
+    # --- what commands and start-up share ----------------------------------------
+
+    async def write_netconfig(self, pstate: PoolState, ct: Container) -> None:
+        """The container's interfaces in its distribution's own format, so its
+        own init brings them up; at each start and after each change."""
+        dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
+        dist.set_network(await self.net.iface_configs(ct))
+
+    async def start_vm(self, pstate: PoolState, vm: VM) -> None:
+        """A VM's group cgroups and taps, then its QEMU; the taps go again when it stops."""
+        going = self._vm_taps_going.pop((vm.pool, vm.id), None)
+        if going is not None:  # the last run's, still being removed
+            await going
+        self.containers.apply_groups(pstate, vm.group)
+        taps = await self.net.vm_up(vm)
+        try:
+            await self.vms.start(vm, VmFiles(pstate.pool.vm_dir(vm.id)),
+                                 list(zip(taps, self.net.vm_inside(vm))))
+        except BaseException:
+            await self.net.vm_down(taps)
+            raise
+        self.vm_taps[(vm.pool, vm.id)] = taps
+
+    async def sync_subids(self, new: Iterable[User] = ()) -> None:
+        """Bring /etc/subuid and /etc/subgid in line with the users (``new``
+        ones are checked against every other line there). In a thread: the
+        files' locks may be held by useradd or an admin for a while, and no
+        other request may wait for that. One at a time, each to its end
+        (also when its caller is cancelled), so the last one wins."""
+        async with self._subid_turn:
+            work = asyncio.ensure_future(asyncio.to_thread(
+                self.subids.sync, self.registry.all_users(), list(new)))
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait([work])
+                raise
+
+    def status(self) -> dict:
+        rss = 0
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        cts = self.registry.all_cts()
+        vms = self.registry.all_vms()
+        return {
+            "version": __version__, "pid": os.getpid(), "uptime": time.time() - self.started,
+            "pools": len(self.registry.pools), "users": len(self.registry.all_users()),
+            "containers": len(cts), "running": sum(1 for c in cts if c.running),
+            "vms": len(vms), "vms_running": sum(1 for v in vms if v.running),
+            "rss": rss, "ops": self.ops.names(),
+            "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
+            "statfs_proxy": self.containers.statfs.public(),
+            "sysctls": {s.key: s.public() for s in self.sysctls},
+        }

@@ -1,0 +1,122 @@
+"""What the node does when the daemon starts: its pools activated, what
+runs already re-adopted, what should run started.
+
+Containers live under LXC's own monitors and VMs in QEMU processes of their
+own; both outlive the daemon. So before its first request the daemon asks
+LXC for each container's state and init PID, and reconnects to each VM's QMP
+socket. One broken container or VM is logged and left stopped, never keeping
+the daemon from starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
+
+from osctl.protocol import OsctlError
+
+from . import orphans, pools
+from .locks import ct_key, pool_key, vm_key
+from .model.container import Container
+from .model.vm import VM
+from .state import PoolState
+from .storage import backend_for
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger(__name__)
+Server = TypeVar("Server", Container, VM)
+
+
+async def load(node: Node) -> None:
+    """Pools, what a killed daemon left in them, their users' IDs in
+    /etc/subuid, and what runs of them."""
+    await pools.activate_all(node)
+    # Before any request: nothing is being created or deleted yet.
+    orphans.remove_temp_files(node.config.state_dir)
+    for pstate in node.registry.pools.values():
+        await orphans.clean_pool(pstate, backend_for(pstate.pool), node.containers)
+    try:
+        await node.sync_subids()
+    except OsctlError as e:  # serve anyway: the next user change syncs again
+        log.error("cannot bring /etc/subuid and /etc/subgid up to date: %s", e)
+    await readopt(node)
+
+
+async def readopt(node: Node) -> None:
+    """Learn each container's state from LXC and each VM's from its QEMU."""
+    containers = node.containers
+    cts = node.registry.all_cts()
+    for pstate in node.registry.pools.values():
+        for ct in pstate.cts.values():
+            try:
+                containers.write_config(pstate, ct)
+            except Exception as e:
+                log.error("container %s:%s: cannot write its LXC config: %s", ct.pool, ct.id, e)
+    states = await asyncio.gather(*(containers.lxc.aquery(c.pool, c.id) for c in cts),
+                                  return_exceptions=True)
+    for ct, result in zip(cts, states):
+        if isinstance(result, BaseException):
+            log.error("container %s:%s: cannot ask LXC its state: %s", ct.pool, ct.id, result)
+            continue
+        try:
+            containers.adopt(ct, *result)
+        except Exception as e:
+            log.error("container %s:%s: cannot adopt it: %s", ct.pool, ct.id, e)
+    for lxcpath in {str(containers.lxc.lxcpath(c.pool)) for c in cts}:
+        containers.exit_codes.watch(lxcpath)  # the exit codes of what runs now
+    running = sum(1 for c in cts if c.running)
+    log.info("re-adopted %d containers, %d running", len(cts), running)
+    vms = node.registry.all_vms()
+    await asyncio.gather(*(node.vms.adopt(v) for v in vms))
+    node.vm_taps.update({(v.pool, v.id): [node.net.veth(n) for n in v.netifs]
+                         for v in vms if v.running})
+    log.info("re-adopted %d VMs, %d running", len(vms), sum(1 for v in vms if v.running))
+    await node.net.reconcile()  # after both: it keeps the links of what runs
+
+
+async def recheck_running(node: Node) -> None:
+    """Once the hook socket listens: a container that stopped between
+    re-adoption and then told nobody, so ask again about those held as running."""
+    await asyncio.gather(*(node.containers.refresh(c) for c in node.registry.all_cts() if c.running))
+
+
+async def autostart(node: Node) -> None:
+    """Start the containers marked autostart, by priority, a few at a time."""
+    todo = sorted((c for c in node.registry.all_cts() if c.autostart and not c.running),
+                  key=lambda c: (c.autostart_priority, c.pool, c.id))
+    if not todo:
+        return
+    parallel = node.config.autostart_parallelism
+    sem = asyncio.Semaphore(parallel)
+
+    async def one(ct: Container) -> None:
+        async with sem:
+            await _start(node, "ct", ct, "autostart", "autostart of", node.containers.start)
+
+    log.info("autostarting %d containers, %d at a time", len(todo), parallel)
+    await asyncio.gather(*(one(c) for c in todo))
+
+
+async def start_online_vms(node: Node) -> None:
+    """Start the VMs marked online that do not run (after a node reboot)."""
+    await asyncio.gather(*(_start(node, "vm", vm, "online", "start of online VM", node.start_vm)
+                           for vm in node.registry.all_vms() if vm.online and not vm.running))
+
+
+async def _start(node: Node, kind: str, server: Server, what: str, failed: str,
+                 start: Callable[[PoolState, Server], Awaitable[None]]) -> None:
+    """Start a container or VM under its lock and its pool's (shared), unless
+    it runs already or its pool has gone; a failure is logged."""
+    pstate = node.registry.pools.get(server.pool)
+    if pstate is None or server.running:
+        return
+    try:
+        key = vm_key if kind == "vm" else ct_key
+        async with node.locks.hold(pool_key(server.pool), what, shared=True), \
+                node.locks.hold(key(server.pool, server.id), what):
+            await start(pstate, server)
+    except Exception as e:
+        log.error("%s %s:%s failed: %s", failed, server.pool, server.id, e)
