@@ -18,6 +18,7 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import os
 from typing import Iterator
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -132,6 +133,10 @@ class Network:
         try:
             return await asyncio.to_thread(netlink.in_netns, pid, fn)
         except (NetlinkError, OSError) as e:
+            if not os.path.exists(f"/proc/{pid}"):
+                # It stopped by itself under us: its namespace is gone with its init.
+                raise OsctlError(CONFLICT, f"the container's init ({pid}) is gone: "
+                                           "it is not running") from None
             raise _error("inside the container", e) from None
 
     async def _create(self, netif: NetIf, pid: int) -> None:
