@@ -18,9 +18,9 @@ from typing import Callable
 from osctl.protocol import BUSY, OsctlError
 
 from ..model.container import FROZEN, RUNNING, STARTING, STOPPED, STOPPING, Container
-from ..model.lifecycle import Event, State, check
 from ..model.device import DeviceGrant
 from ..model.group import ancestors
+from ..model.lifecycle import Event, State, check
 from ..model.limits import Limits
 from ..store import atomic_write
 from ..template import Templates

@@ -2,6 +2,7 @@
 every event it refuses (a conflict naming the instance, its state and the
 event), and the runtimes publishing a state change once."""
 
+import asyncio
 import json
 
 import pytest
@@ -117,3 +118,18 @@ def test_vm_runtime_failed_start_returns_to_stopped(tmp_path):
     assert vm.state == S.STOPPED and len(seen) == 2
     with pytest.raises(OsctlError, match="VM v1 is stopped: cannot stop"):
         vms.apply(vm, E.STOP)
+
+
+@pytest.mark.parametrize("state", [S.STAGED, S.SOFT_DELETED, S.MIGRATING, S.RUNNING])
+def test_container_start_is_refused_before_it_prepares(state):
+    seen, prepared = [], []
+    cts = _containers(seen)
+
+    async def prepare(pstate, ct):
+        prepared.append(ct)
+    cts.before_start.append(prepare)
+    ct = Container(id="c1", pool="p", user="u", distribution="busybox", version="1")
+    ct.state = state
+    with pytest.raises(OsctlError, match=f"container c1 is {state}: cannot start"):
+        asyncio.run(cts.start(None, ct))
+    assert prepared == [] and seen == [] and ct.state == state
