@@ -201,9 +201,7 @@ async def start(ctx: Context, id: str) -> dict:
     """Start a container."""
     pstate, ct = find(ctx, id)
     async with hold_server(ctx, ct, "ct.start"):
-        if ct.running:
-            raise OsctlError(CONFLICT, f"container {ct.id} is already running")
-        await ctx.node.containers.start(pstate, ct)
+        await ctx.node.containers.start(pstate, ct)  # the lifecycle table refuses it unless stopped
     return ct.public()
 
 

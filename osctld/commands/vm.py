@@ -9,6 +9,7 @@ from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..distconfig import for_distribution
 from ..model.group import DEFAULT_GROUP, check_group_path
+from ..model.lifecycle import Event, check
 from ..model.naming import check_name
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
@@ -124,8 +125,7 @@ async def start(ctx: Context, id: str) -> dict:
     """Start a VM (and mark it online)."""
     pstate, vm = find(ctx, id)
     async with hold_server(ctx, vm, "vm.start"):
-        if vm.running:
-            raise OsctlError(CONFLICT, f"VM {vm.id} is already running")
+        check(f"VM {vm.id}", vm.state, Event.START)  # before it is marked online
         await _power_on(ctx, pstate, vm)
     return vm.public()
 

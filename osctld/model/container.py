@@ -12,13 +12,13 @@ from .device import DeviceGrant
 from .group import DEFAULT_GROUP, check_group_path
 from .limits import Limits
 from .naming import check_hostname, check_name
+from .lifecycle import State
 from .netif import NetIf
 from .prlimit import loaded as loaded_prlimits
 from .units import SIZE_RANGE
 
-# Container states, as LXC names them, lower case. "starting" and "stopping"
-# are the daemon's own while a command is at work.
-STOPPED, STARTING, RUNNING, STOPPING, FROZEN = "stopped", "starting", "running", "stopping", "frozen"
+STOPPED, STARTING, RUNNING, STOPPING, FROZEN = (
+    State.STOPPED, State.STARTING, State.RUNNING, State.STOPPING, State.FROZEN)
 
 
 def check_resolvers(values: list[str]) -> list[str]:
@@ -53,7 +53,7 @@ class Container:
     disk: int | None = None  # bytes: the rootfs quota, where the backend has quotas
     netifs: list[NetIf] = field(default_factory=list)
     # Runtime, never persisted: the daemon learns it from LXC.
-    state: str = field(default=STOPPED, compare=False)
+    state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
     # Why it stopped last (osctld.runtime.ct.record_stop); kept in the run directory.
     last_stop: dict | None = field(default=None, compare=False)

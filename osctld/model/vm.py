@@ -14,10 +14,11 @@ from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 from .group import DEFAULT_GROUP, check_group_path
 from .naming import check_hostname, check_name
+from .lifecycle import State
 from .netif import NetIf
 from .units import SIZE_RANGE
 
-STOPPED, STARTING, RUNNING, STOPPING = "stopped", "starting", "running", "stopping"
+STOPPED, STARTING, RUNNING, STOPPING = State.STOPPED, State.STARTING, State.RUNNING, State.STOPPING
 
 
 def _mib(n: int) -> str:
@@ -64,7 +65,7 @@ class VM:
     # Routed interfaces: a tap each on the node, virtio-net inside.
     netifs: list[NetIf] = field(default_factory=list)
     # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
-    state: str = field(default=STOPPED, compare=False)
+    state: State = field(default=STOPPED, compare=False)
     pid: int | None = field(default=None, compare=False)
     running_cores: int | None = field(default=None, compare=False)
     running_memory: int | None = field(default=None, compare=False)

@@ -2,7 +2,8 @@
 
 The daemon learns state changes from LXC's hooks; ``refresh`` asks LXC
 directly, which the daemon does once per container at start-up (re-adoption)
-and after a start or stop command returns.
+and after a start or stop command returns. Every change goes through the
+lifecycle table (``model/lifecycle.py``), but for what LXC says, taken as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from osctl.protocol import BUSY, OsctlError
 from ..model.container import FROZEN, RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
 from ..model.group import ancestors
+from ..model.lifecycle import Event, State, check
 from ..model.limits import Limits
 from ..store import atomic_write
 from ..template import Templates
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 # Why a container stopped, by the state it was in when its post-stop hook came.
 STOP_REASONS = {STOPPING: "stopped by osctld", STARTING: "failed to start"}
 LAST_STOP = "last-stop.json"
+# LXC's passing states that the daemon has none of, as the one they pass in.
+LXC_PASSING = {"aborting": STOPPING, "freezing": RUNNING, "thawed": RUNNING}
 
 
 class Containers:
@@ -65,7 +69,13 @@ class Containers:
         # rather than only "the hook exited 1".
         self.hook_errors: dict[tuple[str, str], str] = {}
 
-    def set_state(self, ct: Container, state: str, pid: int | None = None) -> None:
+    def apply(self, ct: Container, event: Event, pid: int | None = None) -> None:
+        """Move ``ct`` by the lifecycle table (a conflict where it may not)."""
+        self.observed(ct, check(f"container {ct.id}", ct.state, event), pid)
+
+    def observed(self, ct: Container, state: State, pid: int | None = None) -> None:
+        """Take ``state`` as it is, from any state: what LXC says, or the
+        table's answer. Publishes the state event once, where it changed."""
         pid = pid if state == RUNNING else None
         if (ct.state, ct.init_pid) != (state, pid):
             ct.state, ct.init_pid = state, pid
@@ -129,14 +139,15 @@ class Containers:
         return any(here in p and mine in p for p in
                    (line.split(":", 2)[-1] + "/" for line in cgroup.splitlines()))
 
-    def checked(self, ct: Container, state: str, pid: int | None) -> tuple[str, int | None]:
+    def checked(self, ct: Container, lxc_state: str, pid: int | None) -> tuple[State, int | None]:
         """LXC's (state, init PID), with an init that is gone taken as stopped."""
+        state = LXC_PASSING.get(lxc_state) or State(lxc_state)
         if state in (RUNNING, FROZEN) and (pid is None or not self.init_alive(ct, pid)):
             return STOPPED, None
         return state, pid
 
     async def refresh(self, ct: Container) -> None:
-        self.set_state(ct, *self.checked(ct, *await self.lxc.aquery(ct.pool, ct.id)))
+        self.observed(ct, *self.checked(ct, *await self.lxc.aquery(ct.pool, ct.id)))
 
     async def settle(self, ct: Container, timeout: float = 10) -> None:
         """Wait for LXC to be done with a run whose init has exited (we hold it
@@ -218,6 +229,7 @@ class Containers:
         return self.cgroups.read(self.cgroups.ct(ct.pool, ct.group, ct.id))
 
     async def start(self, pstate, ct: Container) -> None:
+        check(f"container {ct.id}", ct.state, Event.START)  # before it prepares anything
         for prepare in self.before_start:
             await prepare(pstate, ct)
         self.apply_groups(pstate, ct.group)
@@ -232,7 +244,7 @@ class Containers:
         await self.settle(ct)
         self.remove_monitor_cgroup(ct)  # a failed start before may have left it
         self.exit_codes.watch(str(self.lxc.lxcpath(ct.pool)))
-        self.set_state(ct, STARTING)
+        self.apply(ct, Event.START)
         key = (ct.pool, ct.id)
         self.hook_errors.pop(key, None)
         self.log_offsets[key] = offset = self.lxc.log_size(ct.pool, ct.id)
@@ -252,7 +264,7 @@ class Containers:
             await self.refresh(ct)
             if ct.state == STOPPED:
                 return
-        self.set_state(ct, STOPPING)
+        self.apply(ct, Event.STOP)
         try:
             await self.lxc.stop(ct.pool, ct.id, timeout, kill)
         finally:
@@ -283,11 +295,11 @@ class Containers:
                 self.hook_errors[(ct.pool, ct.id)] = str(e)
                 raise
             self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
-            self.set_state(ct, RUNNING, pid)
+            self.apply(ct, Event.STARTED, pid)
         elif hook == "post-stop":
             if target != "reboot":
                 self.record_stop(ct)
             # A reboot from inside: LXC starts it again right away.
-            self.set_state(ct, STARTING if target == "reboot" else STOPPED)
+            self.apply(ct, Event.REBOOT if target == "reboot" else Event.STOPPED)
             for handler in self.hook_handlers:
                 await handler(ct, hook, pid)

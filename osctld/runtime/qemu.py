@@ -29,7 +29,8 @@ from osctl.protocol import INTERNAL, OsctlError
 
 from ..config import VmPolicy
 from ..distconfig.netconfig import IfaceConfig
-from ..model.vm import RUNNING, STARTING, STOPPED, STOPPING, VM
+from ..model.lifecycle import Event, State, check
+from ..model.vm import RUNNING, STOPPED, VM
 from .qmp import Qmp, QmpError
 from .resources import CgroupTree
 from .vmimage import VmFiles
@@ -126,7 +127,13 @@ class Vms:
     def cgroup(self, vm: VM) -> str:
         return self.cgroups.vm(vm.pool, vm.group, vm.id)
 
-    def set_state(self, vm: VM, state: str, pid: int | None = None) -> None:
+    def apply(self, vm: VM, event: Event, pid: int | None = None) -> None:
+        """Move ``vm`` by the lifecycle table (a conflict where it may not)."""
+        self.observed(vm, check(f"VM {vm.id}", vm.state, event), pid)
+
+    def observed(self, vm: VM, state: State, pid: int | None = None) -> None:
+        """Take ``state`` as it is, from any state: what re-adoption found, or
+        the table's answer. Publishes the state event once, where it changed."""
         if state != RUNNING:
             pid = None
             vm.running_cores = vm.running_memory = None
@@ -149,16 +156,18 @@ class Vms:
         if pid is None:
             self._forget(vm)
             self.cgroups.remove(self.cgroup(vm))  # it stopped while the daemon was away
-            self.set_state(vm, STOPPED)
+            self.observed(vm, STOPPED)
             return
         try:
-            await self._monitor(vm, pid)
+            await self._monitor(vm, pid, self.observed, RUNNING)
         except QmpError as e:
             log.error("VM %s:%s runs as PID %d but its QMP socket does not answer: %s",
                       vm.pool, vm.id, pid, e)
-            self.set_state(vm, STOPPED)
+            self.observed(vm, STOPPED)
 
-    async def _monitor(self, vm: VM, pid: int) -> None:
+    async def _monitor(self, vm: VM, pid: int, mark: Callable, how: State | Event) -> None:
+        """Connect to its QMP socket and learn its size; ``mark(vm, how, pid)``
+        records it running (``observed`` at re-adoption, ``apply`` at start)."""
         key = (vm.pool, vm.id)
         old = self.monitors.pop(key, None)
         if old:
@@ -172,7 +181,7 @@ class Vms:
         self.monitors[key] = qmp
         cpus = await qmp.execute("query-cpus-fast")
         mem = await qmp.execute("query-memory-size-summary")
-        self.set_state(vm, RUNNING, pid)
+        mark(vm, how, pid)
         vm.running_cores, vm.running_memory = len(cpus), mem["base-memory"]
 
     def _gone(self, vm: VM, qmp: Qmp) -> None:
@@ -181,7 +190,7 @@ class Vms:
         if self.monitors.get(key) is qmp:
             del self.monitors[key]
             self._forget(vm)
-            self.set_state(vm, STOPPED)
+            self.apply(vm, Event.STOPPED)
             self._leaving[key] = asyncio.ensure_future(self._leave_cgroup(self.cgroup(vm)))
 
     async def _leave_cgroup(self, cgroup: str) -> None:
@@ -215,7 +224,7 @@ class Vms:
         paths = self.paths(vm)
         paths.dir.mkdir(parents=True, exist_ok=True)
         self._forget(vm)
-        self.set_state(vm, STARTING)
+        self.apply(vm, Event.START)
         vm.net_pending = False
         cgroup = self.cgroup(vm)
         argv = self.cgroups.run_in(cgroup, qemu_argv(self.policy, vm, files, paths, nics))
@@ -231,11 +240,11 @@ class Vms:
             pid = self._read_pid(vm)
             if pid is None:
                 raise OsctlError(INTERNAL, f"QEMU of VM {vm.id} exited at once")
-            await self._monitor(vm, pid)
+            await self._monitor(vm, pid, self.apply, Event.STARTED)
         except BaseException:
             await self._kill_pid(vm)
             self._forget(vm)
-            self.set_state(vm, STOPPED)
+            self.apply(vm, Event.FAIL)
             await self._leave_cgroup(cgroup)
             raise
 
@@ -252,7 +261,7 @@ class Vms:
             qmp = self.monitors.get((vm.pool, vm.id))
             if qmp is None:
                 return
-        self.set_state(vm, STOPPING, vm.pid)
+        self.apply(vm, Event.STOP, vm.pid)
         if not kill and timeout > 0:
             try:
                 await qmp.execute("system_powerdown")

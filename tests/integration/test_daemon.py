@@ -74,7 +74,7 @@ def test_history_records_state_changing_commands(node):
     assert [(r["cmd"], r["result"]) for r in rows] == [
         ("user.new", "ok"), ("ct.new", "ok"), ("ct.start", "ok"), ("ct.start", "error"), ("ct.stop", "ok")]
     assert rows[1]["args"]["id"] == "h1" and rows[1]["uid"] == 0 and rows[1]["pool"] == "default"
-    assert "already running" in rows[3]["error"]
+    assert "is running: cannot start" in rows[3]["error"]
     assert [r["cmd"] for r in node.osctl_json("history", "-n", "2")] == ["ct.start", "ct.stop"]
     table = node.osctl("history").stdout.splitlines()
     assert table[0].split()[:3] == ["TIME", "POOL", "CMD"] and len(table) == 6
