@@ -211,7 +211,7 @@ def devices():
 @pass_settings
 def devices_ls(s, id):
     """List the devices container ID may use, and why."""
-    show(s, call(s, "ct.devices.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
+    show(s, call(s, "ct.device.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
 
 
 @devices.command("add")
@@ -226,7 +226,7 @@ def devices_ls(s, id):
 def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
     """Grant device TYPE MAJOR:MINOR with MODE (of r, w, m; '*' for any major
     or minor) to container ID; with PATH (under /dev) its node appears there."""
-    show(s, call(s, "ct.devices.add", {"id": id, "type": type, "major": major, "minor": minor,
+    show(s, call(s, "ct.device.add", {"id": id, "type": type, "major": major, "minor": minor,
                                        "mode": mode, "path": path, "restart": not no_restart,
                                        "timeout": timeout}))
 
@@ -240,7 +240,7 @@ def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
 @pass_settings
 def devices_del(s, id, type, major, minor, no_restart, timeout):
     """Take back container ID's own grant of device TYPE MAJOR:MINOR."""
-    show(s, call(s, "ct.devices.del", {"id": id, "type": type, "major": major, "minor": minor,
+    show(s, call(s, "ct.device.del", {"id": id, "type": type, "major": major, "minor": minor,
                                        "restart": not no_restart, "timeout": timeout}))
 
 
