@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from .common import call, lifecycle_command, listing_commands, limit_args, pass_settings, show
+from .common import (call, lifecycle_command, limit_args, listing_commands, pass_settings, show,
+                     wire_name)
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
 
@@ -249,7 +250,7 @@ def _set_limit(name: str, doc: str):
     @click.argument("value")
     @pass_settings
     def cmd(s, id, value):
-        args = {"disk": value} if name == "disk" else {"limits": {name: value}}
+        args = {"disk": value} if name == "disk" else {"limits": {wire_name(name): value}}
         show(s, call(s, "ct.set", {"id": id, **args}))
 
     cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
@@ -270,7 +271,7 @@ _set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never belo
 @pass_settings
 def unset(s, id, names):
     """Lift limits of container ID (live where it runs)."""
-    limits = {n: "none" for n in names if n != "disk"}
+    limits = {wire_name(n): "none" for n in names if n != "disk"}
     show(s, call(s, "ct.set", {"id": id, "limits": limits or None,
                                "disk": "none" if "disk" in names else None}))
 
