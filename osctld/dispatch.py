@@ -13,7 +13,8 @@ without a socket or root (``tests/unit/test_dispatch.py``):
   cannot reach the next one;
 - each request runs as its own task, named ``<conn>:<id>`` in the node's
   ``Ops`` (``osctld/ops.py``) while its command runs;
-- the verb is looked up and its arguments checked against its signature;
+- the verb is looked up (an old name resolved to the verb it stands for,
+  ``commands.ALIASES``) and its arguments checked against its signature;
 - a state-changing verb is announced as command events (run, then done or
   failed) and written to the history of the pool its declared target is in.
 """
@@ -27,13 +28,13 @@ import types
 import typing
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
 
 from osctl import protocol
 from osctl.protocol import CANCELLED, INTERNAL, INVALID, OsctlError
 
-from .commands import REGISTRY, Between, CommandSpec, Context
+from .commands import REGISTRY, Between, CommandSpec, Context, resolve
 
 if TYPE_CHECKING:
     from .node import Node
@@ -160,7 +161,7 @@ class Dispatcher:
         """Take one decoded message: its request's task, or None if it was
         refused (and answered so)."""
         try:
-            req = protocol.parse_request(msg)
+            req = _resolved(protocol.parse_request(msg))
             if req.id in self.tasks:
                 raise OsctlError(INVALID, f"request id {req.id} is already in flight")
             if len(self.fds) < req.fds:
@@ -210,7 +211,7 @@ class Dispatcher:
             with self.node.ops.running(op, asyncio.current_task()):
                 if spec.mutating:
                     self.node.events.publish("command", phase="run", cmd=req.cmd, op=op)
-                result = await spec.func(ctx, **args)
+                result = await spec.run(ctx, args)
         except OsctlError as e:
             reply, error = protocol.error(req.id, e), e.message
         except asyncio.CancelledError:
@@ -253,6 +254,13 @@ class Dispatcher:
         if error:
             entry["error"] = error
         self.node.history.write(pool, entry)
+
+
+def _resolved(req: protocol.Request) -> protocol.Request:
+    """The request as its verb's new name: an old name (an alias) runs, and
+    is announced and written to history, as the verb it stands for."""
+    spec, args = resolve(req.cmd, req.args)
+    return replace(req, cmd=spec.name, args=args) if spec else req
 
 
 def _internal(cmd: str) -> OsctlError:

@@ -120,6 +120,13 @@ def listing_commands(group: click.Group, obj: str, noun: str, columns: Sequence[
 
 
 def limit_args(**values) -> dict | None:
-    """Limit options given on the command line, in their wire names (cpu-limit)."""
-    out = {k.replace("_", "-"): v for k, v in values.items() if v is not None}
+    """Limit options given on the command line (``--cpu-limit`` arrives as
+    ``cpu_limit``: the wire's name too)."""
+    out = {k: v for k, v in values.items() if v is not None}
     return out or None
+
+
+def wire_name(typed: str) -> str:
+    """The wire's name of a limit or quota as operators type it: cpu-limit
+    is ``cpu_limit``, ipv6-64 is ``ipv6_64``."""
+    return typed.replace("-", "_")

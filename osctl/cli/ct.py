@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from .common import call, lifecycle_command, listing_commands, limit_args, pass_settings, show
+from .common import (call, lifecycle_command, limit_args, listing_commands, pass_settings, show,
+                     wire_name)
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
 
@@ -211,7 +212,7 @@ def devices():
 @pass_settings
 def devices_ls(s, id):
     """List the devices container ID may use, and why."""
-    show(s, call(s, "ct.devices.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
+    show(s, call(s, "ct.device.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
 
 
 @devices.command("add")
@@ -226,7 +227,7 @@ def devices_ls(s, id):
 def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
     """Grant device TYPE MAJOR:MINOR with MODE (of r, w, m; '*' for any major
     or minor) to container ID; with PATH (under /dev) its node appears there."""
-    show(s, call(s, "ct.devices.add", {"id": id, "type": type, "major": major, "minor": minor,
+    show(s, call(s, "ct.device.add", {"id": id, "type": type, "major": major, "minor": minor,
                                        "mode": mode, "path": path, "restart": not no_restart,
                                        "timeout": timeout}))
 
@@ -240,7 +241,7 @@ def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
 @pass_settings
 def devices_del(s, id, type, major, minor, no_restart, timeout):
     """Take back container ID's own grant of device TYPE MAJOR:MINOR."""
-    show(s, call(s, "ct.devices.del", {"id": id, "type": type, "major": major, "minor": minor,
+    show(s, call(s, "ct.device.del", {"id": id, "type": type, "major": major, "minor": minor,
                                        "restart": not no_restart, "timeout": timeout}))
 
 
@@ -249,7 +250,7 @@ def _set_limit(name: str, doc: str):
     @click.argument("value")
     @pass_settings
     def cmd(s, id, value):
-        args = {"disk": value} if name == "disk" else {"limits": {name: value}}
+        args = {"disk": value} if name == "disk" else {"limits": {wire_name(name): value}}
         show(s, call(s, "ct.set", {"id": id, **args}))
 
     cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
@@ -270,7 +271,7 @@ _set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never belo
 @pass_settings
 def unset(s, id, names):
     """Lift limits of container ID (live where it runs)."""
-    limits = {n: "none" for n in names if n != "disk"}
+    limits = {wire_name(n): "none" for n in names if n != "disk"}
     show(s, call(s, "ct.set", {"id": id, "limits": limits or None,
                                "disk": "none" if "disk" in names else None}))
 

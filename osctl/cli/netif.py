@@ -1,7 +1,8 @@
 """osctl ct netif and osctl vm netif: network interfaces, addresses and routes.
 
 One set of commands serves both: under ``osctl vm`` the group marks the
-context, and every request then names a VM (``vm: true``)."""
+context, and every request then goes to the ``vm.netif.*`` verb instead of
+``ct.netif.*``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ RATE_HELP = "bits per second: 100M, 1G; 0 removes the limit"
 VM_SCOPE = "osctl.netif.vm"
 
 
-def _call(s, cmd: str, args: dict):
-    """The request for a container's netif, or for a VM's under ``osctl vm netif``."""
-    if click.get_current_context().meta.get(VM_SCOPE):
-        args = {**args, "vm": True}
-    return call(s, cmd, args)
+def _call(s, verb: str, args: dict):
+    """The request ``netif.<verb>`` for a container's netif, or for a VM's
+    under ``osctl vm netif``."""
+    kind = "vm" if click.get_current_context().meta.get(VM_SCOPE) else "ct"
+    return call(s, f"{kind}.netif.{verb}", args)
 
 
 @click.group("netif")
@@ -44,7 +45,7 @@ def netif():
 @pass_settings
 def new(s, id, name, type_, link, hwaddr, gateway4, gateway6, dhcp, max_tx, max_rx):
     """Add interface NAME (eth0, ...) to container ID; hot-plugged if it runs."""
-    show(s, _call(s, "netif.new", {"id": id, "name": name, "type": type_, "link": link,
+    show(s, _call(s, "new", {"id": id, "name": name, "type": type_, "link": link,
                                   "hwaddr": hwaddr, "gateway4": gateway4, "gateway6": gateway6,
                                   "dhcp": dhcp, "max_tx": max_tx, "max_rx": max_rx}))
 
@@ -55,7 +56,7 @@ def new(s, id, name, type_, link, hwaddr, gateway4, gateway6, dhcp, max_tx, max_
 @pass_settings
 def delete(s, id, name):
     """Remove interface NAME of container ID; unplugged if it runs."""
-    show(s, _call(s, "netif.del", {"id": id, "name": name}))
+    show(s, _call(s, "del", {"id": id, "name": name}))
 
 
 @netif.command("ls")
@@ -63,7 +64,7 @@ def delete(s, id, name):
 @pass_settings
 def ls(s, id):
     """Interfaces of container ID, with traffic counters (as the container sees them)."""
-    show(s, _call(s, "netif.ls", {"id": id}), LS_COLUMNS)
+    show(s, _call(s, "ls", {"id": id}), LS_COLUMNS)
 
 
 @netif.command("rename")
@@ -73,7 +74,7 @@ def ls(s, id):
 @pass_settings
 def rename(s, id, name, new_name):
     """Rename interface NAME of container ID to NEW_NAME."""
-    show(s, _call(s, "netif.rename", {"id": id, "name": name, "new_name": new_name}))
+    show(s, _call(s, "rename", {"id": id, "name": name, "new_name": new_name}))
 
 
 @netif.command("set")
@@ -87,7 +88,7 @@ def rename(s, id, name, new_name):
 @pass_settings
 def set_(s, id, name, max_tx, max_rx, gateway4, gateway6, dhcp):
     """Change shaping, gateways or DHCP of interface NAME; live if it runs."""
-    show(s, _call(s, "netif.set", {"id": id, "name": name, "max_tx": max_tx, "max_rx": max_rx,
+    show(s, _call(s, "set", {"id": id, "name": name, "max_tx": max_tx, "max_rx": max_rx,
                                   "gateway4": gateway4, "gateway6": gateway6, "dhcp": dhcp}))
 
 
@@ -109,7 +110,7 @@ def _change(group, verb: str, arg: str, metavar: str, doc: str, *options):
     @click.argument(arg, metavar=metavar)
     @pass_settings
     def cmd(s, id, name, **kw):
-        show(s, _call(s, f"netif.{group.name}_{verb}", {"id": id, "name": name, **kw}))
+        show(s, _call(s, f"{group.name}.{verb}", {"id": id, "name": name, **kw}))
 
     cmd.__doc__ = doc
     for option in options:
@@ -124,7 +125,7 @@ def _list(group, columns: list[str], doc: str):
     @click.argument("name", required=False)
     @pass_settings
     def cmd(s, id, name):
-        show(s, _call(s, f"netif.{group.name}_ls", {"id": id, "name": name}), columns)
+        show(s, _call(s, f"{group.name}.ls", {"id": id, "name": name}), columns)
 
     cmd.__doc__ = doc
     group.command("ls")(cmd)

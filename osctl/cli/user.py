@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import call, pass_settings, show
+from .common import call, pass_settings, show, wire_name
 
 LS_COLUMNS = ["pool", "name", "uid_map", "gid_map", "containers"]
 
@@ -48,7 +48,7 @@ def set_quota(s, name, values, preset):
     bad = [v for v in values if "=" not in v]
     if bad or not (values or preset):
         raise click.UsageError("give --preset and/or KEY=VALUE pairs, e.g. memory=4G cpus=8")
-    quota = dict(v.split("=", 1) for v in values)
+    quota = {wire_name(k): v for k, v in (v.split("=", 1) for v in values)}
     show(s, call(s, "user.set", {"name": name, "quota": quota or None, "quota_preset": preset}))
 
 

@@ -16,6 +16,12 @@ cannot carry it to the kernel.
 A state-changing verb declares the object it acts on (``target``): the
 dispatcher writes its history line to that object's pool, so a command
 body says nothing about its own bookkeeping.
+
+Verbs are named ``<object>[.<sub>...].<verb>`` with dots (``ct.netif.ip.add``).
+A verb on containers and VMs alike is two names for one handler
+(``instance_command``), its ``vm`` parameter bound by the name. Old names
+are kept for one release as ``ALIASES`` (docs/design-notes.md has the table):
+the dispatcher resolves them (``resolve``) and ``daemon.commands`` lists them.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Literal
 
-from osctl.protocol import NOT_FOUND, OsctlError
+from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 from ..locks import ct_key, pool_key, vm_key
 
@@ -60,20 +66,18 @@ class Target:
     """The object a state-changing verb acts on, as its arguments name it.
 
     ``kind`` says what argument ``arg`` holds: a pool's name (None: the
-    default pool), the path a pool is at, a user, a container, a VM, or an
-    ``instance``: a VM if the verb's ``vm`` argument is true, else a
-    container. ``pool_arg`` names the argument that qualifies a bare user.
+    default pool), the path a pool is at, a user, a container or a VM.
+    ``pool_arg`` names the argument that qualifies a bare user.
     """
 
-    kind: Literal["pool", "pool_path", "user", "ct", "vm", "instance"]
+    kind: Literal["pool", "pool_path", "user", "ct", "vm"]
     arg: str
     pool_arg: str | None = None
 
     @property
     def reads(self) -> set[str]:
         """The arguments it is found by."""
-        return {self.arg} | ({self.pool_arg} if self.pool_arg else set()) | (
-            {"vm"} if self.kind == "instance" else set())
+        return {self.arg} | ({self.pool_arg} if self.pool_arg else set())
 
     def pool(self, registry: Registry, args: dict) -> str:
         """The name of the pool the object is in: OsctlError if it is not
@@ -91,8 +95,7 @@ class Target:
         if self.kind == "user":
             pool = args.get(self.pool_arg) if self.pool_arg else None
             return registry.user(user_ref(value, pool))[0].pool.name
-        kind = ("vm" if args.get("vm") else "ct") if self.kind == "instance" else self.kind
-        return getattr(registry, kind)(value)[0].pool.name
+        return getattr(registry, self.kind)(value)[0].pool.name
 
 
 @dataclass
@@ -104,24 +107,71 @@ class CommandSpec:
     mutating: bool
     summary: str
     target: Target | None = None
+    bound: dict[str, Any] = field(default_factory=dict)  # given by the name, not the caller
+
+    async def run(self, ctx: Context, args: dict) -> Any:
+        return await self.func(ctx, **self.bound, **args)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An old wire name, kept for one release: it runs ``verb``. An old name
+    that took a ``vm`` flag runs ``vm_verb`` when the flag is true; the flag
+    itself is dropped (the new names bind it)."""
+
+    verb: str
+    vm_verb: str | None = None
+
+    def resolve(self, args: dict) -> tuple[str, dict]:
+        if self.vm_verb is None:
+            return self.verb, args
+        rest = dict(args)
+        vm = rest.pop("vm", False)
+        if not isinstance(vm, bool):
+            raise OsctlError(INVALID, f"argument 'vm' must be bool, got {type(vm).__name__}")
+        return (self.vm_verb if vm else self.verb), rest
 
 
 REGISTRY: dict[str, CommandSpec] = {}
+ALIASES: dict[str, Alias] = {}
 
 
-def command(name: str, *, mutating: bool = False, target: Target | None = None) -> Callable[[Handler], Handler]:
+def resolve(cmd: str, args: dict) -> tuple[CommandSpec | None, dict]:
+    """The verb a wire name runs (None: no such verb), with its arguments."""
+    alias = ALIASES.get(cmd)
+    if alias is not None:
+        cmd, args = alias.resolve(args)
+    return REGISTRY.get(cmd), args
+
+
+def aliases_of(name: str) -> list[str]:
+    """The old names that run verb ``name``."""
+    return sorted(old for old, a in ALIASES.items() if name in (a.verb, a.vm_verb))
+
+
+def _alias(old: str, alias: Alias) -> None:
+    if old in REGISTRY or ALIASES.get(old, alias) != alias:
+        raise RuntimeError(f"alias {old} clashes")
+    ALIASES[old] = alias
+
+
+def command(name: str, *, mutating: bool = False, target: Target | None = None,
+            aliases: tuple[str, ...] = (), bound: dict[str, Any] | None = None,
+            ) -> Callable[[Handler], Handler]:
     """Register ``func`` as the handler of wire verb ``name``.
 
     ``mutating`` commands are the state-changing ones: they are announced as
     command events and written to the history of the pool ``target`` is in.
+    ``aliases`` are its old names; ``bound`` the arguments its name gives.
     """
 
     def register(func: Handler) -> Handler:
-        if name in REGISTRY:
+        if name in REGISTRY or name in ALIASES:
             raise RuntimeError(f"command {name} registered twice")
         sig = inspect.signature(func)
         hints = typing.get_type_hints(func, include_extras=True)
-        params = list(sig.parameters.values())[1:]  # skip ctx
+        params = [p for p in list(sig.parameters.values())[1:]  # skip ctx
+                  if p.name not in (bound or {})]
         if mutating != (target is not None) or (target and not target.reads <= {p.name for p in params}):
             raise RuntimeError(f"command {name}: a state-changing verb, and only one, "
                                "names its target among its arguments")
@@ -133,7 +183,27 @@ def command(name: str, *, mutating: bool = False, target: Target | None = None) 
             mutating=mutating,
             summary=(func.__doc__ or "").strip().split("\n")[0],
             target=target,
+            bound=dict(bound or {}),
         )
+        for old in aliases:
+            _alias(old, Alias(name))
+        return func
+
+    return register
+
+
+def instance_command(verb: str, *, mutating: bool = False, alias: str | None = None,
+                     ) -> Callable[[Handler], Handler]:
+    """Register ``func`` as ``ct.<verb>`` and ``vm.<verb>``: one handler, its
+    ``vm`` parameter bound by the name, its target the ``id`` of that kind.
+    ``alias`` is the old name that chose the kind by a ``vm`` flag."""
+
+    def register(func: Handler) -> Handler:
+        for kind in ("ct", "vm"):
+            command(f"{kind}.{verb}", mutating=mutating, bound={"vm": kind == "vm"},
+                    target=Target(kind, "id") if mutating else None)(func)
+        if alias:
+            _alias(alias, Alias(f"ct.{verb}", f"vm.{verb}"))
         return func
 
     return register

@@ -15,7 +15,7 @@ from . import Context, Seconds, Target, command
 from .ct import STOP_TIMEOUT, find, reconfigure
 
 
-@command("ct.devices.ls")
+@command("ct.device.ls", aliases=("ct.devices.ls",))
 async def ls(ctx: Context, id: str) -> list:
     """Every device the container may use, and why: base, a feature, or its own grant."""
     _, ct = find(ctx, id)
@@ -25,7 +25,7 @@ async def ls(ctx: Context, id: str) -> list:
     return rows
 
 
-@command("ct.devices.add", mutating=True, target=Target("ct", "id"))
+@command("ct.device.add", aliases=("ct.devices.add",), mutating=True, target=Target("ct", "id"))
 async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | int, mode: str,
               path: str | None = None, restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Grant a device (``path``: make its node there in the container's /dev)."""
@@ -43,7 +43,7 @@ async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | i
     return await reconfigure(ctx, pstate, ct, change, restart, timeout)
 
 
-@command("ct.devices.del", mutating=True, target=Target("ct", "id"))
+@command("ct.device.del", aliases=("ct.devices.del",), mutating=True, target=Target("ct", "id"))
 async def delete(ctx: Context, id: str, type: str, major: str | int, minor: str | int,
                  restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Take back a device grant of the container's own."""

@@ -7,7 +7,7 @@ from typing import Annotated
 from osctl.protocol import INVALID, UNSUPPORTED, OsctlError
 
 from .. import history
-from . import REGISTRY, Between, Context, command
+from . import REGISTRY, Between, Context, aliases_of, command
 
 
 @command("daemon.status")
@@ -18,9 +18,12 @@ async def status(ctx: Context) -> dict:
 
 @command("daemon.commands")
 async def commands(ctx: Context) -> list:
-    """Every wire verb with its arguments."""
+    """Every wire verb with its arguments and its old names (``aliases``,
+    kept for one release; an old ``netif.*`` name runs the ``vm.`` verb when
+    its ``vm`` argument is true, else the ``ct.`` one)."""
     return [{"cmd": s.name, "args": sorted(s.hints), "required": sorted(s.required),
-             "mutating": s.mutating, "summary": s.summary} for s in sorted(REGISTRY.values(), key=lambda s: s.name)]
+             "mutating": s.mutating, "summary": s.summary, "aliases": aliases_of(s.name)}
+            for s in sorted(REGISTRY.values(), key=lambda s: s.name)]
 
 
 @command("event.subscribe")

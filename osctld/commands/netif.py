@@ -5,7 +5,8 @@ memory (no await between check and reservation), applied live to a running
 container (host end and inside), written into the rootfs by distconfig and
 persisted; a failing step rolls back the ones before it.
 
-A VM's netifs (``vm=True``, ``osctl vm netif``) come from the same
+Each verb is two names, ``ct.netif.*`` and ``vm.netif.*``, for one
+handler whose ``vm`` the name binds. A VM's netifs (``osctl vm netif``) come from the same
 allocator with the same checks; they are routed only, and a change to a
 running VM applies at its next start (its tap is made then, and the guest
 reads its interfaces from the kernel command line), as ``pending_restart``
@@ -28,7 +29,7 @@ from ..model.vm import VM
 from ..net import plan
 from ..storage import backend_for
 from ..undo import Undo
-from . import Context, Target, command, hold_server
+from . import Context, hold_server, instance_command
 from . import ct as ct_commands
 from . import vm as vm_commands
 
@@ -118,7 +119,7 @@ def _rate(value: str | int | None, what: str) -> int | None:
     return parse_rate(value, what) or None if value is not None else None
 
 
-@command("netif.new", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.new", mutating=True, alias="netif.new")
 async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | None = None,
               hwaddr: str | None = None, gateway4: str = AUTO, gateway6: str = AUTO,
               dhcp: bool = False, max_tx: str | int | None = None,
@@ -148,7 +149,7 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     return netif.public()
 
 
-@command("netif.del", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.del", mutating=True, alias="netif.del")
 async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     """Remove a network interface; unplugged from a running container."""
     node = ctx.node
@@ -167,7 +168,7 @@ async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     return {"id": ct.id, "pool": ct.pool, "name": name}
 
 
-@command("netif.ls")
+@instance_command("netif.ls", alias="netif.ls")
 async def ls(ctx: Context, id: str, vm: bool = False) -> list:
     """A container's interfaces, with traffic counters while it runs."""
     node = ctx.node
@@ -184,7 +185,7 @@ async def ls(ctx: Context, id: str, vm: bool = False) -> list:
     return out
 
 
-@command("netif.rename", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.rename", mutating=True, alias="netif.rename")
 async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = False) -> dict:
     """Rename an interface (as the container sees it); live on a running one."""
     pstate, ct = _find(ctx, id, vm)
@@ -196,7 +197,7 @@ async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = Fal
         return await _commit(ctx, pstate, ct, netif, lambda n: setattr(n, "name", new_name))
 
 
-@command("netif.set", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.set", mutating=True, alias="netif.set")
 async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None,
                max_rx: str | int | None = None, gateway4: str | None = None,
                gateway6: str | None = None, dhcp: bool | None = None, vm: bool = False) -> dict:
@@ -216,22 +217,22 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
 
 # --- addresses ---------------------------------------------------------------------
 
-@command("netif.ip_add", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.ip.add", mutating=True, alias="netif.ip_add")
 async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Give an address to an interface: routed to it at once on a running container."""
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.ip_add"):
+    async with hold_server(ctx, ct, "netif.ip.add"):
         netif = ct.netif(name)
         ip = netif.parse_address(address)
         return await _hold(ctx, pstate, ct, netif, ipaddress.ip_network(ip.ip), f"address {ip.ip}",
                            lambda n: n.addresses.append(str(ip)))
 
 
-@command("netif.ip_del", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.ip.del", mutating=True, alias="netif.ip_del")
 async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Take an address from an interface; it stops answering at once."""
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.ip_del"):
+    async with hold_server(ctx, ct, "netif.ip.del"):
         netif = ct.netif(name)
         ip = parse_ip(address.split("/")[0])
         held = [a for a in netif.addresses if a.split("/")[0] == str(ip)]
@@ -243,7 +244,7 @@ async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = Fals
         return await _commit(ctx, pstate, ct, netif, lambda n: n.addresses.remove(held[0]))
 
 
-@command("netif.ip_ls")
+@instance_command("netif.ip.ls", alias="netif.ip_ls")
 async def ip_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False) -> list:
     """Addresses of a container's interfaces."""
     return [{"netif": n.name, "address": str(a), "version": a.version}
@@ -252,7 +253,7 @@ async def ip_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False
 
 # --- routed prefixes -------------------------------------------------------------------
 
-@command("netif.route_add", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.route.add", mutating=True, alias="netif.route_add")
 async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | None = None, vm: bool = False) -> dict:
     """Route a prefix to an interface without assigning it there."""
     pstate, ct = _find(ctx, id, vm)
@@ -260,7 +261,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
     route = NetRoute(prefix=str(net), via=str(parse_ip(via)) if via else None)
     if route.gateway and route.gateway.version != net.version:
         raise OsctlError(INVALID, f"{via} and {prefix} are not of one IP version")
-    async with hold_server(ctx, ct, "netif.route_add"):
+    async with hold_server(ctx, ct, "netif.route.add"):
         netif = ct.netif(name)
         if netif.type == ROUTED and net.version == 6 and not via and not netif.ips_of(6):
             raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
@@ -269,11 +270,11 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
                            lambda n: n.routes.append(route), route=True)
 
 
-@command("netif.route_del", mutating=True, target=Target("instance", "id"))
+@instance_command("netif.route.del", mutating=True, alias="netif.route_del")
 async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = False) -> dict:
     """Stop routing a prefix to an interface."""
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.route_del"):
+    async with hold_server(ctx, ct, "netif.route.del"):
         netif = ct.netif(name)
         net = parse_prefix(prefix)
         gone = [r for r in netif.routes if r.network == net]
@@ -282,7 +283,7 @@ async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = Fa
         return await _commit(ctx, pstate, ct, netif, lambda n: n.routes.remove(gone[0]))
 
 
-@command("netif.route_ls")
+@instance_command("netif.route.ls", alias="netif.route_ls")
 async def route_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False) -> list:
     """Prefixes routed to a container's interfaces."""
     return [{"netif": n.name, **r.to_dict()} for n in _netifs(ctx, id, name, vm) for r in n.routes]

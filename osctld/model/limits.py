@@ -13,8 +13,11 @@ from osctl.protocol import INVALID, OsctlError
 from .bounds import Range, shown
 from .units import SIZE_RANGE, format_size, parse_size
 
-# The names operators type (osctl ct set ID cpu-limit 1.5) -> field names.
-LIMIT_NAMES = {"cpu-limit": "cpu_limit", "memory": "memory", "swap": "swap", "pids": "pids"}
+# On the wire a limit has its field's name, as ct.show reports it; the CLI
+# turns what operators type (--cpu-limit) into it. The spelling the wire had
+# before (cpu-limit) is accepted for one release.
+LIMIT_NAMES = ("cpu_limit", "memory", "swap", "pids")
+OLD_NAMES = {"cpu-limit": "cpu_limit"}
 UNSET_WORDS = ("none", "unlimited", "max")
 # pids.max takes 0 to PID_MAX_LIMIT (4194304 on 64-bit); 0 would stop every fork.
 PIDS_RANGE = Range(1, 1 << 22)
@@ -59,8 +62,8 @@ class Limits:
 
 def parse_limit(name: str, value: str | int | float | None, max_cpus: float):
     """One operator-given limit, checked; ``None`` (or none/unlimited) removes it."""
-    field = LIMIT_NAMES.get(name, name)
-    if field not in LIMIT_NAMES.values():
+    field = OLD_NAMES.get(name, name)
+    if field not in LIMIT_NAMES:
         raise OsctlError(INVALID, f"unknown limit {shown(name)}: use {', '.join(LIMIT_NAMES)}")
     if value is None or (isinstance(value, str) and value.strip().lower() in UNSET_WORDS):
         return field, None
@@ -68,10 +71,10 @@ def parse_limit(name: str, value: str | int | float | None, max_cpus: float):
         try:
             cores = float(value)
         except (TypeError, ValueError, OverflowError):
-            raise OsctlError(INVALID, f"invalid cpu-limit {shown(value)}: give cores, "
+            raise OsctlError(INVALID, f"invalid cpu_limit {shown(value)}: give cores, "
                                       "e.g. 0.5 or 2") from None
         if not 0.01 <= cores <= max_cpus:
-            raise OsctlError(INVALID, f"cpu-limit {cores:g} is out of range: 0.01 to {max_cpus:g} "
+            raise OsctlError(INVALID, f"cpu_limit {cores:g} is out of range: 0.01 to {max_cpus:g} "
                                       "cores (the node's max_cpu_limit)")
         return field, round(cores, 2)
     if field == "pids":
@@ -82,4 +85,4 @@ def parse_limit(name: str, value: str | int | float | None, max_cpus: float):
         if n is None:
             raise OsctlError(INVALID, f"invalid pids limit {shown(value)}: give a number")
         return field, PIDS_RANGE.check("pids limit", n, value)
-    return field, parse_size(value, f"{name} limit", RANGES[field])
+    return field, parse_size(value, f"{field} limit", RANGES[field])

@@ -21,9 +21,10 @@ from .units import SIZE_RANGE, parse_size
 from .vm import VM
 
 GIB = 1 << 30
-# The operator's names -> field names, and how each is parsed.
-QUOTA_NAMES = {"cpus": "cpus", "memory": "memory", "disk": "disk", "ipv4": "ipv4",
-               "ipv6-64": "ipv6_64", "containers": "containers"}
+# On the wire a quota has its field's name (the CLI turns ipv6-64 into it);
+# the spelling the wire had before is accepted for one release.
+QUOTA_NAMES = ("cpus", "memory", "disk", "ipv4", "ipv6_64", "containers")
+OLD_NAMES = {"ipv6-64": "ipv6_64"}
 SIZES = ("memory", "disk")
 # What each may be: sizes as any size; every IPv4 address there is; the
 # /64s a 64-bit counter holds; CPU cores and servers far beyond any node.
@@ -31,12 +32,12 @@ RANGES = {"cpus": Range(0, 1 << 16), "memory": SIZE_RANGE, "disk": SIZE_RANGE,
           "ipv4": Range(0, 1 << 32), "ipv6_64": Range(0, (1 << 63) - 1),
           "containers": Range(0, 1 << 20)}
 # A container's own limit that each quota sums up (None: counted, not a limit).
-LIMIT_OF = {"cpus": "cpu-limit", "memory": "memory", "disk": "disk"}
+LIMIT_OF = {"cpus": "cpu_limit", "memory": "memory", "disk": "disk"}
 
 
 @dataclass
 class Quota:
-    cpus: float | None = None  # sum of the containers' cpu-limit
+    cpus: float | None = None  # sum of the containers' cpu_limit
     memory: int | None = None  # sum of their memory limits, bytes
     disk: int | None = None  # sum of their disk quotas, bytes
     ipv4: int | None = None  # IPv4 addresses
@@ -57,20 +58,20 @@ class Quota:
         """A copy with operator-given values (``none`` lifts one)."""
         out = replace(self)
         for name, value in changes.items():
-            field = QUOTA_NAMES.get(name, name)
-            if field not in QUOTA_NAMES.values():
+            field = OLD_NAMES.get(name, name)
+            if field not in QUOTA_NAMES:
                 raise OsctlError(INVALID, f"unknown quota {shown(name)}: use {', '.join(QUOTA_NAMES)}")
             if value is None or (isinstance(value, str)
                                  and value.strip().lower() in ("none", "unlimited")):
                 setattr(out, field, None)
             else:
-                setattr(out, field, _parse(name, field, value))
+                setattr(out, field, _parse(field, value))
         return out
 
 
-def _parse(name: str, field: str, value: object) -> int | float:
+def _parse(field: str, value: object) -> int | float:
     """One quota value: a size, cores (a fraction is fine) or a whole count."""
-    what = f"{name} quota"
+    what = f"{field} quota"
     if field in SIZES:
         return parse_size(value, what, RANGES[field])
     parsed = None
@@ -161,16 +162,15 @@ def check(user: str, quota: Quota, before: Usage, after: Usage,
         limit = getattr(quota, f.name)
         if limit is None:
             continue
-        name = next(k for k, v in QUOTA_NAMES.items() if v == f.name)
         if changed is not None and f.name in LIMIT_OF and f.name not in unenforceable:
             value = _summed(changed)[f.name]
             touched = previous is None or _summed(previous)[f.name] != value
             if value is None and touched:
-                raise OsctlError(CONFLICT, f"quota {name} of user {user} is {_show(f.name, limit)}: "
+                raise OsctlError(CONFLICT, f"quota {f.name} of user {user} is {_show(f.name, limit)}: "
                                            f"container {changed.id} needs a {LIMIT_OF[f.name]} "
                                            "of its own")
         now, then = getattr(before, f.name), getattr(after, f.name)
         if then > limit and then > now:
-            raise OsctlError(CONFLICT, f"quota {name} of user {user} is {_show(f.name, limit)}: "
+            raise OsctlError(CONFLICT, f"quota {f.name} of user {user} is {_show(f.name, limit)}: "
                                        f"this would make it {_show(f.name, then)} "
                                        f"(in use now: {_show(f.name, now)})")

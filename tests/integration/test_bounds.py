@@ -140,7 +140,8 @@ VALUES = [None, True, False, 0, -1, 1, 2**31, 2**63 - 1, -(2**63), 2**64 - 1, 0.
 # Half the time a key gets a value that names what exists, so that calls get
 # past the lookups to the checks and the work behind them.
 KNOWN = {"id": ["c1"], "user": ["u1"], "name": ["u1", "eth0", "c1"], "address": ["192.0.2.7"],
-         "argv": [["true"]], "limits": [{"memory": "64M"}, {"pids": BIG}, {"cpu-limit": "1e400"}]}
+         "argv": [["true"]], "limits": [{"memory": "64M"}, {"pids": BIG}, {"cpu_limit": "1e400"},
+                    {"cpu-limit": "0.5"}]}
 CALLS = int(os.environ.get("OSCTLD_FUZZ_CALLS", "5000"))
 BUDGET = 50.0  # seconds
 
@@ -172,6 +173,8 @@ def test_fuzz_every_verb_never_answers_internal(node):
     r.sock.settimeout(30)  # no single call may take longer (skipped: those that would)
     r.send(protocol.request(0, "daemon.commands"))
     specs = [s for s in r.final(0)["ok"] if s["cmd"] not in SKIP]
+    # The old names too (aliases), with the vm flag the old netif names took.
+    specs += [{**s, "cmd": old, "args": [*s["args"], "vm"]} for s in specs for old in s["aliases"]]
     internal, calls, t0 = [], 0, time.monotonic()
     for i in range(1, CALLS + 1):
         if time.monotonic() - t0 > BUDGET:

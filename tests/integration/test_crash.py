@@ -113,8 +113,8 @@ class Ops:
             ("ct.del", {"id": ct, "force": True}),
             ("ct.set", rng.choice([{"id": ct, "hostname": f"h{rng.randrange(100)}"},
                                    {"id": ct, "limits": {"memory": f"{rng.randrange(64, 256)}M"}}])),
-            ("netif.new", {"id": ct, "name": "eth0"}),
-            ("netif.ip_add", {"id": ct, "name": "eth0", "address": f"198.51.100.{rng.randrange(1, 250)}"}),
+            ("ct.netif.new", {"id": ct, "name": "eth0"}),
+            ("ct.netif.ip.add", {"id": ct, "name": "eth0", "address": f"198.51.100.{rng.randrange(1, 250)}"}),
         ], weights=[1, 4, 2, 2, 2, 2, 2])[0]
 
     def done(self, op: str, args: dict, outcome: str) -> None:
@@ -159,7 +159,7 @@ def node_is_whole(node, pool: Path, seen: list[str]) -> None:
     assert running <= set(cts), "running without a config"
     believed = {i for i, c in cts.items() if c["state"] == "running"}
     assert believed == running, f"the daemon says running: {sorted(believed)}, LXC: {sorted(running)}"
-    veths = {n["veth"] for i in running for n in node.call("netif.ls", id=i)}
+    veths = {n["veth"] for i in running for n in node.call("ct.netif.ls", id=i)}
     links = {line.split(":")[1].strip().split("@")[0] for line in in_netns(node, "ip", "-o", "link").splitlines()}
     assert {x for x in links if x.startswith("osv")} == veths, "leaked veths"
     for family in ("-4", "-6"):

@@ -81,8 +81,8 @@ def test_rates_from_1k_to_what_tbf_takes_and_zero_is_no_limit():
     ("pids", BIG, f"pids limit '{BIG}' is out of range: 1 to 4194304"),
     ("pids", "0", "pids limit '0' is out of range"),
     ("pids", {"a": 1}, "invalid pids limit"),
-    ("cpu-limit", "1e400", "cpu-limit inf is out of range"),
-    ("cpu-limit", "nan", "cpu-limit nan is out of range"),
+    ("cpu_limit", "1e400", "cpu_limit inf is out of range"),
+    ("cpu_limit", "nan", "cpu_limit nan is out of range"),
 ])
 def test_limits_out_of_range(name, value, words):
     with pytest.raises(OsctlError) as e:

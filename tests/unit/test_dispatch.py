@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from osctl import protocol
-from osctld.commands import REGISTRY, Target, command, load_all
+from osctld.commands import ALIASES, REGISTRY, Target, command, instance_command, load_all
 from osctld.dispatch import Caller, Dispatcher
 from osctld.events import EventBus
 from osctld.model.idmap import IdRange
@@ -94,18 +94,20 @@ def verbs():
         del ctx.node.registry.pools[name]
         return {}
 
-    @command("dt.ct.touch", mutating=True, target=Target("instance", "id"))
-    async def ct_touch(ctx, id: str, vm: bool = False) -> dict:
-        """Acts on a container or a VM, as the netif verbs do."""
+    @instance_command("dt.touch", mutating=True, alias="dt.old.touch")
+    async def touch(ctx, id: str, vm: bool = False) -> dict:
+        """Acts on a container or a VM, as the netif verbs do: says which."""
         await ctx.node.go.wait()
-        return {}
+        return {"vm": vm}
 
-    names = ["dt.wait", "dt.fds", "dt.huge", "dt.pool.add", "dt.pool.drop", "dt.ct.touch"]
+    names = ["dt.wait", "dt.fds", "dt.huge", "dt.pool.add", "dt.pool.drop", "ct.dt.touch",
+             "vm.dt.touch"]
     try:
         yield
     finally:
         for name in names:
             del REGISTRY[name]
+        del ALIASES["dt.old.touch"]
 
 
 def run(coro):
@@ -268,14 +270,14 @@ def test_a_gone_caller_cancels_what_served_only_it_and_not_what_changes_state():
         node.registry.pools["default"].cts["c1"] = object()
         peer = Peer(node)
         read = peer.dispatcher.receive(protocol.request(1, "dt.wait", {"name": "r"}))
-        change = peer.dispatcher.receive(protocol.request(2, "dt.ct.touch", {"id": "c1"}))
+        change = peer.dispatcher.receive(protocol.request(2, "ct.dt.touch", {"id": "c1"}))
         await asyncio.sleep(0)
         peer.dispatcher.caller_gone()
         await read
         assert not change.done()
         node.go.set()
         await change
-        assert [m.get("ok", m.get("error", {}).get("code")) for m in peer.sent] == ["cancelled", {}]
+        assert [m.get("ok", m.get("error", {}).get("code")) for m in peer.sent] == ["cancelled", {"vm": False}]
     run(main())
 
 
@@ -310,16 +312,33 @@ def test_a_state_changing_verb_is_announced_and_written_to_its_targets_pool():
         events = command_events(node)
         peer = Peer(node, conn=3)
         node.go.set()
-        await peer.call(1, "dt.ct.touch", id="c1")
-        await peer.call(2, "dt.ct.touch", id="v1", vm=True)
-        await peer.call(3, "dt.ct.touch", id="nope")  # not there: the default pool
+        await peer.call(1, "ct.dt.touch", id="c1")
+        await peer.call(2, "vm.dt.touch", id="v1")
+        await peer.call(3, "ct.dt.touch", id="nope")  # not there: the default pool
         await peer.call(4, "dt.wait", name="read-only")  # neither announced nor written
-        assert events() == [("run", "dt.ct.touch", "3:1", None), ("done", "dt.ct.touch", "3:1", None),
-                            ("run", "dt.ct.touch", "3:2", None), ("done", "dt.ct.touch", "3:2", None),
-                            ("run", "dt.ct.touch", "3:3", None), ("done", "dt.ct.touch", "3:3", None)]
+        assert events() == [("run", "ct.dt.touch", "3:1", None), ("done", "ct.dt.touch", "3:1", None),
+                            ("run", "vm.dt.touch", "3:2", None), ("done", "vm.dt.touch", "3:2", None),
+                            ("run", "ct.dt.touch", "3:3", None), ("done", "ct.dt.touch", "3:3", None)]
         assert [pool for pool, _ in node.lines] == ["p2", "p2", None]
-        assert node.lines[0][1] == {"cmd": "dt.ct.touch", "args": {"id": "c1"}, "uid": 0,
+        assert node.lines[0][1] == {"cmd": "ct.dt.touch", "args": {"id": "c1"}, "uid": 0,
                                     "pid": 4242, "result": "ok"}
+    run(main())
+
+
+def test_an_old_name_runs_as_the_verb_it_stands_for():
+    async def main():
+        node = Node("default", "p2")
+        node.registry.pools["p2"].vms["v1"] = object()
+        events = command_events(node)
+        peer = Peer(node)
+        node.go.set()
+        assert (await peer.call(1, "dt.old.touch", id="v1", vm=True))["ok"] == {"vm": True}
+        assert (await peer.call(2, "dt.old.touch", id="c1"))["ok"] == {"vm": False}
+        assert error_of(await peer.call(3, "dt.old.touch", id="c1", vm="yes")) == (3, "invalid")
+        assert error_of(await peer.call(4, "vm.dt.touch", id="v1", vm=True)) == (4, "invalid")
+        assert [e[1] for e in events()][:2] == ["vm.dt.touch", "vm.dt.touch"]
+        assert node.lines[0] == ("p2", {"cmd": "vm.dt.touch", "args": {"id": "v1"}, "uid": 0,
+                                        "pid": 4242, "result": "ok"})
     run(main())
 
 
@@ -348,7 +367,6 @@ def test_history_goes_to_the_pool_as_it_was_before_and_as_it_is_after():
 @pytest.mark.parametrize("mutating, target", [
     (True, None),                            # no target
     (True, Target("ct", "id")),              # not among its arguments
-    (True, Target("instance", "name")),      # an instance needs a "vm" argument
     (True, Target("user", "name", pool_arg="pool")),
     (False, Target("pool", "name")),         # a read-only verb writes no history
 ])
@@ -371,8 +389,8 @@ async def pool_add_like(ctx, name: str) -> dict:
     ("ct.start", {"id": "c1"}, "p2"),
     ("ct.start", {"id": "p2:c1"}, "p2"),
     ("vm.stop", {"id": "v1"}, "p2"),
-    ("netif.ip_add", {"id": "v1", "name": "eth0", "address": "192.0.2.1", "vm": True}, "p2"),
-    ("netif.ip_add", {"id": "c1", "name": "eth0", "address": "192.0.2.1"}, "p2"),
+    ("vm.netif.ip.add", {"id": "v1", "name": "eth0", "address": "192.0.2.1"}, "p2"),
+    ("ct.netif.ip.add", {"id": "c1", "name": "eth0", "address": "192.0.2.1"}, "p2"),
     ("ct.new", {"id": "x", "user": "u"}, "p2"),
     ("ct.new", {"id": "x", "user": "u", "pool": "p2"}, "p2"),
     ("user.new", {"name": "u2"}, "default"),

@@ -115,15 +115,26 @@ def test_a_vm_runs_in_its_cgroup_from_its_first_instruction(tmp_path):
 
 
 def test_parse_limit():
-    assert parse_limit("cpu-limit", "0.5", 8) == ("cpu_limit", 0.5)
+    assert parse_limit("cpu_limit", "0.5", 8) == ("cpu_limit", 0.5)
     assert parse_limit("memory", "1G", 8) == ("memory", 1 << 30)
     assert parse_limit("pids", "none", 8) == ("pids", None)
-    for name, value in (("cpu-limit", "9"), ("cpu-limit", "x"), ("memory", "1k"),
+    for name, value in (("cpu_limit", "9"), ("cpu_limit", "x"), ("memory", "1k"),
                         ("pids", "0"), ("bogus", "1")):
         with pytest.raises(OsctlError):
             parse_limit(name, value, 8)
+    with pytest.raises(OsctlError, match="unknown limit 'cpu-lim': use cpu_limit, memory"):
+        parse_limit("cpu-lim", "1", 8)
     assert Limits(memory=5, pids=3).tightest(Limits(memory=4, cpu_limit=1)) == \
         Limits(cpu_limit=1, memory=4, pids=3)
+
+
+def test_the_old_wire_spellings_of_limits_and_quotas_are_accepted_for_one_release():
+    assert parse_limit("cpu-limit", "0.5", 8) == ("cpu_limit", 0.5)
+    assert Limits().updated({"cpu-limit": "1", "memory": "1G"}, 8) == \
+        Limits().updated({"cpu_limit": "1", "memory": "1G"}, 8)
+    assert Quota().updated({"ipv6-64": "3"}) == Quota().updated({"ipv6_64": "3"}) == Quota(ipv6_64=3)
+    with pytest.raises(OsctlError, match="unknown quota 'ipv6-65': use cpus, memory, disk, ipv4, ipv6_64"):
+        Quota().updated({"ipv6-65": "3"})
 
 
 def test_group_paths():
@@ -149,7 +160,7 @@ def test_quota_check_names_the_quota_and_needs_own_limits():
     with pytest.raises(OsctlError, match="quota cpus of user u is 8: this would make it 9"):
         check("u", q, before, Usage.of([a, big]), big)
     nolimit = ct("c", limits=Limits(memory=1 << 20), disk=1 << 30)
-    with pytest.raises(OsctlError, match="needs a cpu-limit of its own"):
+    with pytest.raises(OsctlError, match="needs a cpu_limit of its own"):
         check("u", q, before, Usage.of([a, nolimit]), nolimit)
     ok = ct("d", limits=Limits(cpu_limit=2, memory=1 << 30), disk=20 << 30)
     check("u", q, before, Usage.of([a, ok]), ok)
@@ -160,7 +171,7 @@ def test_quota_check_names_the_quota_and_needs_own_limits():
 
 
 def test_quota_values_and_addresses():
-    q = Quota().updated({"memory": "4G", "ipv6-64": "32", "cpus": "1.5"})
+    q = Quota().updated({"memory": "4G", "ipv6_64": "32", "cpus": "1.5"})
     assert (q.memory, q.ipv6_64, q.cpus) == (4 << 30, 32, 1.5)
     assert q.updated({"memory": "none"}).memory is None
     with pytest.raises(OsctlError):
