@@ -38,6 +38,18 @@ def compile_sources() -> None:
         compileall.compile_dir(ROOT / pkg, quiet=1)
 
 
+def node_arguments(ap, ls_repeat: int) -> None:
+    """The options of a benchmark that fills a node: workers, tenants, ct ls repeats."""
+    ap.add_argument("--parallel", type=int, default=4, help="requests in flight [4]")
+    ap.add_argument("--users", type=int, default=10, help="tenants the containers are spread over [10]")
+    ap.add_argument("--ls-repeat", type=int, default=ls_repeat)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        sys.exit("run as root: the benchmark starts its own osctld and containers")
+
+
 def bench_node() -> TestNode:
     """A started test node whose daemon logs as a production one does (info)."""
     compile_sources()

@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (bench_node, machine, ms, osctl_argv, rss_kib, run_checked,  # noqa: E402
-                    summary, table, write_result)
+from common import (bench_node, machine, ms, node_arguments, osctl_argv, require_root,  # noqa: E402
+                    rss_kib, run_checked, summary, table, write_result)
 
 AIM_RATE = 5.0
 AIM_LS = 0.100
@@ -126,12 +126,9 @@ def tear_down(node, ids: list[str], parallel: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=200)
-    ap.add_argument("--parallel", type=int, default=4, help="requests in flight [4]")
-    ap.add_argument("--users", type=int, default=10, help="tenants the containers are spread over [10]")
-    ap.add_argument("--ls-repeat", type=int, default=10)
+    node_arguments(ap, ls_repeat=10)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root: the benchmark starts its own osctld and containers")
+    require_root()
     if args.count <= 2 * EDGE + 1:
         sys.exit(f"--count must be above {2 * EDGE + 1}")
 

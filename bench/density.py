@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import bench_node, machine, ms, rss_kib, table, write_result  # noqa: E402
+from common import (bench_node, machine, ms, node_arguments, require_root, rss_kib, table,  # noqa: E402
+                    write_result)
 from create_many import create_all, tear_down, time_ls  # noqa: E402
 
 from tests.helpers.templates import ensure_cached  # noqa: E402
@@ -67,12 +68,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--busybox", type=int, default=1000)
     ap.add_argument("--debian", type=int, default=100)
-    ap.add_argument("--parallel", type=int, default=4, help="requests in flight [4]")
-    ap.add_argument("--users", type=int, default=10, help="tenants the containers are spread over [10]")
-    ap.add_argument("--ls-repeat", type=int, default=5)
+    node_arguments(ap, ls_repeat=5)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root: the benchmark starts its own osctld and containers")
+    require_root()
     if args.busybox < 1 or args.debian < 0:
         sys.exit("--busybox must be at least 1, --debian at least 0")
     if args.debian:

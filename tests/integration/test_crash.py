@@ -130,20 +130,20 @@ def in_netns(node, *argv: str) -> str:
     return subprocess.run([*node.netns_argv(), *argv], check=True, capture_output=True, text=True).stdout
 
 
-def check_node(node, pool: Path, seen: list[str]) -> None:
+def check_node(node, pool: Path) -> None:
     """What must hold after every restart, whatever the kill interrupted; a
     container the kill left stopping may still be on its way down, so this
     waits a little for the node to settle."""
     for attempt in range(20):
         try:
-            return node_is_whole(node, pool, seen)
+            return node_is_whole(node, pool)
         except AssertionError:
             if attempt == 19:
                 raise
             time.sleep(0.25)
 
 
-def node_is_whole(node, pool: Path, seen: list[str]) -> None:
+def node_is_whole(node, pool: Path) -> None:
     cts = {c["id"]: c for c in node.call("ct.ls")}
     users = node.call("user.ls")
     conf = pool / "conf"
@@ -182,7 +182,6 @@ def test_random_kills_during_mutating_operations(node):
     pool = node.state_dir / "pools" / "default"
     go, stop, busy = threading.Event(), threading.Event(), threading.Lock()
     done: list[tuple[str, dict, str]] = []  # op, args, outcome
-    seen: list[str] = []  # not asserted: shown
 
     def one(op: str, args: dict) -> str:
         try:
@@ -224,7 +223,7 @@ def test_random_kills_during_mutating_operations(node):
             node.start()
             ops.learn(node)
             try:
-                check_node(node, pool, seen)
+                check_node(node, pool)
             except AssertionError as e:
                 raise AssertionError(f"after kill {kills} (seed {SEED}): {e}\nlast ops: {done[-5:]}") from e
     finally:
@@ -239,6 +238,4 @@ def test_random_kills_during_mutating_operations(node):
     for d in done:
         if d[2] == "internal":
             print("internal:", d)
-    for line in seen:
-        print("seen:", line)
     assert len(done) >= 200 and kills >= 20, (len(done), kills)
