@@ -52,10 +52,18 @@ def _files(pstate, vm: VM) -> VmFiles:
 
 
 async def _power_on(ctx: Context, pstate, vm: VM) -> None:
-    """Mark online (persisted: the daemon starts it again after a node reboot), start."""
+    """Mark online (persisted: the daemon starts it again after a node reboot),
+    start; a start that fails leaves the mark as it was."""
+    check(f"VM {vm.id}", vm.state, Event.START)  # before it is marked online
+    was = vm.online
     vm.online = True
     pstate.save_vm(vm)
-    await ctx.node.start_vm(pstate, vm)
+    try:
+        await ctx.node.start_vm(pstate, vm)
+    except BaseException:
+        vm.online = was
+        pstate.save_vm(vm)
+        raise
 
 
 async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bool = False) -> None:
@@ -125,7 +133,6 @@ async def start(ctx: Context, id: str) -> dict:
     """Start a VM (and mark it online)."""
     pstate, vm = find(ctx, id)
     async with hold_server(ctx, vm, "vm.start"):
-        check(f"VM {vm.id}", vm.state, Event.START)  # before it is marked online
         await _power_on(ctx, pstate, vm)
     return vm.public()
 

@@ -236,6 +236,11 @@ def test_node_policy_and_bad_input(vmnode):
     assert node.osctl_json("vm", "ls") == []
     assert not any((node.state_dir / "pools" / "default" / "vm").glob("*"))
     new_tiny(node, "p1")
+    # A start that fails (its disk is gone) leaves the VM marked offline, as it was.
+    Path(node.osctl_json("vm", "show", "p1")["disk_path"]).unlink()
+    assert node.osctl("vm", "start", "p1", check=False).returncode != 0
+    vm = node.osctl_json("vm", "show", "p1")
+    assert (vm["state"], vm["online"]) == ("stopped", False)
     assert node.osctl("vm", "new", "p1", "--user", "vmuser", "--template", "tinyvm", "-c", "1",
                       "-m", "256M", "-d", "10G", check=False).returncode == 4
     assert node.osctl("vm", "set", "cores", "p1", "9", check=False).returncode == 2
