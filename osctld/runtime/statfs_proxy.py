@@ -41,6 +41,7 @@ import socket
 import struct
 import sys
 import threading
+import traceback
 import uuid
 
 # struct seccomp_notify_proxy_msg: __reserved, monitor_pid, init_pid,
@@ -155,7 +156,12 @@ def open_target(nr: int, arg: int, fd_pid: int, fd_mem: int) -> int | None:
     """An O_PATH fd on what the call names, if that is on a btrfs mount."""
     if nr == SYS_FSTATFS:
         fd = os.open(f"fd/{arg}", os.O_PATH | os.O_CLOEXEC, dir_fd=fd_pid)
-        if fstype(fd_pid, mnt_id(fd)) == "btrfs":
+        try:
+            on_btrfs = fstype(fd_pid, mnt_id(fd)) == "btrfs"
+        except BaseException:
+            os.close(fd)
+            raise
+        if on_btrfs:
             return fd
         os.close(fd)
         return None
@@ -223,7 +229,14 @@ def reply(data: bytes, fds: list[int]) -> bytes | None:
         return None
     req = NOTIF.unpack_from(data, PROXY_MSG.size)
     cookie = data[base + n_resp:].decode(errors="replace")
-    val, error, flags = answer(req, cookie, *fds)
+    try:
+        val, error, flags = answer(req, cookie, *fds)
+    except Exception:  # noqa: BLE001 - a defect of ours must not fail the tenant's call
+        # Ending the connection here would make LXC answer this call with
+        # ENOSYS, and its monitor then refuses lxc-attach's listeners until
+        # it reconnects: the kernel's own answer is always the safe one.
+        traceback.print_exc(file=sys.stderr)
+        val, error, flags = 0, 0, FLAG_CONTINUE
     return data[:base] + RESP.pack(req[0], val, error, flags) + bytes(n_resp - RESP.size)
 
 

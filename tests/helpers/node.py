@@ -114,10 +114,20 @@ class TestNode:
         return self.start()
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except FileNotFoundError:
-            return "(no log)"
+        """The daemon's last ``n`` log lines, then those of every container's
+        LXC log (monitor and lxc-attach errors land there) and of the statfs
+        proxy: what a failed test needs to say why."""
+        logs = [("osctld", self.log)]
+        logs += [(f"LXC {p.parent.name}", p) for p in sorted(self.dir.glob("**/lxc.log"))]
+        logs.append(("statfs proxy", self.run_dir / "statfs-proxy.log"))
+        out = []
+        for what, path in logs:
+            try:
+                lines = path.read_text(errors="replace").splitlines()[-n:]
+            except FileNotFoundError:
+                continue
+            out += [f"--- {what}: {path}", *lines]
+        return "\n".join(out) or "(no log)"
 
     # --- talking to it ------------------------------------------------------------
 

@@ -58,3 +58,14 @@ def test_only_btrfs_quotas_are_intercepted(tmp_path: Path):
     lines = StatfsProxy(tmp_path).lxc_lines(Path("/pool/ct/a/rootfs"))
     assert lines == [f"lxc.seccomp.notify.proxy = unix:{tmp_path}/statfs-proxy.sock",
                      "lxc.seccomp.notify.cookie = /pool/ct/a/rootfs"]
+
+
+def test_a_failure_while_answering_continues_and_keeps_the_connection(monkeypatch, capsys):
+    """An exception of ours is the kernel's call to answer (CONTINUE), never
+    a closed connection: LXC would fail the call with ENOSYS."""
+    def broken(*_args):
+        raise ValueError("a defect")
+
+    monkeypatch.setattr(sp, "answer", broken)
+    assert answer_of(message(sp.SYS_STATFS, sp.AUDIT_ARCH_X86_64)) == (7, 0, 0, sp.FLAG_CONTINUE)
+    assert "ValueError: a defect" in capsys.readouterr().err
