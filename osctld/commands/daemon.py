@@ -7,6 +7,7 @@ from typing import Annotated
 from osctl.protocol import INVALID, UNSUPPORTED, OsctlError
 
 from .. import history
+from ..model.account import Perm
 from . import REGISTRY, Between, Context, aliases_of, command
 
 
@@ -26,9 +27,10 @@ async def commands(ctx: Context) -> list:
             for s in sorted(REGISTRY.values(), key=lambda s: s.name)]
 
 
-@command("event.subscribe")
+@command("event.subscribe", needs=Perm.STATS)
 async def subscribe(ctx: Context, types: list[str] | None = None) -> dict:
-    """Turn this connection into a stream of events."""
+    """Turn this connection into a stream of events (an account's: of what
+    it may see, and of its own commands)."""
     if ctx.subscribe is None:
         raise OsctlError(UNSUPPORTED, "this caller cannot take a stream of events")
     ctx.subscribe({"types": types or []})
