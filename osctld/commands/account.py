@@ -84,14 +84,17 @@ async def permission_add(ctx: Context, account: str, group: str, permission: str
 
 
 @command("permission.del", mutating=True, target=Target("group", "group", pool_arg="pool"))
-async def permission_del(ctx: Context, account: str, group: str, pool: str | None = None) -> dict:
-    """Take an account's permission on a group away (its children then
-    follow the parent's, if the account has one there)."""
+async def permission_del(ctx: Context, account: str, group: str, permission: str | None = None,
+                         pool: str | None = None) -> dict:
+    """Take an account's permission on a group away (``permission``, if
+    given, must be the one it has); its children then follow the parent's,
+    if the account has one there."""
     acc = _account(ctx, account)
     pstate = ctx.node.registry.pool(pool)
     ref = group_ref(pstate.pool.name, check_group_path(group))  # the group may be gone
-    if ref not in acc.grants:
-        raise OsctlError(NOT_FOUND, f"account {acc.ref} has no permission on group {ref}")
+    if ref not in acc.grants or permission is not None and acc.grants[ref] != Perm.parse(permission):
+        raise OsctlError(NOT_FOUND, f"account {acc.ref} has no permission "
+                                    f"{permission or ''}{' ' if permission else ''}on group {ref}")
     changed = replace(acc, grants={g: p for g, p in acc.grants.items() if g != ref})
     ctx.node.accounts.replace(changed)
     return changed.public()
@@ -101,4 +104,5 @@ async def permission_del(ctx: Context, account: str, group: str, pool: str | Non
 async def permission_ls(ctx: Context, account: str | None = None) -> list:
     """Permissions: of every account, or of one."""
     accounts = [_account(ctx, account)] if account else ctx.node.accounts.all()
-    return [{"account": a.ref, **p} for a in accounts for p in a.public()["permissions"]]
+    return [{"account": a.ref, "group": g, "permission": p.wire}
+            for a in accounts for g, p in sorted(a.grants.items())]

@@ -100,8 +100,7 @@ class Account:
     def public(self) -> dict:
         return {"account": self.ref, "name": self.name, "uid": self.uid,
                 "service": self.group is not None, "group": self.group,
-                "permissions": [{"group": g, "permission": p.wire}
-                                for g, p in sorted(self.grants.items())]}
+                "permissions": {g: p.wire for g, p in sorted(self.grants.items())}}
 
     def to_dict(self) -> dict:
         return {"name": self.name, "uid": self.uid, "group": self.group,
