@@ -19,9 +19,9 @@ import ipaddress
 from dataclasses import replace
 from typing import Callable, TypeGuard
 
-from osctl.protocol import EXISTS, INVALID, UNSUPPORTED, OsctlError
+from osctl.protocol import DENIED, EXISTS, INVALID, UNSUPPORTED, OsctlError
 
-from ..model.account import Perm
+from ..model.account import ROOT, Perm
 from ..model.container import Container
 from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
                            parse_ip, parse_prefix, random_hwaddr)
@@ -131,6 +131,8 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     pstate, ct = _find(ctx, id, vm)
     if vm and type != ROUTED:
         raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
+    if type != ROUTED and ctx.access is not ROOT:  # it joins a bridge of the host's
+        raise OsctlError(DENIED, "a bridged netif is for root only; accounts add routed ones")
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
                   dhcp=dhcp, max_tx=_rate(max_tx, "max-tx"), max_rx=_rate(max_rx, "max-rx"),
                   hwaddr=check_hwaddr(hwaddr) if hwaddr else random_hwaddr())

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from osctld.accounts import Accounts, sees_event
-from osctld.commands import REGISTRY, load_all
+from osctld.commands import REGISTRY, Target, command, load_all
 from osctld.events import EventBus
 from osctld.model.account import ROOT, Account, Perm
 from osctld.model.container import Container
@@ -365,3 +365,28 @@ def test_deleting_an_account_takes_its_rights_with_it(node):
         assert "ok" in await Peer(node).call(2, "account.del", account="front")
         assert (await peer.call(3, "ct.ls"))["error"]["code"] == "denied"
     asyncio.run(main())
+
+
+async def takes_name(ctx, name: str) -> dict:
+    """A verb with a ``name``."""
+    return {}
+
+
+@pytest.mark.parametrize("kw", [
+    {"mutating": True, "target": Target("user", "name"), "needs": Perm.MANAGER},  # no group
+    {"needs": Perm.STATS, "on": Target("pool", "name")},
+    {"on": Target("ct", "name")},  # an object, but no permission
+    {"needs": Perm.STATS, "on": Target("ct", "id")},  # not among its arguments
+])
+def test_a_permission_is_needed_in_the_group_of_an_object_the_verb_names(kw):
+    with pytest.raises(RuntimeError):
+        command("dt.bad", **kw)(takes_name)
+    assert "dt.bad" not in REGISTRY
+
+
+def test_a_manager_adds_routed_netifs_only_a_bridge_is_the_hosts(node):
+    grant(node, Perm.MANAGER)
+    reply = asyncio.run(front(node).call(1, "ct.netif.new", id="c-t1", name="eth1",
+                                         type="bridge", link="br0"))
+    assert reply["error"]["code"] == "denied" and "bridged" in reply["error"]["message"]
+    assert node.registry.pools["default"].cts["c-t1"].netifs == []
