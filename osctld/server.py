@@ -194,12 +194,12 @@ class Connection:
 
     # --- requests -------------------------------------------------------------
 
-    def _refused(self) -> str | None:
-        """Why this peer may not talk here, if it may not."""
+    def _refused(self) -> tuple[str, str] | None:
+        """Why this peer may not talk here, if it may not: for the log, for it."""
         if not self.server.accounts:
-            return None if self.uid == 0 else "osctld answers root only on this socket"
+            return None if self.uid == 0 else ("not root", "osctld answers root only on this socket")
         if self.node.accounts.by_uid(self.uid) is None:
-            return f"uid {self.uid} is no osctld account"
+            return "no account", f"uid {self.uid} is no osctld account"
         return None
 
     async def run(self) -> None:
@@ -207,8 +207,8 @@ class Connection:
         try:
             refused = self._refused()
             if refused:
-                log.warning("%r: refused: %s", self, refused)
-                self.send(protocol.error(None, OsctlError(DENIED, refused)))
+                log.warning("%r: refused, %s", self, refused[0])
+                self.send(protocol.error(None, OsctlError(DENIED, refused[1])))
                 await self.flush()
                 return
             self.send({**protocol.greeting(__version__), "conn": self.id})

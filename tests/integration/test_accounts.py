@@ -9,12 +9,13 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import time
 
 import pytest
 
 from tests.conftest import missing_capability, require
-from tests.helpers.hostuser import finish, host_users, osctl_as, spawn_osctl
+from tests.helpers.hostuser import host_users, osctl_argv, osctl_as
 from tests.helpers import node as nodes
 from tests.helpers.wait import wait_for
 
@@ -124,7 +125,8 @@ def test_a_host_user_that_is_no_account_is_refused(tenants):
 
 def test_events_reach_a_frontend_only_about_its_tenant(tenants):
     node, sock, users = tenants
-    pid, fd = spawn_osctl(users["a"], sock, "-j", "monitor", "--type", "state")
+    monitor = subprocess.Popen(osctl_argv(users["a"], sock, "-j", "monitor", "--type", "state"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(1)  # subscribed by then: a subscription is one round trip
         node.osctl("ct", "start", "b1")  # the other tenant's
@@ -132,8 +134,8 @@ def test_events_reach_a_frontend_only_about_its_tenant(tenants):
         wait_for(lambda: states(node)["a1"] == "running", 20, 0.2, "a1 running")
         time.sleep(0.5)
     finally:
-        os.kill(pid, signal.SIGINT)
-        code, out = finish(pid, fd)
+        monitor.send_signal(signal.SIGINT)
+        out = monitor.communicate(timeout=30)[0]
     seen = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {(e["id"], e["state"]) for e in seen} >= {("a1", "running")}, out
     assert all(e["id"] == "a1" for e in seen), out
