@@ -60,9 +60,9 @@ class Node:
                                          1 << 30, 10 << 30, group=path)
 
 
-def front(node: Node, uid: int = UID) -> Peer:
+def front(node: Node, uid: int = UID, conn: int = 7) -> Peer:
     """A frontend on the account socket."""
-    return Peer(node, uid=uid, account=True)
+    return Peer(node, conn, uid=uid, account=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -122,7 +122,7 @@ ROOT_ONLY = [("ct.feature.enable", {"id": "c-t1", "names": ["tun"]}),
              ("ct.prlimit.set", {"id": "c-t1", "name": "nofile", "soft": 10}),
              ("ct.netif.set", {"id": "c-t1", "name": "eth0", "max_tx": "1G"}),
              ("group.new", {"path": "/t1/x"}), ("group.set", {"path": "/t1", "limits": {}}),
-             ("user.new", {"name": "x"}), ("pool.ls", {}), ("history.ls", {}), ("op.ls", {}),
+             ("user.new", {"name": "x"}), ("pool.ls", {}), ("history.ls", {}),
              ("account.new", {"name": "x", "uid": 7000}), ("permission.ls", {}),
              ("daemon.status", {})]
 PERMS = [None, *Perm]
@@ -174,7 +174,8 @@ def test_a_verb_that_declares_no_permission_is_root_only():
     assert "account.new" in undeclared and "pool.export" in undeclared
     # Every verb open to accounts says where it is checked, or is a listing.
     listings = sorted(s.name for s in REGISTRY.values() if s.needs and s.on is None)
-    assert listings == ["ct.ls", "event.subscribe", "group.ls", "vm.ls"]
+    assert listings == ["ct.ls", "daemon.commands", "event.subscribe", "group.ls", "op.cancel",
+                        "op.ls", "vm.ls"]
 
 
 def test_a_childs_own_permission_overrides_the_parents(node, ran):
@@ -390,3 +391,36 @@ def test_a_manager_adds_routed_netifs_only_a_bridge_is_the_hosts(node):
                                          type="bridge", link="br0"))
     assert reply["error"]["code"] == "denied" and "bridged" in reply["error"]["message"]
     assert node.registry.pools["default"].cts["c-t1"].netifs == []
+
+
+def test_an_account_sees_and_cancels_its_own_operations_only(node, monkeypatch):
+    grant(node, Perm.SUDO_SRV, "/")
+    grant(node, Perm.SUDO_SRV, "/", uid=OTHER_UID, name="other")
+    go = asyncio.Event()
+
+    async def slow(ctx, id):
+        await go.wait()
+        return {}
+    monkeypatch.setattr(REGISTRY["ct.start"], "func", slow)
+
+    async def main():
+        mine = front(node)
+        started = asyncio.ensure_future(mine.call(1, "ct.start", id="c-t1"))
+        await asyncio.sleep(0.01)
+        op = f"{mine.dispatcher.caller.conn}:1"
+        other, again = front(node, OTHER_UID, conn=8), front(node, conn=9)
+        assert (await other.call(1, "op.ls"))["ok"] == []
+        assert (await other.call(2, "op.cancel", op=op))["error"]["code"] == "not_found"
+        assert (await Peer(node, conn=10).call(1, "op.ls"))["ok"] == [op]
+        assert (await again.call(1, "op.ls"))["ok"] == [op]
+        assert (await again.call(2, "op.cancel", op=op))["ok"] == {"cancelled": op}
+        assert (await started)["error"]["code"] == "cancelled"
+    asyncio.run(main())
+
+
+def test_the_verb_list_says_what_each_verb_needs(node):
+    grant(node, None)  # an account with no permission may ask
+    commands = {c["cmd"]: c["permission"]
+                for c in asyncio.run(front(node).call(1, "daemon.commands"))["ok"]}
+    assert (commands["ct.show"], commands["ct.exec"], commands["vm.start"], commands["ct.new"],
+            commands["pool.export"]) == ("stats", "login", "sudo-srv", "manager", "root")
