@@ -162,7 +162,8 @@ class Caller:
     account: bool = False
 
     def __str__(self) -> str:
-        return f"<conn {self.conn} pid={self.pid} uid={self.uid}{' account' if self.account else ''}>"
+        account = " account" if self.account else ""
+        return f"<conn {self.conn} pid={self.pid} uid={self.uid}{account}>"
 
 
 class Dispatcher:

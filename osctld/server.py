@@ -82,7 +82,8 @@ class Connection:
         self.id = next(_conn_ids)
         self.pid, self.uid, self.gid = peer_credentials(sock)
         self.decoder = protocol.Decoder(server.max_frame)
-        self.dispatcher = Dispatcher(self.node, Caller(self.id, self.pid, self.uid, server.accounts),
+        self.dispatcher = Dispatcher(self.node,
+                                     Caller(self.id, self.pid, self.uid, server.accounts),
                                      self.send, self.subscribe)
         # One ordered queue of outgoing frames: a progress message can never
         # overtake the final reply of its request.

@@ -116,7 +116,8 @@ def _need_running(ct: Container) -> None:
 
 
 @command("ct.new", mutating=True, target=Target("user", "user", pool_arg="pool"),
-         needs=Perm.MANAGER, on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
+         needs=Perm.MANAGER,
+         on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
 async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               version: str | None = None, pool: str | None = None,
               hostname: str | None = None, dns_resolvers: list[str] | None = None,

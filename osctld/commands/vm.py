@@ -75,7 +75,8 @@ async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bo
 
 
 @command("vm.new", mutating=True, target=Target("user", "user", pool_arg="pool"),
-         needs=Perm.MANAGER, on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
+         needs=Perm.MANAGER,
+         on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
 async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str, disk: int | str,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP) -> dict:
