@@ -121,6 +121,12 @@ def test_a_host_user_that_is_no_account_is_refused(tenants):
     node.osctl("account", "del", "late")
     code, out = osctl_as(users["stranger"], sock, "ct", "ls")
     assert code == DENIED
+    # A service account of /t1, with stats on its child only.
+    node.osctl("account", "new", "s-late", "--uid", str(users["stranger"].uid),
+               "--service", "--group", "/t1")
+    node.osctl("permission", "add", "s-late@/t1", "/t1/web", "stats")
+    assert [c["id"] for c in as_json(users["stranger"], sock, "ct", "ls")] == ["w1"]
+    assert node.osctl("permission", "add", "s-late@/t1", "/t2", "stats", check=False).returncode == 2
 
 
 def test_events_reach_a_frontend_only_about_its_tenant(tenants):
