@@ -45,7 +45,8 @@ class Client:
             sock.close()
             # The socket (or its directory) is root's: so is osctld.
             code = protocol.DENIED if isinstance(e, PermissionError) else protocol.INTERNAL
-            why = "permission denied (osctl needs root)" if code == protocol.DENIED else e.strerror or e
+            why = ("permission denied (osctl needs root; an account uses the account socket)"
+                   if code == protocol.DENIED else e.strerror or e)
             raise OsctlError(code, f"cannot connect to osctld at {self.path}: {why}") from None
         self.sock = sock
         hello = self._read()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import re
 from dataclasses import dataclass, field, fields
@@ -81,6 +82,11 @@ class Config:
     state_dir: Path = Path("/var/lib/osctld")
     run_dir: Path = Path("/run/osctld")
     socket: Path | None = None  # default: <run_dir>/osctld.sock
+    # The socket for accounts (frontends acting for tenants): off when null.
+    account_socket: Path | None = None
+    # The Unix group (name or gid) that may connect to it; null: any user
+    # (only registered accounts are answered either way).
+    account_group: str | int | None = None
     autostart_parallelism: int = 4
     log_level: str = "info"
     # Built template root filesystems, shared by every pool of the node.
@@ -108,6 +114,14 @@ class Config:
         self.state_dir = Path(self.state_dir)
         self.run_dir = Path(self.run_dir)
         self.socket = Path(self.socket) if self.socket else self.run_dir / "osctld.sock"
+        self.account_socket = Path(self.account_socket) if self.account_socket else None
+        if self.account_socket == self.socket:
+            raise ValueError("account_socket must not be the root socket")
+        if self.account_group is not None and (
+                isinstance(self.account_group, bool)
+                or not isinstance(self.account_group, (str, int))):
+            raise ValueError("account_group must be a group name, a gid or null")
+        self.account_gid  # a group that does not exist stops the daemon here
         self.cache_dir = Path(self.cache_dir) if self.cache_dir else self.state_dir / "cache"
         self.templates_dir = (
             Path(self.templates_dir)
@@ -141,6 +155,16 @@ class Config:
     def vm_run_dir(self) -> Path:
         """Per-VM QMP and console sockets, pidfiles and console logs."""
         return self.run_dir / "vm"
+
+    @property
+    def account_gid(self) -> int | None:
+        """``account_group`` as a gid (ValueError: no such group)."""
+        if self.account_group is None or isinstance(self.account_group, int):
+            return self.account_group
+        try:
+            return grp.getgrnam(self.account_group).gr_gid
+        except KeyError:
+            raise ValueError(f"account_group: no group {self.account_group!r}") from None
 
     @property
     def hook_socket(self) -> Path:

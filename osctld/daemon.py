@@ -17,6 +17,7 @@ import os
 import signal
 
 from . import __version__, startup, sysctls
+from .accounts import Accounts
 from .config import Config
 from .events import EventBus
 from .history import History
@@ -62,6 +63,7 @@ class Daemon:
             vms=Vms(config.vm, config.vm_run_dir, tree, on_state=lambda vm: None),
             net=Network(config.net, registry), templates=templates, history=History(registry),
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
+            accounts=Accounts(config.state_dir / "accounts.yml"),
         )
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state
@@ -109,17 +111,22 @@ class Daemon:
         await asyncio.to_thread(node.containers.lxcfs.ensure)
         await asyncio.to_thread(node.containers.statfs.ensure)
         await startup.load(node)
+        node.accounts.load()
 
         hooks = HookSocket(cfg.hook_socket, node.registry, node.containers)
         await hooks.start()
         await startup.recheck_running(node)
-        server = Server(node, cfg.socket, cfg.max_frame)
-        await server.start()
+        servers = [Server(node, cfg.socket, cfg.max_frame)]
+        if cfg.account_socket:
+            servers.append(Server(node, cfg.account_socket, cfg.max_frame, accounts=True,
+                                  gid=cfg.account_gid))
+        for server in servers:
+            await server.start()
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        log.info("osctld %s ready on %s", __version__, cfg.socket)
+        log.info("osctld %s ready on %s", __version__, ", ".join(str(s.path) for s in servers))
         autostart = asyncio.gather(startup.autostart(node), startup.start_online_vms(node))
         watch = asyncio.create_task(self.watch_statfs_proxy())
         await self._stop.wait()
@@ -128,11 +135,14 @@ class Daemon:
         autostart.cancel()
         node.vms.release()
         watch.cancel()
-        await server.close()
+        for server in servers:
+            await server.close()
         hooks.close()
         node.containers.exit_codes.close()
         await node.ops.cancel_all(timeout=30)
-        for path in (cfg.socket, cfg.hook_socket):
+        for path in (cfg.socket, cfg.account_socket, cfg.hook_socket):
+            if path is None:
+                continue
             try:
                 path.unlink()
             except FileNotFoundError:

@@ -15,8 +15,13 @@ without a socket or root (``tests/unit/test_dispatch.py``):
   ``Ops`` (``osctld/ops.py``) while its command runs;
 - the verb is looked up (an old name resolved to the verb it stands for,
   ``commands.ALIASES``) and its arguments checked against its signature;
+- a request of an account (a connection to the account socket) is checked
+  against the permission its verb declares, in the group of the object it
+  names (``permitted``): ``denied`` naming what is missing, before anything
+  runs; the command gets the account as ``ctx.access``;
 - a state-changing verb is announced as command events (run, then done or
-  failed) and written to the history of the pool its declared target is in.
+  failed) and written to the history of the pool its declared target is in,
+  with the account that asked.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
 
 from osctl import protocol
-from osctl.protocol import CANCELLED, INTERNAL, INVALID, OsctlError
+from osctl.protocol import CANCELLED, DENIED, INTERNAL, INVALID, OsctlError
 
 from .commands import REGISTRY, Between, CommandSpec, Context, resolve
+from .model.account import ROOT, Access
 
 if TYPE_CHECKING:
     from .node import Node
@@ -120,18 +126,44 @@ def check_args(spec: CommandSpec, args: dict) -> dict:
 
 
 
+# --- permissions -------------------------------------------------------------------
+
+def permitted(node: "Node", spec: CommandSpec, args: dict, access: Access | None) -> None:
+    """Whether ``access`` may run ``spec`` with ``args`` (checked): nothing
+    if so, ``denied`` naming the permission it lacks if not. None is an
+    account deleted while its connection was open."""
+    if access is ROOT:
+        return
+    if access is None:
+        raise OsctlError(DENIED, "this connection's account no longer exists")
+    if spec.needs is None:
+        raise OsctlError(DENIED, f"{spec.name} is for root only")
+    if spec.on is None:
+        return  # a listing: it shows what the account may see
+    pool, group = spec.on.group(node.registry, args)
+    if not access.may(spec.needs, pool, group):
+        has = access.level(pool, group)
+        raise OsctlError(DENIED, f"{spec.name} needs permission {spec.needs.wire} on group "
+                                 f"{pool}:{group}; account {access.ref} has "
+                                 f"{has.wire if has else 'none'} there",
+                         {"permission": spec.needs.wire, "group": f"{pool}:{group}"})
+
+
 # --- requests ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a connection's requests (from SO_PEERCRED)."""
+    """Who sent a connection's requests (from SO_PEERCRED), and whether
+    through the account socket (as an account) or root's own."""
 
     conn: int
     pid: int
     uid: int
+    account: bool = False
 
     def __str__(self) -> str:
-        return f"<conn {self.conn} pid={self.pid} uid={self.uid}>"
+        account = " account" if self.account else ""
+        return f"<conn {self.conn} pid={self.pid} uid={self.uid}{account}>"
 
 
 class Dispatcher:
@@ -153,6 +185,13 @@ class Dispatcher:
         # Requests in flight by id, and whether each changes state (those
         # outlive their caller).
         self.tasks: dict[int, tuple[asyncio.Task, bool]] = {}
+
+    def access(self) -> Access | None:
+        """Who the connection's requests run as now: root, or its account
+        (looked up at each request: None once it is deleted)."""
+        if not self.caller.account:
+            return ROOT
+        return self.node.accounts.by_uid(self.caller.uid)
 
     def fds_arrived(self, fds: list[int]) -> None:
         self.fds.extend(fds)
@@ -203,14 +242,20 @@ class Dispatcher:
         )
         args: dict | None = None
         pool: str | None = None
+        access = self.access()
+        who = access.ref if access is not None else None
         try:
             if spec is None:
                 raise OsctlError(INVALID, f"unknown command {req.cmd!r}")
             args = check_args(spec, req.args)
             pool = self._pool(spec, args)  # as it was: a deleted object's pool is gone after
-            with self.node.ops.running(op, asyncio.current_task()):
+            permitted(self.node, spec, args, access)
+            assert access is not None
+            ctx.access = access
+            with self.node.ops.running(op, asyncio.current_task(), access.ref):
                 if spec.mutating:
-                    self.node.events.publish("command", phase="run", cmd=req.cmd, op=op)
+                    self.node.events.publish("command", phase="run", cmd=req.cmd, op=op,
+                                             account=who)
                 result = await spec.run(ctx, args)
         except OsctlError as e:
             reply, error = protocol.error(req.id, e), e.message
@@ -228,7 +273,7 @@ class Dispatcher:
         if spec is not None and spec.mutating:
             if pool is None and args is not None:
                 pool = self._pool(spec, args)  # a created object's pool is there only now
-            self._finished(req, op, pool, error)
+            self._finished(req, op, pool, error, who)
         try:
             self.send(reply)
         except protocol.EncodeError:
@@ -245,11 +290,12 @@ class Dispatcher:
         except OsctlError:
             return None
 
-    def _finished(self, req: protocol.Request, op: str, pool: str | None, error: str | None) -> None:
+    def _finished(self, req: protocol.Request, op: str, pool: str | None, error: str | None,
+                  who: str | None) -> None:
         """The command event and history line of a state-changing verb."""
         self.node.events.publish("command", phase="failed" if error else "done", cmd=req.cmd,
-                                   op=op, **({"error": error} if error else {}))
-        entry = {"cmd": req.cmd, "args": _redact(req.args), "uid": self.caller.uid,
+                                 op=op, account=who, **({"error": error} if error else {}))
+        entry = {"cmd": req.cmd, "args": _redact(req.args), "account": who, "uid": self.caller.uid,
                  "pid": self.caller.pid, "result": "ok" if error is None else "error"}
         if error:
             entry["error"] = error

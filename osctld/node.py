@@ -21,6 +21,7 @@ from typing import Iterable
 from osctl.protocol import INTERNAL, OsctlError
 
 from . import __version__
+from .accounts import Accounts
 from .config import Config
 from .distconfig import for_distribution
 from .events import EventBus
@@ -58,6 +59,7 @@ class Node:
     history: History
     subids: SubIds
     cgroup_layout: CgroupLayout
+    accounts: Accounts  # who may use the account socket, with their permissions
     started: float = field(default_factory=time.time)
     # Requests running, by "<connection>:<request id>" (what op.cancel names).
     ops: Ops = field(default_factory=Ops)
@@ -74,12 +76,13 @@ class Node:
     def on_ct_state(self, ct: Container) -> None:
         log.info("container %s:%s is %s", ct.pool, ct.id, ct.state)
         extra = {"last_stop": ct.last_stop} if ct.state == "stopped" else {}
-        self.events.publish("state", object="ct", pool=ct.pool, id=ct.id,
+        self.events.publish("state", object="ct", pool=ct.pool, id=ct.id, group=ct.group,
                             state=ct.state, init_pid=ct.init_pid, **extra)
 
     def on_vm_state(self, vm: VM) -> None:
         log.info("VM %s:%s is %s", vm.pool, vm.id, vm.state)
-        self.events.publish("state", object="vm", pool=vm.pool, id=vm.id, state=vm.state, pid=vm.pid)
+        self.events.publish("state", object="vm", pool=vm.pool, id=vm.id, group=vm.group,
+                            state=vm.state, pid=vm.pid)
         taps = self.vm_taps.pop((vm.pool, vm.id), None) if vm.state == STOPPED else None
         if taps:
             self._vm_taps_going[(vm.pool, vm.id)] = asyncio.ensure_future(self.net.vm_down(taps))
@@ -98,7 +101,8 @@ class Node:
             return
         state = "up" if hook == "start-host" else "down"
         for n in ct.netifs:
-            self.events.publish(state, object="netif", pool=ct.pool, id=ct.id, netif=n.name)
+            self.events.publish(state, object="netif", pool=ct.pool, id=ct.id, group=ct.group,
+                                netif=n.name)
 
     # --- what commands and start-up share ----------------------------------------
 

@@ -17,6 +17,12 @@ are served meanwhile. When a client goes, what it had sent but the daemon
 had not started yet is dropped, and its operations that only serve the
 caller (the read-only ones, and exec, attach, console: what runs there is
 killed) are cancelled; mutating ones run on to their end or roll back.
+
+The daemon listens on two sockets: root's own (0600 root, root alone may
+talk there) and, if the config names it, the account socket (0660, group
+``account_group``), which answers only host users registered as accounts
+(``osctl account new``) and runs their requests as those accounts
+(``Caller.account``: the dispatcher checks their permissions).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from osctl import protocol
 from osctl.protocol import DENIED, INVALID, MAX_FDS, OsctlError
 
 from . import __version__
+from .accounts import sees_event
 from .commands import load_all
 from .dispatch import Caller, Dispatcher
 
@@ -75,7 +82,8 @@ class Connection:
         self.id = next(_conn_ids)
         self.pid, self.uid, self.gid = peer_credentials(sock)
         self.decoder = protocol.Decoder(server.max_frame)
-        self.dispatcher = Dispatcher(self.node, Caller(self.id, self.pid, self.uid),
+        self.dispatcher = Dispatcher(self.node,
+                                     Caller(self.id, self.pid, self.uid, server.accounts),
                                      self.send, self.subscribe)
         # One ordered queue of outgoing frames: a progress message can never
         # overtake the final reply of its request.
@@ -187,12 +195,21 @@ class Connection:
 
     # --- requests -------------------------------------------------------------
 
+    def _refused(self) -> tuple[str, str] | None:
+        """Why this peer may not talk here, if it may not: for the log, for it."""
+        if not self.server.accounts:
+            return None if self.uid == 0 else ("not root", "osctld answers root only on this socket")
+        if self.node.accounts.by_uid(self.uid) is None:
+            return "no account", f"uid {self.uid} is no osctld account"
+        return None
+
     async def run(self) -> None:
         self.writer = asyncio.create_task(self._write())
         try:
-            if self.uid != 0:
-                log.warning("%r: refused, not root", self)
-                self.send(protocol.error(None, OsctlError(DENIED, "osctld answers root only")))
+            refused = self._refused()
+            if refused:
+                log.warning("%r: refused, %s", self, refused[0])
+                self.send(protocol.error(None, OsctlError(DENIED, refused[1])))
                 await self.flush()
                 return
             self.send({**protocol.greeting(__version__), "conn": self.id})
@@ -235,7 +252,9 @@ class Connection:
         if self.subscription is not None:
             raise OsctlError(INVALID, "this connection is already subscribed")
         self.subscription = self.node.events.subscribe(
-            on_overflow=self.close, types=filters.get("types") or ())
+            on_overflow=self.close, types=filters.get("types") or (),
+            visible=(lambda ev: sees_event(self.dispatcher.access(), ev)) if self.server.accounts
+            else None)
         self.pump = asyncio.create_task(self._pump(self.subscription))
 
     async def _pump(self, sub) -> None:
@@ -248,10 +267,16 @@ class Connection:
 
 
 class Server:
-    def __init__(self, node, path: Path, max_frame: int):
+    """One listening socket: root's (``gid`` None), or the account socket
+    (``accounts``; ``gid`` the group that may connect, None: any user)."""
+
+    def __init__(self, node, path: Path, max_frame: int, accounts: bool = False,
+                 gid: int | None = None):
         self.node = node
         self.path = Path(path)
         self.max_frame = max_frame
+        self.accounts = accounts
+        self.gid = gid
         self.sock: socket.socket | None = None
         self._accept_task: asyncio.Task | None = None
         self.connections: set[Connection] = set()
@@ -275,7 +300,12 @@ class Server:
             sock.bind(str(self.path))
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
+        if self.accounts:
+            # Whom the Unix group lets in may connect; only accounts are answered.
+            os.chown(self.path, 0, -1 if self.gid is None else self.gid)
+            os.chmod(self.path, 0o666 if self.gid is None else 0o660)
+        else:
+            os.chmod(self.path, 0o600)
         sock.listen(128)
         sock.setblocking(False)
         self.sock = sock

@@ -8,7 +8,7 @@ import click
 
 from ..output import FORMATS
 from ..protocol import OsctlError
-from . import ct, group, misc, netif, pool, user, vm
+from . import account, ct, group, misc, netif, pool, user, vm
 from .common import Settings
 
 # Exit codes by error code, so scripts can tell "not found" from "busy".
@@ -18,7 +18,8 @@ EXIT_CODES = {"invalid": 2, "not_found": 3, "exists": 4, "busy": 5, "conflict": 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--socket", envvar="OSCTLD_SOCKET", metavar="PATH",
-              help="osctld's socket [default: /run/osctld/osctld.sock, or $OSCTLD_SOCKET]")
+              help="osctld's socket [default: /run/osctld/osctld.sock, or $OSCTLD_SOCKET]; "
+                   "an account (a frontend) names the account socket")
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True, help="Output format.")
 @click.option("-j", "--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -40,7 +41,7 @@ def cli(ctx, socket, fmt, as_json, columns, no_header, quiet):
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (ct, vm, group, user, pool, misc):
+for module in (ct, vm, group, user, pool, account, misc):
     for command in module.COMMANDS:
         cli.add_command(command)
 # Objects that belong to a container live under `osctl ct`.

@@ -41,7 +41,7 @@ def history(s, pool, limit):
     if s.format in ("table", "csv"):
         for r in rows:
             r["time"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
-    show(s, rows, ["time", "pool", "cmd", "args", "result", "error"])
+    show(s, rows, ["time", "pool", "cmd", "args", "account", "result", "error"])
 
 
 @click.command("status")

@@ -17,6 +17,13 @@ A state-changing verb declares the object it acts on (``target``): the
 dispatcher writes its history line to that object's pool, so a command
 body says nothing about its own bookkeeping.
 
+A verb open to accounts declares the permission it needs (``needs``) and
+the object whose group it needs it in (``on``, else its ``target``; a
+container, a VM or a group). The dispatcher checks it before the command
+runs. A verb that declares no permission is root's alone, so that nothing
+is open by accident; one that needs a permission but names no object is a
+listing, which shows an account only what it may see (``ctx.access``).
+
 Verbs are named ``<object>[.<sub>...].<verb>`` with dots (``ct.netif.ip.add``).
 A verb on containers and VMs alike is two names for one handler
 (``instance_command``), its ``vm`` parameter bound by the name. Old names
@@ -36,6 +43,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Literal
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
 from ..locks import ct_key, pool_key, vm_key
+from ..model.account import ROOT, Access, Perm
+from ..model.group import DEFAULT_GROUP, check_group_path
+from ..state import split_ref
 
 if TYPE_CHECKING:  # their types only: commands are given a node, never build one
     from ..node import Node
@@ -66,18 +76,26 @@ class Target:
     """The object a state-changing verb acts on, as its arguments name it.
 
     ``kind`` says what argument ``arg`` holds: a pool's name (None: the
-    default pool), the path a pool is at, a user, a container or a VM.
-    ``pool_arg`` names the argument that qualifies a bare user.
+    default pool), the path a pool is at, a user, a container, a VM or a
+    group's path (None: the default group) or an account (a service
+    account's is in its group's pool, a person's in the default pool: they
+    are node state, their history is kept there). ``pool_arg`` names the argument
+    that qualifies a bare user or a group; ``pool_of`` an object whose pool
+    the group is in.
     """
 
-    kind: Literal["pool", "pool_path", "user", "ct", "vm"]
+    kind: Literal["pool", "pool_path", "user", "ct", "vm", "group", "account"]
     arg: str
     pool_arg: str | None = None
+    # A group of the pool another object is in (a new container's group is
+    # in its user's pool).
+    pool_of: Target | None = None
 
     @property
     def reads(self) -> set[str]:
         """The arguments it is found by."""
-        return {self.arg} | ({self.pool_arg} if self.pool_arg else set())
+        return ({self.arg} | ({self.pool_arg} if self.pool_arg else set())
+                | (self.pool_of.reads if self.pool_of else set()))
 
     def pool(self, registry: Registry, args: dict) -> str:
         """The name of the pool the object is in: OsctlError if it is not
@@ -85,8 +103,15 @@ class Target:
         value = args.get(self.arg)
         if self.kind == "pool":
             return registry.pool(value).pool.name
+        if self.pool_of is not None:
+            return self.pool_of.pool(registry, args)
+        if self.kind == "group":
+            return registry.pool(args.get(self.pool_arg) if self.pool_arg else None).pool.name
         if not isinstance(value, str):  # checked arguments: only a missing one
             raise OsctlError(NOT_FOUND, f"{self.arg} not given")
+        if self.kind == "account":
+            return registry.pool(split_ref(value.partition("@")[2])[0] if "@" in value
+                                 else None).pool.name
         if self.kind == "pool_path":
             for pstate in registry.pools.values():
                 if pstate.pool.path == Path(value):
@@ -96,6 +121,15 @@ class Target:
             pool = args.get(self.pool_arg) if self.pool_arg else None
             return registry.user(user_ref(value, pool))[0].pool.name
         return getattr(registry, self.kind)(value)[0].pool.name
+
+    def group(self, registry: Registry, args: dict) -> tuple[str, str]:
+        """The pool and group the object is in (a group: itself); OsctlError
+        if it is not there."""
+        if self.kind == "group":
+            return self.pool(registry, args), check_group_path(args.get(self.arg, DEFAULT_GROUP))
+        assert self.kind in ("ct", "vm")
+        server = getattr(registry, self.kind)(args[self.arg])[1]
+        return server.pool, server.group
 
 
 @dataclass
@@ -108,6 +142,8 @@ class CommandSpec:
     summary: str
     target: Target | None = None
     bound: dict[str, Any] = field(default_factory=dict)  # given by the name, not the caller
+    needs: Perm | None = None  # None: root's alone
+    on: Target | None = None  # what ``needs`` is checked on; None: a listing
 
     async def run(self, ctx: Context, args: dict) -> Any:
         return await self.func(ctx, **self.bound, **args)
@@ -156,14 +192,18 @@ def _alias(old: str, alias: Alias) -> None:
 
 
 def command(name: str, *, mutating: bool = False, target: Target | None = None,
+            needs: Perm | None = None, on: Target | None = None,
             aliases: tuple[str, ...] = (), bound: dict[str, Any] | None = None,
             ) -> Callable[[Handler], Handler]:
     """Register ``func`` as the handler of wire verb ``name``.
 
     ``mutating`` commands are the state-changing ones: they are announced as
     command events and written to the history of the pool ``target`` is in.
+    ``needs`` is the permission an account needs for it in the group of
+    ``on`` (default: ``target``); without it the verb is root's alone.
     ``aliases`` are its old names; ``bound`` the arguments its name gives.
     """
+    on = on or (target if needs else None)
 
     def register(func: Handler) -> Handler:
         if name in REGISTRY or name in ALIASES:
@@ -172,9 +212,15 @@ def command(name: str, *, mutating: bool = False, target: Target | None = None,
         hints = typing.get_type_hints(func, include_extras=True)
         params = [p for p in list(sig.parameters.values())[1:]  # skip ctx
                   if p.name not in (bound or {})]
-        if mutating != (target is not None) or (target and not target.reads <= {p.name for p in params}):
+        names = {p.name for p in params}
+        if mutating != (target is not None) and not (target and needs) \
+                or any(t and not t.reads <= names for t in (target, on)):
             raise RuntimeError(f"command {name}: a state-changing verb, and only one, "
-                               "names its target among its arguments")
+                               "names its target among its arguments (or one that needs "
+                               "a permission on it)")
+        if on and (not needs or on.kind not in ("ct", "vm", "group")) or (needs and mutating and not on):
+            raise RuntimeError(f"command {name}: a permission is needed in the group of a "
+                               "container, a VM or a group it names")
         REGISTRY[name] = CommandSpec(
             name=name,
             func=func,
@@ -184,6 +230,8 @@ def command(name: str, *, mutating: bool = False, target: Target | None = None,
             summary=(func.__doc__ or "").strip().split("\n")[0],
             target=target,
             bound=dict(bound or {}),
+            needs=needs,
+            on=on,
         )
         for old in aliases:
             _alias(old, Alias(name))
@@ -192,16 +240,16 @@ def command(name: str, *, mutating: bool = False, target: Target | None = None,
     return register
 
 
-def instance_command(verb: str, *, mutating: bool = False, alias: str | None = None,
-                     ) -> Callable[[Handler], Handler]:
+def instance_command(verb: str, *, mutating: bool = False, needs: Perm | None = None,
+                     alias: str | None = None) -> Callable[[Handler], Handler]:
     """Register ``func`` as ``ct.<verb>`` and ``vm.<verb>``: one handler, its
     ``vm`` parameter bound by the name, its target the ``id`` of that kind.
     ``alias`` is the old name that chose the kind by a ``vm`` flag."""
 
     def register(func: Handler) -> Handler:
         for kind in ("ct", "vm"):
-            command(f"{kind}.{verb}", mutating=mutating, bound={"vm": kind == "vm"},
-                    target=Target(kind, "id") if mutating else None)(func)
+            command(f"{kind}.{verb}", mutating=mutating, bound={"vm": kind == "vm"}, needs=needs,
+                    target=Target(kind, "id") if mutating or needs else None)(func)
         if alias:
             _alias(alias, Alias(f"ct.{verb}", f"vm.{verb}"))
         return func
@@ -218,6 +266,8 @@ class Context:
     peer_uid: int
     fds: list[int] = field(default_factory=list)
     progress: Callable[[dict], None] = lambda data: None
+    # Who asks: root, or the account whose permissions were checked.
+    access: Access = ROOT
     subscribe: Callable[[dict], None] | None = None
 
 
@@ -241,5 +291,5 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (ct, ct_device, ct_feature, ct_prlimit, daemon, group, netif, pool,  # noqa: F401
-                   user, vm)
+    from . import (account, ct, ct_device, ct_feature, ct_prlimit, daemon, group, netif,  # noqa: F401
+                   pool, user, vm)

@@ -13,6 +13,7 @@ from typing import Annotated, Callable
 from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
 
 from ..distconfig import for_distribution
+from ..model.account import Perm
 from ..model.bounds import shown
 from ..model.container import Container, check_resolvers
 from ..model.group import DEFAULT_GROUP, check_group_path
@@ -114,7 +115,9 @@ def _need_running(ct: Container) -> None:
         raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}, not running")
 
 
-@command("ct.new", mutating=True, target=Target("user", "user", pool_arg="pool"))
+@command("ct.new", mutating=True, target=Target("user", "user", pool_arg="pool"),
+         needs=Perm.MANAGER,
+         on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
 async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               version: str | None = None, pool: str | None = None,
               hostname: str | None = None, dns_resolvers: list[str] | None = None,
@@ -167,18 +170,20 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
         node.containers.write_config(pstate, ct)
         undo.push(pstate.store.delete, "ct", id)
         pstate.save_ct(ct)
-    node.events.publish("add", object="ct", pool=ct.pool, id=id)
+    node.events.publish("add", object="ct", pool=ct.pool, id=id, group=ct.group)
     return ct.public()
 
 
-@command("ct.ls")
+@command("ct.ls", needs=Perm.STATS)
 async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
              state: str | None = None) -> list:
-    """Containers, optionally only of a pool, a user or in a state."""
-    return [c.public() for c in matching(ctx.node.registry.all_cts(), pool, user, state)]
+    """Containers, optionally only of a pool, a user or in a state (an
+    account's: those it may see)."""
+    return [c.public() for c in matching(ctx.node.registry.all_cts(), pool, user, state)
+            if ctx.access.may(Perm.STATS, c.pool, c.group)]
 
 
-@command("ct.show")
+@command("ct.show", target=Target("ct", "id"), needs=Perm.STATS)
 async def show(ctx: Context, id: str) -> dict:
     """One container."""
     pstate, ct = find(ctx, id)
@@ -196,7 +201,7 @@ async def show(ctx: Context, id: str) -> dict:
     return out
 
 
-@command("ct.start", mutating=True, target=Target("ct", "id"))
+@command("ct.start", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def start(ctx: Context, id: str) -> dict:
     """Start a container."""
     pstate, ct = find(ctx, id)
@@ -205,7 +210,7 @@ async def start(ctx: Context, id: str) -> dict:
     return ct.public()
 
 
-@command("ct.stop", mutating=True, target=Target("ct", "id"))
+@command("ct.stop", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
     _, ct = find(ctx, id)
@@ -214,7 +219,7 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     return ct.public()
 
 
-@command("ct.restart", mutating=True, target=Target("ct", "id"))
+@command("ct.restart", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
     pstate, ct = find(ctx, id)
@@ -224,7 +229,7 @@ async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dic
     return ct.public()
 
 
-@command("ct.kill", mutating=True, target=Target("ct", "id"))
+@command("ct.kill", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown."""
     _, ct = find(ctx, id)
@@ -233,7 +238,7 @@ async def kill(ctx: Context, id: str) -> dict:
     return ct.public()
 
 
-@command("ct.exec")
+@command("ct.exec", target=Target("ct", "id"), needs=Perm.LOGIN)
 async def exec_(ctx: Context, id: str, argv: list[str], env: dict | None = None) -> dict:
     """Run a command inside. With three passed descriptors (stdin, stdout,
     stderr) it runs on them; without, its output is returned."""
@@ -249,7 +254,7 @@ async def exec_(ctx: Context, id: str, argv: list[str], env: dict | None = None)
     return result
 
 
-@command("ct.attach")
+@command("ct.attach", target=Target("ct", "id"), needs=Perm.LOGIN)
 async def attach(ctx: Context, id: str, env: dict | None = None) -> dict:
     """A login shell inside, on the caller's terminal (passed as descriptors)."""
     _, ct = find(ctx, id)
@@ -261,7 +266,7 @@ async def attach(ctx: Context, id: str, env: dict | None = None) -> dict:
     return {"exit_code": code}
 
 
-@command("ct.console")
+@command("ct.console", target=Target("ct", "id"), needs=Perm.LOGIN)
 async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0) -> dict:
     """The container's console, on the caller's terminal; Ctrl-a q leaves."""
     _, ct = find(ctx, id)
@@ -270,7 +275,7 @@ async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0
     return {"exit_code": code}
 
 
-@command("ct.del", mutating=True, target=Target("ct", "id"))
+@command("ct.del", mutating=True, target=Target("ct", "id"), needs=Perm.MANAGER)
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped container (``force``: stop it first) and its data."""
     node = ctx.node
@@ -290,11 +295,11 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
         node.containers.remove(ct.pool, ct.id)
         await backend_for(pstate.pool).destroy(pstate.pool.rootfs(ct.id))
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
-    node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id)
+    node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     return {"id": ct.id, "pool": ct.pool}
 
 
-@command("ct.set", mutating=True, target=Target("ct", "id"))
+@command("ct.set", mutating=True, target=Target("ct", "id"), needs=Perm.MANAGER)
 async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
                autostart_priority: Annotated[int, Between(0, 10000)] | None = None,
@@ -329,7 +334,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
     return ct.public()
 
 
-@command("ct.passwd", mutating=True, target=Target("ct", "id"))
+@command("ct.passwd", mutating=True, target=Target("ct", "id"), needs=Perm.LOGIN)
 async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
     """Set a user's password inside a running container."""
     pstate, ct = find(ctx, id)

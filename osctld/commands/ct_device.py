@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from osctl.protocol import EXISTS, NOT_FOUND, OsctlError
 
+from ..model.account import Perm
 from ..model.device import DeviceGrant
 from ..runtime.devices import BASE_ALLOW
 from ..runtime.features import bundles
@@ -15,7 +16,8 @@ from . import Context, Seconds, Target, command
 from .ct import STOP_TIMEOUT, find, reconfigure
 
 
-@command("ct.device.ls", aliases=("ct.devices.ls",))
+@command("ct.device.ls", aliases=("ct.devices.ls",), target=Target("ct", "id"),
+         needs=Perm.STATS)
 async def ls(ctx: Context, id: str) -> list:
     """Every device the container may use, and why: base, a feature, or its own grant."""
     _, ct = find(ctx, id)

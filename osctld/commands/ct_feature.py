@@ -6,12 +6,13 @@ for the next start, and the container shows ``restart_pending``.
 
 from __future__ import annotations
 
+from ..model.account import Perm
 from ..runtime.features import FEATURES, check_names
 from . import Context, Seconds, Target, command
 from .ct import STOP_TIMEOUT, find, reconfigure
 
 
-@command("ct.feature.ls")
+@command("ct.feature.ls", target=Target("ct", "id"), needs=Perm.STATS)
 async def ls(ctx: Context, id: str) -> list:
     """Every feature, whether the container has it, and what it grants."""
     _, ct = find(ctx, id)

@@ -7,6 +7,7 @@ from typing import Annotated
 from osctl.protocol import INVALID, UNSUPPORTED, OsctlError
 
 from .. import history
+from ..model.account import ROOT, Perm
 from . import REGISTRY, Between, Context, aliases_of, command
 
 
@@ -16,37 +17,46 @@ async def status(ctx: Context) -> dict:
     return ctx.node.status()
 
 
-@command("daemon.commands")
+@command("daemon.commands", needs=Perm.STATS)
 async def commands(ctx: Context) -> list:
-    """Every wire verb with its arguments and its old names (``aliases``,
-    kept for one release; an old ``netif.*`` name runs the ``vm.`` verb when
-    its ``vm`` argument is true, else the ``ct.`` one)."""
+    """Every wire verb with its arguments, the permission an account needs
+    for it (``root``: root's alone) and its old names (``aliases``, kept
+    for one release; an old ``netif.*`` name runs the ``vm.`` verb when its
+    ``vm`` argument is true, else the ``ct.`` one)."""
     return [{"cmd": s.name, "args": sorted(s.hints), "required": sorted(s.required),
-             "mutating": s.mutating, "summary": s.summary, "aliases": aliases_of(s.name)}
+             "mutating": s.mutating, "summary": s.summary, "aliases": aliases_of(s.name),
+             "permission": s.needs.wire if s.needs else "root"}
             for s in sorted(REGISTRY.values(), key=lambda s: s.name)]
 
 
-@command("event.subscribe")
+@command("event.subscribe", needs=Perm.STATS)
 async def subscribe(ctx: Context, types: list[str] | None = None) -> dict:
-    """Turn this connection into a stream of events."""
+    """Turn this connection into a stream of events (an account's: of what
+    it may see, and of its own commands)."""
     if ctx.subscribe is None:
         raise OsctlError(UNSUPPORTED, "this caller cannot take a stream of events")
     ctx.subscribe({"types": types or []})
     return {"subscribed": True}
 
 
-@command("op.ls")
+def _own(ctx: Context) -> str | None:
+    """Whose operations the caller may see and cancel (None: all, root)."""
+    return None if ctx.access is ROOT else ctx.access.ref
+
+
+@command("op.ls", needs=Perm.STATS)
 async def op_ls(ctx: Context) -> list:
-    """Operations in flight."""
-    return [op for op in ctx.node.ops.names() if op != ctx.op]
+    """Operations in flight (an account's: its own)."""
+    return [op for op in ctx.node.ops.names(_own(ctx)) if op != ctx.op]
 
 
-@command("op.cancel")
+@command("op.cancel", needs=Perm.STATS)
 async def op_cancel(ctx: Context, op: str) -> dict:
-    """Cancel an operation in flight; it rolls back what it did."""
+    """Cancel an operation in flight (an account: one of its own); it rolls
+    back what it did."""
     if op == ctx.op:
         raise OsctlError(INVALID, "an operation cannot cancel itself")
-    ctx.node.ops.cancel(op)
+    ctx.node.ops.cancel(op, _own(ctx))
     return {"cancelled": op}
 
 

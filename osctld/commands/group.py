@@ -7,6 +7,7 @@ import contextlib
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..locks import groups_key, pool_key
+from ..model.account import Perm
 from ..model.group import DEFAULT_GROUP, ROOT_GROUP, Group, check_group_path, parent_of
 from ..model.limits import Limits
 from ..undo import Undo
@@ -84,14 +85,16 @@ async def new(ctx: Context, path: str, pool: str | None = None, limits: dict | N
     return _public(ctx, pstate, group)
 
 
-@command("group.ls")
+@command("group.ls", needs=Perm.STATS)
 async def ls(ctx: Context, pool: str | None = None) -> list:
-    """Groups of every pool, or of one, parents before children."""
+    """Groups of every pool, or of one, parents before children (an
+    account's: those it has a permission in)."""
     pools = [ctx.node.registry.pool(pool)] if pool else ctx.node.registry.pools.values()
-    return [_public(ctx, p, g) for p in pools for _, g in sorted(p.groups.items())]
+    return [_public(ctx, p, g) for p in pools for _, g in sorted(p.groups.items())
+            if ctx.access.may(Perm.STATS, p.pool.name, g.path)]
 
 
-@command("group.show")
+@command("group.show", target=Target("group", "path", pool_arg="pool"), needs=Perm.STATS)
 async def show(ctx: Context, path: str, pool: str | None = None) -> dict:
     """One group: its own limits, the effective ones, what is in force, its members."""
     pstate, g = _find(ctx, path, pool)

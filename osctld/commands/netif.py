@@ -19,8 +19,9 @@ import ipaddress
 from dataclasses import replace
 from typing import Callable, TypeGuard
 
-from osctl.protocol import EXISTS, INVALID, UNSUPPORTED, OsctlError
+from osctl.protocol import DENIED, EXISTS, INVALID, UNSUPPORTED, OsctlError
 
+from ..model.account import ROOT, Perm
 from ..model.container import Container
 from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
                            parse_ip, parse_prefix, random_hwaddr)
@@ -102,7 +103,8 @@ async def _commit(ctx: Context, pstate, ct: Server, netif: NetIf,
             await _live(ctx, ct, netif, before)
         await _write(ctx, pstate, ct)
         pstate.save_server(ct)
-    node.events.publish("change", object="netif", pool=ct.pool, id=ct.id, netif=netif.name)
+    node.events.publish("change", object="netif", pool=ct.pool, id=ct.id, group=ct.group,
+                        netif=netif.name)
     return netif.public()
 
 
@@ -119,7 +121,7 @@ def _rate(value: str | int | None, what: str) -> int | None:
     return parse_rate(value, what) or None if value is not None else None
 
 
-@instance_command("netif.new", mutating=True, alias="netif.new")
+@instance_command("netif.new", mutating=True, needs=Perm.MANAGER, alias="netif.new")
 async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | None = None,
               hwaddr: str | None = None, gateway4: str = AUTO, gateway6: str = AUTO,
               dhcp: bool = False, max_tx: str | int | None = None,
@@ -129,6 +131,8 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     pstate, ct = _find(ctx, id, vm)
     if vm and type != ROUTED:
         raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
+    if type != ROUTED and ctx.access is not ROOT:  # it joins a bridge of the host's
+        raise OsctlError(DENIED, "a bridged netif is for root only; accounts add routed ones")
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
                   dhcp=dhcp, max_tx=_rate(max_tx, "max-tx"), max_rx=_rate(max_rx, "max-rx"),
                   hwaddr=check_hwaddr(hwaddr) if hwaddr else random_hwaddr())
@@ -145,11 +149,11 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
                 undo.push(node.net.unplug, netif)
             await _write(ctx, pstate, ct)
             pstate.save_server(ct)
-    node.events.publish("add", object="netif", pool=ct.pool, id=ct.id, netif=name)
+    node.events.publish("add", object="netif", pool=ct.pool, id=ct.id, group=ct.group, netif=name)
     return netif.public()
 
 
-@instance_command("netif.del", mutating=True, alias="netif.del")
+@instance_command("netif.del", mutating=True, needs=Perm.MANAGER, alias="netif.del")
 async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     """Remove a network interface; unplugged from a running container."""
     node = ctx.node
@@ -164,11 +168,11 @@ async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
         if _live_ct(ct):
             await node.net.unplug(netif)
         await _write(ctx, pstate, ct)
-    node.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, netif=name)
+    node.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, group=ct.group, netif=name)
     return {"id": ct.id, "pool": ct.pool, "name": name}
 
 
-@instance_command("netif.ls", alias="netif.ls")
+@instance_command("netif.ls", needs=Perm.STATS, alias="netif.ls")
 async def ls(ctx: Context, id: str, vm: bool = False) -> list:
     """A container's interfaces, with traffic counters while it runs."""
     node = ctx.node
@@ -185,7 +189,7 @@ async def ls(ctx: Context, id: str, vm: bool = False) -> list:
     return out
 
 
-@instance_command("netif.rename", mutating=True, alias="netif.rename")
+@instance_command("netif.rename", mutating=True, needs=Perm.MANAGER, alias="netif.rename")
 async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = False) -> dict:
     """Rename an interface (as the container sees it); live on a running one."""
     pstate, ct = _find(ctx, id, vm)
@@ -217,7 +221,7 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
 
 # --- addresses ---------------------------------------------------------------------
 
-@instance_command("netif.ip.add", mutating=True, alias="netif.ip_add")
+@instance_command("netif.ip.add", mutating=True, needs=Perm.MANAGER, alias="netif.ip_add")
 async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Give an address to an interface: routed to it at once on a running container."""
     pstate, ct = _find(ctx, id, vm)
@@ -228,7 +232,7 @@ async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = Fals
                            lambda n: n.addresses.append(str(ip)))
 
 
-@instance_command("netif.ip.del", mutating=True, alias="netif.ip_del")
+@instance_command("netif.ip.del", mutating=True, needs=Perm.MANAGER, alias="netif.ip_del")
 async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Take an address from an interface; it stops answering at once."""
     pstate, ct = _find(ctx, id, vm)
@@ -244,7 +248,7 @@ async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = Fals
         return await _commit(ctx, pstate, ct, netif, lambda n: n.addresses.remove(held[0]))
 
 
-@instance_command("netif.ip.ls", alias="netif.ip_ls")
+@instance_command("netif.ip.ls", needs=Perm.STATS, alias="netif.ip_ls")
 async def ip_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False) -> list:
     """Addresses of a container's interfaces."""
     return [{"netif": n.name, "address": str(a), "version": a.version}
@@ -253,7 +257,7 @@ async def ip_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False
 
 # --- routed prefixes -------------------------------------------------------------------
 
-@instance_command("netif.route.add", mutating=True, alias="netif.route_add")
+@instance_command("netif.route.add", mutating=True, needs=Perm.MANAGER, alias="netif.route_add")
 async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | None = None, vm: bool = False) -> dict:
     """Route a prefix to an interface without assigning it there."""
     pstate, ct = _find(ctx, id, vm)
@@ -270,7 +274,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
                            lambda n: n.routes.append(route), route=True)
 
 
-@instance_command("netif.route.del", mutating=True, alias="netif.route_del")
+@instance_command("netif.route.del", mutating=True, needs=Perm.MANAGER, alias="netif.route_del")
 async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = False) -> dict:
     """Stop routing a prefix to an interface."""
     pstate, ct = _find(ctx, id, vm)
@@ -283,7 +287,7 @@ async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = Fa
         return await _commit(ctx, pstate, ct, netif, lambda n: n.routes.remove(gone[0]))
 
 
-@instance_command("netif.route.ls", alias="netif.route_ls")
+@instance_command("netif.route.ls", needs=Perm.STATS, alias="netif.route_ls")
 async def route_ls(ctx: Context, id: str, name: str | None = None, vm: bool = False) -> list:
     """Prefixes routed to a container's interfaces."""
     return [{"netif": n.name, **r.to_dict()} for n in _netifs(ctx, id, name, vm) for r in n.routes]

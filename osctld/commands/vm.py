@@ -8,6 +8,7 @@ from typing import Annotated
 from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..distconfig import for_distribution
+from ..model.account import Perm
 from ..model.group import DEFAULT_GROUP, check_group_path
 from ..model.lifecycle import Event, check
 from ..model.naming import check_name
@@ -73,7 +74,9 @@ async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bo
     await ctx.node.vms.stop(vm, 0 if kill else _timeout(ctx, timeout), kill)
 
 
-@command("vm.new", mutating=True, target=Target("user", "user", pool_arg="pool"))
+@command("vm.new", mutating=True, target=Target("user", "user", pool_arg="pool"),
+         needs=Perm.MANAGER,
+         on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
 async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str, disk: int | str,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP) -> dict:
@@ -107,18 +110,20 @@ async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str,
                             lambda rootfs: for_distribution(tpl.distribution)(rootfs).set_hostname(hostname))
         undo.push(pstate.store.delete, "vm", id)
         pstate.save_vm(vm)
-    node.events.publish("add", object="vm", pool=vm.pool, id=id)
+    node.events.publish("add", object="vm", pool=vm.pool, id=id, group=vm.group)
     return vm.public()
 
 
-@command("vm.ls")
+@command("vm.ls", needs=Perm.STATS)
 async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
              state: str | None = None) -> list:
-    """VMs, optionally only of a pool, a user or in a state."""
-    return [v.public() for v in matching(ctx.node.registry.all_vms(), pool, user, state)]
+    """VMs, optionally only of a pool, a user or in a state (an account's:
+    those it may see)."""
+    return [v.public() for v in matching(ctx.node.registry.all_vms(), pool, user, state)
+            if ctx.access.may(Perm.STATS, v.pool, v.group)]
 
 
-@command("vm.show")
+@command("vm.show", target=Target("vm", "id"), needs=Perm.STATS)
 async def show(ctx: Context, id: str) -> dict:
     """One VM, with where its files are and what it runs with now."""
     pstate, vm = find(ctx, id)
@@ -128,7 +133,7 @@ async def show(ctx: Context, id: str) -> dict:
             "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log)}
 
 
-@command("vm.start", mutating=True, target=Target("vm", "id"))
+@command("vm.start", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def start(ctx: Context, id: str) -> dict:
     """Start a VM (and mark it online)."""
     pstate, vm = find(ctx, id)
@@ -137,7 +142,7 @@ async def start(ctx: Context, id: str) -> dict:
     return vm.public()
 
 
-@command("vm.stop", mutating=True, target=Target("vm", "id"))
+@command("vm.stop", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down (ACPI) and mark offline; kill it after ``timeout`` seconds."""
     pstate, vm = find(ctx, id)
@@ -146,7 +151,7 @@ async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     return vm.public()
 
 
-@command("vm.restart", mutating=True, target=Target("vm", "id"))
+@command("vm.restart", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down, then start again: pending cores and memory changes apply."""
     pstate, vm = find(ctx, id)
@@ -156,7 +161,7 @@ async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict
     return vm.public()
 
 
-@command("vm.kill", mutating=True, target=Target("vm", "id"))
+@command("vm.kill", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown, and mark offline."""
     pstate, vm = find(ctx, id)
@@ -165,7 +170,7 @@ async def kill(ctx: Context, id: str) -> dict:
     return vm.public()
 
 
-@command("vm.console")
+@command("vm.console", target=Target("vm", "id"), needs=Perm.LOGIN)
 async def console(ctx: Context, id: str) -> dict:
     """The VM's serial console on the caller's stdin and stdout (passed with a
     lifeline pipe's read end, see runtime/console.py); Ctrl-a q leaves."""
@@ -185,7 +190,7 @@ async def console(ctx: Context, id: str) -> dict:
     return {"id": vm.id, "ended": why}
 
 
-@command("vm.del", mutating=True, target=Target("vm", "id"))
+@command("vm.del", mutating=True, target=Target("vm", "id"), needs=Perm.MANAGER)
 async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped VM (``force``: kill it first) and its disk."""
     node = ctx.node
@@ -199,11 +204,11 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
         del pstate.vms[vm.id]
         node.vms.remove(vm)
         await backend_for(pstate.pool).destroy(_files(pstate, vm).dir)
-    node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id)
+    node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {"id": vm.id, "pool": vm.pool}
 
 
-@command("vm.set", mutating=True, target=Target("vm", "id"))
+@command("vm.set", mutating=True, target=Target("vm", "id"), needs=Perm.MANAGER)
 async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | str | None = None,
                disk: int | str | None = None, online: bool | None = None,
                timeout: Seconds | None = None, group: str | None = None) -> dict:

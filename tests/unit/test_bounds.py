@@ -245,7 +245,7 @@ async def _ask_huge(server) -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     theirs.setblocking(False)
     node = types.SimpleNamespace(ops={}, events=None, history=None)
-    fake = types.SimpleNamespace(node=node, max_frame=1 << 20)
+    fake = types.SimpleNamespace(node=node, max_frame=1 << 20, accounts=False)
     conn = server.Connection(fake, theirs)
     conn.uid = 0  # whoever runs the unit tests
     task = asyncio.create_task(conn.run())

@@ -45,6 +45,13 @@ def wire(monkeypatch) -> Recorder:
     (["group", "set", "/g", "--cpu-limit", "2"], "group.set", {"path": "/g", "limits": {"cpu_limit": "2"}}),
     (["user", "set", "quota", "u1", "ipv6-64=4", "cpus=2"], "user.set",
      {"name": "u1", "quota": {"ipv6_64": "4", "cpus": "2"}}),
+    (["account", "new", "s-backup", "--uid", "991", "--service", "--group", "/prod"], "account.new",
+     {"name": "s-backup", "uid": 991, "group": "/prod"}),
+    (["permission", "add", "s-backup@/prod", "/prod/db", "sudo-srv", "-p", "tank"],
+     "permission.add", {"account": "s-backup@/prod", "group": "/prod/db",
+                        "permission": "sudo-srv", "pool": "tank"}),
+    (["permission", "del", "front", "/prod"], "permission.del", {"account": "front", "group": "/prod"}),
+    (["permission", "ls", "front"], "permission.ls", {"account": "front"}),
 ])
 def test_the_cli_speaks_the_new_names(wire, argv, cmd, args):
     res = CliRunner().invoke(cli, argv)

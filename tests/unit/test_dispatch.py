@@ -12,12 +12,13 @@ import pytest
 
 from osctl import protocol
 from osctld.commands import ALIASES, REGISTRY, Target, command, instance_command, load_all
-from osctld.dispatch import Caller, Dispatcher
 from osctld.events import EventBus
 from osctld.model.idmap import IdRange
 from osctld.model.pool import Pool
 from osctld.ops import Ops
 from osctld.state import PoolState, Registry
+
+from ..helpers.peer import Peer
 
 
 class Node:
@@ -37,26 +38,6 @@ class Node:
         pstate = PoolState(Pool(name, "dir", Path("/nonexistent/pools") / name), IdRange())
         self.registry.pools[name] = pstate
         return pstate
-
-
-class Peer:
-    """A dispatcher and the messages it sent back, as a client decodes them."""
-
-    def __init__(self, node: Node, conn: int = 7):
-        self.node = node
-        self.sent: list[dict] = []
-        self.dispatcher = Dispatcher(node, Caller(conn, 4242, 0), self.send)
-
-    def send(self, msg: dict) -> None:
-        self.sent.append(protocol.Decoder().feed(protocol.encode(msg))[0])
-
-    async def call(self, req_id: int, cmd: str, fds: list[int] = (), **args) -> dict:
-        """Send one request (with ``fds`` arrived beside it), wait for its reply."""
-        self.dispatcher.fds_arrived(list(fds))
-        task = self.dispatcher.receive(protocol.request(req_id, cmd, args, fds=len(fds)))
-        if task is not None:
-            await task
-        return next(m for m in reversed(self.sent) if m["id"] == req_id)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -320,7 +301,7 @@ def test_a_state_changing_verb_is_announced_and_written_to_its_targets_pool():
                             ("run", "vm.dt.touch", "3:2", None), ("done", "vm.dt.touch", "3:2", None),
                             ("run", "ct.dt.touch", "3:3", None), ("done", "ct.dt.touch", "3:3", None)]
         assert [pool for pool, _ in node.lines] == ["p2", "p2", None]
-        assert node.lines[0][1] == {"cmd": "ct.dt.touch", "args": {"id": "c1"}, "uid": 0,
+        assert node.lines[0][1] == {"cmd": "ct.dt.touch", "args": {"id": "c1"}, "account": "root", "uid": 0,
                                     "pid": 4242, "result": "ok"}
     run(main())
 
@@ -337,7 +318,7 @@ def test_an_old_name_runs_as_the_verb_it_stands_for():
         assert error_of(await peer.call(3, "dt.old.touch", id="c1", vm="yes")) == (3, "invalid")
         assert error_of(await peer.call(4, "vm.dt.touch", id="v1", vm=True)) == (4, "invalid")
         assert [e[1] for e in events()][:2] == ["vm.dt.touch", "vm.dt.touch"]
-        assert node.lines[0] == ("p2", {"cmd": "vm.dt.touch", "args": {"id": "v1"}, "uid": 0,
+        assert node.lines[0] == ("p2", {"cmd": "vm.dt.touch", "args": {"id": "v1"}, "account": "root", "uid": 0,
                                         "pid": 4242, "result": "ok"})
     run(main())
 

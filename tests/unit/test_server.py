@@ -56,7 +56,7 @@ async def connect(node: Node):
     """A connection served as root, and the client's end of it."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    conn = server.Connection(SimpleNamespace(node=node, max_frame=65536), ours)
+    conn = server.Connection(SimpleNamespace(node=node, max_frame=65536, accounts=False), ours)
     conn.uid = 0
     task = asyncio.create_task(conn.run())
     theirs.setblocking(False)
