@@ -66,11 +66,12 @@ class Target:
     """The object a state-changing verb acts on, as its arguments name it.
 
     ``kind`` says what argument ``arg`` holds: a pool's name (None: the
-    default pool), the path a pool is at, a user, a container or a VM.
+    default pool), the path a pool is at, a user, a container, a VM or a
+    maintenance.
     ``pool_arg`` names the argument that qualifies a bare user.
     """
 
-    kind: Literal["pool", "pool_path", "user", "ct", "vm"]
+    kind: Literal["pool", "pool_path", "user", "ct", "vm", "maintenance"]
     arg: str
     pool_arg: str | None = None
 
@@ -241,5 +242,5 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (ct, ct_device, ct_feature, ct_prlimit, daemon, group, netif, pool,  # noqa: F401
-                   user, vm)
+    from . import (ct, ct_device, ct_feature, ct_prlimit, daemon, group, maintenance,  # noqa: F401
+                   netif, pool, user, vm)
