@@ -110,7 +110,7 @@ def test_vm_cores_change_waits_for_the_window_and_the_guest_sees_it(make_node, t
     wait_console(node, "v1", r"OSCTLD-VM-UP 1 cpus")
     events = Events(node)
     try:
-        opens = window_in(node, "/default", 6, 60)
+        opens = window_in(node, "/default", 8, 60)
         res = node.osctl_json("vm", "set", "cores", "v1", "2")
         m = res["maintenance"]
         assert (m["state"], m["machine"], m["activities"]) == ("planned", "vm:v1", ["cores: 1 -> 2"])
@@ -132,6 +132,12 @@ def test_vm_cores_change_waits_for_the_window_and_the_guest_sees_it(make_node, t
     shown = node.osctl_json("vm", "show", "v1")
     assert (shown["state"], shown["running_cores"], shown["pending_restart"]) == ("running", 2, False)
     assert maintenance(node, m["id"])["state"] == "done"
+
+    # --now: restarted at once, outside any window.
+    res = node.osctl_json("vm", "set", "cores", "v1", "1", "--now")
+    assert (res["maintenance"]["state"], res["state"], res["pending_restart"]) == ("done", "running", False)
+    assert node.osctl_json("vm", "show", "v1")["running_cores"] == 1
+    wait_console(node, "v1", r"OSCTLD-VM-UP 1 cpus")
     node.osctl("vm", "kill", "v1")
 
 
@@ -164,7 +170,7 @@ def test_container_change_staged_into_a_window_run_now_and_kept_across_downtime(
     assert p.returncode == 6 and "done" in p.stderr
 
     # Staged again, into a window seconds ahead; the daemon is down across it.
-    window_in(node, "/prod", 3, 3)
+    window_in(node, "/prod", 5, 3)
     m = node.osctl_json("ct", "feature", "disable", "c1", "tun", "--no-restart")["maintenance"]
     pid = node.osctl_json("ct", "show", "c1")["init_pid"]
     node.kill()

@@ -4,6 +4,7 @@ clock given, inheritance, and what operators may not set."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -209,3 +210,50 @@ def test_an_open_maintenance_in_the_group_runs_it_now_and_its_mark_ends_by_itsel
     maintenance._close_expired(node, pstate, now + 60)
     assert g.settings["in_maintenance"] is False and g.in_maintenance_since is None
     assert maintenance.due(node, pstate, now + 61) == []
+
+
+class FakeVms:
+    """Stops and starts a VM by its state alone; a start with ``refuse`` cores fails."""
+
+    def __init__(self, refuse: int | None = None):
+        self.refuse = refuse
+        self.starts: list[int] = []
+
+    async def stop(self, vm, timeout, kill=False):
+        vm.state = State.STOPPED
+
+    async def start_vm(self, pstate, vm):
+        self.starts.append(vm.cores)
+        if vm.cores == self.refuse:
+            raise OSError("qemu: cannot set up guest memory")
+        vm.state, vm.running_cores, vm.running_memory = State.RUNNING, vm.cores, vm.memory
+
+
+def _run(tmp_path, refuse):
+    node, pstate = _node(tmp_path)
+    fake = FakeVms(refuse)
+    node.vms, node.start_vm = fake, fake.start_vm
+    seen = node.events.subscribe(lambda: None, ["maintenance"])
+    vm = _running_vm(pstate)
+    vm.cores = 2
+    m = maintenance.plan(node, pstate, vm, {"cores": 1}, 60, at_once=True)
+    asyncio.run(maintenance.run_held(node, pstate, m))
+    phases = [seen.queue.get_nowait()["phase"] for _ in range(seen.queue.qsize())]
+    return vm, m, fake, phases, PoolState.load(tmp_path)
+
+
+def test_a_run_restarts_into_the_changes_and_records_it(tmp_path):
+    vm, m, fake, phases, saved = _run(tmp_path, refuse=None)
+    assert (vm.state, vm.running_cores, fake.starts) == (State.RUNNING, 2, [2])
+    assert (m.state, m.result) == ("done", "restarted into: cores: 1 -> 2")
+    assert phases == ["announced", "started", "done"]
+    assert saved.maintenances[m.id].state == "done"
+
+
+def test_a_run_that_cannot_start_puts_the_old_settings_back(tmp_path):
+    vm, m, fake, phases, saved = _run(tmp_path, refuse=2)
+    assert (vm.state, vm.cores, vm.running_cores, fake.starts) == (State.RUNNING, 1, 1, [2, 1])
+    assert m.state == "failed" and "cannot set up guest memory" in m.result
+    assert "the old settings are back" in m.result
+    assert phases == ["announced", "started", "failed"]
+    assert saved.vms["v1"].cores == 1 and saved.maintenances[m.id].result == m.result
