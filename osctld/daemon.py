@@ -131,6 +131,7 @@ class Daemon:
         node.vms.release()
         watch.cancel()
         windows.cancel()
+        await asyncio.wait([windows])  # a maintenance's restart under way ends first
         await server.close()
         hooks.close()
         node.containers.exit_codes.close()

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # A restart's time beyond the clean stop: for estimated_duration.
 START_ALLOWANCE = 30
+# How long ended maintenances stay listed (the platform's tenants look back).
+KEEP_ENDED = 30 * 86400
 Clock = Callable[[], float]
 
 
@@ -224,14 +226,31 @@ def due(node: Node, pstate: PoolState, now: float) -> list[Maintenance]:
     return out
 
 
+def _forget_old(pstate: PoolState, now: float) -> None:
+    """Ended maintenances stay listed for ``KEEP_ENDED`` seconds, then go."""
+    for m in list(pstate.maintenances.values()):
+        if m.state not in OPEN and (m.finished or 0) + KEEP_ENDED <= now:
+            pstate.store.delete("maintenance", m.id)
+            del pstate.maintenances[m.id]
+
+
 async def tick(node: Node, clock: Clock = time.time) -> None:
-    """One look: expired in_maintenance marks reset, due maintenances run."""
+    """One look: expired in_maintenance marks reset, old records dropped, due
+    maintenances run. Cancelled (the daemon stops), it waits for the runs
+    under way: an instance stopped for a restart must come up again."""
     now = clock()
     work = []
     for pstate in list(node.registry.pools.values()):
         _close_expired(node, pstate, now)
+        _forget_old(pstate, now)
         work += [run(node, pstate, m, clock) for m in due(node, pstate, now)]
-    for r in await asyncio.gather(*work, return_exceptions=True):
+    runs = asyncio.ensure_future(asyncio.gather(*work, return_exceptions=True))
+    try:
+        results = await asyncio.shield(runs)
+    except asyncio.CancelledError:
+        await asyncio.wait([runs])
+        raise
+    for r in results:
         if isinstance(r, BaseException):
             log.error("maintenance: %s", r)
 

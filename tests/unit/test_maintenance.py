@@ -16,6 +16,7 @@ from osctld import maintenance
 from osctld.config import Config
 from osctld.events import EventBus
 from osctld.history import History
+from osctld.locks import Locks
 from osctld.model.group import (Group, effective, group_timezone, in_maintenance,
                                 parse_settings)
 from osctld.model.idmap import IdRange
@@ -149,7 +150,7 @@ def _node(tmp_path):
     pstate.save_pool()
     registry.pools["tank"] = pstate
     node = SimpleNamespace(config=Config(state_dir=tmp_path), registry=registry, events=EventBus(),
-                           history=History(registry))
+                           history=History(registry), locks=Locks(5))
     return node, pstate
 
 
@@ -257,3 +258,19 @@ def test_a_run_that_cannot_start_puts_the_old_settings_back(tmp_path):
     assert "the old settings are back" in m.result
     assert phases == ["announced", "started", "failed"]
     assert saved.vms["v1"].cores == 1 and saved.maintenances[m.id].result == m.result
+
+
+def test_ended_maintenances_are_forgotten_after_a_while(tmp_path):
+    node, pstate = _node(tmp_path)
+    fake = FakeVms()
+    node.vms, node.start_vm = fake, fake.start_vm
+    vm = _running_vm(pstate)
+    vm.cores = 2
+    now = at(2026, 6, 10, 14, 0)
+    m = maintenance.plan(node, pstate, vm, {"cores": 1}, 60, at_once=True, clock=lambda: now)
+    asyncio.run(maintenance.tick(node, clock=lambda: now + 1))
+    assert m.state == "done" and PoolState.load(tmp_path).maintenances
+    asyncio.run(maintenance.tick(node, clock=lambda: now + maintenance.KEEP_ENDED))
+    assert m.id in pstate.maintenances
+    asyncio.run(maintenance.tick(node, clock=lambda: now + 1 + maintenance.KEEP_ENDED))
+    assert pstate.maintenances == {} and PoolState.load(tmp_path).maintenances == {}
