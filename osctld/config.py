@@ -78,6 +78,29 @@ class NetConfig:
 
 
 @dataclass
+class MaintenanceConfig:
+    """How maintenance windows are counted and checked.
+
+    ``unit``: the seconds in one unit of a group's maintenance-start,
+    maintenance-end and notification-leadtime: 3600 (hours, the platform's
+    record); a test node sets 1, so that a window can start seconds later.
+    ``in_maintenance_cap``: seconds after which the daemon resets a group's
+    in_maintenance by itself. ``check_every``: seconds between the daemon's
+    looks at due maintenances and expired in_maintenance marks.
+    """
+
+    unit: int = 3600
+    in_maintenance_cap: int = 3600
+    check_every: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.unit <= 3600 or 86400 % self.unit:
+            raise ValueError("maintenance.unit must be 1 to 3600 seconds and divide a day")
+        if self.in_maintenance_cap < 1 or self.check_every <= 0:
+            raise ValueError("maintenance: in_maintenance_cap and check_every must be positive")
+
+
+@dataclass
 class Config:
     state_dir: Path = Path("/var/lib/osctld")
     run_dir: Path = Path("/run/osctld")
@@ -109,6 +132,7 @@ class Config:
     sysctls: dict | None = None
     net: NetConfig = field(default_factory=NetConfig)
     vm: VmPolicy = field(default_factory=VmPolicy)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -134,6 +158,9 @@ class Config:
             self.default_pool = DefaultPool(**_known(DefaultPool, self.default_pool, "default_pool: "))
         if isinstance(self.vm, dict):
             self.vm = VmPolicy(**_known(VmPolicy, self.vm, "vm: "))
+        if isinstance(self.maintenance, dict):
+            self.maintenance = MaintenanceConfig(**_known(MaintenanceConfig, self.maintenance,
+                                                          "maintenance: "))
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.lxcfs not in ("own", "off") and not Path(self.lxcfs).is_absolute():

@@ -4,7 +4,8 @@
 raises the kernel limits, starts the node's helpers (lxcfs, the statfs
 proxy), loads and re-adopts (startup.py), listens on the LXC hook socket
 (hooksock.py) and the client socket (server.py), starts what should run,
-and on SIGTERM or SIGINT closes those again, leaving containers and VMs
+runs the maintenance timer (maintenance.py), and on SIGTERM or SIGINT
+closes those again, leaving containers and VMs
 running.
 """
 
@@ -16,7 +17,7 @@ import logging
 import os
 import signal
 
-from . import __version__, startup, sysctls
+from . import __version__, maintenance, startup, sysctls
 from .accounts import Accounts
 from .config import Config
 from .events import EventBus
@@ -129,12 +130,15 @@ class Daemon:
         log.info("osctld %s ready on %s", __version__, ", ".join(str(s.path) for s in servers))
         autostart = asyncio.gather(startup.autostart(node), startup.start_online_vms(node))
         watch = asyncio.create_task(self.watch_statfs_proxy())
+        windows = asyncio.create_task(maintenance.watch(node))
         await self._stop.wait()
 
         log.info("shutting down; containers and VMs keep running")
         autostart.cancel()
         node.vms.release()
         watch.cancel()
+        windows.cancel()
+        await asyncio.wait([windows])  # a maintenance's restart under way ends first
         for server in servers:
             await server.close()
         hooks.close()

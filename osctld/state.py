@@ -16,6 +16,7 @@ from .model.container import Container
 from .model.group import DEFAULT_GROUP, ROOT_GROUP, Group, ancestors, store_name
 from .model.idmap import IdRange, overlaps
 from .model.limits import Limits
+from .model.maintenance import Maintenance
 from .model.pool import Pool
 from .model.quota import Usage, check
 from .model.user import User
@@ -31,6 +32,8 @@ class PoolState:
     cts: dict[str, Container] = field(default_factory=dict)
     vms: dict[str, VM] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)  # by path; "/" and "/default" always
+    # Planned, running and ended maintenances, by id (osctld/maintenance.py).
+    maintenances: dict[str, Maintenance] = field(default_factory=dict)
 
     @property
     def store(self) -> PoolStore:
@@ -53,6 +56,9 @@ class PoolState:
         for d in store.load_tree("group"):
             g = Group.from_dict(d, pool.name)
             state.groups[g.path] = g
+        for d in store.load_all("maintenance"):
+            m = Maintenance.from_dict(d, pool.name)
+            state.maintenances[m.id] = m
         if state.idrange.reconcile({u.name: u.block for u in state.users.values()
                                     if u.block is not None}):
             state.save_idrange()
@@ -116,6 +122,9 @@ class PoolState:
 
     def delete_group(self, group: Group) -> None:
         self.store.delete("group", store_name(group.path))
+
+    def save_maintenance(self, m: Maintenance) -> None:
+        self.store.save("maintenance", m.id, m.to_dict())
 
     def save_vm(self, vm: VM) -> None:
         self.store.save("vm", vm.id, vm.to_dict())
@@ -182,6 +191,9 @@ class Registry:
 
     def vm(self, ref: str) -> tuple[PoolState, VM]:
         return self._find("VM", ref, "vms")
+
+    def maintenance(self, ref: str) -> tuple[PoolState, Maintenance]:
+        return self._find("maintenance", ref, "maintenances")
 
     def all_vms(self) -> list[VM]:
         return [v for p in self.pools.values() for v in p.vms.values()]

@@ -60,15 +60,38 @@ _on_path("del", "Delete group PATH; refused while it holds containers or groups.
 
 @group.command("set")
 @click.argument("path")
+@click.argument("settings", nargs=-1, metavar="[SETTING VALUE]...")
 @click.option("--pool", "-p", help="Pool [default: the default pool].")
 @limit_options
 @pass_settings
-def set_(s, path, pool, **limits):
-    """Change group PATH's limits, live."""
+def set_(s, path, settings, pool, **limits):
+    """Change group PATH's limits (live) and settings, which child groups
+    inherit unless they set their own (VALUE inherit drops a group's own).
+
+    \b
+    Settings (defaults in brackets):
+      maintenance-start H, maintenance-end H  the daily window, hours in its
+                                   timezone; it may wrap midnight [22, 5]
+      timezone NAME                an IANA name [Europe/Berlin]
+      notification-leadtime H      hours between announcement and window [12]
+      production yes|no            [yes]
+      in-maintenance yes|no        an open maintenance now; the daemon ends
+                                   it after an hour [no]
+      maintenance-until TIME       ISO 8601 with zone; empty or past ends it
+
+    \b
+    Examples:
+      osctl group set /prod maintenance-start 22 maintenance-end 5 timezone Europe/Berlin
+      osctl group set /prod/web notification-leadtime 24 --memory 8G
+      osctl group set /prod/web timezone inherit
+    """
+    if len(settings) % 2:
+        raise click.UsageError("give settings as SETTING VALUE pairs")
     args = limit_args(**limits)
-    if not args:
-        raise click.UsageError("give at least one of --cpu-limit, --memory, --swap, --pids")
-    show(s, call(s, "group.set", {"path": path, "pool": pool, "limits": args}))
+    pairs = dict(zip(settings[::2], settings[1::2])) or None
+    if not args and not pairs:
+        raise click.UsageError("give a SETTING VALUE pair or one of --cpu-limit, --memory, --swap, --pids")
+    show(s, call(s, "group.set", {"path": path, "pool": pool, "limits": args, "settings": pairs}))
 
 
 COMMANDS = [group]

@@ -12,7 +12,7 @@ from .common import call, pass_settings, show
 
 @click.command("monitor")
 @click.option("--type", "types", multiple=True,
-              help="Only these event types (state, add, remove, command).")
+              help="Only these event types (state, add, remove, command, maintenance, change).")
 @pass_settings
 def monitor(s, types):
     """Print osctld's events as they happen, until interrupted."""

@@ -103,19 +103,24 @@ def set_():
     """Change a VM's settings."""
 
 
-def _setter(what: str, metavar: str, doc: str, convert=str) -> None:
+def _setter(what: str, metavar: str, doc: str, convert=str, restart: bool = False) -> None:
     @click.argument("id")
     @click.argument("value", metavar=metavar)
     @pass_settings
-    def cmd(s, id, value):
-        show(s, call(s, "vm.set", {"id": id, what: convert(value)}))
+    def cmd(s, id, value, now=False):
+        show(s, call(s, "vm.set", {"id": id, what: convert(value), "now": now or None}))
 
     cmd.__doc__ = doc
-    set_.command(what)(cmd)
+    made = set_.command(what)(cmd)
+    if restart:
+        made.params.append(click.Option(["--now"], is_flag=True, help=(
+            "Restart a running VM into it at once, not in its group's maintenance window.")))
 
 
-_setter("cores", "N", "Set the number of CPUs (applies at the next start).", int)
-_setter("memory", "SIZE", "Set the memory, e.g. 2G (applies at the next start).")
+_RESTART_DOC = ("applies at the next start: a running VM's restart is planned into its "
+                "group's maintenance window (see osctl maintenance), or done at once with --now")
+_setter("cores", "N", f"Set the number of CPUs ({_RESTART_DOC}).", int, restart=True)
+_setter("memory", "SIZE", f"Set the memory, e.g. 2G ({_RESTART_DOC}).", restart=True)
 _setter("disk", "SIZE", "Grow the disk, e.g. 20G (live on a running VM; never shrinks).")
 _setter("group", "GROUP", "Move a stopped VM to resource group GROUP.")
 

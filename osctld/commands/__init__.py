@@ -77,14 +77,14 @@ class Target:
 
     ``kind`` says what argument ``arg`` holds: a pool's name (None: the
     default pool), the path a pool is at, a user, a container, a VM or a
-    group's path (None: the default group) or an account (a service
+    group's path (None: the default group), a maintenance or an account (a service
     account's is in its group's pool, a person's in the default pool: they
     are node state, their history is kept there). ``pool_arg`` names the argument
     that qualifies a bare user or a group; ``pool_of`` an object whose pool
     the group is in.
     """
 
-    kind: Literal["pool", "pool_path", "user", "ct", "vm", "group", "account"]
+    kind: Literal["pool", "pool_path", "user", "ct", "vm", "group", "maintenance", "account"]
     arg: str
     pool_arg: str | None = None
     # A group of the pool another object is in (a new container's group is
@@ -127,9 +127,9 @@ class Target:
         if it is not there."""
         if self.kind == "group":
             return self.pool(registry, args), check_group_path(args.get(self.arg, DEFAULT_GROUP))
-        assert self.kind in ("ct", "vm")
-        server = getattr(registry, self.kind)(args[self.arg])[1]
-        return server.pool, server.group
+        assert self.kind in ("ct", "vm", "maintenance")
+        obj = getattr(registry, self.kind)(args[self.arg])[1]
+        return obj.pool, obj.group
 
 
 @dataclass
@@ -218,9 +218,9 @@ def command(name: str, *, mutating: bool = False, target: Target | None = None,
             raise RuntimeError(f"command {name}: a state-changing verb, and only one, "
                                "names its target among its arguments (or one that needs "
                                "a permission on it)")
-        if on and (not needs or on.kind not in ("ct", "vm", "group")) or (needs and mutating and not on):
+        if on and (not needs or on.kind not in ("ct", "vm", "group", "maintenance")) or (needs and mutating and not on):
             raise RuntimeError(f"command {name}: a permission is needed in the group of a "
-                               "container, a VM or a group it names")
+                               "container, a VM, a group or a maintenance it names")
         REGISTRY[name] = CommandSpec(
             name=name,
             func=func,
@@ -291,5 +291,5 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (account, ct, ct_device, ct_feature, ct_prlimit, daemon, group, netif,  # noqa: F401
-                   pool, user, vm)
+    from . import (account, ct, ct_device, ct_feature, ct_prlimit, daemon, group,  # noqa: F401
+                   maintenance, netif, pool, user, vm)

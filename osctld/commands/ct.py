@@ -12,6 +12,7 @@ from typing import Annotated, Callable
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
 
+from .. import maintenance
 from ..distconfig import for_distribution
 from ..model.account import Perm
 from ..model.bounds import shown
@@ -43,8 +44,8 @@ def find(ctx: Context, ref: str):
 async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
                       restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
     """Apply ``change`` to the container's config under its lock, save it, and
-    restart a running container into it (or stage it: ``restart`` false).
-    If the restart fails, the old config comes back and the container is
+    restart a running container into it (or stage it: ``restart`` false, and
+    plan its restart into the group's maintenance window). If the restart fails, the old config comes back and the container is
     started again as it was."""
     node = ctx.node
     before = copy.deepcopy(ct.to_dict())
@@ -64,7 +65,13 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         undo.push(restore)
         pstate.save_ct(ct)
         restarted = await node.containers.reconfigure(pstate, ct, restart, timeout)
-    return {**ct.public(), "restarted": restarted}
+        planned = None
+        if maintenance.pending(ct):  # staged: its restart waits for the group's window
+            after = ct.to_dict()
+            changed = {k: before[k] for k in Container.PERSISTED
+                       if k != "restart_pending" and before[k] != after[k]}
+            planned = maintenance.plan(node, pstate, ct, changed, timeout).public()
+    return {**ct.public(), "restarted": restarted, "maintenance": planned}
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:

@@ -1,14 +1,19 @@
-"""Resource groups: cgroup subtrees whose limits bind every container and VM below."""
+"""Resource groups: cgroup subtrees whose limits bind every container and VM
+below, and the platform's settings (maintenance window, timezone, ...) they
+pass down."""
 
 from __future__ import annotations
 
 import contextlib
+import time
+from datetime import datetime, timezone
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..locks import groups_key, pool_key
 from ..model.account import Perm
-from ..model.group import DEFAULT_GROUP, ROOT_GROUP, Group, check_group_path, parent_of
+from ..model.group import (DEFAULT_GROUP, ROOT_GROUP, Group, check_group_path, effective_settings,
+                           parse_settings, parent_of)
 from ..model.limits import Limits
 from ..undo import Undo
 from . import Context, Target, command
@@ -53,6 +58,7 @@ def _public(ctx: Context, pstate, g: Group, detail: bool = False) -> dict:
     groups, cts, vms = _below(pstate, g.path)
     out = {"pool": pstate.pool.name, "path": g.path, "limits": g.limits.to_dict(),
            "effective_limits": pstate.effective_limits(g.path).to_dict(),
+           "settings": dict(g.settings), "effective_settings": effective_settings(pstate.groups, g.path),
            "containers": len(cts), "vms": len(vms)}
     if detail:
         rel = tree.group(pstate.pool.name, g.path)
@@ -101,17 +107,40 @@ async def show(ctx: Context, path: str, pool: str | None = None) -> dict:
     return _public(ctx, pstate, g, detail=True)
 
 
+def _settings(ctx: Context, g: Group, changes: dict) -> tuple[dict, float | None]:
+    """The group's own settings with ``changes`` (checked), and when its
+    in_maintenance was set (now, if this sets it)."""
+    unit = ctx.node.config.maintenance.unit
+    changed = parse_settings(changes, unit, datetime.now(timezone.utc))
+    out = {**g.settings, **changed}
+    for name, value in changed.items():
+        if value is None:
+            del out[name]
+    since = g.in_maintenance_since
+    if "in_maintenance" in changed:
+        since = time.time() if changed["in_maintenance"] else None
+    return out, since
+
+
+def _put(g: Group, limits: Limits, settings: dict, since: float | None) -> None:
+    g.limits, g.settings, g.in_maintenance_since = limits, settings, since
+
+
 @command("group.set", mutating=True, target=Target("pool", "pool"))
-async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -> dict:
-    """Change a group's limits (``none`` lifts one); live on its cgroup."""
+async def set_(ctx: Context, path: str, limits: dict | None = None, settings: dict | None = None,
+               pool: str | None = None) -> dict:
+    """Change a group's limits (``none`` lifts one; live on its cgroup) and
+    settings (``inherit`` drops its own value)."""
     node = ctx.node
     pstate, g = _find(ctx, path, pool)
+    if not limits and not settings:
+        raise OsctlError(INVALID, "group.set: give limits or settings to change")
     new_limits = _limits(ctx, g.limits, limits)
+    new_settings, since = _settings(ctx, g, settings or {})
     async with _lock(ctx, pstate), Undo() as undo:
-        old = g.limits
         undo.push(node.containers.apply_groups, pstate, g.path)
-        undo.push(setattr, g, "limits", old)
-        g.limits = new_limits
+        undo.push(_put, g, g.limits, g.settings, g.in_maintenance_since)
+        _put(g, new_limits, new_settings, since)
         node.containers.apply_groups(pstate, g.path)
         pstate.save_group(g)
     return _public(ctx, pstate, g)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
 
+from .. import maintenance
 from ..distconfig import for_distribution
 from ..model.account import Perm
 from ..model.group import DEFAULT_GROUP, check_group_path
@@ -211,8 +212,11 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
 @command("vm.set", mutating=True, target=Target("vm", "id"), needs=Perm.MANAGER)
 async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | str | None = None,
                disk: int | str | None = None, online: bool | None = None,
-               timeout: Seconds | None = None, group: str | None = None) -> dict:
-    """Change a VM. Cores and memory apply at the next start; the disk grows
+               timeout: Seconds | None = None, group: str | None = None,
+               now: bool = False) -> dict:
+    """Change a VM. Cores and memory apply at the next start: a running VM's
+    restart into them is planned into its group's maintenance window (``now``:
+    it restarts at once, ``timeout`` its clean stop's limit); the disk grows
     at once (live on a running VM) and never shrinks; online starts or
     powers down (killed after ``timeout`` seconds); the group changes only
     while it is stopped (its QEMU runs in the group's cgroup)."""
@@ -241,6 +245,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
             else:
                 _files(pstate, vm).grow_offline(disk)
             vm.disk = disk
+        before = {"cores": vm.cores, "memory": vm.memory}
         if cores is not None:
             vm.cores = cores
         if memory is not None:
@@ -248,8 +253,23 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
         if group is not None:
             vm.group = group
         pstate.save_vm(vm)
+        planned = await _maintenance(ctx, pstate, vm, before, timeout, now)
         if online is True and not vm.running:
             await _power_on(ctx, pstate, vm)
         elif online is False:
             await _power_off(ctx, pstate, vm, timeout)
-    return vm.public()
+    return {**vm.public(), "maintenance": planned}
+
+
+async def _maintenance(ctx: Context, pstate, vm: VM, before: dict, timeout: int | None,
+                       now: bool) -> dict | None:
+    """A running VM's new cores or memory wait for a restart: planned into
+    its group's window, or (``now``) done at once with any planned before."""
+    node = ctx.node
+    changed = {k: v for k, v in before.items() if getattr(vm, k) != v}
+    m = maintenance.open_for(pstate, vm)
+    if maintenance.pending(vm) and (changed or m is None):
+        m = maintenance.plan(node, pstate, vm, changed, _timeout(ctx, timeout), at_once=now)
+    if now and m is not None:
+        await maintenance.run_held(node, pstate, m)
+    return None if m is None else m.public()
