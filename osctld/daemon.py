@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 
-from . import __version__, startup, sysctls
+from . import __version__, deletion, startup, sysctls
 from .config import Config
 from .events import EventBus
 from .history import History
@@ -113,6 +113,7 @@ class Daemon:
         hooks = HookSocket(cfg.hook_socket, node.registry, node.containers)
         await hooks.start()
         await startup.recheck_running(node)
+        await startup.catch_up_deletions(node)
         server = Server(node, cfg.socket, cfg.max_frame)
         await server.start()
 
@@ -122,12 +123,14 @@ class Daemon:
         log.info("osctld %s ready on %s", __version__, cfg.socket)
         autostart = asyncio.gather(startup.autostart(node), startup.start_online_vms(node))
         watch = asyncio.create_task(self.watch_statfs_proxy())
+        deletions = asyncio.create_task(deletion.watch(node))
         await self._stop.wait()
 
         log.info("shutting down; containers and VMs keep running")
         autostart.cancel()
         node.vms.release()
         watch.cancel()
+        deletions.cancel()
         await server.close()
         hooks.close()
         node.containers.exit_codes.close()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 
 from osctl.protocol import OsctlError
 
-from . import orphans, pools
+from . import deletion, orphans, pools
 from .locks import ct_key, pool_key, vm_key
 from .model.container import Container
 from .model.vm import VM
@@ -81,6 +81,14 @@ async def recheck_running(node: Node) -> None:
     """Once the hook socket listens: a container that stopped between
     re-adoption and then told nobody, so ask again about those held as running."""
     await asyncio.gather(*(node.containers.refresh(c) for c in node.registry.all_cts() if c.running))
+
+
+async def catch_up_deletions(node: Node) -> None:
+    """Staged deletion stages that fell due while the daemon was away, each
+    in its order, before the first request (a name due for recycling is
+    free by then, a server due for soft deletion is not started). After the
+    hook socket listens: the soft stage stops containers."""
+    await deletion.run_due(node)
 
 
 async def autostart(node: Node) -> None:
