@@ -16,6 +16,10 @@ from ..model.vm import VM
 from . import Context, hold_server
 
 
+# Far enough for any notice, near enough that every stage's time is a date.
+MAX_AHEAD = timedelta(days=3650)
+
+
 def staged_args(force: bool, at: str | None, cancel: bool) -> bool:
     """Whether a ``del`` asks for a staged deletion (``at``) or calls one off
     (``cancel``) rather than deleting now; refuses what does not go together."""
@@ -55,6 +59,9 @@ async def schedule(ctx: Context, pstate, server: Container | VM, at: str) -> dic
         raise OsctlError(INVALID, f"{what} cannot be deleted before "
                                   f"{first.isoformat(timespec='seconds')}, asked for "
                                   f"{when.isoformat(timespec='seconds')}")
+    if when > now + MAX_AHEAD:
+        raise OsctlError(INVALID, f"a deletion date is at most {MAX_AHEAD.days} days away, "
+                                  f"asked for {when.isoformat(timespec='seconds')}")
     async with hold_server(ctx, server, f"{kind}.del"):
         if server.deletion is not None:
             due = datetime.fromtimestamp(server.deletion.at, zone).isoformat(timespec="seconds")

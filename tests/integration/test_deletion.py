@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
+from tests.helpers.vm import have_qemu, vm_node_config
 from tests.helpers.wait import wait_for
 
 ADDR = "192.0.2.30"
@@ -24,8 +25,9 @@ def make_node(request):
     require(missing_capability())
     made: list[test_node.TestNode] = []
 
-    def make(**deletion) -> test_node.TestNode:
-        made.append(test_node.TestNode(config={"deletion": {"notice": 0, "check_every": 0.2, **deletion}}))
+    def make(config: dict | None = None, **deletion) -> test_node.TestNode:
+        made.append(test_node.TestNode(config={
+            **(config or {}), "deletion": {"notice": 0, "check_every": 0.2, **deletion}}))
         return made[-1].start()
 
     try:
@@ -159,3 +161,32 @@ def test_schedule_is_kept_across_a_kill(make_node):
     node.kill()
     node.start()
     assert node.osctl_json("ct", "show", "d1")["deletion"] == due
+
+
+def test_a_vm_goes_through_the_same_stages(make_node, tinyvm_image, tmp_path):
+    require(have_qemu())
+    node = make_node(vm_node_config(tmp_path, stop_timeout=2), prepare=1, hard=4, purge=5, recycle=6)
+    node.osctl("user", "new", "alice")
+    node.osctl("vm", "new", "v1", "--user", "alice", "--template", "tinyvm", "-c", "1",
+               "-m", "256M", "-d", "10G")
+    disk = Path(node.osctl_json("vm", "show", "v1")["disk_path"])
+    node.osctl("vm", "start", "v1")
+
+    node.osctl("vm", "del", "v1", "--at", _in(1))
+    wait_for(lambda: node.osctl_json("vm", "show", "v1"), 15, message="v1 to be soft-deleted",
+             until=lambda v: v["state"] == "soft-deleted")
+    shown = node.osctl_json("vm", "show", "v1")
+    assert (shown["pid"], shown["online"]) == (None, False) and disk.exists()
+    p = node.osctl("vm", "start", "v1", check=False)
+    assert p.returncode == 6 and "soft-deleted: cannot start" in p.stderr, p.stderr
+    assert node.osctl_json("vm", "del", "v1", "--cancel")["state"] == "stopped"
+    assert node.osctl_json("vm", "start", "v1")["state"] == "running"
+
+    # Scheduled again and left to run: the disk goes, then the name comes back.
+    node.osctl("vm", "del", "v1", "--at", _in(1))
+    wait_for(lambda: node.osctl("vm", "show", "v1", check=False).returncode, 20,
+             message="v1's hard stage", until=lambda rc: rc == 3)
+    assert not disk.exists()
+    p = node.osctl("vm", "new", "v1", "--user", "alice", "--template", "tinyvm", "-c", "1",
+                   "-m", "256M", "-d", "10G", check=False)
+    assert p.returncode == 4 and "can be used again" in p.stderr, p.stderr
