@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .locks import ct_key, pool_key, vm_key
 from .model.container import Container
 from .model.deletion import HARD, PREPARE, RECYCLE, SOFT, Deleted
-from .model.lifecycle import Event
+from .model.lifecycle import Event, check
 from .model.vm import VM
 from .state import PoolState
 
@@ -83,31 +83,41 @@ async def _advance(node: Node, pstate: PoolState, server: Container | VM) -> Non
         return
     for stage in deletion.due_now(time.time()):
         if stage == PREPARE:
-            deletion.reached[PREPARE] = time.time()
-            pstate.save_server(server)
+            _mark(pstate, server, PREPARE)
         elif stage == SOFT:
             await _soft(node, pstate, server)
         elif stage == HARD:
-            deletion.reached[HARD] = time.time()
-            pstate.save_server(server)  # marked first: a kill from here on is finished at start
+            _mark(pstate, server, HARD)  # first: a kill from here on is finished at the next look
             await _hard(node, pstate, server)
         announce(node, pstate.pool.name, kind, server.id, stage, at=deletion.at)
         if stage == HARD:
             return
 
 
-async def _soft(node: Node, pstate: PoolState, server: Container | VM) -> None:
-    """Stop it and keep it as it is (config, disks, addresses), not startable."""
+def _mark(pstate: PoolState, server: Container | VM, stage: str) -> None:
+    """Mark ``stage`` reached in the instance's config (one atomic write,
+    with whatever else changed on it); a failed write takes the mark off again."""
     assert server.deletion is not None
+    server.deletion.reached[stage] = time.time()
+    try:
+        pstate.save_server(server)
+    except BaseException:
+        del server.deletion.reached[stage]
+        raise
+
+
+async def _soft(node: Node, pstate: PoolState, server: Container | VM) -> None:
+    """Stop it and keep it as it is (config, disks, addresses), not startable.
+    Saved soft-deleted before it is held so: a kill in between is the same."""
     if isinstance(server, VM):
+        server.online = False  # not started again with the daemon (saved with the mark)
         await node.vms.stop(server, node.config.vm.stop_timeout)
-        node.vms.apply(server, Event.SOFT_DELETE)
-        server.online = False  # not started again with the daemon
     else:
         await node.containers.stop(server, STOP_TIMEOUT)
-        node.containers.apply(server, Event.SOFT_DELETE)
-    server.deletion.reached[SOFT] = time.time()
-    pstate.save_server(server)
+    check(f"{_kind(server)} {server.id}", server.state, Event.SOFT_DELETE)
+    _mark(pstate, server, SOFT)
+    runtime = node.vms if isinstance(server, VM) else node.containers
+    runtime.apply(server, Event.SOFT_DELETE)  # type: ignore[arg-type]
 
 
 async def _hard(node: Node, pstate: PoolState, server: Container | VM) -> None:

@@ -18,7 +18,7 @@ from osctl.protocol import OsctlError
 
 from . import deletion, orphans, pools
 from .locks import ct_key, pool_key, vm_key
-from .model.container import Container
+from .model.container import STOPPED, Container
 from .model.vm import VM
 from .state import PoolState
 from .storage import backend_for
@@ -92,8 +92,9 @@ async def catch_up_deletions(node: Node) -> None:
 
 
 async def autostart(node: Node) -> None:
-    """Start the containers marked autostart, by priority, a few at a time."""
-    todo = sorted((c for c in node.registry.all_cts() if c.autostart and not c.running),
+    """Start the stopped containers marked autostart (a soft-deleted one
+    stays so), by priority, a few at a time."""
+    todo = sorted((c for c in node.registry.all_cts() if c.autostart and c.state == STOPPED),
                   key=lambda c: (c.autostart_priority, c.pool, c.id))
     if not todo:
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -9,9 +11,16 @@ import pytest
 
 from osctl.protocol import OsctlError
 from osctld.config import Config, DeletionPolicy
+from osctld.deletion import run_due
+from osctld.events import EventBus
+from osctld.history import History, read
+from osctld.locks import Locks
 from osctld.model.container import Container
 from osctld.model.deletion import STAGES, Deletion, earliest, parse_at
-from osctld.model.lifecycle import State, seen
+from osctld.model.idmap import IdRange
+from osctld.model.lifecycle import State, check, seen
+from osctld.model.pool import Pool
+from osctld.state import PoolState, Registry
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -70,3 +79,83 @@ def test_deletion_config():
                 {"days": 3}):
         with pytest.raises(ValueError):
             Config(deletion=bad)
+
+
+# --- the daemon's side (osctld/deletion.py), on a pool in a temporary directory --------
+
+class _Runtime:
+    """Containers as the stages use them: stop and the lifecycle table."""
+
+    def __init__(self) -> None:
+        self.stops = 0
+
+    async def stop(self, ct, timeout, kill=False):
+        self.stops += 1
+        ct.state = State.STOPPED
+
+    def apply(self, ct, event):
+        ct.state = check(f"container {ct.id}", ct.state, event)
+
+
+class _Node:
+    def __init__(self, pstate) -> None:
+        self.registry = Registry()
+        self.registry.pools[pstate.pool.name] = pstate
+        self.locks, self.events = Locks(5), EventBus()
+        self.history = History(self.registry)
+        self.containers = _Runtime()
+        self.removed: list[str] = []
+
+    async def remove_ct(self, pstate, ct):
+        pstate.store.delete("ct", ct.id)
+        del pstate.cts[ct.id]
+        self.removed.append(ct.id)
+
+
+def _pool(tmp_path) -> PoolState:
+    pstate = PoolState(Pool("p", "dir", tmp_path), IdRange())
+    pstate.save_pool()
+    return pstate
+
+
+def _scheduled(pstate, at: float) -> Container:
+    ct = Container(id="c1", pool="p", user="u", distribution="busybox", version="1",
+                   deletion=Deletion.plan(at, at - 10, DeletionPolicy(prepare=5, hard=3, purge=32,
+                                                                      recycle=38).offsets()))
+    pstate.cts["c1"] = ct
+    pstate.save_ct(ct)
+    return ct
+
+
+def _announced(pstate) -> list[str]:
+    return [line["cmd"] for line in read(pstate, 0)]
+
+
+def test_due_stages_are_done_in_order_and_never_twice(tmp_path):
+    pstate = _pool(tmp_path)
+    node = _Node(pstate)
+    ct = _scheduled(pstate, time.time() - 1)  # prepare and soft are due
+    asyncio.run(run_due(node))
+    asyncio.run(run_due(node))
+    assert _announced(pstate) == ["ct.deletion.prepare", "ct.deletion.soft"]
+    assert ct.state == State.SOFT_DELETED and node.containers.stops == 1
+    # What a restart loads: soft-deleted, with both marks.
+    again = PoolState.load(tmp_path)
+    assert again.cts["c1"].state == State.SOFT_DELETED
+    assert set(again.cts["c1"].deletion.reached) == {"prepare", "soft"}
+
+
+def test_a_hard_stage_cut_short_is_finished_and_the_name_kept(tmp_path):
+    pstate = _pool(tmp_path)
+    ct = _scheduled(pstate, time.time() + 3600)
+    ct.deletion.reached.update(prepare=1.0, soft=2.0, hard=3.0)  # marked, then killed
+    pstate.save_ct(ct)
+    pstate = PoolState.load(tmp_path)
+    node = _Node(pstate)
+    asyncio.run(run_due(node))
+    assert node.removed == ["c1"] and _announced(pstate) == []  # finished, not done again
+    again = PoolState.load(tmp_path)
+    assert "c1" not in again.cts and ("ct", "c1") in again.deleted
+    with pytest.raises(OsctlError) as e:
+        again.check_name_free("ct", "container", "c1")
+    assert e.value.code == "exists" and "can be used again from" in e.value.message
