@@ -294,6 +294,8 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
     first) and its data; or, with ``at``, schedule its staged deletion
     around that date, which ``cancel`` calls off until its hard stage."""
     node = ctx.node
+    if cancel:
+        deletion.past_hard(ctx, "ct", id)
     pstate, ct = find(ctx, id)
     if deletion.staged_args(force, at, cancel):
         return await (deletion.cancel(ctx, pstate, ct) if cancel else

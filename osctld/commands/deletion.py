@@ -13,6 +13,7 @@ from ..model.container import Container
 from ..model.deletion import SOFT, Deletion, earliest, local_zone, parse_at
 from ..model.lifecycle import Event, check
 from ..model.vm import VM
+from ..state import split_ref
 from . import Context, hold_server
 
 
@@ -28,6 +29,17 @@ def staged_args(force: bool, at: str | None, cancel: bool) -> bool:
     if force and (cancel or at is not None):
         raise OsctlError(INVALID, "force deletes at once: not with a deletion date or cancel")
     return cancel or at is not None
+
+
+def past_hard(ctx: Context, kind: str, ref: str) -> None:
+    """Say so when a cancel names a container or VM whose hard stage has been:
+    it is gone, its name only is kept."""
+    pool, name = split_ref(ref)
+    for pstate in ctx.node.registry.pools.values():
+        if (kind, name) in pstate.deleted and pool in (None, pstate.pool.name):
+            raise OsctlError(CONFLICT, f"{'VM' if kind == 'vm' else 'container'} "
+                                       f"{pstate.pool.name}:{name} is past its hard deletion "
+                                       "stage: its data is gone, the deletion cannot be cancelled")
 
 
 def group_zone(pstate, group: str) -> tzinfo:

@@ -211,6 +211,8 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
     its disk; or, with ``at``, schedule its staged deletion around that
     date, which ``cancel`` calls off until its hard stage."""
     node = ctx.node
+    if cancel:
+        deletion.past_hard(ctx, "vm", id)
     pstate, vm = find(ctx, id)
     if deletion.staged_args(force, at, cancel):
         return await (deletion.cancel(ctx, pstate, vm) if cancel else

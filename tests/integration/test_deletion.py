@@ -130,6 +130,8 @@ def test_stages_run_through_and_the_name_waits_for_recycle(make_node):
 
     p = node.osctl("ct", "new", "d1", "--user", "alice", check=False)
     assert p.returncode == 4 and "was deleted; its name can be used again from" in p.stderr, p.stderr
+    p = node.osctl("ct", "del", "d1", "--cancel", check=False)
+    assert p.returncode == 6 and "past its hard deletion stage" in p.stderr, p.stderr
     wait_for(lambda: node.osctl("ct", "new", "d1", "--user", "alice", check=False).returncode == 0,
              20, 0.5, "d1's name to be free again")
     assert _stages(node, "d1") == ["scheduled", "prepare", "soft", "hard", "purge", "recycle"]
