@@ -77,6 +77,39 @@ class NetConfig:
             raise ValueError("net.veth_prefix must be 1-6 letters a-z")
 
 
+DAY = 86400
+
+
+@dataclass
+class DeletionPolicy:
+    """Staged deletion (``ct del --at``): each stage's seconds from the deletion
+    date (the seeds': announced 5 days before, data gone 3 days after,
+    backups 32, the name free again 38). Seconds, so that tests can run a
+    deletion through in moments. ``notice``: the shortest time to the date in
+    seconds; null is the seeds' rule, tomorrow at midnight in the group's
+    zone. ``check_every``: how often the daemon looks for due stages."""
+
+    prepare: float = 5 * DAY
+    hard: float = 3 * DAY
+    purge: float = 32 * DAY
+    recycle: float = 38 * DAY
+    notice: float | None = None
+    check_every: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hard <= self.purge <= self.recycle or self.prepare < 0:
+            raise ValueError("deletion: need prepare >= 0 and 0 <= hard <= purge <= recycle")
+        if self.notice is not None and self.notice < 0:
+            raise ValueError("deletion.notice must be null or at least 0")
+        if not 0.1 <= self.check_every <= DAY:
+            raise ValueError("deletion.check_every must be 0.1 to 86400 seconds")
+
+    def offsets(self) -> dict[str, float]:
+        """Each stage's seconds from the deletion date."""
+        return {"prepare": -self.prepare, "soft": 0.0, "hard": self.hard,
+                "purge": self.purge, "recycle": self.recycle}
+
+
 @dataclass
 class MaintenanceConfig:
     """How maintenance windows are counted and checked.
@@ -133,6 +166,7 @@ class Config:
     net: NetConfig = field(default_factory=NetConfig)
     vm: VmPolicy = field(default_factory=VmPolicy)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    deletion: DeletionPolicy = field(default_factory=DeletionPolicy)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -161,6 +195,8 @@ class Config:
         if isinstance(self.maintenance, dict):
             self.maintenance = MaintenanceConfig(**_known(MaintenanceConfig, self.maintenance,
                                                           "maintenance: "))
+        if isinstance(self.deletion, dict):
+            self.deletion = DeletionPolicy(**_known(DeletionPolicy, self.deletion, "deletion: "))
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.lxcfs not in ("own", "off") and not Path(self.lxcfs).is_absolute():

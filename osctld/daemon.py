@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 
-from . import __version__, maintenance, startup, sysctls
+from . import __version__, deletion, maintenance, startup, sysctls
 from .accounts import Accounts
 from .config import Config
 from .events import EventBus
@@ -117,6 +117,7 @@ class Daemon:
         hooks = HookSocket(cfg.hook_socket, node.registry, node.containers)
         await hooks.start()
         await startup.recheck_running(node)
+        await startup.catch_up_deletions(node)
         servers = [Server(node, cfg.socket, cfg.max_frame)]
         if cfg.account_socket:
             servers.append(Server(node, cfg.account_socket, cfg.max_frame, accounts=True,
@@ -131,6 +132,7 @@ class Daemon:
         autostart = asyncio.gather(startup.autostart(node), startup.start_online_vms(node))
         watch = asyncio.create_task(self.watch_statfs_proxy())
         windows = asyncio.create_task(maintenance.watch(node))
+        deletions = asyncio.create_task(deletion.watch(node))
         await self._stop.wait()
 
         log.info("shutting down; containers and VMs keep running")
@@ -138,6 +140,7 @@ class Daemon:
         node.vms.release()
         watch.cancel()
         windows.cancel()
+        deletions.cancel()
         await asyncio.wait([windows])  # a maintenance's restart under way ends first
         for server in servers:
             await server.close()

@@ -44,6 +44,10 @@ def vm_key(pool: str, id: str) -> LockKey:
     return ("vm", pool, id)
 
 
+def flavor_key(pool: str, name: str) -> LockKey:
+    return ("flavor", pool, name)
+
+
 def users_key(pool: str) -> LockKey:
     """A pool's users together: their ID blocks are handed out from one range."""
     return ("pool", pool, "ids")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from .runtime.ct import Containers
 from .runtime.qemu import Vms
 from .runtime.vmimage import VmFiles
 from .state import PoolState, Registry
+from .storage import backend_for
 from .subid import SubIds
 from .sysctls import Sysctl
 from .template import Templates
@@ -141,6 +143,25 @@ class Node:
             except asyncio.CancelledError:
                 await asyncio.wait([work])
                 raise
+
+    async def remove_ct(self, pstate: PoolState, ct: Container) -> None:
+        """Delete a stopped container's config, LXC directory and rootfs: what
+        ``ct del`` and the hard stage of a staged deletion free. Config first:
+        a crash after it leaves an orphan dataset (removed at start), never a
+        config that points at a half-deleted rootfs."""
+        pstate.store.delete("ct", ct.id)
+        del pstate.cts[ct.id]
+        self.containers.remove(ct.pool, ct.id)
+        await backend_for(pstate.pool).destroy(pstate.pool.rootfs(ct.id))
+        shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
+
+    async def remove_vm(self, pstate: PoolState, vm: VM) -> None:
+        """Delete a stopped VM's config, run directory, cgroup and disk: what
+        ``vm del`` and the hard stage free, config first as for containers."""
+        pstate.store.delete("vm", vm.id)
+        del pstate.vms[vm.id]
+        self.vms.remove(vm)
+        await backend_for(pstate.pool).destroy(pstate.pool.vm_dir(vm.id))
 
     def status(self) -> dict:
         rss = 0

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 
 from osctl.protocol import OsctlError
 
-from . import orphans, pools
+from . import deletion, orphans, pools
 from .locks import ct_key, pool_key, vm_key
-from .model.container import Container
+from .model.container import STOPPED, Container
 from .model.vm import VM
 from .state import PoolState
 from .storage import backend_for
@@ -83,9 +83,18 @@ async def recheck_running(node: Node) -> None:
     await asyncio.gather(*(node.containers.refresh(c) for c in node.registry.all_cts() if c.running))
 
 
+async def catch_up_deletions(node: Node) -> None:
+    """Staged deletion stages that fell due while the daemon was away, each
+    in its order, before the first request (a name due for recycling is
+    free by then, a server due for soft deletion is not started). After the
+    hook socket listens: the soft stage stops containers."""
+    await deletion.run_due(node)
+
+
 async def autostart(node: Node) -> None:
-    """Start the containers marked autostart, by priority, a few at a time."""
-    todo = sorted((c for c in node.registry.all_cts() if c.autostart and not c.running),
+    """Start the stopped containers marked autostart (a soft-deleted one
+    stays so), by priority, a few at a time."""
+    todo = sorted((c for c in node.registry.all_cts() if c.autostart and c.state == STOPPED),
                   key=lambda c: (c.autostart_priority, c.pool, c.id))
     if not todo:
         return

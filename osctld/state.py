@@ -7,12 +7,15 @@ it, and is refused as ambiguous when several do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from osctl.protocol import CONFLICT, INVALID, NOT_FOUND, OsctlError
+from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
 
 from .model.container import Container
+from .model.deletion import RECYCLE, Deleted
+from .model.flavor import Flavor
 from .model.group import DEFAULT_GROUP, ROOT_GROUP, Group, ancestors, store_name
 from .model.idmap import IdRange, overlaps
 from .model.limits import Limits
@@ -34,6 +37,10 @@ class PoolState:
     groups: dict[str, Group] = field(default_factory=dict)  # by path; "/" and "/default" always
     # Planned, running and ended maintenances, by id (osctld/maintenance.py).
     maintenances: dict[str, Maintenance] = field(default_factory=dict)
+    # Containers and VMs past their hard deletion stage, by (kind, id): their
+    # names stay taken until the recycle stage.
+    deleted: dict[tuple[str, str], Deleted] = field(default_factory=dict)
+    flavors: dict[str, Flavor] = field(default_factory=dict)
 
     @property
     def store(self) -> PoolStore:
@@ -48,11 +55,16 @@ class PoolState:
         ranges = store.load_all("id-range")
         state = cls(pool, IdRange.from_dict(ranges[0]) if ranges else IdRange())
         for kind, model, table, key in (("user", User, state.users, "name"),
+                                        ("flavor", Flavor, state.flavors, "name"),
                                         ("ct", Container, state.cts, "id"),
                                         ("vm", VM, state.vms, "id")):
             for d in store.load_all(kind):
                 obj = model.from_dict(d, pool.name)
                 table[getattr(obj, key)] = obj
+        for kind in ("ct", "vm"):
+            for d in store.load_all(f"deleted/{kind}"):
+                gone = Deleted.from_dict(d, pool.name)
+                state.deleted[(gone.kind, gone.id)] = gone
         for d in store.load_tree("group"):
             g = Group.from_dict(d, pool.name)
             state.groups[g.path] = g
@@ -73,6 +85,12 @@ class PoolState:
             return self.groups[path]
         except KeyError:
             raise OsctlError(NOT_FOUND, f"group {path!r} not found in pool {self.pool.name}") from None
+
+    def flavor(self, name: str) -> Flavor:
+        try:
+            return self.flavors[name]
+        except KeyError:
+            raise OsctlError(NOT_FOUND, f"flavor {name!r} not found in pool {self.pool.name}") from None
 
     def effective_limits(self, group_path: str, own: Limits | None = None) -> Limits:
         """What binds a group (or, with ``own``, a container in it): per limit
@@ -128,6 +146,27 @@ class PoolState:
 
     def save_vm(self, vm: VM) -> None:
         self.store.save("vm", vm.id, vm.to_dict())
+
+    def save_flavor(self, flavor: Flavor) -> None:
+        self.store.save("flavor", flavor.name, flavor.to_dict())
+
+    def save_deleted(self, gone: Deleted) -> None:
+        self.store.save(f"deleted/{gone.kind}", gone.id, gone.to_dict())
+        self.deleted[(gone.kind, gone.id)] = gone
+
+    def forget_deleted(self, gone: Deleted) -> None:
+        """Its name is free again (the recycle stage)."""
+        self.store.delete(f"deleted/{gone.kind}", gone.id)
+        self.deleted.pop((gone.kind, gone.id), None)
+
+    def check_name_free(self, kind: str, what: str, name: str) -> None:
+        """Refuse the name of a deleted container or VM (``kind`` ct or vm)
+        until its recycle stage, saying why and until when."""
+        gone = self.deleted.get((kind, name))
+        if gone is not None:
+            free = datetime.fromtimestamp(gone.deletion.due[RECYCLE], timezone.utc)
+            raise OsctlError(EXISTS, f"{what} {name!r} of pool {self.pool.name} was deleted; its "
+                                     f"name can be used again from {free.isoformat(timespec='seconds')}")
 
     def save_server(self, server: Container | VM) -> None:
         """A container's or a VM's config (netif changes touch both alike)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -111,7 +112,10 @@ def listing_commands(group: click.Group, obj: str, noun: str, columns: Sequence[
     @click.argument("id")
     @pass_settings
     def show_(s, id):
-        show(s, call(s, f"{obj}.show", {"id": id}))
+        out = call(s, f"{obj}.show", {"id": id})
+        if s.format in ("table", "csv") and out.get("deletion"):
+            out["deletion"] = deletion_text(out["deletion"])
+        show(s, out)
 
     ls.__doc__ = f"List {noun}."
     show_.__doc__ = show_doc
@@ -130,3 +134,46 @@ def wire_name(typed: str) -> str:
     """The wire's name of a limit or quota as operators type it: cpu-limit
     is ``cpu_limit``, ipv6-64 is ``ipv6_64``."""
     return typed.replace("-", "_")
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
+
+
+def deletion_text(d: dict) -> str:
+    """A staged deletion for people: its date, then each stage with when it
+    is due, or when it was reached."""
+    stages = [f"{name} {'reached ' + _when(d['reached'][name]) if name in d['reached'] else 'due ' + _when(due)}"
+              for name, due in d["due"].items()]
+    return f"on {_when(d['at'])}: " + "; ".join(stages)
+
+
+def deletion_command(group: click.Group, obj: str, noun: str, what: str) -> None:
+    """``osctl OBJ del ID [--force | --at DATE | --cancel]``, alike for containers and VMs."""
+
+    @click.argument("id")
+    @click.option("--force", "-f", is_flag=True, help="Stop it first if it runs (at once only).")
+    @click.option("--at", metavar="DATE",
+                  help="Staged deletion around DATE (ISO 8601; without a zone, the group's). "
+                       "Earliest: tomorrow, midnight.")
+    @click.option("--cancel", is_flag=True, help="Call a staged deletion off (before its hard stage).")
+    @pass_settings
+    def cmd(s, id, force, at, cancel):
+        show(s, call(s, f"{obj}.del", {"id": id, "force": force, "at": at, "cancel": cancel}))
+
+    cmd.__doc__ = f"""Delete {noun} ID and {what}.
+
+    At once (operators), or staged with --at: announced 5 days before
+    (prepare), stopped and kept, not startable, on the date (soft), data,
+    addresses and config gone 3 days after (hard), backups after 32 days
+    (purge), the name free again after 38 (recycle); the node's config
+    sets these times. --cancel until the hard stage brings it back, stopped.
+
+    \b
+    Examples:
+      osctl {obj} del web1 --force
+      osctl {obj} del web1 --at 2026-12-24
+      osctl {obj} del web1 --at 2026-12-24T18:00+01:00
+      osctl {obj} del web1 --cancel
+    """
+    group.command("del")(cmd)

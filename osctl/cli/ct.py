@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import (call, lifecycle_command, limit_args, listing_commands, pass_settings, show,
+from .common import (call, deletion_command, lifecycle_command, limit_args, listing_commands, pass_settings, show,
                      wire_name)
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
@@ -34,9 +34,11 @@ def ct():
 @click.option("--swap", metavar="SIZE", help="Swap beyond memory.")
 @click.option("--pids", metavar="N", help="Process limit.")
 @click.option("--disk", metavar="SIZE", help="Disk quota (btrfs pools).")
+@click.option("--flavor", "-f", help="Flavor: its cores as cpu-limit, memory, swap, disk "
+                                     "(osctl flavor ls); the options above override it.")
 @pass_settings
 def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart, start_after,
-        group, cpu_limit, memory, swap, pids, disk):
+        group, cpu_limit, memory, swap, pids, disk, flavor):
     """Create container ID owned by USER from a template.
 
     The template's rootfs is built once per pool (the debian template takes
@@ -46,7 +48,7 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
     res = call(s, "ct.new", {"id": id, "user": user, "template": template, "version": version,
                              "pool": pool, "hostname": hostname,
                              "dns_resolvers": list(dns_resolvers) or None, "autostart": autostart,
-                             "group": group, "disk": disk,
+                             "group": group, "disk": disk, "flavor": flavor,
                              "limits": limit_args(cpu_limit=cpu_limit, memory=memory, swap=swap,
                                                   pids=pids)})
     if start_after:
@@ -107,13 +109,7 @@ def console(s, id, tty):
     sys.exit(res["exit_code"])
 
 
-@ct.command("del")
-@click.argument("id")
-@click.option("--force", "-f", is_flag=True, help="Stop it first if it runs.")
-@pass_settings
-def delete(s, id, force):
-    """Delete container ID and its data."""
-    show(s, call(s, "ct.del", {"id": id, "force": force}))
+deletion_command(ct, "ct", "container", "its data")
 
 
 @ct.group("set")
@@ -262,6 +258,21 @@ _set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).")
 _set_limit("swap", "Allow VALUE of swap beyond the memory limit.")
 _set_limit("pids", "Limit processes and threads to VALUE.")
 _set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.")
+
+
+@set_.command("flavor")
+@click.argument("id")
+@click.argument("flavor")
+@pass_settings
+def set_flavor(s, id, flavor):
+    """Give container ID flavor FLAVOR's limits (cores as cpu-limit, memory,
+    swap) and disk (btrfs pools), live on a running container.
+
+    \b
+    Example:
+      osctl ct set flavor web1 large
+    """
+    show(s, call(s, "ct.set", {"id": id, "flavor": flavor}))
 
 
 @ct.command("unset")

@@ -9,7 +9,7 @@ import tty
 
 import click
 
-from .common import call, lifecycle_command, listing_commands, pass_settings, show
+from .common import call, deletion_command, lifecycle_command, listing_commands, pass_settings, show
 
 LS_COLUMNS = ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
               "pid", "pending_restart"]
@@ -23,9 +23,10 @@ def vm():
 @vm.command("new")
 @click.argument("id")
 @click.option("--user", "-u", required=True, help="Owner: a user name, or POOL:USER.")
-@click.option("--cores", "-c", type=int, required=True, help="Virtual CPUs.")
-@click.option("--memory", "-m", required=True, help="Memory, e.g. 1G or 512M.")
-@click.option("--disk", "-d", required=True, help="Disk size, e.g. 10G (sparse on the node).")
+@click.option("--flavor", "-f", help="Flavor: its cores, memory and disk (osctl flavor ls).")
+@click.option("--cores", "-c", type=int, help="Virtual CPUs [default: the flavor's].")
+@click.option("--memory", "-m", help="Memory, e.g. 1G or 512M [default: the flavor's].")
+@click.option("--disk", "-d", help="Disk size, e.g. 10G (sparse on the node) [default: the flavor's].")
 @click.option("--template", "-t", default="debian", show_default=True,
               help="Template with a VM image (osctl template ls).")
 @click.option("--version", "-v", "version", help="Distribution version [default: the template's].")
@@ -35,13 +36,20 @@ def vm():
 @click.option("--hostname", help="Hostname inside [default: the VM's id].")
 @click.option("--start", "start_after", is_flag=True, help="Start it once created.")
 @pass_settings
-def new(s, id, user, cores, memory, disk, template, version, pool, group, hostname, start_after):
-    """Create VM ID owned by USER.
+def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group, hostname,
+        start_after):
+    """Create VM ID owned by USER, sized by --flavor or --cores, --memory
+    and --disk (which override the flavor's).
 
     The template's VM image is built once per node (the debian one takes
     minutes the first time); the disk is a sparse file in the user's pool.
+
+    \b
+    Examples:
+      osctl vm new db1 -u alice --cores 2 --memory 2G --disk 20G
+      osctl vm new db1 -u alice --flavor small --memory 2G
     """
-    res = call(s, "vm.new", {"id": id, "user": user, "cores": cores, "memory": memory,
+    res = call(s, "vm.new", {"id": id, "user": user, "flavor": flavor, "cores": cores, "memory": memory,
                              "disk": disk, "template": template, "version": version,
                              "pool": pool, "hostname": hostname, "group": group})
     if start_after:
@@ -89,13 +97,7 @@ def console(s, id):
     sys.exit(0)
 
 
-@vm.command("del")
-@click.argument("id")
-@click.option("--force", "-f", is_flag=True, help="Kill it first if it runs.")
-@pass_settings
-def delete(s, id, force):
-    """Delete VM ID and its disk."""
-    show(s, call(s, "vm.del", {"id": id, "force": force}))
+deletion_command(vm, "vm", "VM", "its disk")
 
 
 @vm.group("set")
@@ -123,6 +125,8 @@ _setter("cores", "N", f"Set the number of CPUs ({_RESTART_DOC}).", int, restart=
 _setter("memory", "SIZE", f"Set the memory, e.g. 2G ({_RESTART_DOC}).", restart=True)
 _setter("disk", "SIZE", "Grow the disk, e.g. 20G (live on a running VM; never shrinks).")
 _setter("group", "GROUP", "Move a stopped VM to resource group GROUP.")
+_setter("flavor", "FLAVOR", "Give the VM flavor FLAVOR's cores and memory (at the next start) "
+                            "and disk (grown; a smaller one keeps its disk).")
 
 
 @set_.command("online")

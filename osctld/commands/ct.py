@@ -18,6 +18,7 @@ from ..model.account import Perm
 from ..model.bounds import shown
 from ..model.container import Container, check_resolvers
 from ..model.group import DEFAULT_GROUP, check_group_path
+from ..model.lifecycle import State
 from ..model.limits import Limits
 from ..model.naming import check_hostname, check_name
 from ..model.pool import IDMAP_CHOWN
@@ -28,9 +29,10 @@ from ..runtime.statfs import wants_proxy
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, hold_server, user_ref
+from . import Between, Context, Seconds, Target, command, deletion, hold_server, user_ref
 
 STOP_TIMEOUT = 60
+STOPPED, SOFT_DELETED = State.STOPPED, State.SOFT_DELETED
 # How long a tenant's own program (chpasswd, passwd) may take before it is killed.
 INSIDE_TIMEOUT = 30
 log = logging.getLogger(__name__)
@@ -81,6 +83,18 @@ def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
     return out
 
 
+def _flavored(pstate, flavor: str | None, limits: dict | None,
+              disk: str | int | None) -> tuple[dict | None, str | int | None]:
+    """Limits and disk: those given, and flavor ``flavor``'s where not given.
+    A flavor's disk becomes a quota only where the pool's backend has quotas."""
+    if flavor is None:
+        return limits, disk
+    f = pstate.flavor(flavor)
+    if disk is None and backend_for(pstate.pool).quotas:
+        disk = f.disk
+    return {**f.ct_limits(), **(limits or {})}, disk
+
+
 def _disk(value: str | int | None) -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "unlimited")):
         return None
@@ -129,11 +143,13 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               version: str | None = None, pool: str | None = None,
               hostname: str | None = None, dns_resolvers: list[str] | None = None,
               autostart: bool = False, group: str = DEFAULT_GROUP, limits: dict | None = None,
-              disk: str | int | None = None) -> dict:
-    """Create a container from a template; nothing is left behind if a step fails."""
+              disk: str | int | None = None, flavor: str | None = None) -> dict:
+    """Create a container from a template, sized by a flavor and the limits
+    and disk given (which override it); nothing is left behind if a step fails."""
     node = ctx.node
     check_name("container", id)
     pstate, u = node.registry.user(user_ref(user, pool))
+    limits, disk = _flavored(pstate, flavor, limits, disk)
     pstate.group(check_group_path(group))
     tpl = node.templates.get(template)
     version = tpl.version(version)
@@ -141,13 +157,14 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     ct = Container(id=id, pool=pstate.pool.name, user=u.name, distribution=tpl.distribution,
                    version=version, hostname=hostname,
                    dns_resolvers=dns_resolvers or [], autostart=autostart, group=group,
-                   limits=_limits(ctx, Limits(), limits), disk=_disk(disk))
+                   limits=_limits(ctx, Limits(), limits), disk=_disk(disk), flavor=flavor)
     backend = backend_for(pstate.pool)
     if ct.disk is not None:
         backend.need_quotas()
     async with hold_server(ctx, ct, "ct.new", new=True), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
+        pstate.check_name_free("ct", "container", id)
         if pstate.users.get(u.name) is not u:
             raise OsctlError(NOT_FOUND, f"user {u.name} is gone")
         pstate.group(group)  # and its group, deleted while we waited?
@@ -283,25 +300,27 @@ async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0
 
 
 @command("ct.del", mutating=True, target=Target("ct", "id"), needs=Perm.MANAGER)
-async def delete(ctx: Context, id: str, force: bool = False) -> dict:
-    """Delete a stopped container (``force``: stop it first) and its data."""
+async def delete(ctx: Context, id: str, force: bool = False, at: str | None = None,
+                 cancel: bool = False) -> dict:
+    """Delete a stopped (or soft-deleted) container (``force``: stop it
+    first) and its data; or, with ``at``, schedule its staged deletion
+    around that date, which ``cancel`` calls off until its hard stage."""
     node = ctx.node
+    if cancel:
+        deletion.past_hard(ctx, "ct", id)
     pstate, ct = find(ctx, id)
+    if deletion.staged_args(force, at, cancel):
+        return await (deletion.cancel(ctx, pstate, ct) if cancel else
+                      deletion.schedule(ctx, pstate, ct, at or ""))
     async with hold_server(ctx, ct, "ct.del"):
         # Not what the hooks said last: a container rebooting inside is
         # "stopped" between its post-stop and its next start.
         await node.containers.refresh(ct)
-        if ct.running or ct.state != "stopped":
+        if ct.running or ct.state not in (STOPPED, SOFT_DELETED):
             if not force:
                 raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it or use --force")
             await node.containers.stop(ct, 0, kill=True)
-        # Config first: a crash after it leaves an orphan dataset, never a
-        # config that points at a half-deleted rootfs.
-        pstate.store.delete("ct", ct.id)
-        del pstate.cts[ct.id]
-        node.containers.remove(ct.pool, ct.id)
-        await backend_for(pstate.pool).destroy(pstate.pool.rootfs(ct.id))
-        shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
+        await node.remove_ct(pstate, ct)
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     return {"id": ct.id, "pool": ct.pool}
 
@@ -311,11 +330,13 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
                autostart_priority: Annotated[int, Between(0, 10000)] | None = None,
                limits: dict | None = None,
-               disk: str | int | None = None) -> dict:
+               disk: str | int | None = None, flavor: str | None = None) -> dict:
     """Change settings; hostname, DNS, limits and disk apply at once to a
-    running container. A limit or disk given as ``none`` is lifted."""
+    running container. A limit or disk given as ``none`` is lifted; a
+    flavor gives the limits and disk not given."""
     node = ctx.node
     pstate, ct = find(ctx, id)
+    limits, disk = _flavored(pstate, flavor, limits, disk)
     if hostname is not None:
         check_hostname(hostname)
     if dns_resolvers is not None:
@@ -336,6 +357,8 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
             ct.autostart = autostart
         if autostart_priority is not None:
             ct.autostart_priority = autostart_priority
+        if flavor is not None:
+            ct.flavor = flavor
         pstate.save_ct(ct)
         node.containers.write_config(pstate, ct)
     return ct.public()

@@ -11,7 +11,7 @@ from .. import maintenance
 from ..distconfig import for_distribution
 from ..model.account import Perm
 from ..model.group import DEFAULT_GROUP, check_group_path
-from ..model.lifecycle import Event, check
+from ..model.lifecycle import Event, State, check
 from ..model.naming import check_name
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
@@ -20,7 +20,7 @@ from ..runtime.vmimage import VmFiles
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, hold_server, user_ref
+from . import Between, Context, Seconds, Target, command, deletion, hold_server, user_ref
 
 MIB = 1 << 20
 # The node's policy (config vm.min_cores, max_cores) narrows it, and gives
@@ -33,16 +33,27 @@ def find(ctx: Context, ref: str):
     return ctx.node.registry.vm(ref)
 
 
-def _limits(ctx: Context) -> VmLimits:
+def vm_policy(ctx: Context) -> VmLimits:
+    """The node's rules for VM resources (and flavors')."""
     p = ctx.node.config.vm
     return VmLimits(p.min_cores, p.max_cores, p.min_memory, p.min_disk)
 
 
-def _memory(value: int | str) -> int:
+def memory_size(value: int | str) -> int:
     size = parse_size(value, "memory")
     if size % MIB:
         raise OsctlError(INVALID, f"memory must be a whole number of MiB, got {size} bytes")
     return size
+
+
+def _flavored(pstate, flavor: str | None, cores: int | None, memory: int | str | None,
+              disk: int | str | None) -> tuple[int | None, int | str | None, int | str | None]:
+    """Cores, memory and disk: those given, and flavor ``flavor``'s where not given."""
+    if flavor is None:
+        return cores, memory, disk
+    f = pstate.flavor(flavor)
+    return (f.cores if cores is None else cores, f.memory if memory is None else memory,
+            f.disk if disk is None else disk)
 
 
 def _timeout(ctx: Context, timeout: int | None) -> int:
@@ -78,27 +89,35 @@ async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bo
 @command("vm.new", mutating=True, target=Target("user", "user", pool_arg="pool"),
          needs=Perm.MANAGER,
          on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
-async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str, disk: int | str,
+async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
+              memory: int | str | None = None, disk: int | str | None = None,
               template: str = "debian", version: str | None = None, pool: str | None = None,
-              hostname: str | None = None, group: str = DEFAULT_GROUP) -> dict:
-    """Create a VM from a template's VM image; nothing is left behind if a step fails."""
+              hostname: str | None = None, group: str = DEFAULT_GROUP,
+              flavor: str | None = None) -> dict:
+    """Create a VM from a template's VM image, sized by a flavor and the
+    cores, memory and disk given (which override it); nothing is left
+    behind if a step fails."""
     node = ctx.node
     check_name("vm", id)
-    memory, disk = _memory(memory), parse_size(disk, "disk")
-    _limits(ctx).check(cores, memory, disk)
     pstate, u = node.registry.user(user_ref(user, pool))
+    cores, memory, disk = _flavored(pstate, flavor, cores, memory, disk)
+    if cores is None or memory is None or disk is None:
+        raise OsctlError(INVALID, "give the VM's cores, memory and disk, or a flavor")
+    memory, disk = memory_size(memory), parse_size(disk, "disk")
+    vm_policy(ctx).check(cores, memory, disk)
     pstate.group(check_group_path(group))
     tpl = node.templates.get(template)
     version = tpl.version(version)
     hostname = id if hostname is None else hostname
     vm = VM(id=id, pool=pstate.pool.name, user=u.name, template=tpl.name, version=version,
             cores=cores, memory=memory, disk=disk, group=group,
-            hostname=hostname)
+            hostname=hostname, flavor=flavor)
     files = _files(pstate, vm)
     backend = backend_for(pstate.pool)
     async with hold_server(ctx, vm, "vm.new", new=True), Undo() as undo:
         if id in pstate.vms:
             raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
+        pstate.check_name_free("vm", "VM", id)
         pstate.group(vm.group)  # deleted while we waited?
         pstate.check_quota(vm)
         pstate.vms[id] = vm  # reserve the id while the image is made
@@ -192,19 +211,24 @@ async def console(ctx: Context, id: str) -> dict:
 
 
 @command("vm.del", mutating=True, target=Target("vm", "id"), needs=Perm.MANAGER)
-async def delete(ctx: Context, id: str, force: bool = False) -> dict:
-    """Delete a stopped VM (``force``: kill it first) and its disk."""
+async def delete(ctx: Context, id: str, force: bool = False, at: str | None = None,
+                 cancel: bool = False) -> dict:
+    """Delete a stopped (or soft-deleted) VM (``force``: kill it first) and
+    its disk; or, with ``at``, schedule its staged deletion around that
+    date, which ``cancel`` calls off until its hard stage."""
     node = ctx.node
+    if cancel:
+        deletion.past_hard(ctx, "vm", id)
     pstate, vm = find(ctx, id)
+    if deletion.staged_args(force, at, cancel):
+        return await (deletion.cancel(ctx, pstate, vm) if cancel else
+                      deletion.schedule(ctx, pstate, vm, at or ""))
     async with hold_server(ctx, vm, "vm.del"):
-        if vm.state != STOPPED:
+        if vm.state not in (STOPPED, State.SOFT_DELETED):
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
             await node.vms.stop(vm, 0, kill=True)
-        pstate.store.delete("vm", vm.id)
-        del pstate.vms[vm.id]
-        node.vms.remove(vm)
-        await backend_for(pstate.pool).destroy(_files(pstate, vm).dir)
+        await node.remove_vm(pstate, vm)
     node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {"id": vm.id, "pool": vm.pool}
 
@@ -213,23 +237,27 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
 async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | str | None = None,
                disk: int | str | None = None, online: bool | None = None,
                timeout: Seconds | None = None, group: str | None = None,
-               now: bool = False) -> dict:
+               now: bool = False, flavor: str | None = None) -> dict:
     """Change a VM. Cores and memory apply at the next start: a running VM's
     restart into them is planned into its group's maintenance window (``now``:
     it restarts at once, ``timeout`` its clean stop's limit); the disk grows
-    at once (live on a running VM) and never shrinks; online starts or
-    powers down (killed after ``timeout`` seconds); the group changes only
-    while it is stopped (its QEMU runs in the group's cgroup)."""
+    at once (live on a running VM) and never shrinks; a flavor gives the
+    cores, memory and disk not given; online starts or powers down (killed
+    after ``timeout`` seconds); the group changes only while it is stopped
+    (its QEMU runs in the group's cgroup)."""
     node = ctx.node
     pstate, vm = find(ctx, id)
+    cores, memory, disk = _flavored(pstate, flavor, cores, memory, disk)
+    if flavor is not None and disk is not None and parse_size(disk, "disk") < vm.disk:
+        disk = None  # a smaller flavor's disk: a disk never shrinks, it keeps its size
     if group is not None:
         group = pstate.group(check_group_path(group)).path
-    memory = _memory(memory) if memory is not None else None
+    memory = memory_size(memory) if memory is not None else None
     disk = parse_size(disk, "disk") if disk is not None else None
     if disk is not None and disk < vm.disk:
         raise OsctlError(INVALID, f"the disk of VM {vm.id} is {vm.disk >> 20} MiB: it can grow, "
                                   f"never shrink (asked for {disk >> 20} MiB)")
-    _limits(ctx).check(cores, memory, disk)
+    vm_policy(ctx).check(cores, memory, disk)
     async with hold_server(ctx, vm, "vm.set"):
         if group is not None:
             pstate.group(group)  # deleted while we waited?
@@ -252,6 +280,8 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
             vm.memory = memory
         if group is not None:
             vm.group = group
+        if flavor is not None:
+            vm.flavor = flavor
         pstate.save_vm(vm)
         planned = await _maintenance(ctx, pstate, vm, before, timeout, now)
         if online is True and not vm.running:

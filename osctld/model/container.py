@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
+from .deletion import Deletion
 from .device import DeviceGrant
 from .group import DEFAULT_GROUP, check_group_path
 from .limits import Limits
@@ -52,6 +53,8 @@ class Container:
     limits: Limits = field(default_factory=Limits)
     disk: int | None = None  # bytes: the rootfs quota, where the backend has quotas
     netifs: list[NetIf] = field(default_factory=list)
+    flavor: str | None = None  # the flavor its limits and disk were last set from
+    deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -61,7 +64,7 @@ class Container:
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
-        "features", "devices", "prlimits", "restart_pending", "netifs",
+        "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion",
     )
 
     def __post_init__(self) -> None:
@@ -80,6 +83,7 @@ class Container:
         self.disk = SIZE_RANGE.clamp(f"{where}: disk", self.disk)
         self.prlimits = loaded_prlimits(self.prlimits, where)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
+        self.deletion = Deletion.from_dict(self.deletion)
 
     @property
     def running(self) -> bool:
@@ -90,11 +94,15 @@ class Container:
         d["devices"] = [g.to_dict() for g in self.devices]
         d["limits"] = self.limits.to_dict()
         d["netifs"] = [n.to_dict() for n in self.netifs]
+        d["deletion"] = self.deletion and self.deletion.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "Container":
-        return cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+        ct = cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+        if ct.deletion:
+            ct.state = ct.deletion.held_state(ct.state)
+        return ct
 
     def netif(self, name: str) -> NetIf:
         for n in self.netifs:

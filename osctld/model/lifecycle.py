@@ -79,3 +79,19 @@ def check(what: str, state: str, event: Event) -> State:
     if nxt is None:
         raise OsctlError(CONFLICT, f"{what} is {state}: cannot {event}")
     return nxt
+
+
+# Stopped instances the daemon holds back: LXC and QEMU know only "stopped".
+HELD_BACK = frozenset({S.STAGED, S.MIGRATING, S.SOFT_DELETED})
+
+
+def at_rest(state: State) -> bool:
+    """Stopped, or stopped and held back: nothing of it runs."""
+    return state == S.STOPPED or state in HELD_BACK
+
+
+def seen(held: State, reported: State) -> State:
+    """The state to record when LXC or QEMU report ``reported`` of an
+    instance held as ``held``: a held-back one they call stopped stays held
+    back (a soft-deleted container is not made startable by a refresh)."""
+    return held if reported == S.STOPPED and held in HELD_BACK else reported

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
+from .deletion import Deletion
 from .group import DEFAULT_GROUP, check_group_path
 from .naming import check_hostname, check_name
 from .lifecycle import State
@@ -64,6 +65,8 @@ class VM:
     created: float = field(default_factory=time.time)
     # Routed interfaces: a tap each on the node, virtio-net inside.
     netifs: list[NetIf] = field(default_factory=list)
+    flavor: str | None = None  # the flavor its cores, memory and disk were last set from
+    deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
     # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
     state: State = field(default=STOPPED, compare=False)
     pid: int | None = field(default=None, compare=False)
@@ -74,7 +77,7 @@ class VM:
     net_pending: bool = field(default=False, compare=False)
 
     PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
-                 "hostname", "group", "online", "created", "netifs")
+                 "hostname", "group", "online", "created", "netifs", "flavor", "deletion")
 
     def __post_init__(self) -> None:
         check_name("vm", self.id)
@@ -88,6 +91,7 @@ class VM:
         self.memory = SIZE_RANGE.clamp(f"{where}: memory", self.memory)
         self.disk = SIZE_RANGE.clamp(f"{where}: disk", self.disk)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
+        self.deletion = Deletion.from_dict(self.deletion)
 
     def netif(self, name: str) -> NetIf:
         for n in self.netifs:
@@ -108,11 +112,15 @@ class VM:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.PERSISTED}
         d["netifs"] = [n.to_dict() for n in self.netifs]
+        d["deletion"] = self.deletion and self.deletion.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "VM":
-        return cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+        vm = cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
+        if vm.deletion:
+            vm.state = vm.deletion.held_state(vm.state)
+        return vm
 
     def public(self) -> dict:
         d = self.to_dict()

@@ -20,7 +20,7 @@ from osctl.protocol import BUSY, OsctlError
 from ..model.container import FROZEN, RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
 from ..model.group import ancestors
-from ..model.lifecycle import Event, State, check
+from ..model.lifecycle import Event, State, at_rest, check, seen
 from ..model.limits import Limits
 from ..store import atomic_write
 from ..template import Templates
@@ -143,8 +143,8 @@ class Containers:
         """LXC's (state, init PID), with an init that is gone taken as stopped."""
         state = LXC_PASSING.get(lxc_state) or State(lxc_state)
         if state in (RUNNING, FROZEN) and (pid is None or not self.init_alive(ct, pid)):
-            return STOPPED, None
-        return state, pid
+            state, pid = STOPPED, None
+        return seen(ct.state, state), pid
 
     async def refresh(self, ct: Container) -> None:
         self.observed(ct, *self.checked(ct, *await self.lxc.aquery(ct.pool, ct.id)))
@@ -260,9 +260,9 @@ class Containers:
             await self.refresh(ct)
 
     async def stop(self, ct: Container, timeout: int, kill: bool = False) -> None:
-        if ct.state == STOPPED:
+        if at_rest(ct.state):
             await self.refresh(ct)
-            if ct.state == STOPPED:
+            if at_rest(ct.state):
                 return
         self.apply(ct, Event.STOP)
         try:

@@ -29,7 +29,7 @@ from osctl.protocol import INTERNAL, OsctlError
 
 from ..config import VmPolicy
 from ..distconfig.netconfig import IfaceConfig
-from ..model.lifecycle import Event, State, check
+from ..model.lifecycle import Event, State, check, seen
 from ..model.vm import RUNNING, STOPPED, VM
 from .qmp import Qmp, QmpError
 from .resources import CgroupTree
@@ -156,7 +156,7 @@ class Vms:
         if pid is None:
             self._forget(vm)
             self.cgroups.remove(self.cgroup(vm))  # it stopped while the daemon was away
-            self.observed(vm, STOPPED)
+            self.observed(vm, seen(vm.state, STOPPED))
             return
         try:
             await self._monitor(vm, pid, self.observed, RUNNING)

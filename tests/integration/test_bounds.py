@@ -140,7 +140,8 @@ VALUES = [None, True, False, 0, -1, 1, 2**31, 2**63 - 1, -(2**63), 2**64 - 1, 0.
 # Half the time a key gets a value that names what exists, so that calls get
 # past the lookups to the checks and the work behind them.
 KNOWN = {"id": ["c1"], "user": ["u1"], "name": ["u1", "eth0", "c1"], "address": ["192.0.2.7"],
-         "argv": [["true"]], "limits": [{"memory": "64M"}, {"pids": BIG}, {"cpu_limit": "1e400"},
+         "argv": [["true"]], "at": ["2030-01-01", "9999-12-31T23:59:59+14:00", "0001-01-01"],
+         "limits": [{"memory": "64M"}, {"pids": BIG}, {"cpu_limit": "1e400"},
                     {"cpu-limit": "0.5"}]}
 CALLS = int(os.environ.get("OSCTLD_FUZZ_CALLS", "5000"))
 BUDGET = 50.0  # seconds
