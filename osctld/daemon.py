@@ -18,10 +18,12 @@ import signal
 
 from . import __version__, startup, sysctls
 from .config import Config
+from .consumption import Consumption
 from .events import EventBus
 from .history import History
 from .hooksock import HookSocket
 from .locks import Locks
+from .metrics import Metrics
 from .net.network import Network
 from .node import Node
 from .pools import PoolList
@@ -56,12 +58,14 @@ class Daemon:
             lxcfs=Lxcfs(config.lxcfs, config.run_dir), statfs=StatfsProxy(config.run_dir),
             exit_codes=ExitCodes(),
         )
+        net = Network(config.net, registry)
         self.node = node = Node(
             config=config, registry=registry, locks=Locks(config.lock_timeout), events=EventBus(),
             pools=PoolList(config.state_dir, registry), containers=containers,
             vms=Vms(config.vm, config.vm_run_dir, tree, on_state=lambda vm: None),
-            net=Network(config.net, registry), templates=templates, history=History(registry),
+            net=net, templates=templates, history=History(registry),
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
+            consumption=Consumption(config.consumption, registry, tree, net),
         )
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state
@@ -122,12 +126,17 @@ class Daemon:
         log.info("osctld %s ready on %s", __version__, cfg.socket)
         autostart = asyncio.gather(startup.autostart(node), startup.start_online_vms(node))
         watch = asyncio.create_task(self.watch_statfs_proxy())
+        sampler = asyncio.create_task(node.consumption.run())
+        metrics = Metrics(node)
+        metrics.start()
         await self._stop.wait()
 
         log.info("shutting down; containers and VMs keep running")
         autostart.cancel()
         node.vms.release()
         watch.cancel()
+        sampler.cancel()
+        metrics.close()
         await server.close()
         hooks.close()
         node.containers.exit_codes.close()

@@ -208,7 +208,7 @@ class Dispatcher:
                 raise OsctlError(INVALID, f"unknown command {req.cmd!r}")
             args = check_args(spec, req.args)
             pool = self._pool(spec, args)  # as it was: a deleted object's pool is gone after
-            with self.node.ops.running(op, asyncio.current_task()):
+            with self.node.ops.running(op, asyncio.current_task(), spec.name):
                 if spec.mutating:
                     self.node.events.publish("command", phase="run", cmd=req.cmd, op=op)
                 result = await spec.run(ctx, args)

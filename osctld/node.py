@@ -22,6 +22,7 @@ from osctl.protocol import INTERNAL, OsctlError
 
 from . import __version__
 from .config import Config
+from .consumption import Consumption
 from .distconfig import for_distribution
 from .events import EventBus
 from .history import History
@@ -58,6 +59,7 @@ class Node:
     history: History
     subids: SubIds
     cgroup_layout: CgroupLayout
+    consumption: Consumption  # the sampler of consumption records
     started: float = field(default_factory=time.time)
     # Requests running, by "<connection>:<request id>" (what op.cancel names).
     ops: Ops = field(default_factory=Ops)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 from osctl.protocol import NOT_FOUND, OsctlError
 
@@ -19,17 +20,22 @@ class Ops:
 
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task] = {}
+        # Told each request's verb and seconds when it ends (the metrics).
+        self.finished: list[Callable[[str, float], None]] = []
 
     def names(self) -> list[str]:
         return sorted(self._tasks)
 
     @contextlib.contextmanager
-    def running(self, op: str, task: asyncio.Task) -> Iterator[None]:
+    def running(self, op: str, task: asyncio.Task, verb: str = "") -> Iterator[None]:
         self._tasks[op] = task
+        began = time.monotonic()
         try:
             yield
         finally:
             self._tasks.pop(op, None)
+            for tell in self.finished:
+                tell(verb, time.monotonic() - began)
 
     def cancel(self, op: str) -> None:
         """Cancel one; its command rolls back what it did."""

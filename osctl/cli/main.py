@@ -8,7 +8,7 @@ import click
 
 from ..output import FORMATS
 from ..protocol import OsctlError
-from . import ct, group, misc, netif, pool, user, vm
+from . import consumption, ct, group, misc, netif, pool, user, vm
 from .common import Settings
 
 # Exit codes by error code, so scripts can tell "not found" from "busy".
@@ -40,7 +40,7 @@ def cli(ctx, socket, fmt, as_json, columns, no_header, quiet):
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (ct, vm, group, user, pool, misc):
+for module in (ct, vm, group, user, pool, consumption, misc):
     for command in module.COMMANDS:
         cli.add_command(command)
 # Objects that belong to a container live under `osctl ct`.

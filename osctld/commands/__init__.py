@@ -241,5 +241,5 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (ct, ct_device, ct_feature, ct_prlimit, daemon, group, netif, pool,  # noqa: F401
-                   user, vm)
+    from . import (consumption, ct, ct_device, ct_feature, ct_prlimit, daemon, group,  # noqa: F401
+                   netif, pool, user, vm)
