@@ -15,8 +15,10 @@ interval crosses a boundary) and the absolute readings the next sample
 counts from, so a line is the checkpoint of its own deltas: after a kill -9
 the daemon goes on from the last whole line, and nothing is counted twice
 (a line cut short is skipped, and its deltas are counted again from the
-line before). A month's file is compacted (``compact``) once the next
-month's has a line. What is lost is at most what happened after the last sample
+line before). A file is compacted (``compact``: replaced by one line of
+its records added up and its last readings) when it passes ``COMPACT_AT``
+and once its month is over, so it is append-only between compactions.
+What is lost is at most what happened after the last sample
 on a source that is gone by the next one (a container's veth ends with its
 container). Counters that start again from zero are told apart by an
 identity in their reading: a veth's ifindex, a cgroup's inode, the init's
@@ -35,7 +37,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .config import ConsumptionConfig
 from .model.container import Container
@@ -52,6 +54,9 @@ log = logging.getLogger(__name__)
 TYPES = ("traffic", "ct", "vm", "disk")
 TRAFFIC = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
 AMOUNTS = TRAFFIC + ("seconds", "cpu_seconds")  # what a record adds up; the rest tell it apart
+# A journal file larger than this is compacted at the next sample: a month
+# of lines is never read whole into memory, and a listing stays quick.
+COMPACT_AT = 4 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -172,8 +177,8 @@ def last_line(directory: Path) -> dict | None:
     return None
 
 
-def _docs(data: bytes) -> Iterator[dict]:
-    for raw in data.split(b"\n"):
+def _docs(raw_lines: Iterable[bytes]) -> Iterator[dict]:
+    for raw in raw_lines:
         doc = _parsed(raw)
         if doc is not None:
             yield doc
@@ -182,16 +187,18 @@ def _docs(data: bytes) -> Iterator[dict]:
 def lines(directory: Path, months: list[str]) -> Iterator[dict]:
     for month in months:
         try:
-            yield from _docs((directory / f"{month}.jsonl").read_bytes())
+            with open(directory / f"{month}.jsonl", "rb") as f:
+                yield from _docs(f)
         except FileNotFoundError:
             continue
 
 
 def compact(path: Path) -> bool:
-    """Replace a closed month's journal file (one no sample appends to any
-    more) by one line: its records added up, and its last readings. Atomic:
-    a kill leaves the file as it was or compacted. Whether it changed."""
-    docs = list(_docs(path.read_bytes()))
+    """Replace a journal file by one line: its records added up, and its
+    last readings (so the line is a checkpoint as its last one was).
+    Atomic: a kill leaves the file as it was or compacted. Whether it changed."""
+    with open(path, "rb") as f:
+        docs = list(_docs(f))
     if len(docs) < 2:
         return False
     sums: dict[str, dict] = {}
@@ -310,17 +317,20 @@ class Consumption:
                 log.error("cannot write consumption of pool %s: %s", pstate.pool.name, e)
                 continue
             self._last[pstate.pool.name] = (pstate, Checkpoint.of(doc))
-            await asyncio.to_thread(self._compact_closed, journal_dir(pstate.pool), t)
+            await asyncio.to_thread(self._compact, journal_dir(pstate.pool), t)
 
-    def _compact_closed(self, directory: Path, t: float) -> None:
-        """Compact the files of months before ``t``'s: the sample just
-        written is the checkpoint now, so none of them is read back for one."""
+    def _compact(self, directory: Path, t: float) -> None:
+        """Compact the files of months before ``t``'s, once, and this
+        month's whenever it has grown past ``COMPACT_AT``. Only the sampler
+        appends, and not meanwhile; a compacted file's line is a checkpoint
+        as good as the last line it replaces."""
         current = f"{period_of(t, datetime.timezone.utc)}.jsonl"
         for path in sorted(directory.glob("*.jsonl")):
             if path.name < current and path not in self._compacted:
-                if compact(path):
-                    log.info("compacted the consumption journal %s", path)
+                compact(path)
                 self._compacted.add(path)
+            elif path.name == current and path.stat().st_size > COMPACT_AT:
+                compact(path)
 
     def _instance(self, pstate: PoolState, inst: Container | VM, links: dict, t: float, up: float,
                   prev: Checkpoint | None, rows: list[dict], readings: dict) -> None:

@@ -215,3 +215,33 @@ def test_a_closed_month_is_compacted_to_its_sums(pool):
 
 def traffic_of(rows: list[dict]) -> int:
     return sum(r["rx_bytes"] for r in rows if r["type"] == "traffic" and r["object"] == "ct")
+
+
+def test_an_instance_that_moves_keeps_counting_in_its_new_group(pool):
+    registry, pstate, tree, net = pool
+    pstate.groups["/b"] = Group("/b", "tank")
+    s = sampler(pool)
+    for group, rx in (("/a", 100), ("/a", 150), ("/b", 175)):
+        pstate.cts["c1"].group = group
+        net.links = {"osv3": (5, {"rx_bytes": rx, "tx_bytes": 0, "rx_packets": 1, "tx_packets": 0})}
+        asyncio.run(s.sample())
+    now = consumption.period_of(consumption.Clock().now(), UTC)
+    groups = {r["id"]: r["rx_bytes"] for r in records(pstate.pool, now, type_="traffic")
+              if r["object"] == "group"}
+    assert groups == {"/": 175, "/a": 150, "/b": 25}
+    assert traffic(pstate) == 175  # its records in each group add up
+
+
+def test_a_large_file_is_compacted_and_counting_goes_on(pool, monkeypatch):
+    registry, pstate, tree, net = pool
+    monkeypatch.setattr(consumption, "COMPACT_AT", 1000)
+    s = sampler(pool)
+    for rx in range(100, 1100, 100):
+        net.links = {"osv3": (5, {"rx_bytes": rx, "tx_bytes": 0, "rx_packets": 1, "tx_packets": 0})}
+        asyncio.run(s.sample())
+        assert (journal_dir(pstate.pool) / f"{consumption.period_of(s.clock.now(), UTC)}.jsonl"
+                ).stat().st_size < 2000
+    assert traffic(pstate) == 1000
+    net.links["osv3"] = (5, {"rx_bytes": 1200, "tx_bytes": 0, "rx_packets": 1, "tx_packets": 0})
+    asyncio.run(sampler(pool).sample())  # a daemon started again: from the compacted line
+    assert traffic(pstate) == 1200
