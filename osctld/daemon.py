@@ -4,8 +4,9 @@
 raises the kernel limits, starts the node's helpers (lxcfs, the statfs
 proxy), loads and re-adopts (startup.py), listens on the LXC hook socket
 (hooksock.py) and the client socket (server.py), starts what should run,
-and on SIGTERM or SIGINT closes those again, leaving containers and VMs
-running.
+the consumption sampler (consumption.py) and the metrics endpoint
+(metrics.py, where configured), and on SIGTERM or SIGINT closes those
+again, leaving containers and VMs running.
 """
 
 from __future__ import annotations

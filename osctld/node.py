@@ -3,7 +3,7 @@
 ``Daemon`` (daemon.py) builds a ``Node``, runs the servers around it and
 shuts down; commands receive it as ``ctx.node``. A node holds its parts
 (config, registry, locks, event bus, pools, the container and VM runtimes,
-network, templates, history, operations in flight) and the little that
+network, templates, history, the consumption sampler, operations in flight) and the little that
 joins two of them: a state change becomes an event, a VM's taps live as
 long as its QEMU, a container's network follows its hooks.
 """
