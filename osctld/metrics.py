@@ -4,7 +4,8 @@ Off unless ``metrics.listen`` names an address. prometheus_client serves
 them from a thread of its own (its WSGI server); a scrape reads the node
 there and then: instance states from the registry, CPU, memory and
 processes from each instance's cgroup, netif counters from one netlink
-dump, disk sizes from the configs and a VM's disk file. Nothing of the
+dump, disk sizes from the configs, disk use from a VM's disk file or a
+container's btrfs qgroup. Nothing of the
 event loop is touched but plain reads of the registry's tables, copied
 first. The daemon's own figures: its process (RSS, CPU, descriptors, by
 prometheus_client's process collector), operations in flight, and how
@@ -20,10 +21,13 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from .model.container import Container
 from .model.lifecycle import State
 from .model.vm import VM
 from .net import netlink
+from .runtime.statfs_proxy import Quota
 from .runtime.vmimage import VmFiles
+from .state import PoolState
 
 if TYPE_CHECKING:
     from .node import Node
@@ -65,12 +69,9 @@ class NodeCollector:
                     state.add_metric(labels + [s.value], 1.0 if inst.state == s else 0.0)
                 if inst.disk:
                     disk_quota.add_metric(labels, inst.disk)
-                if isinstance(inst, VM):
-                    try:
-                        used = VmFiles(pstate.pool.vm_dir(inst.id)).disk.stat().st_blocks * 512
-                        disk_used.add_metric(labels, used)
-                    except OSError:
-                        pass
+                used = self._disk_used(pstate, inst)
+                if used is not None:
+                    disk_used.add_metric(labels, used)
                 if not inst.running:
                     continue
                 rel = (tree.vm if kind == "vm" else tree.ct)(pstate.pool.name, inst.group, inst.id)
@@ -89,6 +90,21 @@ class NodeCollector:
         ops = GaugeMetricFamily("osctld_operations", "requests running now")
         ops.add_metric([], len(node.ops.names()))
         yield from (state, cpu, memory, pids, net_bytes, net_packets, disk_used, disk_quota, ops)
+
+
+    @staticmethod
+    def _disk_used(pstate: PoolState, inst: Container | VM) -> int | None:
+        """What a VM's sparse disk holds; what a container's subvolume
+        refers to on a btrfs pool with quotas on (its qgroup, from sysfs).
+        None where that cannot be had cheaply (a dir pool would need du)."""
+        try:
+            if isinstance(inst, VM):
+                return VmFiles(pstate.pool.vm_dir(inst.id)).disk.stat().st_blocks * 512
+            if pstate.pool.backend == "btrfs":
+                return Quota(str(pstate.pool.rootfs(inst.id))).read("referenced")
+        except OSError:
+            pass
+        return None
 
 
 class Metrics:

@@ -176,6 +176,12 @@ def test_metrics_endpoint(make_node):
     routed_ct(node, "c1", "/default", "192.0.2.51")
     wait_for(lambda: node.nsexec("busybox", "ping", "-c", "1", "-W", "1", "192.0.2.51",
                                  check=False).returncode == 0, message="c1 to answer")
+    # A container with a disk quota on a btrfs pool: its qgroup says what it uses.
+    node.osctl("pool", "install", "bq", "--backend", "btrfs", "--image", str(node.dir / "q.img"),
+               "--size", "300M", "--path", str(node.dir / "bq"),
+               "--id-base", str(node.id_base + 32 * 524288))
+    node.osctl("user", "new", "d", "--pool", "bq")
+    node.osctl("ct", "new", "d1", "--user", "bq:d", "--disk", "20M")
     from prometheus_client.parser import text_string_to_metric_families
 
     text = node.nsexec(sys.executable, "-c", "import urllib.request; print(urllib.request.urlopen("
@@ -196,5 +202,9 @@ def test_metrics_endpoint(make_node):
     assert value("osctld_netif_bytes_total", netif="eth0", direction="rx") > 0
     assert value("osctld_netif_packets_total", netif="eth0", direction="tx") > 0
     assert samples[("osctld_request_duration_seconds_count", (("verb", "ct.start"),))] == 1
+    quota = {"pool": "bq", "kind": "ct", "id": "d1", "group": "/default"}
+    assert value("osctld_instance_disk_quota_bytes", **quota) == 20 << 20
+    assert 0 < value("osctld_instance_disk_used_bytes", **quota) < 20 << 20
+    assert value("osctld_instance_state", **quota, state="stopped") == 1
     assert samples[("process_resident_memory_bytes", ())] > 10 << 20
     assert samples[("osctld_operations", ())] == 0
