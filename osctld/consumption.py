@@ -39,7 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from osctl.protocol import OsctlError
+
 from .config import ConsumptionConfig
+from .locks import Locks, pool_key
 from .model.container import Container
 from .model.group import ancestors
 from .model.pool import Pool
@@ -268,9 +271,11 @@ def _add(rows: list[dict], key: dict, values: dict[str, float], start: float, en
 class Consumption:
     """The sampler and what it has written last, per pool."""
 
-    def __init__(self, cfg: ConsumptionConfig, registry: Registry, tree: CgroupTree, net: Network):
+    def __init__(self, cfg: ConsumptionConfig, registry: Registry, locks: Locks, tree: CgroupTree,
+                 net: Network):
         self.cfg = cfg
         self.registry = registry
+        self.locks = locks
         self.tree = tree
         self.net = net
         self.clock = Clock(cfg.clock_start)
@@ -302,22 +307,31 @@ class Consumption:
         """Read every instance's counters, append each pool's records."""
         links = await self.net.all_counters()
         t, up = self.clock.now(), boottime()
-        for pstate in list(self.registry.pools.values()):
-            prev = self._checkpoint(pstate)
-            rows: list[dict] = []
-            readings: dict[str, Any] = {}
-            for inst in pstate.instances():
-                self._instance(pstate, inst, links, t, up, prev, rows, readings)
-            if not readings and prev is None:
-                continue  # a pool that never had an instance
-            doc = {"t": t, "up": up, "boot": self.boot, "rows": rows, "readings": readings}
-            try:
-                await asyncio.to_thread(append, journal_dir(pstate.pool), t, doc)
-            except OSError as e:  # counted at the next sample, from the last line
-                log.error("cannot write consumption of pool %s: %s", pstate.pool.name, e)
-                continue
-            self._last[pstate.pool.name] = (pstate, Checkpoint.of(doc))
-            await asyncio.to_thread(self._compact, journal_dir(pstate.pool), t)
+        for name in list(self.registry.pools):
+            try:  # shared, as a command within the pool: an export waits for it
+                async with self.locks.hold(pool_key(name), "consumption", shared=True):
+                    pstate = self.registry.pools.get(name)
+                    if pstate is not None:  # not exported meanwhile
+                        await self._pool(pstate, links, t, up)
+            except OsctlError as e:  # busy: this pool's next sample counts it
+                log.warning("consumption of pool %s not sampled: %s", name, e.message)
+
+    async def _pool(self, pstate: PoolState, links: dict, t: float, up: float) -> None:
+        prev = self._checkpoint(pstate)
+        rows: list[dict] = []
+        readings: dict[str, Any] = {}
+        for inst in pstate.instances():
+            self._instance(pstate, inst, links, t, up, prev, rows, readings)
+        if not readings and prev is None:
+            return  # a pool that never had an instance
+        doc = {"t": t, "up": up, "boot": self.boot, "rows": rows, "readings": readings}
+        try:
+            await asyncio.to_thread(append, journal_dir(pstate.pool), t, doc)
+        except OSError as e:  # counted at the next sample, from the last line
+            log.error("cannot write consumption of pool %s: %s", pstate.pool.name, e)
+            return
+        self._last[pstate.pool.name] = (pstate, Checkpoint.of(doc))
+        await asyncio.to_thread(self._compact, journal_dir(pstate.pool), t)
 
     def _compact(self, directory: Path, t: float) -> None:
         """Compact the files of months before ``t``'s, once, and this

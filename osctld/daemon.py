@@ -59,14 +59,14 @@ class Daemon:
             lxcfs=Lxcfs(config.lxcfs, config.run_dir), statfs=StatfsProxy(config.run_dir),
             exit_codes=ExitCodes(),
         )
-        net = Network(config.net, registry)
+        net, locks = Network(config.net, registry), Locks(config.lock_timeout)
         self.node = node = Node(
-            config=config, registry=registry, locks=Locks(config.lock_timeout), events=EventBus(),
+            config=config, registry=registry, locks=locks, events=EventBus(),
             pools=PoolList(config.state_dir, registry), containers=containers,
             vms=Vms(config.vm, config.vm_run_dir, tree, on_state=lambda vm: None),
             net=net, templates=templates, history=History(registry),
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
-            consumption=Consumption(config.consumption, registry, tree, net),
+            consumption=Consumption(config.consumption, registry, locks, tree, net),
         )
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state

@@ -13,6 +13,7 @@ import pytest
 from osctld import consumption
 from osctld.config import Config, ConsumptionConfig
 from osctld.consumption import Consumption, append, journal_dir, last_line, lines, records, split
+from osctld.locks import Locks
 from osctld.model.container import Container
 from osctld.model.group import Group
 from osctld.model.idmap import IdRange
@@ -113,7 +114,7 @@ def pool(tmp_path):
 def sampler(pool) -> Consumption:
     """A daemon's sampler, as made at its start."""
     registry, _, tree, net = pool
-    return Consumption(ConsumptionConfig(interval=1), registry, tree, net)
+    return Consumption(ConsumptionConfig(interval=1), registry, Locks(5), tree, net)
 
 
 def traffic(pstate, field="rx_bytes", object="ct", id="c1") -> int:
@@ -245,3 +246,19 @@ def test_a_large_file_is_compacted_and_counting_goes_on(pool, monkeypatch):
     net.links["osv3"] = (5, {"rx_bytes": 1200, "tx_bytes": 0, "rx_packets": 1, "tx_packets": 0})
     asyncio.run(sampler(pool).sample())  # a daemon started again: from the compacted line
     assert traffic(pstate) == 1200
+
+
+def test_a_pool_exported_while_the_sample_waits_is_not_written_to(pool):
+    registry, pstate, tree, net = pool
+    s = sampler(pool)
+
+    async def export_meanwhile() -> None:
+        async with s.locks.hold(consumption.pool_key("tank"), "pool.export"):
+            sampling = asyncio.ensure_future(s.sample())
+            await asyncio.sleep(0.1)
+            assert not sampling.done()  # it waits for the export
+            del registry.pools["tank"]
+        await sampling
+
+    asyncio.run(export_meanwhile())
+    assert not journal_dir(pstate.pool).exists()
