@@ -356,7 +356,8 @@ class Consumption:
         old = prev.readings if prev is not None and prev.boot == self.boot else {}
         if inst.disk:
             readings[f"{key}:disk"] = inst.disk
-            since = prev.t if prev is not None and f"{key}:disk" in prev.readings else t
+            # (A clock set back counts nothing, rather than less than nothing.)
+            since = min(t, prev.t) if prev is not None and f"{key}:disk" in prev.readings else t
             _add(rows, {**base, "type": "disk", "bytes": inst.disk},
                  {"seconds": t - since}, since, t, zone)
         pid = inst.pid if isinstance(inst, VM) else inst.init_pid

@@ -262,3 +262,28 @@ def test_a_pool_exported_while_the_sample_waits_is_not_written_to(pool):
 
     asyncio.run(export_meanwhile())
     assert not journal_dir(pstate.pool).exists()
+
+
+def test_disk_held_counts_while_stopped_and_across_a_reboot(pool):
+    from osctld.model.vm import VM
+
+    registry, pstate, tree, net = pool
+    pstate.vms["v1"] = VM("v1", "tank", "alice", "tinyvm", "1", cores=1, memory=256 << 20,
+                          disk=10 << 30)
+    s = sampler(pool)
+    asyncio.run(s.sample())  # seen first: held from now on
+    s.clock.offset += 100
+    asyncio.run(s.sample())
+    offset = s.clock.offset
+    s = sampler(pool)
+    s.boot = "another boot"  # disk is held whatever the boot; running time is not carried over
+    s.clock.offset = offset + 50
+    asyncio.run(s.sample())
+    s.clock.offset = offset  # a clock set back: nothing more, nothing less
+    asyncio.run(s.sample())
+    now = consumption.period_of(s.clock.now(), UTC)
+    rows = {(r["object"], r["id"]): r for r in records(pstate.pool, now, type_="disk")}
+    assert rows[("vm", "v1")]["bytes"] == 10 << 30
+    assert rows[("vm", "v1")]["seconds"] == pytest.approx(150, abs=1)
+    assert rows[("group", "/default")]["byte_seconds"] == pytest.approx(150 * (10 << 30), rel=0.01)
+    assert records(pstate.pool, now, type_="vm") == []  # it never ran
