@@ -64,6 +64,7 @@ python3Packages.buildPythonApplication {
       msgpack
       pyyaml
       pyroute2
+      prometheus-client
     ])
     ++ [ python-lxc ];
 

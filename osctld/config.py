@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import grp
 import ipaddress
 import re
@@ -134,6 +135,47 @@ class MaintenanceConfig:
 
 
 @dataclass
+class ConsumptionConfig:
+    """What the sampler of consumption records does (osctld/consumption.py).
+
+    ``interval``: seconds between samples, which is also the most a kill -9
+    can lose. ``clock_start``: for tests only, the time (ISO 8601) the
+    records' clock shows when the daemon starts, from which it runs on at
+    the real pace, so that a test sees a month boundary pass; null is the
+    system clock.
+    """
+
+    interval: float = 300.0
+    clock_start: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.2 <= float(self.interval) <= 86400:
+            raise ValueError("consumption.interval must be 0.2 to 86400 seconds")
+        if self.clock_start is not None:
+            start = datetime.datetime.fromisoformat(str(self.clock_start))
+            if start.tzinfo is None:
+                raise ValueError("consumption.clock_start needs a time zone (...Z or +00:00)")
+
+
+@dataclass
+class MetricsConfig:
+    """The Prometheus endpoint: off (``listen: null``) or ``host:port``,
+    meant for a local address (it has no access control)."""
+
+    listen: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.listen is not None:
+            self.address()
+
+    def address(self) -> tuple[str, int]:
+        host, sep, port = str(self.listen).rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ValueError(f"metrics.listen must be host:port, got {self.listen!r}")
+        return host.strip("[]"), int(port)
+
+
+@dataclass
 class Config:
     state_dir: Path = Path("/var/lib/osctld")
     run_dir: Path = Path("/run/osctld")
@@ -167,6 +209,8 @@ class Config:
     vm: VmPolicy = field(default_factory=VmPolicy)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     deletion: DeletionPolicy = field(default_factory=DeletionPolicy)
+    consumption: ConsumptionConfig = field(default_factory=ConsumptionConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -197,6 +241,11 @@ class Config:
                                                           "maintenance: "))
         if isinstance(self.deletion, dict):
             self.deletion = DeletionPolicy(**_known(DeletionPolicy, self.deletion, "deletion: "))
+        if isinstance(self.consumption, dict):
+            self.consumption = ConsumptionConfig(
+                **_known(ConsumptionConfig, self.consumption, "consumption: "))
+        if isinstance(self.metrics, dict):
+            self.metrics = MetricsConfig(**_known(MetricsConfig, self.metrics, "metrics: "))
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.lxcfs not in ("own", "off") and not Path(self.lxcfs).is_absolute():

@@ -4,9 +4,10 @@
 raises the kernel limits, starts the node's helpers (lxcfs, the statfs
 proxy), loads and re-adopts (startup.py), listens on the LXC hook socket
 (hooksock.py) and the client socket (server.py), starts what should run,
-runs the maintenance timer (maintenance.py), and on SIGTERM or SIGINT
-closes those again, leaving containers and VMs
-running.
+runs the maintenance and deletion timers (maintenance.py, deletion.py),
+the consumption sampler (consumption.py) and the metrics endpoint
+(metrics.py, where configured), and on SIGTERM or SIGINT closes those
+again, leaving containers and VMs running.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import signal
 from . import __version__, deletion, maintenance, startup, sysctls
 from .accounts import Accounts
 from .config import Config
+from .consumption import Consumption
 from .events import EventBus
 from .history import History
 from .hooksock import HookSocket
 from .locks import Locks
+from .metrics import Metrics
 from .net.network import Network
 from .node import Node
 from .pools import PoolList
@@ -58,13 +61,15 @@ class Daemon:
             lxcfs=Lxcfs(config.lxcfs, config.run_dir), statfs=StatfsProxy(config.run_dir),
             exit_codes=ExitCodes(),
         )
+        net, locks = Network(config.net, registry), Locks(config.lock_timeout)
         self.node = node = Node(
-            config=config, registry=registry, locks=Locks(config.lock_timeout), events=EventBus(),
+            config=config, registry=registry, locks=locks, events=EventBus(),
             pools=PoolList(config.state_dir, registry), containers=containers,
             vms=Vms(config.vm, config.vm_run_dir, tree, on_state=lambda vm: None),
-            net=Network(config.net, registry), templates=templates, history=History(registry),
+            net=net, templates=templates, history=History(registry),
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
             accounts=Accounts(config.state_dir / "accounts.yml"),
+            consumption=Consumption(config.consumption, registry, locks, tree, net),
         )
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state
@@ -133,6 +138,9 @@ class Daemon:
         watch = asyncio.create_task(self.watch_statfs_proxy())
         windows = asyncio.create_task(maintenance.watch(node))
         deletions = asyncio.create_task(deletion.watch(node))
+        sampler = asyncio.create_task(node.consumption.run())
+        metrics = Metrics(node)
+        metrics.start()
         await self._stop.wait()
 
         log.info("shutting down; containers and VMs keep running")
@@ -141,6 +149,8 @@ class Daemon:
         watch.cancel()
         windows.cancel()
         deletions.cancel()
+        sampler.cancel()
+        metrics.close()
         await asyncio.wait([windows])  # a maintenance's restart under way ends first
         for server in servers:
             await server.close()

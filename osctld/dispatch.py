@@ -252,7 +252,7 @@ class Dispatcher:
             permitted(self.node, spec, args, access)
             assert access is not None
             ctx.access = access
-            with self.node.ops.running(op, asyncio.current_task(), access.ref):
+            with self.node.ops.running(op, asyncio.current_task(), access.ref, spec.name):
                 if spec.mutating:
                     self.node.events.publish("command", phase="run", cmd=req.cmd, op=op,
                                              account=who)

@@ -3,7 +3,7 @@
 ``Daemon`` (daemon.py) builds a ``Node``, runs the servers around it and
 shuts down; commands receive it as ``ctx.node``. A node holds its parts
 (config, registry, locks, event bus, pools, the container and VM runtimes,
-network, templates, history, operations in flight) and the little that
+network, templates, history, the consumption sampler, operations in flight) and the little that
 joins two of them: a state change becomes an event, a VM's taps live as
 long as its QEMU, a container's network follows its hooks.
 """
@@ -24,6 +24,7 @@ from osctl.protocol import INTERNAL, OsctlError
 from . import __version__
 from .accounts import Accounts
 from .config import Config
+from .consumption import Consumption
 from .distconfig import for_distribution
 from .events import EventBus
 from .history import History
@@ -62,6 +63,7 @@ class Node:
     subids: SubIds
     cgroup_layout: CgroupLayout
     accounts: Accounts  # who may use the account socket, with their permissions
+    consumption: Consumption  # the sampler of consumption records
     started: float = field(default_factory=time.time)
     # Requests running, by "<connection>:<request id>" (what op.cancel names).
     ops: Ops = field(default_factory=Ops)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 from osctl.protocol import NOT_FOUND, OsctlError
 
@@ -20,18 +21,24 @@ class Ops:
 
     def __init__(self) -> None:
         self._tasks: dict[str, tuple[asyncio.Task, str]] = {}  # op -> task, who asked
+        # Told each request's verb and seconds when it ends (the metrics).
+        self.finished: list[Callable[[str, float], None]] = []
 
     def names(self, owner: str | None = None) -> list[str]:
         """Every operation, or those ``owner`` asked for."""
         return sorted(op for op, (_, who) in self._tasks.items() if owner in (None, who))
 
     @contextlib.contextmanager
-    def running(self, op: str, task: asyncio.Task, owner: str = "root") -> Iterator[None]:
+    def running(self, op: str, task: asyncio.Task, owner: str = "root",
+                verb: str = "") -> Iterator[None]:
         self._tasks[op] = (task, owner)
+        began = time.monotonic()
         try:
             yield
         finally:
             self._tasks.pop(op, None)
+            for tell in self.finished:
+                tell(verb, time.monotonic() - began)
 
     def cancel(self, op: str, owner: str | None = None) -> None:
         """Cancel one (of ``owner``'s, if given: another's is not found); its

@@ -80,6 +80,10 @@ class PoolState:
         for path in (ROOT_GROUP, DEFAULT_GROUP):  # they always exist
             self.groups.setdefault(path, Group(path, self.pool.name))
 
+    def instances(self) -> list[Container | VM]:
+        """Its containers, then its VMs."""
+        return [*self.cts.values(), *self.vms.values()]
+
     def group(self, path: str) -> Group:
         try:
             return self.groups[path]

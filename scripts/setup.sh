@@ -56,7 +56,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import osctld, osctl, lxc, pyroute2, pytest, mypy' 2>/dev/null; then
+if ! .venv/bin/python -c 'import osctld, osctl, lxc, pyroute2, prometheus_client, pytest, mypy' 2>/dev/null; then
     echo "setup: installing osctld into .venv"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test]'

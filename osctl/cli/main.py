@@ -8,7 +8,7 @@ import click
 
 from ..output import FORMATS
 from ..protocol import OsctlError
-from . import account, ct, flavor, group, maintenance, misc, netif, pool, user, vm
+from . import account, consumption, ct, flavor, group, maintenance, misc, netif, pool, user, vm
 from .common import Settings
 
 # Exit codes by error code, so scripts can tell "not found" from "busy".
@@ -41,7 +41,7 @@ def cli(ctx, socket, fmt, as_json, columns, no_header, quiet):
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (ct, vm, flavor, group, maintenance, user, pool, account, misc):
+for module in (ct, vm, flavor, group, maintenance, user, pool, account, consumption, misc):
     for command in module.COMMANDS:
         cli.add_command(command)
 # Objects that belong to a container live under `osctl ct`.

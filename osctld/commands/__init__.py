@@ -291,5 +291,5 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (account, ct, ct_device, ct_feature, ct_prlimit, daemon, flavor,  # noqa: F401
-                   group, maintenance, netif, pool, user, vm)
+    from . import (account, consumption, ct, ct_device, ct_feature, ct_prlimit,  # noqa: F401
+                   daemon, flavor, group, maintenance, netif, pool, user, vm)

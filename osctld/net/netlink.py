@@ -275,14 +275,30 @@ def shape(ipr: IPRoute, idx: int, veth: str, max_tx: int | None, max_rx: int | N
                         "ifindex": ifb}])
 
 
-def counters(ipr: IPRoute, veth: str) -> dict:
+def _inside_view(stats: dict) -> dict:
     """Traffic as the container sees it: what the host end sends, it receives."""
+    return {"rx_bytes": stats.get("tx_bytes", 0), "rx_packets": stats.get("tx_packets", 0),
+            "tx_bytes": stats.get("rx_bytes", 0), "tx_packets": stats.get("rx_packets", 0)}
+
+
+def counters(ipr: IPRoute, veth: str) -> dict:
+    """One host end's traffic, as the container sees it."""
     idx = link_index(ipr, veth)
     if idx is None:
         return {}
-    st = ipr.link("get", index=idx)[0].get_attr("IFLA_STATS64") or {}
-    return {"rx_bytes": st.get("tx_bytes", 0), "rx_packets": st.get("tx_packets", 0),
-            "tx_bytes": st.get("rx_bytes", 0), "tx_packets": st.get("rx_packets", 0)}
+    return _inside_view(ipr.link("get", index=idx)[0].get_attr("IFLA_STATS64") or {})
+
+
+def all_counters(ipr: IPRoute, prefix: str) -> dict[str, tuple[int, dict]]:
+    """Every host end's (ifindex, traffic as its container sees it), from one
+    dump: the ifindex tells a veth made anew (counting from zero) from the
+    one seen before, since the kernel does not hand an index out again soon."""
+    out = {}
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME") or ""
+        if _ours(name, prefix) and host_end(name) == name:
+            out[name] = (link["index"], _inside_view(link.get_attr("IFLA_STATS64") or {}))
+    return out
 
 
 def bridge_addresses(ipr: IPRoute, bridge: str) -> list:

@@ -231,6 +231,10 @@ class Network:
     async def counters(self, netif: NetIf) -> dict:
         return await self._host(lambda ipr: netlink.counters(ipr, self.veth(netif)))
 
+    async def all_counters(self) -> dict[str, tuple[int, dict]]:
+        """Every host end's ifindex and traffic, by name (``veth``)."""
+        return await self._host(lambda ipr: netlink.all_counters(ipr, self.cfg.veth_prefix))
+
     # --- reconciliation ---------------------------------------------------------------------
 
     async def reconcile(self) -> None:

@@ -187,6 +187,15 @@ class CgroupTree:
         """Whether cgroup ``rel`` is there in any hierarchy."""
         return any(h.dir(rel).is_dir() for h in self.layout.hierarchies)
 
+    def ident(self, rel: str) -> int | None:
+        """Which cgroup ``rel`` is where its CPU time is counted (its
+        directory's inode): one made anew, counting from zero, is another."""
+        h = self.layout.for_controller("cpuacct") or self.layout.for_controller("cpu")
+        try:
+            return h.dir(rel).stat().st_ino if h is not None else None
+        except OSError:
+            return None
+
     def read(self, rel: str) -> Limits | None:
         """The limits in force on cgroup ``rel``; None when it does not exist."""
         def file(ctrl: str, name: str) -> str | None:

@@ -174,9 +174,8 @@ def test_a_verb_that_declares_no_permission_is_root_only():
     assert "account.new" in undeclared and "pool.export" in undeclared
     # Every verb open to accounts says where it is checked, or is a listing.
     listings = sorted(s.name for s in REGISTRY.values() if s.needs and s.on is None)
-    assert listings == ["ct.ls", "daemon.commands", "event.subscribe", "group.ls", "maintenance.ls",
-                        "op.cancel",
-                        "op.ls", "vm.ls"]
+    assert listings == ["consumption.ls", "ct.ls", "daemon.commands", "event.subscribe",
+                        "group.ls", "maintenance.ls", "op.cancel", "op.ls", "vm.ls"]
 
 
 def test_a_childs_own_permission_overrides_the_parents(node, ran):
@@ -425,3 +424,16 @@ def test_the_verb_list_says_what_each_verb_needs(node):
                 for c in asyncio.run(front(node).call(1, "daemon.commands"))["ok"]}
     assert (commands["ct.show"], commands["ct.exec"], commands["vm.start"], commands["ct.new"],
             commands["pool.export"]) == ("stats", "login", "sudo-srv", "manager", "root")
+
+
+def test_consumption_records_show_an_account_only_its_groups(node, monkeypatch):
+    from osctld import consumption
+    grant(node, Perm.STATS, "/t1")
+    rows = [{"pool": "default", "group": g, "id": g} for g in ("/", "/t1", "/t1/web", "/t2")]
+    monkeypatch.setattr(consumption, "records", lambda *_args: [dict(r) for r in rows])
+
+    async def main():
+        mine = await front(node).call(1, "consumption.ls", period="2026-11")
+        assert [r["id"] for r in mine["ok"]] == ["/t1", "/t1/web"]
+        assert len((await Peer(node).call(2, "consumption.ls", period="2026-11"))["ok"]) == 4
+    asyncio.run(main())

@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ["-p", "osctld.commands", "-p", "osctld.model", "-p", "osctl",
            "-m", "osctld.node", "-m", "osctld.pools", "-m", "osctld.startup",
-           "-m", "osctld.hooksock", "-m", "osctld.history"]
+           "-m", "osctld.hooksock", "-m", "osctld.history",
+           "-m", "osctld.consumption", "-m", "osctld.metrics"]
 
 
 def test_mypy_passes():
