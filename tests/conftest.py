@@ -49,6 +49,27 @@ def node(request):
         n.cleanup()
 
 
+@pytest.fixture
+def make_node(request):
+    """Fresh test nodes with a config of their own (``make(**config)``),
+    each started, and cleaned up after the test (logs shown if it failed)."""
+    require(missing_capability())
+    from tests.helpers.node import TestNode
+
+    made = []
+
+    def make(**config) -> TestNode:
+        n = TestNode(config=config)
+        made.append(n)
+        return n.start()
+
+    yield make
+    for n in made:
+        if getattr(request.node, "rep_call_failed", False):
+            print(n.log_tail(80))
+        n.cleanup()
+
+
 # --- built templates and images ----------------------------------------------------
 # The only way a test gets a template or VM image whose recipe downloads: a
 # test node's namespace cannot reach the package mirror (a build started

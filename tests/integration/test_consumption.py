@@ -7,34 +7,13 @@ from __future__ import annotations
 import sys
 import time
 
-import pytest
-
-from tests.conftest import missing_capability, require
-from tests.helpers import node as test_node
+from tests.conftest import require
 from tests.helpers.vm import have_qemu, vm_node_config
 from tests.helpers.wait import wait_for
 from tests.integration.test_net import forwarding_on
 
 INTERVAL = 1  # seconds between samples
 PING = 30000  # bytes of ICMP payload a ping carries each way
-
-
-@pytest.fixture
-def make_node(request):
-    """Nodes with the given config; cleaned up after the test."""
-    require(missing_capability())
-    made = []
-
-    def make(**config) -> test_node.TestNode:
-        n = test_node.TestNode(config=config)
-        made.append(n)
-        return n.start()
-
-    yield make
-    for n in made:
-        if getattr(request.node, "rep_call_failed", False):
-            print(n.log_tail(80))
-        n.cleanup()
 
 
 def routed_ct(node, ct: str, group: str, addr: str) -> None:

@@ -9,36 +9,16 @@ waits for the next window."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from tests.conftest import missing_capability, require
-from tests.helpers import node as test_node
 from tests.helpers.vm import have_qemu, vm_node_config, wait_console
 from tests.helpers.wait import wait_for
 from tests.integration.test_density import Events
 
 # Windows in seconds; the timer looks twice a second; in_maintenance ends after 2 s.
 SECONDS = {"maintenance": {"unit": 1, "check_every": 0.5, "in_maintenance_cap": 2}}
-
-
-@pytest.fixture
-def make_node(request):
-    made = []
-
-    def make(config: dict) -> test_node.TestNode:
-        require(missing_capability())
-        n = test_node.TestNode(config=config)
-        made.append(n)
-        return n.start()
-
-    yield make
-    for n in made:
-        if getattr(request.node, "rep_call_failed", False):
-            print(n.log_tail(80))
-        n.cleanup()
 
 
 def effective(node, path: str) -> dict:
@@ -60,7 +40,7 @@ def maintenance(node, id: str) -> dict:
 
 
 def test_group_settings_inherit_are_checked_and_in_maintenance_ends_by_itself(make_node):
-    node = make_node({"maintenance": {"check_every": 0.5, "in_maintenance_cap": 2}})
+    node = make_node(maintenance={"check_every": 0.5, "in_maintenance_cap": 2})
     node.osctl("group", "new", "/prod")
     node.osctl("group", "new", "/prod/web")
     assert effective(node, "/prod/web") == {
@@ -102,7 +82,7 @@ def test_group_settings_inherit_are_checked_and_in_maintenance_ends_by_itself(ma
 
 def test_vm_cores_change_waits_for_the_window_and_the_guest_sees_it(make_node, tinyvm_image, tmp_path):
     require(missing_capability() or have_qemu())
-    node = make_node({**vm_node_config(tmp_path), **SECONDS})
+    node = make_node(**vm_node_config(tmp_path), **SECONDS)
     node.osctl("user", "new", "vmuser")
     node.osctl("vm", "new", "v1", "--user", "vmuser", "--template", "tinyvm",
                "--cores", "1", "--memory", "256M", "--disk", "10G")
@@ -142,7 +122,7 @@ def test_vm_cores_change_waits_for_the_window_and_the_guest_sees_it(make_node, t
 
 
 def test_container_change_staged_into_a_window_run_now_and_kept_across_downtime(make_node):
-    node = make_node(SECONDS)
+    node = make_node(**SECONDS)
     node.osctl("user", "new", "alice")
     node.osctl("group", "new", "/prod")
     node.osctl("ct", "new", "c1", "--user", "alice", "--group", "/prod")
