@@ -26,7 +26,7 @@ from .net.network import Network
 from .node import Node
 from .pools import PoolList
 from .runtime import cgroups
-from .runtime.ct import Containers
+from .runtime.container import Containers
 from .runtime.devices import DeviceNodes
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks

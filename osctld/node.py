@@ -33,7 +33,7 @@ from .net.network import Network
 from .ops import Ops
 from .pools import PoolList
 from .runtime.cgroups import CgroupLayout
-from .runtime.ct import Containers
+from .runtime.container import Containers
 from .runtime.qemu import Vms
 from .runtime.vmimage import VmFiles
 from .state import PoolState, Registry

@@ -55,7 +55,7 @@ class Container:
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
-    # Why it stopped last (osctld.runtime.ct.record_stop); kept in the run directory.
+    # Why it stopped last (osctld.runtime.container.record_stop); kept in the run directory.
     last_stop: dict | None = field(default=None, compare=False)
 
     PERSISTED = (

@@ -11,7 +11,7 @@ from osctl.protocol import CONFLICT, OsctlError
 from osctld.model.container import Container
 from osctld.model.lifecycle import TABLE, Event, State, check
 from osctld.model.vm import VM
-from osctld.runtime.ct import Containers
+from osctld.runtime.container import Containers
 from osctld.runtime.qemu import Vms
 
 S, E = State, Event

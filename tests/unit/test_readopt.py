@@ -12,7 +12,7 @@ import pytest
 from osctl.protocol import BUSY, OsctlError
 from osctld.model.container import Container
 from osctld.runtime.cgroups import CgroupLayout
-from osctld.runtime.ct import Containers
+from osctld.runtime.container import Containers
 from osctld.runtime.resources import CgroupTree
 
 
