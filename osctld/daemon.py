@@ -32,7 +32,7 @@ from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
 from .runtime.lxc_monitor import ExitCodes
 from .runtime.lxcfs import Lxcfs
-from .runtime.qemu import Vms
+from .runtime.vm import Vms
 from .runtime.resources import CgroupTree
 from .runtime.statfs import StatfsProxy
 from .state import Registry

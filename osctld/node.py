@@ -34,7 +34,7 @@ from .ops import Ops
 from .pools import PoolList
 from .runtime.cgroups import CgroupLayout
 from .runtime.container import Containers
-from .runtime.qemu import Vms
+from .runtime.vm import Vms
 from .runtime.vmimage import VmFiles
 from .state import PoolState, Registry
 from .subid import SubIds

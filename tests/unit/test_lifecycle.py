@@ -12,7 +12,7 @@ from osctld.model.container import Container
 from osctld.model.lifecycle import TABLE, Event, State, check
 from osctld.model.vm import VM
 from osctld.runtime.container import Containers
-from osctld.runtime.qemu import Vms
+from osctld.runtime.vm import Vms
 
 S, E = State, Event
 LIVE = {S.STARTING, S.RUNNING, S.STOPPING, S.FROZEN}
