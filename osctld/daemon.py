@@ -25,7 +25,7 @@ from .locks import Locks
 from .net.network import Network
 from .node import Node
 from .pools import PoolList
-from .runtime import cgroups
+from .runtime.cgroup import layout as cgroups
 from .runtime.container import Containers
 from .runtime.devices import DeviceNodes
 from .runtime.lxc import LxcRuntime
@@ -33,7 +33,7 @@ from .runtime.lxc_config import Hooks
 from .runtime.lxc_monitor import ExitCodes
 from .runtime.lxcfs import Lxcfs
 from .runtime.vm import Vms
-from .runtime.resources import CgroupTree
+from .runtime.cgroup.tree import CgroupTree
 from .runtime.statfs import StatfsProxy
 from .state import Registry
 from .subid import SubIds

@@ -32,7 +32,7 @@ from .model.vm import STOPPED, VM
 from .net.network import Network
 from .ops import Ops
 from .pools import PoolList
-from .runtime.cgroups import CgroupLayout
+from .runtime.cgroup.layout import CgroupLayout
 from .runtime.container import Containers
 from .runtime.vm import Vms
 from .runtime.vmimage import VmFiles

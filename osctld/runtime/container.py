@@ -30,7 +30,7 @@ from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
 from .lxc_monitor import ExitCodes, describe
 from .lxcfs import Lxcfs
-from .resources import CgroupTree
+from .cgroup.tree import CgroupTree
 from .statfs import NOTIFY, StatfsProxy, wants_proxy
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from ..distconfig.netconfig import IfaceConfig
 from ..model.lifecycle import Event, State, check
 from ..model.vm import RUNNING, STOPPED, VM
 from .qmp import Qmp, QmpError
-from .resources import CgroupTree
+from .cgroup.tree import CgroupTree
 from .vmimage import VmFiles
 
 log = logging.getLogger(__name__)

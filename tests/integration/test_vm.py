@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from osctl.client import Client
-from osctld.runtime import cgroups
-from osctld.runtime.resources import CgroupTree
+from osctld.runtime.cgroup import layout as cgroups
+from osctld.runtime.cgroup.tree import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
 from tests.integration.test_net import node_lan, node_pings

@@ -11,9 +11,9 @@ import pytest
 
 from osctl.protocol import BUSY, OsctlError
 from osctld.model.container import Container
-from osctld.runtime.cgroups import CgroupLayout
+from osctld.runtime.cgroup.layout import CgroupLayout
 from osctld.runtime.container import Containers
-from osctld.runtime.resources import CgroupTree
+from osctld.runtime.cgroup.tree import CgroupTree
 
 
 class FakeLxc:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from osctl.protocol import INVALID, OsctlError
 
-from ..model.limits import Limits
-from . import cgroups
-from .cgroups import CgroupLayout
+from ...model.limits import Limits
+from . import layout as cgroups
+from .layout import CgroupLayout
 
 CPU_PERIOD = 100_000  # microseconds
 UNLIMITED = 1 << 62  # v1 memory files read 9223372036854771712 when unlimited
