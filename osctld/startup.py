@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 from osctl.protocol import OsctlError
 
 from . import orphans, pools
-from .locks import ct_key, pool_key, vm_key
+from .locks import instance_key, pool_key
 from .model.container import Container
 from .model.vm import VM
 from .state import PoolState
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 log = logging.getLogger(__name__)
-Server = TypeVar("Server", Container, VM)
+Instance = TypeVar("Instance", Container, VM)
 
 
 async def load(node: Node) -> None:
@@ -94,7 +94,7 @@ async def autostart(node: Node) -> None:
 
     async def one(ct: Container) -> None:
         async with sem:
-            await _start(node, "ct", ct, "autostart", "autostart of", node.containers.start)
+            await _start(node, ct, "autostart", "autostart of", node.containers.start)
 
     log.info("autostarting %d containers, %d at a time", len(todo), parallel)
     await asyncio.gather(*(one(c) for c in todo))
@@ -102,21 +102,20 @@ async def autostart(node: Node) -> None:
 
 async def start_online_vms(node: Node) -> None:
     """Start the VMs marked online that do not run (after a node reboot)."""
-    await asyncio.gather(*(_start(node, "vm", vm, "online", "start of online VM", node.start_vm)
+    await asyncio.gather(*(_start(node, vm, "online", "start of online VM", node.start_vm)
                            for vm in node.registry.all_vms() if vm.online and not vm.running))
 
 
-async def _start(node: Node, kind: str, server: Server, what: str, failed: str,
-                 start: Callable[[PoolState, Server], Awaitable[None]]) -> None:
+async def _start(node: Node, inst: Instance, what: str, failed: str,
+                 start: Callable[[PoolState, Instance], Awaitable[None]]) -> None:
     """Start a container or VM under its lock and its pool's (shared), unless
     it runs already or its pool has gone; a failure is logged."""
-    pstate = node.registry.pools.get(server.pool)
-    if pstate is None or server.running:
+    pstate = node.registry.pools.get(inst.pool)
+    if pstate is None or inst.running:
         return
     try:
-        key = vm_key if kind == "vm" else ct_key
-        async with node.locks.hold(pool_key(server.pool), what, shared=True), \
-                node.locks.hold(key(server.pool, server.id), what):
-            await start(pstate, server)
+        async with node.locks.hold(pool_key(inst.pool), what, shared=True), \
+                node.locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
+            await start(pstate, inst)
     except Exception as e:
-        log.error("%s %s:%s failed: %s", failed, server.pool, server.id, e)
+        log.error("%s %s:%s failed: %s", failed, inst.pool, inst.id, e)

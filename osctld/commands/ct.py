@@ -26,7 +26,7 @@ from ..runtime.statfs import wants_proxy
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, hold_server, user_ref
+from . import Between, Context, Seconds, Target, command, hold_instance, user_ref
 
 STOP_TIMEOUT = 60
 # How long a tenant's own program (chpasswd, passwd) may take before it is killed.
@@ -58,7 +58,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         if was_running and not ct.running:
             await node.containers.start(pstate, ct)
 
-    async with hold_server(ctx, ct, "ct.reconfigure"), Undo() as undo:
+    async with hold_instance(ctx, ct, "ct.reconfigure"), Undo() as undo:
         change()
         undo.push(restore)
         pstate.save_ct(ct)
@@ -135,7 +135,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     backend = backend_for(pstate.pool)
     if ct.disk is not None:
         backend.need_quotas()
-    async with hold_server(ctx, ct, "ct.new", new=True), Undo() as undo:
+    async with hold_instance(ctx, ct, "ct.new", new=True), Undo() as undo:
         if id in pstate.cts:
             raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
         if pstate.users.get(u.name) is not u:
@@ -200,7 +200,7 @@ async def show(ctx: Context, id: str) -> dict:
 async def start(ctx: Context, id: str) -> dict:
     """Start a container."""
     pstate, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.start"):
+    async with hold_instance(ctx, ct, "ct.start"):
         await ctx.node.containers.start(pstate, ct)  # the lifecycle table refuses it unless stopped
     return ct.public()
 
@@ -209,7 +209,7 @@ async def start(ctx: Context, id: str) -> dict:
 async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
     _, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.stop"):
+    async with hold_instance(ctx, ct, "ct.stop"):
         await ctx.node.containers.stop(ct, timeout)
     return ct.public()
 
@@ -218,7 +218,7 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
     pstate, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.restart"):
+    async with hold_instance(ctx, ct, "ct.restart"):
         await ctx.node.containers.stop(ct, timeout)
         await ctx.node.containers.start(pstate, ct)
     return ct.public()
@@ -228,7 +228,7 @@ async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dic
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown."""
     _, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.kill"):
+    async with hold_instance(ctx, ct, "ct.kill"):
         await ctx.node.containers.stop(ct, 0, kill=True)
     return ct.public()
 
@@ -275,7 +275,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped container (``force``: stop it first) and its data."""
     node = ctx.node
     pstate, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.del"):
+    async with hold_instance(ctx, ct, "ct.del"):
         # Not what the hooks said last: a container rebooting inside is
         # "stopped" between its post-stop and its next start.
         await node.containers.refresh(ct)
@@ -308,7 +308,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
         check_hostname(hostname)
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
-    async with hold_server(ctx, ct, "ct.set"):
+    async with hold_instance(ctx, ct, "ct.set"):
         if limits is not None or disk is not None:
             await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
@@ -338,7 +338,7 @@ async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
         raise OsctlError(INVALID, "user and password may not hold ':' or newlines")
     dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
     argv, stdin = dist.passwd_command(user, password)
-    async with hold_server(ctx, ct, "ct.passwd"):
+    async with hold_instance(ctx, ct, "ct.passwd"):
         code, _, err = await ctx.node.containers.lxc.attach(
             ct.pool, ct.id, argv, None, stdin=stdin, timeout=INSIDE_TIMEOUT)
     if code != 0:

@@ -38,8 +38,8 @@ def _below(pstate, path: str) -> tuple[list[str], list[str], list[str]]:
     """Groups below ``path`` (not itself), containers and VMs in it or below."""
     prefix = path.rstrip("/") + "/"
 
-    def inside(server) -> bool:
-        return server.group == path or server.group.startswith(prefix)
+    def inside(inst) -> bool:
+        return inst.group == path or inst.group.startswith(prefix)
 
     groups = sorted(p for p in pstate.groups if p.startswith(prefix))
     cts = sorted(c.id for c in pstate.cts.values() if inside(c))

@@ -18,7 +18,7 @@ from ..runtime.vmimage import VmFiles
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, hold_server, user_ref
+from . import Between, Context, Seconds, Target, command, hold_instance, user_ref
 
 MIB = 1 << 20
 # The node's policy (config vm.min_cores, max_cores) narrows it, and gives
@@ -92,7 +92,7 @@ async def new(ctx: Context, id: str, user: str, cores: Cores, memory: int | str,
             hostname=hostname)
     files = _files(pstate, vm)
     backend = backend_for(pstate.pool)
-    async with hold_server(ctx, vm, "vm.new", new=True), Undo() as undo:
+    async with hold_instance(ctx, vm, "vm.new", new=True), Undo() as undo:
         if id in pstate.vms:
             raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
         pstate.group(vm.group)  # deleted while we waited?
@@ -132,7 +132,7 @@ async def show(ctx: Context, id: str) -> dict:
 async def start(ctx: Context, id: str) -> dict:
     """Start a VM (and mark it online)."""
     pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.start"):
+    async with hold_instance(ctx, vm, "vm.start"):
         await _power_on(ctx, pstate, vm)
     return vm.public()
 
@@ -141,7 +141,7 @@ async def start(ctx: Context, id: str) -> dict:
 async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down (ACPI) and mark offline; kill it after ``timeout`` seconds."""
     pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.stop"):
+    async with hold_instance(ctx, vm, "vm.stop"):
         await _power_off(ctx, pstate, vm, timeout)
     return vm.public()
 
@@ -150,7 +150,7 @@ async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
 async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down, then start again: pending cores and memory changes apply."""
     pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.restart"):
+    async with hold_instance(ctx, vm, "vm.restart"):
         await ctx.node.vms.stop(vm, _timeout(ctx, timeout))
         await _power_on(ctx, pstate, vm)
     return vm.public()
@@ -160,7 +160,7 @@ async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown, and mark offline."""
     pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.kill"):
+    async with hold_instance(ctx, vm, "vm.kill"):
         await _power_off(ctx, pstate, vm, 0, kill=True)
     return vm.public()
 
@@ -190,7 +190,7 @@ async def delete(ctx: Context, id: str, force: bool = False) -> dict:
     """Delete a stopped VM (``force``: kill it first) and its disk."""
     node = ctx.node
     pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.del"):
+    async with hold_instance(ctx, vm, "vm.del"):
         if vm.state != STOPPED:
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
@@ -221,7 +221,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
         raise OsctlError(INVALID, f"the disk of VM {vm.id} is {vm.disk >> 20} MiB: it can grow, "
                                   f"never shrink (asked for {disk >> 20} MiB)")
     _limits(ctx).check(cores, memory, disk)
-    async with hold_server(ctx, vm, "vm.set"):
+    async with hold_instance(ctx, vm, "vm.set"):
         if group is not None:
             pstate.group(group)  # deleted while we waited?
             if group != vm.group and vm.state != STOPPED:

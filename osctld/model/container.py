@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
@@ -33,6 +34,8 @@ def check_resolvers(values: list[str]) -> list[str]:
 
 @dataclass
 class Container:
+    # The kind's name in verbs, lock keys and events (a VM's is "vm").
+    kind: ClassVar[str] = "ct"
     id: str
     pool: str
     user: str

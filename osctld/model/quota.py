@@ -133,12 +133,12 @@ class Usage:
         return replace(self, ipv4=v4, ipv6_64=n64)
 
 
-def _summed(server: Container | VM) -> dict:
-    """What a server holds of each summed quota; a VM's cores, memory and
+def _summed(inst: Container | VM) -> dict:
+    """What a container or VM holds of each summed quota; a VM's cores, memory and
     disk are its limits."""
-    if isinstance(server, VM):
-        return {"cpus": server.cores, "memory": server.memory, "disk": server.disk}
-    return {"cpus": server.limits.cpu_limit, "memory": server.limits.memory, "disk": server.disk}
+    if isinstance(inst, VM):
+        return {"cpus": inst.cores, "memory": inst.memory, "disk": inst.disk}
+    return {"cpus": inst.limits.cpu_limit, "memory": inst.limits.memory, "disk": inst.disk}
 
 
 def _show(field: str, value) -> str:
