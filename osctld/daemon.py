@@ -50,23 +50,23 @@ class Daemon:
         # Detected once: the daemon's own cgroups are the base of its tree.
         layout = cgroups.detect()
         tree = CgroupTree(layout, config.cgroup_root)
+        net = Network(config.net, registry)
         containers = Containers(
             LxcRuntime(config.lxc_dir), templates, Hooks(config.hook_socket), tree,
             on_state=lambda ct: None, nodes=DeviceNodes(config.run_dir / "devices"),
             lxcfs=Lxcfs(config.lxcfs, config.run_dir), statfs=StatfsProxy(config.run_dir),
-            exit_codes=ExitCodes(),
+            exit_codes=ExitCodes(), net=net,
         )
         self.node = node = Node(
             config=config, registry=registry, locks=Locks(config.lock_timeout), events=EventBus(),
             pools=PoolList(config.state_dir, registry), containers=containers,
-            vms=Vms(config.vm, config.vm_run_dir, tree, on_state=lambda vm: None),
-            net=Network(config.net, registry), templates=templates, history=History(registry),
+            vms=Vms(config.vm, config.vm_run_dir, tree, net, on_state=lambda vm: None),
+            net=net, templates=templates, history=History(registry),
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
         )
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state
         node.vms.on_state = node.on_vm_state
-        containers.before_start.append(node.write_netconfig)
         containers.hook_handlers.append(node.on_ct_hook)
         self._stop = asyncio.Event()
 

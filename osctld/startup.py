@@ -71,8 +71,6 @@ async def readopt(node: Node) -> None:
     log.info("re-adopted %d containers, %d running", len(cts), running)
     vms = node.registry.all_vms()
     await asyncio.gather(*(node.vms.adopt(v) for v in vms))
-    node.vm_taps.update({(v.pool, v.id): [node.net.veth(n) for n in v.netifs]
-                         for v in vms if v.running})
     log.info("re-adopted %d VMs, %d running", len(vms), sum(1 for v in vms if v.running))
     await node.net.reconcile()  # after both: it keeps the links of what runs
 
@@ -102,7 +100,7 @@ async def autostart(node: Node) -> None:
 
 async def start_online_vms(node: Node) -> None:
     """Start the VMs marked online that do not run (after a node reboot)."""
-    await asyncio.gather(*(_start(node, vm, "online", "start of online VM", node.start_vm)
+    await asyncio.gather(*(_start(node, vm, "online", "start of online VM", node.vms.start)
                            for vm in node.registry.all_vms() if vm.online and not vm.running))
 
 

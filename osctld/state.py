@@ -187,6 +187,10 @@ class Registry:
     def vm(self, ref: str) -> tuple[PoolState, VM]:
         return self._find("VM", ref, "vms")
 
+    def instance(self, kind: str, ref: str) -> tuple[PoolState, Container | VM]:
+        """A container (``kind`` "ct") or a VM ("vm")."""
+        return self.vm(ref) if kind == "vm" else self.ct(ref)
+
     def all_vms(self) -> list[VM]:
         return [v for p in self.pools.values() for v in p.vms.values()]
 

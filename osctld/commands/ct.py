@@ -10,7 +10,7 @@ import shutil
 from dataclasses import replace
 from typing import Annotated, Callable
 
-from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
+from osctl.protocol import CONFLICT, INVALID, OsctlError
 
 from ..distconfig import for_distribution
 from ..model.bounds import shown
@@ -27,6 +27,7 @@ from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
 from . import Between, Context, Seconds, Target, command, hold_instance, user_ref
+from .instance import creating, lifecycle
 
 STOP_TIMEOUT = 60
 # How long a tenant's own program (chpasswd, passwd) may take before it is killed.
@@ -135,15 +136,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     backend = backend_for(pstate.pool)
     if ct.disk is not None:
         backend.need_quotas()
-    async with hold_instance(ctx, ct, "ct.new", new=True), Undo() as undo:
-        if id in pstate.cts:
-            raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
-        if pstate.users.get(u.name) is not u:
-            raise OsctlError(NOT_FOUND, f"user {u.name} is gone")
-        pstate.group(group)  # and its group, deleted while we waited?
-        pstate.check_quota(ct, backend.quotas)
-        pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
-        undo.push(pstate.cts.pop, id)
+    async with creating(ctx, pstate, ct, u, backend.quotas) as undo:
         tpl_rootfs = await node.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
         ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {version}"})
@@ -165,9 +158,6 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
             dist.set_dns(ct.dns_resolvers)
         undo.push(node.containers.lxc.remove, ct.pool, id)
         node.containers.write_config(pstate, ct)
-        undo.push(pstate.store.delete, "ct", id)
-        pstate.save_ct(ct)
-    node.events.publish("add", object="ct", pool=ct.pool, id=id)
     return ct.public()
 
 
@@ -199,38 +189,25 @@ async def show(ctx: Context, id: str) -> dict:
 @command("ct.start", mutating=True, target=Target("ct", "id"))
 async def start(ctx: Context, id: str) -> dict:
     """Start a container."""
-    pstate, ct = find(ctx, id)
-    async with hold_instance(ctx, ct, "ct.start"):
-        await ctx.node.containers.start(pstate, ct)  # the lifecycle table refuses it unless stopped
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "start")
 
 
 @command("ct.stop", mutating=True, target=Target("ct", "id"))
 async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
-    _, ct = find(ctx, id)
-    async with hold_instance(ctx, ct, "ct.stop"):
-        await ctx.node.containers.stop(ct, timeout)
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "stop", timeout)
 
 
 @command("ct.restart", mutating=True, target=Target("ct", "id"))
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
-    pstate, ct = find(ctx, id)
-    async with hold_instance(ctx, ct, "ct.restart"):
-        await ctx.node.containers.stop(ct, timeout)
-        await ctx.node.containers.start(pstate, ct)
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "restart", timeout)
 
 
 @command("ct.kill", mutating=True, target=Target("ct", "id"))
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown."""
-    _, ct = find(ctx, id)
-    async with hold_instance(ctx, ct, "ct.kill"):
-        await ctx.node.containers.stop(ct, 0, kill=True)
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "kill")
 
 
 @command("ct.exec")

@@ -78,7 +78,7 @@ async def new(ctx: Context, path: str, pool: str | None = None, limits: dict | N
         pstate.groups[path] = group
         undo.push(pstate.groups.pop, path)
         undo.push(node.containers.remove_group, pstate.pool.name, path)
-        node.containers.apply_groups(pstate, path)
+        node.containers.cgroups.apply_groups(pstate, path)
         pstate.save_group(group)
     node.events.publish("add", object="group", pool=pstate.pool.name, id=path)
     return _public(ctx, pstate, group)
@@ -106,10 +106,10 @@ async def set_(ctx: Context, path: str, limits: dict, pool: str | None = None) -
     new_limits = _limits(ctx, g.limits, limits)
     async with _lock(ctx, pstate), Undo() as undo:
         old = g.limits
-        undo.push(node.containers.apply_groups, pstate, g.path)
+        undo.push(node.containers.cgroups.apply_groups, pstate, g.path)
         undo.push(setattr, g, "limits", old)
         g.limits = new_limits
-        node.containers.apply_groups(pstate, g.path)
+        node.containers.cgroups.apply_groups(pstate, g.path)
         pstate.save_group(g)
     return _public(ctx, pstate, g)
 

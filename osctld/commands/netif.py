@@ -7,8 +7,9 @@ persisted; a failing step rolls back the ones before it.
 
 Each verb is two names, ``ct.netif.*`` and ``vm.netif.*``, for one
 handler whose ``vm`` the name binds. A VM's netifs (``osctl vm netif``) come from the same
-allocator with the same checks; they are routed only, and a change to a
-running VM applies at its next start (its tap is made then, and the guest
+allocator with the same checks. What differs by kind the instance's driver
+answers (runtime/driver.py): a VM's netifs are routed only, and a change to
+a running VM applies at its next start (its tap is made then, and the guest
 reads its interfaces from the kernel command line), as ``pending_restart``
 says.
 """
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
-from typing import Callable, TypeGuard
+from typing import Callable
 
-from osctl.protocol import EXISTS, INVALID, UNSUPPORTED, OsctlError
+from osctl.protocol import EXISTS, INVALID, OsctlError
 
 from ..model.container import Container
 from ..model.netif import (AUTO, BRIDGE, ROUTED, NetIf, NetRoute, check_hwaddr, check_ifname,
@@ -30,40 +31,16 @@ from ..net import plan
 from ..storage import backend_for
 from ..undo import Undo
 from . import Context, hold_instance, instance_command
-from . import ct as ct_commands
-from . import vm as vm_commands
 
 Instance = Container | VM
 
 
 def _find(ctx: Context, id: str, vm: bool) -> tuple:
-    return (vm_commands.find if vm else ct_commands.find)(ctx, id)
-
-
-def _live_ct(inst: Instance) -> TypeGuard[Container]:
-    """Changes apply live to a running container; a VM takes them at its next start."""
-    if isinstance(inst, VM):
-        inst.net_pending = inst.running
-        return False
-    return inst.running
-
-
-async def _write(ctx: Context, pstate, inst: Instance) -> None:
-    """What the instance's own init reads: distconfig's files in a container's rootfs
-    (a VM's come from its kernel command line at each start)."""
-    if isinstance(inst, Container):
-        await ctx.node.write_netconfig(pstate, inst)
+    return ctx.node.registry.instance("vm" if vm else "ct", id)
 
 
 def _restore(netif: NetIf, snapshot: NetIf) -> None:
     netif.__dict__.update(NetIf.from_dict(snapshot.to_dict()).__dict__)
-
-
-async def _live(ctx: Context, ct: Container, new: NetIf, old: NetIf) -> None:
-    """Take a running container's netif from ``old`` to ``new``."""
-    drop = [a for a in old.ips if a not in new.ips]
-    rename_from = old.name if old.name != new.name else None
-    await ctx.node.net.apply(ct, new, drop, rename_from)
 
 
 def _held(ct: Instance) -> list[str]:
@@ -92,15 +69,15 @@ async def _commit(ctx: Context, pstate, ct: Instance, netif: NetIf,
     """``change`` a netif in memory (checked before: no await until it is
     done, so it is a reservation too), then apply, write and persist it."""
     node = ctx.node
+    driver = node.driver(ct.kind)
     before = _copy(netif)
     change(netif)
     async with Undo() as undo:
-        undo.push(_write, ctx, pstate, ct)  # last, from the restored model
+        undo.push(driver.write_netconfig, pstate, ct)  # last, from the restored model
         undo.push(_restore, netif, before)
-        if _live_ct(ct):
-            undo.push(_live, ctx, ct, before, netif)
-            await _live(ctx, ct, netif, before)
-        await _write(ctx, pstate, ct)
+        undo.push(driver.netif_change, ct, netif, before)
+        await driver.netif_change(ct, before, netif)
+        await driver.write_netconfig(pstate, ct)
         pstate.save_instance(ct)
     node.events.publish("change", object="netif", pool=ct.pool, id=ct.id, netif=netif.name)
     return netif.public()
@@ -127,8 +104,8 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     """Add a network interface; hot-plugged into a running container."""
     node = ctx.node
     pstate, ct = _find(ctx, id, vm)
-    if vm and type != ROUTED:
-        raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
+    driver = node.driver(ct.kind)
+    driver.check_netif_type(type)
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
                   dhcp=dhcp, max_tx=_rate(max_tx, "max-tx"), max_rx=_rate(max_rx, "max-rx"),
                   hwaddr=check_hwaddr(hwaddr) if hwaddr else random_hwaddr())
@@ -137,13 +114,12 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
             raise OsctlError(EXISTS, f"{ct.id} already has netif {name}")
         netif.index = node.net.allocate()
         async with Undo() as undo:
-            undo.push(_write, ctx, pstate, ct)
+            undo.push(driver.write_netconfig, pstate, ct)
             ct.netifs.append(netif)  # the reservation of the index
             undo.push(ct.netifs.remove, netif)
-            if _live_ct(ct):
-                await node.net.plug(ct, netif)
-                undo.push(node.net.unplug, netif)
-            await _write(ctx, pstate, ct)
+            await driver.netif_change(ct, None, netif)
+            undo.push(driver.netif_change, ct, netif, None)
+            await driver.write_netconfig(pstate, ct)
             pstate.save_instance(ct)
     node.events.publish("add", object="netif", pool=ct.pool, id=ct.id, netif=name)
     return netif.public()
@@ -161,9 +137,9 @@ async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
             undo.push(ct.netifs.insert, ct.netifs.index(netif), netif)
             ct.netifs.remove(netif)
             pstate.save_instance(ct)
-        if _live_ct(ct):
-            await node.net.unplug(netif)
-        await _write(ctx, pstate, ct)
+        driver = node.driver(ct.kind)
+        await driver.netif_change(ct, netif, None)
+        await driver.write_netconfig(pstate, ct)
     node.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, netif=name)
     return {"id": ct.id, "pool": ct.pool, "name": name}
 

@@ -36,6 +36,7 @@ def check_resolvers(values: list[str]) -> list[str]:
 class Container:
     # The kind's name in verbs, lock keys and events (a VM's is "vm").
     kind: ClassVar[str] = "ct"
+    noun: ClassVar[str] = "container"  # in messages
     id: str
     pool: str
     user: str

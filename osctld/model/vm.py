@@ -49,6 +49,7 @@ class VmLimits:
 @dataclass
 class VM:
     kind: ClassVar[str] = "vm"  # as Container.kind
+    noun: ClassVar[str] = "VM"
     id: str
     pool: str
     user: str

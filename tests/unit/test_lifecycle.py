@@ -78,7 +78,7 @@ def test_states_read_as_today():
 
 
 def _containers(seen):
-    return Containers(lxc=None, templates=None, hooks=None, cgroups=None,
+    return Containers(lxc=None, templates=None, hooks=None, cgroups=None, net=None,
                       on_state=seen.append, nodes=None, lxcfs=None, statfs=None,
                       exit_codes=None)
 
@@ -110,7 +110,7 @@ def test_observed_is_taken_from_any_state():
 
 def test_vm_runtime_failed_start_returns_to_stopped(tmp_path):
     seen = []
-    vms = Vms(policy=None, run_dir=tmp_path, cgroups=None, on_state=seen.append)
+    vms = Vms(policy=None, run_dir=tmp_path, cgroups=None, net=None, on_state=seen.append)
     vm = VM(id="v1", pool="p", user="u", template="debian", version="12", cores=1,
             memory=1 << 30, disk=1 << 30)
     vms.apply(vm, E.START)
@@ -127,7 +127,7 @@ def test_container_start_is_refused_before_it_prepares(state):
 
     async def prepare(pstate, ct):
         prepared.append(ct)
-    cts.before_start.append(prepare)
+    cts.write_netconfig = prepare  # the first thing a start prepares
     ct = Container(id="c1", pool="p", user="u", distribution="busybox", version="1")
     ct.state = state
     with pytest.raises(OsctlError, match=f"container c1 is {state}: cannot start"):
