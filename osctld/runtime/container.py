@@ -69,9 +69,10 @@ class Containers:
         # Called (awaited) with (ct, hook, pid) for each LXC hook; one that
         # raises at start-host makes the start fail.
         self.hook_handlers: list[Callable] = []
-        # Why a start-host hook refused, so that the failed start says so
+        # The starts under way: each one's start-host hook resolves it with
+        # why it refused (None: it did not), so that a failed start says so
         # rather than only "the hook exited 1".
-        self.hook_errors: dict[tuple[str, str], str] = {}
+        self.attempts: dict[tuple[str, str], asyncio.Future[str | None]] = {}
 
     def apply(self, ct: Container, event: Event, pid: int | None = None) -> None:
         """Move ``ct`` by the lifecycle table (a conflict where it may not)."""
@@ -243,17 +244,18 @@ class Containers:
         self.exit_codes.watch(str(self.lxc.lxcpath(ct.pool)))
         self.apply(ct, Event.START)
         key = (ct.pool, ct.id)
-        self.hook_errors.pop(key, None)
         self.log_offsets[key] = offset = self.lxc.log_size(ct.pool, ct.id)
+        self.attempts[key] = attempt = asyncio.get_running_loop().create_future()
         try:
             await self.lxc.start(ct.pool, ct.id, offset)
         except OsctlError as e:
             self.remove_monitor_cgroup(ct)
-            why = self.hook_errors.pop(key, None)
+            why = attempt.result() if attempt.done() else None
             if why:
                 raise OsctlError(e.code, f"container {ct.id} failed to start: {why}") from None
             raise
         finally:
+            del self.attempts[key]
             await self.refresh(ct)
 
     async def stop(self, ct: Container, timeout: int, kill: bool = False) -> None:
@@ -313,12 +315,18 @@ class Containers:
     async def hook(self, ct: Container, hook: str, pid: int | None,
                    target: str | None = None) -> None:
         if hook == "start-host":
+            # None when LXC starts it again after a reboot from inside.
+            attempt = self.attempts.get((ct.pool, ct.id))
+            why = None
             try:
                 for handler in self.hook_handlers:
                     await handler(ct, hook, pid)
             except Exception as e:
-                self.hook_errors[(ct.pool, ct.id)] = str(e)
+                why = str(e)
                 raise
+            finally:
+                if attempt is not None and not attempt.done():
+                    attempt.set_result(why)
             self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.apply(ct, Event.STARTED, pid)
         elif hook == "post-stop":
