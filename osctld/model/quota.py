@@ -27,7 +27,7 @@ QUOTA_NAMES = ("cpus", "memory", "disk", "ipv4", "ipv6_64", "containers")
 OLD_NAMES = {"ipv6-64": "ipv6_64"}
 SIZES = ("memory", "disk")
 # What each may be: sizes as any size; every IPv4 address there is; the
-# /64s a 64-bit counter holds; CPU cores and servers far beyond any node.
+# /64s a 64-bit counter holds; CPU cores and instances far beyond any node.
 RANGES = {"cpus": Range(0, 1 << 16), "memory": SIZE_RANGE, "disk": SIZE_RANGE,
           "ipv4": Range(0, 1 << 32), "ipv6_64": Range(0, (1 << 63) - 1),
           "containers": Range(0, 1 << 20)}
