@@ -213,8 +213,9 @@ class Vms:
             del self.monitors[key]
             self._forget(vm)
             self.apply(vm, Event.STOPPED)
+            taps = self.taps.pop(key, [])
             self._leaving[key] = asyncio.ensure_future(asyncio.gather(
-                self._leave_cgroup(self.cgroup(vm)), self.net.vm_down(self.taps.pop(key, []))))
+                self._leave_cgroup(self.cgroup(vm)), *([self.net.vm_down(taps)] if taps else [])))
 
     async def _leave_cgroup(self, cgroup: str) -> None:
         """Remove a stopped VM's cgroup. QEMU closes its monitor a moment
