@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING
 
 from osctl.protocol import OsctlError
 
@@ -20,14 +20,12 @@ from . import orphans, pools
 from .locks import instance_key, pool_key
 from .model.container import Container
 from .model.vm import VM
-from .state import PoolState
 from .storage import backend_for
 
 if TYPE_CHECKING:
     from .node import Node
 
 log = logging.getLogger(__name__)
-Instance = TypeVar("Instance", Container, VM)
 
 
 async def load(node: Node) -> None:
@@ -92,7 +90,7 @@ async def autostart(node: Node) -> None:
 
     async def one(ct: Container) -> None:
         async with sem:
-            await _start(node, ct, "autostart", "autostart of", node.containers.start)
+            await _start(node, ct, "autostart", "autostart of")
 
     log.info("autostarting %d containers, %d at a time", len(todo), parallel)
     await asyncio.gather(*(one(c) for c in todo))
@@ -100,20 +98,20 @@ async def autostart(node: Node) -> None:
 
 async def start_online_vms(node: Node) -> None:
     """Start the VMs marked online that do not run (after a node reboot)."""
-    await asyncio.gather(*(_start(node, vm, "online", "start of online VM", node.vms.start)
+    await asyncio.gather(*(_start(node, vm, "online", "start of online VM")
                            for vm in node.registry.all_vms() if vm.online and not vm.running))
 
 
-async def _start(node: Node, inst: Instance, what: str, failed: str,
-                 start: Callable[[PoolState, Instance], Awaitable[None]]) -> None:
-    """Start a container or VM under its lock and its pool's (shared), unless
-    it runs already or its pool has gone; a failure is logged."""
+async def _start(node: Node, inst: Container | VM, what: str, failed: str) -> None:
+    """Start a container or VM (its driver's start) under its lock and its
+    pool's (shared), unless it runs already or its pool has gone; a failure
+    is logged."""
     pstate = node.registry.pools.get(inst.pool)
     if pstate is None or inst.running:
         return
     try:
         async with node.locks.hold(pool_key(inst.pool), what, shared=True), \
                 node.locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
-            await start(pstate, inst)
+            await node.driver(inst.kind).start(pstate, inst)
     except Exception as e:
         log.error("%s %s:%s failed: %s", failed, inst.pool, inst.id, e)
