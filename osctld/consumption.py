@@ -49,7 +49,7 @@ from .model.group import DEFAULTS, ancestors, group_timezone
 from .model.pool import Pool
 from .model.vm import VM
 from .net.network import Network
-from .runtime.resources import CgroupTree
+from .runtime.cgroup.tree import CgroupTree
 from .state import PoolState, Registry
 from .store import atomic_write, fsync_dir, private_dirs
 
@@ -323,7 +323,7 @@ class Consumption:
         prev = self._checkpoint(pstate)
         rows: list[dict] = []
         readings: dict[str, Any] = {}
-        for inst in pstate.instances():
+        for inst in pstate.all_instances():
             self._instance(pstate, inst, links, t, up, prev, rows, readings)
         if not readings and prev is None:
             return  # a pool that never had an instance

@@ -30,15 +30,15 @@ from .metrics import Metrics
 from .net.network import Network
 from .node import Node
 from .pools import PoolList
-from .runtime import cgroups
-from .runtime.ct import Containers
+from .runtime.cgroup import layout as cgroups
+from .runtime.container import Containers
 from .runtime.devices import DeviceNodes
 from .runtime.lxc import LxcRuntime
 from .runtime.lxc_config import Hooks
 from .runtime.lxc_monitor import ExitCodes
 from .runtime.lxcfs import Lxcfs
-from .runtime.qemu import Vms
-from .runtime.resources import CgroupTree
+from .runtime.vm import Vms
+from .runtime.cgroup.tree import CgroupTree
 from .runtime.statfs import StatfsProxy
 from .state import Registry
 from .subid import SubIds
@@ -55,17 +55,18 @@ class Daemon:
         # Detected once: the daemon's own cgroups are the base of its tree.
         layout = cgroups.detect()
         tree = CgroupTree(layout, config.cgroup_root)
+        net = Network(config.net, registry)
         containers = Containers(
             LxcRuntime(config.lxc_dir), templates, Hooks(config.hook_socket), tree,
             on_state=lambda ct: None, nodes=DeviceNodes(config.run_dir / "devices"),
             lxcfs=Lxcfs(config.lxcfs, config.run_dir), statfs=StatfsProxy(config.run_dir),
-            exit_codes=ExitCodes(),
+            exit_codes=ExitCodes(), net=net,
         )
         net, locks = Network(config.net, registry), Locks(config.lock_timeout)
         self.node = node = Node(
             config=config, registry=registry, locks=locks, events=EventBus(),
             pools=PoolList(config.state_dir, registry), containers=containers,
-            vms=Vms(config.vm, config.vm_run_dir, tree, on_state=lambda vm: None),
+            vms=Vms(config.vm, config.vm_run_dir, tree, net, on_state=lambda vm: None),
             net=net, templates=templates, history=History(registry),
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
             accounts=Accounts(config.state_dir / "accounts.yml"),
@@ -74,7 +75,6 @@ class Daemon:
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state
         node.vms.on_state = node.on_vm_state
-        containers.before_start.append(node.write_netconfig)
         containers.hook_handlers.append(node.on_ct_hook)
         self._stop = asyncio.Event()
 

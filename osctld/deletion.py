@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 60
 
 
-def _kind(server: Container | VM) -> str:
-    return "vm" if isinstance(server, VM) else "ct"
-
-
 def announce(node: Node, pool: str, kind: str, id: str, stage: str, **data) -> None:
     """A deletion's step as an event and a history line of its pool."""
     node.events.publish("deletion", object=kind, pool=pool, id=id, stage=stage, **data)
@@ -53,7 +49,7 @@ async def run_due(node: Node) -> None:
         servers: list[Container | VM] = [*pstate.cts.values(), *pstate.vms.values()]
         for server in servers:
             if server.deletion and (server.deletion.due_now(now) or server.deletion.has(HARD)):
-                await _locked(node, pstate, _kind(server), server.id, _advance, node, pstate, server)
+                await _locked(node, pstate, server.kind, server.id, _advance, node, pstate, server)
         for gone in list(pstate.deleted.values()):
             if gone.deletion.due_now(now):
                 await _locked(node, pstate, gone.kind, gone.id, _advance_deleted, node, pstate, gone)
@@ -73,7 +69,7 @@ async def _locked(node: Node, pstate: PoolState, kind: str, id: str, work, *args
 
 async def _advance(node: Node, pstate: PoolState, server: Container | VM) -> None:
     """The due stages of an instance that still has its config, in order."""
-    kind = _kind(server)
+    kind = server.kind
     table = pstate.vms if kind == "vm" else pstate.cts
     if table.get(server.id) is not server or server.deletion is None:
         return  # deleted or cancelled while we waited for its lock
@@ -100,7 +96,7 @@ def _mark(pstate: PoolState, server: Container | VM, stage: str) -> None:
     assert server.deletion is not None
     server.deletion.reached[stage] = time.time()
     try:
-        pstate.save_server(server)
+        pstate.save_instance(server)
     except BaseException:
         del server.deletion.reached[stage]
         raise
@@ -114,7 +110,7 @@ async def _soft(node: Node, pstate: PoolState, server: Container | VM) -> None:
         await node.vms.stop(server, node.config.vm.stop_timeout)
     else:
         await node.containers.stop(server, STOP_TIMEOUT)
-    check(f"{_kind(server)} {server.id}", server.state, Event.SOFT_DELETE)
+    check(f"{server.kind} {server.id}", server.state, Event.SOFT_DELETE)
     _mark(pstate, server, SOFT)
     runtime = node.vms if isinstance(server, VM) else node.containers
     runtime.apply(server, Event.SOFT_DELETE)  # type: ignore[arg-type]
@@ -124,7 +120,7 @@ async def _hard(node: Node, pstate: PoolState, server: Container | VM) -> None:
     """Free what ``ct del`` / ``vm del`` free, keeping the name (a ``Deleted``
     record, written before the config goes) until recycle."""
     assert server.deletion is not None
-    pstate.save_deleted(Deleted(_kind(server), server.id, server.pool, server.user, server.deletion))
+    pstate.save_deleted(Deleted(server.kind, server.id, server.pool, server.user, server.deletion))
     if isinstance(server, VM):
         if server.running:  # started by hand since: it goes all the same
             await node.vms.stop(server, 0, kill=True)
@@ -133,7 +129,7 @@ async def _hard(node: Node, pstate: PoolState, server: Container | VM) -> None:
         if server.running:
             await node.containers.stop(server, 0, kill=True)
         await node.remove_ct(pstate, server)
-    node.events.publish("remove", object=_kind(server), pool=server.pool, id=server.id)
+    node.events.publish("remove", object=server.kind, pool=server.pool, id=server.id, group=server.group)
 
 
 async def _advance_deleted(node: Node, pstate: PoolState, gone: Deleted) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from .runtime.ct import Containers
+from .runtime.container import Containers
 from .state import Registry
 
 log = logging.getLogger(__name__)

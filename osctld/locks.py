@@ -48,6 +48,11 @@ def flavor_key(pool: str, name: str) -> LockKey:
     return ("flavor", pool, name)
 
 
+def instance_key(kind: str, pool: str, id: str) -> LockKey:
+    """A container's (``kind`` "ct") or a VM's ("vm")."""
+    return {"ct": ct_key, "vm": vm_key}[kind](pool, id)
+
+
 def users_key(pool: str) -> LockKey:
     """A pool's users together: their ID blocks are handed out from one range."""
     return ("pool", pool, "ids")

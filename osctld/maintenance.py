@@ -56,14 +56,6 @@ def schedule(node: Node, pstate: PoolState, group: str) -> Schedule:
                     node.config.maintenance.unit)
 
 
-def _kind(server: Container | VM) -> str:
-    return "vm" if isinstance(server, VM) else "ct"
-
-
-def _table(pstate: PoolState, kind: str) -> dict:
-    return pstate.vms if kind == "vm" else pstate.cts
-
-
 def pending(server: Container | VM) -> bool:
     """Whether the running instance waits for a restart into saved changes."""
     return server.pending_restart if isinstance(server, VM) else server.running and server.restart_pending
@@ -80,7 +72,7 @@ def activities(old: dict, server: Container | VM) -> list[str]:
 
 def open_for(pstate: PoolState, server: Container | VM) -> Maintenance | None:
     """The planned maintenance of an instance, if it has one."""
-    kind = _kind(server)
+    kind = server.kind
     return next((m for m in pstate.maintenances.values()
                  if m.kind == kind and m.machine == server.id and m.state in OPEN), None)
 
@@ -108,7 +100,7 @@ def plan(node: Node, pstate: PoolState, server: Container | VM, old: dict, timeo
         w = Window(_dt(now), _dt(now + timeout + START_ALLOWANCE))
     else:
         w = schedule(node, pstate, server.group).first_window(_dt(now))
-    m = Maintenance(kind=_kind(server), machine=server.id, pool=pstate.pool.name, group=server.group,
+    m = Maintenance(kind=server.kind, machine=server.id, pool=pstate.pool.name, group=server.group,
                     starts=w.start.timestamp(), ends=w.end.timestamp(),
                     estimated_duration=timeout + START_ALLOWANCE, activities=activities(old, server),
                     old=dict(old), announced=now)
@@ -121,12 +113,9 @@ def plan(node: Node, pstate: PoolState, server: Container | VM, old: dict, timeo
 
 
 async def _restart(node: Node, pstate: PoolState, server: Container | VM, timeout: int) -> None:
-    if isinstance(server, VM):
-        await node.vms.stop(server, timeout)
-        await node.start_vm(pstate, server)
-    else:
-        await node.containers.stop(server, timeout)
-        await node.containers.start(pstate, server)
+    driver = node.driver(server.kind)
+    await driver.stop(server, timeout)
+    await driver.start(pstate, server)
 
 
 async def _put_back(node: Node, pstate: PoolState, server: Container | VM, old: dict) -> None:
@@ -134,14 +123,11 @@ async def _put_back(node: Node, pstate: PoolState, server: Container | VM, old: 
     back = type(server).from_dict({**server.to_dict(), **old}, pstate.pool.name)
     for key in old:
         setattr(server, key, getattr(back, key))
-    pstate.save_server(server)
+    pstate.save_instance(server)
     if isinstance(server, Container):
         node.containers.write_config(pstate, server)
     if not server.running:
-        if isinstance(server, VM):
-            await node.start_vm(pstate, server)
-        else:
-            await node.containers.start(pstate, server)
+        await node.driver(server.kind).start(pstate, server)
 
 
 async def run_held(node: Node, pstate: PoolState, m: Maintenance, clock: Clock = time.time) -> None:
@@ -149,7 +135,7 @@ async def run_held(node: Node, pstate: PoolState, m: Maintenance, clock: Clock =
     The result is recorded, never raised: a failure is the maintenance's."""
     if m.state not in OPEN:  # ACTIVE here: a daemon died while running it
         return
-    server = _table(pstate, m.kind).get(m.machine)
+    server = pstate.instances(m.kind).get(m.machine)
     if server is None:
         _finish(node, pstate, m, CANCELLED, f"{m.kind} {m.machine} is gone", clock)
         return
@@ -214,7 +200,7 @@ def due(node: Node, pstate: PoolState, now: float) -> list[Maintenance]:
     for m in list(pstate.maintenances.values()):
         if m.state not in OPEN:
             continue
-        server = _table(pstate, m.kind).get(m.machine)
+        server = pstate.instances(m.kind).get(m.machine)
         group = server.group if server is not None else m.group
         if m.ends <= now and server is not None:
             w = schedule(node, pstate, group).current_or_next(_dt(now))

@@ -62,7 +62,7 @@ class NodeCollector:
         links = netlink.on_host(lambda ipr: netlink.all_counters(ipr, node.config.net.veth_prefix))
         tree = node.containers.cgroups
         for pstate in list(node.registry.pools.values()):
-            for inst in pstate.instances():
+            for inst in pstate.all_instances():
                 kind = "vm" if isinstance(inst, VM) else "ct"
                 labels = [pstate.pool.name, kind, inst.id, inst.group]
                 for s in State:

@@ -2,10 +2,10 @@
 
 ``Daemon`` (daemon.py) builds a ``Node``, runs the servers around it and
 shuts down; commands receive it as ``ctx.node``. A node holds its parts
-(config, registry, locks, event bus, pools, the container and VM runtimes,
-network, templates, history, the consumption sampler, operations in flight) and the little that
-joins two of them: a state change becomes an event, a VM's taps live as
-long as its QEMU, a container's network follows its hooks.
+(config, registry, locks, event bus, pools, the container and VM drivers,
+network, templates, history, the consumption sampler, operations in
+flight) and the little that joins two of them: a state change becomes an
+event, a container's network follows its hooks.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from osctl.protocol import INTERNAL, OsctlError
 
@@ -25,20 +25,19 @@ from . import __version__
 from .accounts import Accounts
 from .config import Config
 from .consumption import Consumption
-from .distconfig import for_distribution
 from .events import EventBus
 from .history import History
 from .locks import Locks
 from .model.container import Container
 from .model.user import User
-from .model.vm import STOPPED, VM
+from .model.vm import VM
 from .net.network import Network
 from .ops import Ops
 from .pools import PoolList
-from .runtime.cgroups import CgroupLayout
-from .runtime.ct import Containers
-from .runtime.qemu import Vms
-from .runtime.vmimage import VmFiles
+from .runtime.cgroup.layout import CgroupLayout
+from .runtime.container import Containers
+from .runtime.driver import Driver
+from .runtime.vm import Vms
 from .state import PoolState, Registry
 from .storage import backend_for
 from .subid import SubIds
@@ -70,9 +69,6 @@ class Node:
     # VMs whose serial console someone is attached to (QEMU takes one client).
     vm_consoles: set[tuple[str, str]] = field(default_factory=set)
     sysctls: list[Sysctl] = field(default_factory=list)  # the kernel limits raised at start
-    # The taps of running VMs, and those of stopped ones still being removed.
-    vm_taps: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    _vm_taps_going: dict[tuple[str, str], asyncio.Future] = field(default_factory=dict)
     _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- what the runtimes report ----------------------------------------------
@@ -85,11 +81,7 @@ class Node:
 
     def on_vm_state(self, vm: VM) -> None:
         log.info("VM %s:%s is %s", vm.pool, vm.id, vm.state)
-        self.events.publish("state", object="vm", pool=vm.pool, id=vm.id, group=vm.group,
-                            state=vm.state, pid=vm.pid)
-        taps = self.vm_taps.pop((vm.pool, vm.id), None) if vm.state == STOPPED else None
-        if taps:
-            self._vm_taps_going[(vm.pool, vm.id)] = asyncio.ensure_future(self.net.vm_down(taps))
+        self.events.publish("state", object="vm", pool=vm.pool, id=vm.id, group=vm.group, state=vm.state, pid=vm.pid)
 
     async def on_ct_hook(self, ct: Container, hook: str, pid: int | None) -> None:
         """A container's host-side network follows its LXC hooks."""
@@ -110,26 +102,10 @@ class Node:
 
     # --- what commands and start-up share ----------------------------------------
 
-    async def write_netconfig(self, pstate: PoolState, ct: Container) -> None:
-        """The container's interfaces in its distribution's own format, so its
-        own init brings them up; at each start and after each change."""
-        dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
-        dist.set_network(await self.net.iface_configs(ct))
-
-    async def start_vm(self, pstate: PoolState, vm: VM) -> None:
-        """A VM's group cgroups and taps, then its QEMU; the taps go again when it stops."""
-        going = self._vm_taps_going.pop((vm.pool, vm.id), None)
-        if going is not None:  # the last run's, still being removed
-            await going
-        self.containers.apply_groups(pstate, vm.group)
-        taps = await self.net.vm_up(vm)
-        try:
-            await self.vms.start(vm, VmFiles(pstate.pool.vm_dir(vm.id)),
-                                 list(zip(taps, self.net.vm_inside(vm))))
-        except BaseException:
-            await self.net.vm_down(taps)
-            raise
-        self.vm_taps[(vm.pool, vm.id)] = taps
+    def driver(self, kind: str) -> Driver[Any]:
+        """The driver of containers (``kind`` "ct") or VMs ("vm")."""
+        drivers: dict[str, Driver[Any]] = {"ct": self.containers, "vm": self.vms}
+        return drivers[kind]
 
     async def sync_subids(self, new: Iterable[User] = ()) -> None:
         """Bring /etc/subuid and /etc/subgid in line with the users (``new``

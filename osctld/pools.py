@@ -78,7 +78,7 @@ async def activate_all(node: Node) -> None:
         try:
             pstate = await activate(entry)
             for ct in node.net.admit(pstate):
-                pstate.save_server(ct)
+                pstate.save_instance(ct)
         except Exception as e:
             log.error("pool %s at %s cannot be activated (kept in the pool list): %s",
                       entry.get("name"), entry.get("path"), e)
@@ -114,7 +114,7 @@ async def open_import(node: Node, path: str, image: str | None, undo: Undo) -> P
         raise OsctlError(INVALID, f"{path} holds no pool (no conf/pool.yml)") from None
     node.registry.check_pool_free(pstate)
     for ct in node.net.admit(pstate):  # its netifs' addresses and indices
-        pstate.save_server(ct)
+        pstate.save_instance(ct)
     return pstate
 
 

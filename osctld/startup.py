@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING
 
 from osctl.protocol import OsctlError
 
 from . import deletion, orphans, pools
-from .locks import ct_key, pool_key, vm_key
+from .locks import instance_key, pool_key
 from .model.container import STOPPED, Container
 from .model.vm import VM
-from .state import PoolState
 from .storage import backend_for
 
 if TYPE_CHECKING:
     from .node import Node
 
 log = logging.getLogger(__name__)
-Server = TypeVar("Server", Container, VM)
 
 
 async def load(node: Node) -> None:
@@ -71,8 +69,6 @@ async def readopt(node: Node) -> None:
     log.info("re-adopted %d containers, %d running", len(cts), running)
     vms = node.registry.all_vms()
     await asyncio.gather(*(node.vms.adopt(v) for v in vms))
-    node.vm_taps.update({(v.pool, v.id): [node.net.veth(n) for n in v.netifs]
-                         for v in vms if v.running})
     log.info("re-adopted %d VMs, %d running", len(vms), sum(1 for v in vms if v.running))
     await node.net.reconcile()  # after both: it keeps the links of what runs
 
@@ -103,7 +99,7 @@ async def autostart(node: Node) -> None:
 
     async def one(ct: Container) -> None:
         async with sem:
-            await _start(node, "ct", ct, "autostart", "autostart of", node.containers.start)
+            await _start(node, ct, "autostart", "autostart of")
 
     log.info("autostarting %d containers, %d at a time", len(todo), parallel)
     await asyncio.gather(*(one(c) for c in todo))
@@ -111,21 +107,20 @@ async def autostart(node: Node) -> None:
 
 async def start_online_vms(node: Node) -> None:
     """Start the VMs marked online that do not run (after a node reboot)."""
-    await asyncio.gather(*(_start(node, "vm", vm, "online", "start of online VM", node.start_vm)
+    await asyncio.gather(*(_start(node, vm, "online", "start of online VM")
                            for vm in node.registry.all_vms() if vm.online and not vm.running))
 
 
-async def _start(node: Node, kind: str, server: Server, what: str, failed: str,
-                 start: Callable[[PoolState, Server], Awaitable[None]]) -> None:
-    """Start a container or VM under its lock and its pool's (shared), unless
-    it runs already or its pool has gone; a failure is logged."""
-    pstate = node.registry.pools.get(server.pool)
-    if pstate is None or server.running:
+async def _start(node: Node, inst: Container | VM, what: str, failed: str) -> None:
+    """Start a container or VM (its driver's start) under its lock and its
+    pool's (shared), unless it runs already or its pool has gone; a failure
+    is logged."""
+    pstate = node.registry.pools.get(inst.pool)
+    if pstate is None or inst.running:
         return
     try:
-        key = vm_key if kind == "vm" else ct_key
-        async with node.locks.hold(pool_key(server.pool), what, shared=True), \
-                node.locks.hold(key(server.pool, server.id), what):
-            await start(pstate, server)
+        async with node.locks.hold(pool_key(inst.pool), what, shared=True), \
+                node.locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
+            await node.driver(inst.kind).start(pstate, inst)
     except Exception as e:
-        log.error("%s %s:%s failed: %s", failed, server.pool, server.id, e)
+        log.error("%s %s:%s failed: %s", failed, inst.pool, inst.id, e)

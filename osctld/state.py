@@ -80,7 +80,7 @@ class PoolState:
         for path in (ROOT_GROUP, DEFAULT_GROUP):  # they always exist
             self.groups.setdefault(path, Group(path, self.pool.name))
 
-    def instances(self) -> list[Container | VM]:
+    def all_instances(self) -> list[Container | VM]:
         """Its containers, then its VMs."""
         return [*self.cts.values(), *self.vms.values()]
 
@@ -111,12 +111,12 @@ class PoolState:
         quota. Containers and VMs count together (the seeds' servers).
 
         ``disk_quotas``: whether the pool's backend can limit a container's
-        disk (a VM's disk is always its own size). ``addresses``: a server's
+        disk (a VM's disk is always its own size). ``addresses``: an instance's
         IP addresses (its netifs'), for the ipv4 and ipv6-64 quotas; the
         network layer passes it.
         """
         user = self.users[changed.user]
-        kind = self.vms if isinstance(changed, VM) else self.cts
+        kind = self.instances(changed.kind)
         mine = [s for s in (*self.cts.values(), *self.vms.values()) if s.user == user.name]
         then = [s for s in mine if s is not kind.get(changed.id)] + [changed]
         before, after = Usage.of(mine), Usage.of(then)
@@ -172,15 +172,19 @@ class PoolState:
             raise OsctlError(EXISTS, f"{what} {name!r} of pool {self.pool.name} was deleted; its "
                                      f"name can be used again from {free.isoformat(timespec='seconds')}")
 
-    def save_server(self, server: Container | VM) -> None:
+    def instances(self, kind: str) -> dict[str, Container] | dict[str, VM]:
+        """The pool's containers (``kind`` "ct") or VMs ("vm"), by id."""
+        return self.vms if kind == "vm" else self.cts
+
+    def save_instance(self, inst: Container | VM) -> None:
         """A container's or a VM's config (netif changes touch both alike)."""
-        (self.save_vm if isinstance(server, VM) else self.save_ct)(server)
+        self.store.save(inst.kind, inst.id, inst.to_dict())
 
 
-def matching(servers: Iterable, pool: str | None = None, user: str | None = None,
+def matching(instances: Iterable, pool: str | None = None, user: str | None = None,
              state: str | None = None) -> list:
     """Containers or VMs of a pool, of a user, in a state (None: any)."""
-    return [s for s in servers
+    return [s for s in instances
             if (pool is None or s.pool == pool) and (user is None or s.user == user)
             and (state is None or s.state == state)]
 
@@ -237,6 +241,10 @@ class Registry:
 
     def maintenance(self, ref: str) -> tuple[PoolState, Maintenance]:
         return self._find("maintenance", ref, "maintenances")
+
+    def instance(self, kind: str, ref: str) -> tuple[PoolState, Container | VM]:
+        """A container (``kind`` "ct") or a VM ("vm")."""
+        return self.vm(ref) if kind == "vm" else self.ct(ref)
 
     def all_vms(self) -> list[VM]:
         return [v for p in self.pools.values() for v in p.vms.values()]

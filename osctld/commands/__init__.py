@@ -42,12 +42,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, Literal
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
-from ..locks import ct_key, pool_key, vm_key
+from ..locks import instance_key, pool_key
 from ..model.account import ROOT, Access, Perm
 from ..model.group import DEFAULT_GROUP, check_group_path
 from ..state import split_ref
 
 if TYPE_CHECKING:  # their types only: commands are given a node, never build one
+    from ..model.container import Container
+    from ..model.vm import VM
     from ..node import Node
     from ..state import Registry
 
@@ -272,20 +274,18 @@ class Context:
 
 
 @contextlib.asynccontextmanager
-async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
+async def hold_instance(ctx: Context, inst: Container | VM, what: str, new: bool = False):
     """Hold a container's or VM's lock, and its pool's lock shared (so that
     pool export waits for it). An existing object is looked for again once
     the locks are held: a command before us may have deleted it."""
-    kind, table = ("vm", "vms") if type(server).__name__ == "VM" else ("ct", "cts")
-    key = vm_key if kind == "vm" else ct_key
     locks = ctx.node.locks
-    async with locks.hold(pool_key(server.pool), what, shared=True), \
-            locks.hold(key(server.pool, server.id), what):
-        pstate = ctx.node.registry.pools.get(server.pool)
+    async with locks.hold(pool_key(inst.pool), what, shared=True), \
+            locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
+        pstate = ctx.node.registry.pools.get(inst.pool)
         if pstate is None:
-            raise OsctlError(NOT_FOUND, f"pool {server.pool} is gone")
-        if not new and getattr(pstate, table).get(server.id) is not server:
-            raise OsctlError(NOT_FOUND, f"{kind} {server.pool}:{server.id} is gone")
+            raise OsctlError(NOT_FOUND, f"pool {inst.pool} is gone")
+        if not new and pstate.instances(inst.kind).get(inst.id) is not inst:
+            raise OsctlError(NOT_FOUND, f"{inst.kind} {inst.pool}:{inst.id} is gone")
         yield
 
 

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import replace
 from typing import Annotated, Callable
 
-from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
+from osctl.protocol import CONFLICT, INVALID, OsctlError
 
 from .. import maintenance
 from ..distconfig import for_distribution
@@ -29,7 +29,8 @@ from ..runtime.statfs import wants_proxy
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, deletion, hold_server, user_ref
+from . import Between, Context, Seconds, Target, command, deletion, hold_instance, user_ref
+from .instance import creating, lifecycle
 
 STOP_TIMEOUT = 60
 STOPPED, SOFT_DELETED = State.STOPPED, State.SOFT_DELETED
@@ -62,7 +63,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         if was_running and not ct.running:
             await node.containers.start(pstate, ct)
 
-    async with hold_server(ctx, ct, "ct.reconfigure"), Undo() as undo:
+    async with hold_instance(ctx, ct, "ct.reconfigure"), Undo() as undo:
         change()
         undo.push(restore)
         pstate.save_ct(ct)
@@ -161,16 +162,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     backend = backend_for(pstate.pool)
     if ct.disk is not None:
         backend.need_quotas()
-    async with hold_server(ctx, ct, "ct.new", new=True), Undo() as undo:
-        if id in pstate.cts:
-            raise OsctlError(EXISTS, f"container {id!r} exists in pool {pstate.pool.name}")
-        pstate.check_name_free("ct", "container", id)
-        if pstate.users.get(u.name) is not u:
-            raise OsctlError(NOT_FOUND, f"user {u.name} is gone")
-        pstate.group(group)  # and its group, deleted while we waited?
-        pstate.check_quota(ct, backend.quotas)
-        pstate.cts[id] = ct  # reserve the id (and the quota) while the rootfs is made
-        undo.push(pstate.cts.pop, id)
+    async with creating(ctx, pstate, ct, u, backend.quotas) as undo:
         tpl_rootfs = await node.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
         ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {version}"})
@@ -192,9 +184,6 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
             dist.set_dns(ct.dns_resolvers)
         undo.push(node.containers.lxc.remove, ct.pool, id)
         node.containers.write_config(pstate, ct)
-        undo.push(pstate.store.delete, "ct", id)
-        pstate.save_ct(ct)
-    node.events.publish("add", object="ct", pool=ct.pool, id=id, group=ct.group)
     return ct.public()
 
 
@@ -228,38 +217,25 @@ async def show(ctx: Context, id: str) -> dict:
 @command("ct.start", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def start(ctx: Context, id: str) -> dict:
     """Start a container."""
-    pstate, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.start"):
-        await ctx.node.containers.start(pstate, ct)  # the lifecycle table refuses it unless stopped
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "start")
 
 
 @command("ct.stop", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop cleanly (the init's halt signal), killing it after ``timeout`` seconds."""
-    _, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.stop"):
-        await ctx.node.containers.stop(ct, timeout)
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "stop", timeout)
 
 
 @command("ct.restart", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
-    pstate, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.restart"):
-        await ctx.node.containers.stop(ct, timeout)
-        await ctx.node.containers.start(pstate, ct)
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "restart", timeout)
 
 
 @command("ct.kill", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown."""
-    _, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.kill"):
-        await ctx.node.containers.stop(ct, 0, kill=True)
-    return ct.public()
+    return await lifecycle(ctx, "ct", id, "kill")
 
 
 @command("ct.exec", target=Target("ct", "id"), needs=Perm.LOGIN)
@@ -312,7 +288,7 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
     if deletion.staged_args(force, at, cancel):
         return await (deletion.cancel(ctx, pstate, ct) if cancel else
                       deletion.schedule(ctx, pstate, ct, at or ""))
-    async with hold_server(ctx, ct, "ct.del"):
+    async with hold_instance(ctx, ct, "ct.del"):
         # Not what the hooks said last: a container rebooting inside is
         # "stopped" between its post-stop and its next start.
         await node.containers.refresh(ct)
@@ -341,7 +317,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
         check_hostname(hostname)
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
-    async with hold_server(ctx, ct, "ct.set"):
+    async with hold_instance(ctx, ct, "ct.set"):
         if limits is not None or disk is not None:
             await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
@@ -373,7 +349,7 @@ async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
         raise OsctlError(INVALID, "user and password may not hold ':' or newlines")
     dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
     argv, stdin = dist.passwd_command(user, password)
-    async with hold_server(ctx, ct, "ct.passwd"):
+    async with hold_instance(ctx, ct, "ct.passwd"):
         code, _, err = await ctx.node.containers.lxc.attach(
             ct.pool, ct.id, argv, None, stdin=stdin, timeout=INSIDE_TIMEOUT)
     if code != 0:

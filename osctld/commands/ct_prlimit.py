@@ -6,7 +6,7 @@ from osctl.protocol import NOT_FOUND, OsctlError
 
 from ..model.prlimit import check_name, check_pair
 from ..runtime import prlimits
-from . import Context, Target, command, hold_server
+from . import Context, Target, command, hold_instance
 from .ct import find
 
 
@@ -16,7 +16,7 @@ async def set_(ctx: Context, id: str, name: str, soft: str | int, hard: str | in
     running now get it at once."""
     pair = list(check_pair(check_name(name), soft, hard, prlimits.ceiling(name)))
     pstate, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.prlimit.set"):
+    async with hold_instance(ctx, ct, "ct.prlimit.set"):
         ct.prlimits = {**ct.prlimits, name: pair}
         pstate.save_ct(ct)
         ctx.node.containers.write_config(pstate, ct)
@@ -30,7 +30,7 @@ async def delete(ctx: Context, id: str, name: str) -> dict:
     """Drop a prlimit from the config: the next start gets the default."""
     check_name(name)
     pstate, ct = find(ctx, id)
-    async with hold_server(ctx, ct, "ct.prlimit.del"):
+    async with hold_instance(ctx, ct, "ct.prlimit.del"):
         if name not in ct.prlimits:
             raise OsctlError(NOT_FOUND, f"container {ct.id} sets no prlimit {name}")
         ct.prlimits = {k: v for k, v in ct.prlimits.items() if k != name}

@@ -15,7 +15,7 @@ from ..model.group import group_timezone
 from ..model.lifecycle import Event, check
 from ..model.vm import VM
 from ..state import split_ref
-from . import Context, hold_server
+from . import Context, hold_instance
 
 
 # Far enough for any notice, near enough that every stage's time is a date.
@@ -75,7 +75,7 @@ async def schedule(ctx: Context, pstate, server: Container | VM, at: str) -> dic
     if when > now + MAX_AHEAD:
         raise OsctlError(INVALID, f"a deletion date is at most {MAX_AHEAD.days} days away, "
                                   f"asked for {when.isoformat(timespec='seconds')}")
-    async with hold_server(ctx, server, f"{kind}.del"):
+    async with hold_instance(ctx, server, f"{kind}.del"):
         if server.deletion is not None:
             due = datetime.fromtimestamp(server.deletion.at, zone).isoformat(timespec="seconds")
             raise OsctlError(CONFLICT, f"{what} is to be deleted on {due} already: "
@@ -83,7 +83,7 @@ async def schedule(ctx: Context, pstate, server: Container | VM, at: str) -> dic
         server.deletion = Deletion.plan(when.timestamp(), time.time(),
                                         ctx.node.config.deletion.offsets())
         try:
-            pstate.save_server(server)
+            pstate.save_instance(server)
         except BaseException:
             server.deletion = None
             raise
@@ -96,7 +96,7 @@ async def cancel(ctx: Context, pstate, server: Container | VM) -> dict:
     stopped again, as it was, and can start."""
     kind, what = _words(server)
     runtime = ctx.node.vms if isinstance(server, VM) else ctx.node.containers
-    async with hold_server(ctx, server, f"{kind}.del"):
+    async with hold_instance(ctx, server, f"{kind}.del"):
         deletion = server.deletion
         if deletion is None:
             raise OsctlError(CONFLICT, f"{what} is not scheduled for deletion")
@@ -104,7 +104,7 @@ async def cancel(ctx: Context, pstate, server: Container | VM) -> dict:
             check(what, server.state, Event.RESTORE)
         server.deletion = None
         try:
-            pstate.save_server(server)
+            pstate.save_instance(server)
         except BaseException:
             server.deletion = deletion
             raise

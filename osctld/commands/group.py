@@ -44,8 +44,8 @@ def _below(pstate, path: str) -> tuple[list[str], list[str], list[str]]:
     """Groups below ``path`` (not itself), containers and VMs in it or below."""
     prefix = path.rstrip("/") + "/"
 
-    def inside(server) -> bool:
-        return server.group == path or server.group.startswith(prefix)
+    def inside(inst) -> bool:
+        return inst.group == path or inst.group.startswith(prefix)
 
     groups = sorted(p for p in pstate.groups if p.startswith(prefix))
     cts = sorted(c.id for c in pstate.cts.values() if inside(c))
@@ -85,7 +85,7 @@ async def new(ctx: Context, path: str, pool: str | None = None, limits: dict | N
         pstate.groups[path] = group
         undo.push(pstate.groups.pop, path)
         undo.push(node.containers.remove_group, pstate.pool.name, path)
-        node.containers.apply_groups(pstate, path)
+        node.containers.cgroups.apply_groups(pstate, path)
         pstate.save_group(group)
     node.events.publish("add", object="group", pool=pstate.pool.name, id=path)
     return _public(ctx, pstate, group)
@@ -138,10 +138,10 @@ async def set_(ctx: Context, path: str, limits: dict | None = None, settings: di
     new_limits = _limits(ctx, g.limits, limits)
     new_settings, since = _settings(ctx, g, settings or {})
     async with _lock(ctx, pstate), Undo() as undo:
-        undo.push(node.containers.apply_groups, pstate, g.path)
+        undo.push(node.containers.cgroups.apply_groups, pstate, g.path)
         undo.push(_put, g, g.limits, g.settings, g.in_maintenance_since)
         _put(g, new_limits, new_settings, since)
-        node.containers.apply_groups(pstate, g.path)
+        node.containers.cgroups.apply_groups(pstate, g.path)
         pstate.save_group(g)
     return _public(ctx, pstate, g)
 

@@ -7,8 +7,9 @@ persisted; a failing step rolls back the ones before it.
 
 Each verb is two names, ``ct.netif.*`` and ``vm.netif.*``, for one
 handler whose ``vm`` the name binds. A VM's netifs (``osctl vm netif``) come from the same
-allocator with the same checks; they are routed only, and a change to a
-running VM applies at its next start (its tap is made then, and the guest
+allocator with the same checks. What differs by kind the instance's driver
+answers (runtime/driver.py): a VM's netifs are routed only, and a change to
+a running VM applies at its next start (its tap is made then, and the guest
 reads its interfaces from the kernel command line), as ``pending_restart``
 says.
 """
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
-from typing import Callable, TypeGuard
+from typing import Callable
 
-from osctl.protocol import DENIED, EXISTS, INVALID, UNSUPPORTED, OsctlError
+from osctl.protocol import DENIED, EXISTS, INVALID, OsctlError
 
 from ..model.account import ROOT, Perm
 from ..model.container import Container
@@ -30,49 +31,25 @@ from ..model.vm import VM
 from ..net import plan
 from ..storage import backend_for
 from ..undo import Undo
-from . import Context, hold_server, instance_command
-from . import ct as ct_commands
-from . import vm as vm_commands
+from . import Context, hold_instance, instance_command
 
-Server = Container | VM
+Instance = Container | VM
 
 
 def _find(ctx: Context, id: str, vm: bool) -> tuple:
-    return (vm_commands.find if vm else ct_commands.find)(ctx, id)
-
-
-def _live_ct(server: Server) -> TypeGuard[Container]:
-    """Changes apply live to a running container; a VM takes them at its next start."""
-    if isinstance(server, VM):
-        server.net_pending = server.running
-        return False
-    return server.running
-
-
-async def _write(ctx: Context, pstate, server: Server) -> None:
-    """What the server's own init reads: distconfig's files in a container's rootfs
-    (a VM's come from its kernel command line at each start)."""
-    if isinstance(server, Container):
-        await ctx.node.write_netconfig(pstate, server)
+    return ctx.node.registry.instance("vm" if vm else "ct", id)
 
 
 def _restore(netif: NetIf, snapshot: NetIf) -> None:
     netif.__dict__.update(NetIf.from_dict(snapshot.to_dict()).__dict__)
 
 
-async def _live(ctx: Context, ct: Container, new: NetIf, old: NetIf) -> None:
-    """Take a running container's netif from ``old`` to ``new``."""
-    drop = [a for a in old.ips if a not in new.ips]
-    rename_from = old.name if old.name != new.name else None
-    await ctx.node.net.apply(ct, new, drop, rename_from)
-
-
-def _held(ct: Server) -> list[str]:
+def _held(ct: Instance) -> list[str]:
     """What a container's or VM's netifs hold, as the user's ipv4 / ipv6-64 quotas count it."""
     return [str(prefix) for n in ct.netifs for prefix, _ in n.held()]
 
 
-async def _hold(ctx: Context, pstate, ct: Server, netif: NetIf, prefix, label: str,
+async def _hold(ctx: Context, pstate, ct: Instance, netif: NetIf, prefix, label: str,
                 change: Callable[[NetIf], object], route: bool = False) -> dict:
     """Give ``netif`` one more address or prefix: refused if it would take
     the node's own network, if any netif of the node holds it, or if it takes
@@ -88,23 +65,22 @@ async def _hold(ctx: Context, pstate, ct: Server, netif: NetIf, prefix, label: s
     return await _commit(ctx, pstate, ct, netif, change)
 
 
-async def _commit(ctx: Context, pstate, ct: Server, netif: NetIf,
+async def _commit(ctx: Context, pstate, ct: Instance, netif: NetIf,
                   change: Callable[[NetIf], object]) -> dict:
     """``change`` a netif in memory (checked before: no await until it is
     done, so it is a reservation too), then apply, write and persist it."""
     node = ctx.node
+    driver = node.driver(ct.kind)
     before = _copy(netif)
     change(netif)
     async with Undo() as undo:
-        undo.push(_write, ctx, pstate, ct)  # last, from the restored model
+        undo.push(driver.write_netconfig, pstate, ct)  # last, from the restored model
         undo.push(_restore, netif, before)
-        if _live_ct(ct):
-            undo.push(_live, ctx, ct, before, netif)
-            await _live(ctx, ct, netif, before)
-        await _write(ctx, pstate, ct)
-        pstate.save_server(ct)
-    node.events.publish("change", object="netif", pool=ct.pool, id=ct.id, group=ct.group,
-                        netif=netif.name)
+        undo.push(driver.netif_change, ct, netif, before)
+        await driver.netif_change(ct, before, netif)
+        await driver.write_netconfig(pstate, ct)
+        pstate.save_instance(ct)
+    node.events.publish("change", object="netif", pool=ct.pool, id=ct.id, group=ct.group, netif=netif.name)
     return netif.public()
 
 
@@ -129,26 +105,25 @@ async def new(ctx: Context, id: str, name: str, type: str = ROUTED, link: str | 
     """Add a network interface; hot-plugged into a running container."""
     node = ctx.node
     pstate, ct = _find(ctx, id, vm)
-    if vm and type != ROUTED:
-        raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
     if type != ROUTED and ctx.access is not ROOT:  # it joins a bridge of the host's
         raise OsctlError(DENIED, "a bridged netif is for root only; accounts add routed ones")
+    driver = node.driver(ct.kind)
+    driver.check_netif_type(type)
     netif = NetIf(name=name, type=type, link=link, gateway4=gateway4, gateway6=gateway6,
                   dhcp=dhcp, max_tx=_rate(max_tx, "max-tx"), max_rx=_rate(max_rx, "max-rx"),
                   hwaddr=check_hwaddr(hwaddr) if hwaddr else random_hwaddr())
-    async with hold_server(ctx, ct, "netif.new"):
+    async with hold_instance(ctx, ct, "netif.new"):
         if any(n.name == name for n in ct.netifs):
             raise OsctlError(EXISTS, f"{ct.id} already has netif {name}")
         netif.index = node.net.allocate()
         async with Undo() as undo:
-            undo.push(_write, ctx, pstate, ct)
+            undo.push(driver.write_netconfig, pstate, ct)
             ct.netifs.append(netif)  # the reservation of the index
             undo.push(ct.netifs.remove, netif)
-            if _live_ct(ct):
-                await node.net.plug(ct, netif)
-                undo.push(node.net.unplug, netif)
-            await _write(ctx, pstate, ct)
-            pstate.save_server(ct)
+            await driver.netif_change(ct, None, netif)
+            undo.push(driver.netif_change, ct, netif, None)
+            await driver.write_netconfig(pstate, ct)
+            pstate.save_instance(ct)
     node.events.publish("add", object="netif", pool=ct.pool, id=ct.id, group=ct.group, netif=name)
     return netif.public()
 
@@ -158,16 +133,16 @@ async def delete(ctx: Context, id: str, name: str, vm: bool = False) -> dict:
     """Remove a network interface; unplugged from a running container."""
     node = ctx.node
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.del"):
+    async with hold_instance(ctx, ct, "netif.del"):
         netif = ct.netif(name)
         # Config first: a crash after it leaves a veth that reconcile removes.
         async with Undo() as undo:
             undo.push(ct.netifs.insert, ct.netifs.index(netif), netif)
             ct.netifs.remove(netif)
-            pstate.save_server(ct)
-        if _live_ct(ct):
-            await node.net.unplug(netif)
-        await _write(ctx, pstate, ct)
+            pstate.save_instance(ct)
+        driver = node.driver(ct.kind)
+        await driver.netif_change(ct, netif, None)
+        await driver.write_netconfig(pstate, ct)
     node.events.publish("remove", object="netif", pool=ct.pool, id=ct.id, group=ct.group, netif=name)
     return {"id": ct.id, "pool": ct.pool, "name": name}
 
@@ -194,7 +169,7 @@ async def rename(ctx: Context, id: str, name: str, new_name: str, vm: bool = Fal
     """Rename an interface (as the container sees it); live on a running one."""
     pstate, ct = _find(ctx, id, vm)
     check_ifname(new_name)
-    async with hold_server(ctx, ct, "netif.rename"):
+    async with hold_instance(ctx, ct, "netif.rename"):
         netif = ct.netif(name)
         if any(n.name == new_name for n in ct.netifs):
             raise OsctlError(EXISTS, f"{ct.id} already has netif {new_name}")
@@ -207,7 +182,7 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
                gateway6: str | None = None, dhcp: bool | None = None, vm: bool = False) -> dict:
     """Change shaping (0 removes a limit) and, on a bridged netif, gateways and DHCP."""
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.set"):
+    async with hold_instance(ctx, ct, "netif.set"):
         netif = ct.netif(name)
         if netif.type != BRIDGE and (gateway4, gateway6, dhcp) != (None, None, None):
             raise OsctlError(INVALID, "gateways and DHCP are set on bridged netifs only")
@@ -225,7 +200,7 @@ async def set_(ctx: Context, id: str, name: str, max_tx: str | int | None = None
 async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Give an address to an interface: routed to it at once on a running container."""
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.ip.add"):
+    async with hold_instance(ctx, ct, "netif.ip.add"):
         netif = ct.netif(name)
         ip = netif.parse_address(address)
         return await _hold(ctx, pstate, ct, netif, ipaddress.ip_network(ip.ip), f"address {ip.ip}",
@@ -236,7 +211,7 @@ async def ip_add(ctx: Context, id: str, name: str, address: str, vm: bool = Fals
 async def ip_del(ctx: Context, id: str, name: str, address: str, vm: bool = False) -> dict:
     """Take an address from an interface; it stops answering at once."""
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.ip.del"):
+    async with hold_instance(ctx, ct, "netif.ip.del"):
         netif = ct.netif(name)
         ip = parse_ip(address.split("/")[0])
         held = [a for a in netif.addresses if a.split("/")[0] == str(ip)]
@@ -265,7 +240,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
     route = NetRoute(prefix=str(net), via=str(parse_ip(via)) if via else None)
     if route.gateway and route.gateway.version != net.version:
         raise OsctlError(INVALID, f"{via} and {prefix} are not of one IP version")
-    async with hold_server(ctx, ct, "netif.route.add"):
+    async with hold_instance(ctx, ct, "netif.route.add"):
         netif = ct.netif(name)
         if netif.type == ROUTED and net.version == 6 and not via and not netif.ips_of(6):
             raise OsctlError(INVALID, f"an IPv6 prefix is routed via the netif's first IPv6 "
@@ -278,7 +253,7 @@ async def route_add(ctx: Context, id: str, name: str, prefix: str, via: str | No
 async def route_del(ctx: Context, id: str, name: str, prefix: str, vm: bool = False) -> dict:
     """Stop routing a prefix to an interface."""
     pstate, ct = _find(ctx, id, vm)
-    async with hold_server(ctx, ct, "netif.route.del"):
+    async with hold_instance(ctx, ct, "netif.route.del"):
         netif = ct.netif(name)
         net = parse_prefix(prefix)
         gone = [r for r in netif.routes if r.network == net]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated
 
-from osctl.protocol import BUSY, CONFLICT, EXISTS, INVALID, OsctlError
+from osctl.protocol import BUSY, CONFLICT, INVALID, OsctlError
 
 from .. import maintenance
 from ..distconfig import for_distribution
 from ..model.account import Perm
 from ..model.group import DEFAULT_GROUP, check_group_path
-from ..model.lifecycle import Event, State, check
+from ..model.lifecycle import State
 from ..model.naming import check_name
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
@@ -19,8 +19,8 @@ from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles
 from ..state import matching
 from ..storage import backend_for
-from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, deletion, hold_server, user_ref
+from . import Between, Context, Seconds, Target, command, deletion, hold_instance, user_ref
+from .instance import creating, lifecycle
 
 MIB = 1 << 20
 # The node's policy (config vm.min_cores, max_cores) narrows it, and gives
@@ -64,28 +64,6 @@ def _files(pstate, vm: VM) -> VmFiles:
     return VmFiles(pstate.pool.vm_dir(vm.id))
 
 
-async def _power_on(ctx: Context, pstate, vm: VM) -> None:
-    """Mark online (persisted: the daemon starts it again after a node reboot),
-    start; a start that fails leaves the mark as it was."""
-    check(f"VM {vm.id}", vm.state, Event.START)  # before it is marked online
-    was = vm.online
-    vm.online = True
-    pstate.save_vm(vm)
-    try:
-        await ctx.node.start_vm(pstate, vm)
-    except BaseException:
-        vm.online = was
-        pstate.save_vm(vm)
-        raise
-
-
-async def _power_off(ctx: Context, pstate, vm: VM, timeout: int | None, kill: bool = False) -> None:
-    """Mark offline, power down (ACPI), kill after ``timeout`` (or at once with ``kill``)."""
-    vm.online = False
-    pstate.save_vm(vm)
-    await ctx.node.vms.stop(vm, 0 if kill else _timeout(ctx, timeout), kill)
-
-
 @command("vm.new", mutating=True, target=Target("user", "user", pool_arg="pool"),
          needs=Perm.MANAGER,
          on=Target("group", "group", pool_of=Target("user", "user", pool_arg="pool")))
@@ -114,23 +92,13 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
             hostname=hostname, flavor=flavor)
     files = _files(pstate, vm)
     backend = backend_for(pstate.pool)
-    async with hold_server(ctx, vm, "vm.new", new=True), Undo() as undo:
-        if id in pstate.vms:
-            raise OsctlError(EXISTS, f"VM {id!r} exists in pool {pstate.pool.name}")
-        pstate.check_name_free("vm", "VM", id)
-        pstate.group(vm.group)  # deleted while we waited?
-        pstate.check_quota(vm)
-        pstate.vms[id] = vm  # reserve the id while the image is made
-        undo.push(pstate.vms.pop, id)
+    async with creating(ctx, pstate, vm, u) as undo:
         image = await node.templates.ensure_vm(tpl, version, ctx.progress)
         ctx.progress({"step": "disk", "message": f"making a {disk >> 30} GiB disk from {tpl.name} {version}"})
         undo.push(backend.destroy, files.dir)
         await backend.create(files.dir)
         await files.install(image, disk,
                             lambda rootfs: for_distribution(tpl.distribution)(rootfs).set_hostname(hostname))
-        undo.push(pstate.store.delete, "vm", id)
-        pstate.save_vm(vm)
-    node.events.publish("add", object="vm", pool=vm.pool, id=id, group=vm.group)
     return vm.public()
 
 
@@ -156,38 +124,25 @@ async def show(ctx: Context, id: str) -> dict:
 @command("vm.start", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def start(ctx: Context, id: str) -> dict:
     """Start a VM (and mark it online)."""
-    pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.start"):
-        await _power_on(ctx, pstate, vm)
-    return vm.public()
+    return await lifecycle(ctx, "vm", id, "start")
 
 
 @command("vm.stop", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def stop(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down (ACPI) and mark offline; kill it after ``timeout`` seconds."""
-    pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.stop"):
-        await _power_off(ctx, pstate, vm, timeout)
-    return vm.public()
+    return await lifecycle(ctx, "vm", id, "stop", _timeout(ctx, timeout))
 
 
 @command("vm.restart", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def restart(ctx: Context, id: str, timeout: Seconds | None = None) -> dict:
     """Power down, then start again: pending cores and memory changes apply."""
-    pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.restart"):
-        await ctx.node.vms.stop(vm, _timeout(ctx, timeout))
-        await _power_on(ctx, pstate, vm)
-    return vm.public()
+    return await lifecycle(ctx, "vm", id, "restart", _timeout(ctx, timeout))
 
 
 @command("vm.kill", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)
 async def kill(ctx: Context, id: str) -> dict:
     """Stop at once, with no clean shutdown, and mark offline."""
-    pstate, vm = find(ctx, id)
-    async with hold_server(ctx, vm, "vm.kill"):
-        await _power_off(ctx, pstate, vm, 0, kill=True)
-    return vm.public()
+    return await lifecycle(ctx, "vm", id, "kill")
 
 
 @command("vm.console", target=Target("vm", "id"), needs=Perm.LOGIN)
@@ -223,7 +178,7 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
     if deletion.staged_args(force, at, cancel):
         return await (deletion.cancel(ctx, pstate, vm) if cancel else
                       deletion.schedule(ctx, pstate, vm, at or ""))
-    async with hold_server(ctx, vm, "vm.del"):
+    async with hold_instance(ctx, vm, "vm.del"):
         if vm.state not in (STOPPED, State.SOFT_DELETED):
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
@@ -258,7 +213,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
         raise OsctlError(INVALID, f"the disk of VM {vm.id} is {vm.disk >> 20} MiB: it can grow, "
                                   f"never shrink (asked for {disk >> 20} MiB)")
     vm_policy(ctx).check(cores, memory, disk)
-    async with hold_server(ctx, vm, "vm.set"):
+    async with hold_instance(ctx, vm, "vm.set"):
         if group is not None:
             pstate.group(group)  # deleted while we waited?
             if group != vm.group and vm.state != STOPPED:
@@ -285,9 +240,10 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
         pstate.save_vm(vm)
         planned = await _maintenance(ctx, pstate, vm, before, timeout, now)
         if online is True and not vm.running:
-            await _power_on(ctx, pstate, vm)
+            await node.vms.start(pstate, vm)
         elif online is False:
-            await _power_off(ctx, pstate, vm, timeout)
+            node.vms.keep_stopped(pstate, vm)
+            await node.vms.stop(vm, _timeout(ctx, timeout))
     return {**vm.public(), "maintenance": planned}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
@@ -34,6 +35,9 @@ def check_resolvers(values: list[str]) -> list[str]:
 
 @dataclass
 class Container:
+    # The kind's name in verbs, lock keys and events (a VM's is "vm").
+    kind: ClassVar[str] = "ct"
+    noun: ClassVar[str] = "container"  # in messages
     id: str
     pool: str
     user: str
@@ -58,7 +62,7 @@ class Container:
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
-    # Why it stopped last (osctld.runtime.ct.record_stop); kept in the run directory.
+    # Why it stopped last (osctld.runtime.container.record_stop); kept in the run directory.
     last_stop: dict | None = field(default=None, compare=False)
 
     PERSISTED = (

@@ -2,7 +2,7 @@
 state to which. One table for both kinds, so that "can it start now?" has one
 answer, given by the table rather than by an ``if`` in each command.
 
-The runtimes (``runtime/ct.py``, ``runtime/qemu.py``) are the only ones that
+The runtimes (``runtime/container.py``, ``runtime/vm.py``) are the only ones that
 change an instance's state, through ``transition``; commands that must refuse
 early (before they change anything) ask ``check``. What LXC or QEMU report at
 re-adoption or on ``refresh`` is taken as it is (``observed``): the daemon

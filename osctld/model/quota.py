@@ -27,7 +27,7 @@ QUOTA_NAMES = ("cpus", "memory", "disk", "ipv4", "ipv6_64", "containers")
 OLD_NAMES = {"ipv6-64": "ipv6_64"}
 SIZES = ("memory", "disk")
 # What each may be: sizes as any size; every IPv4 address there is; the
-# /64s a 64-bit counter holds; CPU cores and servers far beyond any node.
+# /64s a 64-bit counter holds; CPU cores and instances far beyond any node.
 RANGES = {"cpus": Range(0, 1 << 16), "memory": SIZE_RANGE, "disk": SIZE_RANGE,
           "ipv4": Range(0, 1 << 32), "ipv6_64": Range(0, (1 << 63) - 1),
           "containers": Range(0, 1 << 20)}
@@ -133,12 +133,12 @@ class Usage:
         return replace(self, ipv4=v4, ipv6_64=n64)
 
 
-def _summed(server: Container | VM) -> dict:
-    """What a server holds of each summed quota; a VM's cores, memory and
+def _summed(inst: Container | VM) -> dict:
+    """What a container or VM holds of each summed quota; a VM's cores, memory and
     disk are its limits."""
-    if isinstance(server, VM):
-        return {"cpus": server.cores, "memory": server.memory, "disk": server.disk}
-    return {"cpus": server.limits.cpu_limit, "memory": server.limits.memory, "disk": server.disk}
+    if isinstance(inst, VM):
+        return {"cpus": inst.cores, "memory": inst.memory, "disk": inst.disk}
+    return {"cpus": inst.limits.cpu_limit, "memory": inst.limits.memory, "disk": inst.disk}
 
 
 def _show(field: str, value) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
@@ -48,6 +49,8 @@ class VmLimits:
 
 @dataclass
 class VM:
+    kind: ClassVar[str] = "vm"  # as Container.kind
+    noun: ClassVar[str] = "VM"
     id: str
     pool: str
     user: str

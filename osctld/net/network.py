@@ -54,9 +54,9 @@ class Network:
 
     def holders(self) -> Iterator[tuple[Container | VM, NetIf]]:
         """Every netif of the node, containers' and VMs' alike."""
-        for server in (*self.registry.all_cts(), *self.registry.all_vms()):
-            for n in server.netifs:
-                yield server, n
+        for inst in (*self.registry.all_cts(), *self.registry.all_vms()):
+            for n in inst.netifs:
+                yield inst, n
 
     def allocate(self) -> int:
         return alloc.free_index({n.index for _, n in self.holders()}, plan.capacity(self.range))
@@ -82,13 +82,13 @@ class Network:
         netif of the node has. Returns the containers whose indices changed,
         for the caller to save."""
         holders = list(self.holders())
-        servers = [*pstate.cts.values(), *pstate.vms.values()]
-        for ct in servers:
+        instances = [*pstate.cts.values(), *pstate.vms.values()]
+        for ct in instances:
             for n in ct.netifs:
                 alloc.check_free(holders, n.held())
         used = {n.index for _, n in holders}
         changed = []
-        for ct in servers:
+        for ct in instances:
             for n in ct.netifs:
                 if n.index in used or not 0 <= n.index < plan.capacity(self.range):
                     n.index = alloc.free_index(used, plan.capacity(self.range))

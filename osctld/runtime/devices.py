@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from ..model.device import DeviceGrant
-from .cgroups import CgroupLayout
+from .cgroup.layout import CgroupLayout
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .cgroups import unescape_mount_path
+from .cgroup.layout import unescape_mount_path
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from osctld.runtime import cgroups
+from osctld.runtime.cgroup import layout as cgroups
 
 TOOLS = ("/usr/bin/lxc-start", "/usr/bin/lxc-info", "/usr/bin/lxc-stop")
 NEST = "/nest"  # inside the outer container

@@ -238,7 +238,7 @@ class TestNode:
         pid = self.statfs_proxy_pid()  # osctld never stops it either
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-        from osctld.runtime import cgroups  # the daemon's tree sits below our own cgroups
+        from osctld.runtime.cgroup import layout as cgroups  # the daemon's tree sits below our own cgroups
 
         cgroups.remove(cgroups.detect(), self.config["cgroup_root"])
         owned = self.state_dir / "subid-owned.yml"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from osctld.runtime import cgroups
+from osctld.runtime.cgroup import layout as cgroups
 from tests.helpers import nested
 
 DEVICE_CHECKS = {

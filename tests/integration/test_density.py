@@ -12,7 +12,7 @@ from pathlib import Path
 
 from osctl.client import Client
 from osctld import sysctls
-from osctld.runtime import cgroups
+from osctld.runtime.cgroup import layout as cgroups
 from tests.conftest import missing_capability, require
 
 

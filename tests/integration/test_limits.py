@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from osctld.runtime import cgroups
+from osctld.runtime.cgroup import layout as cgroups
 from tests.helpers.syscalls import ENOSYS, errnos, install, syscalls_program  # noqa: F401 (fixture)
 from tests.helpers.wait import wait_for
 

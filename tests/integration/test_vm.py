@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from osctl.client import Client
-from osctld.runtime import cgroups
-from osctld.runtime.resources import CgroupTree
+from osctld.runtime.cgroup import layout as cgroups
+from osctld.runtime.cgroup.tree import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
 from tests.integration.test_net import node_lan, node_pings
@@ -336,8 +336,8 @@ def test_vm_routed_network(vmnode):
     # No other netif of the node, a container's or a VM's, may take it.
     node.osctl("ct", "new", "c1", "--user", "vmuser")
     node.osctl("ct", "netif", "new", "c1", "eth0")
-    for obj, server in (("ct", "c1"), ("vm", "n1")):
-        p = node.osctl(obj, "netif", "ip", "add", server, "eth0", "192.0.2.10", check=False)
+    for obj, inst in (("ct", "c1"), ("vm", "n1")):
+        p = node.osctl(obj, "netif", "ip", "add", inst, "eth0", "192.0.2.10", check=False)
         assert p.returncode == 6 and "192.0.2.10" in p.stderr, p.stderr
     p = node.osctl("vm", "netif", "new", "n1", "br0", "--type", "bridge", "--link", "x", check=False)
     assert p.returncode == 8

@@ -1,6 +1,6 @@
 """Cgroup layout detection from mountinfo text."""
 
-from osctld.runtime.cgroups import HYBRID, LEGACY, UNIFIED, parse
+from osctld.runtime.cgroup.layout import HYBRID, LEGACY, UNIFIED, parse
 
 HYBRID_TEXT = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

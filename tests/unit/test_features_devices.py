@@ -8,7 +8,7 @@ from osctl.protocol import OsctlError
 from osctld.model.device import DeviceGrant
 from osctld.model.prlimit import check_pair
 from osctld.runtime import features
-from osctld.runtime.cgroups import parse
+from osctld.runtime.cgroup.layout import parse
 from osctld.runtime.devices import DeviceNodes, merge
 
 V1 = parse("36 31 0:33 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n")

@@ -11,8 +11,8 @@ from osctl.protocol import CONFLICT, OsctlError
 from osctld.model.container import Container
 from osctld.model.lifecycle import TABLE, Event, State, check
 from osctld.model.vm import VM
-from osctld.runtime.ct import Containers
-from osctld.runtime.qemu import Vms
+from osctld.runtime.container import Containers
+from osctld.runtime.vm import Vms
 
 S, E = State, Event
 LIVE = {S.STARTING, S.RUNNING, S.STOPPING, S.FROZEN}
@@ -78,7 +78,7 @@ def test_states_read_as_today():
 
 
 def _containers(seen):
-    return Containers(lxc=None, templates=None, hooks=None, cgroups=None,
+    return Containers(lxc=None, templates=None, hooks=None, cgroups=None, net=None,
                       on_state=seen.append, nodes=None, lxcfs=None, statfs=None,
                       exit_codes=None)
 
@@ -110,7 +110,7 @@ def test_observed_is_taken_from_any_state():
 
 def test_vm_runtime_failed_start_returns_to_stopped(tmp_path):
     seen = []
-    vms = Vms(policy=None, run_dir=tmp_path, cgroups=None, on_state=seen.append)
+    vms = Vms(policy=None, run_dir=tmp_path, cgroups=None, net=None, on_state=seen.append)
     vm = VM(id="v1", pool="p", user="u", template="debian", version="12", cores=1,
             memory=1 << 30, disk=1 << 30)
     vms.apply(vm, E.START)
@@ -127,9 +127,55 @@ def test_container_start_is_refused_before_it_prepares(state):
 
     async def prepare(pstate, ct):
         prepared.append(ct)
-    cts.before_start.append(prepare)
+    cts.write_netconfig = prepare  # the first thing a start prepares
     ct = Container(id="c1", pool="p", user="u", distribution="busybox", version="1")
     ct.state = state
     with pytest.raises(OsctlError, match=f"container c1 is {state}: cannot start"):
         asyncio.run(cts.start(None, ct))
     assert prepared == [] and seen == [] and ct.state == state
+
+
+def _startable(hook_error: str | None):
+    """A container runtime whose LXC start runs the start-host hook as
+    lxc-start does, and fails as it does when the hook refuses."""
+    from types import SimpleNamespace as NS
+    seen: list = []
+    cts = _containers(seen)
+    ct = Container(id="c1", pool="p", user="u", distribution="busybox", version="1")
+
+    async def noop(*args):
+        pass
+
+    async def handler(ct, hook, pid):
+        if hook_error:
+            raise RuntimeError(hook_error)
+
+    async def lxc_start(pool, ct_id, offset):
+        try:
+            await cts.hook(ct, "start-host", 7)
+        except Exception:  # the hook socket answers "error", the hook exits 1
+            raise OsctlError(CONFLICT, "container c1 failed to start: hook exited 1") from None
+
+    cts.write_netconfig = cts.settle = cts.refresh = noop
+    cts.write_config = cts.remove_monitor_cgroup = lambda *a: None
+    cts.cgroups = NS(apply_groups=lambda *a: None, apply_cpu_view=lambda *a: None, ct=lambda *a: "")
+    cts.nodes = NS(prepare=lambda *a: None)
+    cts.exit_codes = NS(watch=lambda *a: None)
+    cts.lxc = NS(lxcpath=lambda pool: pool, log_size=lambda *a: 0, start=lxc_start)
+    cts.hook_handlers.append(handler)
+    pstate = NS(pool=NS(backend="dir"), users={"u": NS(root_uid=1000, root_gid=1000)})
+    return cts, pstate, ct
+
+
+def test_a_failed_start_says_why_its_hook_refused():
+    """The start attempt's own future carries the hook's reason to the caller."""
+    cts, pstate, ct = _startable("address 192.0.2.1 is taken")
+    with pytest.raises(OsctlError, match="container c1 failed to start: address 192.0.2.1 is taken"):
+        asyncio.run(cts.start(pstate, ct))
+    assert cts.attempts == {}
+
+
+def test_a_start_whose_hook_agrees_runs():
+    cts, pstate, ct = _startable(None)
+    asyncio.run(cts.start(pstate, ct))
+    assert (ct.state, ct.init_pid, cts.attempts) == (S.RUNNING, 7, {})

@@ -188,3 +188,9 @@ def test_other_keys_are_independent():
             await log.let_go(name)
         await asyncio.gather(*tasks)
     run(main())
+
+
+def test_instance_key_is_its_kinds_key():
+    """A command on either kind (hold_instance) and one on its own kind take one lock."""
+    assert locks.instance_key("ct", "p", "c1") == KEY
+    assert locks.instance_key("vm", "p", "c1") == locks.vm_key("p", "c1") != KEY

@@ -223,7 +223,7 @@ class FakeVms:
     async def stop(self, vm, timeout, kill=False):
         vm.state = State.STOPPED
 
-    async def start_vm(self, pstate, vm):
+    async def start(self, pstate, vm):
         self.starts.append(vm.cores)
         if vm.cores == self.refuse:
             raise OSError("qemu: cannot set up guest memory")
@@ -233,7 +233,8 @@ class FakeVms:
 def _run(tmp_path, refuse):
     node, pstate = _node(tmp_path)
     fake = FakeVms(refuse)
-    node.vms, node.start_vm = fake, fake.start_vm
+    node.vms = fake
+    node.driver = lambda kind: {"vm": fake}[kind]
     seen = node.events.subscribe(lambda: None, ["maintenance"])
     vm = _running_vm(pstate)
     vm.cores = 2
@@ -263,7 +264,8 @@ def test_a_run_that_cannot_start_puts_the_old_settings_back(tmp_path):
 def test_ended_maintenances_are_forgotten_after_a_while(tmp_path):
     node, pstate = _node(tmp_path)
     fake = FakeVms()
-    node.vms, node.start_vm = fake, fake.start_vm
+    node.vms = fake
+    node.driver = lambda kind: {"vm": fake}[kind]
     vm = _running_vm(pstate)
     vm.cores = 2
     now = at(2026, 6, 10, 14, 0)

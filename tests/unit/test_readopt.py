@@ -11,9 +11,9 @@ import pytest
 
 from osctl.protocol import BUSY, OsctlError
 from osctld.model.container import Container
-from osctld.runtime.cgroups import CgroupLayout
-from osctld.runtime.ct import Containers
-from osctld.runtime.resources import CgroupTree
+from osctld.runtime.cgroup.layout import CgroupLayout
+from osctld.runtime.container import Containers
+from osctld.runtime.cgroup.tree import CgroupTree
 
 
 class FakeLxc:
@@ -31,7 +31,7 @@ def containers(tmp_path, state: str, pid: int | None, proc=None) -> tuple[Contai
     seen: list = []
     c = Containers(FakeLxc(tmp_path, state, pid), None, None, CgroupTree(CgroupLayout(()), "osctl"),
                    on_state=lambda ct: seen.append((ct.state, ct.init_pid)), nodes=None,
-                   lxcfs=None, statfs=None, exit_codes=None)
+                   lxcfs=None, statfs=None, exit_codes=None, net=None)
     if proc is not None:
         c.PROC = proc
     return c, seen

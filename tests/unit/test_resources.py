@@ -12,8 +12,8 @@ from osctld.model.container import Container
 from osctld.model.group import ancestors, check_group_path, parent_of, store_name
 from osctld.model.limits import Limits, parse_limit
 from osctld.model.quota import PRESETS, Quota, Usage, check, preset
-from osctld.runtime import cgroups
-from osctld.runtime.resources import CgroupTree
+from osctld.runtime.cgroup import layout as cgroups
+from osctld.runtime.cgroup.tree import CgroupTree
 
 HYBRID_MOUNTS = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from osctld.model.container import Container
 from osctld.runtime import features
-from osctld.runtime.ct import Containers
+from osctld.runtime.container import Containers
 
 DENY = """\
 2

@@ -13,7 +13,7 @@ from osctl.protocol import OsctlError
 from osctld.config import Config, VmPolicy
 from osctld.model.vm import RUNNING, VM, VmLimits
 from osctld.runtime.console import strip_escape
-from osctld.runtime.qemu import VmRunPaths, qemu_argv
+from osctld.runtime.vm import VmRunPaths, qemu_argv
 from osctld.runtime.qmp import Qmp, QmpError
 from osctld.runtime.vmimage import VmFiles
 
@@ -90,7 +90,7 @@ def test_guest_network_on_the_kernel_command_line(tmp_path):
     import ipaddress
 
     from osctld.distconfig.netconfig import IfaceConfig
-    from osctld.runtime.qemu import guest_net
+    from osctld.runtime.vm import guest_net
 
     iface = IfaceConfig(name="eth0", kind="routed", hwaddr="02:00:00:00:00:01",
                         addresses=[ipaddress.ip_interface("10.100.0.2/30"),

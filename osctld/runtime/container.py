@@ -1,4 +1,5 @@
 """A container's life as LXC sees it: config on disk, start, stop, state.
+``Containers`` is the container driver (runtime/driver.py).
 
 The daemon learns state changes from LXC's hooks; ``refresh`` asks LXC
 directly, which the daemon does once per container at start-up (re-adoption)
@@ -13,15 +14,16 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from osctl.protocol import BUSY, OsctlError
 
+from ..distconfig import for_distribution
 from ..model.container import FROZEN, RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
-from ..model.group import ancestors
 from ..model.lifecycle import Event, State, at_rest, check, seen
 from ..model.limits import Limits
+from ..model.netif import NetIf
 from ..store import atomic_write
 from ..template import Templates
 from . import features, seccomp, shortages
@@ -30,8 +32,11 @@ from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
 from .lxc_monitor import ExitCodes, describe
 from .lxcfs import Lxcfs
-from .resources import CgroupTree
+from .cgroup.tree import CgroupTree
 from .statfs import NOTIFY, StatfsProxy, wants_proxy
+
+if TYPE_CHECKING:
+    from ..net.network import Network
 
 log = logging.getLogger(__name__)
 # Why a container stopped, by the state it was in when its post-stop hook came.
@@ -46,7 +51,8 @@ class Containers:
 
     def __init__(self, lxc: LxcRuntime, templates: Templates, hooks: Hooks,
                  cgroups: CgroupTree, on_state: Callable[[Container], None],
-                 nodes: DeviceNodes, lxcfs: Lxcfs, statfs: StatfsProxy, exit_codes: ExitCodes):
+                 nodes: DeviceNodes, lxcfs: Lxcfs, statfs: StatfsProxy, exit_codes: ExitCodes,
+                 net: Network):
         self.lxc = lxc
         self.templates = templates
         self.hooks = hooks
@@ -56,18 +62,17 @@ class Containers:
         self.lxcfs = lxcfs
         self.statfs = statfs
         self.exit_codes = exit_codes
+        self.net = net
         # Where the LXC log of each container's last start begins: its stop's
         # "last error" is looked for from there on.
         self.log_offsets: dict[tuple[str, str], int] = {}
-        # Called (awaited) with (pool_state, ct) before each start: what later
-        # layers write into the rootfs (the network configuration, say).
-        self.before_start: list[Callable] = []
         # Called (awaited) with (ct, hook, pid) for each LXC hook; one that
         # raises at start-host makes the start fail.
         self.hook_handlers: list[Callable] = []
-        # Why a start-host hook refused, so that the failed start says so
+        # The starts under way: each one's start-host hook resolves it with
+        # why it refused (None: it did not), so that a failed start says so
         # rather than only "the hook exited 1".
-        self.hook_errors: dict[tuple[str, str], str] = {}
+        self.attempts: dict[tuple[str, str], asyncio.Future[str | None]] = {}
 
     def apply(self, ct: Container, event: Event, pid: int | None = None) -> None:
         """Move ``ct`` by the lifecycle table (a conflict where it may not)."""
@@ -206,12 +211,6 @@ class Containers:
         except OSError as e:
             log.warning("cannot keep the last stop of %s:%s: %s", ct.pool, ct.id, e)
 
-    def apply_groups(self, pstate, path: str) -> None:
-        """Make group ``path`` and those above it in the cgroup tree, each
-        with its limits (they may have gone with a reboot)."""
-        for p in reversed(ancestors(path)):
-            self.cgroups.apply(self.cgroups.group(pstate.pool.name, p), pstate.groups[p].limits)
-
     def remove_group(self, pool: str, path: str) -> None:
         """Remove a group's cgroups (and all below, "/" for the whole pool)."""
         self.cgroups.remove(self.cgroups.group(pool, path))
@@ -230,9 +229,8 @@ class Containers:
 
     async def start(self, pstate, ct: Container) -> None:
         check(f"container {ct.id}", ct.state, Event.START)  # before it prepares anything
-        for prepare in self.before_start:
-            await prepare(pstate, ct)
-        self.apply_groups(pstate, ct.group)
+        await self.write_netconfig(pstate, ct)
+        self.cgroups.apply_groups(pstate, ct.group)
         if wants_proxy(pstate.pool.backend, ct.disk):
             await asyncio.to_thread(self.statfs.ensure)  # LXC connects to it at start
         self.write_config(pstate, ct)
@@ -246,20 +244,22 @@ class Containers:
         self.exit_codes.watch(str(self.lxc.lxcpath(ct.pool)))
         self.apply(ct, Event.START)
         key = (ct.pool, ct.id)
-        self.hook_errors.pop(key, None)
         self.log_offsets[key] = offset = self.lxc.log_size(ct.pool, ct.id)
+        self.attempts[key] = attempt = asyncio.get_running_loop().create_future()
         try:
             await self.lxc.start(ct.pool, ct.id, offset)
         except OsctlError as e:
             self.remove_monitor_cgroup(ct)
-            why = self.hook_errors.pop(key, None)
+            why = attempt.result() if attempt.done() else None
             if why:
                 raise OsctlError(e.code, f"container {ct.id} failed to start: {why}") from None
             raise
         finally:
+            del self.attempts[key]
             await self.refresh(ct)
 
     async def stop(self, ct: Container, timeout: int, kill: bool = False) -> None:
+        """Its init's halt signal, killed after ``timeout`` s (at once: ``kill``)."""
         if at_rest(ct.state):
             await self.refresh(ct)
             if at_rest(ct.state):
@@ -269,6 +269,33 @@ class Containers:
             await self.lxc.stop(ct.pool, ct.id, timeout, kill)
         finally:
             await self.refresh(ct)
+
+    def keep_stopped(self, pstate, ct: Container) -> None:
+        """Nothing to mark: its autostart is a setting of its own."""
+
+    # --- its netifs -------------------------------------------------------------
+
+    def check_netif_type(self, type: str) -> None:
+        """A container takes netifs of every type."""
+
+    async def netif_change(self, ct: Container, old: NetIf | None, new: NetIf | None) -> None:
+        """Live while it runs: the veth plugged, unplugged or changed (its
+        addresses, routes, name, shaping)."""
+        if not ct.running:
+            return
+        if old is None and new is not None:
+            await self.net.plug(ct, new)
+        elif new is None and old is not None:
+            await self.net.unplug(old)
+        elif old is not None and new is not None:
+            drop = [a for a in old.ips if a not in new.ips]
+            await self.net.apply(ct, new, drop, old.name if old.name != new.name else None)
+
+    async def write_netconfig(self, pstate, ct: Container) -> None:
+        """Its interfaces in its distribution's own format, so that its own
+        init brings them up; at each start and after each change."""
+        dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
+        dist.set_network(await self.net.iface_configs(ct))
 
     async def reconfigure(self, pstate, ct: Container, restart: bool, timeout: int) -> bool:
         """The container's config changed (and is saved). A running container
@@ -288,12 +315,18 @@ class Containers:
     async def hook(self, ct: Container, hook: str, pid: int | None,
                    target: str | None = None) -> None:
         if hook == "start-host":
+            # None when LXC starts it again after a reboot from inside.
+            attempt = self.attempts.get((ct.pool, ct.id))
+            why = None
             try:
                 for handler in self.hook_handlers:
                     await handler(ct, hook, pid)
             except Exception as e:
-                self.hook_errors[(ct.pool, ct.id)] = str(e)
+                why = str(e)
                 raise
+            finally:
+                if attempt is not None and not attempt.done():
+                    attempt.set_result(why)
             self.cgroups.apply_cpu_view(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
             self.apply(ct, Event.STARTED, pid)
         elif hook == "post-stop":

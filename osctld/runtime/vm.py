@@ -1,4 +1,5 @@
 """VMs as QEMU processes: command line, start, adopt, stop, resize.
+``Vms`` is the VM driver (runtime/driver.py).
 
 Each VM is one QEMU process started with ``-daemonize``: it is nobody's
 child, in a session of its own, and outlives the daemon. Everything the
@@ -12,6 +13,10 @@ QEMU runs in a cgroup of its own below its resource group's
 (``<group cgroup>/vm.<id>``), joined before QEMU's first instruction, so the
 group's limits bind it together with the group's containers. The cgroup
 goes when QEMU has exited (and with the VM); re-adoption leaves it be.
+
+Each netif is a tap on the node, made before QEMU starts and removed with
+its cgroup once QEMU has exited; a netif change to a running VM is pending
+until its next start.
 """
 
 from __future__ import annotations
@@ -23,17 +28,21 @@ import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from osctl.protocol import INTERNAL, OsctlError
+from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
 
 from ..config import VmPolicy
 from ..distconfig.netconfig import IfaceConfig
 from ..model.lifecycle import Event, State, check, seen
+from ..model.netif import ROUTED, NetIf
 from ..model.vm import RUNNING, STOPPED, VM
+from .cgroup.tree import CgroupTree
 from .qmp import Qmp, QmpError
-from .resources import CgroupTree
 from .vmimage import VmFiles
+
+if TYPE_CHECKING:
+    from ..net.network import Network
 
 log = logging.getLogger(__name__)
 DISK_NODE = "disk0"
@@ -111,14 +120,18 @@ def _alive_qemu(pid: int, qmp_path: Path) -> bool:
 
 
 class Vms:
-    def __init__(self, policy: VmPolicy, run_dir: Path, cgroups: CgroupTree,
+    def __init__(self, policy: VmPolicy, run_dir: Path, cgroups: CgroupTree, net: Network,
                  on_state: Callable[[VM], None]):
         self.policy = policy
         self.run_dir = Path(run_dir)
         self.cgroups = cgroups
+        self.net = net
         self.on_state = on_state
         self.monitors: dict[tuple[str, str], Qmp] = {}
-        # Cgroup removals of VMs that stopped, waiting for QEMU's exit.
+        # The taps of running VMs.
+        self.taps: dict[tuple[str, str], list[str]] = {}
+        # Removals of the cgroups and taps of VMs that stopped (the cgroup
+        # waits for QEMU's exit); a start or stop waits for its VM's.
         self._leaving: dict[tuple[str, str], asyncio.Future] = {}
 
     def paths(self, vm: VM) -> VmRunPaths:
@@ -164,6 +177,15 @@ class Vms:
             log.error("VM %s:%s runs as PID %d but its QMP socket does not answer: %s",
                       vm.pool, vm.id, pid, e)
             self.observed(vm, STOPPED)
+            return
+        self.taps[(vm.pool, vm.id)] = [self.net.veth(n) for n in vm.netifs]
+
+    async def refresh(self, vm: VM) -> None:
+        """QEMU's exit is seen as it happens (its QMP connection ends): a VM
+        with a connection is as the daemon holds it; one without is looked
+        for again."""
+        if (vm.pool, vm.id) not in self.monitors:
+            await self.adopt(vm)
 
     async def _monitor(self, vm: VM, pid: int, mark: Callable, how: State | Event) -> None:
         """Connect to its QMP socket and learn its size; ``mark(vm, how, pid)``
@@ -191,7 +213,9 @@ class Vms:
             del self.monitors[key]
             self._forget(vm)
             self.apply(vm, Event.STOPPED)
-            self._leaving[key] = asyncio.ensure_future(self._leave_cgroup(self.cgroup(vm)))
+            taps = self.taps.pop(key, [])
+            self._leaving[key] = asyncio.ensure_future(asyncio.gather(
+                self._leave_cgroup(self.cgroup(vm)), *([self.net.vm_down(taps)] if taps else [])))
 
     async def _leave_cgroup(self, cgroup: str) -> None:
         """Remove a stopped VM's cgroup. QEMU closes its monitor a moment
@@ -205,7 +229,7 @@ class Vms:
         log.warning("cgroup %s still busy %d s after its VM stopped: left", cgroup, CGROUP_GRACE)
 
     async def _settled(self, vm: VM) -> None:
-        """Wait for the cgroup removal of the VM's last stop, if one is under way."""
+        """Wait for the cgroup and tap removal of the VM's last stop, if one is under way."""
         leaving = self._leaving.pop((vm.pool, vm.id), None)
         if leaving is not None:
             await leaving
@@ -218,9 +242,42 @@ class Vms:
 
     # --- life -------------------------------------------------------------------------
 
-    async def start(self, vm: VM, files: VmFiles, nics: list[tuple[str, IfaceConfig]] = ()) -> None:
-        """Start QEMU in the VM's cgroup; its group's cgroups must exist."""
+    async def start(self, pstate, vm: VM) -> None:
+        """Mark it online (persisted: the daemon starts it again after a node
+        reboot) and start it; a start that fails leaves the mark as it was."""
+        check(f"VM {vm.id}", vm.state, Event.START)  # before it is marked online
+        was = vm.online
+        vm.online = True
+        pstate.save_vm(vm)
+        try:
+            await self._boot(pstate, vm)
+        except BaseException:
+            vm.online = was
+            pstate.save_vm(vm)
+            raise
+
+    def keep_stopped(self, pstate, vm: VM) -> None:
+        """Marked offline: the daemon does not start it at the node's next boot."""
+        vm.online = False
+        pstate.save_vm(vm)
+
+    async def _boot(self, pstate, vm: VM) -> None:
+        """Its group's cgroups and its taps, then its QEMU."""
         await self._settled(vm)
+        self.cgroups.apply_groups(pstate, vm.group)
+        key = (vm.pool, vm.id)
+        self.taps[key] = taps = await self.net.vm_up(vm)  # before QEMU, which may exit at once
+        try:
+            await self._run(vm, VmFiles(pstate.pool.vm_dir(vm.id)),
+                            list(zip(taps, self.net.vm_inside(vm))))
+        except BaseException:
+            if self.taps.get(key) is taps:
+                del self.taps[key]
+                await self.net.vm_down(taps)
+            raise
+
+    async def _run(self, vm: VM, files: VmFiles, nics: list[tuple[str, IfaceConfig]]) -> None:
+        """Start QEMU in the VM's cgroup; its group's cgroups must exist."""
         paths = self.paths(vm)
         paths.dir.mkdir(parents=True, exist_ok=True)
         self._forget(vm)
@@ -250,17 +307,15 @@ class Vms:
 
     async def stop(self, vm: VM, timeout: int, kill: bool = False) -> None:
         """ACPI power button, then wait up to ``timeout`` s; kill if it is still up.
-        Returns once QEMU and its cgroup are gone."""
+        Returns once QEMU, its cgroup and its taps are gone."""
         await self._halt(vm, timeout, kill)
         await self._settled(vm)
 
     async def _halt(self, vm: VM, timeout: int, kill: bool) -> None:
+        await self.refresh(vm)
         qmp = self.monitors.get((vm.pool, vm.id))
         if qmp is None:
-            await self.adopt(vm)
-            qmp = self.monitors.get((vm.pool, vm.id))
-            if qmp is None:
-                return
+            return
         self.apply(vm, Event.STOP, vm.pid)
         if not kill and timeout > 0:
             try:
@@ -294,6 +349,19 @@ class Vms:
         if qmp is None:
             raise OsctlError(INTERNAL, f"VM {vm.id} has no QMP connection")
         await qmp.execute("block_resize", {"node-name": DISK_NODE, "size": size})
+
+    # --- its netifs --------------------------------------------------------------------
+
+    def check_netif_type(self, type: str) -> None:
+        if type != ROUTED:
+            raise OsctlError(UNSUPPORTED, "VM interfaces are routed only")
+
+    async def netif_change(self, vm: VM, old: NetIf | None, new: NetIf | None) -> None:
+        """Pending while it runs: its taps and the guest's view are made at each start."""
+        vm.net_pending = vm.running
+
+    async def write_netconfig(self, pstate, vm: VM) -> None:
+        """Nothing in its disk: the guest reads its interfaces from its kernel command line."""
 
     def remove(self, vm: VM) -> None:
         """Forget a deleted (stopped) VM: its run directory and its cgroup."""

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from osctl.protocol import INVALID, OsctlError
 
-from ..model.limits import Limits
-from . import cgroups
-from .cgroups import CgroupLayout
+from ...model.group import ancestors
+from ...model.limits import Limits
+from . import layout as cgroups
+from .layout import CgroupLayout
 
 CPU_PERIOD = 100_000  # microseconds
 UNLIMITED = 1 << 62  # v1 memory files read 9223372036854771712 when unlimited
@@ -148,6 +149,12 @@ class CgroupTree:
         lines += [f"{self.layout.lxc_key(s.controller, s.file)} = {s.value}"
                   for s in self.settings(limits)]
         return lines
+
+    def apply_groups(self, pstate, path: str) -> None:
+        """Make group ``path`` of ``pstate``'s pool and those above it, each
+        with its limits (they may have gone with a reboot)."""
+        for p in reversed(ancestors(path)):
+            self.apply(self.group(pstate.pool.name, p), pstate.groups[p].limits)
 
     def make(self, rel: str) -> None:
         """Create cgroup ``rel`` where groups and their limits are (see ``apply``)."""
