@@ -9,15 +9,36 @@ import tty
 
 import click
 
-from .common import call, lifecycle_command, listing_commands, pass_settings, show
+from .bulk import lifecycle_commands
+from .common import (Columns, call, change, listing_commands, pass_settings, show, size_value,
+                     with_examples)
+from .groups import Group
+from .netif import vm_netif
 
-LS_COLUMNS = ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
-              "pid", "pending_restart"]
+COLUMNS = Columns({
+    "pool": "the pool it lives in",
+    "id": "its name, unique in the pool",
+    "user": "its owner",
+    "group": "its resource group",
+    "template": "the template its disk came from",
+    "version": "the template's version",
+    "cores": "virtual CPUs",
+    "memory": "memory",
+    "disk": "disk size",
+    "online": "kept running (started again with osctld)",
+    "state": "running, stopped, ...",
+    "pid": "QEMU's PID on the node",
+    "pending_restart": "cores, memory or netifs changed since it started",
+}, ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
+    "pid", "pending_restart"])
 
 
-@click.group("vm")
+@click.group("vm", cls=Group)
 def vm():
     """Virtual machines (QEMU): create, start, console, change, delete."""
+
+
+vm.add_command(vm_netif)
 
 
 @vm.command("new")
@@ -40,6 +61,10 @@ def new(s, id, user, cores, memory, disk, template, version, pool, group, hostna
 
     The template's VM image is built once per node (the debian one takes
     minutes the first time); the disk is a sparse file in the user's pool.
+
+    \b
+    Example:
+      osctl vm new v1 -u alice -c 2 -m 2G -d 20G --start
     """
     res = call(s, "vm.new", {"id": id, "user": user, "cores": cores, "memory": memory,
                              "disk": disk, "template": template, "version": version,
@@ -49,29 +74,34 @@ def new(s, id, user, cores, memory, disk, template, version, pool, group, hostna
     show(s, res)
 
 
-listing_commands(vm, "vm", "VMs", LS_COLUMNS,
-                 "Show one VM (pending_restart: cores or memory changed since it started).")
+listing_commands(vm, "vm", "VMs", COLUMNS,
+                 "Show one VM (pending_restart: cores or memory changed since it started).",
+                 ["osctl vm show v1"], ["osctl vm ls -o id,state,memory -s memory", "osctl vm ls -u alice -j"])
 
-
-def _timeout() -> click.Option:
-    return click.Option(["--timeout", "-t"], type=int,
+_timeout = click.option("--timeout", "-t", type=int,
                         help="Seconds to wait for the guest to power down before killing "
                              "[default: the node's vm.stop_timeout].")
-
-
-lifecycle_command(vm, "vm", "start", "Start VM ID.", LS_COLUMNS)
-lifecycle_command(vm, "vm", "stop", "Power VM ID down (ACPI); kill it after --timeout.",
-                  LS_COLUMNS, _timeout())
-lifecycle_command(vm, "vm", "restart",
-                  "Power VM ID down, then start it (applies cores and memory).", LS_COLUMNS, _timeout())
-lifecycle_command(vm, "vm", "kill", "Stop VM ID at once, without a clean shutdown.", LS_COLUMNS)
+lifecycle_commands(vm, "vm", "VM", {
+    "start": ("Start VMs.", ["osctl vm start v1", "osctl vm start -u alice"]),
+    "stop": ("Power VMs down (ACPI); kill them after --timeout.",
+             ["osctl vm stop v1 -t 120", "osctl vm stop --all"]),
+    "restart": ("Power VMs down, then start them (applies cores and memory).",
+                ["osctl vm restart v1", "osctl vm restart -g /prod"]),
+    "kill": ("Stop VMs at once, without a clean shutdown.", ["osctl vm kill v1"]),
+    "del": ("Delete VMs and their disks.", ["osctl vm del v1", "osctl vm del -f -u alice"]),
+}, _timeout, "Kill a running one first.")
 
 
 @vm.command("console")
 @click.argument("id")
 @pass_settings
 def console(s, id):
-    """Attach this terminal to the serial console of VM ID (Ctrl-a q leaves)."""
+    """Attach this terminal to the serial console of VM ID (Ctrl-a q leaves).
+
+    \b
+    Example:
+      osctl vm console v1
+    """
     saved = termios.tcgetattr(0) if os.isatty(0) else None
     if saved is not None:
         tty.setraw(0)  # before the banner: setraw flushes input typed until then
@@ -89,45 +119,51 @@ def console(s, id):
     sys.exit(0)
 
 
-@vm.command("del")
-@click.argument("id")
-@click.option("--force", "-f", is_flag=True, help="Kill it first if it runs.")
-@pass_settings
-def delete(s, id, force):
-    """Delete VM ID and its disk."""
-    show(s, call(s, "vm.del", {"id": id, "force": force}))
-
-
 @vm.group("set")
 def set_():
     """Change a VM's settings."""
 
 
-def _setter(what: str, metavar: str, doc: str, convert=str) -> None:
+def set_vm(s, id: str, **changes) -> None:
+    """``vm.set`` of VM ID, printing what changed."""
+    change(s, "vm.set", {"id": id, **changes}, "vm.show", id)
+
+
+def _setter(what: str, metavar: str, doc: str, example: str, kind=str) -> None:
     @click.argument("id")
-    @click.argument("value", metavar=metavar)
+    @click.argument("value", metavar=metavar, type=kind)
     @pass_settings
     def cmd(s, id, value):
-        show(s, call(s, "vm.set", {"id": id, what: convert(value)}))
+        if metavar == "SIZE":  # +SIZE grows it
+            value = size_value(s, "vm.show", id, value, lambda vm: vm[what])
+        set_vm(s, id, **{what: value})
 
-    cmd.__doc__ = doc
+    cmd.__doc__ = with_examples(doc, example)
     set_.command(what)(cmd)
 
 
-_setter("cores", "N", "Set the number of CPUs (applies at the next start).", int)
-_setter("memory", "SIZE", "Set the memory, e.g. 2G (applies at the next start).")
-_setter("disk", "SIZE", "Grow the disk, e.g. 20G (live on a running VM; never shrinks).")
-_setter("group", "GROUP", "Move a stopped VM to resource group GROUP.")
+_setter("cores", "N", "Set the number of CPUs (applies at the next start).",
+        "osctl vm set cores v1 4", int)
+_setter("memory", "SIZE", "Set the memory, e.g. 2G or +1G (applies at the next start).",
+        "osctl vm set memory v1 4G")
+_setter("disk", "SIZE", "Grow the disk to SIZE, or by +SIZE (live on a running VM; never shrinks).",
+        "osctl vm set disk v1 +10G")
+_setter("group", "GROUP", "Move a stopped VM to resource group GROUP.",
+        "osctl vm set group v1 /prod")
 
 
 @set_.command("online")
 @click.argument("id")
-@click.argument("value", type=click.Choice(["true", "false", "on", "off"]))
+@click.argument("value", type=click.BOOL, metavar="on|off")
 @click.option("--timeout", "-t", type=int, help="Seconds to wait for the power-down before killing.")
 @pass_settings
 def set_online(s, id, value, timeout):
-    """Start (true) or cleanly power down (false) VM ID, and keep it so."""
-    show(s, call(s, "vm.set", {"id": id, "online": value in ("true", "on"), "timeout": timeout}))
+    """Start (on) or cleanly power down (off) VM ID, and keep it so; also
+    yes/no, true/false.
 
+    \b
+    Example:
+      osctl vm set online v1 off -t 120
+    """
+    set_vm(s, id, online=value, timeout=timeout)
 
-COMMANDS = [vm]
