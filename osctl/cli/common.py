@@ -185,7 +185,9 @@ def change(settings: Settings, cmd: str, args: dict, show_cmd: str, label: str) 
         show(settings, res)
     elif before is not None:
         after = call(settings, show_cmd, {"id": args["id"]})
-        notes = {k: v for k, v in (res or {}).items() if k not in after} if isinstance(res, dict) else {}
+        # A result that is the object itself may say more: restarted, applied_to.
+        same = isinstance(res, dict) and res.get("id") == after.get("id")
+        notes = {k: v for k, v in res.items() if k not in after} if same else {}
         lines = differences(before, {**after, **notes}, settings.human)
         for line in lines or ["no change"]:
             click.echo(f"{label}: {line}")

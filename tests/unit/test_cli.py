@@ -155,6 +155,7 @@ def test_a_netif_change_names_the_netif(daemon):
     after = ct("web1", netifs=[{"name": "eth0", "addresses": ["192.0.2.10/32"]}])
     shows = iter([before, after])
     daemon.answers["ct.show"] = lambda _a: next(shows)
+    daemon.answers["ct.netif.ip.add"] = after["netifs"][0]  # the netif: no notes of its keys
     res = run("ct", "netif", "ip", "add", "web1", "eth0", "192.0.2.10")
     assert res.output == "web1: netifs.eth0.addresses +192.0.2.10/32\n"
 
