@@ -120,14 +120,13 @@ def run_each(s: Settings, cmd: str, targets: Sequence[str], args: dict,
     todo = list(targets)
     flying: dict[int, str] = {}
     outcomes: list[Outcome] = []
-    show_progress = progress_printer(s)
     try:
         while todo or flying:
             while todo and len(flying) < width:
                 target = todo.pop(0)
                 flying[client.send(cmd, wire_args({**args, "id": target}))] = target
             req, result, error = client.wait_any(
-                flying, lambda req, p: show_progress({**p, "message": f"{flying[req]}: {p.get('message', '')}"}))
+                flying, lambda req, data: progress_printer(s, f"{flying[req]}: ")(data))
             outcome = Outcome(flying.pop(req), result, error)
             outcomes.append(outcome)
             on_done(outcome)
@@ -151,7 +150,7 @@ def act(s: Settings, obj: str, verb: str, sel: Selection, args: dict,
         return
     targets = sel.targets(s, obj)
     if not targets:
-        click.echo(f"osctl: no {obj} matches", err=True)
+        click.echo("osctl: nothing matches", err=True)
         return
     name_width = max(len(t) for t in targets)
 

@@ -173,20 +173,24 @@ def differences(before: dict, after: dict, human: bool = True) -> list[str]:
     return lines
 
 
-def change(settings: Settings, cmd: str, args: dict, show_cmd: str, label: str) -> Any:
+def change(settings: Settings, cmd: str, args: dict, show_cmd: str, label: str,
+           show_args: dict | None = None) -> Any:
     """Run state-changing ``cmd`` and print what it changed of the object
     ``show_cmd`` shows (``label: limits.memory 1G -> 2G``), or nothing with
     -q; JSON, YAML and CSV get the command's whole result, as scripts
-    expect. Returns the result."""
+    expect. ``show_args`` name the object [default: ``args``' id]. Returns
+    the result."""
     human_output = settings.format == "table"
-    before = call(settings, show_cmd, {"id": args["id"]}) if human_output and not settings.quiet else None
+    which = show_args or {"id": args["id"]}
+    before = call(settings, show_cmd, which) if human_output and not settings.quiet else None
     res = call(settings, cmd, args)
     if not human_output:
         show(settings, res)
     elif before is not None:
-        after = call(settings, show_cmd, {"id": args["id"]})
+        after = call(settings, show_cmd, which)
         # A result that is the object itself may say more: restarted, applied_to.
-        same = isinstance(res, dict) and res.get("id") == after.get("id")
+        same = isinstance(res, dict) and all(res.get(k) == after.get(k)
+                                             for k in ("id", "name", "path") if k in after)
         notes = {k: v for k, v in res.items() if k not in after} if same else {}
         lines = differences(before, {**after, **notes}, settings.human)
         for line in lines or ["no change"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import call, limit_args, pass_settings, show, with_examples
+from .common import call, change, limit_args, pass_settings, show, with_examples
 from .groups import Group
 
 LS_COLUMNS = ["pool", "path", "limits", "effective_limits", "containers"]
@@ -87,5 +87,6 @@ def set_(s, path, pool, **limits):
     args = limit_args(**limits)
     if not args:
         raise click.UsageError("give at least one of --cpu-limit, --memory, --swap, --pids")
-    show(s, call(s, "group.set", {"path": path, "pool": pool, "limits": args}))
+    which = {"path": path, "pool": pool}
+    change(s, "group.set", {**which, "limits": args}, "group.show", path, which)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import call, pass_settings, show, wire_name
+from .common import call, change, pass_settings, show, wire_name
 from .groups import Group
 
 LS_COLUMNS = ["pool", "name", "uid_map", "gid_map", "containers"]
@@ -62,7 +62,8 @@ def set_quota(s, name, values, preset):
     if bad or not (values or preset):
         raise click.UsageError("give --preset and/or KEY=VALUE pairs, e.g. memory=4G cpus=8")
     quota = {wire_name(k): v for k, v in (v.split("=", 1) for v in values)}
-    show(s, call(s, "user.set", {"name": name, "quota": quota or None, "quota_preset": preset}))
+    change(s, "user.set", {"name": name, "quota": quota or None, "quota_preset": preset},
+           "user.show", name, {"name": name})
 
 
 @user.command("ls")
