@@ -92,9 +92,12 @@ class Columns:
     def add_derived(self, row: dict) -> dict:
         return {**row, **{name: f(row) for name, f in self.derived.items()}}
 
-    def table(self) -> list[dict]:
-        return [{"column": name, "default": name in self.default, "description": text}
-                for name, text in self.described.items()]
+    def table(self, rows: Sequence[dict] = ()) -> list[dict]:
+        """What ``-L`` prints: the described columns, then any other key the rows have."""
+        names = {**{n: "" for n in self.default}, **self.described,
+                 **{k: "" for r in rows for k in r}}
+        return [{"column": name, "default": name in self.default, "description": text or None}
+                for name, text in names.items()]
 
     def help(self) -> str:
         """The column list for an epilog: name, then what it shows; the default ones marked."""
@@ -105,12 +108,14 @@ class Columns:
 
 
 def show(settings: Settings, data: Any, default_columns: Sequence[str] | None = None) -> None:
-    if settings.list_columns and isinstance(default_columns, Columns):
-        show(Settings(format=settings.format, header=settings.header), default_columns.table(),
-             ["column", "default", "description"])
-        return
     if isinstance(default_columns, Columns) and isinstance(data, list):
         data = [default_columns.add_derived(r) for r in data]
+    if settings.list_columns:
+        known = default_columns if isinstance(default_columns, Columns) else \
+            Columns({}, list(default_columns or ()))
+        show(Settings(format=settings.format, header=settings.header),
+             known.table(data if isinstance(data, list) else [data]), ["column", "default", "description"])
+        return
     if settings.sort and isinstance(data, list):
         try:
             data = sort_rows(data, settings.sort)

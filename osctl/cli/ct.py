@@ -9,7 +9,7 @@ import click
 from .bulk import act, lifecycle_commands, selection, selection_options
 from .common import (Columns, call, change, limit_args, listing_commands, pass_settings, show,
                      size_value, wire_name, with_examples)
-from .groups import Group
+from .groups import Group, listing_options
 from .netif import netif
 
 
@@ -257,6 +257,7 @@ def feature():
     """Features: tun, fuse, kvm, ppp, lxc (nesting), docker, keyctl."""
 
 
+@listing_options
 @feature.command("ls")
 @click.argument("id")
 @pass_settings
@@ -321,6 +322,7 @@ def devices():
     """Device grants: the devices cgroup and nodes in /dev."""
 
 
+@listing_options
 @devices.command("ls")
 @click.argument("id")
 @pass_settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import call, change, limit_args, pass_settings, show, with_examples
-from .groups import Group
+from .groups import Group, listing_options
 
 LS_COLUMNS = ["pool", "path", "limits", "effective_limits", "containers"]
 
@@ -42,6 +42,7 @@ def new(s, path, pool, **limits):
     show(s, call(s, "group.new", {"path": path, "pool": pool, "limits": limit_args(**limits)}))
 
 
+@listing_options
 @group.command("ls")
 @click.option("--pool", "-p", help="Only this pool.")
 @pass_settings

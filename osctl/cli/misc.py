@@ -8,7 +8,7 @@ import click
 
 from ..output import cell
 from .common import call, pass_settings, show
-from .groups import Group
+from .groups import Group, listing_options
 
 
 @click.command("monitor")
@@ -75,6 +75,7 @@ def template():
     """Templates containers are built from."""
 
 
+@listing_options
 @template.command("ls")
 @pass_settings
 def template_ls(s):
@@ -92,6 +93,7 @@ def op():
     """Operations in flight: each request osctld is running, by its id."""
 
 
+@listing_options
 @op.command("ls")
 @pass_settings
 def op_ls(s):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from .common import call, change, pass_settings, show, with_examples
-from .groups import Group
+from .groups import Group, listing_options
 
 LS_COLUMNS = ["name", "type", "veth", "interconnect", "addresses", "rx_bytes", "rx_packets",
               "tx_bytes", "tx_packets", "max_tx", "max_rx"]
@@ -81,6 +81,7 @@ def delete(s, id, name):
     _apply(s, "del", {"id": id, "name": name})
 
 
+@listing_options
 @netif.command("ls")
 @click.argument("id")
 @pass_settings
@@ -166,7 +167,7 @@ def _list(group, columns: list[str], doc: str, example: str):
         show(s, _call(s, f"{group.name}.ls", {"id": id, "name": name}), columns)
 
     cmd.__doc__ = with_examples(doc, example)
-    group.command("ls")(cmd)
+    listing_options(group.command("ls")(cmd))
 
 
 _change(ip, "add", "address", "ADDR[/PREFIX]",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import call, pass_settings, show
-from .groups import Group
+from .groups import Group, listing_options
 
 LS_COLUMNS = ["name", "backend", "path", "idmap", "users", "containers", "running"]
 
@@ -44,6 +44,7 @@ def install(s, name, backend, path, image, size, id_base, id_block_size):
                                      "id_block_size": id_block_size}))
 
 
+@listing_options
 @pool.command("ls")
 @pass_settings
 def ls(s):

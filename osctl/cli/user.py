@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import call, change, pass_settings, show, wire_name
-from .groups import Group
+from .groups import Group, listing_options
 
 LS_COLUMNS = ["pool", "name", "uid_map", "gid_map", "containers"]
 
@@ -66,6 +66,7 @@ def set_quota(s, name, values, preset):
            "user.show", name, {"name": name})
 
 
+@listing_options
 @user.command("ls")
 @click.option("--pool", "-p", help="Only this pool.")
 @pass_settings

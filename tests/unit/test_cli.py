@@ -282,3 +282,13 @@ def test_every_command_has_an_example():
 
     missing = [" ".join(p) for p, cmd in leaves(cli, []) if "Example" not in (cmd.help or "")]
     assert missing == []
+
+
+def test_every_listing_sorts_and_lists_the_columns_its_rows_have(daemon):
+    daemon.answers["user.ls"] = [{"pool": "default", "name": "bob", "uid_map": [], "gid_map": [],
+                                  "containers": 2, "quota": {}},
+                                 {"pool": "default", "name": "alice", "uid_map": [], "gid_map": [],
+                                  "containers": 10, "quota": {}}]
+    assert run("user", "ls", "-s", "-containers", "-o", "name", "-H").output == "alice\nbob\n"
+    listed = [line.split()[:2] for line in run("user", "ls", "-L", "-H").output.splitlines()]
+    assert ["name", "yes"] in listed and ["quota", "no"] in listed
