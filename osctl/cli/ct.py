@@ -10,7 +10,6 @@ from .bulk import act, lifecycle_commands, selection, selection_options
 from .common import (Columns, call, change, limit_args, listing_commands, pass_settings, show,
                      size_value, wire_name, with_examples)
 from .groups import Group, listing_options
-from .netif import netif
 
 
 def addresses(version: int):
@@ -50,12 +49,10 @@ COLUMNS = Columns({
 })
 
 
-@click.group("ct", cls=Group)
+@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif"},
+             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths."})
 def ct():
     """Containers: create, start, enter, change, delete."""
-
-
-ct.add_command(netif)
 
 
 @ct.command("new")

@@ -13,7 +13,6 @@ from .bulk import lifecycle_commands
 from .common import (Columns, call, change, listing_commands, pass_settings, show, size_value,
                      with_examples)
 from .groups import Group
-from .netif import vm_netif
 
 COLUMNS = Columns({
     "pool": "the pool it lives in",
@@ -33,12 +32,11 @@ COLUMNS = Columns({
     "pid", "pending_restart"])
 
 
-@click.group("vm", cls=Group)
+@click.group("vm", cls=Group, lazy={"netif": "osctl.cli.netif:vm_netif"},
+             summaries={"netif": "Network interfaces of VMs (ID is a VM): routed only, a tap on the "
+                                 "node each; changes to a running VM apply at its next start."})
 def vm():
     """Virtual machines (QEMU): create, start, console, change, delete."""
-
-
-vm.add_command(vm_netif)
 
 
 @vm.command("new")

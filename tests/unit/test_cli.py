@@ -264,9 +264,19 @@ def test_help_imports_no_command_group_and_summaries_match():
     assert "osctl.cli.ct" not in loaded and "osctl.cli.vm" not in loaded and "osctl.client" not in loaded
     from click import Context
 
-    for name, (_, summary) in GROUPS.items():
-        cmd = cli.get_command(Context(cli), name)
-        assert cmd is not None and cmd.get_short_help_str(limit=200) == summary, name
+    from osctl.cli.groups import Group
+
+    assert {name: summary for name, (_, summary) in GROUPS.items()} == cli.summaries
+
+    def check(group: Group) -> None:
+        for name, summary in group.summaries.items():
+            cmd = group.get_command(Context(group), name)
+            assert cmd is not None and cmd.get_short_help_str(limit=200) == summary, name
+        for cmd in list(group.commands.values()):
+            if isinstance(cmd, Group):
+                check(cmd)
+
+    check(cli)
 
 
 def test_every_command_has_an_example():
