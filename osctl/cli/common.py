@@ -150,17 +150,37 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
                 continue
             out.update(flatten(v, f"{prefix}{k}."))
         return out
-    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
-        return flatten({v["name"]: v for v in value}, prefix)
+    named = _named(value)
+    if named is not None:
+        return flatten(named, prefix)
     return {prefix.rstrip("."): value}
+
+
+def _named(value: Any) -> dict[str, dict] | None:
+    """A list of named objects (netifs) by name, or None if it is not one."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        return {v["name"]: v for v in value}
+    return None
 
 
 def differences(before: dict, after: dict, human: bool = True) -> list[str]:
     """What changed from ``before`` to ``after``, a line each: ``limits.memory
-    1G -> 2G``, ``features +tun``; keys only ``after`` has are notes of
-    what the command did (``restarted yes``)."""
-    old, new = flatten(before), flatten(after)
-    lines = []
+    1G -> 2G``, ``features +tun``, ``netifs +eth1`` for a named object
+    added; keys only ``after`` has are notes of what the command did
+    (``restarted yes``)."""
+    lines: list[str] = []
+    whole: list[str] = []
+    for key in dict.fromkeys([*before, *after]):
+        old_named = _named(before.get(key)) or {}
+        new_named = _named(after.get(key)) or {}
+        changed = [f"+{n}" for n in new_named if n not in old_named] + \
+            [f"-{n}" for n in old_named if n not in new_named]
+        if changed:
+            lines.append(f"{key} {' '.join(changed)}")
+            whole += [f"{key}.{n[1:]}." for n in changed]
+    gone_or_new = tuple(whole)  # their keys are in the line above, not each on its own
+    old = {k: v for k, v in flatten(before).items() if not k.startswith(gone_or_new)}
+    new = {k: v for k, v in flatten(after).items() if not k.startswith(gone_or_new)}
     for key, value in new.items():
         leaf = key.rsplit(".", 1)[-1]
         if key not in old:

@@ -302,3 +302,16 @@ def test_every_listing_sorts_and_lists_the_columns_its_rows_have(daemon):
     assert run("user", "ls", "-s", "-containers", "-o", "name", "-H").output == "alice\nbob\n"
     listed = [line.split()[:2] for line in run("user", "ls", "-L", "-H").output.splitlines()]
     assert ["name", "yes"] in listed and ["quota", "no"] in listed
+
+
+def test_a_named_object_added_or_removed_is_one_line():
+    from osctl.cli.common import differences
+
+    eth0 = {"name": "eth0", "addresses": ["192.0.2.1/32"], "max_tx": None}
+    lan0 = {"name": "lan0", "addresses": [], "max_tx": 100_000_000}
+    assert differences(ct("w", netifs=[eth0]), ct("w", netifs=[eth0, lan0])) == ["netifs +lan0"]
+    assert differences(ct("w", netifs=[eth0, lan0]), ct("w", netifs=[lan0])) == ["netifs -eth0"]
+    renamed = {**eth0, "name": "eth9"}
+    assert differences(ct("w", netifs=[eth0]), ct("w", netifs=[renamed])) == ["netifs +eth9 -eth0"]
+    assert differences(ct("w", netifs=[lan0]), ct("w", netifs=[{**lan0, "max_tx": 10**9}])) == [
+        "netifs.lan0.max_tx 100M/s -> 1G/s"]
