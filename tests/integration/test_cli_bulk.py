@@ -20,7 +20,8 @@ def test_bulk_start_stop_feature_and_delete_of_containers(node):
     node.osctl("group", "new", "/web")
     node.osctl("ct", "new", "w1", "--user", "bob", "--group", "/web")
 
-    # A user's containers, each reported, run as the node allows.
+    # A user's containers, each reported, as many at once as the node's parallelism.
+    assert node.osctl_json("status")["parallelism"] == 4  # autostart_parallelism's default
     p = node.osctl("ct", "start", "-u", "alice")
     assert sorted(line.split() for line in p.stdout.splitlines()) == [
         ["default:a1", "running"], ["default:a2", "running"], ["default:a3", "running"]]
