@@ -28,7 +28,7 @@ KINDS: dict[str, str] = {
     # seconds since the epoch, shown as how long ago
     "since": AGO,
     # seconds
-    **dict.fromkeys(("uptime", "cpu_time", "age"), DURATION),
+    "uptime": DURATION,
 }
 
 _SIZE_UNITS = "KMGTPE"
