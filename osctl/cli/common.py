@@ -262,13 +262,14 @@ def wire_name(typed: str) -> str:
     return typed.replace("-", "_")
 
 
-def size_value(settings: Settings, show_cmd: str, id: str, value: str,
+def size_value(settings: Settings, show_cmd: str, which: dict, value: str,
                current: Callable[[dict], int | None]) -> str:
-    """A size as typed, or for ``+SIZE`` (a grow) the sum of what object
-    ID has (``current`` picks it from ``show_cmd``'s answer) and SIZE."""
+    """A size as typed, or for ``+SIZE`` (a grow) the sum of SIZE and what
+    the object has: ``show_cmd`` with arguments ``which`` shows it,
+    ``current`` picks the value from that."""
     if not is_grow(value):
         return value
     try:
-        return str(grown(current(call(settings, show_cmd, {"id": id})), value))
+        return str(grown(current(call(settings, show_cmd, which)), value))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="VALUE") from None

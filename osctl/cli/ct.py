@@ -379,7 +379,7 @@ def _set_limit(name: str, doc: str, example: str, size: bool = False):
     @pass_settings
     def cmd(s, id, value):
         if size:  # +SIZE grows what is set
-            value = size_value(s, "ct.show", id, value,
+            value = size_value(s, "ct.show", {"id": id}, value,
                                lambda ct: ct["disk"] if name == "disk" else ct["limits"].get(name))
         args = {"disk": value} if name == "disk" else {"limits": {wire_name(name): value}}
         set_ct(s, id, **args)

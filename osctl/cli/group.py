@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import call, change, limit_args, pass_settings, show, with_examples
+from .common import call, change, limit_args, pass_settings, show, size_value, with_examples
 from .groups import Group, listing_options
 
 LS_COLUMNS = ["pool", "path", "limits", "effective_limits", "containers"]
@@ -78,16 +78,20 @@ _on_path("del", "Delete group PATH; refused while it holds containers or groups.
 @limit_options
 @pass_settings
 def set_(s, path, pool, **limits):
-    """Change group PATH's limits, live.
+    """Change group PATH's limits, live; --memory and --swap take +SIZE to grow.
 
     \b
     Examples:
-      osctl group set /prod --memory 32G
+      osctl group set /prod --memory +8G
       osctl group set /prod --cpu-limit none
     """
     args = limit_args(**limits)
     if not args:
         raise click.UsageError("give at least one of --cpu-limit, --memory, --swap, --pids")
     which = {"path": path, "pool": pool}
+    for key in ("memory", "swap"):  # +SIZE grows what is set
+        if key in args:
+            args[key] = size_value(s, "group.show", which, args[key],
+                                   lambda g, key=key: g["limits"].get(key))
     change(s, "group.set", {**which, "limits": args}, "group.show", path, which)
 

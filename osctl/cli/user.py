@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import call, change, pass_settings, show, wire_name
+from .common import call, change, pass_settings, show, size_value, wire_name
 from .groups import Group, listing_options
 
 LS_COLUMNS = ["pool", "name", "uid_map", "gid_map", "containers"]
@@ -50,18 +50,22 @@ def set_():
 @pass_settings
 def set_quota(s, name, values, preset):
     """Set user NAME's quota: KEY is cpus, memory, disk, ipv4, ipv6-64 or
-    containers (VMs count as containers); VALUE none lifts it. Checked at
-    ct new, ct set, vm new and vm set.
+    containers (VMs count as containers); VALUE none lifts it, +SIZE grows
+    memory or disk. Checked at ct new, ct set, vm new and vm set.
 
     \b
     Examples:
-      osctl user set quota alice memory=4G cpus=8
+      osctl user set quota alice memory=4G cpus=8 disk=+50G
       osctl user set quota alice --preset staging
     """
     bad = [v for v in values if "=" not in v]
     if bad or not (values or preset):
         raise click.UsageError("give --preset and/or KEY=VALUE pairs, e.g. memory=4G cpus=8")
     quota = {wire_name(k): v for k, v in (v.split("=", 1) for v in values)}
+    for key in ("memory", "disk"):  # +SIZE grows what is set
+        if key in quota:
+            quota[key] = size_value(s, "user.show", {"name": name}, quota[key],
+                                    lambda u, key=key: u["quota"].get(key))
     change(s, "user.set", {"name": name, "quota": quota or None, "quota_preset": preset},
            "user.show", name, {"name": name})
 

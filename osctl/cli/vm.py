@@ -133,7 +133,7 @@ def _setter(what: str, metavar: str, doc: str, example: str, kind=str) -> None:
     @pass_settings
     def cmd(s, id, value):
         if metavar == "SIZE":  # +SIZE grows it
-            value = size_value(s, "vm.show", id, value, lambda vm: vm[what])
+            value = size_value(s, "vm.show", {"id": id}, value, lambda vm: vm[what])
         set_vm(s, id, **{what: value})
 
     cmd.__doc__ = with_examples(doc, example)

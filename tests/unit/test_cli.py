@@ -315,3 +315,14 @@ def test_a_named_object_added_or_removed_is_one_line():
     assert differences(ct("w", netifs=[eth0]), ct("w", netifs=[renamed])) == ["netifs +eth9 -eth0"]
     assert differences(ct("w", netifs=[lan0]), ct("w", netifs=[{**lan0, "max_tx": 10**9}])) == [
         "netifs.lan0.max_tx 100M/s -> 1G/s"]
+
+
+def test_group_and_quota_sizes_grow_with_a_plus(daemon):
+    daemon.answers["group.show"] = {"path": "/prod", "limits": {"memory": 8 * GIB}}
+    assert run("-q", "group", "set", "/prod", "--memory", "+8G", "--pids", "100").exit_code == 0
+    assert daemon.sent[-1] == ("group.set", {"path": "/prod", "limits": {"memory": str(16 * GIB),
+                                                                          "pids": "100"}})
+    daemon.answers["user.show"] = {"name": "alice", "quota": {"disk": 100 * GIB}}
+    assert run("-q", "user", "set", "quota", "alice", "disk=+50G", "cpus=4").exit_code == 0
+    assert daemon.sent[-1] == ("user.set", {"name": "alice", "quota": {"disk": str(150 * GIB),
+                                                                         "cpus": "4"}})
