@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 from . import protocol
 from .protocol import INVALID, OsctlError
@@ -100,15 +100,29 @@ class Client:
         return req_id
 
     def wait(self, req_id: int, on_progress: Callable[[dict], None] | None = None) -> Any:
+        def progress(_req: int, data: dict) -> None:
+            if on_progress:
+                on_progress(data)
+
+        _, result, error = self.wait_any({req_id}, progress)
+        if error is not None:
+            raise error
+        return result
+
+    def wait_any(self, req_ids: Collection[int],
+                 on_progress: Callable[[int, dict], None] | None = None
+                 ) -> tuple[int, Any, OsctlError | None]:
+        """The first of several requests in flight to end: its id, and its
+        result or its error (not raised: the others still run)."""
         while True:
-            msg = self._take(req_id)
+            msg = self._take(req_ids)
             if "progress" in msg:
                 if on_progress:
-                    on_progress(msg["progress"])
+                    on_progress(msg["id"], msg["progress"])
                 continue
             if "error" in msg:
-                raise OsctlError.from_wire(msg["error"])
-            return msg.get("ok")
+                return msg["id"], None, OsctlError.from_wire(msg["error"])
+            return msg["id"], msg.get("ok"), None
 
     def call(
         self,
@@ -130,13 +144,13 @@ class Client:
 
     # --- reading ------------------------------------------------------------
 
-    def _take(self, req_id: int) -> dict:
+    def _take(self, req_ids: Collection[int]) -> dict:
         for i, msg in enumerate(self._inbox):
-            if msg.get("id") == req_id:
+            if msg.get("id") in req_ids:
                 return self._inbox.pop(i)
         while True:
             msg = self._read()
-            if msg.get("id") == req_id:
+            if msg.get("id") in req_ids:
                 return msg
             if msg.get("id") is None and "error" in msg:
                 raise OsctlError.from_wire(msg["error"])

@@ -157,6 +157,8 @@ class Node:
             "containers": len(cts), "running": sum(1 for c in cts if c.running),
             "vms": len(vms), "vms_running": sum(1 for v in vms if v.running),
             "rss": rss, "ops": self.ops.names(),
+            # How many servers a bulk action (osctl ct stop --all) works on at once.
+            "parallelism": self.config.autostart_parallelism,
             "cgroups": self.cgroup_layout.mode, "lxcfs": self.containers.lxcfs.public(),
             "statfs_proxy": self.containers.statfs.public(),
             "sysctls": {s.key: s.public() for s in self.sysctls},

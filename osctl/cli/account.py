@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import call, pass_settings, show
+from .groups import Group
 
 LS_COLUMNS = ["account", "uid", "service", "permissions"]
 PERMISSION_COLUMNS = ["account", "group", "permission"]
@@ -12,11 +13,13 @@ PERMISSIONS = ("stats", "login", "sudo-srv", "manager")
 pool_option = click.option("--pool", "-p", help="The group's pool [default: the default pool].")
 
 
-@click.group("account")
+@click.group("account", cls=Group)
 def account():
-    """Accounts: host users who may connect to the account socket and act,
-    with their permissions, on resource groups (frontends acting for a
-    tenant). Root keeps every right on its own socket."""
+    """Accounts: host users that act for tenants on the account socket.
+
+    They connect to the account socket and act, with their permissions, on
+    resource groups (frontends acting for a tenant). Root keeps every right
+    on its own socket."""
 
 
 @account.command("new")
@@ -45,7 +48,12 @@ def new(s, name, uid, service, group, pool):
 @account.command("ls")
 @pass_settings
 def ls(s):
-    """List accounts with their permissions (GROUP=PERMISSION)."""
+    """List accounts with their permissions (GROUP=PERMISSION).
+
+    \b
+    Example:
+      osctl account ls
+    """
     show(s, call(s, "account.ls"), LS_COLUMNS)
 
 
@@ -53,7 +61,12 @@ def ls(s):
 @click.argument("account_ref", metavar="ACCOUNT")
 @pass_settings
 def show_(s, account_ref):
-    """Show ACCOUNT (a service account: NAME@[POOL:]GROUP, e.g. s-backup@/prod)."""
+    """Show ACCOUNT (a service account: NAME@[POOL:]GROUP, e.g. s-backup@/prod).
+
+    \b
+    Example:
+      osctl account show s-backup@/prod
+    """
     show(s, call(s, "account.show", {"account": account_ref}))
 
 
@@ -61,11 +74,16 @@ def show_(s, account_ref):
 @click.argument("account_ref", metavar="ACCOUNT")
 @pass_settings
 def delete(s, account_ref):
-    """Delete ACCOUNT; its open connections are refused from their next request."""
+    """Delete ACCOUNT; its open connections are refused from their next request.
+
+    \b
+    Example:
+      osctl account del frontend
+    """
     show(s, call(s, "account.del", {"account": account_ref}))
 
 
-@click.group("permission")
+@click.group("permission", cls=Group)
 def permission():
     """Permissions of accounts on resource groups. Each includes those before it:
     stats (ls, show, events), login (+ exec, attach, console), sudo-srv
@@ -115,8 +133,12 @@ def del_(s, account_ref, group, perm, pool):
 @click.argument("account_ref", metavar="[ACCOUNT]", required=False)
 @pass_settings
 def ls_permissions(s, account_ref):
-    """List permissions: of every account, or of ACCOUNT."""
+    """List permissions: of every account, or of ACCOUNT.
+
+    \b
+    Example:
+      osctl permission ls frontend
+    """
     show(s, call(s, "permission.ls", {"account": account_ref}), PERMISSION_COLUMNS)
 
 
-COMMANDS = [account, permission]

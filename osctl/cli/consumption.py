@@ -6,6 +6,7 @@ import click
 
 from ..output import duration, size
 from .common import call, pass_settings, show
+from .groups import Group
 
 HEAD = ["period", "pool", "type", "object", "id", "group"]
 COLUMNS = {
@@ -20,7 +21,7 @@ SIZES = ("rx_bytes", "tx_bytes", "memory", "bytes")
 TIMES = ("seconds", "cpu_seconds", "core_seconds")
 
 
-@click.group("consumption")
+@click.group("consumption", cls=Group)
 def consumption():
     """Consumption records: traffic, running time and disk, per calendar month."""
 
@@ -40,10 +41,11 @@ def ls(s, period, pool, group, type_):
     human units; -j and -f csv give bytes and seconds.
 
     \b
-    osctl consumption ls                          # this month, every pool
-    osctl consumption ls --period 2026-11 --type traffic
-    osctl consumption ls --group /prod -o id,seconds,core_seconds
-    osctl -f csv consumption ls --type vm > vm-2026-11.csv
+    Examples:
+      osctl consumption ls                          # this month, every pool
+      osctl consumption ls --period 2026-11 --type traffic
+      osctl consumption ls --group /prod -o id,seconds,core_seconds
+      osctl -f csv consumption ls --type vm > vm-2026-11.csv
     """
     rows = call(s, "consumption.ls", {"period": period, "pool": pool, "group": group,
                                       "type": type_})
@@ -54,4 +56,3 @@ def ls(s, period, pool, group, type_):
     show(s, rows, COLUMNS[type_])
 
 
-COMMANDS = [consumption]

@@ -6,13 +6,51 @@ import sys
 
 import click
 
-from .common import (call, deletion_command, lifecycle_command, limit_args, listing_commands, pass_settings, show,
-                     wire_name)
+from .bulk import act, lifecycle_commands, selection, selection_options
+from .common import (Columns, call, change, limit_args, listing_commands, pass_settings, show,
+                     size_value, wire_name, with_examples)
+from .groups import Group, listing_options
 
-LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
+
+def addresses(version: int):
+    """The ``ipv4`` or ``ipv6`` column: every netif's addresses of that
+    version, a host route's /32 or /128 left out."""
+    host = "/32" if version == 4 else "/128"
+
+    def column(row: dict) -> list[str]:
+        return [a.removesuffix(host) for n in row.get("netifs") or () for a in n.get("addresses") or ()
+                if (":" in a) == (version == 6)]
+    return column
 
 
-@click.group("ct")
+COLUMNS = Columns({
+    "pool": "the pool it lives in",
+    "id": "its name, unique in the pool",
+    "user": "its owner",
+    "group": "its resource group",
+    "distribution": "the template's distribution",
+    "version": "the distribution's version",
+    "state": "running, stopped, frozen, ...",
+    "init_pid": "its init's PID on the node",
+    "ipv4": "IPv4 addresses of its netifs",
+    "ipv6": "IPv6 addresses of its netifs",
+    "hostname": "its hostname",
+    "autostart": "started when osctld starts",
+    "cpu_limit": "its own CPU limit, in cores",
+    "memory": "its own memory limit",
+    "disk": "its disk quota (btrfs pools)",
+    "features": "features turned on (tun, fuse, ...)",
+    "restart_pending": "changes that wait for a restart",
+    "created": "when it was made",
+}, ["pool", "id", "user", "distribution", "version", "state", "init_pid", "ipv4", "ipv6"], {
+    "ipv4": addresses(4), "ipv6": addresses(6),
+    "cpu_limit": lambda r: (r.get("limits") or {}).get("cpu_limit"),
+    "memory": lambda r: (r.get("limits") or {}).get("memory"),
+})
+
+
+@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif"},
+             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 
@@ -44,6 +82,11 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
     The template's rootfs is built once per pool (the debian template takes
     minutes the first time) and each container is a snapshot or copy of it.
     Progress goes to stderr; Ctrl-C cancels and rolls back.
+
+    \b
+    Examples:
+      osctl ct new web1 -u alice
+      osctl ct new db1 -u alice -t debian --memory 2G --start
     """
     res = call(s, "ct.new", {"id": id, "user": user, "template": template, "version": version,
                              "pool": pool, "hostname": hostname,
@@ -56,19 +99,22 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
     show(s, res)
 
 
-listing_commands(ct, "ct", "containers", LS_COLUMNS, "Show one container.")
+listing_commands(ct, "ct", "containers", COLUMNS, "Show one container.",
+                 ["osctl ct show web1", "osctl ct show web1 -o state,init_pid"],
+                 ["osctl ct ls -o id,state,ipv4 -s id", "osctl ct ls -u alice -S running -j"])
 
-
-def _timeout() -> click.Option:
-    return click.Option(["--timeout", "-t"], type=int, default=60, show_default=True,
+_timeout = click.option("--timeout", "-t", type=int, default=60, show_default=True,
                         help="Seconds to wait for a clean shutdown before killing.")
-
-
-lifecycle_command(ct, "ct", "start", "Start container ID.", LS_COLUMNS)
-lifecycle_command(ct, "ct", "stop", "Stop container ID cleanly; kill it after --timeout.",
-                  LS_COLUMNS, _timeout())
-lifecycle_command(ct, "ct", "restart", "Stop container ID, then start it.", LS_COLUMNS, _timeout())
-lifecycle_command(ct, "ct", "kill", "Stop container ID at once, without a clean shutdown.", LS_COLUMNS)
+lifecycle_commands(ct, "ct", "container", {
+    "start": ("Start containers.", ["osctl ct start web1", "osctl ct start -u alice"]),
+    "stop": ("Stop containers cleanly; kill them after --timeout.",
+             ["osctl ct stop web1 -t 30", "osctl ct stop --all -p tank"]),
+    "restart": ("Stop containers, then start them.", ["osctl ct restart web1", "osctl ct restart -g /prod/web"]),
+    "kill": ("Stop containers at once, without a clean shutdown.", ["osctl ct kill web1 web2"]),
+    "del": ("Delete containers and their data, at once or staged (--at).",
+            ["osctl ct del web1", "osctl ct del -f -u alice", "osctl ct del web1 --at 2026-12-24",
+             "osctl ct del web1 --cancel"]),
+}, _timeout, "Stop a running one first.")
 
 
 @ct.command("exec", context_settings={"ignore_unknown_options": True})
@@ -81,6 +127,11 @@ def exec_(s, id, argv, env):
 
     The command runs on osctl's own stdin, stdout and stderr, and osctl
     exits with its exit code.
+
+    \b
+    Examples:
+      osctl ct exec web1 -- cat /etc/os-release
+      osctl ct exec web1 -e LANG=C -- sh -c 'df -h /'
     """
     env_map = dict(e.split("=", 1) for e in env if "=" in e)
     res = call(s, "ct.exec", {"id": id, "argv": list(argv), "env": env_map or None}, fds=(0, 1, 2))
@@ -91,7 +142,12 @@ def exec_(s, id, argv, env):
 @click.argument("id")
 @pass_settings
 def attach(s, id):
-    """Open a shell in container ID on this terminal."""
+    """Open a shell in container ID on this terminal.
+
+    \b
+    Example:
+      osctl ct attach web1
+    """
     import os
 
     env = {"TERM": os.environ.get("TERM", "xterm")}
@@ -104,12 +160,15 @@ def attach(s, id):
 @click.option("--tty", type=int, default=0, show_default=True, help="0 is /dev/console.")
 @pass_settings
 def console(s, id, tty):
-    """Attach to the console of container ID (Ctrl-a q to leave)."""
+    """Attach to the console of container ID (Ctrl-a q to leave).
+
+    \b
+    Examples:
+      osctl ct console web1
+      osctl ct console web1 --tty 1
+    """
     res = call(s, "ct.console", {"id": id, "tty": tty}, fds=(0, 1, 2))
     sys.exit(res["exit_code"])
-
-
-deletion_command(ct, "ct", "container", "its data")
 
 
 @ct.group("set")
@@ -117,13 +176,23 @@ def set_():
     """Change a container's settings."""
 
 
+def set_ct(s, id: str, **changes) -> None:
+    """``ct.set`` of container ID, printing what changed."""
+    change(s, "ct.set", {"id": id, **changes}, "ct.show", id)
+
+
 @set_.command("hostname")
 @click.argument("id")
 @click.argument("hostname")
 @pass_settings
 def set_hostname(s, id, hostname):
-    """Set the hostname (live on a running container)."""
-    show(s, call(s, "ct.set", {"id": id, "hostname": hostname}))
+    """Set the hostname (live on a running container).
+
+    \b
+    Example:
+      osctl ct set hostname web1 web1.example.org
+    """
+    set_ct(s, id, hostname=hostname)
 
 
 @set_.command("dns-resolvers")
@@ -131,18 +200,28 @@ def set_hostname(s, id, hostname):
 @click.argument("resolvers", nargs=-1, required=True)
 @pass_settings
 def set_dns(s, id, resolvers):
-    """Set the DNS resolvers written to /etc/resolv.conf."""
-    show(s, call(s, "ct.set", {"id": id, "dns_resolvers": list(resolvers)}))
+    """Set the DNS resolvers written to /etc/resolv.conf.
+
+    \b
+    Example:
+      osctl ct set dns-resolvers web1 192.0.2.53 2001:db8::53
+    """
+    set_ct(s, id, dns_resolvers=list(resolvers))
 
 
 @set_.command("autostart")
 @click.argument("id")
-@click.argument("value", type=click.Choice(["on", "off"]))
+@click.argument("value", type=click.BOOL, metavar="on|off")
 @click.option("--priority", type=int, help="Lower starts first [default 10].")
 @pass_settings
 def set_autostart(s, id, value, priority):
-    """Start (or not) when osctld starts."""
-    show(s, call(s, "ct.set", {"id": id, "autostart": value == "on", "autostart_priority": priority}))
+    """Start (or not) when osctld starts: on, off (or yes/no, true/false).
+
+    \b
+    Example:
+      osctl ct set autostart web1 on --priority 5
+    """
+    set_ct(s, id, autostart=value, autostart_priority=priority)
 
 
 @set_.command("prlimit")
@@ -154,11 +233,17 @@ def set_autostart(s, id, value, priority):
 def set_prlimit(s, id, name, soft, hard):
     """Set prlimit NAME (nofile, nproc, memlock, ...) to SOFT [HARD, default SOFT];
     numbers or 'unlimited'. Running processes get it at once, init at each start.
-    SOFT none drops it from the config (the default applies from the next start)."""
+    SOFT none drops it from the config (the default applies from the next start).
+
+    \b
+    Examples:
+      osctl ct set prlimit web1 nofile 4096 8192
+      osctl ct set prlimit web1 nofile none
+    """
     if soft == "none":
-        show(s, call(s, "ct.prlimit.del", {"id": id, "name": name}))
+        change(s, "ct.prlimit.del", {"id": id, "name": name}, "ct.show", id)
     else:
-        show(s, call(s, "ct.prlimit.set", {"id": id, "name": name, "soft": soft, "hard": hard}))
+        change(s, "ct.prlimit.set", {"id": id, "name": name, "soft": soft, "hard": hard}, "ct.show", id)
 
 
 def _restart_options(cmd):
@@ -173,29 +258,64 @@ def feature():
     """Features: tun, fuse, kvm, ppp, lxc (nesting), docker, keyctl."""
 
 
+@listing_options
 @feature.command("ls")
 @click.argument("id")
 @pass_settings
 def feature_ls(s, id):
-    """List features and whether container ID has them."""
+    """List features and whether container ID has them.
+
+    \b
+    Example:
+      osctl ct feature ls web1
+    """
     show(s, call(s, "ct.feature.ls", {"id": id}), ["name", "enabled", "description", "devices"])
 
 
 def _feature_switch(verb: str, doc: str):
-    @click.argument("id")
-    @click.argument("names", nargs=-1, required=True)
+    @click.argument("words", nargs=-1, required=True, metavar="[ID[,ID]...] NAME...")
+    @selection_options("container", ids=False)
     @_restart_options
     @pass_settings
-    def cmd(s, id, names, no_restart, timeout):
-        show(s, call(s, f"ct.feature.{verb}", {"id": id, "names": list(names),
-                                               "restart": not no_restart, "timeout": timeout}))
+    def cmd(s, words, all_, user, pool, group, no_restart, timeout):
+        names = list(words)
+        ids = [] if all_ or user or pool or group else [i for i in names.pop(0).split(",") if i]
+        if not names:
+            raise click.UsageError("name one or more features (osctl ct feature ls ID)")
+        sel = selection(ids, all_, user, pool, group)
+        args = {"names": names, "restart": not no_restart, "timeout": timeout}
+        if sel.single:
+            change(s, f"ct.feature.{verb}", {"id": ids[0], **args}, "ct.show", ids[0])
+        else:
+            act(s, "ct", f"feature.{verb}", sel, args, describe=_features_done)
 
     cmd.__doc__ = doc
     return feature.command(verb)(cmd)
 
 
-_feature_switch("enable", "Turn features NAMES on for container ID (a running one restarts).")
-_feature_switch("disable", "Turn features NAMES off for container ID (a running one restarts).")
+def _features_done(res: dict) -> str:
+    return "features " + (",".join(res.get("features") or ()) or "-") + \
+        ("; restarted" if res.get("restarted") else "")
+
+
+_feature_switch("enable", """Turn features NAMES on for containers (a running one restarts).
+
+    The first argument names the container, or several: ID,ID,...; with
+    --all, -u, -p or -g every argument is a feature.
+
+    \b
+    Examples:
+      osctl ct feature enable web1 tun fuse
+      osctl ct feature enable -u alice tun --no-restart""")
+_feature_switch("disable", """Turn features NAMES off for containers (a running one restarts).
+
+    The first argument names the container, or several: ID,ID,...; with
+    --all, -u, -p or -g every argument is a feature.
+
+    \b
+    Examples:
+      osctl ct feature disable web1 fuse
+      osctl ct feature disable web1,web2 kvm --no-restart""")
 
 
 @ct.group("devices")
@@ -203,11 +323,17 @@ def devices():
     """Device grants: the devices cgroup and nodes in /dev."""
 
 
+@listing_options
 @devices.command("ls")
 @click.argument("id")
 @pass_settings
 def devices_ls(s, id):
-    """List the devices container ID may use, and why."""
+    """List the devices container ID may use, and why.
+
+    \b
+    Example:
+      osctl ct devices ls web1
+    """
     show(s, call(s, "ct.device.ls", {"id": id}), ["type", "major", "minor", "mode", "path", "source"])
 
 
@@ -222,10 +348,15 @@ def devices_ls(s, id):
 @pass_settings
 def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
     """Grant device TYPE MAJOR:MINOR with MODE (of r, w, m; '*' for any major
-    or minor) to container ID; with PATH (under /dev) its node appears there."""
-    show(s, call(s, "ct.device.add", {"id": id, "type": type, "major": major, "minor": minor,
-                                       "mode": mode, "path": path, "restart": not no_restart,
-                                       "timeout": timeout}))
+    or minor) to container ID; with PATH (under /dev) its node appears there.
+
+    \b
+    Example:
+      osctl ct devices add web1 char 10 200 rwm /dev/net/tun
+    """
+    change(s, "ct.device.add", {"id": id, "type": type, "major": major, "minor": minor,
+                                 "mode": mode, "path": path, "restart": not no_restart,
+                                 "timeout": timeout}, "ct.show", id)
 
 
 @devices.command("del")
@@ -236,28 +367,41 @@ def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
 @_restart_options
 @pass_settings
 def devices_del(s, id, type, major, minor, no_restart, timeout):
-    """Take back container ID's own grant of device TYPE MAJOR:MINOR."""
-    show(s, call(s, "ct.device.del", {"id": id, "type": type, "major": major, "minor": minor,
-                                       "restart": not no_restart, "timeout": timeout}))
+    """Take back container ID's own grant of device TYPE MAJOR:MINOR.
+
+    \b
+    Example:
+      osctl ct devices del web1 char 10 200
+    """
+    change(s, "ct.device.del", {"id": id, "type": type, "major": major, "minor": minor,
+                                 "restart": not no_restart, "timeout": timeout}, "ct.show", id)
 
 
-def _set_limit(name: str, doc: str):
+def _set_limit(name: str, doc: str, example: str, size: bool = False):
     @click.argument("id")
     @click.argument("value")
     @pass_settings
     def cmd(s, id, value):
+        if size:  # +SIZE grows what is set
+            value = size_value(s, "ct.show", {"id": id}, value,
+                               lambda ct: ct["disk"] if name == "disk" else ct["limits"].get(name))
         args = {"disk": value} if name == "disk" else {"limits": {wire_name(name): value}}
-        show(s, call(s, "ct.set", {"id": id, **args}))
+        set_ct(s, id, **args)
 
-    cmd.__doc__ = doc + " VALUE none lifts it. Live on a running container."
+    grow = " +VALUE adds to what is set." if size else ""
+    cmd.__doc__ = with_examples(f"{doc} VALUE none lifts it.{grow} Live on a running container.", example)
     return set_.command(name)(cmd)
 
 
-_set_limit("cpu-limit", "Limit CPU to VALUE cores (fractions allowed): a quota per period.")
-_set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).")
-_set_limit("swap", "Allow VALUE of swap beyond the memory limit.")
-_set_limit("pids", "Limit processes and threads to VALUE.")
-_set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.")
+_set_limit("cpu-limit", "Limit CPU to VALUE cores (fractions allowed): a quota per period.",
+           "osctl ct set cpu-limit web1 1.5")
+_set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).", "osctl ct set memory web1 +512M",
+           size=True)
+_set_limit("swap", "Allow VALUE of swap beyond the memory limit.", "osctl ct set swap web1 1G",
+           size=True)
+_set_limit("pids", "Limit processes and threads to VALUE.", "osctl ct set pids web1 2000")
+_set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.",
+           "osctl ct set disk web1 +10G", size=True)
 
 
 @set_.command("flavor")
@@ -281,10 +425,14 @@ def set_flavor(s, id, flavor):
                 type=click.Choice(["cpu-limit", "memory", "swap", "pids", "disk"]))
 @pass_settings
 def unset(s, id, names):
-    """Lift limits of container ID (live where it runs)."""
+    """Lift limits of container ID (live where it runs).
+
+    \b
+    Example:
+      osctl ct unset web1 swap pids
+    """
     limits = {wire_name(n): "none" for n in names if n != "disk"}
-    show(s, call(s, "ct.set", {"id": id, "limits": limits or None,
-                               "disk": "none" if "disk" in names else None}))
+    set_ct(s, id, limits=limits or None, disk="none" if "disk" in names else None)
 
 
 @ct.command("passwd")
@@ -294,8 +442,11 @@ def unset(s, id, names):
               help="The new password [default: asked for].")
 @pass_settings
 def passwd(s, id, user, password):
-    """Set USER's password inside running container ID."""
+    """Set USER's password inside running container ID.
+
+    \b
+    Example:
+      osctl ct passwd web1 root
+    """
     call(s, "ct.passwd", {"id": id, "user": user, "password": password})
 
-
-COMMANDS = [ct]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .common import call, pass_settings, show
+from .common import call, pass_settings, show, with_examples
+from .groups import Group
 
 LS_COLUMNS = ["pool", "name", "cores", "memory", "disk", "swap"]
 
 
-@click.group("flavor")
+@click.group("flavor", cls=Group)
 def flavor():
     """Flavors: cores, memory, disk (and swap) by one name.
 
@@ -33,7 +34,12 @@ def flavor():
 @pass_settings
 def new(s, name, cores, memory, disk, swap, pool):
     """Create flavor NAME; it must meet the node's VM policy (cores 1 to 8,
-    memory at least 256M, disk at least 10G by default)."""
+    memory at least 256M, disk at least 10G by default).
+
+    \b
+    Example:
+      osctl flavor new small --cores 1 --memory 1G --disk 10G
+    """
     show(s, call(s, "flavor.new", {"name": name, "cores": cores, "memory": memory, "disk": disk,
                                    "swap": swap, "pool": pool}))
 
@@ -42,7 +48,12 @@ def new(s, name, cores, memory, disk, swap, pool):
 @click.option("--pool", "-p", help="Only this pool.")
 @pass_settings
 def ls(s, pool):
-    """List flavors."""
+    """List flavors.
+
+    \b
+    Example:
+      osctl flavor ls
+    """
     show(s, call(s, "flavor.ls", {"pool": pool}), LS_COLUMNS)
 
 
@@ -55,7 +66,7 @@ def _by_name(verb: str, doc: str) -> None:
     def cmd(s, name, pool):
         show(s, call(s, f"flavor.{verb}", {"name": name, "pool": pool}))
 
-    cmd.__doc__ = doc
+    cmd.__doc__ = with_examples(doc, f"osctl flavor {verb} small")
     flavor.command(verb)(cmd)
 
 
@@ -63,4 +74,3 @@ _by_name("show", "Show flavor NAME and the containers and VMs that have it.")
 _by_name("del", "Delete flavor NAME (no container or VM may have it).")
 
 
-COMMANDS = [flavor]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import call, limit_args, pass_settings, show
+from .common import call, change, limit_args, pass_settings, show, size_value, with_examples
+from .groups import Group, listing_options
 
 LS_COLUMNS = ["pool", "path", "limits", "effective_limits", "containers"]
 
@@ -20,7 +21,7 @@ def limit_options(cmd):
     return cmd
 
 
-@click.group("group")
+@click.group("group", cls=Group)
 def group():
     """Resource groups: /prod/web is below /prod, which is below the pool's root /."""
 
@@ -31,31 +32,44 @@ def group():
 @limit_options
 @pass_settings
 def new(s, path, pool, **limits):
-    """Create group PATH (its parent must exist)."""
+    """Create group PATH (its parent must exist).
+
+    \b
+    Examples:
+      osctl group new /prod --cpu-limit 8 --memory 16G
+      osctl group new /prod/web -p tank
+    """
     show(s, call(s, "group.new", {"path": path, "pool": pool, "limits": limit_args(**limits)}))
 
 
+@listing_options
 @group.command("ls")
 @click.option("--pool", "-p", help="Only this pool.")
 @pass_settings
 def ls(s, pool):
-    """List groups with their own and effective (inherited) limits."""
+    """List groups with their own and effective (inherited) limits.
+
+    \b
+    Example:
+      osctl group ls -p tank
+    """
     show(s, call(s, "group.ls", {"pool": pool}), LS_COLUMNS)
 
 
-def _on_path(verb: str, doc: str):
+def _on_path(verb: str, doc: str, example: str):
     @click.argument("path")
     @click.option("--pool", "-p", help="Pool [default: the default pool].")
     @pass_settings
     def cmd(s, path, pool):
         show(s, call(s, f"group.{verb}", {"path": path, "pool": pool}))
 
-    cmd.__doc__ = doc
+    cmd.__doc__ = with_examples(doc, example)
     return group.command(verb)(cmd)
 
 
-_on_path("show", "Show group PATH: limits, what is in force, usage, members.")
-_on_path("del", "Delete group PATH; refused while it holds containers or groups.")
+_on_path("show", "Show group PATH: limits, what is in force, usage, members.", "osctl group show /prod")
+_on_path("del", "Delete group PATH; refused while it holds containers or groups.",
+         "osctl group del /prod/web -p tank")
 
 
 @group.command("set")
@@ -65,8 +79,9 @@ _on_path("del", "Delete group PATH; refused while it holds containers or groups.
 @limit_options
 @pass_settings
 def set_(s, path, settings, pool, **limits):
-    """Change group PATH's limits (live) and settings, which child groups
-    inherit unless they set their own (VALUE inherit drops a group's own).
+    """Change group PATH's limits (live; --memory and --swap take +SIZE to
+    grow) and settings, which child groups inherit unless they set their own
+    (VALUE inherit drops a group's own).
 
     \b
     Settings (defaults in brackets):
@@ -91,7 +106,10 @@ def set_(s, path, settings, pool, **limits):
     pairs = dict(zip(settings[::2], settings[1::2])) or None
     if not args and not pairs:
         raise click.UsageError("give a SETTING VALUE pair or one of --cpu-limit, --memory, --swap, --pids")
-    show(s, call(s, "group.set", {"path": path, "pool": pool, "limits": args, "settings": pairs}))
+    which = {"path": path, "pool": pool}
+    for key in ("memory", "swap"):  # +SIZE grows what is set
+        if key in args:
+            args[key] = size_value(s, "group.show", which, args[key],
+                                   lambda g, key=key: g["limits"].get(key))
+    change(s, "group.set", {**which, "limits": args, "settings": pairs}, "group.show", path, which)
 
-
-COMMANDS = [group]

@@ -1,4 +1,8 @@
-"""osctl: drive osctld from the shell."""
+"""osctl: drive osctld from the shell.
+
+Only the group that runs is imported (``GROUPS``): an osctl call pays for
+its own command's module, not for every command there is.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +10,65 @@ import sys
 
 import click
 
-from ..output import FORMATS
 from ..protocol import OsctlError
-from . import account, consumption, ct, flavor, group, maintenance, misc, netif, pool, user, vm
-from .common import Settings
+from .common import exit_code
+from .groups import OUTPUT_OPTIONS, Group, Settings, add_options
 
-# Exit codes by error code, so scripts can tell "not found" from "busy".
-EXIT_CODES = {"invalid": 2, "not_found": 3, "exists": 4, "busy": 5, "conflict": 6,
-              "denied": 7, "unsupported": 8, "cancelled": 130}
+# name: ("module:attribute", one-line summary for `osctl --help`). A new
+# command group plugs in here; tests/unit/test_cli.py checks the summary
+# against the command's own help.
+GROUPS = {
+    "ct": ("osctl.cli.ct:ct", "Containers: create, start, enter, change, delete."),
+    "vm": ("osctl.cli.vm:vm", "Virtual machines (QEMU): create, start, console, change, delete."),
+    "group": ("osctl.cli.group:group",
+              "Resource groups: /prod/web is below /prod, which is below the pool's root /."),
+    "user": ("osctl.cli.user:user", "Users: each owns containers that share one UID/GID map."),
+    "pool": ("osctl.cli.pool:pool", "Pools: storage for users and containers, with their configs."),
+    "template": ("osctl.cli.misc:template", "Templates containers are built from."),
+    "monitor": ("osctl.cli.misc:monitor", "Print osctld's events as they happen, until interrupted."),
+    "history": ("osctl.cli.misc:history", "State-changing commands run on a pool."),
+    "status": ("osctl.cli.misc:status", "The daemon's version, uptime and counts."),
+    "op": ("osctl.cli.misc:op", "Operations in flight: each request osctld is running, by its id."),
+    "flavor": ("osctl.cli.flavor:flavor", "Flavors: cores, memory, disk (and swap) by one name."),
+    "maintenance": ("osctl.cli.maintenance:maintenance",
+                    "Maintenances: restarts into changes, planned into the group's window."),
+    "account": ("osctl.cli.account:account",
+                "Accounts: host users that act for tenants on the account socket."),
+    "permission": ("osctl.cli.account:permission", "Permissions of accounts on resource groups."),
+    "consumption": ("osctl.cli.consumption:consumption",
+                    "Consumption records: traffic, running time and disk, per calendar month."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group, lazy={name: target for name, (target, _) in GROUPS.items()},
+             summaries={name: summary for name, (_, summary) in GROUPS.items()},
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--socket", envvar="OSCTLD_SOCKET", metavar="PATH",
               help="osctld's socket [default: /run/osctld/osctld.sock, or $OSCTLD_SOCKET]; "
                    "an account (a frontend) names the account socket")
-@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="Output format.")
-@click.option("-j", "--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("-o", "--columns", metavar="COLS", help="Comma-separated columns to show.")
-@click.option("-H", "--no-header", is_flag=True, help="Leave out the header line.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @click.version_option(package_name="osctld", prog_name="osctl")
 @click.pass_context
-def cli(ctx, socket, fmt, as_json, columns, no_header, quiet):
-    """Manage containers, users and pools of the osctld on this node.
+def cli(ctx, socket):
+    """Manage containers, VMs, users and pools of the osctld on this node.
 
     Every command talks to osctld over its Unix socket. Errors go to stderr
     with a non-zero exit code (2 invalid, 3 not found, 4 exists, 5 busy,
     6 conflict, 7 denied, 8 unsupported, 1 otherwise).
+
+    The output options (-f, -j, -o, -H, -p, -q) go before the command or
+    after it: osctl -j ct ls, osctl ct ls -o id,state.
+
+    \b
+    Examples:
+      osctl ct ls
+      osctl ct new web1 -u alice --start
     """
-    ctx.obj = Settings(socket=socket, format="json" if as_json else fmt,
-                       columns=[c.strip() for c in columns.split(",")] if columns else None,
-                       header=not no_header, quiet=quiet)
-    ctx.call_on_close(ctx.obj.close)
+    settings = ctx.ensure_object(Settings)
+    settings.socket = socket
+    ctx.call_on_close(settings.close)
 
 
-for module in (ct, vm, flavor, group, maintenance, user, pool, account, consumption, misc):
-    for command in module.COMMANDS:
-        cli.add_command(command)
-# Objects that belong to a container live under `osctl ct`.
-for command in netif.COMMANDS:
-    ct.ct.add_command(command)
-vm.vm.add_command(netif.vm_netif)
+add_options(cli, OUTPUT_OPTIONS)
 
 
 def main() -> None:
@@ -55,7 +76,7 @@ def main() -> None:
         cli(standalone_mode=False)
     except OsctlError as e:
         click.echo(f"osctl: {e.code}: {e.message}", err=True)
-        sys.exit(EXIT_CODES.get(e.code, 1))
+        sys.exit(exit_code(e.code))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import call, pass_settings, show
+from .common import call, pass_settings, show, with_examples
+from .groups import Group
 
 LS_COLUMNS = ["id", "machine", "group", "starts", "ends", "estimated_duration", "activities",
               "announced", "state", "result"]
@@ -15,11 +16,13 @@ def _duration(seconds: int) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-@click.group("maintenance")
+@click.group("maintenance", cls=Group)
 def maintenance():
-    """Maintenances: a running instance's restart into changes that need one
-    (VM cores and memory, container changes staged with --no-restart),
-    planned into its group's window and announced ahead.
+    """Maintenances: restarts into changes, planned into the group's window.
+
+    A running instance's restart into changes that need one (VM cores and
+    memory, container changes staged with --no-restart), planned into its
+    group's window and announced ahead.
 
     \b
     Examples:
@@ -35,7 +38,12 @@ def maintenance():
 @click.option("--group", "-g", help="Only instances in this group or below it.")
 @pass_settings
 def ls(s, pool, group):
-    """List planned, active and ended maintenances, soonest first (times in UTC)."""
+    """List planned, active and ended maintenances, soonest first (times in UTC).
+
+    \b
+    Example:
+      osctl maintenance ls --group /prod
+    """
     rows = call(s, "maintenance.ls", {"pool": pool, "group": group})
     if s.format == "table":
         for r in rows:
@@ -49,7 +57,7 @@ def _by_id(verb: str, doc: str) -> None:
     def cmd(s, id):
         show(s, call(s, f"maintenance.{verb}", {"id": id}))
 
-    cmd.__doc__ = doc
+    cmd.__doc__ = with_examples(doc, f"osctl maintenance {verb} 3f9c2a1b7e")
     maintenance.command(verb)(cmd)
 
 
@@ -58,4 +66,3 @@ _by_id("run", "Do maintenance ID now, outside its window: its instance restarts 
               "(or gets its old settings back if it cannot start with them).")
 
 
-COMMANDS = [maintenance]

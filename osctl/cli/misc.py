@@ -1,4 +1,4 @@
-"""osctl monitor, history, status, template ls."""
+"""osctl monitor, history, status, template ls, op ls|cancel."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from ..output import cell
 from .common import call, pass_settings, show
+from .groups import Group, listing_options
 
 
 @click.command("monitor")
@@ -15,7 +16,13 @@ from .common import call, pass_settings, show
               help="Only these event types (state, add, remove, command, maintenance, change).")
 @pass_settings
 def monitor(s, types):
-    """Print osctld's events as they happen, until interrupted."""
+    """Print osctld's events as they happen, until interrupted.
+
+    \b
+    Examples:
+      osctl monitor
+      osctl monitor --type state -j
+    """
     import json  # here, not at the top: osctl's start-up pays for every import
 
     client = s.client()
@@ -36,7 +43,13 @@ def monitor(s, types):
 @click.option("--limit", "-n", type=int, default=50, show_default=True, help="Last N entries (0: all).")
 @pass_settings
 def history(s, pool, limit):
-    """State-changing commands run on a pool."""
+    """State-changing commands run on a pool.
+
+    \b
+    Examples:
+      osctl history -n 20
+      osctl history -p tank -o time,cmd,result
+    """
     rows = call(s, "history.ls", {"pool": pool, "limit": limit})
     if s.format in ("table", "csv"):
         for r in rows:
@@ -47,20 +60,63 @@ def history(s, pool, limit):
 @click.command("status")
 @pass_settings
 def status(s):
-    """The daemon's version, uptime and counts."""
+    """The daemon's version, uptime and counts.
+
+    \b
+    Examples:
+      osctl status
+      osctl status -j
+    """
     show(s, call(s, "daemon.status"))
 
 
-@click.group("template")
+@click.group("template", cls=Group)
 def template():
     """Templates containers are built from."""
 
 
+@listing_options
 @template.command("ls")
 @pass_settings
 def template_ls(s):
-    """List templates."""
+    """List templates.
+
+    \b
+    Example:
+      osctl template ls
+    """
     show(s, call(s, "template.ls"), ["name", "distribution", "versions", "default_version"])
 
 
-COMMANDS = [monitor, history, status, template]
+@click.group("op", cls=Group)
+def op():
+    """Operations in flight: each request osctld is running, by its id."""
+
+
+@listing_options
+@op.command("ls")
+@pass_settings
+def op_ls(s):
+    """List operations in flight (other than this one).
+
+    \b
+    Example:
+      osctl op ls
+    """
+    show(s, [{"op": name} for name in call(s, "op.ls")], ["op"])
+
+
+@op.command("cancel")
+@click.argument("ops", nargs=-1, required=True, metavar="OP...")
+@pass_settings
+def op_cancel(s, ops):
+    """Cancel operations OP (as op ls names them); each rolls back what it did.
+
+    \b
+    Example:
+      osctl op cancel 12:1
+    """
+    for name in ops:
+        call(s, "op.cancel", {"op": name})
+        if not s.quiet:
+            click.echo(f"{name}: cancelled")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from .common import call, pass_settings, show
+from .common import call, change, pass_settings, show, with_examples
+from .groups import Group, listing_options
 
 LS_COLUMNS = ["name", "type", "veth", "interconnect", "addresses", "rx_bytes", "rx_packets",
               "tx_bytes", "tx_packets", "max_tx", "max_rx"]
@@ -16,14 +17,24 @@ RATE_HELP = "bits per second: 100M, 1G; 0 removes the limit"
 VM_SCOPE = "osctl.netif.vm"
 
 
+def _kind() -> str:
+    """``vm`` under ``osctl vm netif``, else ``ct``."""
+    return "vm" if click.get_current_context().meta.get(VM_SCOPE) else "ct"
+
+
 def _call(s, verb: str, args: dict):
-    """The request ``netif.<verb>`` for a container's netif, or for a VM's
-    under ``osctl vm netif``."""
-    kind = "vm" if click.get_current_context().meta.get(VM_SCOPE) else "ct"
-    return call(s, f"{kind}.netif.{verb}", args)
+    """The request ``netif.<verb>`` for a container's netif, or for a VM's."""
+    return call(s, f"{_kind()}.netif.{verb}", args)
 
 
-@click.group("netif")
+def _apply(s, verb: str, args: dict) -> None:
+    """A state-changing ``netif.<verb>``, printing what it changed of the
+    container or VM."""
+    kind = _kind()
+    change(s, f"{kind}.netif.{verb}", args, f"{kind}.show", args["id"])
+
+
+@click.group("netif", cls=Group)
 def netif():
     """Network interfaces of containers: routed (default) or bridged veths."""
 
@@ -44,10 +55,16 @@ def netif():
 @click.option("--max-rx", metavar="RATE", help=f"Limit what the container receives ({RATE_HELP}).")
 @pass_settings
 def new(s, id, name, type_, link, hwaddr, gateway4, gateway6, dhcp, max_tx, max_rx):
-    """Add interface NAME (eth0, ...) to container ID; hot-plugged if it runs."""
-    show(s, _call(s, "new", {"id": id, "name": name, "type": type_, "link": link,
-                                  "hwaddr": hwaddr, "gateway4": gateway4, "gateway6": gateway6,
-                                  "dhcp": dhcp, "max_tx": max_tx, "max_rx": max_rx}))
+    """Add interface NAME (eth0, ...) to container ID; hot-plugged if it runs.
+
+    \b
+    Examples:
+      osctl ct netif new web1 eth0
+      osctl ct netif new web1 eth1 --type bridge --link br0 --dhcp
+    """
+    _apply(s, "new", {"id": id, "name": name, "type": type_, "link": link,
+                      "hwaddr": hwaddr, "gateway4": gateway4, "gateway6": gateway6,
+                      "dhcp": dhcp, "max_tx": max_tx, "max_rx": max_rx})
 
 
 @netif.command("del")
@@ -55,15 +72,27 @@ def new(s, id, name, type_, link, hwaddr, gateway4, gateway6, dhcp, max_tx, max_
 @click.argument("name")
 @pass_settings
 def delete(s, id, name):
-    """Remove interface NAME of container ID; unplugged if it runs."""
-    show(s, _call(s, "del", {"id": id, "name": name}))
+    """Remove interface NAME of container ID; unplugged if it runs.
+
+    \b
+    Example:
+      osctl ct netif del web1 eth1
+    """
+    _apply(s, "del", {"id": id, "name": name})
 
 
+@listing_options
 @netif.command("ls")
 @click.argument("id")
 @pass_settings
 def ls(s, id):
-    """Interfaces of container ID, with traffic counters (as the container sees them)."""
+    """Interfaces of container ID, with traffic counters (as the container sees them).
+
+    \b
+    Examples:
+      osctl ct netif ls web1
+      osctl vm netif ls v1 -o name,addresses
+    """
     show(s, _call(s, "ls", {"id": id}), LS_COLUMNS)
 
 
@@ -73,8 +102,13 @@ def ls(s, id):
 @click.argument("new_name")
 @pass_settings
 def rename(s, id, name, new_name):
-    """Rename interface NAME of container ID to NEW_NAME."""
-    show(s, _call(s, "rename", {"id": id, "name": name, "new_name": new_name}))
+    """Rename interface NAME of container ID to NEW_NAME.
+
+    \b
+    Example:
+      osctl ct netif rename web1 eth1 lan0
+    """
+    _apply(s, "rename", {"id": id, "name": name, "new_name": new_name})
 
 
 @netif.command("set")
@@ -87,9 +121,14 @@ def rename(s, id, name, new_name):
 @click.option("--dhcp/--no-dhcp", default=None, help="Bridged: addresses from DHCP or static.")
 @pass_settings
 def set_(s, id, name, max_tx, max_rx, gateway4, gateway6, dhcp):
-    """Change shaping, gateways or DHCP of interface NAME; live if it runs."""
-    show(s, _call(s, "set", {"id": id, "name": name, "max_tx": max_tx, "max_rx": max_rx,
-                                  "gateway4": gateway4, "gateway6": gateway6, "dhcp": dhcp}))
+    """Change shaping, gateways or DHCP of interface NAME; live if it runs.
+
+    \b
+    Example:
+      osctl ct netif set web1 eth0 --max-tx 100M --max-rx 1G
+    """
+    _apply(s, "set", {"id": id, "name": name, "max_tx": max_tx, "max_rx": max_rx,
+                      "gateway4": gateway4, "gateway6": gateway6, "dhcp": dhcp})
 
 
 @netif.group("ip")
@@ -102,7 +141,7 @@ def route():
     """Prefixes routed to an interface but not assigned on it."""
 
 
-def _change(group, verb: str, arg: str, metavar: str, doc: str, *options):
+def _change(group, verb: str, arg: str, metavar: str, doc: str, example: str, *options):
     """``osctl ct netif GROUP VERB ID NAME ARG``: one address or prefix."""
 
     @click.argument("id")
@@ -110,15 +149,15 @@ def _change(group, verb: str, arg: str, metavar: str, doc: str, *options):
     @click.argument(arg, metavar=metavar)
     @pass_settings
     def cmd(s, id, name, **kw):
-        show(s, _call(s, f"{group.name}.{verb}", {"id": id, "name": name, **kw}))
+        _apply(s, f"{group.name}.{verb}", {"id": id, "name": name, **kw})
 
-    cmd.__doc__ = doc
+    cmd.__doc__ = with_examples(doc, example)
     for option in options:
         cmd = option(cmd)
     group.command(verb)(cmd)
 
 
-def _list(group, columns: list[str], doc: str):
+def _list(group, columns: list[str], doc: str, example: str):
     """``osctl ct netif GROUP ls ID [NAME]``."""
 
     @click.argument("id")
@@ -127,18 +166,24 @@ def _list(group, columns: list[str], doc: str):
     def cmd(s, id, name):
         show(s, _call(s, f"{group.name}.ls", {"id": id, "name": name}), columns)
 
-    cmd.__doc__ = doc
-    group.command("ls")(cmd)
+    cmd.__doc__ = with_examples(doc, example)
+    listing_options(group.command("ls")(cmd))
 
 
 _change(ip, "add", "address", "ADDR[/PREFIX]",
-        "Give ADDR to interface NAME of container ID (bridged: with its /PREFIX); live if it runs.")
-_change(ip, "del", "address", "ADDR", "Take ADDR from interface NAME of container ID; live if it runs.")
-_list(ip, ["netif", "address", "version"], "Addresses of container ID's interfaces (or of NAME).")
+        "Give ADDR to interface NAME of container ID (bridged: with its /PREFIX); live if it runs.",
+        "osctl ct netif ip add web1 eth0 192.0.2.10")
+_change(ip, "del", "address", "ADDR", "Take ADDR from interface NAME of container ID; live if it runs.",
+        "osctl ct netif ip del web1 eth0 192.0.2.10")
+_list(ip, ["netif", "address", "version"], "Addresses of container ID's interfaces (or of NAME).",
+      "osctl ct netif ip ls web1 eth0")
 _change(route, "add", "prefix", "PREFIX", "Route PREFIX to interface NAME of container ID; live if it runs.",
+        "osctl ct netif route add web1 eth0 198.51.100.0/28",
         click.option("--via", metavar="ADDR", help="Next hop [routed: the container's own address]."))
-_change(route, "del", "prefix", "PREFIX", "Stop routing PREFIX to interface NAME of container ID.")
-_list(route, ["netif", "prefix", "via"], "Routed prefixes of container ID's interfaces (or of NAME).")
+_change(route, "del", "prefix", "PREFIX", "Stop routing PREFIX to interface NAME of container ID.",
+        "osctl ct netif route del web1 eth0 198.51.100.0/28")
+_list(route, ["netif", "prefix", "via"], "Routed prefixes of container ID's interfaces (or of NAME).",
+      "osctl ct netif route ls web1")
 
 
 @click.pass_context
@@ -146,9 +191,8 @@ def _vm_scope(ctx) -> None:
     ctx.meta[VM_SCOPE] = True
 
 
-vm_netif = click.Group("netif", commands=netif.commands, callback=_vm_scope,
+vm_netif = Group("netif", commands=netif.commands, callback=_vm_scope,
                        help="Network interfaces of VMs (ID is a VM): routed only, a tap "
                             "on the node each; changes to a running VM apply at its next start.")
 
-# Registered under `osctl ct` and `osctl vm` (see main.py): a netif belongs to either.
-COMMANDS = [netif]
+# `osctl ct netif` and `osctl vm netif` (ct.py and vm.py add them): a netif belongs to either.

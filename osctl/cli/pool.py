@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from .common import call, pass_settings, show
+from .groups import Group, listing_options
 
 LS_COLUMNS = ["name", "backend", "path", "idmap", "users", "containers", "running"]
 
 
-@click.group("pool")
+@click.group("pool", cls=Group)
 def pool():
     """Pools: storage for users and containers, with their configs."""
 
@@ -32,16 +33,27 @@ def install(s, name, backend, path, image, size, id_base, id_block_size):
     It finds out whether the filesystem takes idmapped mounts and says so
     in IDMAP: "idmapped" keeps root filesystems unshifted, "chown" shifts
     every file into the user's range.
+
+    \b
+    Examples:
+      osctl pool install tank
+      osctl pool install fast -b btrfs --image /var/lib/fast.img --size 50G
     """
     show(s, call(s, "pool.install", {"name": name, "backend": backend, "path": path,
                                      "image": image, "size": size, "id_base": id_base,
                                      "id_block_size": id_block_size}))
 
 
+@listing_options
 @pool.command("ls")
 @pass_settings
 def ls(s):
-    """List pools."""
+    """List pools.
+
+    \b
+    Example:
+      osctl pool ls
+    """
     show(s, call(s, "pool.ls"), LS_COLUMNS)
 
 
@@ -49,7 +61,12 @@ def ls(s):
 @click.argument("name")
 @pass_settings
 def show_(s, name):
-    """Show pool NAME."""
+    """Show pool NAME.
+
+    \b
+    Example:
+      osctl pool show tank
+    """
     show(s, call(s, "pool.show", {"name": name}))
 
 
@@ -58,7 +75,12 @@ def show_(s, name):
 @click.option("--force", "-f", is_flag=True, help="Stop its running containers.")
 @pass_settings
 def export(s, name, force):
-    """Stop managing pool NAME; its data and configs stay, ready for import."""
+    """Stop managing pool NAME; its data and configs stay, ready for import.
+
+    \b
+    Example:
+      osctl pool export tank -f
+    """
     show(s, call(s, "pool.export", {"name": name, "force": force}))
 
 
@@ -67,8 +89,11 @@ def export(s, name, force):
 @click.option("--image", help="btrfs image to mount at PATH first.")
 @pass_settings
 def import_(s, path, image):
-    """Take over the pool at PATH, with its users and containers."""
+    """Take over the pool at PATH, with its users and containers.
+
+    \b
+    Example:
+      osctl pool import /srv/pools/tank
+    """
     show(s, call(s, "pool.import", {"path": path, "image": image}))
 
-
-COMMANDS = [pool]

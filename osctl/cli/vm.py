@@ -9,13 +9,32 @@ import tty
 
 import click
 
-from .common import call, deletion_command, lifecycle_command, listing_commands, pass_settings, show
+from .bulk import lifecycle_commands
+from .common import (Columns, call, change, listing_commands, pass_settings, show, size_value,
+                     with_examples)
+from .groups import Group
 
-LS_COLUMNS = ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
-              "pid", "pending_restart"]
+COLUMNS = Columns({
+    "pool": "the pool it lives in",
+    "id": "its name, unique in the pool",
+    "user": "its owner",
+    "group": "its resource group",
+    "template": "the template its disk came from",
+    "version": "the template's version",
+    "cores": "virtual CPUs",
+    "memory": "memory",
+    "disk": "disk size",
+    "online": "kept running (started again with osctld)",
+    "state": "running, stopped, ...",
+    "pid": "QEMU's PID on the node",
+    "pending_restart": "cores, memory or netifs changed since it started",
+}, ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
+    "pid", "pending_restart"])
 
 
-@click.group("vm")
+@click.group("vm", cls=Group, lazy={"netif": "osctl.cli.netif:vm_netif"},
+             summaries={"netif": "Network interfaces of VMs (ID is a VM): routed only, a tap on the "
+                                 "node each; changes to a running VM apply at its next start."})
 def vm():
     """Virtual machines (QEMU): create, start, console, change, delete."""
 
@@ -46,7 +65,7 @@ def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group
 
     \b
     Examples:
-      osctl vm new db1 -u alice --cores 2 --memory 2G --disk 20G
+      osctl vm new v1 -u alice -c 2 -m 2G -d 20G --start
       osctl vm new db1 -u alice --flavor small --memory 2G
     """
     res = call(s, "vm.new", {"id": id, "user": user, "flavor": flavor, "cores": cores, "memory": memory,
@@ -57,29 +76,35 @@ def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group
     show(s, res)
 
 
-listing_commands(vm, "vm", "VMs", LS_COLUMNS,
-                 "Show one VM (pending_restart: cores or memory changed since it started).")
+listing_commands(vm, "vm", "VMs", COLUMNS,
+                 "Show one VM (pending_restart: cores or memory changed since it started).",
+                 ["osctl vm show v1"], ["osctl vm ls -o id,state,memory -s memory", "osctl vm ls -u alice -j"])
 
-
-def _timeout() -> click.Option:
-    return click.Option(["--timeout", "-t"], type=int,
+_timeout = click.option("--timeout", "-t", type=int,
                         help="Seconds to wait for the guest to power down before killing "
                              "[default: the node's vm.stop_timeout].")
-
-
-lifecycle_command(vm, "vm", "start", "Start VM ID.", LS_COLUMNS)
-lifecycle_command(vm, "vm", "stop", "Power VM ID down (ACPI); kill it after --timeout.",
-                  LS_COLUMNS, _timeout())
-lifecycle_command(vm, "vm", "restart",
-                  "Power VM ID down, then start it (applies cores and memory).", LS_COLUMNS, _timeout())
-lifecycle_command(vm, "vm", "kill", "Stop VM ID at once, without a clean shutdown.", LS_COLUMNS)
+lifecycle_commands(vm, "vm", "VM", {
+    "start": ("Start VMs.", ["osctl vm start v1", "osctl vm start -u alice"]),
+    "stop": ("Power VMs down (ACPI); kill them after --timeout.",
+             ["osctl vm stop v1 -t 120", "osctl vm stop --all"]),
+    "restart": ("Power VMs down, then start them (applies cores and memory).",
+                ["osctl vm restart v1", "osctl vm restart -g /prod"]),
+    "kill": ("Stop VMs at once, without a clean shutdown.", ["osctl vm kill v1"]),
+    "del": ("Delete VMs and their disks, at once or staged (--at).",
+            ["osctl vm del v1", "osctl vm del -f -u alice", "osctl vm del v1 --at 2026-12-24"]),
+}, _timeout, "Kill a running one first.")
 
 
 @vm.command("console")
 @click.argument("id")
 @pass_settings
 def console(s, id):
-    """Attach this terminal to the serial console of VM ID (Ctrl-a q leaves)."""
+    """Attach this terminal to the serial console of VM ID (Ctrl-a q leaves).
+
+    \b
+    Example:
+      osctl vm console v1
+    """
     saved = termios.tcgetattr(0) if os.isatty(0) else None
     if saved is not None:
         tty.setraw(0)  # before the banner: setraw flushes input typed until then
@@ -97,22 +122,26 @@ def console(s, id):
     sys.exit(0)
 
 
-deletion_command(vm, "vm", "VM", "its disk")
-
-
 @vm.group("set")
 def set_():
     """Change a VM's settings."""
 
 
-def _setter(what: str, metavar: str, doc: str, convert=str, restart: bool = False) -> None:
+def set_vm(s, id: str, **changes) -> None:
+    """``vm.set`` of VM ID, printing what changed."""
+    change(s, "vm.set", {"id": id, **changes}, "vm.show", id)
+
+
+def _setter(what: str, metavar: str, doc: str, example: str, kind=str, restart: bool = False) -> None:
     @click.argument("id")
-    @click.argument("value", metavar=metavar)
+    @click.argument("value", metavar=metavar, type=kind)
     @pass_settings
     def cmd(s, id, value, now=False):
-        show(s, call(s, "vm.set", {"id": id, what: convert(value), "now": now or None}))
+        if metavar == "SIZE":  # +SIZE grows it
+            value = size_value(s, "vm.show", {"id": id}, value, lambda vm: vm[what])
+        set_vm(s, id, **{what: value, "now": now or None})
 
-    cmd.__doc__ = doc
+    cmd.__doc__ = with_examples(doc, example)
     made = set_.command(what)(cmd)
     if restart:
         made.params.append(click.Option(["--now"], is_flag=True, help=(
@@ -121,22 +150,31 @@ def _setter(what: str, metavar: str, doc: str, convert=str, restart: bool = Fals
 
 _RESTART_DOC = ("applies at the next start: a running VM's restart is planned into its "
                 "group's maintenance window (see osctl maintenance), or done at once with --now")
-_setter("cores", "N", f"Set the number of CPUs ({_RESTART_DOC}).", int, restart=True)
-_setter("memory", "SIZE", f"Set the memory, e.g. 2G ({_RESTART_DOC}).", restart=True)
-_setter("disk", "SIZE", "Grow the disk, e.g. 20G (live on a running VM; never shrinks).")
-_setter("group", "GROUP", "Move a stopped VM to resource group GROUP.")
+_setter("cores", "N", f"Set the number of CPUs ({_RESTART_DOC}).",
+        "osctl vm set cores v1 4", int, restart=True)
+_setter("memory", "SIZE", f"Set the memory, e.g. 2G or +1G ({_RESTART_DOC}).",
+        "osctl vm set memory v1 4G", restart=True)
+_setter("disk", "SIZE", "Grow the disk to SIZE, or by +SIZE (live on a running VM; never shrinks).",
+        "osctl vm set disk v1 +10G")
+_setter("group", "GROUP", "Move a stopped VM to resource group GROUP.",
+        "osctl vm set group v1 /prod")
 _setter("flavor", "FLAVOR", "Give the VM flavor FLAVOR's cores and memory (at the next start) "
-                            "and disk (grown; a smaller one keeps its disk).")
+                            "and disk (grown; a smaller one keeps its disk).",
+        "osctl vm set flavor v1 large")
 
 
 @set_.command("online")
 @click.argument("id")
-@click.argument("value", type=click.Choice(["true", "false", "on", "off"]))
+@click.argument("value", type=click.BOOL, metavar="on|off")
 @click.option("--timeout", "-t", type=int, help="Seconds to wait for the power-down before killing.")
 @pass_settings
 def set_online(s, id, value, timeout):
-    """Start (true) or cleanly power down (false) VM ID, and keep it so."""
-    show(s, call(s, "vm.set", {"id": id, "online": value in ("true", "on"), "timeout": timeout}))
+    """Start (on) or cleanly power down (off) VM ID, and keep it so; also
+    yes/no, true/false.
 
+    \b
+    Example:
+      osctl vm set online v1 off -t 120
+    """
+    set_vm(s, id, online=value, timeout=timeout)
 
-COMMANDS = [vm]
