@@ -280,6 +280,15 @@ def test_vms_count_against_user_quotas(vmnode):
     assert p.returncode == 6 and "quota cpus" in p.stderr, p.stderr
     assert sorted(v["id"] for v in node.osctl_json("vm", "ls")) == ["q1", "q2"]
     assert node.osctl_json("vm", "show", "q1")["cores"] == 1
+    # user show counts what the quotas count: the VMs and their addresses.
+    node.osctl("vm", "netif", "new", "q1", "eth0")
+    for a in ("192.0.2.50", "2001:db8:5::1", "2001:db8:6::1"):
+        node.osctl("vm", "netif", "ip", "add", "q1", "eth0", a)
+    shown = node.osctl_json("user", "show", "vmuser")
+    assert shown["vms"] == ["q1", "q2"], shown
+    usage = shown["quota_usage"]
+    assert (usage["containers"], usage["cpus"], usage["memory"]) == (2, 3, 512 << 20), usage
+    assert (usage["ipv4"], usage["ipv6_64"]) == (1, 2), usage
 
 
 def vm_cgroup(node, vm: str, controller: str, group: str = "/default") -> Path:
