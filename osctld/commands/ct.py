@@ -50,11 +50,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
     was_running = ct.running
 
     async def restore() -> None:
-        old = Container.from_dict(before, ct.pool)
-        for key in Container.PERSISTED:
-            setattr(ct, key, getattr(old, key))
-        pstate.save_ct(ct)
-        node.containers.write_config(pstate, ct)
+        _config_back(ctx, pstate, ct, before)
         if was_running and not ct.running:
             await node.containers.start(pstate, ct)
 
@@ -62,8 +58,19 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         change()
         undo.push(restore)
         pstate.save_ct(ct)
+        if was_running and not restart and not ct.restart_pending:
+            ct.running_config = before  # what a failed restart goes back to
         restarted = await node.containers.reconfigure(pstate, ct, restart, timeout)
     return {**ct.public(), "restarted": restarted}
+
+
+def _config_back(ctx: Context, pstate, ct: Container, config: dict) -> None:
+    """The container's persisted config as ``config`` (a ``to_dict``) again."""
+    old = Container.from_dict(config, ct.pool)
+    for key in Container.PERSISTED:
+        setattr(ct, key, getattr(old, key))
+    pstate.save_ct(ct)
+    ctx.node.containers.write_config(pstate, ct)
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
@@ -219,9 +226,34 @@ async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dic
     """Stop, then start again."""
     pstate, ct = find(ctx, id)
     async with hold_server(ctx, ct, "ct.restart"):
+        was_running = ct.running
+        staged_from = ct.running_config if was_running and ct.restart_pending else None
         await ctx.node.containers.stop(ct, timeout)
-        await ctx.node.containers.start(pstate, ct)
+        try:
+            await ctx.node.containers.start(pstate, ct)
+        except OsctlError as e:
+            if not was_running:
+                raise
+            raise await _started_as_before(ctx, pstate, ct, staged_from, e) from None
     return ct.public()
+
+
+async def _started_as_before(ctx: Context, pstate, ct: Container, staged_from: dict | None,
+                             error: OsctlError) -> OsctlError:
+    """A restart whose start failed: the container started again as it ran,
+    its staged changes undone (``staged_from``, when known), never left
+    stopped by the restart. Returns the error that says so."""
+    if staged_from is not None:
+        _config_back(ctx, pstate, ct, staged_from)
+    try:
+        await ctx.node.containers.start(pstate, ct)
+    except OsctlError as again:
+        return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; starting it "
+                                      f"again failed too ({again.message}): it is stopped")
+    how = "with its config from before the staged changes, undone" if staged_from else "again"
+    log.error("restart of %s:%s failed: %s; started %s", ct.pool, ct.id, error.message, how)
+    return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; it runs {how}",
+                      details={"running": True, "staged_changes_undone": staged_from is not None})
 
 
 @command("ct.kill", mutating=True, target=Target("ct", "id"))
