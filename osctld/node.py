@@ -68,6 +68,8 @@ class Node:
     vm_taps: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _vm_taps_going: dict[tuple[str, str], asyncio.Future] = field(default_factory=dict)
     _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Set to stop the daemon (a signal, or ``osctl shutdown``).
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- what the runtimes report ----------------------------------------------
 

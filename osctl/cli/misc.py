@@ -51,6 +51,22 @@ def status(s):
     show(s, call(s, "daemon.status"))
 
 
+@click.command("shutdown")
+@click.option("--timeout", "-t", type=int, default=60, show_default=True,
+              help="Seconds each container or VM has to stop cleanly before it is killed.")
+@pass_settings
+def shutdown(s, timeout):
+    """Take the node down: stop every container and VM, then lxcfs, the
+    statfs proxy and osctld itself. Autostart containers and online VMs
+    start again with the next osctld.
+
+    \b
+    Example:
+      osctl shutdown --timeout 120
+    """
+    show(s, call(s, "daemon.shutdown", {"timeout": timeout}))
+
+
 @click.group("template")
 def template():
     """Templates containers are built from."""
@@ -63,4 +79,4 @@ def template_ls(s):
     show(s, call(s, "template.ls"), ["name", "distribution", "versions", "default_version"])
 
 
-COMMANDS = [monitor, history, status, template]
+COMMANDS = [monitor, history, status, shutdown, template]

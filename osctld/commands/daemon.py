@@ -1,13 +1,20 @@
-"""Verbs about the daemon itself: status, events, history, operations, templates."""
+"""Verbs about the daemon itself: status, shutdown, events, history, operations, templates."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from osctl.protocol import INVALID, UNSUPPORTED, OsctlError
+from osctl.protocol import CONFLICT, INVALID, UNSUPPORTED, OsctlError
 
 from .. import history
-from . import REGISTRY, Between, Context, aliases_of, command
+from ..model.container import STOPPED, Container
+from ..model.vm import VM
+from . import REGISTRY, Between, Context, Seconds, aliases_of, command, hold_server
+from .ct import STOP_TIMEOUT
+
+# How long a shutdown's answer has to go out before the daemon closes its connections.
+REPLY_GRACE = 0.5
 
 
 @command("daemon.status")
@@ -24,6 +31,43 @@ async def commands(ctx: Context) -> list:
     return [{"cmd": s.name, "args": sorted(s.hints), "required": sorted(s.required),
              "mutating": s.mutating, "summary": s.summary, "aliases": aliases_of(s.name)}
             for s in sorted(REGISTRY.values(), key=lambda s: s.name)]
+
+
+@command("daemon.shutdown")
+async def shutdown(ctx: Context, timeout: Seconds = STOP_TIMEOUT) -> dict:
+    """Take the node down: stop every container and VM (a clean stop, killed
+    after ``timeout`` seconds), then lxcfs and the statfs proxy, which
+    outlive the daemon otherwise, and then the daemon, once it has answered.
+    Autostart containers and online VMs start again with the next daemon.
+    It targets no pool (so it is in no pool's history) and, like a read,
+    ends where it is when its caller goes: Ctrl-C calls a shutdown off."""
+    node = ctx.node
+    def every() -> list[Container | VM]:
+        return [*(c for p in node.registry.pools.values() for c in p.cts.values()),
+                *(v for p in node.registry.pools.values() for v in p.vms.values())]
+
+    servers = [s for s in every() if s.running]
+
+    async def down(server: Container | VM) -> None:
+        async with hold_server(ctx, server, "daemon.shutdown"):
+            if isinstance(server, VM):
+                ctx.progress({"step": "stop", "vm": server.id, "pool": server.pool})
+                await node.vms.stop(server, timeout)
+            else:
+                ctx.progress({"step": "stop", "ct": server.id, "pool": server.pool})
+                await node.containers.stop(server, timeout)
+
+    results = await asyncio.gather(*(down(s) for s in servers), return_exceptions=True)
+    failed = {f"{s.pool}:{s.id}": str(r) for s, r in zip(servers, results) if r is not None}
+    running = sorted(f"{s.pool}:{s.id}" for s in every() if s.state != STOPPED)
+    if running:  # they still use lxcfs (and the proxy): the node stays up
+        raise OsctlError(CONFLICT, f"still running: {', '.join(running)}: the daemon, lxcfs and "
+                                   "the statfs proxy stay", details={"failed": failed})
+    await asyncio.to_thread(node.containers.lxcfs.stop)
+    await asyncio.to_thread(node.containers.statfs.stop)
+    # The answer goes out first: the server closes its connections as the daemon stops.
+    asyncio.get_running_loop().call_later(REPLY_GRACE, node.stop_requested.set)
+    return {"stopped": sorted(f"{s.pool}:{s.id}" for s in servers)}
 
 
 @command("event.subscribe")
