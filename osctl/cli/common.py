@@ -96,6 +96,21 @@ def lifecycle_command(group: click.Group, obj: str, verb: str, doc: str,
         made.params.append(timeout)
 
 
+def passwd_command(group: click.Group, obj: str, doc: str) -> None:
+    """``osctl OBJ passwd ID USER [--password P]``: asked for (twice) unless given."""
+
+    @click.argument("id")
+    @click.argument("user")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+                  help="The new password [default: asked for].")
+    @pass_settings
+    def passwd(s, id, user, password):
+        call(s, f"{obj}.passwd", {"id": id, "user": user, "password": password})
+
+    passwd.__doc__ = doc
+    group.command("passwd")(passwd)
+
+
 def listing_commands(group: click.Group, obj: str, noun: str, columns: Sequence[str],
                      show_doc: str) -> None:
     """``osctl OBJ ls [--pool] [--user] [--state]`` and ``osctl OBJ show ID``,

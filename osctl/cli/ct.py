@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from .common import (call, lifecycle_command, limit_args, listing_commands, pass_settings, show,
-                     wire_name)
+from .common import (call, lifecycle_command, limit_args, listing_commands, pass_settings,
+                     passwd_command, show, wire_name)
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
 
@@ -276,15 +276,7 @@ def unset(s, id, names):
                                "disk": "none" if "disk" in names else None}))
 
 
-@ct.command("passwd")
-@click.argument("id")
-@click.argument("user")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="The new password [default: asked for].")
-@pass_settings
-def passwd(s, id, user, password):
-    """Set USER's password inside running container ID."""
-    call(s, "ct.passwd", {"id": id, "user": user, "password": password})
+passwd_command(ct, "ct", "Set USER's password inside running container ID.")
 
 
 COMMANDS = [ct]

@@ -7,6 +7,7 @@ import re
 import select
 import subprocess
 
+from .node import OSCTL
 from .wait import wait_for
 
 
@@ -48,3 +49,8 @@ class Terminal:
             return self.proc.wait(timeout)
         finally:
             os.close(self.master)
+
+
+def osctl_terminal(node, *args: str) -> Terminal:
+    """``osctl ARGS`` on a terminal, talking to ``node``'s daemon."""
+    return Terminal([OSCTL, "--socket", str(node.socket), *args])

@@ -7,12 +7,8 @@ import subprocess
 import time
 
 from tests.helpers.node import OSCTL
-from tests.helpers.terminal import Terminal
+from tests.helpers.terminal import osctl_terminal
 from tests.helpers.wait import wait_for
-
-
-def osctl_terminal(node, *args: str) -> Terminal:
-    return Terminal([OSCTL, "--socket", str(node.socket), *args])
 
 
 def test_autostart_after_daemon_restart(node):

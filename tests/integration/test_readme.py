@@ -22,6 +22,7 @@ from tests.helpers.vm import have_qemu, vm_node_config
 DIALOGS = {
     "osctl ct attach ": [("# ", "exit\n")],
     "osctl ct passwd ": [("Password: ", "tour-pw-1\n"), ("confirmation: ", "tour-pw-1\n")],
+    "osctl vm passwd ": [("Password: ", "tour-pw-2\n"), ("confirmation: ", "tour-pw-2\n")],
 }
 CONSOLES = ("osctl ct console ", "osctl vm console ")  # left with Ctrl-a q
 ENDLESS = ("osctl monitor",)  # runs until it is stopped

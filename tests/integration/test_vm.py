@@ -19,6 +19,7 @@ from osctld.runtime.resources import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
 from tests.integration.test_net import node_lan, node_pings
+from tests.helpers.terminal import osctl_terminal
 from tests.helpers.vm import SECTOR, console_size, have_qemu, vm_node_config, wait_console
 from tests.helpers.wait import wait_for
 
@@ -266,6 +267,43 @@ def test_debian_vm_boots_to_login(vmnode):
     assert node.osctl_json("vm", "stop", "deb1", "--timeout", "300")["state"] == "stopped"
     assert time.time() - t0 < 300 and not qemu_alive(pid)
     wait_console(node, "deb1", r"(reboot: Power down|Reached target.*Power-Off)", timeout=1)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("debian_vm_image")
+def test_debian_vm_a_way_in_and_a_root_that_grows(vmnode, tmp_path):
+    """Root of the debian image is locked: vm passwd opens the console to
+    it, --ssh-key puts root's key in place; the root filesystem grows to a
+    disk grown while the VM was stopped, at its next boot."""
+    node = vmnode
+    key = tmp_path / "id.pub"
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOsctldTestKeyOnlyForThisTest tour@test\n")
+    node.osctl("vm", "new", "deb2", "--user", "vmuser", "--template", "debian",
+               "-c", "1", "-m", "512M", "-d", "10G", "--ssh-key", str(key))
+    node.osctl("vm", "set", "disk", "deb2", "12G")
+    node.osctl("vm", "passwd", "deb2", "root", "--password", "vm-root-pw")
+    assert "vm-root-pw" not in node.osctl("history").stdout
+    p = node.osctl("vm", "passwd", "deb2", "nobody-here", "--password", "x", check=False)
+    assert p.returncode == 2 and "no user 'nobody-here'" in p.stderr, p.stderr
+    node.osctl("vm", "start", "deb2")
+    p = node.osctl("vm", "passwd", "deb2", "root", "--password", "x", check=False)
+    assert p.returncode == 6 and "stopped" in p.stderr, p.stderr
+    wait_console(node, "deb2", r"deb2 login:", timeout=900)
+
+    t = osctl_terminal(node, "vm", "console", "deb2")
+    t.expect("Ctrl.a q")
+    t.send("\r")
+    t.expect("login: ", timeout=60)
+    t.send("root\r")
+    t.expect("Password: ", timeout=60)
+    t.send("vm-root-pw\r")
+    t.expect("# ", timeout=60)
+    t.send("df -BM --output=size / | tail -n1; cat /root/.ssh/authorized_keys\r")
+    size = int(t.expect(r"\d+M").rstrip("M"))
+    assert size > 11 * 1024, f"the root filesystem is {size} MiB on a 12 GiB disk"
+    t.expect("tour@test")
+    t.send("\x01q")
+    assert t.wait(30) == 0
 
 
 def test_vms_count_against_user_quotas(vmnode):
