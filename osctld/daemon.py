@@ -76,13 +76,15 @@ class Daemon:
         containers.on_state = node.on_ct_state
         node.vms.on_state = node.on_vm_state
         containers.hook_handlers.append(node.on_ct_hook)
-        self._stop = asyncio.Event()
+        self._stop = node.stop_requested
 
     async def watch_statfs_proxy(self, every: float = 5.0) -> None:
         """Replace a dead statfs proxy: while it is gone, LXC fails the
         statfs calls of containers with a btrfs quota (ENOSYS)."""
         while True:
             await asyncio.sleep(every)
+            if self.node.containers.statfs.stopped:  # osctl shutdown
+                return
             try:
                 await asyncio.to_thread(self.node.containers.statfs.ensure)
             except Exception as e:

@@ -70,6 +70,8 @@ class Node:
     vm_consoles: set[tuple[str, str]] = field(default_factory=set)
     sysctls: list[Sysctl] = field(default_factory=list)  # the kernel limits raised at start
     _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Set to stop the daemon (a signal, or ``osctl shutdown``).
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- what the runtimes report ----------------------------------------------
 

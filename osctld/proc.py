@@ -1,10 +1,13 @@
-"""Running node tools (lxc-*, cp, tar, btrfs) from the event loop."""
+"""Running node tools (lxc-*, cp, tar, btrfs) from the event loop; ending the
+helpers osctld leaves running beside it (lxcfs, the statfs proxy)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import time
+from pathlib import Path
 
 
 async def run_tool(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
@@ -40,3 +43,29 @@ async def end(proc: asyncio.subprocess.Process) -> None:
         except ProcessLookupError:  # gone on its own meanwhile
             pass
     await asyncio.shield(proc.wait())
+
+
+def stop_helper(pid: int, program: str, term: bool, timeout: float) -> None:
+    """End a helper osctld started (lxcfs, the statfs proxy), which is no
+    child of it: SIGTERM first if ``term``, SIGKILL once ``timeout`` has
+    passed; returns when it has gone. ``program`` is in its command line,
+    so a PID used again since is left alone."""
+    deadline = time.monotonic() + timeout
+    sig = signal.SIGTERM if term else None
+    while _runs(pid, program):
+        if time.monotonic() > deadline:
+            sig = signal.SIGKILL
+        if sig is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            sig = None
+        time.sleep(0.05)
+
+
+def _runs(pid: int, program: str) -> bool:
+    try:  # a zombie's command line is empty
+        return program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

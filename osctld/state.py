@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
 
@@ -104,27 +104,25 @@ class PoolState:
             out = out.tightest(self.groups[path].limits)
         return out
 
-    def check_quota(self, changed: Container | VM, disk_quotas: bool = True,
-                    addresses: Callable[[Container | VM], Iterable[str]] | None = None) -> None:
+    def check_quota(self, changed: Container | VM, disk_quotas: bool = True) -> None:
         """Refuse ``changed`` (a container or VM being created or changed, not
         yet in ``cts`` or ``vms`` in its new form) if it takes its user over a
-        quota. Containers and VMs count together (the seeds' servers).
+        quota. Containers and VMs count together (the seeds' servers), their
+        netifs' addresses too (``Usage.of``), as ``user show`` shows them.
 
         ``disk_quotas``: whether the pool's backend can limit a container's
-        disk (a VM's disk is always its own size). ``addresses``: an instance's
-        IP addresses (its netifs'), for the ipv4 and ipv6-64 quotas; the
-        network layer passes it.
+        disk (a VM's disk is always its own size).
         """
         user = self.users[changed.user]
         kind = self.instances(changed.kind)
-        mine = [s for s in (*self.cts.values(), *self.vms.values()) if s.user == user.name]
+        mine = self.instances_of(user.name)
         then = [s for s in mine if s is not kind.get(changed.id)] + [changed]
-        before, after = Usage.of(mine), Usage.of(then)
-        if addresses is not None:
-            before = before.with_addresses(a for c in mine for a in addresses(c))
-            after = after.with_addresses(a for c in then for a in addresses(c))
-        check(user.name, user.quota, before, after, changed, kind.get(changed.id),
+        check(user.name, user.quota, Usage.of(mine), Usage.of(then), changed, kind.get(changed.id),
               frozenset() if disk_quotas else frozenset({"disk"}))
+
+    def instances_of(self, user: str) -> list[Container | VM]:
+        """The containers and VMs of ``user``: what its quota counts."""
+        return [s for s in (*self.cts.values(), *self.vms.values()) if s.user == user]
 
     def save_pool(self) -> None:
         write_doc(self.pool.conf_dir / "pool.yml", self.pool.to_dict())

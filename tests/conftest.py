@@ -4,6 +4,7 @@ capability is a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -33,13 +34,13 @@ def require(reason: str | None) -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture
-def node(request):
-    """A fresh test node with a running osctld and its default dir pool."""
-    require(missing_capability())
+@contextlib.contextmanager
+def running_node(request, config: dict | None = None):
+    """A started test node (``config`` added to its daemon's), cleaned up
+    after the test, its daemon's log printed when the test failed."""
     from tests.helpers.node import TestNode
 
-    n = TestNode()
+    n = TestNode(config=config)
     try:
         n.start()
         yield n
@@ -54,20 +55,16 @@ def make_node(request):
     """Fresh test nodes with a config of their own (``make(**config)``),
     each started, and cleaned up after the test (logs shown if it failed)."""
     require(missing_capability())
-    from tests.helpers.node import TestNode
+    with contextlib.ExitStack() as stack:
+        yield lambda **config: stack.enter_context(running_node(request, config))
 
-    made = []
 
-    def make(**config) -> TestNode:
-        n = TestNode(config=config)
-        made.append(n)
-        return n.start()
-
-    yield make
-    for n in made:
-        if getattr(request.node, "rep_call_failed", False):
-            print(n.log_tail(80))
-        n.cleanup()
+@pytest.fixture
+def node(request):
+    """A fresh test node with a running osctld and its default dir pool."""
+    require(missing_capability())
+    with running_node(request) as n:
+        yield n
 
 
 # --- built templates and images ----------------------------------------------------

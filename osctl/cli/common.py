@@ -224,6 +224,21 @@ def change(settings: Settings, cmd: str, args: dict, show_cmd: str, label: str,
     return res
 
 
+def passwd_command(group: click.Group, obj: str, doc: str) -> None:
+    """``osctl OBJ passwd ID USER [--password P]``: asked for (twice) unless given."""
+
+    @click.argument("id")
+    @click.argument("user")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+                  help="The new password [default: asked for].")
+    @pass_settings
+    def passwd(s, id, user, password):
+        call(s, f"{obj}.passwd", {"id": id, "user": user, "password": password})
+
+    passwd.__doc__ = doc
+    group.command("passwd")(passwd)
+
+
 def listing_commands(group: click.Group, obj: str, noun: str, columns: Columns,
                      show_doc: str, show_examples: Sequence[str], ls_examples: Sequence[str]) -> None:
     """``osctl OBJ ls [--pool] [--user] [--group] [--state]`` and ``osctl OBJ

@@ -7,8 +7,8 @@ import sys
 import click
 
 from .bulk import act, lifecycle_commands, selection, selection_options
-from .common import (Columns, call, change, limit_args, listing_commands, pass_settings, show,
-                     size_value, wire_name, with_examples)
+from .common import (Columns, call, change, limit_args, listing_commands, passwd_command, pass_settings,
+                     show, size_value, wire_name, with_examples)
 from .groups import Group, listing_options
 
 
@@ -435,18 +435,6 @@ def unset(s, id, names):
     set_ct(s, id, limits=limits or None, disk="none" if "disk" in names else None)
 
 
-@ct.command("passwd")
-@click.argument("id")
-@click.argument("user")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="The new password [default: asked for].")
-@pass_settings
-def passwd(s, id, user, password):
-    """Set USER's password inside running container ID.
-
-    \b
-    Example:
-      osctl ct passwd web1 root
-    """
-    call(s, "ct.passwd", {"id": id, "user": user, "password": password})
+passwd_command(ct, "ct", with_examples("Set USER's password inside running container ID.",
+                                        "osctl ct passwd web1 root"))
 

@@ -29,6 +29,8 @@ GROUPS = {
     "history": ("osctl.cli.misc:history", "State-changing commands run on a pool."),
     "status": ("osctl.cli.misc:status", "The daemon's version, uptime and counts."),
     "op": ("osctl.cli.misc:op", "Operations in flight: each request osctld is running, by its id."),
+    "shutdown": ("osctl.cli.misc:shutdown", "Take the node down: stop every container and VM, then "
+                 "lxcfs, the statfs proxy and osctld itself."),
     "flavor": ("osctl.cli.flavor:flavor", "Flavors: cores, memory, disk (and swap) by one name."),
     "maintenance": ("osctl.cli.maintenance:maintenance",
                     "Maintenances: restarts into changes, planned into the group's window."),

@@ -70,6 +70,22 @@ def status(s):
     show(s, call(s, "daemon.status"))
 
 
+@click.command("shutdown")
+@click.option("--timeout", "-t", type=int, default=60, show_default=True,
+              help="Seconds each container or VM has to stop cleanly before it is killed.")
+@pass_settings
+def shutdown(s, timeout):
+    """Take the node down: stop every container and VM, then lxcfs, the
+    statfs proxy and osctld itself. Autostart containers and online VMs
+    start again with the next osctld.
+
+    \b
+    Example:
+      osctl shutdown --timeout 120
+    """
+    show(s, call(s, "daemon.shutdown", {"timeout": timeout}))
+
+
 @click.group("template", cls=Group)
 def template():
     """Templates containers are built from."""

@@ -84,6 +84,20 @@ def export(s, name, force):
     show(s, call(s, "pool.export", {"name": name, "force": force}))
 
 
+@pool.command("uninstall")
+@click.argument("name")
+@pass_settings
+def uninstall(s, name):
+    """Remove pool NAME from the node with its data (users, templates,
+    configs, a btrfs image). Refused while it holds containers or VMs.
+
+    \b
+    Example:
+      osctl pool uninstall tank
+    """
+    show(s, call(s, "pool.uninstall", {"name": name}))
+
+
 @pool.command("import")
 @click.argument("path")
 @click.option("--image", help="btrfs image to mount at PATH first.")

@@ -10,8 +10,8 @@ import tty
 import click
 
 from .bulk import lifecycle_commands
-from .common import (Columns, call, change, listing_commands, pass_settings, show, size_value,
-                     with_examples)
+from .common import (Columns, call, change, listing_commands, pass_settings, passwd_command, show,
+                     size_value, with_examples)
 from .groups import Group
 
 COLUMNS = Columns({
@@ -53,27 +53,41 @@ def vm():
 @click.option("--group", "-g", default="/default", show_default=True,
               help="Resource group: its limits bind the VM's QEMU process.")
 @click.option("--hostname", help="Hostname inside [default: the VM's id].")
+@click.option("--ssh-key", "ssh_keys", multiple=True, type=click.File("r"), metavar="FILE",
+              help="Public keys (an authorized_keys file) root logs in with; repeatable.")
 @click.option("--start", "start_after", is_flag=True, help="Start it once created.")
 @pass_settings
 def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group, hostname,
-        start_after):
+        ssh_keys, start_after):
     """Create VM ID owned by USER, sized by --flavor or --cores, --memory
     and --disk (which override the flavor's).
 
     The template's VM image is built once per node (the debian one takes
     minutes the first time); the disk is a sparse file in the user's pool.
+    Its root filesystem grows to the disk at each boot (after vm set disk).
+    Root is locked: give --ssh-key, or set a password with vm passwd.
 
     \b
     Examples:
       osctl vm new v1 -u alice -c 2 -m 2G -d 20G --start
       osctl vm new db1 -u alice --flavor small --memory 2G
+      osctl vm new vm1 -u alice -c 2 -m 1G -d 10G --ssh-key ~/.ssh/id_ed25519.pub
     """
     res = call(s, "vm.new", {"id": id, "user": user, "flavor": flavor, "cores": cores, "memory": memory,
                              "disk": disk, "template": template, "version": version,
-                             "pool": pool, "hostname": hostname, "group": group})
+                             "pool": pool, "hostname": hostname, "group": group,
+                             "ssh_keys": [f.read() for f in ssh_keys] or None})
     if start_after:
         res = call(s, "vm.start", {"id": f"{res['pool']}:{id}"})
     show(s, res)
+
+
+passwd_command(vm, "vm", """Set USER's password in stopped VM ID (root's opens its serial console).
+
+    \b
+    Example:
+      osctl vm passwd vm1 root
+    """)
 
 
 listing_commands(vm, "vm", "VMs", COLUMNS,

@@ -55,11 +55,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
     was_running = ct.running
 
     async def restore() -> None:
-        old = Container.from_dict(before, ct.pool)
-        for key in Container.PERSISTED:
-            setattr(ct, key, getattr(old, key))
-        pstate.save_ct(ct)
-        node.containers.write_config(pstate, ct)
+        _config_back(ctx, pstate, ct, before)
         if was_running and not ct.running:
             await node.containers.start(pstate, ct)
 
@@ -67,6 +63,8 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         change()
         undo.push(restore)
         pstate.save_ct(ct)
+        if was_running and not restart and not ct.restart_pending:
+            ct.running_config = before  # what a failed restart goes back to
         restarted = await node.containers.reconfigure(pstate, ct, restart, timeout)
         planned = None
         if maintenance.pending(ct):  # staged: its restart waits for the group's window
@@ -75,6 +73,15 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
                        if k != "restart_pending" and before[k] != after[k]}
             planned = maintenance.plan(node, pstate, ct, changed, timeout).public()
     return {**ct.public(), "restarted": restarted, "maintenance": planned}
+
+
+def _config_back(ctx: Context, pstate, ct: Container, config: dict) -> None:
+    """The container's persisted config as ``config`` (a ``to_dict``) again."""
+    old = Container.from_dict(config, ct.pool)
+    for key in Container.PERSISTED:
+        setattr(ct, key, getattr(old, key))
+    pstate.save_ct(ct)
+    ctx.node.containers.write_config(pstate, ct)
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
@@ -229,7 +236,36 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
 @command("ct.restart", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Stop, then start again."""
-    return await lifecycle(ctx, "ct", id, "restart", timeout)
+    pstate, ct = find(ctx, id)
+    async with hold_instance(ctx, ct, "ct.restart"):
+        was_running = ct.running
+        staged_from = ct.running_config if was_running and ct.restart_pending else None
+        await ctx.node.containers.stop(ct, timeout)
+        try:
+            await ctx.node.containers.start(pstate, ct)
+        except OsctlError as e:
+            if not was_running:
+                raise
+            raise await _started_as_before(ctx, pstate, ct, staged_from, e) from None
+    return ct.public()
+
+
+async def _started_as_before(ctx: Context, pstate, ct: Container, staged_from: dict | None,
+                             error: OsctlError) -> OsctlError:
+    """A restart whose start failed: the container started again as it ran,
+    its staged changes undone (``staged_from``, when known), never left
+    stopped by the restart. Returns the error that says so."""
+    if staged_from is not None:
+        _config_back(ctx, pstate, ct, staged_from)
+    try:
+        await ctx.node.containers.start(pstate, ct)
+    except OsctlError as again:
+        return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; starting it "
+                                      f"again failed too ({again.message}): it is stopped")
+    how = "with its config from before the staged changes, undone" if staged_from else "again"
+    log.error("restart of %s:%s failed: %s; started %s", ct.pool, ct.id, error.message, how)
+    return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; it runs {how}",
+                      details={"running": True, "staged_changes_undone": staged_from is not None})
 
 
 @command("ct.kill", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)

@@ -1,14 +1,21 @@
-"""Verbs about the daemon itself: status, events, history, operations, templates."""
+"""Verbs about the daemon itself: status, shutdown, events, history, operations, templates."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from osctl.protocol import INVALID, UNSUPPORTED, OsctlError
+from osctl.protocol import CONFLICT, INVALID, UNSUPPORTED, OsctlError
 
 from .. import history
 from ..model.account import ROOT, Perm
-from . import REGISTRY, Between, Context, aliases_of, command
+from ..model.container import STOPPED, Container
+from ..model.vm import VM
+from . import REGISTRY, Between, Context, Seconds, aliases_of, command, hold_instance
+from .ct import STOP_TIMEOUT
+
+# How long a shutdown's answer has to go out before the daemon closes its connections.
+REPLY_GRACE = 0.5
 
 
 @command("daemon.status")
@@ -27,6 +34,39 @@ async def commands(ctx: Context) -> list:
              "mutating": s.mutating, "summary": s.summary, "aliases": aliases_of(s.name),
              "permission": s.needs.wire if s.needs else "root"}
             for s in sorted(REGISTRY.values(), key=lambda s: s.name)]
+
+
+@command("daemon.shutdown")
+async def shutdown(ctx: Context, timeout: Seconds = STOP_TIMEOUT) -> dict:
+    """Take the node down: stop every container and VM (a clean stop, killed
+    after ``timeout`` seconds), then lxcfs and the statfs proxy, which
+    outlive the daemon otherwise, and then the daemon, once it has answered.
+    Autostart containers and online VMs start again with the next daemon.
+    It targets no pool (so it is in no pool's history) and, like a read,
+    ends where it is when its caller goes: Ctrl-C calls a shutdown off."""
+    node = ctx.node
+
+    def every() -> list[Container | VM]:
+        return [*node.registry.all_cts(), *node.registry.all_vms()]
+
+    insts = [i for i in every() if i.running]
+
+    async def down(inst: Container | VM) -> None:
+        async with hold_instance(ctx, inst, "daemon.shutdown"):
+            ctx.progress({"step": "stop", inst.kind: inst.id, "pool": inst.pool})
+            await node.driver(inst.kind).stop(inst, timeout)
+
+    results = await asyncio.gather(*(down(i) for i in insts), return_exceptions=True)
+    failed = {f"{i.pool}:{i.id}": str(r) for i, r in zip(insts, results) if r is not None}
+    running = sorted(f"{s.pool}:{s.id}" for s in every() if s.state != STOPPED)
+    if running:  # they still use lxcfs (and the proxy): the node stays up
+        raise OsctlError(CONFLICT, f"still running: {', '.join(running)}: the daemon, lxcfs and "
+                                   "the statfs proxy stay", details={"failed": failed})
+    await asyncio.to_thread(node.containers.lxcfs.stop)
+    await asyncio.to_thread(node.containers.statfs.stop)
+    # The answer goes out first: the server closes its connections as the daemon stops.
+    asyncio.get_running_loop().call_later(REPLY_GRACE, node.stop_requested.set)
+    return {"stopped": sorted(f"{i.pool}:{i.id}" for i in insts)}
 
 
 @command("event.subscribe", needs=Perm.STATS)

@@ -44,24 +44,21 @@ def _restore(netif: NetIf, snapshot: NetIf) -> None:
     netif.__dict__.update(NetIf.from_dict(snapshot.to_dict()).__dict__)
 
 
-def _held(ct: Instance) -> list[str]:
-    """What a container's or VM's netifs hold, as the user's ipv4 / ipv6-64 quotas count it."""
-    return [str(prefix) for n in ct.netifs for prefix, _ in n.held()]
-
-
 async def _hold(ctx: Context, pstate, ct: Instance, netif: NetIf, prefix, label: str,
                 change: Callable[[NetIf], object], route: bool = False) -> dict:
     """Give ``netif`` one more address or prefix: refused if it would take
     the node's own network, if any netif of the node holds it, or if it takes
     the user over an ipv4 / ipv6-64 quota. A bridged netif's address sits
     beside the node's on its bridge (so it must not be one of them); its
-    routes are the container's own business, not the node's."""
+    routes are the container's own business, not the node's. An address
+    may lie inside a prefix routed to the same netif (a /64 and its ::1)."""
     routed = netif.type == ROUTED
-    await ctx.node.net.check_free([(prefix, label)], routed, on_node=routed or not route)
+    await ctx.node.net.check_free([(prefix, label)], routed, on_node=routed or not route,
+                                  own=netif, route=route)
     probe = _copy(netif)
     change(probe)
     changed = replace(ct, netifs=[probe if n is netif else n for n in ct.netifs])
-    pstate.check_quota(changed, backend_for(pstate.pool).quotas, addresses=_held)
+    pstate.check_quota(changed, backend_for(pstate.pool).quotas)
     return await _commit(ctx, pstate, ct, netif, change)
 
 

@@ -1,4 +1,4 @@
-"""Pools: install, list, show, export, import."""
+"""Pools: install, list, show, export, import, uninstall."""
 
 from __future__ import annotations
 
@@ -107,6 +107,24 @@ async def export(ctx: Context, name: str, force: bool = False, timeout: Seconds 
                 await node.vms.stop(vm, timeout)
         node.history.write(name, {"cmd": "pool.export", "args": {"name": name}, "result": "ok"})
         await pools.leave(node, pstate)
+    node.events.publish("remove", object="pool", pool=name)
+    return {"name": name, "path": str(pstate.pool.path)}
+
+
+@command("pool.uninstall", mutating=True, target=Target("pool", "name"))
+async def uninstall(ctx: Context, name: str) -> dict:
+    """Take a pool off the node and remove it: its users (and their
+    /etc/subuid lines), templates, configs and logs, its image. Refused while
+    it holds containers or VMs: those are deleted (or the pool exported) first."""
+    node = ctx.node
+    pstate = node.registry.pool(name)
+    async with node.locks.hold(pool_key(name), "uninstall"):
+        held = sorted(pstate.cts) + [f"VM {v}" for v in sorted(pstate.vms)]
+        if held:
+            raise OsctlError(CONFLICT, f"pool {name} holds containers or VMs ({', '.join(held)}): "
+                                       "delete them first, or export the pool")
+        await pools.leave(node, pstate)
+        await backend_for(pstate.pool).uninstall()
     node.events.publish("remove", object="pool", pool=name)
     return {"name": name, "path": str(pstate.pool.path)}
 

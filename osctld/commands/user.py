@@ -7,10 +7,12 @@ from dataclasses import asdict
 from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 
 from ..locks import pool_key, users_key
+from ..model.container import Container
 from ..model.idmap import MapEntry
 from ..model.naming import check_name
 from ..model.quota import Quota, Usage, preset
 from ..model.user import User
+from ..model.vm import VM
 from ..undo import Undo
 from . import Context, Target, command
 
@@ -110,9 +112,10 @@ async def ls(ctx: Context, pool: str | None = None) -> list:
 async def show(ctx: Context, name: str) -> dict:
     """One user."""
     pstate, user = ctx.node.registry.user(name)
-    mine = [c for c in pstate.cts.values() if c.user == user.name]
-    return {**user.public(), "containers": sorted(c.id for c in mine),
-            # What its containers hold, as its quota counts it.
+    mine = pstate.instances_of(user.name)
+    return {**user.public(), "containers": sorted(c.id for c in mine if isinstance(c, Container)),
+            "vms": sorted(v.id for v in mine if isinstance(v, VM)),
+            # What its containers and VMs hold, counted as its quota counts them.
             "quota_usage": asdict(Usage.of(mine))}
 
 

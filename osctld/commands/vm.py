@@ -16,7 +16,7 @@ from ..model.naming import check_name
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
 from ..runtime.console import relay
-from ..runtime.vmimage import VmFiles
+from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
 from . import Between, Context, Seconds, Target, command, deletion, hold_instance, user_ref
@@ -71,12 +71,13 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
               memory: int | str | None = None, disk: int | str | None = None,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP,
-              flavor: str | None = None) -> dict:
+              flavor: str | None = None, ssh_keys: list[str] | None = None) -> dict:
     """Create a VM from a template's VM image, sized by a flavor and the
     cores, memory and disk given (which override it); nothing is left
-    behind if a step fails."""
+    behind if a step fails. ``ssh_keys``: public keys root logs in with."""
     node = ctx.node
     check_name("vm", id)
+    keys = check_ssh_keys(ssh_keys or [])
     pstate, u = node.registry.user(user_ref(user, pool))
     cores, memory, disk = _flavored(pstate, flavor, cores, memory, disk)
     if cores is None or memory is None or disk is None:
@@ -97,8 +98,12 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
         ctx.progress({"step": "disk", "message": f"making a {disk >> 30} GiB disk from {tpl.name} {version}"})
         undo.push(backend.destroy, files.dir)
         await backend.create(files.dir)
-        await files.install(image, disk,
-                            lambda rootfs: for_distribution(tpl.distribution)(rootfs).set_hostname(hostname))
+
+        def customize(rootfs) -> None:
+            for_distribution(tpl.distribution)(rootfs).set_hostname(hostname)
+            prepare_guest(rootfs, keys)
+
+        await files.install(image, disk, customize)
     return vm.public()
 
 
@@ -186,6 +191,21 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
         await node.remove_vm(pstate, vm)
     node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {"id": vm.id, "pool": vm.pool}
+
+
+@command("vm.passwd", mutating=True, target=Target("vm", "id"))
+async def passwd(ctx: Context, id: str, user: str, password: str) -> dict:
+    """Set a user's password in a stopped VM's root filesystem (the way in
+    on the serial console: the image comes with root locked)."""
+    pstate, vm = find(ctx, id)
+    if ":" in user or "\n" in user or "\n" in password:
+        raise OsctlError(INVALID, "user and password may not hold ':' or newlines")
+    async with hold_instance(ctx, vm, "vm.passwd"):
+        if vm.state != STOPPED:
+            raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: its password is set while it "
+                                       "is stopped (no agent reaches a running guest)")
+        await _files(pstate, vm).set_password(user, password)
+    return {"id": vm.id, "pool": vm.pool, "user": user}
 
 
 @command("vm.set", mutating=True, target=Target("vm", "id"), needs=Perm.MANAGER)

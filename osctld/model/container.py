@@ -64,6 +64,9 @@ class Container:
     init_pid: int | None = field(default=None, compare=False)
     # Why it stopped last (osctld.runtime.container.record_stop); kept in the run directory.
     last_stop: dict | None = field(default=None, compare=False)
+    # The config (``to_dict``) it runs while changes are staged, for a
+    # restart whose start fails to go back to; unknown after a daemon restart.
+    running_config: dict | None = field(default=None, compare=False, repr=False)
 
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",

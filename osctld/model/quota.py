@@ -4,7 +4,7 @@ A quota is opt-in per user (``osctl user set NAME quota ...``), or given to
 every new user by the node's ``default_quota``. Each resource is optional;
 ``None`` is no quota on it. The seeds' staging tier is the preset
 ``staging``. Checking is pure: the caller computes the usage before and
-after a change and gets an error naming the quota it would break.
+after a change and gets one error naming every quota it would break.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from osctl.protocol import CONFLICT, INVALID, OsctlError
 
 from .bounds import Range, shown
 from .container import Container
+from .netif import IPNetwork
 from .units import SIZE_RANGE, parse_size
 from .vm import VM
 
@@ -111,26 +112,31 @@ class Usage:
     containers: int = 0
 
     @classmethod
-    def of(cls, cts: Iterable[Container | VM]) -> "Usage":
+    def of(cls, servers: Iterable[Container | VM]) -> "Usage":
+        """What ``servers`` (a user's containers and VMs) hold together."""
         u = cls()
-        for ct in cts:
+        servers = list(servers)
+        for server in servers:
             u.containers += 1
-            for field, value in _summed(ct).items():
+            for field, value in _summed(server).items():
                 if value is not None:
                     setattr(u, field, getattr(u, field) + value)
-        return u
+        return u.with_addresses(prefix for s in servers for n in s.netifs for prefix, _ in n.held())
 
-    def with_addresses(self, addresses: Iterable[str]) -> "Usage":
-        """Count addresses (the containers' netifs): IPv4 ones, and IPv6 /64s."""
-        v4, v6 = 0, set()
+    def with_addresses(self, addresses: Iterable[str | IPNetwork]) -> "Usage":
+        """Count addresses (the servers' netifs'): IPv4 ones, and IPv6 /64s;
+        each once, where one lies inside another (an address inside a prefix
+        routed to the same netif)."""
+        v4, v6 = [], []
         for a in addresses:
             net = ipaddress.ip_network(a, strict=False)
             if net.version == 4:
-                v4 += net.num_addresses
+                v4.append(net)
             else:
-                v6.add(net.supernet(new_prefix=64) if net.prefixlen > 64 else net)
-        n64 = sum(1 << (64 - n.prefixlen) for n in v6)
-        return replace(self, ipv4=v4, ipv6_64=n64)
+                v6.append(net.supernet(new_prefix=64) if net.prefixlen > 64 else net)
+        n4 = sum(n.num_addresses for n in ipaddress.collapse_addresses(v4))
+        n64 = sum(1 << (64 - n.prefixlen) for n in ipaddress.collapse_addresses(v6))
+        return replace(self, ipv4=n4, ipv6_64=n64)
 
 
 def _summed(inst: Container | VM) -> dict:
@@ -158,6 +164,7 @@ def check(user: str, quota: Quota, before: Usage, after: Usage,
     meaningless. Except for ``unenforceable`` ones: "disk" where the pool has
     no disk quotas (a dir pool), which would otherwise refuse all.
     """
+    missing, over = [], []
     for f in fields(Quota):
         limit = getattr(quota, f.name)
         if limit is None:
@@ -166,11 +173,11 @@ def check(user: str, quota: Quota, before: Usage, after: Usage,
             value = _summed(changed)[f.name]
             touched = previous is None or _summed(previous)[f.name] != value
             if value is None and touched:
-                raise OsctlError(CONFLICT, f"quota {f.name} of user {user} is {_show(f.name, limit)}: "
-                                           f"container {changed.id} needs a {LIMIT_OF[f.name]} "
-                                           "of its own")
+                missing.append(f"quota {f.name} of user {user} is {_show(f.name, limit)}: "
+                               f"container {changed.id} needs a {LIMIT_OF[f.name]} of its own")
         now, then = getattr(before, f.name), getattr(after, f.name)
         if then > limit and then > now:
-            raise OsctlError(CONFLICT, f"quota {f.name} of user {user} is {_show(f.name, limit)}: "
-                                       f"this would make it {_show(f.name, then)} "
-                                       f"(in use now: {_show(f.name, now)})")
+            over.append(f"quota {f.name} of user {user} is {_show(f.name, limit)}: "
+                        f"this would make it {_show(f.name, then)} (in use now: {_show(f.name, now)})")
+    if missing or over:  # all of them at once: one refusal, one fix
+        raise OsctlError(CONFLICT, "; ".join(missing + over))

@@ -96,13 +96,27 @@ def check_node(node: Iterable[NodeEntry], wanted: list[tuple[IPNetwork, str]], r
                                  details={"node": entry.what})
 
 
-def check_free(holders: Holders, wanted: list[tuple[IPNetwork, str]]) -> None:
+def _nested(own: NetIf, held: IPNetwork, prefix: IPNetwork, route: bool) -> bool:
+    """Whether ``prefix`` (a route if ``route``, else an address) and
+    ``held`` of ``own`` are an address of ``own`` inside a larger prefix
+    routed to ``own``: the hosting layout, a /64 routed to the container and
+    its ::1 on the interface (vpsAdminOS's ``ip add --route-as``)."""
+    routes = {r.network for r in own.routes}
+    addr, net = (held, prefix) if route else (prefix, held)
+    return (held in routes) != route and addr != net and addr.subnet_of(net)  # type: ignore[arg-type]
+
+
+def check_free(holders: Holders, wanted: list[tuple[IPNetwork, str]],
+               own: NetIf | None = None, route: bool = False) -> None:
     """Refuse a prefix that overlaps one held by any netif of the node
-    (the same one included), naming the holder."""
+    (the same one included), naming the holder. ``own``, the netif that is
+    to hold ``wanted`` (routes if ``route``, else addresses), may hold an
+    address inside a prefix routed to it (``_nested``)."""
     for ct, netif in holders:
         for held, what in netif.held():
             for prefix, label in wanted:
-                if prefix.version == held.version and prefix.overlaps(held):
+                if (prefix.version == held.version and prefix.overlaps(held)
+                        and not (netif is own and _nested(netif, held, prefix, route))):
                     raise OsctlError(
                         CONFLICT, f"{label} overlaps {what} of {ct.pool}:{ct.id} netif {netif.name}",
                         details={"pool": ct.pool, "ct": ct.id, "netif": netif.name, "held": what})

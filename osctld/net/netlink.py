@@ -200,6 +200,14 @@ def _route_key(r) -> tuple:
             ipaddress.ip_address(gw) if gw else None)
 
 
+def _next_hops_last(routes) -> list[tuple]:
+    """On-link routes before the ones via a next hop: an IPv6 prefix goes
+    via the container's address, which only its on-link host route makes
+    reachable (the kernel refuses the prefix before it, "No route to host");
+    removed the other way round."""
+    return sorted(routes, key=lambda r: (r[1] is not None, str(r[0]), str(r[1])))
+
+
 def sync_host(ipr: IPRoute, plan: HostPlan, fresh: bool = False) -> None:
     """Make the host end match ``plan``: bridge or addresses, up, exactly
     the plan's routes (osctld's own, found by protocol), shaping. ``fresh``:
@@ -221,11 +229,10 @@ def sync_host(ipr: IPRoute, plan: HostPlan, fresh: bool = False) -> None:
         for r in ipr.get_routes(family=family, oif=idx):
             if r["proto"] == RTPROT_OSCTLD:
                 have[_route_key(r)] = r
-    for key, r in have.items():
-        if key not in plan.routes:
-            _ignore((errno.ESRCH, errno.ENOENT), ipr.route, "del", dst=str(key[0]), oif=idx,
-                    proto=RTPROT_OSCTLD, **({"gateway": str(key[1])} if key[1] else {}))
-    for dst, via in plan.routes - have.keys():
+    for key in _next_hops_last(have.keys() - plan.routes)[::-1]:
+        _ignore((errno.ESRCH, errno.ENOENT), ipr.route, "del", dst=str(key[0]), oif=idx,
+                proto=RTPROT_OSCTLD, **({"gateway": str(key[1])} if key[1] else {}))
+    for dst, via in _next_hops_last(plan.routes - have.keys()):
         try:  # "add", never "replace": a route that is not osctld's stays the node's
             ipr.route("add", dst=str(dst), oif=idx, proto=RTPROT_OSCTLD,
                       **({"gateway": str(via)} if via else {}))

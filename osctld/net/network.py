@@ -62,19 +62,21 @@ class Network:
         return alloc.free_index({n.index for _, n in self.holders()}, plan.capacity(self.range))
 
     async def check_free(self, wanted: list[tuple[IPNetwork, str]], routed: bool,
-                         on_node: bool = True) -> None:
+                         on_node: bool = True, own: NetIf | None = None,
+                         route: bool = False) -> None:
         """Refuse what may never be a container's; what would take the node's
         own addresses (``on_node``) or routes (and ``routed``), read from the
         kernel now (``alloc.check_node`` says what overlaps); what another
-        netif holds. The last check has no await after it, so the caller can
-        reserve at once."""
+        netif holds (or ``own``, the netif to hold ``wanted``, but for an
+        address inside its own routed prefix: ``alloc.check_free``). The last
+        check has no await after it, so the caller can reserve at once."""
         for prefix, _ in wanted:
             alloc.check_usable(prefix, self.range)
         if on_node:
             node = await self._host(lambda ipr: netlink.node_network(ipr, self.cfg.veth_prefix),
                                     strict_check=True)
             alloc.check_node(node, wanted, routed)
-        alloc.check_free(self.holders(), wanted)
+        alloc.check_free(self.holders(), wanted, own, route)
 
     def admit(self, pstate) -> list[Container]:
         """Before a pool joins the node (daemon start, import): refuse it if its

@@ -217,9 +217,7 @@ class Containers:
 
     def apply_limits(self, ct: Container) -> None:
         """Put the container's limits in force now, while it runs."""
-        rel = self.cgroups.ct(ct.pool, ct.group, ct.id)
-        self.cgroups.apply(rel, ct.limits)
-        self.cgroups.apply_cpu_view(rel, ct.limits)
+        self.cgroups.apply_running(self.cgroups.ct(ct.pool, ct.group, ct.id), ct.limits)
 
     def limits_in_force(self, ct: Container) -> Limits | None:
         """Read back from the container's cgroup; None when it is not running."""

@@ -13,8 +13,8 @@ the foreground, so osctld starts it through ``setsid --fork``: lxcfs runs in
 a session of its own, its parent exits at once and it is re-parented to
 init. It is no child of osctld, gets none of its signals (nor its
 terminal's) and is not killed with it. A restarted osctld finds the FUSE mount still there and
-uses it; it starts a new lxcfs only when nothing is mounted, and it never
-stops lxcfs. Under systemd, run osctld.service with KillMode=process (or
+uses it; it starts a new lxcfs only when nothing is mounted, and it stops
+lxcfs only at ``osctl shutdown``, once no container runs. Under systemd, run osctld.service with KillMode=process (or
 point ``lxcfs`` at the system's lxcfs) so that stopping the unit does not
 kill lxcfs with the rest of its cgroup.
 """
@@ -26,6 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..proc import stop_helper
 from .cgroup.layout import unescape_mount_path
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,20 @@ class Lxcfs:
                 raise RuntimeError(f"lxcfs did not mount {self.mountpoint}")
             time.sleep(0.05)
         log.info("started lxcfs (pid %s) on %s", self.pid(), self.mountpoint)
+
+    def stop(self) -> None:
+        """Take down the lxcfs osctld started (``own``), when no running
+        container holds its files any more (the caller's word): unmounted, it
+        exits. An lxcfs of the system's is left alone."""
+        self._lines = None
+        if not self.own or not mounted_at(self.mountpoint):
+            return
+        pid = self.pid()
+        subprocess.run(["umount", str(self.mountpoint)], check=True, capture_output=True)
+        if pid is not None:  # unmounted, it ends by itself
+            stop_helper(pid, "lxcfs", False, START_TIMEOUT)
+        self.pidfile.unlink(missing_ok=True)
+        log.info("stopped lxcfs on %s", self.mountpoint)
 
     def answers(self) -> bool:
         try:

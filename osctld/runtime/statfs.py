@@ -1,5 +1,6 @@
 """Disk quotas in ``df``: which containers get the statfs proxy, and the
-proxy process itself (started, reused, replaced; never stopped).
+proxy process itself (started, reused, replaced; stopped only at ``osctl
+shutdown``, once no container runs).
 
 btrfs qgroup limits do not show in statfs(2), so a container with a disk
 quota on a btrfs pool has LXC send its statfs and fstatfs calls through
@@ -23,6 +24,10 @@ import threading
 import time
 from pathlib import Path
 
+from osctl.protocol import CONFLICT, OsctlError
+
+from ..proc import stop_helper
+
 log = logging.getLogger(__name__)
 
 SCRIPT = Path(__file__).resolve().parent / "statfs_proxy.py"
@@ -43,6 +48,7 @@ class StatfsProxy:
         self.logfile = run_dir / "statfs-proxy.log"
         self.python = python
         self._lock = threading.Lock()  # one start at a time: never two proxies
+        self.stopped = False
 
     def answers(self) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
@@ -58,6 +64,8 @@ class StatfsProxy:
             self._ensure()
 
     def _ensure(self) -> None:
+        if self.stopped:  # at shutdown: never a new one after it
+            raise OsctlError(CONFLICT, "the node is shutting down: no statfs proxy")
         if self.answers():
             return
         with open(self.logfile, "ab") as log_f:
@@ -78,6 +86,18 @@ class StatfsProxy:
             return int(self.pidfile.read_text())
         except (OSError, ValueError):
             return None
+
+    def stop(self) -> None:
+        """End the proxy, when no running container sends it calls any more
+        (the caller's word): at ``osctl shutdown``."""
+        with self._lock:
+            self.stopped = True
+            pid = self.pid()
+            if pid is not None:
+                stop_helper(pid, SCRIPT.name, True, START_TIMEOUT)
+                log.info("stopped the statfs proxy (pid %s)", pid)
+            self.pidfile.unlink(missing_ok=True)
+            self.socket.unlink(missing_ok=True)
 
     def lxc_lines(self, rootfs: Path) -> list[str]:
         """The proxy, and the rootfs as the cookie: the proxy learns from

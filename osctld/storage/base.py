@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -55,6 +56,17 @@ class Backend:
     async def deactivate(self) -> None:
         """Undo ``activate`` when the pool is exported."""
 
+    async def uninstall(self) -> None:
+        """Remove a pool that holds no containers or VMs and has left the
+        node (deactivated): its templates' datasets and what osctld keeps
+        at its path, and the path itself when nothing else is left there."""
+        tpl = self.pool.path / "tpl"
+        for dataset in sorted(tpl.iterdir()) if tpl.is_dir() else ():
+            await self.destroy(dataset)
+        for sub in (*PRIVATE_DIRS, "log"):
+            await asyncio.to_thread(shutil.rmtree, self.pool.path / sub, True)
+        remove_if_empty(self.pool.path)
+
     async def create(self, path: Path) -> None:
         """An empty dataset at ``path``."""
         path.mkdir(parents=True)
@@ -78,3 +90,14 @@ class Backend:
             return
         raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
                                       "disk quotas: use a btrfs pool")
+
+
+def remove_if_empty(path: Path) -> None:
+    """The directory goes if it is empty; what someone else keeps there stays."""
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.ENOTEMPTY:
+            raise

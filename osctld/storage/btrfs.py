@@ -11,7 +11,7 @@ from pathlib import Path
 
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 
-from .base import Backend, run
+from .base import Backend, remove_if_empty, run
 
 
 def is_mounted(path: Path) -> bool:
@@ -58,6 +58,14 @@ class BtrfsBackend(Backend):
     async def deactivate(self) -> None:
         if self.pool.image is not None and is_mounted(self.pool.path):
             await run("umount", str(self.pool.path), what=f"unmounting {self.pool.path}")
+
+    async def uninstall(self) -> None:
+        """An image pool's data is its image (unmounted when the pool left)."""
+        if self.pool.image is None:
+            await super().uninstall()
+            return
+        self.pool.image.unlink(missing_ok=True)
+        remove_if_empty(self.pool.path)
 
     async def create(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,25 @@ def test_device_grants_are_enforced_by_the_devices_cgroup(node):
     assert p.returncode == 3
 
 
+def test_a_restart_that_cannot_start_leaves_it_running_as_before(node):
+    """A staged grant that breaks the start (a device node bound over the
+    /dev/pts directory): the restart says so and the container runs again,
+    with the grant undone, never left stopped."""
+    node.osctl("user", "new", "bob")
+    node.osctl("ct", "new", "r1", "--user", "bob")
+    node.osctl("ct", "start", "r1")
+    node.osctl("ct", "devices", "add", "r1", "char", "1", "3", "rw", "/dev/pts", "--no-restart")
+    assert node.osctl_json("ct", "show", "r1")["restart_pending"] is True
+    p = node.osctl("ct", "restart", "r1", check=False)
+    assert p.returncode != 0 and "restart of r1 failed" in p.stderr, p.stderr
+    assert "it runs with its config from before the staged changes" in p.stderr, p.stderr
+    show = node.osctl_json("ct", "show", "r1")
+    assert show["state"] == "running" and show["devices"] == [] and not show["restart_pending"]
+    assert node.exec("r1", "test", "-d", "/dev/pts").returncode == 0
+    conf = node.state_dir / "pools/default/conf/ct/r1.yml"
+    assert "/dev/pts" not in conf.read_text()
+
+
 def test_nesting_and_docker_requirements(node):
     """lxc: a nested busybox container (the node's LXC tools copied in, see
     tests/helpers/nested.py) with a pids limit starts inside; without the

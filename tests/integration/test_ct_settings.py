@@ -3,53 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
-import select
 import subprocess
 import time
 
 from tests.helpers.node import OSCTL
+from tests.helpers.terminal import osctl_terminal
 from tests.helpers.wait import wait_for
-
-
-class Terminal:
-    """A command on a pseudo-terminal of its own, driven like a person would."""
-
-    def __init__(self, node, *args: str):
-        self.master, slave = os.openpty()
-        self.proc = subprocess.Popen([OSCTL, "--socket", str(node.socket), *args],
-                                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-        os.close(slave)
-        self.seen = b""
-
-    def send(self, text: str | bytes) -> None:
-        os.write(self.master, text.encode() if isinstance(text, str) else text)
-
-    def expect(self, pattern: str, timeout: float = 20) -> str:
-        def match() -> re.Match | None:
-            m = re.search(pattern.encode(), self.seen)
-            if m:
-                return m
-            if select.select([self.master], [], [], 0.2)[0]:
-                try:
-                    data = os.read(self.master, 4096)
-                except OSError:  # the other side is gone
-                    data = b""
-                if not data:
-                    raise AssertionError(f"terminal closed before {pattern!r}: {self.seen[-500:]!r}")
-                self.seen += data
-            return re.search(pattern.encode(), self.seen)
-
-        m = wait_for(match, timeout, 0,
-                     lambda: f"{pattern!r} on the terminal; it showed {self.seen[-500:]!r}")
-        self.seen = self.seen[m.end():]
-        return m.group(0).decode()
-
-    def wait(self, timeout: float = 20) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            os.close(self.master)
 
 
 def test_autostart_after_daemon_restart(node):
@@ -107,7 +66,7 @@ def test_passwd_attach_and_console(node):
     assert p.returncode == 2 and "passwd in t1 failed" in p.stderr
 
     # attach: a shell on this terminal.
-    t = Terminal(node, "ct", "attach", "t1")
+    t = osctl_terminal(node, "ct", "attach", "t1")
     t.expect("# ")
     t.send("echo attached-$((6*7)) $(id -u) $(tty)\n")
     line = t.expect(r"attached-42 0 \S+")
@@ -116,7 +75,7 @@ def test_passwd_attach_and_console(node):
     assert t.wait() == 5
 
     # exec from a terminal: the command gets one, its output and exit code come back.
-    t = Terminal(node, "ct", "exec", "t1", "--", "sh", "-c", "echo on-$(tty); exit 3")
+    t = osctl_terminal(node, "ct", "exec", "t1", "--", "sh", "-c", "echo on-$(tty); exit 3")
     assert t.expect(r"on-\S+").startswith("on-/dev/pts/")
     assert t.wait() == 3
 
@@ -133,7 +92,7 @@ def test_passwd_attach_and_console(node):
 
     # A caller that goes away mid-session: the shell inside is hung up, the
     # operation ends.
-    t = Terminal(node, "ct", "attach", "t1")
+    t = osctl_terminal(node, "ct", "attach", "t1")
     t.expect("# ")
     t.proc.kill()
     t.wait()
@@ -143,7 +102,7 @@ def test_passwd_attach_and_console(node):
              message="the shell inside to end", until=lambda comms: "sh" not in comms)
 
     # console: log in with the password just set, run a command, leave with Ctrl-a q.
-    t = Terminal(node, "ct", "console", "t1")
+    t = osctl_terminal(node, "ct", "console", "t1")
     t.expect("Ctrl.a q")
     for _ in range(20):  # keys typed while lxc-console sets the terminal up are lost
         t.send("\r")

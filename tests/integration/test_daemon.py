@@ -63,6 +63,37 @@ def test_sigterm_leaves_containers_running(node):
     assert node.exec("s2", "true").returncode == 0
 
 
+def test_shutdown_takes_the_node_down_and_it_comes_back(node):
+    """osctl shutdown: every container stopped, lxcfs and the statfs proxy
+    gone with their mount and socket, the daemon gone; a new daemon starts
+    the autostart ones again."""
+    node.osctl("user", "new", "u")
+    for ct in ("d1", "d2"):
+        node.osctl("ct", "new", ct, "--user", "u", "--start")
+    node.osctl("ct", "set", "autostart", "d1", "on")
+    inits = [c["init_pid"] for c in node.osctl_json("ct", "ls")]
+    helpers = [node.lxcfs_pid(), node.statfs_proxy_pid()]
+    assert None not in helpers
+
+    shown = node.osctl_json("shutdown", "--timeout", "10")
+    assert shown["stopped"] == ["default:d1", "default:d2"]
+    assert node.proc.wait(30) == 0 and not node.socket.exists()
+    for pid, program in zip(inits + helpers, ["init", "init", "lxcfs", "statfs_proxy"]):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        assert not cmdline, f"{program} ({pid}) still runs: {cmdline!r}"
+    assert f" {node.run_dir / 'lxcfs'} " not in Path("/proc/self/mountinfo").read_text()
+    assert not (node.run_dir / "statfs-proxy.sock").exists()
+
+    node.start()
+    wait_for(lambda: node.osctl_json("ct", "show", "d1")["state"] == "running", 30,
+             message="autostart to start d1 again")
+    assert node.osctl_json("ct", "show", "d2")["state"] == "stopped"
+    assert node.lxcfs_pid() is not None and node.statfs_proxy_pid() is not None
+
+
 def test_history_records_state_changing_commands(node):
     node.osctl("user", "new", "u")
     node.osctl("ct", "new", "h1", "--user", "u")

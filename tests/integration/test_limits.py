@@ -89,6 +89,27 @@ def test_cpu_limit_half_a_core(node):
     assert max(tries) >= 0.8, f"CPU seconds over 2 s with cpu-limit 0.5: {tries}"
 
 
+def test_cpu_limit_lowered_and_raised_live(node):
+    """The quota repeated on the inner cgroup for lxcfs never stands above
+    the outer one: on v1 the kernel would refuse the lower outer quota."""
+    node.osctl("user", "new", "c")
+    node.osctl("ct", "new", "c2", "--user", "c", "--cpu-limit", "2")
+    node.osctl("ct", "start", "c2")
+    outer = ct_cgroup(node, "c2", "cpu")
+    files = {"cpu.max": lambda q: f"{q} 100000", "cpu.cfs_quota_us": str}
+    name, shown = next((f, v) for f, v in files.items() if (outer / f).exists())
+
+    def quotas() -> tuple[str, str]:
+        return (outer / name).read_text().strip(), (outer / "ns" / name).read_text().strip()
+
+    assert quotas() == (shown(200000), shown(200000))
+    for limit, quota in (("1", 100000), ("0.5", 50000), ("1.5", 150000)):
+        node.osctl("ct", "set", "cpu-limit", "c2", limit)
+        assert quotas() == (shown(quota), shown(quota))
+    assert node.osctl_json("ct", "show", "c2")["limits_in_force"]["cpu_limit"] == 1.5
+    assert node.exec("c2", "true").returncode == 0
+
+
 def test_pids_limit_fork_fails_inside(node):
     node.osctl("user", "new", "p")
     node.osctl("ct", "new", "p1", "--user", "p", "--pids", "12")

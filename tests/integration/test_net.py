@@ -201,6 +201,7 @@ def test_ipv4_quota_counts_netif_addresses(node):
     assert p.returncode != 0 and "ipv4" in p.stderr, p.stderr
     assert [a["address"] for a in node.osctl_json("ct", "netif", "ip", "ls", "q1")] == [
         "192.0.2.40/32", "192.0.2.41/32"]
+    assert node.osctl_json("user", "show", "alice")["quota_usage"]["ipv4"] == 2
 
 
 def node_lan(node) -> str:
@@ -262,3 +263,39 @@ def test_the_nodes_own_network_and_special_addresses_are_refused(node):
     assert p.returncode != 0 and "already has a route to 192.0.2.11/32" in p.stderr, p.stderr
     assert "dev lan0" in node.nsexec("ip", "route", "show", "192.0.2.11/32").stdout
     assert node.osctl_json("ct", "show", "c2")["state"] == "stopped"
+
+
+def test_a_routed_ipv6_prefix_starts_and_restarts(node):
+    """The prefix route via the container's address goes in after the host
+    route that makes that address reachable, at every start; and the
+    hosting layout, a /64 routed to the netif with its ::1 configured there,
+    is no overlap in either order."""
+    forwarding_on(node)
+    node.osctl("user", "new", "alice")
+    routed_ct(node, "p1", "busybox", ["192.0.2.30"], "2001:db8::10")
+    node.osctl("ct", "netif", "route", "add", "p1", "eth0", "2001:db8:1::/64")
+    node.osctl("ct", "netif", "ip", "add", "p1", "eth0", "2001:db8:1::1")
+    # The other order, on a second netif: the address first, then its /64.
+    node.osctl("ct", "netif", "new", "p1", "eth1")
+    node.osctl("ct", "netif", "ip", "add", "p1", "eth1", "2001:db8:2::1")
+    node.osctl("ct", "netif", "route", "add", "p1", "eth1", "2001:db8:2::/64")
+    # Another netif's prefix still may not take the address, nor the other way.
+    node.osctl("ct", "new", "p2", "--user", "alice")
+    node.osctl("ct", "netif", "new", "p2", "eth0")
+    node.osctl("ct", "netif", "ip", "add", "p2", "eth0", "2001:db8::40")
+    p = node.osctl("ct", "netif", "ip", "add", "p2", "eth0", "2001:db8:1::2", check=False)
+    assert p.returncode == 6 and "default:p1 netif eth0" in p.stderr, p.stderr
+    p = node.osctl("ct", "netif", "route", "add", "p2", "eth0", "2001:db8:2::/48", check=False)
+    assert p.returncode == 6 and "default:p1 netif eth1" in p.stderr, p.stderr
+
+    node.osctl("ct", "start", "p1")
+    for _ in range(2):  # a start, then a restart, each with the whole layout at once
+        for addr in ("2001:db8::10", "2001:db8:1::1", "2001:db8:2::1"):
+            wait_for(lambda: node_pings(node, addr), message=f"{addr} to answer")
+        routes = host_routes(node)
+        assert "2001:db8:1::/64 via 2001:db8::10" in routes, routes
+        assert "2001:db8:2::/64 via 2001:db8:2::1" in routes, routes
+        node.osctl("ct", "restart", "p1")
+        assert node.osctl_json("ct", "show", "p1")["state"] == "running"
+    node.osctl("ct", "stop", "p1")
+    assert "2001:db8" not in host_routes(node)

@@ -111,3 +111,34 @@ def test_zfs_is_unsupported_and_leaves_nothing(node):
     assert p.returncode == 8 and "zfs" in p.stderr
     assert [p["name"] for p in node.osctl_json("pool", "ls")] == ["default"]
     assert not (node.state_dir / "pools" / "z").exists()
+
+
+def test_pool_uninstall_refused_while_it_holds_servers_and_leaves_nothing(node):
+    require(None if shutil.which("mkfs.btrfs") else "mkfs.btrfs missing (btrfs-progs)")
+    image, spare = node.dir / "gone.img", node.dir / "spare"
+    node.osctl("pool", "install", "gone", "--backend", "btrfs", "--image", str(image), "--size", "1G",
+               "--id-base", str(node.id_base + 32 * BLOCK))
+    spare.mkdir()
+    (spare / "theirs").write_text("not osctld's\n")  # a dir pool in a directory that holds more
+    node.osctl("pool", "install", "spare", "--path", str(spare), "--id-base", str(node.id_base + 48 * BLOCK))
+    for pool in ("gone", "spare"):
+        node.osctl("user", "new", "erin", "--pool", pool)
+        node.osctl("ct", "new", "e1", "--user", f"{pool}:erin")
+        node.osctl("ct", "start", f"{pool}:e1")
+    gone_path = Path(node.osctl_json("pool", "show", "gone")["path"])
+    lines = [f"root:{node.osctl_json('user', 'show', f'{p}:erin')['root_uid']}:" for p in ("gone", "spare")]
+    assert all(any(ln.startswith(pre) for ln in subid_lines()) for pre in lines)
+
+    p = node.osctl("pool", "uninstall", "gone", check=False)
+    assert p.returncode == 6 and "holds containers or VMs (e1)" in p.stderr, p.stderr
+    assert node.osctl_json("ct", "show", "gone:e1")["state"] == "running" and os.path.ismount(gone_path)
+
+    for pool in ("gone", "spare"):
+        node.osctl("ct", "del", f"{pool}:e1", "--force")
+        node.osctl("pool", "uninstall", pool)
+    assert [p["name"] for p in node.osctl_json("pool", "ls")] == ["default"]
+    assert not image.exists() and not gone_path.exists()
+    assert sorted(x.name for x in spare.iterdir()) == ["theirs"]
+    assert not any(ln.startswith(pre) for ln in subid_lines() for pre in lines)
+    node.restart()  # and it stays gone
+    assert [p["name"] for p in node.osctl_json("pool", "ls")] == ["default"]

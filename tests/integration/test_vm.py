@@ -19,6 +19,7 @@ from osctld.runtime.cgroup.tree import CgroupTree
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
 from tests.integration.test_net import node_lan, node_pings
+from tests.helpers.terminal import osctl_terminal
 from tests.helpers.vm import SECTOR, console_size, have_qemu, vm_node_config, wait_console
 from tests.helpers.wait import wait_for
 
@@ -268,6 +269,43 @@ def test_debian_vm_boots_to_login(vmnode):
     wait_console(node, "deb1", r"(reboot: Power down|Reached target.*Power-Off)", timeout=1)
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("debian_vm_image")
+def test_debian_vm_a_way_in_and_a_root_that_grows(vmnode, tmp_path):
+    """Root of the debian image is locked: vm passwd opens the console to
+    it, --ssh-key puts root's key in place; the root filesystem grows to a
+    disk grown while the VM was stopped, at its next boot."""
+    node = vmnode
+    key = tmp_path / "id.pub"
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOsctldTestKeyOnlyForThisTest tour@test\n")
+    node.osctl("vm", "new", "deb2", "--user", "vmuser", "--template", "debian",
+               "-c", "1", "-m", "512M", "-d", "10G", "--ssh-key", str(key))
+    node.osctl("vm", "set", "disk", "deb2", "12G")
+    node.osctl("vm", "passwd", "deb2", "root", "--password", "vm-root-pw")
+    assert "vm-root-pw" not in node.osctl("history").stdout
+    p = node.osctl("vm", "passwd", "deb2", "nobody-here", "--password", "x", check=False)
+    assert p.returncode == 2 and "no user 'nobody-here'" in p.stderr, p.stderr
+    node.osctl("vm", "start", "deb2")
+    p = node.osctl("vm", "passwd", "deb2", "root", "--password", "x", check=False)
+    assert p.returncode == 6 and "stopped" in p.stderr, p.stderr
+    wait_console(node, "deb2", r"deb2 login:", timeout=900)
+
+    t = osctl_terminal(node, "vm", "console", "deb2")
+    t.expect("Ctrl.a q")
+    t.send("\r")
+    t.expect("login: ", timeout=60)
+    t.send("root\r")
+    t.expect("Password: ", timeout=60)
+    t.send("vm-root-pw\r")
+    t.expect("# ", timeout=60)
+    t.send("df -BM --output=size / | tail -n1; cat /root/.ssh/authorized_keys\r")
+    size = int(t.expect(r"\d+M").rstrip("M"))
+    assert size > 11 * 1024, f"the root filesystem is {size} MiB on a 12 GiB disk"
+    t.expect("tour@test")
+    t.send("\x01q")
+    assert t.wait(30) == 0
+
+
 def test_vms_count_against_user_quotas(vmnode):
     node = vmnode
     node.osctl("user", "set", "quota", "vmuser", "memory=512M", "cpus=4")
@@ -280,6 +318,15 @@ def test_vms_count_against_user_quotas(vmnode):
     assert p.returncode == 6 and "quota cpus" in p.stderr, p.stderr
     assert sorted(v["id"] for v in node.osctl_json("vm", "ls")) == ["q1", "q2"]
     assert node.osctl_json("vm", "show", "q1")["cores"] == 1
+    # user show counts what the quotas count: the VMs and their addresses.
+    node.osctl("vm", "netif", "new", "q1", "eth0")
+    for a in ("192.0.2.50", "2001:db8:5::1", "2001:db8:6::1"):
+        node.osctl("vm", "netif", "ip", "add", "q1", "eth0", a)
+    shown = node.osctl_json("user", "show", "vmuser")
+    assert shown["vms"] == ["q1", "q2"], shown
+    usage = shown["quota_usage"]
+    assert (usage["containers"], usage["cpus"], usage["memory"]) == (2, 3, 512 << 20), usage
+    assert (usage["ipv4"], usage["ipv6_64"]) == (1, 2), usage
 
 
 def vm_cgroup(node, vm: str, controller: str, group: str = "/default") -> Path:

@@ -11,7 +11,7 @@ from osctld.config import Config, NetConfig
 from osctld.model.container import Container
 from osctld.model.netif import NetIf, NetRoute, parse_ip, parse_prefix
 from osctld.model.units import parse_rate
-from osctld.net import alloc, plan
+from osctld.net import alloc, netlink, plan
 
 RNG = ipaddress.IPv4Network("10.100.0.0/16")
 ip, net = ipaddress.ip_address, ipaddress.ip_network
@@ -90,6 +90,34 @@ def test_conflicts_name_the_holder():
     with pytest.raises(OsctlError):  # an address inside a routed prefix
         alloc.check_free(holders, [(net("203.0.113.7/32"), "address 203.0.113.7")])
     alloc.check_free(holders, [(net("192.0.2.3/32"), "address 192.0.2.3")])
+
+
+def test_an_address_inside_the_same_netifs_routed_prefix_is_no_conflict():
+    """The hosting layout: a /64 routed to the netif and its ::1 on it, in
+    either order; nothing else of the same netif overlaps."""
+    n = routed(routes=[NetRoute("2001:db8:1::/64")])
+    holders = [(ct_with(n), n)]
+    alloc.check_free(holders, [(net("2001:db8:1::1/128"), "address 2001:db8:1::1")], own=n)
+    alloc.check_free(holders, [(net("2001:db8::/64"), "route 2001:db8::/64")], own=n, route=True)
+    for wanted, route in ((net("2001:db8:1::/64"), True), (net("2001:db8:1::/80"), True),
+                          (net("2001:db8::1/128"), True), (net("2001:db8::1/128"), False),
+                          (net("2001:db8:1::1/128"), True)):
+        with pytest.raises(OsctlError):  # a route twice, routes in routes, an address twice
+            alloc.check_free(holders, [(wanted, str(wanted))], own=n, route=route)
+    other = routed(index=6, addresses=())
+    with pytest.raises(OsctlError, match="netif eth0"):  # another netif's prefix stays its own
+        alloc.check_free([*holders, (ct_with(other, id="c2"), other)],
+                         [(net("2001:db8:1::2/128"), "address 2001:db8:1::2")], own=other)
+
+
+def test_sync_host_adds_on_link_routes_before_the_ones_via_them():
+    """The kernel refuses a prefix via the container's IPv6 address before
+    the on-link host route to that address (EHOSTUNREACH)."""
+    n = routed(addresses=("2001:db8:ffff::1/128",),
+               routes=[NetRoute("2001:db8::/64"), NetRoute("2001:db8:1::/64")])
+    order = netlink._next_hops_last(plan.host_plan(RNG, "osv5", n).routes)
+    assert order[0] == (net("2001:db8:ffff::1/128"), None), order
+    assert {hop for _, hop in order[1:]} == {ip("2001:db8:ffff::1")}
 
 
 @pytest.mark.parametrize("bad", [

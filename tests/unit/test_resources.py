@@ -190,17 +190,38 @@ def test_disk_quota_does_not_refuse_all_on_a_pool_without_disk_quotas():
 
 
 def test_pool_state_checks_a_users_quota_with_addresses(tmp_path):
+    """Containers and VMs and their netifs' addresses count, an address
+    inside a prefix routed to it once: as ``user show`` shows them."""
     from osctld.model.idmap import IdRange, MapEntry
+    from osctld.model.netif import NetIf, NetRoute
     from osctld.model.pool import Pool
     from osctld.model.user import User
+    from osctld.model.vm import VM
     from osctld.state import PoolState
+
+    def with_ips(server, *addresses: str, routes=()):
+        server.netifs = [NetIf("eth0", addresses=list(addresses), routes=[NetRoute(r) for r in routes])]
+        return server
 
     m = [MapEntry(0, 1_000_000, 65536)]
     pstate = PoolState(Pool("p", "dir", tmp_path), IdRange())
-    pstate.users["u"] = User("u", "p", m, m, quota=Quota(ipv4=2, containers=2))
-    pstate.cts["a"] = ct("a")
-    addrs = {"a": ["192.0.2.1/32"], "b": ["192.0.2.2/32", "192.0.2.3/32"]}
-    pstate.check_quota(ct("b"))  # no addresses counted: fits
-    with pytest.raises(OsctlError, match="quota ipv4 of user u is 2: this would make it 3"):
-        pstate.check_quota(ct("b"), addresses=lambda c: addrs.get(c.id, []))
+    pstate.users["u"] = User("u", "p", m, m, quota=Quota(ipv4=2, ipv6_64=2, containers=3))
+    pstate.cts["a"] = with_ips(ct("a"), "192.0.2.1/32", "2001:db8:1::1/128", routes=["2001:db8:1::/64"])
+    pstate.vms["v"] = with_ips(VM(id="v", pool="p", user="u", template="debian", version="12", cores=1, memory=1 << 30, disk=1 << 30), "2001:db8:2::1/128")
+    usage = Usage.of(pstate.instances_of("u"))
+    assert (usage.containers, usage.ipv4, usage.ipv6_64) == (2, 1, 2)
+    pstate.check_quota(with_ips(ct("b"), "192.0.2.2/32"))  # fits
+    with pytest.raises(OsctlError) as e:
+        pstate.check_quota(with_ips(ct("b"), "192.0.2.2/32", "192.0.2.3/32", "2001:db8:3::1/128"))
+    # Every quota it breaks, in one refusal.
+    assert "quota ipv4 of user u is 2: this would make it 3" in e.value.message
+    assert "quota ipv6_64 of user u is 2: this would make it 3" in e.value.message
     assert set(pstate.groups) == {"/", "/default"}
+
+
+def test_a_quota_refusal_names_every_missing_limit():
+    c = ct("a")
+    with pytest.raises(OsctlError) as e:
+        check("u", preset("staging"), Usage(), Usage.of([c]), c)
+    for limit in ("cpu_limit", "memory", "disk"):
+        assert f"needs a {limit} of its own" in e.value.message, e.value.message

@@ -173,6 +173,15 @@ class CgroupTree:
             h = self.layout.for_controller(s.controller)
             cgroups.write(h.dir(rel) / s.file, s.value)
 
+    def apply_running(self, rel: str, limits: Limits) -> None:
+        """A running container's limits on its cgroup ``rel`` and the CPU
+        quota repeated on the inner one (``apply_cpu_view``). A v1 kernel
+        refuses a quota below one of a child's: the inner copy is lifted
+        first, so that a lower limit can be written above it."""
+        self.apply_cpu_view(rel, Limits())
+        self.apply(rel, limits)
+        self.apply_cpu_view(rel, limits)
+
     def apply_cpu_view(self, rel: str, limits: Limits) -> None:
         """Repeat the CPU quota on the container's inner cgroup (``rel``/ns).
 
