@@ -108,7 +108,7 @@ def set_(s, path, settings, pool, **limits):
         raise click.UsageError("give a SETTING VALUE pair or one of --cpu-limit, --memory, --swap, --pids")
     which = {"path": path, "pool": pool}
     for key in ("memory", "swap"):  # +SIZE grows what is set
-        if key in args:
+        if args and key in args:
             args[key] = size_value(s, "group.show", which, args[key],
                                    lambda g, key=key: g["limits"].get(key))
     change(s, "group.set", {**which, "limits": args, "settings": pairs}, "group.show", path, which)

@@ -326,3 +326,11 @@ def test_group_and_quota_sizes_grow_with_a_plus(daemon):
     assert run("-q", "user", "set", "quota", "alice", "disk=+50G", "cpus=4").exit_code == 0
     assert daemon.sent[-1] == ("user.set", {"name": "alice", "quota": {"disk": str(150 * GIB),
                                                                          "cpus": "4"}})
+
+
+def test_group_settings_alone_are_sent_without_limits(daemon):
+    daemon.answers["group.show"] = {"path": "/prod", "limits": {}, "settings": {}}
+    res = run("-q", "group", "set", "/prod", "timezone", "Asia/Tokyo", "maintenance-start", "23")
+    assert res.exit_code == 0, res.output
+    assert daemon.sent[-1] == ("group.set", {"path": "/prod", "settings": {
+        "timezone": "Asia/Tokyo", "maintenance-start": "23"}})
