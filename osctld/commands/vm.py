@@ -20,7 +20,7 @@ from ..runtime.vmimage import VmFiles
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, deletion, hold_server, user_ref
+from . import Between, Context, Seconds, Target, command, deletion, given, hold_server, user_ref
 
 MIB = 1 << 20
 # The node's policy (config vm.min_cores, max_cores) narrows it, and gives
@@ -288,6 +288,9 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
             await _power_on(ctx, pstate, vm)
         elif online is False:
             await _power_off(ctx, pstate, vm, timeout)
+    node.events.publish("change", object="vm", pool=vm.pool, id=vm.id, group=vm.group,
+                        settings=given(cores=cores, memory=memory, disk=disk, online=online,
+                                       group=group, flavor=flavor))
     return {**vm.public(), "maintenance": planned}
 
 
