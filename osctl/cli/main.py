@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from ..output import FORMATS
 from ..protocol import OsctlError
-from . import account, ct, flavor, group, maintenance, misc, netif, pool, user, vm
+from . import account, completion, ct, flavor, group, maintenance, manpage, misc, netif, pool, user, vm
 from .common import Settings
 
 # Exit codes by error code, so scripts can tell "not found" from "busy".
@@ -41,7 +42,7 @@ def cli(ctx, socket, fmt, as_json, columns, no_header, quiet):
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (ct, vm, flavor, group, maintenance, user, pool, account, misc):
+for module in (ct, vm, flavor, group, maintenance, user, pool, account, misc, completion, manpage):
     for command in module.COMMANDS:
         cli.add_command(command)
 # Objects that belong to a container live under `osctl ct`.
@@ -51,6 +52,8 @@ vm.vm.add_command(netif.vm_netif)
 
 
 def main() -> None:
+    if completion.COMPLETE_VAR in os.environ:  # the shell asks for completions
+        completion.install(cli)
     try:
         cli(standalone_mode=False)
     except OsctlError as e:
