@@ -164,6 +164,16 @@ def error(req_id: Any, err: OsctlError) -> dict:
     return {"id": req_id, "error": err.to_wire()}
 
 
+# What the daemon publishes, and what ``event.subscribe`` may ask for:
+# objects' states (``up``/``down``: a netif's), objects added, removed and
+# changed, commands (run, done, failed), maintenances and staged deletions.
+EVENT_TYPES = ("state", "up", "down", "add", "remove", "change", "command", "maintenance",
+               "deletion")
+# The kinds of object events (and command events) name in ``object``.
+EVENT_OBJECTS = ("ct", "vm", "netif", "user", "group", "pool", "flavor", "account",
+                 "maintenance")
+
+
 def event(data: dict) -> dict:
     return {"event": data}
 

@@ -21,7 +21,9 @@ without a socket or root (``tests/unit/test_dispatch.py``):
   runs; the command gets the account as ``ctx.access``;
 - a state-changing verb is announced as command events (run, then done or
   failed) and written to the history of the pool its declared target is in,
-  with the account that asked.
+  with the account that asked; both name the target (``object``, ``id``,
+  ``pool``) and the arguments (passwords masked), so that a monitor or the
+  history reads ``ct.set web1 memory=2G`` (``osctl/activity.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from osctl import protocol
 from osctl.protocol import CANCELLED, DENIED, INTERNAL, INVALID, OsctlError
 
 from .commands import REGISTRY, Between, CommandSpec, Context, resolve
+from .events import Filter
 from .model.account import ROOT, Access
+from .model.group import DEFAULT_GROUP
 
 if TYPE_CHECKING:
     from .node import Node
@@ -176,7 +180,7 @@ class Dispatcher:
     """
 
     def __init__(self, node: "Node", caller: Caller, send: Callable[[dict], None],
-                 subscribe: Callable[[dict], None] | None = None):
+                 subscribe: Callable[[Filter], None] | None = None):
         self.node = node
         self.caller = caller
         self.send = send
@@ -242,6 +246,7 @@ class Dispatcher:
         )
         args: dict | None = None
         pool: str | None = None
+        subject: dict = {}
         access = self.access()
         who = access.ref if access is not None else None
         try:
@@ -249,13 +254,14 @@ class Dispatcher:
                 raise OsctlError(INVALID, f"unknown command {req.cmd!r}")
             args = check_args(spec, req.args)
             pool = self._pool(spec, args)  # as it was: a deleted object's pool is gone after
+            subject = _subject(spec, args, pool)
             permitted(self.node, spec, args, access)
             assert access is not None
             ctx.access = access
             with self.node.ops.running(op, asyncio.current_task(), access.ref, spec.name):
                 if spec.mutating:
                     self.node.events.publish("command", phase="run", cmd=req.cmd, op=op,
-                                             account=who)
+                                             account=who, pool=pool, **subject)
                 result = await spec.run(ctx, args)
         except OsctlError as e:
             reply, error = protocol.error(req.id, e), e.message
@@ -273,7 +279,8 @@ class Dispatcher:
         if spec is not None and spec.mutating:
             if pool is None and args is not None:
                 pool = self._pool(spec, args)  # a created object's pool is there only now
-            self._finished(req, op, pool, error, who)
+                subject = _subject(spec, args, pool)
+            self._finished(req, op, pool, error, who, subject)
         try:
             self.send(reply)
         except protocol.EncodeError:
@@ -291,12 +298,14 @@ class Dispatcher:
             return None
 
     def _finished(self, req: protocol.Request, op: str, pool: str | None, error: str | None,
-                  who: str | None) -> None:
+                  who: str | None, subject: dict) -> None:
         """The command event and history line of a state-changing verb."""
         self.node.events.publish("command", phase="failed" if error else "done", cmd=req.cmd,
-                                 op=op, account=who, **({"error": error} if error else {}))
-        entry = {"cmd": req.cmd, "args": _redact(req.args), "account": who, "uid": self.caller.uid,
-                 "pid": self.caller.pid, "result": "ok" if error is None else "error"}
+                                 op=op, account=who, pool=pool, **subject,
+                                 **({"error": error} if error else {}))
+        entry = {"cmd": req.cmd, "args": _redact(req.args), **subject, "account": who,
+                 "uid": self.caller.uid, "pid": self.caller.pid,
+                 "result": "ok" if error is None else "error"}
         if error:
             entry["error"] = error
         self.node.history.write(pool, entry)
@@ -316,6 +325,33 @@ def _internal(cmd: str) -> OsctlError:
     log.exception("internal error in %s (reference %s)", cmd, ref)
     return OsctlError(INTERNAL, f"internal error in {cmd}; see the daemon log, reference {ref}",
                       {"reference": ref})
+
+
+# The arguments that name the object of a verb on it, in that order: a
+# server's id (its netifs' verbs name the netif as ``name``), a name, a
+# group's path, an account.
+_NAMED_BY = ("id", "name", "path", "account")
+
+
+def _subject(spec: CommandSpec, args: dict, pool: str | None) -> dict:
+    """What a state-changing verb acts on, as its events and history name it:
+    the kind of object its name starts with (``ct.new``: the new container,
+    though its pool is found by its user) with the id it was given (a
+    group's path, an account's reference, a pool's name: the default pool's
+    if none was given), and the arguments. A verb named for no kind of
+    object (``permission.add``) names its target."""
+    kind = spec.name.split(".")[0]
+    if kind in protocol.EVENT_OBJECTS:
+        value = next((args[k] for k in _NAMED_BY if args.get(k) is not None), None)
+    elif spec.target is not None:
+        kind, value = spec.target.kind, args.get(spec.target.arg)
+    else:
+        return {"args": _redact(args)}
+    if kind == "pool" and pool is not None:
+        value = pool  # an imported pool's name, once it is known
+    elif kind == "group" and value is None:
+        value = DEFAULT_GROUP
+    return {"object": kind, "id": value, "args": _redact(args)}
 
 
 def _redact(args: dict) -> dict:

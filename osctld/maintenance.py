@@ -78,7 +78,7 @@ def open_for(pstate: PoolState, server: Container | VM) -> Maintenance | None:
 
 
 def _publish(node: Node, phase: str, m: Maintenance) -> None:
-    node.events.publish("maintenance", phase=phase, **m.public())
+    node.events.publish("maintenance", phase=phase, object="maintenance", **m.public())
 
 
 def plan(node: Node, pstate: PoolState, server: Container | VM, old: dict, timeout: int,

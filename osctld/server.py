@@ -44,6 +44,7 @@ from . import __version__
 from .accounts import sees_event
 from .commands import load_all
 from .dispatch import Caller, Dispatcher
+from .events import Filter
 
 log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
@@ -248,11 +249,11 @@ class Connection:
 
     # --- events ---------------------------------------------------------------
 
-    def subscribe(self, filters: dict) -> None:
+    def subscribe(self, filter: Filter) -> None:
         if self.subscription is not None:
             raise OsctlError(INVALID, "this connection is already subscribed")
         self.subscription = self.node.events.subscribe(
-            on_overflow=self.close, types=filters.get("types") or (),
+            on_overflow=self.close, filter=filter,
             visible=(lambda ev: sees_event(self.dispatcher.access(), ev)) if self.server.accounts
             else None)
         self.pump = asyncio.create_task(self._pump(self.subscription))

@@ -6,6 +6,7 @@ its own command's module, not for every command there is.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -26,7 +27,11 @@ GROUPS = {
     "pool": ("osctl.cli.pool:pool", "Pools: storage for users and containers, with their configs."),
     "template": ("osctl.cli.misc:template", "Templates containers are built from."),
     "monitor": ("osctl.cli.misc:monitor", "Print osctld's events as they happen, until interrupted."),
-    "history": ("osctl.cli.misc:history", "State-changing commands run on a pool."),
+    "history": ("osctl.cli.misc:history",
+                "State-changing commands run on the node (on object ID), oldest first."),
+    "completion": ("osctl.cli.completion:completion", "Print the completion script for SHELL."),
+    "manpage": ("osctl.cli.manpage:manpage",
+                "Print osctl's manual page (roff), made from its commands' help."),
     "status": ("osctl.cli.misc:status", "The daemon's version, uptime and counts."),
     "op": ("osctl.cli.misc:op", "Operations in flight: each request osctld is running, by its id."),
     "shutdown": ("osctl.cli.misc:shutdown", "Take the node down: stop every container and VM, then "
@@ -74,6 +79,10 @@ add_options(cli, OUTPUT_OPTIONS)
 
 
 def main() -> None:
+    if "_OSCTL_COMPLETE" in os.environ:  # the shell asks for completions (completion.COMPLETE_VAR)
+        from . import completion
+
+        completion.install(cli)
     try:
         cli(standalone_mode=False)
     except OsctlError as e:

@@ -6,55 +6,78 @@ import time
 
 import click
 
-from ..output import cell
+from .. import activity
+from ..protocol import EVENT_OBJECTS, EVENT_TYPES
 from .common import call, pass_settings, show
 from .groups import Group, listing_options
 
 
 @click.command("monitor")
-@click.option("--type", "types", multiple=True,
-              help="Only these event types (state, add, remove, command, maintenance, change).")
+@click.option("--type", "types", multiple=True, type=click.Choice(EVENT_TYPES),
+              help="Only events of this type (repeatable).")
+@click.option("--pool", "-p", "pools", multiple=True, help="Only about this pool (repeatable).")
+@click.option("--object", "objects", multiple=True, type=click.Choice(EVENT_OBJECTS),
+              help="Only about this kind of object (repeatable).")
+@click.option("--id", "ids", multiple=True, metavar="ID",
+              help="Only about this object: a container, VM, user, group... (repeatable).")
 @pass_settings
-def monitor(s, types):
+def monitor(s, types, pools, objects, ids):
     """Print osctld's events as they happen, until interrupted.
+
+    A command reads as it was asked for (`command done ct.set web1
+    memory=2G account=root`); -j prints each event as a JSON line.
 
     \b
     Examples:
-      osctl monitor
-      osctl monitor --type state -j
+      osctl monitor --type command
+      osctl monitor --pool tank --object ct --id web1
     """
     import json  # here, not at the top: osctl's start-up pays for every import
 
     client = s.client()
+    filters = {k: list(v) for k, v in
+               (("types", types), ("pools", pools), ("objects", objects), ("ids", ids)) if v}
     try:
-        for ev in client.events(types=list(types) or None):
-            if s.format == "json":
-                click.echo(json.dumps(ev))
-                continue
-            stamp = time.strftime("%H:%M:%S", time.localtime(ev.pop("time", time.time())))
-            kind = ev.pop("type")
-            click.echo(f"{stamp} {kind:<8} " + " ".join(f"{k}={cell(v)}" for k, v in ev.items()))
+        for ev in client.events(**filters):
+            click.echo(json.dumps(ev) if s.format == "json" else activity.event_line(ev))
     except KeyboardInterrupt:
         pass
 
 
+def _since(ctx, param, value):
+    try:
+        return None if value is None else activity.since(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.command("history")
-@click.option("--pool", "-p", help="Pool [default: the default pool].")
+@click.argument("id", required=False)
+@click.option("--pool", "-p", help="Only this pool [default: all].")
+@click.option("--since", "-s", metavar="TIME", callback=_since,
+              help="Only since TIME: a span back (30m, 2h, 1d) or an ISO date or time.")
+@click.option("--user", "-u", "account", metavar="ACCOUNT",
+              help="Only what ACCOUNT did (root: root's own).")
 @click.option("--limit", "-n", type=int, default=50, show_default=True, help="Last N entries (0: all).")
 @pass_settings
-def history(s, pool, limit):
-    """State-changing commands run on a pool.
+def history(s, id, pool, since, account, limit):
+    """State-changing commands run on the node (on object ID), oldest first.
+
+    Each line names who acted (ACCOUNT: root, or an account through the
+    account socket) and what it did, as `ct.set web1 memory=2G`.
 
     \b
     Examples:
-      osctl history -n 20
-      osctl history -p tank -o time,cmd,result
+      osctl history web1 --since 1d
+      osctl history --user front --since 2026-11-30
     """
-    rows = call(s, "history.ls", {"pool": pool, "limit": limit})
+    rows = call(s, "history.ls", {"id": id, "pool": pool, "since": since, "account": account,
+                                  "limit": limit})
     if s.format in ("table", "csv"):
         for r in rows:
             r["time"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
-    show(s, rows, ["time", "pool", "cmd", "args", "account", "result", "error"])
+            r["command"] = activity.command_text(r)
+    show(s, rows, ["time", "pool", "account", "command", "result", "error"])
 
 
 @click.command("status")

@@ -50,6 +50,7 @@ from ..state import split_ref
 if TYPE_CHECKING:  # their types only: commands are given a node, never build one
     from ..model.container import Container
     from ..model.vm import VM
+    from ..events import Filter
     from ..node import Node
     from ..state import Registry
 
@@ -66,6 +67,12 @@ class Between:
 
 # Seconds to wait (a stop before the kill, a power-down): a day at most.
 Seconds = Annotated[int, Between(0, 86400)]
+
+
+def given(**settings: Any) -> list[str]:
+    """The names of the settings a ``set`` verb was given (not None): what its
+    ``change`` event says changed."""
+    return [k for k, v in settings.items() if v is not None]
 
 
 def user_ref(user: str, pool: str | None) -> str:
@@ -270,7 +277,7 @@ class Context:
     progress: Callable[[dict], None] = lambda data: None
     # Who asks: root, or the account whose permissions were checked.
     access: Access = ROOT
-    subscribe: Callable[[dict], None] | None = None
+    subscribe: Callable[[Filter], None] | None = None
 
 
 @contextlib.asynccontextmanager

@@ -29,7 +29,7 @@ from ..runtime.statfs import wants_proxy
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, deletion, hold_instance, user_ref
+from . import Between, Context, Seconds, Target, command, deletion, given, hold_instance, user_ref
 from .instance import creating, lifecycle
 
 STOP_TIMEOUT = 60
@@ -373,6 +373,10 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
             ct.flavor = flavor
         pstate.save_ct(ct)
         node.containers.write_config(pstate, ct)
+    node.events.publish("change", object="ct", pool=ct.pool, id=ct.id, group=ct.group,
+                        settings=given(hostname=hostname, dns_resolvers=dns_resolvers,
+                                       autostart=autostart, autostart_priority=autostart_priority,
+                                       limits=limits, disk=disk, flavor=flavor))
     return ct.public()
 
 

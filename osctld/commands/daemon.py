@@ -8,6 +8,7 @@ from typing import Annotated
 from osctl.protocol import CONFLICT, INVALID, UNSUPPORTED, OsctlError
 
 from .. import history
+from ..events import Filter
 from ..model.account import ROOT, Perm
 from ..model.container import STOPPED, Container
 from ..model.vm import VM
@@ -70,12 +71,14 @@ async def shutdown(ctx: Context, timeout: Seconds = STOP_TIMEOUT) -> dict:
 
 
 @command("event.subscribe", needs=Perm.STATS)
-async def subscribe(ctx: Context, types: list[str] | None = None) -> dict:
+async def subscribe(ctx: Context, types: list[str] | None = None, pools: list[str] | None = None,
+                    objects: list[str] | None = None, ids: list[str] | None = None) -> dict:
     """Turn this connection into a stream of events (an account's: of what
-    it may see, and of its own commands)."""
+    it may see, and of its own commands), of the types, pools, object kinds
+    and object ids given (any, for one not given)."""
     if ctx.subscribe is None:
         raise OsctlError(UNSUPPORTED, "this caller cannot take a stream of events")
-    ctx.subscribe({"types": types or []})
+    ctx.subscribe(Filter.of(types or (), pools or (), objects or (), ids or ()))
     return {"subscribed": True}
 
 
@@ -101,10 +104,15 @@ async def op_cancel(ctx: Context, op: str) -> dict:
 
 
 @command("history.ls")
-async def history_ls(ctx: Context, pool: str | None = None,
+async def history_ls(ctx: Context, pool: str | None = None, id: str | None = None,
+                     since: float | None = None, account: str | None = None,
                      limit: Annotated[int, Between(0, 100_000)] = 50) -> list:
-    """The last state-changing commands of a pool."""
-    return history.read(ctx.node.registry.pool(pool), limit)
+    """The last state-changing commands of a pool (of all pools when none is
+    named), optionally only on object ``id``, since a time (seconds since
+    the epoch) or by an account (``root``: root's own)."""
+    registry = ctx.node.registry
+    pools = [registry.pool(pool)] if pool is not None else list(registry.pools.values())
+    return history.read(pools, limit, history.Query(id, since, account))
 
 
 @command("template.ls")

@@ -19,7 +19,7 @@ from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
-from . import Between, Context, Seconds, Target, command, deletion, hold_instance, user_ref
+from . import Between, Context, Seconds, Target, command, deletion, given, hold_instance, user_ref
 from .instance import creating, lifecycle
 
 MIB = 1 << 20
@@ -264,6 +264,9 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
         elif online is False:
             node.vms.keep_stopped(pstate, vm)
             await node.vms.stop(vm, _timeout(ctx, timeout))
+    node.events.publish("change", object="vm", pool=vm.pool, id=vm.id, group=vm.group,
+                        settings=given(cores=cores, memory=memory, disk=disk, online=online,
+                                       group=group, flavor=flavor))
     return {**vm.public(), "maintenance": planned}
 
 

@@ -10,9 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.helpers.node import OSCTL, OSCTLD
+from osctl.protocol import OsctlError
+
+from tests.helpers.node import BLOCK, OSCTL, OSCTLD
 from tests.helpers.wait import wait_for
 
 
@@ -108,7 +111,8 @@ def test_history_records_state_changing_commands(node):
     assert "is running: cannot start" in rows[3]["error"]
     assert [r["cmd"] for r in node.osctl_json("history", "-n", "2")] == ["ct.start", "ct.stop"]
     table = node.osctl("history").stdout.splitlines()
-    assert table[0].split()[:3] == ["TIME", "POOL", "CMD"] and len(table) == 6
+    assert table[0].split()[:4] == ["TIME", "POOL", "ACCOUNT", "COMMAND"] and len(table) == 6
+    assert table[2].split()[2:6] == ["default", "root", "ct.new", "h1"]
     pool = Path(node.osctl_json("pool", "show", "default")["path"])
     lines = (pool / "log" / "history.jsonl").read_text().splitlines()
     assert [json.loads(ln)["cmd"] for ln in lines] == [r["cmd"] for r in rows]
@@ -187,10 +191,80 @@ def test_monitor_prints_events(node):
             return [ln for ln in seen if "state=running" in ln]
 
         first = wait_for(running, 20, 0, lambda: f"state=running in the table; it showed {seen}")[0]
-        assert "id=m1" in first and first.split()[1] == "state", seen
+        assert first.split()[1:4] == ["state", "ct", "m1"], seen
         assert all(ln.split()[1] == "state" for ln in seen)
     finally:
         mon.close()
+
+
+def test_events_and_history_name_the_object_the_arguments_and_who_acted(node):
+    node.osctl("pool", "install", "p2", "--id-base", str(node.id_base + 32 * BLOCK))
+    node.osctl("user", "new", "u")
+    node.osctl("user", "new", "u2", "--pool", "p2")
+    node.osctl("ct", "new", "e1", "--user", "u")
+    node.osctl("ct", "new", "e2", "--user", "p2:u2")
+    bad = node.osctl("monitor", "--type", "stat", check=False)
+    assert bad.returncode == 2 and "stat" in bad.stderr
+    with pytest.raises(OsctlError) as e:
+        node.call("event.subscribe", types=["stat"])
+    assert e.value.code == "invalid" and "known: state" in e.value.message
+
+    # Only what is about e2, in pool p2: e1's changes never show.
+    mon = Lines("--socket", str(node.socket), "-j", "monitor", "--pool", "p2", "--id", "e2")
+    events: list[dict] = []
+    try:
+        def done() -> dict | None:
+            line = mon.next(0.5)
+            if line is None:
+                if not events:  # until the subscription is in place, make events
+                    node.call("ct.set", id="e1", hostname="e1")
+                    node.call("ct.set", id="e2", hostname="e2")
+                return None
+            events.append(json.loads(line))
+            ev = events[-1]
+            return ev if ev["type"] == "command" and ev["phase"] == "done" and "limits" in ev["args"] \
+                else None
+
+        node.osctl("ct", "set", "memory", "e2", "2G")
+        ev = wait_for(done, 20, 0, lambda: f"ct.set of e2's limits; the monitor showed {events}")
+        assert (ev["cmd"], ev["object"], ev["id"], ev["pool"], ev["account"], ev["args"]) == \
+            ("ct.set", "ct", "e2", "p2", "root", {"id": "e2", "limits": {"memory": "2G"}})
+        assert {(e["pool"], e["id"]) for e in events} == {("p2", "e2")}
+        change = events[-2]  # published by the command, before it is done
+        assert (change["type"], change["object"], change["settings"]) == ("change", "ct", ["limits"])
+    finally:
+        mon.close()
+
+    # The table form reads as the command was asked for.
+    mon = Lines("--socket", str(node.socket), "monitor", "--type", "command", "--object", "ct")
+    try:
+        seen: list[str] = []
+
+        def shown() -> list[str]:
+            line = mon.next(0.5)
+            if line:
+                seen.append(line)
+            else:
+                node.osctl("ct", "set", "memory", "e1", "1G")
+            return [ln for ln in seen if "done   ct.set e1 memory=1G" in ln]
+
+        assert "account=root" in wait_for(shown, 20, 0, lambda: f"ct.set in the table; it showed {seen}")[0]
+    finally:
+        mon.close()
+
+    # The history of both pools, merged; of one object; since a time; by root.
+    rows = node.osctl_json("history", "-n", "0")
+    assert {r["pool"] for r in rows} == {"default", "p2"}
+    assert [r["time"] for r in rows] == sorted(r["time"] for r in rows)
+    e2 = node.osctl_json("history", "e2", "-n", "0")
+    assert [r["cmd"] for r in e2][0] == "ct.new" and {r["id"] for r in e2} == {"e2"}
+    assert all(r["pool"] == "p2" and r["object"] == "ct" and r["account"] == "root" for r in e2)
+    assert node.osctl_json("history", "e2", "--since", "2000-01-01", "--user", "root", "-n", "0") == e2
+    assert node.osctl_json("history", "--since", "1s", "--user", "nobody-here", "-n", "0") == []
+    table = node.osctl("history", "e2", "-n", "1").stdout.splitlines()
+    assert table[1].split()[2:] == ["p2", "root", "ct.set", "e2", "memory=2G", "ok"], table
+    bad = node.osctl("history", "--since", "yesterday", check=False)
+    assert bad.returncode == 2 and "ISO date" in bad.stderr
 
 
 def test_a_second_daemon_on_the_same_run_directory_is_refused(node):

@@ -275,9 +275,9 @@ def test_events_reach_an_account_only_about_what_it_may_see(node, ran):
                 for e in (sub.queue.get_nowait() for _ in range(sub.queue.qsize()))]
             for n, sub in subs.items()}
     assert what["mine"] == [("state", "c-web", None, None), ("remove", "c-t1", None, None),
-                            ("add", "/t1/web", None, None), ("command", None, "run", "front"),
-                            ("command", None, "done", "front")]
-    assert what["other"] == [("state", "v-t2", None, None), ("command", None, "failed", "other")]
+                            ("add", "/t1/web", None, None), ("command", "c-t1", "run", "front"),
+                            ("command", "c-t1", "done", "front")]
+    assert what["other"] == [("state", "v-t2", None, None), ("command", "c-t1", "failed", "other")]
     assert len(what["root"]) == 10
     assert what["gone"] == []
 

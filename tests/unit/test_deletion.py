@@ -128,7 +128,7 @@ def _scheduled(pstate, at: float) -> Container:
 
 
 def _announced(pstate) -> list[str]:
-    return [line["cmd"] for line in read(pstate, 0)]
+    return [line["cmd"] for line in read([pstate], 0)]
 
 
 def test_due_stages_are_done_in_order_and_never_twice(tmp_path):

@@ -301,8 +301,8 @@ def test_a_state_changing_verb_is_announced_and_written_to_its_targets_pool():
                             ("run", "vm.dt.touch", "3:2", None), ("done", "vm.dt.touch", "3:2", None),
                             ("run", "ct.dt.touch", "3:3", None), ("done", "ct.dt.touch", "3:3", None)]
         assert [pool for pool, _ in node.lines] == ["p2", "p2", None]
-        assert node.lines[0][1] == {"cmd": "ct.dt.touch", "args": {"id": "c1"}, "account": "root", "uid": 0,
-                                    "pid": 4242, "result": "ok"}
+        assert node.lines[0][1] == {"cmd": "ct.dt.touch", "object": "ct", "id": "c1", "args": {"id": "c1"},
+                                    "account": "root", "uid": 0, "pid": 4242, "result": "ok"}
     run(main())
 
 
@@ -318,8 +318,8 @@ def test_an_old_name_runs_as_the_verb_it_stands_for():
         assert error_of(await peer.call(3, "dt.old.touch", id="c1", vm="yes")) == (3, "invalid")
         assert error_of(await peer.call(4, "vm.dt.touch", id="v1", vm=True)) == (4, "invalid")
         assert [e[1] for e in events()][:2] == ["vm.dt.touch", "vm.dt.touch"]
-        assert node.lines[0] == ("p2", {"cmd": "vm.dt.touch", "args": {"id": "v1"}, "account": "root", "uid": 0,
-                                        "pid": 4242, "result": "ok"})
+        assert node.lines[0] == ("p2", {"cmd": "vm.dt.touch", "object": "vm", "id": "v1", "args": {"id": "v1"},
+                                        "account": "root", "uid": 0, "pid": 4242, "result": "ok"})
     run(main())
 
 
@@ -342,6 +342,24 @@ def test_history_goes_to_the_pool_as_it_was_before_and_as_it_is_after():
         assert "not found" in node.lines[3][1]["error"]
         assert [e[0] for e in events()] == ["run", "done", "run", "failed", "run", "done",
                                             "run", "failed", "failed"]
+    run(main())
+
+
+def test_command_events_name_the_object_its_pool_and_the_arguments():
+    async def main():
+        node = Node("default", "p2")
+        node.registry.pools["p2"].cts["c1"] = object()
+        sub = node.events.subscribe(on_overflow=lambda: None)
+        peer = Peer(node)
+        node.go.set()
+        await peer.call(1, "ct.dt.touch", id="c1")
+        await peer.call(2, "dt.pool.add", name="new", password="s3cret")
+        evs = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+        assert [(e["phase"], e["object"], e["id"], e["pool"], e["args"]) for e in evs] == [
+            ("run", "ct", "c1", "p2", {"id": "c1"}), ("done", "ct", "c1", "p2", {"id": "c1"}),
+            # Not there before it runs; there after, and its password never shown.
+            ("run", "pool", "new", None, {"name": "new", "password": "***"}),
+            ("done", "pool", "new", "new", {"name": "new", "password": "***"})]
     run(main())
 
 

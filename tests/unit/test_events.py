@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from osctld.events import EventBus
+import pytest
+
+from osctl.protocol import OsctlError
+from osctld.events import EventBus, Filter
 
 
 def run(coro):
@@ -67,7 +70,7 @@ def test_a_type_filter_keeps_other_events_out_of_the_queue():
     async def main():
         bus = EventBus(queue_size=2)
         dropped: list[bool] = []
-        states = bus.subscribe(lambda: dropped.append(True), types=["state"])
+        states = bus.subscribe(lambda: dropped.append(True), filter=Filter(types=frozenset(["state"])))
         for i in range(100):  # a flood of what it did not ask for does not fill it
             bus.publish("command", phase="done", n=i)
         bus.publish("state", id="c1", state="running")
@@ -75,6 +78,20 @@ def test_a_type_filter_keeps_other_events_out_of_the_queue():
         assert states.wants({"type": "state"}) and not states.wants({"type": "add"})
         assert bus.subscribe(lambda: None).wants({"type": "anything"})  # no filter: all
     run(main())
+
+
+def test_a_filter_takes_pools_object_kinds_and_ids_and_refuses_unknown_types():
+    f = Filter.of(types=["state", "command"], pools=["p2"], objects=["ct"], ids=["web1"])
+    assert f.wants({"type": "command", "pool": "p2", "object": "ct", "id": "web1"})
+    assert not f.wants({"type": "command", "pool": "default", "object": "ct", "id": "web1"})
+    assert not f.wants({"type": "state", "pool": "p2", "object": "vm", "id": "web1"})
+    assert not f.wants({"type": "state", "pool": "p2", "object": "ct", "id": "web2"})
+    assert not f.wants({"type": "state", "object": "ct", "id": "web1"})  # names no pool
+    assert Filter.of(ids=["web1"]).wants({"type": "up", "object": "netif", "id": "web1"})
+    for bad in ({"types": ["stat"]}, {"objects": ["container"]}):
+        with pytest.raises(OsctlError) as e:
+            Filter.of(**bad)
+        assert e.value.code == "invalid" and "known: " in e.value.message
 
 
 def test_a_closed_subscriber_gets_nothing_more_and_close_is_idempotent():

@@ -14,7 +14,7 @@ import pytest
 from osctl.protocol import OsctlError
 from osctld import maintenance
 from osctld.config import Config
-from osctld.events import EventBus
+from osctld.events import EventBus, Filter
 from osctld.history import History
 from osctld.locks import Locks
 from osctld.model.group import (Group, effective, group_timezone, in_maintenance,
@@ -168,7 +168,7 @@ def at(*args) -> float:
 
 def test_planned_announced_kept_and_moved_when_its_window_passed(tmp_path):
     node, pstate = _node(tmp_path)
-    seen = node.events.subscribe(lambda: None, ["maintenance"])
+    seen = node.events.subscribe(lambda: None, Filter.of(types=["maintenance"]))
     vm = _running_vm(pstate)
     vm.cores = 2
     m = maintenance.plan(node, pstate, vm, {"cores": 1}, 60, clock=lambda: at(2026, 6, 10, 14, 0))
@@ -235,7 +235,7 @@ def _run(tmp_path, refuse):
     fake = FakeVms(refuse)
     node.vms = fake
     node.driver = lambda kind: {"vm": fake}[kind]
-    seen = node.events.subscribe(lambda: None, ["maintenance"])
+    seen = node.events.subscribe(lambda: None, Filter.of(types=["maintenance"]))
     vm = _running_vm(pstate)
     vm.cores = 2
     m = maintenance.plan(node, pstate, vm, {"cores": 1}, 60, at_once=True)
