@@ -82,6 +82,17 @@ def show(settings: Settings, data: Any, default_columns: Sequence[str] | None = 
         click.echo(text)
 
 
+def print_log(s: Settings, res: dict, first: list[str]) -> None:
+    """A log as text (``first``: lines to put above it), or the whole answer with -j."""
+    if s.format != "table":
+        show(s, res)
+        return
+    for line in first:
+        click.echo(line)
+    if res["log"]:
+        click.echo(res["log"])
+
+
 def lifecycle_command(group: click.Group, obj: str, verb: str, doc: str,
                       columns: Sequence[str], timeout: click.Option | None = None) -> None:
     """``osctl OBJ VERB ID [--timeout N]``: one call, the object shown after."""
@@ -98,16 +109,19 @@ def lifecycle_command(group: click.Group, obj: str, verb: str, doc: str,
 
 
 def listing_commands(group: click.Group, obj: str, noun: str, columns: Sequence[str],
-                     show_doc: str) -> None:
+                     show_doc: str, usage_columns: Sequence[str] = ()) -> None:
     """``osctl OBJ ls [--pool] [--user] [--state]`` and ``osctl OBJ show ID``,
-    alike for containers and VMs."""
+    alike for containers and VMs. ``usage_columns`` cost the daemon reads per
+    object: asked for only when ``-o`` names one."""
 
     @click.option("--pool", "-p", help="Only this pool.")
     @click.option("--user", "-u", help="Only this user's.")
     @click.option("--state", "-s", help="Only in this state (running, stopped, ...).")
     @pass_settings
     def ls(s, pool, user, state):
-        show(s, call(s, f"{obj}.ls", {"pool": pool, "user": user, "state": state}), columns)
+        usage = bool(set(s.columns or ()) & set(usage_columns)) or None
+        show(s, call(s, f"{obj}.ls", {"pool": pool, "user": user, "state": state, "usage": usage}),
+             columns)
 
     @click.argument("id")
     @pass_settings

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from .common import (call, deletion_command, lifecycle_command, limit_args, listing_commands, pass_settings, show,
-                     wire_name)
+from .common import (call, deletion_command, lifecycle_command, limit_args, listing_commands, pass_settings,
+                     print_log, show, wire_name)
 
 LS_COLUMNS = ["pool", "id", "user", "distribution", "version", "state", "init_pid", "hostname"]
 
@@ -56,7 +56,9 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
     show(s, res)
 
 
-listing_commands(ct, "ct", "containers", LS_COLUMNS, "Show one container.")
+# Columns of ct ls that cost a read of the container's cgroup: only with -o.
+USAGE_COLUMNS = ["cpu_seconds", "memory", "pids", "uptime"]
+listing_commands(ct, "ct", "containers", LS_COLUMNS, "Show one container.", USAGE_COLUMNS)
 
 
 def _timeout() -> click.Option:
@@ -64,7 +66,27 @@ def _timeout() -> click.Option:
                         help="Seconds to wait for a clean shutdown before killing.")
 
 
-lifecycle_command(ct, "ct", "start", "Start container ID.", LS_COLUMNS)
+@ct.command("start")
+@click.argument("id")
+@click.option("--wait", "-w", is_flag=True,
+              help="Return once the system inside is up (systemd: is-system-running "
+                   "no longer 'starting').")
+@click.option("--timeout", "-t", type=int, default=120, show_default=True,
+              help="With --wait: seconds to wait before failing.")
+@pass_settings
+def start(s, id, wait, timeout):
+    """Start container ID (one already running: a note, exit 0).
+
+    \b
+    Example:
+      osctl ct start web1 --wait && osctl ct exec web1 -- uptime
+    """
+    res = call(s, "ct.start", {"id": id, "wait": wait or None, "timeout": timeout if wait else None})
+    if res.get("note") and s.format == "table":
+        click.echo(res.pop("note"), err=True)
+    show(s, res, LS_COLUMNS)
+
+
 lifecycle_command(ct, "ct", "stop", "Stop container ID cleanly; kill it after --timeout.",
                   LS_COLUMNS, _timeout())
 lifecycle_command(ct, "ct", "restart", "Stop container ID, then start it.", LS_COLUMNS, _timeout())
@@ -296,6 +318,112 @@ def unset(s, id, names):
 def passwd(s, id, user, password):
     """Set USER's password inside running container ID."""
     call(s, "ct.passwd", {"id": id, "user": user, "password": password})
+
+
+@ct.command("ps")
+@click.argument("id")
+@pass_settings
+def ps(s, id):
+    """List container ID's processes: PIDs and UIDs on the host and inside.
+
+    \b
+    Example:
+      osctl ct ps web1
+    """
+    show(s, call(s, "ct.ps", {"id": id}), ["host_pid", "ct_pid", "host_uid", "ct_uid", "command"])
+
+
+@ct.command("pid")
+@click.argument("pids", nargs=-1, required=True, type=int)
+@pass_settings
+def pid(s, pids):
+    """Name the container or VM each host process PIDS belongs to.
+
+    Exit 1 when one belongs to none.
+
+    \b
+    Example:
+      osctl ct pid 4242 $(pgrep nginx)
+    """
+    res = call(s, "ct.pid", {"pids": list(pids)})
+    show(s, res, ["pid", "kind", "pool", "id"])
+    if any(r["id"] is None for r in res):
+        sys.exit(1)
+
+
+@ct.command("wait")
+@click.argument("id")
+@click.argument("state", type=click.Choice(["up", "running", "stopped", "starting", "stopping",
+                                            "frozen", "soft-deleted"]))
+@click.option("--timeout", "-t", type=int, default=60, show_default=True,
+              help="Seconds to wait before failing (exit code of 'busy').")
+@pass_settings
+def wait(s, id, state, timeout):
+    """Wait until container ID is in STATE.
+
+    'up' is running with its init done starting (systemd: is-system-running
+    no longer 'starting').
+
+    \b
+    Example:
+      osctl ct wait web1 stopped --timeout 30
+    """
+    show(s, call(s, "ct.wait", {"id": id, "state": state, "timeout": timeout}), LS_COLUMNS)
+
+
+@ct.command("log")
+@click.argument("id")
+@click.option("--lines", "-n", type=int, default=200, show_default=True, help="Lines from the end.")
+@pass_settings
+def log(s, id, lines):
+    """Show LXC's log of container ID.
+
+    Why its last start failed comes first.
+
+    \b
+    Example:
+      osctl ct log web1 -n 50
+    """
+    res = call(s, "ct.log", {"id": id, "lines": lines})
+    first = [f"last start failed: {res['last_start_error']}"] if res.get("last_start_error") else []
+    print_log(s, res, first)
+
+
+def _top_key(value) -> tuple:
+    """Numbers largest first, names in order, unknowns (None) last."""
+    if value is None:
+        return (2, 0)
+    return (0, -value) if isinstance(value, (int, float)) else (1, value)
+
+
+TOP_COLUMNS = ["pool", "id", "user", "cpu_percent", "memory", "pids", "cpu_seconds", "uptime"]
+
+
+@ct.command("top")
+@click.option("--once", is_flag=True, help="One table, then exit (for scripts: with -j).")
+@click.option("--sort", "-s", "sort", default="cpu_percent", show_default=True,
+              type=click.Choice(TOP_COLUMNS), help="Column to sort by (numbers: largest first).")
+@click.option("--interval", "-i", type=click.IntRange(1, 60), default=2, show_default=True,
+              help="Seconds between refreshes; CPU %% is over this time.")
+@pass_settings
+def top(s, once, sort, interval):
+    """Show running containers' CPU %, memory and processes.
+
+    CPU % is of one core; the table refreshes until Ctrl-C.
+
+    \b
+    Examples:
+      osctl ct top
+      osctl ct top --once -j -s memory
+    """
+    while True:
+        rows = call(s, "ct.top", {"interval": interval})
+        rows.sort(key=lambda r: _top_key(r[sort]))
+        if not once:
+            click.clear()
+        show(s, rows, TOP_COLUMNS)
+        if once:
+            return
 
 
 COMMANDS = [ct]

@@ -9,7 +9,8 @@ import tty
 
 import click
 
-from .common import call, deletion_command, lifecycle_command, listing_commands, pass_settings, show
+from .common import (call, deletion_command, lifecycle_command, listing_commands, pass_settings, print_log,
+                     show)
 
 LS_COLUMNS = ["pool", "id", "user", "group", "template", "cores", "memory", "disk", "online", "state",
               "pid", "pending_restart"]
@@ -137,6 +138,20 @@ _setter("flavor", "FLAVOR", "Give the VM flavor FLAVOR's cores and memory (at th
 def set_online(s, id, value, timeout):
     """Start (true) or cleanly power down (false) VM ID, and keep it so."""
     show(s, call(s, "vm.set", {"id": id, "online": value in ("true", "on"), "timeout": timeout}))
+
+
+@vm.command("log")
+@click.argument("id")
+@click.option("--lines", "-n", type=int, default=200, show_default=True, help="Lines from the end.")
+@pass_settings
+def log(s, id, lines):
+    """Show the console log of VM ID (its serial console, across its runs).
+
+    \b
+    Example:
+      osctl vm log vm1 -n 50
+    """
+    print_log(s, call(s, "vm.log", {"id": id, "lines": lines}), [])
 
 
 COMMANDS = [vm]

@@ -64,6 +64,8 @@ class Between:
 
 # Seconds to wait (a stop before the kill, a power-down): a day at most.
 Seconds = Annotated[int, Between(0, 86400)]
+# Lines of a log to show (ct log, vm log).
+LogLines = Annotated[int, Between(1, 100_000)]
 
 
 def user_ref(user: str, pool: str | None) -> str:
@@ -291,5 +293,5 @@ async def hold_server(ctx: Context, server: Any, what: str, new: bool = False):
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (account, ct, ct_device, ct_feature, ct_prlimit, daemon, flavor,  # noqa: F401
+    from . import (account, ct, ct_device, ct_feature, ct_prlimit, ct_usage, daemon, flavor,  # noqa: F401
                    group, maintenance, netif, pool, user, vm)
