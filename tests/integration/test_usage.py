@@ -113,3 +113,14 @@ def test_log_starts_with_why_the_last_start_failed(node):
     node.osctl("ct", "netif", "del", "l1", "eth1")
     node.osctl("ct", "start", "l1")
     assert node.osctl_json("ct", "log", "l1")["last_start_error"] is None
+
+
+def test_stop_with_no_timeout_kills_at_once_and_returns_stopped(node):
+    _running(node, "s1")
+    init = node.osctl_json("ct", "show", "s1")["init_pid"]
+    t0 = time.monotonic()
+    assert node.osctl_json("ct", "stop", "s1", "--timeout", "0")["state"] == "stopped"
+    assert time.monotonic() - t0 < 10
+    assert not Path(f"/proc/{init}").exists()
+    time.sleep(1)  # and it stays stopped (busybox init reboots on the halt signal's kin)
+    assert node.osctl_json("ct", "show", "s1")["state"] == "stopped"
