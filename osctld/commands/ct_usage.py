@@ -5,6 +5,7 @@ LXC's log. All reading verbs (``stats``): they change nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Annotated
 
@@ -70,11 +71,11 @@ async def system_up(ctx: Context, ct: Container) -> bool:
     (asked inside, bounded: the tenant's systemctl may hang)."""
     if not ct.running or not ct.init_pid:
         return False
-    try:
-        comm = open(f"/proc/{ct.init_pid}/comm").read().strip()
-    except (FileNotFoundError, ProcessLookupError):
+    try:  # its program, not its comm: exec'd as /sbin/init, systemd's comm is "init"
+        program = os.path.basename(os.readlink(f"/proc/{ct.init_pid}/exe"))
+    except OSError:
         return False
-    if comm != "systemd":
+    if program != "systemd":
         return True
     try:
         _, out, _ = await ctx.node.containers.lxc.attach(
