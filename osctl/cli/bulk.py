@@ -188,10 +188,10 @@ def bulk_command(group: click.Group, obj: str, noun: str, verb: str, doc: str,
 
 def lifecycle_commands(group: click.Group, obj: str, noun: str,
                        docs: dict[str, tuple[str, Sequence[str]]], timeout: Callable,
-                       force_help: str) -> None:
+                       force_help: str, start_options: Sequence[Callable] = ()) -> None:
     """start, stop, restart, kill and del of containers or VMs, each on many
     at once; ``docs`` has each verb's help and examples, ``timeout`` is the
-    option of stop and restart."""
+    option of stop and restart, ``start_options`` those of start."""
     staged = [
         click.option("--at", metavar="DATE", help=(
             "Staged deletion around DATE (ISO 8601; without a zone, the group's; earliest: "
@@ -201,11 +201,17 @@ def lifecycle_commands(group: click.Group, obj: str, noun: str,
                      help="Call a staged deletion off (before its hard stage)."),
     ]
     for verb, (doc, examples) in docs.items():
-        options = {"stop": [timeout], "restart": [timeout],
+        options = {"start": list(start_options), "stop": [timeout], "restart": [timeout],
                    "del": [click.option("--force", "-f", is_flag=True, help=force_help), *staged],
                    }.get(verb, [])
         bulk_command(group, obj, noun, verb, with_examples(f"{doc} {MANY}", *examples), *options,
-                     describe=_deleted if verb == "del" else None)
+                     describe={"del": _deleted, "start": _started}.get(verb))
+
+
+def _started(result: Any) -> str:
+    """Its state, and the note of one that was running already."""
+    result = result if isinstance(result, dict) else {}
+    return "; ".join(str(v) for v in (result.get("state", "done"), result.get("note")) if v)
 
 
 def _deleted(result: Any) -> str:

@@ -224,6 +224,17 @@ def change(settings: Settings, cmd: str, args: dict, show_cmd: str, label: str,
     return res
 
 
+def print_log(s: Settings, res: dict, first: list[str]) -> None:
+    """A log as text (``first``: lines to put above it), or the whole answer with -j."""
+    if s.format != "table":
+        show(s, res)
+        return
+    for line in first:
+        click.echo(line)
+    if res["log"]:
+        click.echo(res["log"])
+
+
 def passwd_command(group: click.Group, obj: str, doc: str) -> None:
     """``osctl OBJ passwd ID USER [--password P]``: asked for (twice) unless given."""
 
@@ -240,9 +251,11 @@ def passwd_command(group: click.Group, obj: str, doc: str) -> None:
 
 
 def listing_commands(group: click.Group, obj: str, noun: str, columns: Columns,
-                     show_doc: str, show_examples: Sequence[str], ls_examples: Sequence[str]) -> None:
+                     show_doc: str, show_examples: Sequence[str], ls_examples: Sequence[str],
+                     usage_columns: Sequence[str] = ()) -> None:
     """``osctl OBJ ls [--pool] [--user] [--group] [--state]`` and ``osctl OBJ
-    show ID``, alike for containers and VMs."""
+    show ID``, alike for containers and VMs. ``usage_columns`` cost the
+    daemon reads per object: asked for only when ``-o`` or ``-s`` names one."""
 
     @click.option("--pool", "-p", help="Only this pool.")
     @click.option("--user", "-u", help="Only this user's.")
@@ -251,7 +264,9 @@ def listing_commands(group: click.Group, obj: str, noun: str, columns: Columns,
     @pass_settings
     def ls(s, pool, user, group, state):
         # -L: the described columns, without asking the daemon.
-        rows = [] if s.list_columns else call(s, f"{obj}.ls", {"pool": pool, "user": user, "state": state})
+        usage = bool({*(s.columns or ()), (s.sort or "").lstrip("-")} & set(usage_columns)) or None
+        rows = [] if s.list_columns else call(s, f"{obj}.ls", {"pool": pool, "user": user,
+                                                               "state": state, "usage": usage})
         show(s, [r for r in rows if group in (None, r.get("group"))], columns)
 
     @click.argument("id")

@@ -8,7 +8,7 @@ import click
 
 from .bulk import act, lifecycle_commands, selection, selection_options
 from .common import (Columns, call, change, limit_args, listing_commands, passwd_command, pass_settings,
-                     show, size_value, wire_name, with_examples)
+                     print_log, show, size_value, wire_name, with_examples)
 from .groups import Group, listing_options
 
 
@@ -38,6 +38,10 @@ COLUMNS = Columns({
     "autostart": "started when osctld starts",
     "cpu_limit": "its own CPU limit, in cores",
     "memory": "its own memory limit",
+    "cpu_seconds": "CPU time it used since it started (asks the node: -o)",
+    "memory_used": "memory it uses now (asks the node: -o)",
+    "pids": "processes it runs (asks the node: -o)",
+    "uptime": "since when its init runs (asks the node: -o)",
     "disk": "its disk quota (btrfs pools)",
     "features": "features turned on (tun, fuse, ...)",
     "restart_pending": "changes that wait for a restart",
@@ -99,14 +103,20 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
     show(s, res)
 
 
+# Columns of ct ls that cost a read of the container's cgroup: asked for only with -o or -s.
+USAGE_COLUMNS = ["cpu_seconds", "memory_used", "pids", "uptime"]
 listing_commands(ct, "ct", "containers", COLUMNS, "Show one container.",
                  ["osctl ct show web1", "osctl ct show web1 -o state,init_pid"],
-                 ["osctl ct ls -o id,state,ipv4 -s id", "osctl ct ls -u alice -S running -j"])
+                 ["osctl ct ls -o id,state,ipv4 -s id", "osctl ct ls -u alice -S running -j",
+                  "osctl ct ls -o id,cpu_seconds,memory_used,pids,uptime -s memory_used"],
+                 USAGE_COLUMNS)
 
 _timeout = click.option("--timeout", "-t", type=int, default=60, show_default=True,
                         help="Seconds to wait for a clean shutdown before killing.")
 lifecycle_commands(ct, "ct", "container", {
-    "start": ("Start containers.", ["osctl ct start web1", "osctl ct start -u alice"]),
+    "start": ("Start containers (one already running: a note, exit 0); --wait returns once "
+              "the system inside is up.",
+              ["osctl ct start web1 --wait && osctl ct exec web1 -- uptime", "osctl ct start -u alice"]),
     "stop": ("Stop containers cleanly; kill them after --timeout.",
              ["osctl ct stop web1 -t 30", "osctl ct stop --all -p tank"]),
     "restart": ("Stop containers, then start them.", ["osctl ct restart web1", "osctl ct restart -g /prod/web"]),
@@ -114,7 +124,13 @@ lifecycle_commands(ct, "ct", "container", {
     "del": ("Delete containers and their data, at once or staged (--at).",
             ["osctl ct del web1", "osctl ct del -f -u alice", "osctl ct del web1 --at 2026-12-24",
              "osctl ct del web1 --cancel"]),
-}, _timeout, "Stop a running one first.")
+}, _timeout, "Stop a running one first.", start_options=[
+    click.option("--wait", "-w", is_flag=True, default=None,
+                 help="Return once the system inside is up (systemd: is-system-running "
+                      "no longer 'starting')."),
+    click.option("--timeout", "-t", type=int,
+                 help="With --wait: seconds to wait before failing [default: 120]."),
+])
 
 
 @ct.command("exec", context_settings={"ignore_unknown_options": True})
@@ -437,4 +453,110 @@ def unset(s, id, names):
 
 passwd_command(ct, "ct", with_examples("Set USER's password inside running container ID.",
                                         "osctl ct passwd web1 root"))
+
+
+@ct.command("ps")
+@click.argument("id")
+@pass_settings
+def ps(s, id):
+    """List container ID's processes: PIDs and UIDs on the host and inside.
+
+    \b
+    Example:
+      osctl ct ps web1
+    """
+    show(s, call(s, "ct.ps", {"id": id}), ["host_pid", "ct_pid", "host_uid", "ct_uid", "command"])
+
+
+@ct.command("pid")
+@click.argument("pids", nargs=-1, required=True, type=int)
+@pass_settings
+def pid(s, pids):
+    """Name the container or VM each host process PIDS belongs to.
+
+    Exit 1 when one belongs to none.
+
+    \b
+    Example:
+      osctl ct pid 4242 $(pgrep nginx)
+    """
+    res = call(s, "ct.pid", {"pids": list(pids)})
+    show(s, res, ["pid", "kind", "pool", "id"])
+    if any(r["id"] is None for r in res):
+        sys.exit(1)
+
+
+@ct.command("wait")
+@click.argument("id")
+@click.argument("state", type=click.Choice(["up", "running", "stopped", "starting", "stopping",
+                                            "frozen", "soft-deleted"]))
+@click.option("--timeout", "-t", type=int, default=60, show_default=True,
+              help="Seconds to wait before failing (exit code of 'busy').")
+@pass_settings
+def wait(s, id, state, timeout):
+    """Wait until container ID is in STATE.
+
+    'up' is running with its init done starting (systemd: is-system-running
+    no longer 'starting').
+
+    \b
+    Example:
+      osctl ct wait web1 stopped --timeout 30
+    """
+    show(s, call(s, "ct.wait", {"id": id, "state": state, "timeout": timeout}), COLUMNS)
+
+
+@ct.command("log")
+@click.argument("id")
+@click.option("--lines", "-n", type=int, default=200, show_default=True, help="Lines from the end.")
+@pass_settings
+def log(s, id, lines):
+    """Show LXC's log of container ID.
+
+    Why its last start failed comes first.
+
+    \b
+    Example:
+      osctl ct log web1 -n 50
+    """
+    res = call(s, "ct.log", {"id": id, "lines": lines})
+    first = [f"last start failed: {res['last_start_error']}"] if res.get("last_start_error") else []
+    print_log(s, res, first)
+
+
+def _top_key(value) -> tuple:
+    """Numbers largest first, names in order, unknowns (None) last."""
+    if value is None:
+        return (2, 0)
+    return (0, -value) if isinstance(value, (int, float)) else (1, value)
+
+
+TOP_COLUMNS = ["pool", "id", "user", "cpu_percent", "memory", "pids", "cpu_seconds", "uptime"]
+
+
+@ct.command("top")
+@click.option("--once", is_flag=True, help="One table, then exit (for scripts: with -j).")
+@click.option("--sort", "-s", "sort", default="cpu_percent", show_default=True,
+              type=click.Choice(TOP_COLUMNS), help="Column to sort by (numbers: largest first).")
+@click.option("--interval", "-i", type=click.IntRange(1, 60), default=2, show_default=True,
+              help="Seconds between refreshes; CPU %% is over this time.")
+@pass_settings
+def top(s, once, sort, interval):
+    """Show running containers' CPU %, memory and processes.
+
+    CPU % is of one core; the table refreshes until Ctrl-C.
+
+    \b
+    Examples:
+      osctl ct top
+      osctl ct top --once -j -s memory
+    """
+    while True:
+        rows = call(s, "ct.top", {"interval": interval})
+        rows.sort(key=lambda r: _top_key(r[sort]))
+        if not once:
+            click.clear()
+        show(s, rows, TOP_COLUMNS)
+        if once:
+            return
 

@@ -10,7 +10,8 @@ import tty
 import click
 
 from .bulk import lifecycle_commands
-from .common import (Columns, call, change, listing_commands, pass_settings, passwd_command, show,
+from .common import (Columns, call, change, listing_commands, pass_settings, passwd_command, print_log,
+                     show,
                      size_value, with_examples)
 from .groups import Group
 
@@ -191,4 +192,17 @@ def set_online(s, id, value, timeout):
       osctl vm set online v1 off -t 120
     """
     set_vm(s, id, online=value, timeout=timeout)
+
+@vm.command("log")
+@click.argument("id")
+@click.option("--lines", "-n", type=int, default=200, show_default=True, help="Lines from the end.")
+@pass_settings
+def log(s, id, lines):
+    """Show the console log of VM ID (its serial console, across its runs).
+
+    \b
+    Example:
+      osctl vm log vm1 -n 50
+    """
+    print_log(s, call(s, "vm.log", {"id": id, "lines": lines}), [])
 

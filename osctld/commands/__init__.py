@@ -67,6 +67,8 @@ class Between:
 
 # Seconds to wait (a stop before the kill, a power-down): a day at most.
 Seconds = Annotated[int, Between(0, 86400)]
+# Lines of a log to show (ct log, vm log).
+LogLines = Annotated[int, Between(1, 100_000)]
 
 
 def given(**settings: Any) -> list[str]:
@@ -299,4 +301,4 @@ async def hold_instance(ctx: Context, inst: Container | VM, what: str, new: bool
 def load_all() -> None:
     """Import every command module so that their verbs register."""
     from . import (account, consumption, ct, ct_device, ct_feature, ct_prlimit,  # noqa: F401
-                   daemon, flavor, group, maintenance, netif, pool, user, vm)
+                   ct_usage, daemon, flavor, group, maintenance, netif, pool, user, vm)

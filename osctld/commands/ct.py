@@ -7,6 +7,7 @@ import copy
 import logging
 import re
 import shutil
+import time
 from dataclasses import replace
 from typing import Annotated, Callable
 
@@ -29,10 +30,12 @@ from ..runtime.statfs import wants_proxy
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, deletion, given, hold_instance, user_ref
+from . import Between, Context, Seconds, Target, command, ct_usage, deletion, given, hold_instance, user_ref
 from .instance import creating, lifecycle
 
 STOP_TIMEOUT = 60
+# How long ``ct start --wait`` waits for the system inside to be up by default.
+UP_TIMEOUT = 120
 STOPPED, SOFT_DELETED = State.STOPPED, State.SOFT_DELETED
 # How long a tenant's own program (chpasswd, passwd) may take before it is killed.
 INSIDE_TIMEOUT = 30
@@ -196,10 +199,13 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
 
 @command("ct.ls", needs=Perm.STATS)
 async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
-             state: str | None = None) -> list:
+             state: str | None = None, usage: bool = False) -> list:
     """Containers, optionally only of a pool, a user or in a state (an
-    account's: those it may see)."""
-    return [c.public() for c in matching(ctx.node.registry.all_cts(), pool, user, state)
+    account's: those it may see); ``usage`` adds what each uses (a few
+    cgroup reads per running container, so only when asked)."""
+    now = time.time()
+    return [{**c.public(), **(ct_usage.usage_columns(ctx, c, now) if usage else {})}
+            for c in matching(ctx.node.registry.all_cts(), pool, user, state)
             if ctx.access.may(Perm.STATS, c.pool, c.group)]
 
 
@@ -214,7 +220,9 @@ async def show(ctx: Context, id: str) -> dict:
            # The tightest of its own and its groups' limits: what binds it.
            "effective_limits": pstate.effective_limits(ct.group, ct.limits).to_dict(),
            # Read back from its cgroup while it runs.
-           "limits_in_force": None if in_force is None else in_force.to_dict()}
+           "limits_in_force": None if in_force is None else in_force.to_dict(),
+           # CPU seconds, memory, processes, uptime: None while stopped.
+           "usage": ct_usage.ct_usage(ctx, ct, time.time())}
     if ct.running and ct.init_pid and ct.prlimits:
         # What the init really has, not only what is configured.
         out["prlimits_in_force"] = prlimits.in_force(ct.init_pid, sorted(ct.prlimits))
@@ -222,9 +230,20 @@ async def show(ctx: Context, id: str) -> dict:
 
 
 @command("ct.start", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
-async def start(ctx: Context, id: str) -> dict:
-    """Start a container."""
-    return await lifecycle(ctx, "ct", id, "start")
+async def start(ctx: Context, id: str, wait: bool = False, timeout: Seconds = UP_TIMEOUT) -> dict:
+    """Start a container; one already running is left as it is, with a
+    note. ``wait``: return once its init is done starting (``ct.wait up``),
+    ``busy`` after ``timeout`` seconds."""
+    pstate, ct = find(ctx, id)
+    note = {}
+    async with hold_instance(ctx, ct, "ct.start"):
+        if ct.state == State.RUNNING:
+            note = {"note": f"container {ct.id} is already running"}
+        else:  # the lifecycle table refuses it unless stopped
+            await ctx.node.driver("ct").start(pstate, ct)
+    if wait:  # not under its lock: a stop meanwhile ends the wait with busy
+        await ct_usage.wait_until(ctx, ct, ct_usage.UP, timeout)
+    return {**ct.public(), **note}
 
 
 @command("ct.stop", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)

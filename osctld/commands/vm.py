@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 from typing import Annotated
 
@@ -15,11 +17,13 @@ from ..model.lifecycle import State
 from ..model.naming import check_name
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
+from ..runtime import logtail, usage
 from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
-from . import Between, Context, Seconds, Target, command, deletion, given, hold_instance, user_ref
+from . import (Between, Context, LogLines, Seconds, Target, command, deletion, given, hold_instance,
+               user_ref)
 from .instance import creating, lifecycle
 
 MIB = 1 << 20
@@ -123,7 +127,19 @@ async def show(ctx: Context, id: str) -> dict:
     paths = ctx.node.vms.paths(vm)
     return {**vm.public(), "running_cores": vm.running_cores, "running_memory": vm.running_memory,
             "accelerator": ctx.node.config.vm.accelerator,
-            "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log)}
+            "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log),
+            # CPU seconds, memory, processes (QEMU's) and uptime: None while stopped.
+            "usage": usage.usage(ctx.node.vms.cgroups, ctx.node.vms.cgroup(vm),
+                                 vm.pid if vm.running else None, time.time())}
+
+
+@command("vm.log", target=Target("vm", "id"), needs=Perm.STATS)
+async def log(ctx: Context, id: str, lines: LogLines = 200) -> dict:
+    """The last ``lines`` of the VM's console log (its serial console, kept
+    across its runs)."""
+    _, vm = find(ctx, id)
+    path = ctx.node.vms.paths(vm).console_log
+    return {"id": vm.id, "pool": vm.pool, "log": await asyncio.to_thread(logtail.tail, path, lines)}
 
 
 @command("vm.start", mutating=True, target=Target("vm", "id"), needs=Perm.SUDO_SRV)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # Why a container stopped, by the state it was in when its post-stop hook came.
 STOP_REASONS = {STOPPING: "stopped by osctld", STARTING: "failed to start"}
 LAST_STOP = "last-stop.json"
+LAST_START_ERROR = "last-start-error"
 # LXC's passing states that the daemon has none of, as the one they pass in.
 LXC_PASSING = {"aborting": STOPPING, "freezing": RUNNING, "thawed": RUNNING}
 
@@ -211,6 +212,28 @@ class Containers:
         except OSError as e:
             log.warning("cannot keep the last stop of %s:%s: %s", ct.pool, ct.id, e)
 
+    def _start_error_file(self, ct: Container) -> Path:
+        return self.lxc.ct_dir(ct.pool, ct.id) / LAST_START_ERROR
+
+    def read_start_error(self, ct: Container) -> str | None:
+        """Why its last start failed (None: it did not), as the start said it."""
+        try:
+            return self._start_error_file(ct).read_text()
+        except FileNotFoundError:
+            return None
+
+    def record_start_error(self, ct: Container, why: str | None) -> None:
+        """Keep why a start failed beside LXC's log (``osctl ct log`` shows it
+        first), or forget it once a start succeeds."""
+        path = self._start_error_file(ct)
+        try:
+            if why is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, why.encode(), 0o600, durable=False)
+        except OSError as e:
+            log.warning("cannot keep the start error of %s:%s: %s", ct.pool, ct.id, e)
+
     def remove_group(self, pool: str, path: str) -> None:
         """Remove a group's cgroups (and all below, "/" for the whole pool)."""
         self.cgroups.remove(self.cgroups.group(pool, path))
@@ -249,9 +272,11 @@ class Containers:
         except OsctlError as e:
             self.remove_monitor_cgroup(ct)
             why = attempt.result() if attempt.done() else None
-            if why:
-                raise OsctlError(e.code, f"container {ct.id} failed to start: {why}") from None
-            raise
+            failure = OsctlError(e.code, f"container {ct.id} failed to start: {why}") if why else e
+            self.record_start_error(ct, failure.message)
+            raise failure from None
+        else:
+            self.record_start_error(ct, None)
         finally:
             del self.attempts[key]
             await self.refresh(ct)

@@ -138,7 +138,9 @@ class LxcRuntime:
 
     async def stop(self, pool: str, ct_id: str, timeout: int, kill: bool = False) -> None:
         argv = self._base("lxc-stop", pool, ct_id)
-        argv += ["-k"] if kill else ["-t", str(timeout)]
+        # lxc-stop -t 0 sends the halt signal and returns at once, the
+        # container still up: no time for a clean stop is a kill.
+        argv += ["-k"] if kill or timeout == 0 else ["-t", str(timeout)]
         rc, out = await run_tool(*argv)
         if rc == 2:  # not running
             return

@@ -32,8 +32,11 @@ def wait_running(node, ct: str) -> str:
 def test_debian_create_boot_exec_stop_delete(node):
     root_uid = node.osctl_json("user", "new", "deb")["root_uid"]
     node.osctl("ct", "new", "d1", "--user", "deb", "--template", "debian", "--version", "bookworm")
-    ct = node.osctl_json("ct", "start", "d1")
+    ct = node.osctl_json("ct", "start", "d1", "--wait", "--timeout", str(BOOT_TIMEOUT))
     assert ct["state"] == "running"
+    # --wait returned once systemd was done starting, not before.
+    assert node.exec("d1", "systemctl", "is-system-running").stdout.strip() not in (
+        "initializing", "starting")
     pid = ct["init_pid"]
 
     # PID 1 inside is systemd, running on the host as the user's first mapped UID.

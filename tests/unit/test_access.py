@@ -174,8 +174,8 @@ def test_a_verb_that_declares_no_permission_is_root_only():
     assert "account.new" in undeclared and "pool.export" in undeclared
     # Every verb open to accounts says where it is checked, or is a listing.
     listings = sorted(s.name for s in REGISTRY.values() if s.needs and s.on is None)
-    assert listings == ["consumption.ls", "ct.ls", "daemon.commands", "event.subscribe",
-                        "group.ls", "maintenance.ls", "op.cancel", "op.ls", "vm.ls"]
+    assert listings == ["consumption.ls", "ct.ls", "ct.pid", "ct.top", "daemon.commands",
+                        "event.subscribe", "group.ls", "maintenance.ls", "op.cancel", "op.ls", "vm.ls"]
 
 
 def test_a_childs_own_permission_overrides_the_parents(node, ran):

@@ -162,6 +162,7 @@ def _startable(hook_error: str | None):
     cts.nodes = NS(prepare=lambda *a: None)
     cts.exit_codes = NS(watch=lambda *a: None)
     cts.lxc = NS(lxcpath=lambda pool: pool, log_size=lambda *a: 0, start=lxc_start)
+    cts.record_start_error = lambda *a: None  # beside LXC's log, on disk
     cts.hook_handlers.append(handler)
     pstate = NS(pool=NS(backend="dir"), users={"u": NS(root_uid=1000, root_gid=1000)})
     return cts, pstate, ct
