@@ -102,14 +102,14 @@ def test_history_records_state_changing_commands(node):
     node.osctl("ct", "new", "h1", "--user", "u")
     node.osctl("ct", "start", "h1")
     node.osctl("ct", "show", "h1")  # not state-changing: not in the history
-    node.osctl("ct", "start", "h1", check=False)  # refused: already running
+    node.osctl("ct", "del", "h1", check=False)  # refused: it runs
     node.osctl("ct", "stop", "h1")
     rows = node.osctl_json("history", "-n", "0")
     assert [(r["cmd"], r["result"]) for r in rows] == [
-        ("user.new", "ok"), ("ct.new", "ok"), ("ct.start", "ok"), ("ct.start", "error"), ("ct.stop", "ok")]
+        ("user.new", "ok"), ("ct.new", "ok"), ("ct.start", "ok"), ("ct.del", "error"), ("ct.stop", "ok")]
     assert rows[1]["args"]["id"] == "h1" and rows[1]["uid"] == 0 and rows[1]["pool"] == "default"
-    assert "is running: cannot start" in rows[3]["error"]
-    assert [r["cmd"] for r in node.osctl_json("history", "-n", "2")] == ["ct.start", "ct.stop"]
+    assert "is running: stop it" in rows[3]["error"]
+    assert [r["cmd"] for r in node.osctl_json("history", "-n", "2")] == ["ct.del", "ct.stop"]
     table = node.osctl("history").stdout.splitlines()
     assert table[0].split()[:4] == ["TIME", "POOL", "ACCOUNT", "COMMAND"] and len(table) == 6
     assert table[2].split()[2:6] == ["default", "root", "ct.new", "h1"]
