@@ -22,7 +22,7 @@ def snapshot(node, pool: str) -> tuple[dict, dict]:
     cts = {c["id"]: node.osctl_json("ct", "show", f"{pool}:{c['id']}")
            for c in node.osctl_json("ct", "ls", "--pool", pool)}
     for c in cts.values():  # what runs, not what is kept
-        for key in ("state", "init_pid", "limits_in_force"):
+        for key in ("state", "init_pid", "limits_in_force", "usage"):
             c.pop(key, None)
     return users, cts
 
