@@ -108,29 +108,3 @@ def render(data: Any, fmt: str = "table", columns: Sequence[str] | None = None,
         table.insert(0, [c.upper() for c in shown])
     widths = [max((len(row[i]) for row in table), default=0) for i in range(len(shown))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in table)
-
-
-def size(n: float | None) -> str | None:
-    """Bytes in binary units for a table: 1536 -> 1.5K, as sizes are typed."""
-    if n is None:
-        return None
-    for unit in ("", "K", "M", "G", "T", "P"):
-        if abs(n) < 1024 or unit == "P":
-            return f"{n:.0f}" if unit == "" else f"{n:.1f}{unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def duration(seconds: float | None) -> str | None:
-    """Seconds for a table: 93784 -> 1d 2h 3m 4s, the largest units first;
-    under a minute to a tenth (CPU time is often that)."""
-    if seconds is None:
-        return None
-    if round(seconds, 1) < 60:
-        return f"{seconds:.1f}s"
-    left, parts = round(seconds), []
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
-        if left >= length:
-            parts.append(f"{left // length}{unit}")
-            left %= length
-    return " ".join(parts + [f"{left}s"] if left or not parts else parts)

@@ -46,7 +46,7 @@ async def run_due(node: Node) -> None:
     tried again at the next look."""
     now = time.time()
     for pstate in list(node.registry.pools.values()):
-        servers: list[Container | VM] = [*pstate.cts.values(), *pstate.vms.values()]
+        servers = pstate.all_instances()
         for server in servers:
             if server.deletion and (server.deletion.due_now(now) or server.deletion.has(HARD)):
                 await _locked(node, pstate, server.kind, server.id, _advance, node, pstate, server)
@@ -105,15 +105,12 @@ def _mark(pstate: PoolState, server: Container | VM, stage: str) -> None:
 async def _soft(node: Node, pstate: PoolState, server: Container | VM) -> None:
     """Stop it and keep it as it is (config, disks, addresses), not startable.
     Saved soft-deleted before it is held so: a kill in between is the same."""
-    if isinstance(server, VM):
-        server.online = False  # not started again with the daemon (saved with the mark)
-        await node.vms.stop(server, node.config.vm.stop_timeout)
-    else:
-        await node.containers.stop(server, STOP_TIMEOUT)
-    check(f"{server.kind} {server.id}", server.state, Event.SOFT_DELETE)
+    driver = node.driver(server.kind)
+    driver.keep_stopped(pstate, server)  # a VM: not started again with the daemon
+    await driver.stop(server, node.config.vm.stop_timeout if server.kind == "vm" else STOP_TIMEOUT)
+    check(f"{server.noun} {server.id}", server.state, Event.SOFT_DELETE)
     _mark(pstate, server, SOFT)
-    runtime = node.vms if isinstance(server, VM) else node.containers
-    runtime.apply(server, Event.SOFT_DELETE)  # type: ignore[arg-type]
+    driver.apply(server, Event.SOFT_DELETE)
 
 
 async def _hard(node: Node, pstate: PoolState, server: Container | VM) -> None:
@@ -121,13 +118,11 @@ async def _hard(node: Node, pstate: PoolState, server: Container | VM) -> None:
     record, written before the config goes) until recycle."""
     assert server.deletion is not None
     pstate.save_deleted(Deleted(server.kind, server.id, server.pool, server.user, server.deletion))
+    if server.running:  # started by hand since: it goes all the same
+        await node.driver(server.kind).stop(server, 0, kill=True)
     if isinstance(server, VM):
-        if server.running:  # started by hand since: it goes all the same
-            await node.vms.stop(server, 0, kill=True)
         await node.remove_vm(pstate, server)
     else:
-        if server.running:
-            await node.containers.stop(server, 0, kill=True)
         await node.remove_ct(pstate, server)
     node.events.publish("remove", object=server.kind, pool=server.pool, id=server.id, group=server.group)
 
@@ -162,7 +157,7 @@ async def watch(node: Node) -> None:
 
 def _schedules(node: Node):
     for pstate in node.registry.pools.values():
-        for server in (*pstate.cts.values(), *pstate.vms.values()):
+        for server in pstate.all_instances():
             if server.deletion:
                 yield server.deletion
         for gone in pstate.deleted.values():

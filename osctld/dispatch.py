@@ -240,7 +240,7 @@ class Dispatcher:
     async def _execute(self, req: protocol.Request, spec: CommandSpec | None, fds: list[int]) -> None:
         op = f"{self.caller.conn}:{req.id}"
         ctx = Context(
-            node=self.node, op=op, peer_uid=self.caller.uid, fds=fds,
+            node=self.node, op=op, fds=fds,
             progress=lambda data: self.send(protocol.progress(req.id, data)),
             subscribe=self.subscribe,
         )

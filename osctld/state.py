@@ -122,7 +122,7 @@ class PoolState:
 
     def instances_of(self, user: str) -> list[Container | VM]:
         """The containers and VMs of ``user``: what its quota counts."""
-        return [s for s in (*self.cts.values(), *self.vms.values()) if s.user == user]
+        return [s for s in self.all_instances() if s.user == user]
 
     def save_pool(self) -> None:
         write_doc(self.pool.conf_dir / "pool.yml", self.pool.to_dict())

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
     lxc lxc-dev lxcfs uidmap busybox-static debootstrap btrfs-progs iproute2
     qemu-system-x86 qemu-utils pkg-config gcc tar
+    openssl  # vm passwd hashes the password (openssl passwd -6); optional on Debian 12
     python3-venv python3-dev  # on a plain Debian 12: the venv, and headers to build python-lxc
 )
 TEST_PACKAGES=(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..output import duration, size
+from ..units import DURATION, KINDS, SIZE
 from .common import call, pass_settings, show
 from .groups import Group
 
@@ -17,8 +17,8 @@ COLUMNS = {
                   "cpu_seconds"],
 }
 COLUMNS["vm"] = COLUMNS["ct"]
-SIZES = ("rx_bytes", "tx_bytes", "memory", "bytes")
-TIMES = ("seconds", "cpu_seconds", "core_seconds")
+# The records' own keys, in the units every table uses (rx_bytes, memory: sizes already).
+KINDS.update({"bytes": SIZE, "seconds": DURATION, "cpu_seconds": DURATION, "core_seconds": DURATION})
 
 
 @click.group("consumption", cls=Group)
@@ -49,10 +49,6 @@ def ls(s, period, pool, group, type_):
     """
     rows = call(s, "consumption.ls", {"period": period, "pool": pool, "group": group,
                                       "type": type_})
-    if s.format == "table":
-        for r in rows:
-            r.update({k: size(r[k]) for k in SIZES if k in r})
-            r.update({k: duration(r[k]) for k in TIMES if k in r})
     show(s, rows, COLUMNS[type_])
 
 

@@ -274,7 +274,6 @@ class Context:
 
     node: Node
     op: str  # "<connection>:<request id>", what op.cancel names
-    peer_uid: int
     fds: list[int] = field(default_factory=list)
     progress: Callable[[dict], None] = lambda data: None
     # Who asks: root, or the account whose permissions were checked.

@@ -51,7 +51,7 @@ def group_zone(pstate, group: str) -> tzinfo:
 
 def _words(server: Container | VM) -> tuple[str, str]:
     """Its kind on the wire and in messages."""
-    return ("vm", f"VM {server.id}") if isinstance(server, VM) else ("ct", f"container {server.id}")
+    return server.kind, f"{server.noun} {server.id}"
 
 
 def first_date(ctx: Context, zone: tzinfo, now: datetime) -> datetime:
@@ -95,7 +95,7 @@ async def cancel(ctx: Context, pstate, server: Container | VM) -> dict:
     """Call a deletion off before its hard stage; a soft-deleted instance is
     stopped again, as it was, and can start."""
     kind, what = _words(server)
-    runtime = ctx.node.vms if isinstance(server, VM) else ctx.node.containers
+    driver = ctx.node.driver(kind)
     async with hold_instance(ctx, server, f"{kind}.del"):
         deletion = server.deletion
         if deletion is None:
@@ -109,6 +109,6 @@ async def cancel(ctx: Context, pstate, server: Container | VM) -> dict:
             server.deletion = deletion
             raise
         if deletion.has(SOFT):
-            runtime.apply(server, Event.RESTORE)  # type: ignore[arg-type]
+            driver.apply(server, Event.RESTORE)
     announce(ctx.node, server.pool, kind, server.id, "cancelled", at=deletion.at)
     return server.public()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from ..model.lifecycle import Event
     from ..model.netif import NetIf
 
 Inst = TypeVar("Inst", contravariant=True)
@@ -30,6 +31,10 @@ class Driver(Protocol[Inst]):
 
     async def refresh(self, inst: Inst) -> None:
         """Take its state from LXC or QEMU as it is now."""
+
+    def apply(self, inst: Inst, event: Event, pid: int | None = None) -> None:
+        """Move it by the lifecycle table (a conflict where it may not) and
+        publish the new state."""
 
     def keep_stopped(self, pstate, inst: Inst) -> None:
         """Its operator stops it for good: a VM is marked offline (the daemon

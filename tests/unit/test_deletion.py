@@ -96,6 +96,9 @@ class _Runtime:
     def apply(self, ct, event):
         ct.state = check(f"container {ct.id}", ct.state, event)
 
+    def keep_stopped(self, pstate, ct):
+        """Nothing to mark for a container."""
+
 
 class _Node:
     def __init__(self, pstate) -> None:
@@ -105,6 +108,10 @@ class _Node:
         self.history = History(self.registry)
         self.containers = _Runtime()
         self.removed: list[str] = []
+
+    def driver(self, kind: str) -> _Runtime:
+        assert kind == "ct"
+        return self.containers
 
     async def remove_ct(self, pstate, ct):
         pstate.store.delete("ct", ct.id)

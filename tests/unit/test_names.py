@@ -57,7 +57,7 @@ def test_ct_and_vm_netif_verbs_are_one_handler_with_the_kind_bound():
 
 
 def test_daemon_commands_lists_the_aliases():
-    ctx = Context(node=SimpleNamespace(), op="1:1", peer_uid=0)
+    ctx = Context(node=SimpleNamespace(), op="1:1")
     listed = {c["cmd"]: c for c in asyncio.run(daemon.commands(ctx))}
     assert listed["ct.device.ls"]["aliases"] == ["ct.devices.ls"]
     assert listed["ct.netif.ip.add"]["aliases"] == ["netif.ip_add"]

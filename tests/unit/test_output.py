@@ -97,12 +97,3 @@ def test_default_columns_may_be_missing_from_every_row(capsys):
     assert capsys.readouterr().out == "CMD  ERROR\n"
     with pytest.raises(click.UsageError, match="error"):
         show(Settings(columns=["cmd", "error"]), rows, ["cmd"])
-
-
-def test_human_sizes_and_durations():
-    from osctl.output import duration, size
-
-    assert [size(n) for n in (None, 0, 1023, 1536, 5 << 30, 3 << 60)] == [
-        None, "0", "1023", "1.5K", "5.0G", "3072.0P"]
-    assert [duration(s) for s in (None, 0, 0.04, 59.96, 60, 93784, 7200)] == [
-        None, "0.0s", "0.0s", "1m", "1m", "1d 2h 3m 4s", "2h"]
