@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
 from osctl import protocol
 from osctl.protocol import CANCELLED, DENIED, INTERNAL, INVALID, OsctlError
 
+from .asker import ASKER, Asker
 from .commands import REGISTRY, Between, CommandSpec, Context, resolve
 from .events import Filter
 from .model.account import ROOT, Access
@@ -258,6 +259,7 @@ class Dispatcher:
             permitted(self.node, spec, args, access)
             assert access is not None
             ctx.access = access
+            ASKER.set(Asker(op, spec.name, ctx.progress))  # this request's task alone
             with self.node.ops.running(op, asyncio.current_task(), access.ref, spec.name):
                 if spec.mutating:
                     self.node.events.publish("command", phase="run", cmd=req.cmd, op=op,

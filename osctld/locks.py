@@ -22,6 +22,8 @@ from typing import AsyncIterator
 
 from osctl.protocol import BUSY, OsctlError
 
+from .asker import ASKER, telling
+
 # What a lock is held on: its kind and names, which "... is busy" shows joined by "/".
 LockKey = tuple[str, ...]
 
@@ -67,6 +69,7 @@ def groups_key(pool: str) -> LockKey:
 class _Waiter:
     shared: bool
     what: str
+    holder: str
     granted: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -77,16 +80,18 @@ class _Entry:
         self.queue: deque[_Waiter] = deque()
         self.users = 0  # holders and waiters: the entry goes when none are left
         self.what = ""
+        self.holder = ""  # the exclusive holder's operation, as a waiter is told it
 
     def free_for(self, shared: bool) -> bool:
         return not self.writer and (shared or not self.readers)
 
-    def take(self, shared: bool, what: str) -> None:
+    def take(self, shared: bool, what: str, holder: str) -> None:
         if shared:
             self.readers += 1
         else:
             self.writer = True
             self.what = what
+            self.holder = holder
 
     def give_back(self, shared: bool) -> None:
         if shared:
@@ -102,7 +107,7 @@ class _Entry:
             if not w.granted.cancelled():  # else its caller left: skip it
                 if not self.free_for(w.shared):
                     return
-                self.take(w.shared, w.what)
+                self.take(w.shared, w.what, w.holder)
                 w.granted.set_result(None)
             self.queue.popleft()
 
@@ -129,13 +134,17 @@ class Locks:
                 self._entries.pop(key, None)
 
     async def _acquire(self, entry: _Entry, key: LockKey, shared: bool, what: str) -> None:
+        asker = ASKER.get()  # who will hold it, as those waiting behind are told
+        holder = str(asker) if asker is not None else what
         if not entry.queue and entry.free_for(shared):
-            entry.take(shared, what)
+            entry.take(shared, what, holder)
             return
-        w = _Waiter(shared, what)
+        w = _Waiter(shared, what, holder)
         entry.queue.append(w)
+        name = "/".join(map(str, key))
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), \
+                    telling(f"waiting for {name}: {entry.holder if entry.writer else 'others sharing it'}"):
                 await w.granted
         except BaseException as e:
             if w.granted.done() and not w.granted.cancelled():
@@ -145,6 +154,6 @@ class Locks:
                     entry.queue.remove(w)
                 entry.grant()  # those it held back may go
             if isinstance(e, TimeoutError):
-                raise OsctlError(BUSY, f"{'/'.join(map(str, key))} is busy with "
+                raise OsctlError(BUSY, f"{name} is busy with "
                                        f"{entry.what or 'another operation'}") from None
             raise

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from osctl.protocol import BUSY, INVALID, OsctlError
 
+from ..asker import telling
 from ..model.account import Perm
 from ..model.container import Container
 from ..model.lifecycle import State
@@ -88,15 +89,18 @@ async def system_up(ctx: Context, ct: Container) -> bool:
 async def wait_until(ctx: Context, ct: Container, state: str, timeout: float) -> None:
     """Return when ``ct`` is in ``state`` (or ``up``); ``busy`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while True:
-        if state == UP:
-            if await system_up(ctx, ct):
+    what = "its system to be up" if state == UP else f"it to be {state}"
+    async with telling(f"waiting up to {timeout:g} s for container {ct.id}: {what}"):
+        while True:
+            if state == UP:
+                if await system_up(ctx, ct):
+                    return
+            elif ct.state == state:
                 return
-        elif ct.state == state:
-            return
-        if time.monotonic() >= deadline:
-            raise OsctlError(BUSY, f"container {ct.id} is {ct.state}, not {state}, after {timeout} s")
-        await asyncio.sleep(POLL)
+            if time.monotonic() >= deadline:
+                raise OsctlError(BUSY, f"container {ct.id} is {ct.state}, not {state}, "
+                                       f"after {timeout} s")
+            await asyncio.sleep(POLL)
 
 
 @command("ct.wait", target=Target("ct", "id"), needs=Perm.STATS)

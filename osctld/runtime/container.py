@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from osctl.protocol import BUSY, OsctlError
 
+from ..asker import telling
 from ..distconfig import for_distribution
 from ..model.container import FROZEN, RUNNING, STARTING, STOPPED, STOPPING, Container
 from ..model.device import DeviceGrant
@@ -289,7 +290,9 @@ class Containers:
                 return
         self.apply(ct, Event.STOP)
         try:
-            await self.lxc.stop(ct.pool, ct.id, timeout, kill)
+            halt = "" if kill or timeout == 0 else f" (its init's halt, killed after {timeout} s)"
+            async with telling(f"waiting for container {ct.id} to stop{halt}"):
+                await self.lxc.stop(ct.pool, ct.id, timeout, kill)
         finally:
             await self.refresh(ct)
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable
 
 from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
 
+from ..asker import tell, telling
 from ..config import VmPolicy
 from ..distconfig.netconfig import IfaceConfig
 from ..model.lifecycle import Event, State, check, seen
@@ -322,9 +323,11 @@ class Vms:
                 await qmp.execute("system_powerdown")
             except QmpError as e:
                 log.warning("VM %s:%s: powerdown failed: %s", vm.pool, vm.id, e)
-            if await qmp.wait_closed(timeout):
-                return
+            async with telling(f"waiting up to {timeout} s for VM {vm.id} to power down"):
+                if await qmp.wait_closed(timeout):
+                    return
             log.info("VM %s:%s did not power down in %d s: killing it", vm.pool, vm.id, timeout)
+            tell(f"no ACPI answer from VM {vm.id} after {timeout} s: killing it")
         try:
             await qmp.execute("quit", timeout=KILL_GRACE)
         except QmpError:

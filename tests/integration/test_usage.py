@@ -89,6 +89,11 @@ def test_start_wait_is_idempotent_and_wait_follows_the_state(node):
     # Not stopped within a second: busy (exit 5), nothing changed.
     p = node.osctl("ct", "wait", "w1", "stopped", "-t", "1", check=False)
     assert p.returncode == 5 and "not stopped" in p.stderr, p.stderr
+    # A wait of over a second says what it waits for, before it ends.
+    p = node.osctl("ct", "wait", "w1", "stopped", "-t", "2", check=False)
+    assert p.returncode == 5, p.stderr
+    assert p.stderr.startswith("[wait] waiting up to 2 s for container w1: it to be stopped\n"), \
+        p.stderr
     stop = subprocess.Popen([OSCTL, "--socket", str(node.socket), "ct", "stop", "w1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

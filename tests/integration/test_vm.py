@@ -4,7 +4,9 @@ its disk as the guest sees it, and the daemon dying under it."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -203,8 +205,22 @@ def test_console_online_and_guest_poweroff(vmnode):
     con.end()
     mark = console_size(node, "c1")
     t0 = time.time()
-    assert node.osctl_json("vm", "stop", "c1", "--timeout", "3")["state"] == "stopped"
+    stop = subprocess.Popen([test_node.OSCTL, "--socket", str(node.socket), "-j", "vm", "stop", "c1",
+                             "--timeout", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Waits longer than a second say what they wait for: the stop, and a
+    # change that queues behind it for the VM's lock.
+    wait_for(lambda: node.osctl_json("vm", "show", "c1")["state"] == "stopping", 10,
+             message="the VM stopping")
+    memory = node.osctl_json("vm", "show", "c1")["memory"]
+    queued = node.osctl("vm", "set", "memory", "c1", str(memory))
+    out, err = stop.communicate(timeout=60)
+    assert stop.returncode == 0, err
+    assert json.loads(out)["state"] == "stopped"
     assert 3 <= time.time() - t0 < 20
+    assert "[wait] waiting up to 3 s for VM c1 to power down" in err
+    assert "[wait] no ACPI answer from VM c1 after 3 s: killing it" in err
+    assert re.search(r"\[wait\] waiting for vm/\S+/c1: vm\.stop \(op \d+:\d+\)", queued.stderr), \
+        queued.stderr
     assert "OSCTLD-POWERDOWN" not in Path(node.osctl_json("vm", "show", "c1")["console_log"]) \
         .read_text(errors="replace")[mark:]
 

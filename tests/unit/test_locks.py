@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from osctl.protocol import OsctlError
-from osctld import locks
+from osctld import asker, locks
 from osctld.locks import Locks
 
 KEY = locks.ct_key("p", "c1")
@@ -194,3 +194,52 @@ def test_instance_key_is_its_kinds_key():
     """A command on either kind (hold_instance) and one on its own kind take one lock."""
     assert locks.instance_key("ct", "p", "c1") == KEY
     assert locks.instance_key("vm", "p", "c1") == locks.vm_key("p", "c1") != KEY
+
+
+def test_a_waiter_is_told_whose_operation_it_waits_for(monkeypatch):
+    """After a second's wait (here 0.05 s) the caller hears which operation
+    holds the lock; a caller that got it at once hears nothing."""
+    monkeypatch.setattr(asker, "TELL_AFTER", 0.05)
+    told: dict[str, list[dict]] = {"a": [], "b": []}
+
+    async def ask(name: str, hold: asyncio.Event, held: asyncio.Event) -> None:
+        asker.ASKER.set(asker.Asker(f"7:{name}", "vm.stop", told[name].append))
+        async with lk.hold(KEY, "vm.stop"):
+            held.set()
+            await hold.wait()
+
+    async def main():
+        a_hold, a_held, b_held = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        a = asyncio.create_task(ask("a", a_hold, a_held))
+        await a_held.wait()
+        b = asyncio.create_task(ask("b", asyncio.Event(), b_held))
+        await asyncio.sleep(0.15)
+        assert not b_held.is_set()
+        a_hold.set()
+        await a_held.wait()
+        await asyncio.wait_for(b_held.wait(), 1)
+        b.cancel()
+        await asyncio.gather(a, b, return_exceptions=True)
+
+    lk = Locks(10)
+    run(main())
+    assert told["a"] == []
+    assert told["b"] == [{"step": "wait", "message": "waiting for ct/p/c1: vm.stop (op 7:a)"}]
+
+
+def test_a_quick_wait_is_not_told(monkeypatch):
+    monkeypatch.setattr(asker, "TELL_AFTER", 5)
+    heard: list[dict] = []
+
+    async def main():
+        log = Log(Locks(10))
+        first = log.caller("a")
+        await settle()
+        asker.ASKER.set(asker.Asker("7:2", "ct.set", heard.append))
+        second = log.caller("b")
+        await log.let_go("a")
+        await log.let_go("b")
+        await asyncio.gather(first, second)
+        assert log.got == ["a", "b"]
+    run(main())
+    assert heard == []
