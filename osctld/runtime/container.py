@@ -32,6 +32,7 @@ from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
 from .lxc_monitor import ExitCodes, describe
+from .usage import cgroup_pids
 from .lxcfs import Lxcfs
 from .cgroup.tree import CgroupTree
 from .statfs import NOTIFY, StatfsProxy, wants_proxy
@@ -293,8 +294,22 @@ class Containers:
             halt = "" if kill or timeout == 0 else f" (its init's halt, killed after {timeout} s)"
             async with telling(f"waiting for container {ct.id} to stop{halt}"):
                 await self.lxc.stop(ct.pool, ct.id, timeout, kill)
+                await self.monitor_gone(ct)
         finally:
             await self.refresh(ct)
+
+    async def monitor_gone(self, ct: Container, timeout: float = 10) -> None:
+        """Wait for LXC's monitor of the run that ended to exit: until then it
+        holds the container's log in the pool open, so the pool could not be
+        unmounted at once after a stop, nor the log moved or removed."""
+        rel = self.cgroups.monitor(ct.pool, ct.id)
+        deadline = time.monotonic() + timeout
+        while await asyncio.to_thread(cgroup_pids, self.cgroups, rel):
+            if time.monotonic() > deadline:
+                log.warning("LXC's monitor of %s:%s is still there %d s after its stop",
+                            ct.pool, ct.id, timeout)
+                return
+            await asyncio.sleep(0.05)
 
     def keep_stopped(self, pstate, ct: Container) -> None:
         """Nothing to mark: its autostart is a setting of its own."""

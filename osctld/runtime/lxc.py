@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-import lxc
+import _lxc
 
 from osctl.protocol import BUSY, CONFLICT, INTERNAL, INVALID, OsctlError
 
@@ -91,8 +91,14 @@ class LxcRuntime:
     # --- queries --------------------------------------------------------------
 
     def query(self, pool: str, ct_id: str) -> tuple[str, int | None]:
-        """(state, init pid) from the container's monitor. Blocking, but quick."""
-        c = lxc.Container(ct_id, str(self.lxcpath(pool)))
+        """(state, init pid) from the container's monitor. Blocking, but quick.
+
+        The binding's C type, not ``lxc.Container``: that one refers to
+        itself (its ``network`` list), so it lives until the garbage collector
+        runs, and with it the container's log file, which liblxc opens when
+        it loads the config: open files in the pool that keep it from being
+        unmounted, one more per query."""
+        c = _lxc.Container(ct_id, str(self.lxcpath(pool)))
         state = (c.state or "STOPPED").lower()
         pid = c.init_pid if state != "stopped" else -1
         return state, (pid if pid and pid > 0 else None)
