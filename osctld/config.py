@@ -260,7 +260,7 @@ class Config:
 
     @property
     def lxc_dir(self) -> Path:
-        """LXC's lxcpath: generated container configs, logs, command sockets."""
+        """LXC's lxcpath: generated container configs, command sockets (logs are the pools')."""
         return self.run_dir / "lxc"
 
     @property

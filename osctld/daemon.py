@@ -57,12 +57,12 @@ class Daemon:
         tree = CgroupTree(layout, config.cgroup_root)
         net = Network(config.net, registry)
         containers = Containers(
-            LxcRuntime(config.lxc_dir), templates, Hooks(config.hook_socket), tree,
+            LxcRuntime(config.lxc_dir, lambda pool: registry.pools[pool].pool.log_dir), templates, Hooks(config.hook_socket), tree,
             on_state=lambda ct: None, nodes=DeviceNodes(config.run_dir / "devices"),
             lxcfs=Lxcfs(config.lxcfs, config.run_dir), statfs=StatfsProxy(config.run_dir),
             exit_codes=ExitCodes(), net=net,
         )
-        net, locks = Network(config.net, registry), Locks(config.lock_timeout)
+        locks = Locks(config.lock_timeout)
         self.node = node = Node(
             config=config, registry=registry, locks=locks, events=EventBus(),
             pools=PoolList(config.state_dir, registry), containers=containers,

@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 # Why a container stopped, by the state it was in when its post-stop hook came.
 STOP_REASONS = {STOPPING: "stopped by osctld", STARTING: "failed to start"}
 LAST_STOP = "last-stop.json"
-LAST_START_ERROR = "last-start-error"
 # LXC's passing states that the daemon has none of, as the one they pass in.
 LXC_PASSING = {"aborting": STOPPING, "freezing": RUNNING, "thawed": RUNNING}
 
@@ -214,20 +213,17 @@ class Containers:
         except OSError as e:
             log.warning("cannot keep the last stop of %s:%s: %s", ct.pool, ct.id, e)
 
-    def _start_error_file(self, ct: Container) -> Path:
-        return self.lxc.ct_dir(ct.pool, ct.id) / LAST_START_ERROR
-
     def read_start_error(self, ct: Container) -> str | None:
         """Why its last start failed (None: it did not), as the start said it."""
         try:
-            return self._start_error_file(ct).read_text()
+            return self.lxc.start_error_file(ct.pool, ct.id).read_text()
         except FileNotFoundError:
             return None
 
     def record_start_error(self, ct: Container, why: str | None) -> None:
         """Keep why a start failed beside LXC's log (``osctl ct log`` shows it
         first), or forget it once a start succeeds."""
-        path = self._start_error_file(ct)
+        path = self.lxc.start_error_file(ct.pool, ct.id)
         try:
             if why is None:
                 path.unlink(missing_ok=True)

@@ -9,9 +9,11 @@ asyncio state. Queries that only talk to a container's command socket
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import _lxc
 
@@ -51,8 +53,12 @@ async def _reap(proc, work, timeout: float | None):
 
 
 class LxcRuntime:
-    def __init__(self, lxc_dir: Path):
+    def __init__(self, lxc_dir: Path, log_dir: Callable[[str], Path]):
         self.lxc_dir = Path(lxc_dir)
+        # A pool's log directory, by its name: each container's LXC log is
+        # kept in its pool, so why it last failed survives a reboot (the run
+        # directory does not) and travels with the pool.
+        self.log_dir = log_dir
 
     def lxcpath(self, pool: str) -> Path:
         return self.lxc_dir / pool
@@ -61,7 +67,11 @@ class LxcRuntime:
         return self.lxcpath(pool) / ct_id
 
     def log_file(self, pool: str, ct_id: str) -> Path:
-        return self.ct_dir(pool, ct_id) / "lxc.log"
+        return self.log_dir(pool) / "ct" / f"{ct_id}.log"
+
+    def start_error_file(self, pool: str, ct_id: str) -> Path:
+        """Why its last start failed, beside its log: ``ct log`` shows it first."""
+        return self.log_file(pool, ct_id).with_suffix(".start-error")
 
     def seccomp_file(self, pool: str, ct_id: str) -> Path:
         return self.ct_dir(pool, ct_id) / "seccomp"
@@ -75,6 +85,7 @@ class LxcRuntime:
         for d in (self.lxc_dir, self.lxcpath(pool)):
             d.mkdir(exist_ok=True)
             os.chmod(d, 0o711)
+        self.log_file(pool, ct_id).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         for path, text in ((self.seccomp_file(pool, ct_id), seccomp),
                            (self.ct_dir(pool, ct_id) / "config", config)):
             data = text.encode()
@@ -87,6 +98,9 @@ class LxcRuntime:
 
     def remove(self, pool: str, ct_id: str) -> None:
         shutil.rmtree(self.ct_dir(pool, ct_id), ignore_errors=True)
+        with contextlib.suppress(KeyError):  # a pool on its way in or out
+            self.log_file(pool, ct_id).unlink(missing_ok=True)
+            self.start_error_file(pool, ct_id).unlink(missing_ok=True)
 
     # --- queries --------------------------------------------------------------
 

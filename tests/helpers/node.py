@@ -118,7 +118,7 @@ class TestNode:
         LXC log (monitor and lxc-attach errors land there) and of the statfs
         proxy: what a failed test needs to say why."""
         logs = [("osctld", self.log)]
-        logs += [(f"LXC {p.parent.name}", p) for p in sorted(self.dir.glob("**/lxc.log"))]
+        logs += [(f"LXC {p.stem}", p) for p in sorted(self.dir.glob("**/log/ct/*.log"))]
         logs.append(("statfs proxy", self.run_dir / "statfs-proxy.log"))
         out = []
         for what, path in logs:

@@ -5,6 +5,8 @@ a state, and the log that says why a start failed."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -114,10 +116,23 @@ def test_log_starts_with_why_the_last_start_failed(node):
     text = node.osctl("ct", "log", "l1", "-n", "5").stdout
     assert text.startswith("last start failed: container l1 failed to start")
     assert len(text.splitlines()) <= 6
+    # Kept in the pool, not the run directory: a reboot (LXC's part of the
+    # run directory gone with the daemon) leaves both; the log is the pool's.
+    node.kill(signal.SIGTERM)
+    shutil.rmtree(node.run_dir / "lxc")
+    node.start()
+    after = node.osctl_json("ct", "log", "l1")
+    assert after["last_start_error"] == res["last_start_error"]
+    assert "lxc-start l1" in after["log"]
+    pool_path = Path(node.osctl_json("pool", "show", "default")["path"])
+    assert (pool_path / "log" / "ct" / "l1.log").is_file()
     # Once it starts, the failure is history.
     node.osctl("ct", "netif", "del", "l1", "eth1")
     node.osctl("ct", "start", "l1")
     assert node.osctl_json("ct", "log", "l1")["last_start_error"] is None
+    node.osctl("ct", "stop", "l1", "--timeout", "0")
+    node.osctl("ct", "del", "l1")
+    assert not (pool_path / "log" / "ct" / "l1.log").exists()  # the log goes with it
 
 
 def test_stop_with_no_timeout_kills_at_once_and_returns_stopped(node):

@@ -57,7 +57,7 @@ def test_every_feature_allows_only_calls_on_the_list():
 
 def test_profile_and_config_sit_in_the_containers_lxc_dir_root_only(tmp_path: Path):
     from osctld.runtime.lxc import LxcRuntime
-    lxc = LxcRuntime(tmp_path)
+    lxc = LxcRuntime(tmp_path, lambda pool: tmp_path / "log")
     lxc.write_config("p", "c1", "lxc.uts.name = c1\n", DENY)
     assert lxc.seccomp_file("p", "c1") == lxc.ct_dir("p", "c1") / "seccomp"
     assert lxc.seccomp_file("p", "c1").read_text() == DENY
