@@ -194,6 +194,9 @@ class Config:
     max_frame: int = 4 * 1024 * 1024
     # How long a command waits for a lock held by another before "busy".
     lock_timeout: float = 300.0
+    # Seconds between readings of every running server's CPU time: the CPU %
+    # of ct ls/show and vm show is over the last such interval.
+    cpu_interval: float = 10.0
     # /proc views: "own" (osctld runs lxcfs on <run_dir>/lxcfs), "off", or the
     # mount point of an lxcfs run by someone else (/var/lib/lxcfs).
     lxcfs: str = "own"
@@ -252,6 +255,8 @@ class Config:
             raise ValueError("lxcfs must be own, off or an absolute mount point")
         if not self.cgroup_root or "/" in self.cgroup_root or self.cgroup_root.startswith("."):
             raise ValueError("cgroup_root must be one plain directory name")
+        if not 0.2 <= float(self.cpu_interval) <= 3600:
+            raise ValueError("cpu_interval must be 0.2 to 3600 seconds")
         if self.autostart_parallelism < 1:
             raise ValueError("autostart_parallelism must be at least 1")
         if self.sysctls is not None and not isinstance(self.sysctls, dict):

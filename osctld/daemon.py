@@ -22,6 +22,7 @@ from . import __version__, deletion, maintenance, startup, sysctls
 from .accounts import Accounts
 from .config import Config
 from .consumption import Consumption
+from .cpumeter import CpuMeter
 from .events import EventBus
 from .history import History
 from .hooksock import HookSocket
@@ -71,6 +72,7 @@ class Daemon:
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
             accounts=Accounts(config.state_dir / "accounts.yml"),
             consumption=Consumption(config.consumption, registry, locks, tree, net),
+            cpu=CpuMeter(config.cpu_interval),
         )
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state
@@ -141,6 +143,7 @@ class Daemon:
         windows = asyncio.create_task(maintenance.watch(node))
         deletions = asyncio.create_task(deletion.watch(node))
         sampler = asyncio.create_task(node.consumption.run())
+        meter = asyncio.create_task(node.cpu.run(node.containers.cgroups, node.running_cgroups))
         metrics = Metrics(node)
         metrics.start()
         await self._stop.wait()
@@ -152,6 +155,7 @@ class Daemon:
         windows.cancel()
         deletions.cancel()
         sampler.cancel()
+        meter.cancel()
         metrics.close()
         await asyncio.wait([windows])  # a maintenance's restart under way ends first
         for server in servers:

@@ -25,6 +25,7 @@ from . import __version__
 from .accounts import Accounts
 from .config import Config
 from .consumption import Consumption
+from .cpumeter import CpuMeter
 from .events import EventBus
 from .history import History
 from .locks import Locks
@@ -69,9 +70,16 @@ class Node:
     # VMs whose serial console someone is attached to (QEMU takes one client).
     vm_consoles: set[tuple[str, str]] = field(default_factory=set)
     sysctls: list[Sysctl] = field(default_factory=list)  # the kernel limits raised at start
+    cpu: CpuMeter = field(default_factory=CpuMeter)  # CPU % of each running server
     _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Set to stop the daemon (a signal, or ``osctl shutdown``).
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def running_cgroups(self) -> list[str]:
+        """The cgroup of every running container and VM (what the CPU meter reads)."""
+        tree = self.containers.cgroups
+        return ([tree.ct(c.pool, c.group, c.id) for c in self.registry.all_cts() if c.running]
+                + [self.vms.cgroup(vm) for vm in self.registry.all_vms() if vm.running])
 
     # --- what the runtimes report ----------------------------------------------
 

@@ -39,9 +39,12 @@ COLUMNS = Columns({
     "cpu_limit": "its own CPU limit, in cores",
     "memory": "its own memory limit",
     "cpu_seconds": "CPU time it used since it started (asks the node: -o)",
+    "cpu_percent": "CPU use over the last 10 s, % of one core (asks the node: -o)",
     "memory_used": "memory it uses now (asks the node: -o)",
     "pids": "processes it runs (asks the node: -o)",
     "uptime": "since when its init runs (asks the node: -o)",
+    "rx_bytes": "bytes its netifs received since it started (asks the node: -o)",
+    "tx_bytes": "bytes its netifs sent since it started (asks the node: -o)",
     "disk": "its disk quota (btrfs pools)",
     "features": "features turned on (tun, fuse, ...)",
     "restart_pending": "changes that wait for a restart",
@@ -104,11 +107,12 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
 
 
 # Columns of ct ls that cost a read of the container's cgroup: asked for only with -o or -s.
-USAGE_COLUMNS = ["cpu_seconds", "memory_used", "pids", "uptime"]
+USAGE_COLUMNS = ["cpu_seconds", "cpu_percent", "memory_used", "pids", "uptime", "rx_bytes",
+                 "tx_bytes"]
 listing_commands(ct, "ct", "containers", COLUMNS, "Show one container.",
                  ["osctl ct show web1", "osctl ct show web1 -o state,init_pid"],
                  ["osctl ct ls -o id,state,ipv4 -s id", "osctl ct ls -u alice -S running -j",
-                  "osctl ct ls -o id,cpu_seconds,memory_used,pids,uptime -s memory_used"],
+                  "osctl ct ls -o id,cpu_percent,memory_used,pids,uptime -s cpu_percent"],
                  USAGE_COLUMNS)
 
 _timeout = click.option("--timeout", "-t", type=int, default=60, show_default=True,

@@ -204,7 +204,8 @@ async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
     account's: those it may see); ``usage`` adds what each uses (a few
     cgroup reads per running container, so only when asked)."""
     now = time.time()
-    return [{**c.public(), **(ct_usage.usage_columns(ctx, c, now) if usage else {})}
+    links = await ctx.node.net.all_counters() if usage else {}
+    return [{**c.public(), **(ct_usage.usage_columns(ctx, c, now, links) if usage else {})}
             for c in matching(ctx.node.registry.all_cts(), pool, user, state)
             if ctx.access.may(Perm.STATS, c.pool, c.group)]
 
@@ -221,8 +222,9 @@ async def show(ctx: Context, id: str) -> dict:
            "effective_limits": pstate.effective_limits(ct.group, ct.limits).to_dict(),
            # Read back from its cgroup while it runs.
            "limits_in_force": None if in_force is None else in_force.to_dict(),
-           # CPU seconds, memory, processes, uptime: None while stopped.
-           "usage": ct_usage.ct_usage(ctx, ct, time.time())}
+           # CPU seconds and %, memory, processes, uptime, traffic: None while stopped.
+           "usage": ct_usage.ct_usage(ctx, ct, time.time(),
+                                      await ctx.node.net.all_counters() if ct.running else None)}
     if ct.running and ct.init_pid and ct.prlimits:
         # What the init really has, not only what is configured.
         out["prlimits_in_force"] = prlimits.in_force(ct.init_pid, sorted(ct.prlimits))

@@ -23,18 +23,38 @@ UP = "up"
 POLL = 0.2
 
 
-def ct_usage(ctx: Context, ct: Container, now: float) -> dict | None:
-    """CPU seconds, memory, processes and uptime of a running container."""
+def server_usage(ctx: Context, rel: str, pid: int | None, now: float) -> dict | None:
+    """CPU seconds and % (over the meter's last interval), memory, processes
+    and uptime of a running server with cgroup ``rel`` and init (or QEMU)
+    ``pid``; None when it is not running."""
+    u = usage.usage(ctx.node.containers.cgroups, rel, pid, now)
+    return None if u is None else {**u, "cpu_percent": ctx.node.cpu.percent(rel)}
+
+
+def ct_usage(ctx: Context, ct: Container, now: float, links: dict | None = None) -> dict | None:
+    """``server_usage``, and with ``links`` its netifs' traffic."""
     tree = ctx.node.containers.cgroups
-    return usage.usage(tree, tree.ct(ct.pool, ct.group, ct.id), ct.init_pid if ct.running else None, now)
+    u = server_usage(ctx, tree.ct(ct.pool, ct.group, ct.id), ct.init_pid if ct.running else None, now)
+    return u if u is None or links is None else {**u, **traffic(ctx, ct, links)}
 
 
-USAGE_COLUMNS = ("cpu_seconds", "memory", "pids", "uptime")
+def traffic(ctx: Context, ct: Container, links: dict[str, tuple[int, dict]]) -> dict:
+    """Bytes its netifs received and sent (as it sees them) since their veths
+    were made, from one dump of the node's links (``Network.all_counters``)."""
+    totals = {"rx_bytes": 0, "tx_bytes": 0}
+    for n in ct.netifs:
+        _, counters = links.get(ctx.node.net.veth(n), (None, {}))
+        for k in totals:
+            totals[k] += counters.get(k, 0)
+    return totals
 
 
-def usage_columns(ctx: Context, ct: Container, now: float) -> dict:
+USAGE_COLUMNS = ("cpu_seconds", "cpu_percent", "memory", "pids", "uptime", "rx_bytes", "tx_bytes")
+
+
+def usage_columns(ctx: Context, ct: Container, now: float, links: dict) -> dict:
     """The usage as flat columns of ``ct ls`` (None while stopped)."""
-    u = ct_usage(ctx, ct, now) or {}
+    u = ct_usage(ctx, ct, now, links) or {}
     return {("memory_used" if k == "memory" else k): u.get(k) for k in USAGE_COLUMNS}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -81,8 +83,12 @@ async def ls(ctx: Context) -> list:
 
 @command("pool.show")
 async def show(ctx: Context, name: str) -> dict:
-    """One pool."""
-    return _public(ctx.node.registry.pool(name))
+    """One pool, with the space of the filesystem it is on (its image's,
+    for an image pool): what the pool's servers can still grow into."""
+    pstate = ctx.node.registry.pool(name)
+    st = await asyncio.to_thread(os.statvfs, pstate.pool.path)
+    return {**_public(pstate), "size": st.f_blocks * st.f_frsize,
+            "used": (st.f_blocks - st.f_bfree) * st.f_frsize, "free": st.f_bavail * st.f_frsize}
 
 
 @command("pool.export", mutating=True, target=Target("pool", "name"))

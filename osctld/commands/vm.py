@@ -17,13 +17,13 @@ from ..model.lifecycle import State
 from ..model.naming import check_name
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
-from ..runtime import logtail, usage
+from ..runtime import logtail
 from ..runtime.console import relay
 from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
-from . import (Between, Context, LogLines, Seconds, Target, command, deletion, given, hold_instance,
-               user_ref)
+from . import (Between, Context, LogLines, Seconds, Target, command, ct_usage, deletion, given,
+               hold_instance, user_ref)
 from .instance import creating, lifecycle
 
 MIB = 1 << 20
@@ -128,9 +128,9 @@ async def show(ctx: Context, id: str) -> dict:
     return {**vm.public(), "running_cores": vm.running_cores, "running_memory": vm.running_memory,
             "accelerator": ctx.node.config.vm.accelerator,
             "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log),
-            # CPU seconds, memory, processes (QEMU's) and uptime: None while stopped.
-            "usage": usage.usage(ctx.node.vms.cgroups, ctx.node.vms.cgroup(vm),
-                                 vm.pid if vm.running else None, time.time())}
+            # CPU seconds and %, memory, processes (QEMU's) and uptime: None while stopped.
+            "usage": ct_usage.server_usage(ctx, ctx.node.vms.cgroup(vm),
+                                           vm.pid if vm.running else None, time.time())}
 
 
 @command("vm.log", target=Target("vm", "id"), needs=Perm.STATS)

@@ -73,6 +73,7 @@ class TestNode:
             "log_level": "debug",
             "default_pool": {"id_base": self.id_base},
             "cgroup_root": f"osctl-{self.name}",
+            "cpu_interval": 0.5,  # a CPU % soon after a start
             **(config or {}),
         }
         self.proc: subprocess.Popen | None = None

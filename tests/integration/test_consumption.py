@@ -59,6 +59,10 @@ def test_traffic_between_groups_survives_restarts_and_a_kill(make_node):
 
     ping()
     sent = 3 * PING
+    # ct ls and ct show tell each container's traffic as it is now.
+    rows = {r["id"]: r for r in node.osctl_json("ct", "ls", "-o", "id,rx_bytes,tx_bytes")}
+    assert rows["c1"]["tx_bytes"] >= sent and rows["c2"]["rx_bytes"] >= sent, rows
+    assert node.osctl_json("ct", "show", "c2")["usage"]["rx_bytes"] >= sent
     # c1's traffic to c2 is c1's out and c2's in, in both groups' records, at the next sample.
     want = {("ct", "c1", "tx_bytes"), ("group", "/a", "tx_bytes"),
             ("ct", "c2", "rx_bytes"), ("group", "/b", "rx_bytes")}

@@ -4,6 +4,7 @@ user and container with the same IDs and maps, and the containers' data."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -87,10 +88,17 @@ def test_btrfs_pool_on_a_loop_image(node):
     path = Path(pool["path"])
     assert pool["backend"] == "btrfs" and pool["idmap"] in ("idmapped", "chown")
     assert os.path.ismount(path) and image.stat().st_size == 1 << 30
-    assert node.osctl_json("pool", "show", "fast")["idmap"] == pool["idmap"]
+    shown = node.osctl_json("pool", "show", "fast")
+    assert shown["idmap"] == pool["idmap"]
+    # Its space is its image's: 1G, a little of it used by btrfs itself.
+    assert 0.9 * (1 << 30) < shown["size"] <= 1 << 30 and shown["free"] < shown["size"]
+    assert 0 < shown["used"] < shown["size"] / 10
 
     assert node.osctl_json("user", "new", "dave", "--pool", "fast")["root_uid"] == base
     node.osctl("ct", "new", "b1", "--user", "fast:dave")
+    table = node.osctl("pool", "show", "fast").stdout  # a person reads units
+    assert re.search(r"^size:?\s+(1024M|1G|10[0-2]\dM|9\d\dM)$", table, re.M | re.I), table
+    assert node.osctl_json("pool", "show", "fast")["used"] > shown["used"]  # the rootfs
     rootfs = Path(node.osctl_json("ct", "show", "b1")["rootfs"])
     assert rootfs.is_relative_to(path)
     assert os.stat(rootfs).st_ino == 256  # a subvolume: a snapshot of the template's

@@ -66,6 +66,12 @@ def test_show_and_ls_report_usage_and_top_ranks_the_busy_one(node):
     assert "memory_used" not in node.osctl_json("ct", "ls")[0]
     rows = {r["id"]: r for r in node.osctl_json("-o", "id,memory_used,pids,uptime", "ct", "ls")}
     assert rows["busy"]["memory_used"] > 0 and rows["busy"]["pids"] >= 2
+    # CPU % over the meter's last interval (0.5 s on this node): at once, no wait.
+    rows = wait_for(lambda: {r["id"]: r for r in node.osctl_json("ct", "ls", "-o", "id,cpu_percent")},
+                    5, message="a CPU % of both", until=lambda r: None not in
+                    (r["busy"]["cpu_percent"], r["idle"]["cpu_percent"]))
+    assert rows["busy"]["cpu_percent"] > 50 > rows["idle"]["cpu_percent"], rows
+    assert node.osctl_json("ct", "show", "busy")["usage"]["cpu_percent"] > 50
     table = node.osctl("-o", "id,pids", "ct", "ls").stdout
     assert "busy" in table and "PIDS" in table.upper()
 
