@@ -289,13 +289,17 @@ def test_debian_vm_boots_to_login(vmnode):
 @pytest.mark.usefixtures("debian_vm_image")
 def test_debian_vm_a_way_in_and_a_root_that_grows(vmnode, tmp_path):
     """Root of the debian image is locked: vm passwd opens the console to
-    it, --ssh-key puts root's key in place; the root filesystem grows to a
+    it, --ssh-key puts root's key in place and sshd (host keys of its own)
+    lets it in over the VM's routed address; the root filesystem grows to a
     disk grown while the VM was stopped, at its next boot."""
     node = vmnode
-    key = tmp_path / "id.pub"
-    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOsctldTestKeyOnlyForThisTest tour@test\n")
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tour@test", "-f", str(key)],
+                   check=True)
     node.osctl("vm", "new", "deb2", "--user", "vmuser", "--template", "debian",
-               "-c", "1", "-m", "512M", "-d", "10G", "--ssh-key", str(key))
+               "-c", "1", "-m", "512M", "-d", "10G", "--ssh-key", f"{key}.pub")
+    node.osctl("vm", "netif", "new", "deb2", "eth0")
+    node.osctl("vm", "netif", "ip", "add", "deb2", "eth0", "192.0.2.30")
     node.osctl("vm", "set", "disk", "deb2", "12G")
     node.osctl("vm", "passwd", "deb2", "root", "--password", "vm-root-pw")
     assert "vm-root-pw" not in node.osctl("history").stdout
@@ -320,6 +324,15 @@ def test_debian_vm_a_way_in_and_a_root_that_grows(vmnode, tmp_path):
     t.expect("tour@test")
     t.send("\x01q")
     assert t.wait(30) == 0
+
+    def ssh() -> subprocess.CompletedProcess:
+        return node.nsexec("ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                           "root@192.0.2.30", "id -u; ls /etc/ssh/ssh_host_ed25519_key",
+                           check=False, timeout=60)
+    p = wait_for(ssh, 120, 2, "sshd in the VM to let root in with the key",
+                 until=lambda p: p.returncode == 0)
+    assert p.stdout.split() == ["0", "/etc/ssh/ssh_host_ed25519_key"], p.stdout
 
 
 def test_vms_count_against_user_quotas(vmnode):
