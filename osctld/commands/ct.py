@@ -49,16 +49,17 @@ def find(ctx: Context, ref: str):
 
 async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
                       restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
-    """Apply ``change`` to the container's config under its lock, save it, and
-    restart a running container into it (or stage it: ``restart`` false, and
-    plan its restart into the group's maintenance window). If the restart fails, the old config comes back and the container is
-    started again as it was."""
+    """Apply ``change`` to the container's config under its lock and save it.
+    A running container has it staged (``pending_restart``) and its restart
+    planned into the group's maintenance window, or (``restart``) restarts
+    into it now; if that start fails, the old config comes back and the
+    container is started again as it was."""
     node = ctx.node
     before = copy.deepcopy(ct.to_dict())
     was_running = ct.running
 
     async def restore() -> None:
-        _config_back(ctx, pstate, ct, before)
+        node.containers.put_back_config(pstate, ct, before)
         if was_running and not ct.running:
             await node.containers.start(pstate, ct)
 
@@ -66,7 +67,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         change()
         undo.push(restore)
         pstate.save_ct(ct)
-        if was_running and not restart and not ct.restart_pending:
+        if was_running and not ct.restart_pending:
             ct.running_config = before  # what a failed restart goes back to
         restarted = await node.containers.reconfigure(pstate, ct, restart, timeout)
         planned = None
@@ -76,15 +77,6 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
                        if k != "restart_pending" and before[k] != after[k]}
             planned = maintenance.plan(node, pstate, ct, changed, timeout).public()
     return {**ct.public(), "restarted": restarted, "maintenance": planned}
-
-
-def _config_back(ctx: Context, pstate, ct: Container, config: dict) -> None:
-    """The container's persisted config as ``config`` (a ``to_dict``) again."""
-    old = Container.from_dict(config, ct.pool)
-    for key in Container.PERSISTED:
-        setattr(ct, key, getattr(old, key))
-    pstate.save_ct(ct)
-    ctx.node.containers.write_config(pstate, ct)
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
@@ -254,37 +246,9 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
 
 @command("ct.restart", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
-    """Stop, then start again."""
-    pstate, ct = find(ctx, id)
-    async with hold_instance(ctx, ct, "ct.restart"):
-        was_running = ct.running
-        staged_from = ct.running_config if was_running and ct.restart_pending else None
-        await ctx.node.containers.stop(ct, timeout)
-        try:
-            await ctx.node.containers.start(pstate, ct)
-        except OsctlError as e:
-            if not was_running:
-                raise
-            raise await _started_as_before(ctx, pstate, ct, staged_from, e) from None
-    return ct.public()
-
-
-async def _started_as_before(ctx: Context, pstate, ct: Container, staged_from: dict | None,
-                             error: OsctlError) -> OsctlError:
-    """A restart whose start failed: the container started again as it ran,
-    its staged changes undone (``staged_from``, when known), never left
-    stopped by the restart. Returns the error that says so."""
-    if staged_from is not None:
-        _config_back(ctx, pstate, ct, staged_from)
-    try:
-        await ctx.node.containers.start(pstate, ct)
-    except OsctlError as again:
-        return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; starting it "
-                                      f"again failed too ({again.message}): it is stopped")
-    how = "with its config from before the staged changes, undone" if staged_from else "again"
-    log.error("restart of %s:%s failed: %s; started %s", ct.pool, ct.id, error.message, how)
-    return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; it runs {how}",
-                      details={"running": True, "staged_changes_undone": staged_from is not None})
+    """Stop, then start again: staged changes apply. A start that fails
+    starts it again as it ran (see ``Containers.restart``) and says so."""
+    return await lifecycle(ctx, "ct", id, "restart", timeout)
 
 
 @command("ct.kill", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)

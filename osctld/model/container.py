@@ -51,7 +51,7 @@ class Container:
     features: list[str] = field(default_factory=list)  # names from runtime.features
     devices: list[DeviceGrant] = field(default_factory=list)  # grants of its own
     prlimits: dict[str, list] = field(default_factory=dict)  # name -> [soft, hard]
-    # A change staged (--no-restart) while it ran: in force at its next start.
+    # A change staged while it ran: in force at its next start (see pending_restart).
     restart_pending: bool = False
     group: str = DEFAULT_GROUP  # the resource group whose cgroup holds it
     limits: Limits = field(default_factory=Limits)
@@ -96,6 +96,12 @@ class Container:
     def running(self) -> bool:
         return self.state in (RUNNING, FROZEN)
 
+    @property
+    def pending_restart(self) -> bool:
+        """Changes saved while it runs wait for its restart (as a VM's cores
+        do): features, devices, a disk quota that needs the statfs proxy."""
+        return self.running and self.restart_pending
+
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.PERSISTED}
         d["devices"] = [g.to_dict() for g in self.devices]
@@ -118,6 +124,10 @@ class Container:
         raise OsctlError(NOT_FOUND, f"container {self.id} has no netif {name!r}")
 
     def public(self) -> dict:
+        """As a VM's: ``pending_restart`` says whether it runs with changes
+        waiting (the persisted ``restart_pending`` is what it is made of)."""
         d = self.to_dict()
-        d.update(pool=self.pool, state=self.state, init_pid=self.init_pid, last_stop=self.last_stop)
+        del d["restart_pending"]
+        d.update(pool=self.pool, state=self.state, init_pid=self.init_pid, last_stop=self.last_stop,
+                 pending_restart=self.pending_restart)
         return d
