@@ -197,12 +197,12 @@ def test_nesting_and_docker_requirements(node):
     without = docker_ok()
     assert not all(without.values()), without
 
-    node.osctl("ct", "feature", "enable", "n1", "lxc")
+    node.osctl("ct", "feature", "enable", "n1", "lxc", "--restart")
     assert nested_runs()
 
-    node.osctl("ct", "feature", "disable", "n1", "lxc")
+    node.osctl("ct", "feature", "disable", "n1", "lxc", "--restart")
     assert not nested_runs()
-    node.osctl("ct", "feature", "enable", "n1", "docker")
+    node.osctl("ct", "feature", "enable", "n1", "docker", "--restart")
     assert docker_ok() == dict.fromkeys(docker_checks, True)
     # All of it under the seccomp deny-list: neither feature takes a call off it.
     pid = node.osctl_json("ct", "show", "n1")["init_pid"]
@@ -250,7 +250,7 @@ def test_tun_with_iproute2_in_debian(node):
     add = ("ip", "tuntap", "add", "dev", "osctltun0", "mode", "tun")
     p = node.exec("t1", *add)
     assert p.returncode != 0, p.stdout
-    node.osctl("ct", "feature", "enable", "t1", "tun")
+    node.osctl("ct", "feature", "enable", "t1", "tun", "--restart")
     p = node.exec("t1", *add)
     assert p.returncode == 0, p.stderr
     assert "osctltun0" in node.exec("t1", "ip", "-o", "link", "show", "osctltun0").stdout
