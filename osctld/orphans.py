@@ -10,6 +10,8 @@ request, so nothing removed here can be half way through being made:
 - a dataset is an entry of ``<pool>/ct`` or ``<pool>/vm`` (root's own
   directories) named like a container or VM that has no config;
 - an LXC directory in the run directory of a container that has no config;
+- a ``rootfs.new`` or ``rootfs.old`` beside a container's rootfs, left by
+  ``ct reinstall`` (the old one is put back where the rootfs is missing);
 - a temporary file is one in a directory only osctld writes (a pool's
   ``conf`` tree, the state directory's top level, the LXC directories).
 
@@ -87,3 +89,20 @@ async def clean_pool(pstate, backend, containers) -> None:
                 log.error("cannot remove what %s of pool %s left: %s", name, pool.name, e)
     for ct_id in pstate.cts:
         remove_temp_files(lxc.ct_dir(pool.name, ct_id))
+        await _reinstall_left(backend, pool.rootfs(ct_id))
+
+
+async def _reinstall_left(backend, rootfs: Path) -> None:
+    """What an interrupted ``ct reinstall`` left beside a rootfs: the old one
+    put back if the new one was not in place yet, the other removed."""
+    fresh, old = rootfs.with_name("rootfs.new"), rootfs.with_name("rootfs.old")
+    try:
+        if old.exists() and not rootfs.exists():
+            log.warning("putting %s back: a reinstall was interrupted", old)
+            await backend.rename(old, rootfs)
+        for left in (fresh, old):
+            if left.exists():
+                log.warning("removing %s, left by an interrupted reinstall", left)
+                await backend.destroy(left)
+    except Exception as e:
+        log.error("cannot clean up after the reinstall of %s: %s", rootfs.parent, e)

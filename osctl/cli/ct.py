@@ -136,6 +136,49 @@ lifecycle_commands(ct, "ct", "container", {
 ])
 
 
+@ct.command("reinstall")
+@click.argument("id")
+@click.option("--template", "-t", help="Template [default: the one it was made from].")
+@click.option("--version", "-v", "version", help="Version [default: its own, or the template's].")
+@click.option("--restart", is_flag=True, help="A running container: stop it, reinstall, start it.")
+@click.option("--timeout", type=int, default=60, show_default=True,
+              help="With --restart: seconds to wait for a clean stop before killing.")
+@pass_settings
+def reinstall(s, id, template, version, restart, timeout):
+    """Give container ID a fresh root filesystem from its template (a
+    tenant's "reinstall my server"): everything in the old one is gone;
+    its id, config, addresses, features and limits stay. A running one is
+    refused unless --restart. The old rootfs is kept until the new one is
+    in place (and started): a failure puts it back.
+
+    \b
+    Examples:
+      osctl ct reinstall web1
+      osctl ct reinstall web1 -t debian --restart
+    """
+    change(s, "ct.reinstall", {"id": id, "template": template, "version": version,
+                               "restart": restart or None, "timeout": timeout}, "ct.show", id)
+
+
+@ct.command("rename")
+@click.argument("id")
+@click.argument("new_id", metavar="NEW")
+@pass_settings
+def rename(s, id, new_id):
+    """Rename stopped container ID to NEW: its config, rootfs, LXC log and
+    planned maintenances move; osctl history NEW shows its past too.
+
+    \b
+    Example:
+      osctl ct rename web1 shop1
+    """
+    res = call(s, "ct.rename", {"id": id, "new_id": new_id})
+    if s.format != "table":
+        show(s, res)
+    elif not s.quiet:
+        click.echo(f"{id}: renamed to {res['id']}")
+
+
 @ct.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("id")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -241,6 +284,22 @@ def set_autostart(s, id, value, priority):
       osctl ct set autostart web1 on --priority 5
     """
     set_ct(s, id, autostart=value, autostart_priority=priority)
+
+
+@set_.command("group")
+@click.argument("id")
+@click.argument("group")
+@pass_settings
+def set_group(s, id, group):
+    """Move stopped container ID to resource group GROUP: it starts in that
+    group's cgroup, bound by its limits (and those above it); a running
+    one is refused, as a VM is (vm set group).
+
+    \b
+    Example:
+      osctl ct set group web1 /prod
+    """
+    set_ct(s, id, group=group)
 
 
 @set_.command("prlimit")

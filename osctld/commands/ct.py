@@ -9,9 +9,10 @@ import re
 import shutil
 import time
 from dataclasses import replace
-from typing import Annotated, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Callable
 
-from osctl.protocol import CONFLICT, INVALID, OsctlError
+from osctl.protocol import CONFLICT, DENIED, INVALID, OsctlError
 
 from .. import maintenance
 from ..distconfig import for_distribution
@@ -32,6 +33,9 @@ from ..storage import backend_for
 from ..undo import Undo
 from . import Between, Context, Seconds, Target, command, ct_usage, deletion, given, hold_instance, user_ref
 from .instance import creating, lifecycle
+
+if TYPE_CHECKING:
+    from ..template import Template
 
 STOP_TIMEOUT = 60
 # How long ``ct start --wait`` waits for the system inside to be up by default.
@@ -158,35 +162,46 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     version = tpl.version(version)
     hostname = id if hostname is None else hostname
     ct = Container(id=id, pool=pstate.pool.name, user=u.name, distribution=tpl.distribution,
-                   version=version, hostname=hostname,
+                   version=version, template=tpl.name, hostname=hostname,
                    dns_resolvers=dns_resolvers or [], autostart=autostart, group=group,
                    limits=_limits(ctx, Limits(), limits), disk=_disk(disk), flavor=flavor)
     backend = backend_for(pstate.pool)
     if ct.disk is not None:
         backend.need_quotas()
     async with creating(ctx, pstate, ct, u, backend.quotas) as undo:
-        tpl_rootfs = await node.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
-        ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {version}"})
         if rootfs.exists():
             # No config holds this id: a crash or a failed delete left it.
             log.warning("removing the orphaned rootfs %s before reusing id %s", rootfs, id)
             await backend.destroy(rootfs)
         undo.push(shutil.rmtree, pstate.pool.ct_dir(id), True)
-        undo.push(backend.destroy, rootfs)
-        await backend.clone(tpl_rootfs, rootfs)
-        if ct.disk is not None:
-            await backend.set_quota(rootfs, ct.disk)
-        if pstate.pool.idmap == IDMAP_CHOWN:
-            ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
-            await asyncio.to_thread(shift_tree, rootfs, u.root_uid, u.root_gid)
-        dist = for_distribution(ct.distribution)(rootfs)
-        dist.set_hostname(hostname)
-        if ct.dns_resolvers:
-            dist.set_dns(ct.dns_resolvers)
+        await fresh_rootfs(ctx, pstate, ct, tpl, rootfs, undo)
         undo.push(node.containers.lxc.remove, ct.pool, id)
         node.containers.write_config(pstate, ct)
     return ct.public()
+
+
+async def fresh_rootfs(ctx: Context, pstate, ct: Container, tpl: Template, dest: Path,
+                       undo: Undo) -> None:
+    """A new root filesystem for ``ct`` at ``dest``: template ``tpl`` at
+    ``ct.version`` cloned, with the container's disk quota, owners (where
+    the pool has no idmapped mounts), hostname and DNS; ``undo`` removes it."""
+    backend = backend_for(pstate.pool)
+    tpl_rootfs = await ctx.node.templates.ensure(backend, tpl, ct.version, ctx.progress)
+    ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {ct.version}"})
+    undo.push(backend.destroy, dest)
+    await backend.clone(tpl_rootfs, dest)
+    if ct.disk is not None:
+        await backend.set_quota(dest, ct.disk)
+    if pstate.pool.idmap == IDMAP_CHOWN:
+        ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
+        u = pstate.users[ct.user]
+        await asyncio.to_thread(shift_tree, dest, u.root_uid, u.root_gid)
+    dist = for_distribution(tpl.distribution)(dest)
+    if ct.hostname is not None:
+        dist.set_hostname(ct.hostname)
+    if ct.dns_resolvers:
+        dist.set_dns(ct.dns_resolvers)
 
 
 @command("ct.ls", needs=Perm.STATS)
@@ -325,10 +340,13 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
                autostart_priority: Annotated[int, Between(0, 10000)] | None = None,
                limits: dict | None = None,
-               disk: str | int | None = None, flavor: str | None = None) -> dict:
+               disk: str | int | None = None, flavor: str | None = None,
+               group: str | None = None) -> dict:
     """Change settings; hostname, DNS, limits and disk apply at once to a
     running container. A limit or disk given as ``none`` is lifted; a
-    flavor gives the limits and disk not given."""
+    flavor gives the limits and disk not given. The group changes while it
+    is stopped, as a VM's (a running container's processes sit in its
+    group's cgroup): it starts in the new group's cgroup, bound by its limits."""
     node = ctx.node
     pstate, ct = find(ctx, id)
     limits, disk = _flavored(pstate, flavor, limits, disk)
@@ -336,7 +354,16 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
         check_hostname(hostname)
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
+    if group is not None:
+        group = _group_to(ctx, pstate, group)
     async with hold_instance(ctx, ct, "ct.set"):
+        if group is not None and group != ct.group:
+            pstate.group(group)  # deleted while we waited?
+            if ct.state != STOPPED:
+                raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it to move it "
+                                           f"to group {group}")
+            node.containers.cgroups.apply_groups(pstate, group)  # its cgroups, with their limits
+            ct.group = group
         if limits is not None or disk is not None:
             await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
@@ -359,8 +386,17 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
     node.events.publish("change", object="ct", pool=ct.pool, id=ct.id, group=ct.group,
                         settings=given(hostname=hostname, dns_resolvers=dns_resolvers,
                                        autostart=autostart, autostart_priority=autostart_priority,
-                                       limits=limits, disk=disk, flavor=flavor))
+                                       limits=limits, disk=disk, flavor=flavor, group=group))
     return ct.public()
+
+
+def _group_to(ctx: Context, pstate, path: str) -> str:
+    """The group a container moves to: there, and (for an account) one it
+    manages too, not only the one the container is in."""
+    group = pstate.group(check_group_path(path)).path
+    if not ctx.access.may(Perm.MANAGER, pstate.pool.name, group):
+        raise OsctlError(DENIED, f"moving a container to group {group} needs manager there")
+    return group
 
 
 @command("ct.passwd", mutating=True, target=Target("ct", "id"), needs=Perm.LOGIN)

@@ -43,6 +43,9 @@ class Container:
     user: str
     distribution: str
     version: str
+    # The template its rootfs came from (ct reinstall takes it again); None
+    # in configs from before it was recorded: the distribution's template.
+    template: str | None = None
     hostname: str | None = None
     dns_resolvers: list[str] = field(default_factory=list)
     autostart: bool = False
@@ -69,7 +72,7 @@ class Container:
     running_config: dict | None = field(default=None, compare=False, repr=False)
 
     PERSISTED = (
-        "id", "user", "distribution", "version", "hostname", "dns_resolvers",
+        "id", "user", "distribution", "version", "template", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
         "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion",
     )
@@ -79,6 +82,8 @@ class Container:
         # Saved values out of range are clamped, with warnings naming it.
         where = f"container {self.pool}:{self.id}"
         check_name("user", self.user)
+        if self.template is not None:
+            check_name("template", self.template)
         if self.hostname is not None:
             check_hostname(self.hostname)
         self.dns_resolvers = check_resolvers(self.dns_resolvers)

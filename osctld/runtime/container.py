@@ -130,6 +130,15 @@ class Containers:
         self.lxc.remove(pool, ct_id)
         self.nodes.remove(pool, ct_id)
 
+    def rename(self, pool: str, old: str, new: str) -> None:
+        """A stopped container's LXC dir (its log, why it stopped, why its
+        start failed) moves to its new id; its device nodes are made anew
+        at its next start. Its config is rendered again by the caller."""
+        src = self.lxc.ct_dir(pool, old)
+        if src.exists():
+            src.rename(self.lxc.ct_dir(pool, new))
+        self.nodes.remove(pool, old)
+
     def init_alive(self, ct: Container, pid: int) -> bool:
         """Whether ``pid`` is a live process in the container's cgroup: LXC
         may still name an init that has exited (its monitor is on its way
