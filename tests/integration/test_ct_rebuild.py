@@ -127,3 +127,23 @@ def test_reinstall_and_rename_on_btrfs_keep_the_quota(node):
     node.osctl("ct", "start", "bb:b2")
     assert df_k(node, "bb:b2")[0] == 20 * 1024
     assert sorted(p.name for p in rootfs.parent.parent.iterdir()) == ["b2"]
+
+
+def test_a_reinstall_that_cannot_start_brings_the_old_rootfs_back(node):
+    """The pool's built template broken on purpose (/proc a file: LXC cannot
+    mount proc there), so the new rootfs cannot start: the reinstall says
+    so, the old rootfs is back and the container runs on it again."""
+    node.osctl("user", "new", "alice")
+    node.osctl("ct", "new", "x1", "--user", "alice")
+    node.osctl("ct", "start", "x1")
+    assert node.exec("x1", "sh", "-c", "echo tenant > /root/mine").returncode == 0
+    tpl = node.state_dir / "pools/default/tpl/busybox-1"
+    (tpl / "proc").rmdir()
+    (tpl / "proc").write_text("")
+    p = node.osctl("ct", "reinstall", "x1", "--restart", "--timeout", "5", check=False)
+    assert p.returncode != 0 and "reinstall of x1 failed" in p.stderr, p.stderr
+    assert "old root filesystem is back" in p.stderr, p.stderr
+    show = node.osctl_json("ct", "show", "x1")
+    assert show["state"] == "running" and show["template"] == "busybox"
+    assert node.exec("x1", "cat", "/root/mine").stdout == "tenant\n"
+    assert sorted(p.name for p in Path(show["rootfs"]).parent.iterdir()) == ["rootfs"]
