@@ -40,8 +40,9 @@ async def reinstall(ctx: Context, id: str, template: str | None = None, version:
     async with hold_instance(ctx, ct, "ct.reinstall"), Undo() as undo:
         was_running = ct.running
         if ct.state != STOPPED and not (was_running and restart):
-            raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it, or reinstall "
-                                       "with --restart (stopped, reinstalled, started again)")
+            how = ("stop it, or reinstall with --restart (stopped, reinstalled, started again)"
+                   if was_running else "only a stopped or running container is reinstalled")
+            raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: {how}")
         rootfs = pstate.pool.rootfs(ct.id)
         fresh, old = rootfs.with_name("rootfs.new"), rootfs.with_name("rootfs.old")
         for left in (fresh, old):  # by a reinstall the daemon did not live through

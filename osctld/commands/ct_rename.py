@@ -50,8 +50,9 @@ async def rename(ctx: Context, id: str, new_id: str) -> dict:
             raise OsctlError(CONFLICT, f"{pool.ct_dir(new_id)} is in the way (no container has "
                                        "it: the daemon removes it at its next start)")
         if ct.state != STOPPED:
-            raise OsctlError(CONFLICT, f"container {old} is {ct.state}: stop it to rename it "
-                                       "(LXC and its cgroups know a running one by its id)")
+            how = ("stop it to rename it (LXC and its cgroups know a running one by its id)"
+                   if ct.running else "only a stopped container is renamed")
+            raise OsctlError(CONFLICT, f"container {old} is {ct.state}: {how}")
         backend = backend_for(pool)
         plans = [m for m in pstate.maintenances.values() if m.kind == "ct" and m.machine == old]
         async with Undo() as undo:
