@@ -10,6 +10,8 @@ request, so nothing removed here can be half way through being made:
 - a dataset is an entry of ``<pool>/ct`` or ``<pool>/vm`` (root's own
   directories) named like a container or VM that has no config;
 - an LXC directory in the run directory of a container that has no config;
+- the config a ``ct rename`` left (``interrupted_renames``), before the
+  datasets are looked at: the one whose directory is not there;
 - a ``rootfs.new`` or ``rootfs.old`` beside a container's rootfs, left by
   ``ct reinstall`` (the old one is put back where the rootfs is missing);
 - a temporary file is one in a directory only osctld writes (a pool's
@@ -52,11 +54,37 @@ def remove_temp_files(directory: Path, recursive: bool = False) -> None:
             p.unlink(missing_ok=True)
 
 
+def interrupted_renames(pstate) -> list[tuple[str, str]]:
+    """(stale, kept) ids of a container that has two configs: ``ct rename``
+    writes the one under the new id first and removes the old one last, so a
+    kill in between leaves both, one without its directory in the pool. The
+    two are one container by its user and its creation time."""
+    pool, cts = pstate.pool, pstate.cts
+    out = []
+    for ct in cts.values():
+        if pool.ct_dir(ct.id).exists():
+            continue
+        twin = next((o for o in cts.values() if o is not ct and (o.user, o.created) ==
+                     (ct.user, ct.created) and pool.ct_dir(o.id).exists()), None)
+        if twin is not None:
+            out.append((ct.id, twin.id))
+    return out
+
+
 async def clean_pool(pstate, backend, containers) -> None:
     """Remove one pool's orphaned datasets, LXC directories and temporary
     files; what cannot be removed is logged and left."""
     pool, lxc = pstate.pool, containers.lxc
     remove_temp_files(pool.conf_dir, recursive=True)
+    for stale, kept in interrupted_renames(pstate):
+        log.warning("removing the config of container %s of pool %s: its rename to or from %s "
+                    "was interrupted, and %s has its data", stale, pool.name, kept, kept)
+        pstate.store.delete("ct", stale)
+        del pstate.cts[stale]
+        for m in pstate.maintenances.values():
+            if m.kind == "ct" and m.machine == stale:
+                m.machine = kept
+                pstate.save_maintenance(m)
     why = "has no config (a create or delete was interrupted)"
 
     async def remove_ct(ct_id: str) -> None:

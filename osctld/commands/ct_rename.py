@@ -9,7 +9,9 @@ and its monitor know it by its id.
 
 Crash-safe in this order: the config under the new id is written first, so
 that the dataset is never without a config naming it (a dataset without one
-is an orphan the next daemon removes); the old config goes last.
+is an orphan the next daemon removes); the old config goes last. A kill
+in between leaves both: the next daemon keeps the one whose directory is
+there (``orphans.interrupted_renames``).
 """
 
 from __future__ import annotations
