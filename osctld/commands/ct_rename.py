@@ -2,7 +2,7 @@
 
 Its config (``conf/ct/<id>.yml``), its directory in the pool with the rootfs
 dataset in it, its LXC directory (config, log, why it last stopped), its
-planned maintenances; the history follows it (``history.Query``: the lines
+planned maintenances; the history follows it (``history.read``: the lines
 before the rename are found by the new id too). Its hostname, addresses and
 everything else are kept. A running container is refused: LXC, its cgroups
 and its monitor know it by its id.
