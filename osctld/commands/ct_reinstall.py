@@ -74,6 +74,8 @@ async def reinstall(ctx: Context, id: str, template: str | None = None, version:
             await backend.destroy(old)
         except (OsctlError, OSError) as e:  # reinstalled all the same; the next one removes it
             log.warning("cannot remove the old rootfs of %s:%s: %s", ct.pool, ct.id, e)
+    node.events.publish("change", object="ct", pool=ct.pool, id=ct.id, group=ct.group,
+                        settings=["rootfs", "template", "version"])
     return ct.public()
 
 
