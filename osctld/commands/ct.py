@@ -363,7 +363,6 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
                 raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it to move it "
                                            f"to group {group}")
             node.containers.cgroups.apply_groups(pstate, group)  # its cgroups, with their limits
-            ct.group = group
         if limits is not None or disk is not None:
             await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
@@ -381,6 +380,8 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
             ct.autostart_priority = autostart_priority
         if flavor is not None:
             ct.flavor = flavor
+        if group is not None:  # last: a refusal before changes nothing
+            ct.group = group
         pstate.save_ct(ct)
         node.containers.write_config(pstate, ct)
     node.events.publish("change", object="ct", pool=ct.pool, id=ct.id, group=ct.group,
