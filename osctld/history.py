@@ -64,8 +64,10 @@ def _about(entries: list[dict], id: str) -> list[dict]:
     after it was renamed away) are not its."""
     name, out = id, []
     for e in reversed(entries):
-        if str(e.get("cmd", "")).endswith(".rename") and e.get("result") == "ok":
-            if _args(e).get("new_id") == name:
+        new_id = _args(e).get("new_id")  # a server's rename (a netif's has new_name)
+        if new_id is not None and str(e.get("cmd", "")).endswith(".rename") \
+                and e.get("result") == "ok":
+            if new_id == name:
                 name = _subject(e)
             elif _subject(e) == name:  # renamed away: what is older is another's
                 break

@@ -69,11 +69,13 @@ def test_an_objects_history_follows_it_across_renames(tmp_path):
                   {"cmd": "ct.rename", "id": "a", "args": {"new_id": "b"}, "result": "ok"},
                   {"cmd": "ct.new", "id": "a"},  # a new one takes the old name
                   {"cmd": "ct.rename", "id": "b", "args": {"new_id": "c"}, "result": "ok"},
+                  {"cmd": "ct.netif.rename", "id": "c", "args": {"id": "c", "new_name": "e1"},
+                   "result": "ok"},  # its netif's, not its own
                   {"cmd": "ct.start", "id": "c"}):
         append(pstate.pool.history_file, entry)
     assert [(e["cmd"], e["id"]) for e in read([pstate], 0, Query(id="c"))] == [
         ("ct.new", "a"), ("ct.start", "a"), ("ct.rename", "a"), ("ct.rename", "a"),
-        ("ct.rename", "b"), ("ct.start", "c")]
+        ("ct.rename", "b"), ("ct.netif.rename", "c"), ("ct.start", "c")]
     # The new "a" is another container; "b" is a name no container has now.
     assert [e["cmd"] for e in read([pstate], 0, Query(id="a"))] == ["ct.new"]
     assert read([pstate], 0, Query(id="b")) == [] and read([pstate], 0, Query(id="x")) == []
