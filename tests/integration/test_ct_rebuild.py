@@ -6,7 +6,10 @@ old name is gone everywhere."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from tests.helpers.wait import wait_for
 from tests.integration.test_limits import MIB, ct_cgroup, df_k
@@ -147,3 +150,20 @@ def test_a_reinstall_that_cannot_start_brings_the_old_rootfs_back(node):
     assert show["state"] == "running" and show["template"] == "busybox"
     assert node.exec("x1", "cat", "/root/mine").stdout == "tenant\n"
     assert sorted(p.name for p in Path(show["rootfs"]).parent.iterdir()) == ["rootfs"]
+
+
+@pytest.mark.usefixtures("debian_template")
+def test_reinstall_from_another_template_writes_its_network_its_way(node):
+    """Busybox to Debian: the distribution and version follow the template,
+    and the new system's own init brings the same address up."""
+    forwarding_on(node)
+    node.osctl("user", "new", "alice")
+    routed_ct(node, "d1", "busybox", ["192.0.2.41"], "2001:db8::41")
+    res = json.loads(node.osctl("-j", "ct", "reinstall", "d1", "-t", "debian", timeout=600).stdout)
+    assert (res["template"], res["distribution"], res["state"]) == ("debian", "debian", "stopped")
+    node.osctl("ct", "start", "d1", "--wait")
+    assert "ID=debian" in node.exec("d1", "cat", "/etc/os-release").stdout
+    wait_for(lambda: node_pings(node, "192.0.2.41"), message="192.0.2.41 to answer from debian")
+    p = node.osctl("ct", "reinstall", "d1", "-t", "busybox", "-v", "bookworm", "--restart", check=False)
+    assert p.returncode == 2 and "bookworm" in p.stderr, p.stderr
+    assert node.osctl_json("ct", "show", "d1")["distribution"] == "debian"
