@@ -58,7 +58,7 @@ def schedule(node: Node, pstate: PoolState, group: str) -> Schedule:
 
 def pending(server: Container | VM) -> bool:
     """Whether the running instance waits for a restart into saved changes."""
-    return server.pending_restart if isinstance(server, VM) else server.running and server.restart_pending
+    return server.pending_restart
 
 
 def _shown(key: str, value: object) -> str:
@@ -112,12 +112,6 @@ def plan(node: Node, pstate: PoolState, server: Container | VM, old: dict, timeo
     return m
 
 
-async def _restart(node: Node, pstate: PoolState, server: Container | VM, timeout: int) -> None:
-    driver = node.driver(server.kind)
-    await driver.stop(server, timeout)
-    await driver.start(pstate, server)
-
-
 async def _put_back(node: Node, pstate: PoolState, server: Container | VM, old: dict) -> None:
     """The settings ``old`` holds back in force, and the instance running again."""
     back = type(server).from_dict({**server.to_dict(), **old}, pstate.pool.name)
@@ -149,7 +143,7 @@ async def run_held(node: Node, pstate: PoolState, m: Maintenance, clock: Clock =
     _publish(node, "started", m)
     timeout = max(m.estimated_duration - START_ALLOWANCE, 0)
     try:
-        await _restart(node, pstate, server, timeout)
+        await node.driver(server.kind).restart(pstate, server, timeout)
     except Exception as e:
         log.error("maintenance %s of %s:%s failed: %s", m.id, m.pool, m.machine, e)
         try:

@@ -10,6 +10,10 @@ request, so nothing removed here can be half way through being made:
 - a dataset is an entry of ``<pool>/ct`` or ``<pool>/vm`` (root's own
   directories) named like a container or VM that has no config;
 - an LXC directory in the run directory of a container that has no config;
+- the config a ``ct rename`` left (``interrupted_renames``), before the
+  datasets are looked at: the one whose directory is not there;
+- a ``rootfs.new`` or ``rootfs.old`` beside a container's rootfs, left by
+  ``ct reinstall`` (the old one is put back where the rootfs is missing);
 - a temporary file is one in a directory only osctld writes (a pool's
   ``conf`` tree, the state directory's top level, the LXC directories).
 
@@ -50,11 +54,37 @@ def remove_temp_files(directory: Path, recursive: bool = False) -> None:
             p.unlink(missing_ok=True)
 
 
+def interrupted_renames(pstate) -> list[tuple[str, str]]:
+    """(stale, kept) ids of a container that has two configs: ``ct rename``
+    writes the one under the new id first and removes the old one last, so a
+    kill in between leaves both, one without its directory in the pool. The
+    two are one container by its user and its creation time."""
+    pool, cts = pstate.pool, pstate.cts
+    out = []
+    for ct in cts.values():
+        if pool.ct_dir(ct.id).exists():
+            continue
+        twin = next((o for o in cts.values() if o is not ct and (o.user, o.created) ==
+                     (ct.user, ct.created) and pool.ct_dir(o.id).exists()), None)
+        if twin is not None:
+            out.append((ct.id, twin.id))
+    return out
+
+
 async def clean_pool(pstate, backend, containers) -> None:
     """Remove one pool's orphaned datasets, LXC directories and temporary
     files; what cannot be removed is logged and left."""
     pool, lxc = pstate.pool, containers.lxc
     remove_temp_files(pool.conf_dir, recursive=True)
+    for stale, kept in interrupted_renames(pstate):
+        log.warning("removing the config of container %s of pool %s: its rename to or from %s "
+                    "was interrupted, and %s has its data", stale, pool.name, kept, kept)
+        pstate.store.delete("ct", stale)
+        del pstate.cts[stale]
+        for m in pstate.maintenances.values():
+            if m.kind == "ct" and m.machine == stale:
+                m.machine = kept
+                pstate.save_maintenance(m)
     why = "has no config (a create or delete was interrupted)"
 
     async def remove_ct(ct_id: str) -> None:
@@ -87,3 +117,20 @@ async def clean_pool(pstate, backend, containers) -> None:
                 log.error("cannot remove what %s of pool %s left: %s", name, pool.name, e)
     for ct_id in pstate.cts:
         remove_temp_files(lxc.ct_dir(pool.name, ct_id))
+        await _reinstall_left(backend, pool.rootfs(ct_id))
+
+
+async def _reinstall_left(backend, rootfs: Path) -> None:
+    """What an interrupted ``ct reinstall`` left beside a rootfs: the old one
+    put back if the new one was not in place yet, the other removed."""
+    fresh, old = rootfs.with_name("rootfs.new"), rootfs.with_name("rootfs.old")
+    try:
+        if old.exists() and not rootfs.exists():
+            log.warning("putting %s back: a reinstall was interrupted", old)
+            await backend.rename(old, rootfs)
+        for left in (fresh, old):
+            if left.exists():
+                log.warning("removing %s, left by an interrupted reinstall", left)
+                await backend.destroy(left)
+    except Exception as e:
+        log.error("cannot clean up after the reinstall of %s: %s", rootfs.parent, e)

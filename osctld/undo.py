@@ -26,6 +26,10 @@ class Undo:
     def push(self, fn: Callable[..., Any], *args: Any) -> None:
         self.steps.append((fn, args))
 
+    def commit(self) -> None:
+        """What is done so far stays, whatever follows: its steps are dropped."""
+        self.steps.clear()
+
     async def rollback(self) -> None:
         while self.steps:
             fn, args = self.steps.pop()

@@ -87,9 +87,9 @@ def delete(s, account_ref):
 def permission():
     """Permissions of accounts on resource groups. Each includes those before it:
     stats (ls, show, events), login (+ exec, attach, console), sudo-srv
-    (+ start, stop, restart), manager (+ new, set, del, netif changes). A
-    permission on a group applies to its children unless a child has one of
-    its own for that account."""
+    (+ start, stop, restart), manager (+ new, set, del, reinstall, rename,
+    netif changes). A permission on a group applies to its children unless a
+    child has one of its own for that account."""
 
 
 @permission.command("add")

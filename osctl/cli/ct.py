@@ -47,9 +47,10 @@ COLUMNS = Columns({
     "tx_bytes": "bytes its netifs sent since it started (asks the node: -o)",
     "disk": "its disk quota (btrfs pools)",
     "features": "features turned on (tun, fuse, ...)",
-    "restart_pending": "changes that wait for a restart",
+    "pending_restart": "changes that wait for its restart (ct restart applies them)",
     "created": "when it was made",
-}, ["pool", "id", "user", "distribution", "version", "state", "init_pid", "ipv4", "ipv6"], {
+}, ["pool", "id", "user", "distribution", "version", "state", "init_pid", "ipv4", "ipv6",
+    "pending_restart"], {
     "ipv4": addresses(4), "ipv6": addresses(6),
     "cpu_limit": lambda r: (r.get("limits") or {}).get("cpu_limit"),
     "memory": lambda r: (r.get("limits") or {}).get("memory"),
@@ -123,7 +124,9 @@ lifecycle_commands(ct, "ct", "container", {
               ["osctl ct start web1 --wait && osctl ct exec web1 -- uptime", "osctl ct start -u alice"]),
     "stop": ("Stop containers cleanly; kill them after --timeout.",
              ["osctl ct stop web1 -t 30", "osctl ct stop --all -p tank"]),
-    "restart": ("Stop containers, then start them.", ["osctl ct restart web1", "osctl ct restart -g /prod/web"]),
+    "restart": ("Stop containers, then start them: staged changes (pending_restart) apply; one "
+                "that cannot start so runs again as before, and the error says so.",
+                ["osctl ct restart web1", "osctl ct restart -g /prod/web"]),
     "kill": ("Stop containers at once, without a clean shutdown.", ["osctl ct kill web1 web2"]),
     "del": ("Delete containers and their data, at once or staged (--at).",
             ["osctl ct del web1", "osctl ct del -f -u alice", "osctl ct del web1 --at 2026-12-24",
@@ -135,6 +138,49 @@ lifecycle_commands(ct, "ct", "container", {
     click.option("--timeout", "-t", type=int,
                  help="With --wait: seconds to wait before failing [default: 120]."),
 ])
+
+
+@ct.command("reinstall")
+@click.argument("id")
+@click.option("--template", "-t", help="Template [default: the one it was made from].")
+@click.option("--version", "-v", "version", help="Version [default: its own, or the template's].")
+@click.option("--restart", is_flag=True, help="A running container: stop it, reinstall, start it.")
+@click.option("--timeout", type=int, default=60, show_default=True,
+              help="With --restart: seconds to wait for a clean stop before killing.")
+@pass_settings
+def reinstall(s, id, template, version, restart, timeout):
+    """Give container ID a fresh root filesystem from its template (a
+    tenant's "reinstall my server"): everything in the old one is gone;
+    its id, config, addresses, features and limits stay. A running one is
+    refused unless --restart. The old rootfs is kept until the new one is
+    in place (and started): a failure puts it back.
+
+    \b
+    Examples:
+      osctl ct reinstall web1
+      osctl ct reinstall web1 -t debian --restart
+    """
+    change(s, "ct.reinstall", {"id": id, "template": template, "version": version,
+                               "restart": restart or None, "timeout": timeout}, "ct.show", id)
+
+
+@ct.command("rename")
+@click.argument("id")
+@click.argument("new_id", metavar="NEW")
+@pass_settings
+def rename(s, id, new_id):
+    """Rename stopped container ID to NEW: its config, rootfs, LXC log and
+    planned maintenances move; osctl history NEW shows its past too.
+
+    \b
+    Example:
+      osctl ct rename web1 shop1
+    """
+    res = call(s, "ct.rename", {"id": id, "new_id": new_id})
+    if s.format != "table":
+        show(s, res)
+    elif not s.quiet:
+        click.echo(f"{id}: renamed to {res['id']}")
 
 
 @ct.command("exec", context_settings={"ignore_unknown_options": True})
@@ -244,6 +290,22 @@ def set_autostart(s, id, value, priority):
     set_ct(s, id, autostart=value, autostart_priority=priority)
 
 
+@set_.command("group")
+@click.argument("id")
+@click.argument("group")
+@pass_settings
+def set_group(s, id, group):
+    """Move stopped container ID to resource group GROUP: it starts in that
+    group's cgroup, bound by its limits (and those above it); a running
+    one is refused, as a VM is (vm set group).
+
+    \b
+    Example:
+      osctl ct set group web1 /prod
+    """
+    set_ct(s, id, group=group)
+
+
 @set_.command("prlimit")
 @click.argument("id")
 @click.argument("name")
@@ -267,8 +329,9 @@ def set_prlimit(s, id, name, soft, hard):
 
 
 def _restart_options(cmd):
-    cmd = click.option("--no-restart", is_flag=True,
-                       help="Do not restart a running container: stage for its next start.")(cmd)
+    cmd = click.option("--restart/--no-restart", default=False, show_default=True, help=(
+        "Restart a running container into the change now; without it the change is staged "
+        "(pending_restart, applied by ct restart or in its group's maintenance window)."))(cmd)
     return click.option("--timeout", "-t", type=int, default=60, show_default=True,
                         help="Seconds to wait for a clean stop when restarting.")(cmd)
 
@@ -297,13 +360,13 @@ def _feature_switch(verb: str, doc: str):
     @selection_options("container", ids=False)
     @_restart_options
     @pass_settings
-    def cmd(s, words, all_, user, pool, group, no_restart, timeout):
+    def cmd(s, words, all_, user, pool, group, restart, timeout):
         names = list(words)
         ids = [] if all_ or user or pool or group else [i for i in names.pop(0).split(",") if i]
         if not names:
             raise click.UsageError("name one or more features (osctl ct feature ls ID)")
         sel = selection(ids, all_, user, pool, group)
-        args = {"names": names, "restart": not no_restart, "timeout": timeout}
+        args = {"names": names, "restart": restart, "timeout": timeout}
         if sel.single:
             change(s, f"ct.feature.{verb}", {"id": ids[0], **args}, "ct.show", ids[0])
         else:
@@ -315,27 +378,30 @@ def _feature_switch(verb: str, doc: str):
 
 def _features_done(res: dict) -> str:
     return "features " + (",".join(res.get("features") or ()) or "-") + \
-        ("; restarted" if res.get("restarted") else "")
+        ("; restarted" if res.get("restarted") else "; restart pending" if res.get("pending_restart") else "")
 
 
-_feature_switch("enable", """Turn features NAMES on for containers (a running one restarts).
+_STAGED = """A running container is not restarted: the change waits (pending_restart
+    in ct ls and ct show) for ct restart, or its group's maintenance window;
+    --restart restarts it now (if it cannot start so, it runs as before)."""
+_feature_switch("enable", f"""Turn features NAMES on for containers.
 
     The first argument names the container, or several: ID,ID,...; with
-    --all, -u, -p or -g every argument is a feature.
+    --all, -u, -p or -g every argument is a feature. {_STAGED}
 
     \b
     Examples:
-      osctl ct feature enable web1 tun fuse
-      osctl ct feature enable -u alice tun --no-restart""")
-_feature_switch("disable", """Turn features NAMES off for containers (a running one restarts).
+      osctl ct feature enable web1 tun fuse && osctl ct restart web1
+      osctl ct feature enable -u alice tun --restart""")
+_feature_switch("disable", f"""Turn features NAMES off for containers.
 
     The first argument names the container, or several: ID,ID,...; with
-    --all, -u, -p or -g every argument is a feature.
+    --all, -u, -p or -g every argument is a feature. {_STAGED}
 
     \b
     Examples:
       osctl ct feature disable web1 fuse
-      osctl ct feature disable web1,web2 kvm --no-restart""")
+      osctl ct feature disable web1,web2 kvm --restart""")
 
 
 @ct.group("devices")
@@ -366,16 +432,19 @@ def devices_ls(s, id):
 @click.argument("path", required=False)
 @_restart_options
 @pass_settings
-def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
+def devices_add(s, id, type, major, minor, mode, path, restart, timeout):
     """Grant device TYPE MAJOR:MINOR with MODE (of r, w, m; '*' for any major
     or minor) to container ID; with PATH (under /dev) its node appears there.
+    A running container gets it at its restart (pending_restart), or now
+    with --restart.
 
     \b
-    Example:
+    Examples:
       osctl ct devices add web1 char 10 200 rwm /dev/net/tun
+      osctl ct devices add web1 char 10 229 rwm /dev/fuse --restart
     """
     change(s, "ct.device.add", {"id": id, "type": type, "major": major, "minor": minor,
-                                 "mode": mode, "path": path, "restart": not no_restart,
+                                 "mode": mode, "path": path, "restart": restart,
                                  "timeout": timeout}, "ct.show", id)
 
 
@@ -386,15 +455,17 @@ def devices_add(s, id, type, major, minor, mode, path, no_restart, timeout):
 @click.argument("minor")
 @_restart_options
 @pass_settings
-def devices_del(s, id, type, major, minor, no_restart, timeout):
-    """Take back container ID's own grant of device TYPE MAJOR:MINOR.
+def devices_del(s, id, type, major, minor, restart, timeout):
+    """Take back container ID's own grant of device TYPE MAJOR:MINOR (a
+    running container keeps it until its restart, or --restart now).
 
     \b
-    Example:
+    Examples:
       osctl ct devices del web1 char 10 200
+      osctl ct devices del web1 char 10 200 --restart
     """
     change(s, "ct.device.del", {"id": id, "type": type, "major": major, "minor": minor,
-                                 "restart": not no_restart, "timeout": timeout}, "ct.show", id)
+                                 "restart": restart, "timeout": timeout}, "ct.show", id)
 
 
 def _set_limit(name: str, doc: str, example: str, size: bool = False):

@@ -21,7 +21,7 @@ def maintenance():
     """Maintenances: restarts into changes, planned into the group's window.
 
     A running instance's restart into changes that need one (VM cores and
-    memory, container changes staged with --no-restart), planned into its
+    memory, container features and devices changed while it runs), planned into its
     group's window and announced ahead.
 
     \b

@@ -9,9 +9,10 @@ import re
 import shutil
 import time
 from dataclasses import replace
-from typing import Annotated, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Callable
 
-from osctl.protocol import CONFLICT, INVALID, OsctlError
+from osctl.protocol import CONFLICT, DENIED, INVALID, OsctlError
 
 from .. import maintenance
 from ..distconfig import for_distribution
@@ -33,6 +34,9 @@ from ..undo import Undo
 from . import Between, Context, Seconds, Target, command, ct_usage, deletion, given, hold_instance, user_ref
 from .instance import creating, lifecycle
 
+if TYPE_CHECKING:
+    from ..template import Template
+
 STOP_TIMEOUT = 60
 # How long ``ct start --wait`` waits for the system inside to be up by default.
 UP_TIMEOUT = 120
@@ -49,16 +53,17 @@ def find(ctx: Context, ref: str):
 
 async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], None],
                       restart: bool, timeout: int = STOP_TIMEOUT) -> dict:
-    """Apply ``change`` to the container's config under its lock, save it, and
-    restart a running container into it (or stage it: ``restart`` false, and
-    plan its restart into the group's maintenance window). If the restart fails, the old config comes back and the container is
-    started again as it was."""
+    """Apply ``change`` to the container's config under its lock and save it.
+    A running container has it staged (``pending_restart``) and its restart
+    planned into the group's maintenance window, or (``restart``) restarts
+    into it now; if that start fails, the old config comes back and the
+    container is started again as it was."""
     node = ctx.node
     before = copy.deepcopy(ct.to_dict())
     was_running = ct.running
 
     async def restore() -> None:
-        _config_back(ctx, pstate, ct, before)
+        node.containers.put_back_config(pstate, ct, before)
         if was_running and not ct.running:
             await node.containers.start(pstate, ct)
 
@@ -66,7 +71,7 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
         change()
         undo.push(restore)
         pstate.save_ct(ct)
-        if was_running and not restart and not ct.restart_pending:
+        if was_running and not ct.restart_pending:
             ct.running_config = before  # what a failed restart goes back to
         restarted = await node.containers.reconfigure(pstate, ct, restart, timeout)
         planned = None
@@ -76,15 +81,6 @@ async def reconfigure(ctx: Context, pstate, ct: Container, change: Callable[[], 
                        if k != "restart_pending" and before[k] != after[k]}
             planned = maintenance.plan(node, pstate, ct, changed, timeout).public()
     return {**ct.public(), "restarted": restarted, "maintenance": planned}
-
-
-def _config_back(ctx: Context, pstate, ct: Container, config: dict) -> None:
-    """The container's persisted config as ``config`` (a ``to_dict``) again."""
-    old = Container.from_dict(config, ct.pool)
-    for key in Container.PERSISTED:
-        setattr(ct, key, getattr(old, key))
-    pstate.save_ct(ct)
-    ctx.node.containers.write_config(pstate, ct)
 
 
 def _limits(ctx: Context, base: Limits, changes: dict | None) -> Limits:
@@ -166,35 +162,46 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
     version = tpl.version(version)
     hostname = id if hostname is None else hostname
     ct = Container(id=id, pool=pstate.pool.name, user=u.name, distribution=tpl.distribution,
-                   version=version, hostname=hostname,
+                   version=version, template=tpl.name, hostname=hostname,
                    dns_resolvers=dns_resolvers or [], autostart=autostart, group=group,
                    limits=_limits(ctx, Limits(), limits), disk=_disk(disk), flavor=flavor)
     backend = backend_for(pstate.pool)
     if ct.disk is not None:
         backend.need_quotas()
     async with creating(ctx, pstate, ct, u, backend.quotas) as undo:
-        tpl_rootfs = await node.templates.ensure(backend, tpl, version, ctx.progress)
         rootfs = pstate.pool.rootfs(id)
-        ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {version}"})
         if rootfs.exists():
             # No config holds this id: a crash or a failed delete left it.
             log.warning("removing the orphaned rootfs %s before reusing id %s", rootfs, id)
             await backend.destroy(rootfs)
         undo.push(shutil.rmtree, pstate.pool.ct_dir(id), True)
-        undo.push(backend.destroy, rootfs)
-        await backend.clone(tpl_rootfs, rootfs)
-        if ct.disk is not None:
-            await backend.set_quota(rootfs, ct.disk)
-        if pstate.pool.idmap == IDMAP_CHOWN:
-            ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
-            await asyncio.to_thread(shift_tree, rootfs, u.root_uid, u.root_gid)
-        dist = for_distribution(ct.distribution)(rootfs)
-        dist.set_hostname(hostname)
-        if ct.dns_resolvers:
-            dist.set_dns(ct.dns_resolvers)
+        await fresh_rootfs(ctx, pstate, ct, tpl, rootfs, undo)
         undo.push(node.containers.lxc.remove, ct.pool, id)
         node.containers.write_config(pstate, ct)
     return ct.public()
+
+
+async def fresh_rootfs(ctx: Context, pstate, ct: Container, tpl: Template, dest: Path,
+                       undo: Undo) -> None:
+    """A new root filesystem for ``ct`` at ``dest``: template ``tpl`` at
+    ``ct.version`` cloned, with the container's disk quota, owners (where
+    the pool has no idmapped mounts), hostname and DNS; ``undo`` removes it."""
+    backend = backend_for(pstate.pool)
+    tpl_rootfs = await ctx.node.templates.ensure(backend, tpl, ct.version, ctx.progress)
+    ctx.progress({"step": "rootfs", "message": f"cloning {tpl.name} {ct.version}"})
+    undo.push(backend.destroy, dest)
+    await backend.clone(tpl_rootfs, dest)
+    if ct.disk is not None:
+        await backend.set_quota(dest, ct.disk)
+    if pstate.pool.idmap == IDMAP_CHOWN:
+        ctx.progress({"step": "rootfs", "message": "shifting ownership (no idmapped mounts here)"})
+        u = pstate.users[ct.user]
+        await asyncio.to_thread(shift_tree, dest, u.root_uid, u.root_gid)
+    dist = for_distribution(tpl.distribution)(dest)
+    if ct.hostname is not None:
+        dist.set_hostname(ct.hostname)
+    if ct.dns_resolvers:
+        dist.set_dns(ct.dns_resolvers)
 
 
 @command("ct.ls", needs=Perm.STATS)
@@ -256,37 +263,9 @@ async def stop(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
 
 @command("ct.restart", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
 async def restart(ctx: Context, id: str, timeout: Seconds = STOP_TIMEOUT) -> dict:
-    """Stop, then start again."""
-    pstate, ct = find(ctx, id)
-    async with hold_instance(ctx, ct, "ct.restart"):
-        was_running = ct.running
-        staged_from = ct.running_config if was_running and ct.restart_pending else None
-        await ctx.node.containers.stop(ct, timeout)
-        try:
-            await ctx.node.containers.start(pstate, ct)
-        except OsctlError as e:
-            if not was_running:
-                raise
-            raise await _started_as_before(ctx, pstate, ct, staged_from, e) from None
-    return ct.public()
-
-
-async def _started_as_before(ctx: Context, pstate, ct: Container, staged_from: dict | None,
-                             error: OsctlError) -> OsctlError:
-    """A restart whose start failed: the container started again as it ran,
-    its staged changes undone (``staged_from``, when known), never left
-    stopped by the restart. Returns the error that says so."""
-    if staged_from is not None:
-        _config_back(ctx, pstate, ct, staged_from)
-    try:
-        await ctx.node.containers.start(pstate, ct)
-    except OsctlError as again:
-        return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; starting it "
-                                      f"again failed too ({again.message}): it is stopped")
-    how = "with its config from before the staged changes, undone" if staged_from else "again"
-    log.error("restart of %s:%s failed: %s; started %s", ct.pool, ct.id, error.message, how)
-    return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; it runs {how}",
-                      details={"running": True, "staged_changes_undone": staged_from is not None})
+    """Stop, then start again: staged changes apply. A start that fails
+    starts it again as it ran (see ``Containers.restart``) and says so."""
+    return await lifecycle(ctx, "ct", id, "restart", timeout)
 
 
 @command("ct.kill", mutating=True, target=Target("ct", "id"), needs=Perm.SUDO_SRV)
@@ -363,10 +342,13 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
                dns_resolvers: list[str] | None = None, autostart: bool | None = None,
                autostart_priority: Annotated[int, Between(0, 10000)] | None = None,
                limits: dict | None = None,
-               disk: str | int | None = None, flavor: str | None = None) -> dict:
+               disk: str | int | None = None, flavor: str | None = None,
+               group: str | None = None) -> dict:
     """Change settings; hostname, DNS, limits and disk apply at once to a
     running container. A limit or disk given as ``none`` is lifted; a
-    flavor gives the limits and disk not given."""
+    flavor gives the limits and disk not given. The group changes while it
+    is stopped, as a VM's (a running container's processes sit in its
+    group's cgroup): it starts in the new group's cgroup, bound by its limits."""
     node = ctx.node
     pstate, ct = find(ctx, id)
     limits, disk = _flavored(pstate, flavor, limits, disk)
@@ -374,7 +356,15 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
         check_hostname(hostname)
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
+    if group is not None:
+        group = _group_to(ctx, pstate, group)
     async with hold_instance(ctx, ct, "ct.set"):
+        if group is not None and group != ct.group:
+            pstate.group(group)  # deleted while we waited?
+            if ct.state != STOPPED:
+                raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it to move it "
+                                           f"to group {group}")
+            node.containers.cgroups.apply_groups(pstate, group)  # its cgroups, with their limits
         if limits is not None or disk is not None:
             await _set_resources(ctx, pstate, ct, limits, disk)
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
@@ -392,13 +382,24 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
             ct.autostart_priority = autostart_priority
         if flavor is not None:
             ct.flavor = flavor
+        if group is not None:  # last: a refusal before changes nothing
+            ct.group = group
         pstate.save_ct(ct)
         node.containers.write_config(pstate, ct)
     node.events.publish("change", object="ct", pool=ct.pool, id=ct.id, group=ct.group,
                         settings=given(hostname=hostname, dns_resolvers=dns_resolvers,
                                        autostart=autostart, autostart_priority=autostart_priority,
-                                       limits=limits, disk=disk, flavor=flavor))
+                                       limits=limits, disk=disk, flavor=flavor, group=group))
     return ct.public()
+
+
+def _group_to(ctx: Context, pstate, path: str) -> str:
+    """The group a container moves to: there, and (for an account) one it
+    manages too, not only the one the container is in."""
+    group = pstate.group(check_group_path(path)).path
+    if not ctx.access.may(Perm.MANAGER, pstate.pool.name, group):
+        raise OsctlError(DENIED, f"moving a container to group {group} needs manager there")
+    return group
 
 
 @command("ct.passwd", mutating=True, target=Target("ct", "id"), needs=Perm.LOGIN)

@@ -1,7 +1,8 @@
 """Device grants of a container: list, add, delete.
 
 Grants apply at start (devices cgroup rules and the nodes in /dev), so a
-change restarts a running container, or is staged with ``restart`` false.
+change to a running container is staged for its restart (as features are),
+or made at once with ``restart``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ async def ls(ctx: Context, id: str) -> list:
 
 @command("ct.device.add", aliases=("ct.devices.add",), mutating=True, target=Target("ct", "id"))
 async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | int, mode: str,
-              path: str | None = None, restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
+              path: str | None = None, restart: bool = False, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Grant a device (``path``: make its node there in the container's /dev)."""
     grant = DeviceGrant.parse(type, major, minor, mode, path)
     pstate, ct = find(ctx, id)
@@ -47,7 +48,7 @@ async def add(ctx: Context, id: str, type: str, major: str | int, minor: str | i
 
 @command("ct.device.del", aliases=("ct.devices.del",), mutating=True, target=Target("ct", "id"))
 async def delete(ctx: Context, id: str, type: str, major: str | int, minor: str | int,
-                 restart: bool = True, timeout: Seconds = STOP_TIMEOUT) -> dict:
+                 restart: bool = False, timeout: Seconds = STOP_TIMEOUT) -> dict:
     """Take back a device grant of the container's own."""
     probe = DeviceGrant.parse(type, major, minor, "r")
     pstate, ct = find(ctx, id)

@@ -1,7 +1,9 @@
 """Container features (tun, fuse, kvm, ppp, lxc, docker, keyctl): list, enable, disable.
 
-A change restarts a running container into it; ``restart`` false stages it
-for the next start, and the container shows ``restart_pending``.
+A change to a running container is staged: saved, in force at its next
+start, shown as ``pending_restart`` and planned into its group's
+maintenance window, as a VM's cores are; ``restart`` restarts it into the
+change now (a start that fails brings the old config back up).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ async def ls(ctx: Context, id: str) -> list:
     """Every feature, whether the container has it, and what it grants."""
     _, ct = find(ctx, id)
     return [{"name": f.name, "enabled": f.name in ct.features, "description": f.description,
-             "devices": [g.rule for g in f.devices], "restart_pending": ct.restart_pending}
+             "devices": [g.rule for g in f.devices], "pending_restart": ct.pending_restart}
             for f in FEATURES.values()]
 
 
@@ -35,14 +37,14 @@ async def _set(ctx: Context, id: str, names: list[str], on: bool, restart: bool,
 
 
 @command("ct.feature.enable", mutating=True, target=Target("ct", "id"))
-async def enable(ctx: Context, id: str, names: list[str], restart: bool = True,
+async def enable(ctx: Context, id: str, names: list[str], restart: bool = False,
                  timeout: Seconds = STOP_TIMEOUT) -> dict:
-    """Turn features on (a running container restarts unless ``restart`` is false)."""
+    """Turn features on (a running container: staged, or ``restart`` now)."""
     return await _set(ctx, id, names, True, restart, timeout)
 
 
 @command("ct.feature.disable", mutating=True, target=Target("ct", "id"))
-async def disable(ctx: Context, id: str, names: list[str], restart: bool = True,
+async def disable(ctx: Context, id: str, names: list[str], restart: bool = False,
                   timeout: Seconds = STOP_TIMEOUT) -> dict:
-    """Turn features off (a running container restarts unless ``restart`` is false)."""
+    """Turn features off (a running container: staged, or ``restart`` now)."""
     return await _set(ctx, id, names, False, restart, timeout)

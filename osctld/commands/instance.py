@@ -22,19 +22,22 @@ Verb = Literal["start", "stop", "restart", "kill"]
 
 async def lifecycle(ctx: Context, kind: str, id: str, verb: Verb, timeout: int = 0) -> dict:
     """``<kind>.<verb>`` of the instance ``id`` names, under its locks: a
-    stop (``timeout`` s before the kill) or a kill, then a start, as the
-    verb has them. Stopped by stop or kill, it is meant to stay stopped (a
-    VM is marked offline). The driver refuses what the lifecycle table does."""
+    start, a stop (``timeout`` s before the kill), a kill, or the driver's
+    restart (which never leaves a running instance stopped by a failed
+    start). Stopped by stop or kill, it is meant to stay stopped (a VM is
+    marked offline). The driver refuses what the lifecycle table does."""
     node = ctx.node
     driver = node.driver(kind)
     pstate, inst = node.registry.instance(kind, id)
     async with hold_instance(ctx, inst, f"{kind}.{verb}"):
         if verb in ("stop", "kill"):
             driver.keep_stopped(pstate, inst)
-        if verb != "start":
-            await driver.stop(inst, 0 if verb == "kill" else timeout, kill=verb == "kill")
-        if verb in ("start", "restart"):
+        if verb == "restart":
+            await driver.restart(pstate, inst, timeout)
+        elif verb == "start":
             await driver.start(pstate, inst)
+        else:
+            await driver.stop(inst, 0 if verb == "kill" else timeout, kill=verb == "kill")
     return inst.public()
 
 

@@ -43,6 +43,9 @@ class Container:
     user: str
     distribution: str
     version: str
+    # The template its rootfs came from (ct reinstall takes it again); None
+    # in configs from before it was recorded: the distribution's template.
+    template: str | None = None
     hostname: str | None = None
     dns_resolvers: list[str] = field(default_factory=list)
     autostart: bool = False
@@ -51,7 +54,7 @@ class Container:
     features: list[str] = field(default_factory=list)  # names from runtime.features
     devices: list[DeviceGrant] = field(default_factory=list)  # grants of its own
     prlimits: dict[str, list] = field(default_factory=dict)  # name -> [soft, hard]
-    # A change staged (--no-restart) while it ran: in force at its next start.
+    # A change staged while it ran: in force at its next start (see pending_restart).
     restart_pending: bool = False
     group: str = DEFAULT_GROUP  # the resource group whose cgroup holds it
     limits: Limits = field(default_factory=Limits)
@@ -69,7 +72,7 @@ class Container:
     running_config: dict | None = field(default=None, compare=False, repr=False)
 
     PERSISTED = (
-        "id", "user", "distribution", "version", "hostname", "dns_resolvers",
+        "id", "user", "distribution", "version", "template", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
         "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion",
     )
@@ -79,6 +82,8 @@ class Container:
         # Saved values out of range are clamped, with warnings naming it.
         where = f"container {self.pool}:{self.id}"
         check_name("user", self.user)
+        if self.template is not None:
+            check_name("template", self.template)
         if self.hostname is not None:
             check_hostname(self.hostname)
         self.dns_resolvers = check_resolvers(self.dns_resolvers)
@@ -95,6 +100,12 @@ class Container:
     @property
     def running(self) -> bool:
         return self.state in (RUNNING, FROZEN)
+
+    @property
+    def pending_restart(self) -> bool:
+        """Changes saved while it runs wait for its restart (as a VM's cores
+        do): features, devices, a disk quota that needs the statfs proxy."""
+        return self.running and self.restart_pending
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.PERSISTED}
@@ -118,6 +129,10 @@ class Container:
         raise OsctlError(NOT_FOUND, f"container {self.id} has no netif {name!r}")
 
     def public(self) -> dict:
+        """As a VM's: ``pending_restart`` says whether it runs with changes
+        waiting (the persisted ``restart_pending`` is what it is made of)."""
         d = self.to_dict()
-        d.update(pool=self.pool, state=self.state, init_pid=self.init_pid, last_stop=self.last_stop)
+        del d["restart_pending"]
+        d.update(pool=self.pool, state=self.state, init_pid=self.init_pid, last_stop=self.last_stop,
+                 pending_restart=self.pending_restart)
         return d

@@ -131,6 +131,15 @@ class Containers:
         self.lxc.remove(pool, ct_id)
         self.nodes.remove(pool, ct_id)
 
+    def rename(self, pool: str, old: str, new: str) -> None:
+        """A stopped container's LXC dir (its log, why it stopped, why its
+        start failed) moves to its new id; its device nodes are made anew
+        at its next start. Its config is rendered again by the caller."""
+        src = self.lxc.ct_dir(pool, old)
+        if src.exists():
+            src.rename(self.lxc.ct_dir(pool, new))
+        self.nodes.remove(pool, old)
+
     def init_alive(self, ct: Container, pid: int) -> bool:
         """Whether ``pid`` is a live process in the container's cgroup: LXC
         may still name an init that has exited (its monitor is on its way
@@ -334,20 +343,61 @@ class Containers:
         dist = for_distribution(ct.distribution)(pstate.pool.rootfs(ct.id))
         dist.set_network(await self.net.iface_configs(ct))
 
+    async def restart(self, pstate, ct: Container, timeout: int) -> None:
+        """Stop, then start again. A running container whose start fails
+        starts again as it ran: with the config it ran before its staged
+        changes (``running_config``, when known: they are undone) or as it
+        is. The error says so, and that it runs; it is stopped only when
+        that start fails too."""
+        was_running = ct.running
+        ran = ct.running_config if was_running and ct.restart_pending else None
+        await self.stop(ct, timeout)
+        try:
+            await self.start(pstate, ct)
+        except OsctlError as e:
+            if not was_running:
+                raise
+            raise await self._started_as_before(pstate, ct, ran, e) from None
+
+    async def _started_as_before(self, pstate, ct: Container, ran: dict | None,
+                                 error: OsctlError) -> OsctlError:
+        """Start it again after a failed restart, with the config it ran
+        (``ran``) back where known. Returns the error that says how it is."""
+        if ran is not None:
+            self.put_back_config(pstate, ct, ran)
+        try:
+            await self.start(pstate, ct)
+        except OsctlError as again:
+            log.error("restart of %s:%s failed: %s; starting it again failed too: %s",
+                      ct.pool, ct.id, error.message, again.message)
+            return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; starting it "
+                                          f"again failed too ({again.message}): it is stopped",
+                              details={"running": False})
+        how = "with its config from before the staged changes, undone" if ran else "again"
+        log.error("restart of %s:%s failed: %s; started %s", ct.pool, ct.id, error.message, how)
+        return OsctlError(error.code, f"restart of {ct.id} failed: {error.message}; it runs {how}",
+                          details={"running": True, "staged_changes_undone": ran is not None})
+
+    def put_back_config(self, pstate, ct: Container, config: dict) -> None:
+        """The container's persisted config as ``config`` (a ``to_dict``) again, saved and rendered."""
+        old = Container.from_dict(config, ct.pool)
+        for key in Container.PERSISTED:
+            setattr(ct, key, getattr(old, key))
+        pstate.save_ct(ct)
+        self.write_config(pstate, ct)
+
     async def reconfigure(self, pstate, ct: Container, restart: bool, timeout: int) -> bool:
         """The container's config changed (and is saved). A running container
-        restarts into it now, or (``restart`` false) is marked as having a
-        restart pending. True when it was restarted."""
+        is marked as having a restart pending (until its next start) and,
+        with ``restart``, restarts into it now. True when it was restarted."""
         self.write_config(pstate, ct)
         if not ct.running:
             return False
-        if not restart:
-            ct.restart_pending = True
-            pstate.save_ct(ct)
-            return False
-        await self.stop(ct, timeout)
-        await self.start(pstate, ct)
-        return True
+        ct.restart_pending = True
+        pstate.save_ct(ct)
+        if restart:
+            await self.restart(pstate, ct, timeout)
+        return restart
 
     async def hook(self, ct: Container, hook: str, pid: int | None,
                    target: str | None = None) -> None:

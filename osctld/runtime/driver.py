@@ -29,6 +29,13 @@ class Driver(Protocol[Inst]):
         """Stop it cleanly, killed after ``timeout`` seconds (at once with
         ``kill``); returns when it is stopped."""
 
+    async def restart(self, pstate, inst: Inst, timeout: int) -> None:
+        """Stop it (killed after ``timeout`` s), then start it again. A
+        restart never leaves a running instance stopped by its own failed
+        start: a container starts again as it ran (its staged changes undone
+        where the config it ran is known) and the error says so; a VM's
+        failed start is the error (its maintenance puts its old settings back)."""
+
     async def refresh(self, inst: Inst) -> None:
         """Take its state from LXC or QEMU as it is now."""
 

@@ -257,6 +257,11 @@ class Vms:
             pstate.save_vm(vm)
             raise
 
+    async def restart(self, pstate, vm: VM, timeout: int) -> None:
+        """Power down, then start again: its pending cores, memory and netifs apply."""
+        await self.stop(vm, timeout)
+        await self.start(pstate, vm)
+
     def keep_stopped(self, pstate, vm: VM) -> None:
         """Marked offline: the daemon does not start it at the node's next boot."""
         vm.online = False

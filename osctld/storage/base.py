@@ -76,6 +76,11 @@ class Backend:
         dst.parent.mkdir(parents=True, exist_ok=True)
         await run("cp", "-a", "--reflink=auto", str(src), str(dst), what=f"copying {src}")
 
+    async def rename(self, src: Path, dst: Path) -> None:
+        """Dataset (or the directory holding one) ``src`` is now at ``dst``,
+        in one step: rename(2), which moves a btrfs subvolume as it is."""
+        os.rename(src, dst)
+
     async def destroy(self, path: Path) -> None:
         if path.exists() or path.is_symlink():
             await asyncio.to_thread(shutil.rmtree, path)

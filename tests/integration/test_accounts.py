@@ -99,6 +99,11 @@ def test_a_frontend_acts_for_its_tenant_only_and_root_sees_all(tenants):
     code, out = osctl_as(a, str(node.socket), "ct", "ls")
     assert code == DENIED and "permission denied" in out
 
+    # Moving its container into another tenant's group needs manager there too.
+    code, out = osctl_as(b, sock, "ct", "set", "group", "b1", "/t1")
+    assert code == DENIED and "to group /t1 needs manager there" in out, out
+    assert node.osctl_json("ct", "show", "b1")["group"] == "/t2"
+
     # manager on /t2: front-b deletes its own container.
     osctl_as(b, sock, "ct", "del", "b1")
     assert sorted(states(node)) == ["a1", "w1"]

@@ -39,7 +39,7 @@ def test_deny_list_answers_enosys_inside_and_keyctl_feature_relaxes_it(node, sys
     assert status(pid, "Seccomp") == "2"  # SECCOMP_MODE_FILTER
 
     # keyctl: kernel keyrings, and nothing else off the list.
-    node.osctl("ct", "feature", "enable", "s1", "keyctl")
+    node.osctl("ct", "feature", "enable", "s1", "keyctl", "--restart")
     got = errnos(node, "s1", *DENIED)
     assert got["keyctl"] != ENOSYS and got["i386-keyctl"] != ENOSYS, got
     assert {k: v for k, v in got.items() if "keyctl" not in k} == dict.fromkeys(

@@ -53,28 +53,35 @@ def test_device_features_on_off_and_staged(node):
     assert_devices(node, "f1", on=False)
     pid_before = node.osctl_json("ct", "show", "f1")["init_pid"]
 
+    # Staged, not a silent restart: the tenant runs on, with the same init
+    # and without the devices, and both show and ls say a restart is pending.
     res = node.osctl_json("ct", "feature", "enable", "f1", "tun", "fuse", "kvm", "ppp")
-    assert res["restarted"] and res["state"] == "running" and res["init_pid"] != pid_before
-    assert res["features"] == ["tun", "fuse", "kvm", "ppp"]
+    assert not res["restarted"] and res["features"] == ["tun", "fuse", "kvm", "ppp"]
+    show = node.osctl_json("ct", "show", "f1")
+    assert (show["state"], show["init_pid"], show["pending_restart"]) == ("running", pid_before, True)
+    listed = {r["id"]: r for r in node.osctl_json("ct", "ls")}
+    assert listed["f1"]["pending_restart"] is True
+    assert "pending_restart" in node.osctl("ct", "ls").stdout.splitlines()[0].lower().replace(" ", "_")
+    assert not check(node, "f1", "fuse")[0]
+    # ct restart applies them: seen from inside.
+    node.osctl("ct", "restart", "f1")
+    show = node.osctl_json("ct", "show", "f1")
+    assert show["init_pid"] != pid_before and show["pending_restart"] is False
     assert_devices(node, "f1", on=True)
     enabled = {f["name"] for f in node.osctl_json("ct", "feature", "ls", "f1") if f["enabled"]}
     assert enabled == {"tun", "fuse", "kvm", "ppp"}
 
-    # Staged: the running container keeps its devices and says a restart is pending.
-    res = node.osctl_json("ct", "feature", "disable", "f1", "tun", "fuse", "kvm", "ppp", "--no-restart")
-    assert not res["restarted"] and res["features"] == []
-    show = node.osctl_json("ct", "show", "f1")
-    assert show["restart_pending"] is True and show["init_pid"] == res["init_pid"]
-    assert check(node, "f1", "fuse")[0]
-    node.osctl("ct", "restart", "f1")
-    assert node.osctl_json("ct", "show", "f1")["restart_pending"] is False
+    # --restart: at once.
+    res = node.osctl_json("ct", "feature", "disable", "f1", "tun", "fuse", "kvm", "ppp", "--restart")
+    assert res["restarted"] and res["features"] == [] and res["init_pid"] != show["init_pid"]
+    assert not res["pending_restart"]
     assert_devices(node, "f1", on=False)
 
     # The feature survives a daemon restart in the container's config.
     node.osctl("ct", "feature", "enable", "f1", "fuse", "--no-restart")
     node.restart()
     show = node.osctl_json("ct", "show", "f1")
-    assert show["features"] == ["fuse"] and show["restart_pending"] is True
+    assert show["features"] == ["fuse"] and show["pending_restart"] is True
 
     # Unknown names change nothing.
     p = node.osctl("ct", "feature", "enable", "f1", "fuse", "warp", check=False)
@@ -111,7 +118,7 @@ def test_device_grants_are_enforced_by_the_devices_cgroup(node):
         assert p.returncode in (2, 4), p.stderr
     assert len(node.osctl_json("ct", "show", "d1")["devices"]) == 1
 
-    res = node.osctl_json("ct", "devices", "del", "d1", "char", "10", "229")
+    res = node.osctl_json("ct", "devices", "del", "d1", "char", "10", "229", "--restart")
     assert res["restarted"] and res["devices"] == []
     assert node.exec("d1", "test", "-e", "/dev/fuse").returncode != 0
     p = node.osctl("ct", "devices", "del", "d1", "char", "10", "229", check=False)
@@ -119,21 +126,31 @@ def test_device_grants_are_enforced_by_the_devices_cgroup(node):
 
 
 def test_a_restart_that_cannot_start_leaves_it_running_as_before(node):
-    """A staged grant that breaks the start (a device node bound over the
-    /dev/pts directory): the restart says so and the container runs again,
-    with the grant undone, never left stopped."""
+    """A grant that breaks the start (a device node bound over the /dev/pts
+    directory), staged then applied by ct restart, or applied at once with
+    --restart: the restart says so and the container runs again with its
+    old config, the grant undone, never left stopped."""
     node.osctl("user", "new", "bob")
     node.osctl("ct", "new", "r1", "--user", "bob")
     node.osctl("ct", "start", "r1")
-    node.osctl("ct", "devices", "add", "r1", "char", "1", "3", "rw", "/dev/pts", "--no-restart")
-    assert node.osctl_json("ct", "show", "r1")["restart_pending"] is True
+    conf = node.state_dir / "pools/default/conf/ct/r1.yml"
+    bad = ["char", "1", "3", "rw", "/dev/pts"]
+    node.osctl("ct", "devices", "add", "r1", *bad)
+    assert node.osctl_json("ct", "show", "r1")["pending_restart"] is True
     p = node.osctl("ct", "restart", "r1", check=False)
     assert p.returncode != 0 and "restart of r1 failed" in p.stderr, p.stderr
     assert "it runs with its config from before the staged changes" in p.stderr, p.stderr
     show = node.osctl_json("ct", "show", "r1")
-    assert show["state"] == "running" and show["devices"] == [] and not show["restart_pending"]
+    assert show["state"] == "running" and show["devices"] == [] and not show["pending_restart"]
     assert node.exec("r1", "test", "-d", "/dev/pts").returncode == 0
-    conf = node.state_dir / "pools/default/conf/ct/r1.yml"
+    assert "/dev/pts" not in conf.read_text()
+
+    p = node.osctl("ct", "devices", "add", "r1", *bad, "--restart", check=False)
+    assert p.returncode != 0 and "restart of r1 failed" in p.stderr, p.stderr
+    assert "it runs with its config from before" in p.stderr, p.stderr
+    show = node.osctl_json("ct", "show", "r1")
+    assert show["state"] == "running" and show["devices"] == [] and not show["pending_restart"]
+    assert node.exec("r1", "test", "-d", "/dev/pts").returncode == 0
     assert "/dev/pts" not in conf.read_text()
 
 
@@ -180,12 +197,12 @@ def test_nesting_and_docker_requirements(node):
     without = docker_ok()
     assert not all(without.values()), without
 
-    node.osctl("ct", "feature", "enable", "n1", "lxc")
+    node.osctl("ct", "feature", "enable", "n1", "lxc", "--restart")
     assert nested_runs()
 
-    node.osctl("ct", "feature", "disable", "n1", "lxc")
+    node.osctl("ct", "feature", "disable", "n1", "lxc", "--restart")
     assert not nested_runs()
-    node.osctl("ct", "feature", "enable", "n1", "docker")
+    node.osctl("ct", "feature", "enable", "n1", "docker", "--restart")
     assert docker_ok() == dict.fromkeys(docker_checks, True)
     # All of it under the seccomp deny-list: neither feature takes a call off it.
     pid = node.osctl_json("ct", "show", "n1")["init_pid"]
@@ -233,7 +250,7 @@ def test_tun_with_iproute2_in_debian(node):
     add = ("ip", "tuntap", "add", "dev", "osctltun0", "mode", "tun")
     p = node.exec("t1", *add)
     assert p.returncode != 0, p.stdout
-    node.osctl("ct", "feature", "enable", "t1", "tun")
+    node.osctl("ct", "feature", "enable", "t1", "tun", "--restart")
     p = node.exec("t1", *add)
     assert p.returncode == 0, p.stderr
     assert "osctltun0" in node.exec("t1", "ip", "-o", "link", "show", "osctltun0").stdout

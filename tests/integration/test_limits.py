@@ -272,7 +272,7 @@ def test_btrfs_disk_quota(node, syscalls_program):
     assert seccomp_mode(node.osctl_json("ct", "show", "bq:free")["init_pid"]) == 2
     assert 250 * 1024 < df_k(node, "bq:free")[0] <= 300 * 1024
     # A quota set while it runs: the filter comes with the next start.
-    assert node.osctl_json("ct", "set", "disk", "bq:free", "50M")["restart_pending"]
+    assert node.osctl_json("ct", "set", "disk", "bq:free", "50M")["pending_restart"]
     node.osctl("ct", "stop", "bq:free")
     node.osctl("ct", "start", "bq:free")
     assert df_k(node, "bq:free")[0] == 50 * 1024

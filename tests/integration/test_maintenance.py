@@ -144,7 +144,7 @@ def test_container_change_staged_into_a_window_run_now_and_kept_across_downtime(
     # Run at once: the container restarts into the feature and runs again.
     assert node.osctl_json("maintenance", "run", m["id"])["state"] == "done"
     shown = node.osctl_json("ct", "show", "c1")
-    assert shown["state"] == "running" and shown["init_pid"] != pid and not shown["restart_pending"]
+    assert shown["state"] == "running" and shown["init_pid"] != pid and not shown["pending_restart"]
     assert tun()
     p = node.osctl("maintenance", "run", m["id"], check=False)
     assert p.returncode == 6 and "done" in p.stderr
@@ -160,7 +160,7 @@ def test_container_change_staged_into_a_window_run_now_and_kept_across_downtime(
     again = maintenance(node, m["id"])
     assert again["state"] == "planned" and again["starts"] > m["starts"], again
     shown = node.osctl_json("ct", "show", "c1")
-    assert (shown["init_pid"], shown["restart_pending"]) == (pid, True)
+    assert (shown["init_pid"], shown["pending_restart"]) == (pid, True)
     assert tun()  # not restarted outside a window
 
     # Its next window is tomorrow; an operator opens one now for the group.

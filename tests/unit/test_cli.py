@@ -144,7 +144,7 @@ def test_a_change_lists_added_and_removed_items_and_what_the_command_did(daemon)
     shows = iter([ct("web1", features=["fuse"]), ct("web1", features=["tun", "kvm"])])
     daemon.answers["ct.show"] = lambda _a: next(shows)
     daemon.answers["ct.feature.enable"] = {**ct("web1", features=["tun", "kvm"]), "restarted": True}
-    res = run("ct", "feature", "enable", "web1", "tun", "kvm")
+    res = run("ct", "feature", "enable", "web1", "tun", "kvm", "--restart")
     assert res.output.splitlines() == ["web1: features +tun +kvm -fuse", "web1: restarted yes"]
     assert daemon.sent[1] == ("ct.feature.enable", {"id": "web1", "names": ["tun", "kvm"],
                                                    "restart": True, "timeout": 60})

@@ -60,3 +60,22 @@ def test_read_across_pools_by_time_about_one_object_since_a_time_by_one_account(
     assert cmds(since=200.0) == [("b", "ct.new"), ("a", "ct.set"), ("b", "ct.start")]
     assert cmds(account="front") == cmds(account="front@a:/t1") == [("b", "ct.new"), ("a", "ct.set")]
     assert cmds(account="root", id="web1", since=150.0) == [("b", "ct.start")]
+
+
+def test_an_objects_history_follows_it_across_renames(tmp_path):
+    pstate = PoolState(Pool("tank", "dir", tmp_path), IdRange())
+    for entry in ({"cmd": "ct.new", "id": "a"}, {"cmd": "ct.start", "id": "a"},
+                  {"cmd": "ct.rename", "id": "a", "args": {"new_id": "b"}, "result": "error"},
+                  {"cmd": "ct.rename", "id": "a", "args": {"new_id": "b"}, "result": "ok"},
+                  {"cmd": "ct.new", "id": "a"},  # a new one takes the old name
+                  {"cmd": "ct.rename", "id": "b", "args": {"new_id": "c"}, "result": "ok"},
+                  {"cmd": "ct.netif.rename", "id": "c", "args": {"id": "c", "new_name": "e1"},
+                   "result": "ok"},  # its netif's, not its own
+                  {"cmd": "ct.start", "id": "c"}):
+        append(pstate.pool.history_file, entry)
+    assert [(e["cmd"], e["id"]) for e in read([pstate], 0, Query(id="c"))] == [
+        ("ct.new", "a"), ("ct.start", "a"), ("ct.rename", "a"), ("ct.rename", "a"),
+        ("ct.rename", "b"), ("ct.netif.rename", "c"), ("ct.start", "c")]
+    # The new "a" is another container; "b" is a name no container has now.
+    assert [e["cmd"] for e in read([pstate], 0, Query(id="a"))] == ["ct.new"]
+    assert read([pstate], 0, Query(id="b")) == [] and read([pstate], 0, Query(id="x")) == []

@@ -24,6 +24,7 @@ from osctld.model.lifecycle import State
 from osctld.model.maintenance import Maintenance, Schedule
 from osctld.model.pool import Pool
 from osctld.model.vm import VM
+from osctld.runtime.vm import Vms
 from osctld.state import PoolState, Registry
 
 UTC = timezone.utc
@@ -213,8 +214,9 @@ def test_an_open_maintenance_in_the_group_runs_it_now_and_its_mark_ends_by_itsel
     assert maintenance.due(node, pstate, now + 61) == []
 
 
-class FakeVms:
-    """Stops and starts a VM by its state alone; a start with ``refuse`` cores fails."""
+class FakeVms(Vms):
+    """Stops and starts a VM by its state alone (the driver's own restart
+    joins them); a start with ``refuse`` cores fails."""
 
     def __init__(self, refuse: int | None = None):
         self.refuse = refuse
