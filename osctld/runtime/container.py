@@ -132,12 +132,11 @@ class Containers:
         self.nodes.remove(pool, ct_id)
 
     def rename(self, pool: str, old: str, new: str) -> None:
-        """A stopped container's LXC dir (its log, why it stopped, why its
-        start failed) moves to its new id; its device nodes are made anew
-        at its next start. Its config is rendered again by the caller."""
-        src = self.lxc.ct_dir(pool, old)
-        if src.exists():
-            src.rename(self.lxc.ct_dir(pool, new))
+        """A stopped container's LXC dir (why it stopped) and its log in the
+        pool (and why its start failed) move to its new id; its device nodes
+        are made anew at its next start. Its config is rendered again by the
+        caller."""
+        self.lxc.rename(pool, old, new)
         self.nodes.remove(pool, old)
 
     def init_alive(self, ct: Container, pid: int) -> bool:

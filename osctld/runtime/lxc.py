@@ -96,6 +96,12 @@ class LxcRuntime:
                 pass
             atomic_write(path, data, durable=False)
 
+    def rename(self, pool: str, old: str, new: str) -> None:
+        """What LXC keeps of a stopped container moves to its new id."""
+        for path in (self.ct_dir, self.log_file, self.start_error_file):
+            with contextlib.suppress(FileNotFoundError):
+                path(pool, old).rename(path(pool, new))
+
     def remove(self, pool: str, ct_id: str) -> None:
         shutil.rmtree(self.ct_dir(pool, ct_id), ignore_errors=True)
         with contextlib.suppress(KeyError):  # a pool on its way in or out

@@ -96,11 +96,15 @@ def test_rename_moves_everything_keyed_by_the_id(node):
         p = node.osctl("ct", "rename", "n1", new, check=False)
         assert p.returncode == code, p.stderr
     assert node.osctl_json("ct", "show", "n1")["state"] == "stopped"
+    log = node.osctl_json("ct", "log", "n1")["log"]
 
     assert node.osctl("ct", "rename", "n1", "n2").stdout == "n1: renamed to n2\n"
     conf = node.state_dir / "pools/default/conf/ct"
     lxc = node.run_dir / "lxc/default"
     assert (conf / "n2.yml").is_file() and not (conf / "n1.yml").exists()
+    logs = node.state_dir / "pools/default/log/ct"
+    assert node.osctl_json("ct", "log", "n2")["log"] == log  # its log in the pool moved too
+    assert not (logs / "n1.log").exists()
     assert not rootfs.parent.exists() and (lxc / "n2").is_dir() and not (lxc / "n1").exists()
     assert node.osctl("ct", "show", "n1", check=False).returncode == 3
     assert node.osctl_json("ct", "start", "n2")["state"] == "running"
