@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable
 
-from osctl.protocol import CONFLICT, DENIED, INVALID, OsctlError
+from osctl.protocol import CONFLICT, INVALID, OsctlError
 
 from .. import maintenance
 from ..distconfig import for_distribution
@@ -32,7 +32,7 @@ from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
 from . import Between, Context, Seconds, Target, command, ct_usage, deletion, given, hold_instance, user_ref
-from .instance import creating, lifecycle
+from .instance import creating, group_to, lifecycle
 
 if TYPE_CHECKING:
     from ..template import Template
@@ -357,7 +357,7 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
     if dns_resolvers is not None:
         dns_resolvers = check_resolvers(dns_resolvers)
     if group is not None:
-        group = _group_to(ctx, pstate, group)
+        group = group_to(ctx, pstate, group, "container")
     async with hold_instance(ctx, ct, "ct.set"):
         if group is not None and group != ct.group:
             pstate.group(group)  # deleted while we waited?
@@ -391,15 +391,6 @@ async def set_(ctx: Context, id: str, hostname: str | None = None,
                                        autostart=autostart, autostart_priority=autostart_priority,
                                        limits=limits, disk=disk, flavor=flavor, group=group))
     return ct.public()
-
-
-def _group_to(ctx: Context, pstate, path: str) -> str:
-    """The group a container moves to: there, and (for an account) one it
-    manages too, not only the one the container is in."""
-    group = pstate.group(check_group_path(path)).path
-    if not ctx.access.may(Perm.MANAGER, pstate.pool.name, group):
-        raise OsctlError(DENIED, f"moving a container to group {group} needs manager there")
-    return group
 
 
 @command("ct.passwd", mutating=True, target=Target("ct", "id"), needs=Perm.LOGIN)

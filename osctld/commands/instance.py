@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, AsyncIterator, Literal
 
-from osctl.protocol import EXISTS, NOT_FOUND, OsctlError
+from osctl.protocol import DENIED, EXISTS, NOT_FOUND, OsctlError
 
+from ..model.account import Perm
+from ..model.group import check_group_path
 from ..undo import Undo
 from . import Context, hold_instance
 
@@ -18,6 +20,15 @@ if TYPE_CHECKING:
     from ..model.vm import VM
 
 Verb = Literal["start", "stop", "restart", "kill"]
+
+
+def group_to(ctx: Context, pstate, path: str, what: str) -> str:
+    """The group a container or VM (``what``) moves to: there, and (for an
+    account) one it manages too, not only the one the server is in."""
+    group = pstate.group(check_group_path(path)).path
+    if not ctx.access.may(Perm.MANAGER, pstate.pool.name, group):
+        raise OsctlError(DENIED, f"moving a {what} to group {group} needs manager there")
+    return group
 
 
 async def lifecycle(ctx: Context, kind: str, id: str, verb: Verb, timeout: int = 0) -> dict:

@@ -24,7 +24,7 @@ from ..state import matching
 from ..storage import backend_for
 from . import (Between, Context, LogLines, Seconds, Target, command, ct_usage, deletion, given,
                hold_instance, user_ref)
-from .instance import creating, lifecycle
+from .instance import creating, group_to, lifecycle
 
 MIB = 1 << 20
 # The node's policy (config vm.min_cores, max_cores) narrows it, and gives
@@ -242,7 +242,7 @@ async def set_(ctx: Context, id: str, cores: Cores | None = None, memory: int | 
     if flavor is not None and disk is not None and parse_size(disk, "disk") < vm.disk:
         disk = None  # a smaller flavor's disk: a disk never shrinks, it keeps its size
     if group is not None:
-        group = pstate.group(check_group_path(group)).path
+        group = group_to(ctx, pstate, group, "VM")
     memory = memory_size(memory) if memory is not None else None
     disk = parse_size(disk, "disk") if disk is not None else None
     if disk is not None and disk < vm.disk:
