@@ -7,7 +7,7 @@ import sys
 import click
 
 from .bulk import act, lifecycle_commands, selection, selection_options
-from .common import (Columns, call, change, limit_args, listing_commands, passwd_command, pass_settings,
+from .common import (Columns, attr_change, attr_commands, call, change, limit_args, listing_commands, passwd_command, pass_settings,
                      print_log, show, size_value, wire_name, with_examples)
 from .groups import Group, listing_options
 
@@ -435,18 +435,28 @@ def set_flavor(s, id, flavor):
     show(s, call(s, "ct.set", {"id": id, "flavor": flavor}))
 
 
+LIFTABLE = ["cpu-limit", "memory", "swap", "pids", "disk"]
+
+
 @ct.command("unset")
 @click.argument("id")
-@click.argument("names", nargs=-1, required=True,
-                type=click.Choice(["cpu-limit", "memory", "swap", "pids", "disk"]))
+@click.argument("names", nargs=-1, required=True, metavar="{" + "|".join(LIFTABLE) + "}...")
 @pass_settings
 def unset(s, id, names):
-    """Lift limits of container ID (live where it runs).
+    """Lift limits of container ID (live where it runs); or remove an
+    attribute: osctl ct unset attr ID KEY.
 
     \b
-    Example:
+    Examples:
       osctl ct unset web1 swap pids
+      osctl ct unset attr web1 org.example:order
     """
+    if id == "attr" and len(names) == 2 and ":" in names[1]:  # a limit's name has no colon
+        attr_change(s, "ct", "unset", {"id": names[0]}, names[1])
+        return
+    bad = [n for n in names if n not in LIFTABLE]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(LIFTABLE)}", param_hint="NAMES")
     limits = {wire_name(n): "none" for n in names if n != "disk"}
     set_ct(s, id, limits=limits or None, disk="none" if "disk" in names else None)
 
@@ -560,3 +570,5 @@ def top(s, once, sort, interval):
         if once:
             return
 
+
+attr_commands(ct, "ct", "container")

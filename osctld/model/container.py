@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
+from .attrs import loaded as loaded_attrs
 from .deletion import Deletion
 from .device import DeviceGrant
 from .group import DEFAULT_GROUP, check_group_path
@@ -59,6 +60,7 @@ class Container:
     netifs: list[NetIf] = field(default_factory=list)
     flavor: str | None = None  # the flavor its limits and disk were last set from
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
+    attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -71,7 +73,7 @@ class Container:
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
-        "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion",
+        "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion", "attrs",
     )
 
     def __post_init__(self) -> None:
@@ -91,6 +93,7 @@ class Container:
         self.prlimits = loaded_prlimits(self.prlimits, where)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
         self.deletion = Deletion.from_dict(self.deletion)
+        self.attrs = loaded_attrs(self.attrs, where)
 
     @property
     def running(self) -> bool:
@@ -102,6 +105,7 @@ class Container:
         d["limits"] = self.limits.to_dict()
         d["netifs"] = [n.to_dict() for n in self.netifs]
         d["deletion"] = self.deletion and self.deletion.to_dict()
+        d["attrs"] = dict(self.attrs)
         return d
 
     @classmethod
