@@ -53,8 +53,9 @@ COLUMNS = Columns({
 })
 
 
-@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif"},
-             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths."})
+@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp"},
+             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
+                        "cp": "Copy a file (or with -r a directory) into or out of a running container."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 
@@ -151,6 +152,29 @@ def exec_(s, id, argv, env):
     """
     env_map = dict(e.split("=", 1) for e in env if "=" in e)
     res = call(s, "ct.exec", {"id": id, "argv": list(argv), "env": env_map or None}, fds=(0, 1, 2))
+    sys.exit(res["exit_code"])
+
+
+@ct.command("runscript", context_settings={"ignore_unknown_options": True})
+@click.argument("id")
+@click.argument("file", type=click.File("rb"))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_settings
+def runscript(s, id, file, args):
+    """Run script FILE of the node inside running container ID.
+
+    The script need not be in the container: it is passed in, run as root
+    inside (its #! line picks the interpreter; sh runs one without), on
+    osctl's stdin, stdout and stderr, and osctl exits with its exit code.
+    Nothing of it stays inside. ARGS are the script's.
+
+    \b
+    Examples:
+      osctl ct runscript web1 ./setup.sh
+      osctl ct runscript web1 ./adduser.sh alice --admin
+    """
+    res = call(s, "ct.runscript", {"id": id, "script": file.read(), "args": list(args) or None},
+               fds=(0, 1, 2))
     sys.exit(res["exit_code"])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 
@@ -37,3 +39,79 @@ def test_attrs_on_every_object(node):
     assert node.osctl_json("user", "show", "u")["attrs"] == {"org.example:customer": "42"}
     pool = yaml.safe_load((node.state_dir / "pools/default/conf/pool.yml").read_text())
     assert pool["attrs"] == {"org.example:customer": "42"}
+
+
+def test_runscript(node, tmp_path):
+    node.osctl("user", "new", "u")
+    node.osctl("ct", "new", "r1", "--user", "u", "--start")
+    script = tmp_path / "s.sh"
+    script.write_text('#!/bin/sh\necho "args: $*"\nread line\necho "read: $line"\n'
+                      'echo oops >&2\nid -u\nexit 7\n')
+    p = node.osctl("ct", "runscript", "r1", str(script), "a", "b", check=False, input="hello\n")
+    assert p.returncode == 7, p.stderr
+    assert p.stdout == "args: a b\nread: hello\n0\n" and p.stderr == "oops\n"
+    # One without #! runs with sh; nothing of either stays inside.
+    script.write_text("echo plain\n")
+    assert node.osctl("ct", "runscript", "r1", str(script)).stdout == "plain\n"
+    assert node.exec_raw("r1", "sh", "-c", "ls -A /tmp") == ""
+    node.osctl("ct", "stop", "r1")
+    p = node.osctl("ct", "runscript", "r1", str(script), check=False)
+    assert p.returncode == 6 and "stopped, not running" in p.stderr
+
+
+def test_cp_in_and_out(node, tmp_path):
+    node.osctl("user", "new", "u")
+    node.osctl("ct", "new", "c1", "--user", "u", "--start")
+    u = node.osctl_json("user", "show", "u")
+    rootfs = Path(node.osctl_json("ct", "show", "c1")["rootfs"])
+    f = tmp_path / "app.conf"
+    f.write_text("listen 80\n")
+    f.chmod(0o640)
+    node.osctl("ct", "cp", str(f), "c1:/etc/")
+    assert node.exec_raw("c1", "stat", "-c", "%u:%g %a", "/etc/app.conf") == "0:0 640\n"
+    assert node.exec_raw("c1", "cat", "/etc/app.conf") == "listen 80\n"
+    node.osctl("ct", "cp", str(f), "c1:/root/renamed.conf", "--uid", "1000", "--gid", "1000")
+    assert node.exec_raw("c1", "stat", "-c", "%u:%g", "/root/renamed.conf") == "1000:1000\n"
+    # A directory needs -r; it keeps its tree and modes.
+    d = tmp_path / "www"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "index.html").write_text("hi\n")
+    (d / "run.sh").write_text("#!/bin/sh\n")
+    (d / "run.sh").chmod(0o750)
+    p = node.osctl("ct", "cp", str(d), "c1:/srv", check=False)
+    assert p.returncode == 2 and "give -r" in p.stderr
+    node.exec_raw("c1", "mkdir", "-p", "/srv")
+    node.osctl("ct", "cp", "-r", str(d), "c1:/srv")  # into a directory: under its own name
+    assert node.exec_raw("c1", "cat", "/srv/www/sub/index.html") == "hi\n"
+    node.osctl("ct", "cp", "-r", str(d), "c1:/srv/site")  # a new name: as that
+    assert node.exec_raw("c1", "cat", "/srv/site/sub/index.html") == "hi\n"
+    p = node.osctl("ct", "cp", "-r", str(d), "c1:/nowhere/site", check=False)
+    assert p.returncode == 3 and "/nowhere: no such directory" in p.stderr
+    assert node.exec_raw("c1", "stat", "-c", "%a", "/srv/www/run.sh") == "750\n"
+    # A symlink inside to /etc is the container's /etc: the node's is untouched.
+    node.exec_raw("c1", "ln", "-s", "/etc", "/root/hostetc")
+    node.osctl("ct", "cp", str(f), "c1:/root/hostetc/osctl-cp-probe")
+    assert not Path("/etc/osctl-cp-probe").exists()
+    assert node.exec_raw("c1", "cat", "/etc/osctl-cp-probe") == "listen 80\n"
+    node.exec_raw("c1", "ln", "-s", "/etc/passwd", "/root/passwd-link")
+    node.osctl("ct", "cp", str(f), "c1:/root/passwd-link")
+    assert "listen 80" not in Path("/etc/passwd").read_text()
+    # On the node's disk it is the container's root's: stored unshifted on an
+    # idmapped pool, as the user's mapped root on a chown one.
+    idmapped = node.osctl_json("pool", "show", "default")["idmap"] != "chown"
+    owner = (rootfs / "etc/app.conf").stat()
+    assert (owner.st_uid, owner.st_gid) == ((0, 0) if idmapped else (u["root_uid"], u["root_gid"]))
+    # Out: a file, a directory with -r, a path that is not there.
+    out = tmp_path / "out"
+    out.mkdir()
+    node.osctl("ct", "cp", "c1:/etc/app.conf", str(out))
+    assert (out / "app.conf").read_text() == "listen 80\n"
+    assert (out / "app.conf").stat().st_mode & 0o777 == 0o640
+    node.osctl("ct", "cp", "-r", "c1:/srv/www", str(out / "site"))
+    assert (out / "site" / "sub" / "index.html").read_text() == "hi\n"
+    p = node.osctl("ct", "cp", "c1:/nonexistent", str(out), check=False)
+    assert p.returncode == 3 and "no such file" in p.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["app.conf", "site"]  # no staging left
+    node.osctl("ct", "stop", "c1")
+    p = node.osctl("ct", "cp", str(f), "c1:/etc/", check=False)
+    assert p.returncode == 6 and "not running" in p.stderr
