@@ -53,9 +53,11 @@ COLUMNS = Columns({
 })
 
 
-@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp"},
+@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp",
+                                   "mount": "osctl.cli.mounts:mount"},
              summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
-                        "cp": "Copy a file (or with -r a directory) into or out of a running container."})
+                        "cp": "Copy a file (or with -r a directory) into or out of a running container.",
+                        "mount": "Bind mounts of the node's directories (or files) in containers."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 

@@ -16,6 +16,7 @@ from .group import DEFAULT_GROUP, check_group_path
 from .limits import Limits
 from .naming import check_hostname, check_name
 from .lifecycle import State
+from .mount import Mount
 from .netif import NetIf
 from .prlimit import loaded as loaded_prlimits
 from .units import SIZE_RANGE
@@ -61,6 +62,7 @@ class Container:
     flavor: str | None = None  # the flavor its limits and disk were last set from
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
     attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
+    mounts: list[Mount] = field(default_factory=list)  # binds of the node's paths
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -73,7 +75,7 @@ class Container:
     PERSISTED = (
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
-        "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion", "attrs",
+        "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion", "attrs", "mounts",
     )
 
     def __post_init__(self) -> None:
@@ -94,6 +96,7 @@ class Container:
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
         self.deletion = Deletion.from_dict(self.deletion)
         self.attrs = loaded_attrs(self.attrs, where)
+        self.mounts = [m if isinstance(m, Mount) else Mount.from_dict(m) for m in self.mounts]
 
     @property
     def running(self) -> bool:
@@ -106,6 +109,7 @@ class Container:
         d["netifs"] = [n.to_dict() for n in self.netifs]
         d["deletion"] = self.deletion and self.deletion.to_dict()
         d["attrs"] = dict(self.attrs)
+        d["mounts"] = [m.to_dict() for m in self.mounts]
         return d
 
     @classmethod

@@ -115,3 +115,69 @@ def test_cp_in_and_out(node, tmp_path):
     node.osctl("ct", "stop", "c1")
     p = node.osctl("ct", "cp", str(f), "c1:/etc/", check=False)
     assert p.returncode == 6 and "not running" in p.stderr
+
+
+def test_bind_mounts(node, tmp_path):
+    node.osctl("user", "new", "u")
+    node.osctl("ct", "new", "m1", "--user", "u", "--start")
+    data, certs = node.dir / "data", node.dir / "certs"
+    data.mkdir()
+    certs.mkdir()
+    (data / "hello").write_text("from the node\n")
+    (certs / "cert.pem").write_text("PEM\n")
+    node.osctl("ct", "mount", "add", "m1", str(data), "/mnt/data")
+    node.osctl("ct", "mount", "add", "m1", str(certs), "/etc/certs", "--ro")
+    # Live: seen inside at once, owned by the container's root as on an idmapped rootfs.
+    assert node.exec_raw("m1", "cat", "/mnt/data/hello") == "from the node\n"
+    idmapped = node.osctl_json("pool", "show", "default")["idmap"] != "chown"
+    owner = node.exec_raw("m1", "stat", "-c", "%u", "/mnt/data/hello").strip()
+    assert owner == ("0" if idmapped else "65534")
+    node.exec_raw("m1", "sh", "-c", "echo inside > /mnt/data/written")
+    assert (data / "written").read_text() == "inside\n"
+    p = node.lxc("lxc-attach", "default", "m1", "--clear-env", "--", "touch", "/etc/certs/x", check=False)
+    assert p.returncode != 0 and not (certs / "x").exists()
+    # The container's root cannot make it writable again.
+    p = node.lxc("lxc-attach", "default", "m1", "--clear-env", "--", "sh", "-c",
+                 "mount -o remount,bind,rw /etc/certs; touch /etc/certs/x", check=False)
+    assert p.returncode != 0 and not (certs / "x").exists(), p.stderr
+    rows = {r["dst"]: r for r in node.osctl_json("ct", "mount", "ls", "m1")}
+    assert rows["/etc/certs"]["ro"] and rows["/mnt/data"]["mounted"] and rows["/etc/certs"]["mounted"]
+    # Bad input is refused and changes nothing.
+    for src, dst, code in ((str(data), "/", 2), (str(data), "/proc/x", 2), (str(data), "rel", 2),
+                           (str(node.dir / "nope"), "/mnt/nope", 3), (str(data), "/mnt/data", 4),
+                           (str(data), "/mnt/../..", 2), ("/tmp/a b", "/mnt/x", 2)):
+        p = node.osctl("ct", "mount", "add", "m1", src, dst, check=False)
+        assert p.returncode == code, (src, dst, p.stderr)
+    assert len(node.osctl_json("ct", "mount", "ls", "m1")) == 2
+    # At start (before the init runs), ro locked there too.
+    node.osctl("ct", "restart", "m1")
+    assert node.exec_raw("m1", "cat", "/etc/certs/cert.pem") == "PEM\n"
+    p = node.lxc("lxc-attach", "default", "m1", "--clear-env", "--", "sh", "-c",
+                 "mount -o remount,bind,rw /etc/certs; touch /etc/certs/x", check=False)
+    assert p.returncode != 0 and not (certs / "x").exists()
+    assert not Path("/etc/certs").exists()  # made inside, not on the node
+    # del unmounts a live one (added live, locked read-only).
+    node.osctl("ct", "mount", "del", "m1", "/mnt/data")
+    node.osctl("ct", "mount", "add", "m1", str(data), "/mnt/data", "--ro")
+    p = node.lxc("lxc-attach", "default", "m1", "--clear-env", "--", "sh", "-c",
+                 "mount -o remount,bind,rw /mnt/data; touch /mnt/data/x", check=False)
+    assert p.returncode != 0 and not (data / "x").exists(), p.stderr
+    node.osctl("ct", "mount", "del", "m1", "/mnt/data")
+    assert node.exec_raw("m1", "ls", "/mnt/data") == ""
+    assert [r["dst"] for r in node.osctl_json("ct", "mount", "ls", "m1")] == ["/etc/certs"]
+    p = node.osctl("ct", "mount", "del", "m1", "/mnt/data", check=False)
+    assert p.returncode == 3
+    # Added to a stopped container: in at its start; a source gone makes the start fail, saying so.
+    node.osctl("ct", "stop", "m1")
+    node.osctl("ct", "mount", "add", "m1", str(data), "/srv/data")
+    node.osctl("ct", "start", "m1")
+    assert node.exec_raw("m1", "cat", "/srv/data/hello") == "from the node\n"
+    node.osctl("ct", "stop", "m1")
+    (certs / "cert.pem").unlink()
+    certs.rmdir()
+    p = node.osctl("ct", "start", "m1", check=False)
+    assert p.returncode == 6 and str(certs) in p.stderr, p.stderr
+    assert node.osctl_json("ct", "show", "m1")["state"] == "stopped"
+    node.osctl("ct", "mount", "del", "m1", "/etc/certs")
+    node.osctl("ct", "start", "m1")
+    node.osctl("ct", "stop", "m1")
