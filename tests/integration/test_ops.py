@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
+
+from tests.helpers.wait import wait_for
+from tests.integration.test_net import node_pings
 
 
 def test_attrs_on_every_object(node):
@@ -181,3 +185,43 @@ def test_bind_mounts(node, tmp_path):
     node.osctl("ct", "mount", "del", "m1", "/etc/certs")
     node.osctl("ct", "start", "m1")
     node.osctl("ct", "stop", "m1")
+
+
+def test_healthcheck_finds_and_repairs(node):
+    node.osctl("user", "new", "u")
+    node.osctl("ct", "new", "h1", "--user", "u")
+    node.osctl("ct", "netif", "new", "h1", "eth0")
+    node.osctl("ct", "netif", "ip", "add", "h1", "eth0", "192.0.2.10")
+    node.osctl("ct", "start", "h1")
+    wait_for(lambda: node_pings(node, "192.0.2.10"), message="192.0.2.10 to answer")
+    p = node.osctl("healthcheck")
+    assert p.returncode == 0 and "nothing wrong found" in p.stdout, p.stdout
+    # A route deleted behind the daemon's back, a subuid line gone.
+    node.nsexec("ip", "route", "del", "192.0.2.10/32")
+    assert not node_pings(node, "192.0.2.10")
+    line = node.subid_lines("subuid")[0]
+    subuid = Path("/etc/subuid")
+    subuid.write_text("".join(f"{ln}\n" for ln in subuid.read_text().splitlines() if ln != line))
+    p = node.osctl("-j", "healthcheck", check=False)
+    assert p.returncode == 1 and p.stdout, p.stderr + node.log_tail(80)
+    found = {(f["check"], f["id"]): f for f in json.loads(p.stdout)["findings"]}
+    assert "no route to 192.0.2.10/32" in found[("netif", "default:h1")]["problem"]
+    assert line in found[("subuid", "subuid")]["problem"]
+    assert all(f["repair"] for f in found.values())
+    p = node.osctl("-j", "healthcheck", "--repair", check=False)
+    res = json.loads(p.stdout)
+    assert p.returncode == 0 and res["ok"] and all(f["repaired"] for f in res["findings"]), res
+    wait_for(lambda: node_pings(node, "192.0.2.10"), message="192.0.2.10 to answer again")
+    assert line in node.subid_lines("subuid")
+    assert node.osctl("healthcheck").returncode == 0
+    # What it cannot repair it says, and the exit status stays non-zero.
+    node.osctl("ct", "stop", "h1")
+    rootfs = Path(node.osctl_json("ct", "show", "h1")["rootfs"])
+    rootfs.rename(rootfs.with_name("moved"))
+    try:
+        p = node.osctl("-j", "healthcheck", "--repair", check=False)
+        res = json.loads(p.stdout)
+        assert p.returncode == 1 and [f["check"] for f in res["findings"]] == ["rootfs"]
+        assert res["findings"][0]["repair"] is None and res["findings"][0]["repaired"] is False
+    finally:
+        rootfs.with_name("moved").rename(rootfs)
