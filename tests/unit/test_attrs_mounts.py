@@ -53,3 +53,23 @@ def test_mount_paths():
     m = Mount("/srv", "/mnt", ro=True, idmapped=True)
     ct = Container(id="c1", pool="p", user="u", distribution="busybox", version="1", mounts=[m])
     assert Container.from_dict(ct.to_dict(), "p").mounts == [m]
+
+
+def test_attrs_on_vm_user_group_pool_persist():
+    from osctld.model.group import Group
+    from osctld.model.idmap import MapEntry
+    from osctld.model.pool import Pool
+    from osctld.model.user import User
+    from osctld.model.vm import VM
+
+    attrs = {"org.example:order": "7"}
+    vm = VM(id="v1", pool="p", user="u", template="tinyvm", version="1", cores=1,
+            memory=1 << 30, disk=1 << 30, attrs=attrs)
+    assert VM.from_dict(vm.to_dict(), "p").attrs == attrs and vm.public()["attrs"] == attrs
+    m = [MapEntry.parse("0:100000:65536")]
+    u = User(name="u", pool="p", uid_map=m, gid_map=m, attrs=attrs)
+    assert User.from_dict(u.to_dict(), "p").attrs == attrs and u.public()["attrs"] == attrs
+    g = Group(path="/prod", pool="p", attrs=attrs)
+    assert Group.from_dict(g.to_dict(), "p").attrs == attrs
+    pool = Pool(name="p", backend="dir", path="/srv/p", attrs=attrs)
+    assert pool.to_dict()["attrs"] == attrs
