@@ -50,7 +50,7 @@ class PoolState:
     def load(cls, path: Path, image: Path | None = None) -> "PoolState":
         doc = read_doc(path / "conf" / "pool.yml")
         pool = Pool(name=doc["name"], backend=doc["backend"], path=path, image=image,
-                    idmap=doc.get("idmap", "idmapped"))
+                    idmap=doc.get("idmap", "idmapped"), attrs=doc.get("attrs") or {})
         store = PoolStore(pool.conf_dir)
         ranges = store.load_all("id-range")
         state = cls(pool, IdRange.from_dict(ranges[0]) if ranges else IdRange())

@@ -261,13 +261,14 @@ def listing_commands(group: click.Group, obj: str, noun: str, columns: Columns,
     @click.option("--user", "-u", help="Only this user's.")
     @click.option("--group", "-g", help="Only in this resource group.")
     @click.option("--state", "-S", help="Only in this state (running, stopped, ...).")
+    @attr_option
     @pass_settings
-    def ls(s, pool, user, group, state):
+    def ls(s, pool, user, group, state, attrs):
         # -L: the described columns, without asking the daemon.
         usage = bool({*(s.columns or ()), (s.sort or "").lstrip("-")} & set(usage_columns)) or None
         rows = [] if s.list_columns else call(s, f"{obj}.ls", {"pool": pool, "user": user,
                                                                "state": state, "usage": usage})
-        show(s, [r for r in rows if group in (None, r.get("group"))], columns)
+        show(s, [r for r in by_attrs(rows, attrs) if group in (None, r.get("group"))], columns)
 
     @click.argument("id")
     @pass_settings
@@ -281,6 +282,73 @@ def listing_commands(group: click.Group, obj: str, noun: str, columns: Columns,
     show_.__doc__ = with_examples(show_doc, *show_examples)
     listing_options(group.command("ls", epilog=columns.help())(ls))
     group.command("show")(show_)
+
+
+def attr_option(f: Callable) -> Callable:
+    """``--attr KEY[=VALUE]`` for a listing: see ``by_attrs``."""
+    return click.option("--attr", "attrs", multiple=True, metavar="KEY[=VALUE]",
+                        help="Only those with attribute KEY (set to VALUE); repeatable, "
+                             "all must match.")(f)
+
+
+def by_attrs(rows: list[dict], specs: Sequence[str]) -> list[dict]:
+    """The rows whose ``attrs`` have every ``KEY`` (``KEY=VALUE``: with that value)."""
+    wanted = [s.partition("=") for s in specs]
+    return [r for r in rows
+            if all(k in (r.get("attrs") or {}) and (not eq or r["attrs"][k] == v) for k, eq, v in wanted)]
+
+
+def attr_change(s: Settings, obj: str, verb: str, which: dict, key: str,
+                value: str | None = None) -> None:
+    """``OBJ.attr.set`` (``verb`` set, with ``value``) or ``.unset`` of the
+    object ``which`` names, printing what changed."""
+    which = {k: v for k, v in which.items() if v is not None}
+    label = str(next(iter(which.values())))
+    change(s, f"{obj}.attr.{verb}", {**which, "key": key, "value": value}, f"{obj}.show", label, which)
+
+
+def attr_commands(group: click.Group, obj: str, noun: str, arg: str = "id",
+                  pool_option: bool = False) -> None:
+    """``osctl OBJ set attr ARG KEY VALUE`` and ``osctl OBJ unset attr ARG
+    KEY``: a frontend's metadata on the object (``vendor:key`` names). The
+    object's ``set`` and ``unset`` groups are made when it has none; a
+    ``set`` or ``unset`` command of its own (``group set``, ``ct unset``)
+    takes ``attr`` itself (``attr_change``)."""
+    which = arg.lower()
+    meta = arg.upper()
+
+    def options(*names: str) -> Callable:
+        def decorate(f: Callable) -> Callable:
+            f = pass_settings(f)
+            if pool_option:
+                f = click.option("--pool", "-p", help="Pool [default: the default pool].")(f)
+            for name in reversed(names):  # click lists the last applied first
+                f = click.argument(name, metavar=name.upper())(f)
+            return click.argument(which, metavar=meta)(f)
+        return decorate
+
+    @options("key", "value")
+    def set_attr(s, key, value, pool=None, **kw):
+        attr_change(s, obj, "set", {which: kw[which], "pool": pool}, key, value)
+
+    @options("key")
+    def unset_attr(s, key, pool=None, **kw):
+        attr_change(s, obj, "unset", {which: kw[which], "pool": pool}, key)
+
+    ex = "/prod" if which == "path" else "web1" if obj in ("ct", "vm") else "alice" \
+        if obj == "user" else "tank"
+    set_attr.__doc__ = with_examples(
+        f"Set attribute KEY of {noun} {meta} to VALUE.\n\nAttributes are a frontend's metadata, "
+        "such as the billing record it belongs to. KEY is vendor:key (org.example:order); "
+        f"VALUE at most 1024 characters, 64 attributes per {noun}. Root only.",
+        f"osctl {obj} set attr {ex} org.example:order 1234")
+    unset_attr.__doc__ = with_examples(f"Remove attribute KEY of {noun} {meta}.",
+                                       f"osctl {obj} unset attr {ex} org.example:order")
+    for verb, cmd, what in (("set", set_attr, "Change"), ("unset", unset_attr, "Remove")):
+        sub = group.commands.get(verb) or group.group(verb, help=f"{what} a {noun}'s settings.")(
+            lambda: None)
+        if isinstance(sub, click.Group):
+            sub.command("attr")(cmd)
 
 
 def limit_args(**values) -> dict | None:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .bulk import act, lifecycle_commands, selection, selection_options
-from .common import (Columns, call, change, limit_args, listing_commands, passwd_command, pass_settings,
+from .common import (Columns, attr_change, attr_commands, call, change, limit_args, listing_commands, passwd_command, pass_settings,
                      print_log, show, size_value, wire_name, with_examples)
 from .groups import Group, listing_options
 
@@ -57,8 +57,11 @@ COLUMNS = Columns({
 })
 
 
-@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif"},
-             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths."})
+@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp",
+                                   "mount": "osctl.cli.mounts:mount"},
+             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
+                        "cp": "Copy a file (or with -r a directory) into or out of a running container.",
+                        "mount": "Bind mounts of the node's directories (or files) in containers."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 
@@ -201,6 +204,29 @@ def exec_(s, id, argv, env):
     """
     env_map = dict(e.split("=", 1) for e in env if "=" in e)
     res = call(s, "ct.exec", {"id": id, "argv": list(argv), "env": env_map or None}, fds=(0, 1, 2))
+    sys.exit(res["exit_code"])
+
+
+@ct.command("runscript", context_settings={"ignore_unknown_options": True})
+@click.argument("id")
+@click.argument("file", type=click.File("rb"))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_settings
+def runscript(s, id, file, args):
+    """Run script FILE of the node inside running container ID.
+
+    The script need not be in the container: it is passed in, run as root
+    inside (its #! line picks the interpreter; sh runs one without), on
+    osctl's stdin, stdout and stderr, and osctl exits with its exit code.
+    Nothing of it stays inside. ARGS are the script's.
+
+    \b
+    Examples:
+      osctl ct runscript web1 ./setup.sh
+      osctl ct runscript web1 ./adduser.sh alice --admin
+    """
+    res = call(s, "ct.runscript", {"id": id, "script": file.read(), "args": list(args) or None},
+               fds=(0, 1, 2))
     sys.exit(res["exit_code"])
 
 
@@ -510,18 +536,28 @@ def set_flavor(s, id, flavor):
     show(s, call(s, "ct.set", {"id": id, "flavor": flavor}))
 
 
+LIFTABLE = ["cpu-limit", "memory", "swap", "pids", "disk"]
+
+
 @ct.command("unset")
 @click.argument("id")
-@click.argument("names", nargs=-1, required=True,
-                type=click.Choice(["cpu-limit", "memory", "swap", "pids", "disk"]))
+@click.argument("names", nargs=-1, required=True, metavar="{" + "|".join(LIFTABLE) + "}...")
 @pass_settings
 def unset(s, id, names):
-    """Lift limits of container ID (live where it runs).
+    """Lift limits of container ID (live where it runs); or remove an
+    attribute: osctl ct unset attr ID KEY.
 
     \b
-    Example:
+    Examples:
       osctl ct unset web1 swap pids
+      osctl ct unset attr web1 org.example:order
     """
+    if id == "attr" and len(names) == 2 and ":" in names[1]:  # a limit's name has no colon
+        attr_change(s, "ct", "unset", {"id": names[0]}, names[1])
+        return
+    bad = [n for n in names if n not in LIFTABLE]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(LIFTABLE)}", param_hint="NAMES")
     limits = {wire_name(n): "none" for n in names if n != "disk"}
     set_ct(s, id, limits=limits or None, disk="none" if "disk" in names else None)
 
@@ -635,3 +671,5 @@ def top(s, once, sort, interval):
         if once:
             return
 
+
+attr_commands(ct, "ct", "container")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import call, change, limit_args, pass_settings, show, size_value, with_examples
+from .common import (attr_change, attr_commands, attr_option, by_attrs, call, change, limit_args, pass_settings, show,
+                     size_value, with_examples)
 from .groups import Group, listing_options
 
 LS_COLUMNS = ["pool", "path", "limits", "effective_limits", "containers"]
@@ -45,15 +46,17 @@ def new(s, path, pool, **limits):
 @listing_options
 @group.command("ls")
 @click.option("--pool", "-p", help="Only this pool.")
+@attr_option
 @pass_settings
-def ls(s, pool):
+def ls(s, pool, attrs):
     """List groups with their own and effective (inherited) limits.
 
     \b
-    Example:
+    Examples:
       osctl group ls -p tank
+      osctl group ls --attr org.example:customer=42
     """
-    show(s, call(s, "group.ls", {"pool": pool}), LS_COLUMNS)
+    show(s, by_attrs(call(s, "group.ls", {"pool": pool}), attrs), LS_COLUMNS)
 
 
 def _on_path(verb: str, doc: str, example: str):
@@ -99,7 +102,13 @@ def set_(s, path, settings, pool, **limits):
       osctl group set /prod maintenance-start 22 maintenance-end 5 timezone Europe/Berlin
       osctl group set /prod/web notification-leadtime 24 --memory 8G
       osctl group set /prod/web timezone inherit
+      osctl group set attr /prod org.example:customer 42   (a frontend's metadata)
     """
+    if path == "attr":  # a group's path starts with /: this is set attr PATH KEY VALUE
+        if len(settings) != 3 or limit_args(**limits):
+            raise click.UsageError("give: osctl group set attr PATH KEY VALUE")
+        attr_change(s, "group", "set", {"path": settings[0], "pool": pool}, settings[1], settings[2])
+        return
     if len(settings) % 2:
         raise click.UsageError("give settings as SETTING VALUE pairs")
     args = limit_args(**limits)
@@ -113,3 +122,6 @@ def set_(s, path, settings, pool, **limits):
                                    lambda g, key=key: g["limits"].get(key))
     change(s, "group.set", {**which, "limits": args, "settings": pairs}, "group.show", path, which)
 
+
+
+attr_commands(group, "group", "group", "PATH", pool_option=True)

@@ -33,6 +33,8 @@ GROUPS = {
     "manpage": ("osctl.cli.manpage:manpage",
                 "Print osctl's manual page (roff), made from its commands' help."),
     "status": ("osctl.cli.misc:status", "The daemon's version, uptime and counts."),
+    "healthcheck": ("osctl.cli.misc:healthcheck",
+                    "Check every object's pieces against what the node has."),
     "op": ("osctl.cli.misc:op", "Operations in flight: each request osctld is running, by its id."),
     "shutdown": ("osctl.cli.misc:shutdown", "Take the node down: stop every container and VM, then "
                  "lxcfs, the statfs proxy and osctld itself."),

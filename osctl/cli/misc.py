@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
@@ -91,6 +92,34 @@ def status(s):
       osctl status -j
     """
     show(s, call(s, "daemon.status"))
+
+
+@click.command("healthcheck")
+@click.option("--repair", "-r", is_flag=True, help="Repair what is safe to repair, and say what worked.")
+@pass_settings
+def healthcheck(s, repair):
+    """Check every object's pieces against what the node has.
+
+    Configs, rootfs and disks, LXC configs, cgroups, host veths and routes,
+    bind mount sources, /etc/subuid and /etc/subgid lines, lxcfs and the
+    statfs proxy: each mismatch with what --repair does about it (REPAIR
+    empty: nothing safe to do alone; the problem says what it means). Exits
+    1 while something is wrong and not repaired.
+
+    \b
+    Examples:
+      osctl healthcheck
+      osctl healthcheck --repair -j
+    """
+    res = call(s, "daemon.healthcheck", {"repair": repair or None})
+    if s.format != "table":
+        show(s, res)
+    elif res["findings"]:
+        columns = ["object", "id", "check", "problem", "repair"] + (["repaired", "error"] if repair else [])
+        show(s, res["findings"], columns)
+    elif not s.quiet:
+        click.echo("nothing wrong found")
+    sys.exit(0 if res["ok"] else 1)
 
 
 @click.command("shutdown")

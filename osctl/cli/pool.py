@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import call, pass_settings, show
+from .common import attr_commands, attr_option, by_attrs, call, pass_settings, show
 from .groups import Group, listing_options
 
 LS_COLUMNS = ["name", "backend", "path", "idmap", "users", "containers", "running"]
@@ -46,15 +46,17 @@ def install(s, name, backend, path, image, size, id_base, id_block_size):
 
 @listing_options
 @pool.command("ls")
+@attr_option
 @pass_settings
-def ls(s):
+def ls(s, attrs):
     """List pools.
 
     \b
-    Example:
+    Examples:
       osctl pool ls
+      osctl pool ls --attr org.example:site
     """
-    show(s, call(s, "pool.ls"), LS_COLUMNS)
+    show(s, by_attrs(call(s, "pool.ls"), attrs), LS_COLUMNS)
 
 
 @pool.command("show")
@@ -111,3 +113,6 @@ def import_(s, path, image):
     """
     show(s, call(s, "pool.import", {"path": path, "image": image}))
 
+
+
+attr_commands(pool, "pool", "pool", "NAME")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import call, change, pass_settings, show, size_value, wire_name
+from .common import (attr_commands, attr_option, by_attrs, call, change, pass_settings, show, size_value,
+                     wire_name)
 from .groups import Group, listing_options
 
 LS_COLUMNS = ["pool", "name", "uid_map", "gid_map", "containers"]
@@ -73,15 +74,17 @@ def set_quota(s, name, values, preset):
 @listing_options
 @user.command("ls")
 @click.option("--pool", "-p", help="Only this pool.")
+@attr_option
 @pass_settings
-def ls(s, pool):
+def ls(s, pool, attrs):
     """List users.
 
     \b
-    Example:
+    Examples:
       osctl user ls -p tank
+      osctl user ls --attr org.example:customer=42
     """
-    show(s, call(s, "user.ls", {"pool": pool}), LS_COLUMNS)
+    show(s, by_attrs(call(s, "user.ls", {"pool": pool}), attrs), LS_COLUMNS)
 
 
 @user.command("show")
@@ -110,3 +113,6 @@ def delete(s, name):
     """
     show(s, call(s, "user.del", {"name": name}))
 
+
+
+attr_commands(user, "user", "user", "NAME")

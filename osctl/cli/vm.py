@@ -10,7 +10,7 @@ import tty
 import click
 
 from .bulk import lifecycle_commands
-from .common import (Columns, call, change, listing_commands, pass_settings, passwd_command, print_log,
+from .common import (Columns, attr_commands, call, change, listing_commands, pass_settings, passwd_command, print_log,
                      show,
                      size_value, with_examples)
 from .groups import Group
@@ -206,3 +206,5 @@ def log(s, id, lines):
     """
     print_log(s, call(s, "vm.log", {"id": id, "lines": lines}), [])
 
+
+attr_commands(vm, "vm", "VM")

@@ -1,4 +1,4 @@
-"""Verbs about the daemon itself: status, shutdown, events, history, operations, templates."""
+"""Verbs about the daemon itself: status, healthcheck, shutdown, events, history, operations, templates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 from osctl.protocol import CONFLICT, INVALID, UNSUPPORTED, OsctlError
 
-from .. import history
+from .. import healthcheck, history
 from ..events import Filter
 from ..model.account import ROOT, Perm
 from ..model.container import STOPPED, Container
@@ -35,6 +35,18 @@ async def commands(ctx: Context) -> list:
              "mutating": s.mutating, "summary": s.summary, "aliases": aliases_of(s.name),
              "permission": s.needs.wire if s.needs else "root"}
             for s in sorted(REGISTRY.values(), key=lambda s: s.name)]
+
+
+@command("daemon.healthcheck")
+async def healthcheck_(ctx: Context, repair: bool = False) -> dict:
+    """Every object's pieces checked against what the node has: each
+    mismatch with its repair; ``repair``: do those that are safe, and say
+    which worked (checked again). ``ok``: nothing is left wrong."""
+    findings = await healthcheck.check(ctx.node)
+    if repair:
+        await healthcheck.repair(ctx.node, findings)
+    return {"findings": [f.public() for f in findings],
+            "ok": all(f.repaired for f in findings)}
 
 
 @command("daemon.shutdown")

@@ -59,7 +59,7 @@ def _public(ctx: Context, pstate, g: Group, detail: bool = False) -> dict:
     out = {"pool": pstate.pool.name, "path": g.path, "limits": g.limits.to_dict(),
            "effective_limits": pstate.effective_limits(g.path).to_dict(),
            "settings": dict(g.settings), "effective_settings": effective_settings(pstate.groups, g.path),
-           "containers": len(cts), "vms": len(vms)}
+           "containers": len(cts), "vms": len(vms), "attrs": dict(g.attrs)}
     if detail:
         rel = tree.group(pstate.pool.name, g.path)
         in_force = tree.read(rel)

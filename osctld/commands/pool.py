@@ -27,7 +27,7 @@ def _public(pstate: PoolState) -> dict:
     p, r = pstate.pool, pstate.idrange
     return {
         "name": p.name, "backend": p.backend, "path": str(p.path),
-        "image": str(p.image) if p.image else None, "idmap": p.idmap,
+        "image": str(p.image) if p.image else None, "idmap": p.idmap, "attrs": dict(p.attrs),
         "users": len(pstate.users), "containers": len(pstate.cts), "vms": len(pstate.vms),
         "running": sum(1 for c in pstate.cts.values() if c.running),
         "id_range": {"base": r.base, "block_size": r.block_size, "blocks": r.block_count,

@@ -9,12 +9,14 @@ from typing import ClassVar
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
+from .attrs import loaded as loaded_attrs
 from .deletion import Deletion
 from .device import DeviceGrant
 from .group import DEFAULT_GROUP, check_group_path
 from .limits import Limits
 from .naming import check_hostname, check_name
 from .lifecycle import State
+from .mount import Mount
 from .netif import NetIf
 from .prlimit import loaded as loaded_prlimits
 from .units import SIZE_RANGE
@@ -62,6 +64,8 @@ class Container:
     netifs: list[NetIf] = field(default_factory=list)
     flavor: str | None = None  # the flavor its limits and disk were last set from
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
+    attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
+    mounts: list[Mount] = field(default_factory=list)  # binds of the node's paths
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -74,7 +78,7 @@ class Container:
     PERSISTED = (
         "id", "user", "distribution", "version", "template", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
-        "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion",
+        "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion", "attrs", "mounts",
     )
 
     def __post_init__(self) -> None:
@@ -96,6 +100,8 @@ class Container:
         self.prlimits = loaded_prlimits(self.prlimits, where)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
         self.deletion = Deletion.from_dict(self.deletion)
+        self.attrs = loaded_attrs(self.attrs, where)
+        self.mounts = [m if isinstance(m, Mount) else Mount.from_dict(m) for m in self.mounts]
 
     @property
     def running(self) -> bool:
@@ -113,6 +119,8 @@ class Container:
         d["limits"] = self.limits.to_dict()
         d["netifs"] = [n.to_dict() for n in self.netifs]
         d["deletion"] = self.deletion and self.deletion.to_dict()
+        d["attrs"] = dict(self.attrs)
+        d["mounts"] = [m.to_dict() for m in self.mounts]
         return d
 
     @classmethod

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from osctl.protocol import INVALID, OsctlError
 
+from .attrs import loaded as loaded_attrs
 from .limits import Limits
 from .naming import check_name
 
@@ -164,20 +165,22 @@ class Group:
     settings: dict[str, Any] = field(default_factory=dict)  # its own: see SETTINGS
     # When in_maintenance was set, so that the daemon can reset it after its cap.
     in_maintenance_since: float | None = None
+    attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
 
     def __post_init__(self) -> None:
         self.path = check_group_path(self.path)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "limits": self.limits.to_dict(), "settings": dict(self.settings),
-                "in_maintenance_since": self.in_maintenance_since}
+                "in_maintenance_since": self.in_maintenance_since, "attrs": dict(self.attrs)}
 
     @classmethod
     def from_dict(cls, d: dict, pool: str) -> "Group":
         return cls(path=d["path"], pool=pool,
                    limits=Limits.from_dict(d.get("limits"), f"group {pool}:{d['path']}"),
                    settings={k: v for k, v in (d.get("settings") or {}).items() if k in DEFAULTS},
-                   in_maintenance_since=d.get("in_maintenance_since"))
+                   in_maintenance_since=d.get("in_maintenance_since"),
+                   attrs=loaded_attrs(d.get("attrs"), f"group {pool}:{d['path']}"))
 
 
 def effective(groups: Mapping[str, Group], path: str, name: str) -> Any:

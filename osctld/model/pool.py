@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from osctl.protocol import INVALID, OsctlError
 
+from .attrs import loaded as loaded_attrs
 from .naming import check_name
 
 BACKENDS = ("dir", "btrfs", "zfs")
@@ -22,6 +23,7 @@ class Pool:
     path: Path
     image: Path | None = None  # btrfs on a loop file that the daemon mounts
     idmap: str = IDMAP_MOUNT
+    attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
 
     def __post_init__(self) -> None:
         check_name("pool", self.name)
@@ -32,6 +34,7 @@ class Pool:
             raise OsctlError(INVALID, f"pool path must be absolute, got {self.path}")
         if self.image is not None:
             self.image = Path(self.image)
+        self.attrs = loaded_attrs(self.attrs, f"pool {self.name}")
 
     # Layout inside the pool (DESIGN.md "On disk").
     @property
@@ -61,7 +64,8 @@ class Pool:
 
     def to_dict(self) -> dict:
         """What pool.yml holds: enough to import the pool on another node."""
-        return {"name": self.name, "backend": self.backend, "idmap": self.idmap}
+        return {"name": self.name, "backend": self.backend, "idmap": self.idmap,
+                "attrs": dict(self.attrs)}
 
     def node_entry(self) -> dict:
         """What the node's pool list holds: where this node mounts the pool."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .attrs import loaded as loaded_attrs
 from .idmap import MapEntry, check_map
 from .naming import check_name
 from .quota import Quota
@@ -17,6 +18,7 @@ class User:
     gid_map: list[MapEntry]
     block: int | None = None  # id-range block it came from; None for explicit maps
     quota: Quota = field(default_factory=Quota)  # what its containers may hold together
+    attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
 
     def __post_init__(self) -> None:
         check_name("user", self.name)
@@ -44,6 +46,7 @@ class User:
             "gid_map": [str(e) for e in self.gid_map],
             "block": self.block,
             "quota": self.quota.to_dict(),
+            "attrs": dict(self.attrs),
         }
 
     @classmethod
@@ -55,6 +58,7 @@ class User:
             gid_map=[MapEntry.parse(x) for x in d["gid_map"]],
             block=d.get("block"),
             quota=Quota.from_dict(d.get("quota"), f"user {pool}:{d['name']}"),
+            attrs=loaded_attrs(d.get("attrs"), f"user {pool}:{d['name']}"),
         )
 
     def public(self) -> dict:
@@ -66,4 +70,5 @@ class User:
             "root_uid": self.root_uid,
             "root_gid": self.root_gid,
             "quota": self.quota.to_dict(),
+            "attrs": dict(self.attrs),
         }

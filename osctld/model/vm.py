@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from osctl.protocol import INVALID, NOT_FOUND, OsctlError
 
+from .attrs import loaded as loaded_attrs
 from .deletion import Deletion
 from .group import DEFAULT_GROUP, check_group_path
 from .naming import check_hostname, check_name
@@ -70,6 +71,7 @@ class VM:
     netifs: list[NetIf] = field(default_factory=list)
     flavor: str | None = None  # the flavor its cores, memory and disk were last set from
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
+    attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
     # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
     state: State = field(default=STOPPED, compare=False)
     pid: int | None = field(default=None, compare=False)
@@ -80,7 +82,8 @@ class VM:
     net_pending: bool = field(default=False, compare=False)
 
     PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
-                 "hostname", "group", "online", "created", "netifs", "flavor", "deletion")
+                 "hostname", "group", "online", "created", "netifs", "flavor", "deletion",
+                 "attrs")
 
     def __post_init__(self) -> None:
         check_name("vm", self.id)
@@ -95,6 +98,7 @@ class VM:
         self.disk = SIZE_RANGE.clamp(f"{where}: disk", self.disk)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
         self.deletion = Deletion.from_dict(self.deletion)
+        self.attrs = loaded_attrs(self.attrs, where)
 
     def netif(self, name: str) -> NetIf:
         for n in self.netifs:
@@ -116,6 +120,7 @@ class VM:
         d = {k: getattr(self, k) for k in self.PERSISTED}
         d["netifs"] = [n.to_dict() for n in self.netifs]
         d["deletion"] = self.deletion and self.deletion.to_dict()
+        d["attrs"] = dict(self.attrs)
         return d
 
     @classmethod

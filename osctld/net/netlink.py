@@ -208,6 +208,26 @@ def _next_hops_last(routes) -> list[tuple]:
     return sorted(routes, key=lambda r: (r[1] is not None, str(r[0]), str(r[1])))
 
 
+def _osctld_routes(ipr: IPRoute, idx: int) -> dict:
+    """osctld's routes through link ``idx`` (found by protocol), by (destination, next hop)."""
+    return {_route_key(r): r for family in (socket.AF_INET, socket.AF_INET6)
+            for r in ipr.get_routes(family=family, oif=idx) if r["proto"] == RTPROT_OSCTLD}
+
+
+def host_differences(ipr: IPRoute, plan: HostPlan) -> list[str]:
+    """How the host end differs from ``plan`` (what ``sync_host`` would
+    fix), a line each; empty when it matches. Reads only."""
+    idx = link_index(ipr, plan.veth)
+    if idx is None:
+        return [f"no host end {plan.veth}"]
+    out = [] if ipr.get_links(idx)[0]["flags"] & 1 else [f"{plan.veth} is down"]  # IFF_UP
+    have = _osctld_routes(ipr, idx).keys()
+    out += [f"no route to {dst}" + (f" via {via}" if via else "") + f" on {plan.veth}"
+            for dst, via in sorted(plan.routes - have, key=str)]
+    out += [f"a route to {dst} on {plan.veth} of no address" for dst, _ in sorted(have - plan.routes, key=str)]
+    return out
+
+
 def sync_host(ipr: IPRoute, plan: HostPlan, fresh: bool = False) -> None:
     """Make the host end match ``plan``: bridge or addresses, up, exactly
     the plan's routes (osctld's own, found by protocol), shaping. ``fresh``:
@@ -224,11 +244,7 @@ def sync_host(ipr: IPRoute, plan: HostPlan, fresh: bool = False) -> None:
         _ignore((errno.EEXIST,), ipr.addr, "add", index=idx, address=str(a.ip),
                 prefixlen=a.network.prefixlen, flags=IFA_F_NODAD if a.version == 6 else 0)
     ipr.link("set", index=idx, state="up")
-    have = {}
-    for family in () if fresh else (socket.AF_INET, socket.AF_INET6):
-        for r in ipr.get_routes(family=family, oif=idx):
-            if r["proto"] == RTPROT_OSCTLD:
-                have[_route_key(r)] = r
+    have = {} if fresh else _osctld_routes(ipr, idx)
     for key in _next_hops_last(have.keys() - plan.routes)[::-1]:
         _ignore((errno.ESRCH, errno.ENOENT), ipr.route, "del", dst=str(key[0]), oif=idx,
                 proto=RTPROT_OSCTLD, **({"gateway": str(key[1])} if key[1] else {}))

@@ -19,7 +19,7 @@ import errno
 import ipaddress
 import logging
 import os
-from typing import Iterator
+from typing import Iterator, cast
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -252,13 +252,23 @@ class Network:
             await self._host(lambda ipr: [netlink.delete_link(ipr, n) for n in stale])
         for name, (ct, n) in sorted(wanted.items()):
             try:
-                if name in present:
-                    hp = self.host_plan(n)
-                    await self._host(lambda ipr: netlink.sync_host(ipr, hp))
-                elif isinstance(ct, VM):  # added while it ran: its tap comes at its next start
-                    log.info("VM %s:%s has no tap for netif %s yet", ct.pool, ct.id, n.name)
-                else:
-                    log.info("plugging in missing netif %s of %s:%s", n.name, ct.pool, ct.id)
-                    await self.plug(ct, n)
+                await self.restore(ct, n, name in present)
             except Exception as e:
                 log.error("cannot restore netif %s of %s:%s: %s", n.name, ct.pool, ct.id, e)
+
+    async def restore(self, inst: Container | VM, n: NetIf, present: bool) -> None:
+        """A running instance's netif as it should be on the node: its host end
+        (``present``: there) re-synced, or a container's plugged in anew."""
+        if present:
+            hp = self.host_plan(n)
+            await self._host(lambda ipr: netlink.sync_host(ipr, hp))
+        elif isinstance(inst, VM):  # added while it ran: its tap comes at its next start
+            log.info("VM %s:%s has no tap for netif %s yet", inst.pool, inst.id, n.name)
+        else:
+            log.info("plugging in missing netif %s of %s:%s", n.name, inst.pool, inst.id)
+            await self.plug(inst, n)
+
+    async def differences(self, n: NetIf) -> list[str]:
+        """How a running netif's host end differs from what it should be (empty: as it should)."""
+        hp = self.host_plan(n)
+        return cast(list[str], await self._host(lambda ipr: netlink.host_differences(ipr, hp)))

@@ -27,7 +27,7 @@ from ..model.limits import Limits
 from ..model.netif import NetIf
 from ..store import atomic_write
 from ..template import Templates
-from . import features, seccomp, shortages
+from . import binds, features, seccomp, shortages
 from .devices import DeviceNodes, merge
 from .lxc import LxcRuntime
 from .lxc_config import Hooks, LxcSpec, render
@@ -405,6 +405,10 @@ class Containers:
             attempt = self.attempts.get((ct.pool, ct.id))
             why = None
             try:
+                # Its bind mounts, before its init runs (not LXC's mount
+                # entries: their read-only ones its root can remount writable).
+                for m in ct.mounts:
+                    await binds.mount_live(ct.id, pid, m)
                 for handler in self.hook_handlers:
                     await handler(ct, hook, pid)
             except Exception as e:

@@ -185,11 +185,7 @@ class LxcRuntime:
         CAPTURE_LIMIT bytes each. The process is killed when ``timeout`` runs out
         or the operation is cancelled: what runs inside is the tenant's, and may
         never end."""
-        cmd = self._base("lxc-attach", pool, ct_id) + ["--clear-env", "-v", f"PATH={ATTACH_PATH}"]
-        for k, v in (env or {}).items():
-            cmd += ["-v", f"{k}={v}"]
-        if argv:
-            cmd += ["--", *argv]
+        cmd = self._attach_cmd(pool, ct_id, argv, env)
         if fds:
             if len(fds) != 3:
                 raise OsctlError(INVALID, "pass three file descriptors: stdin, stdout, stderr")
@@ -214,6 +210,30 @@ class LxcRuntime:
 
         out, err = await _reap(proc, talk(), timeout)
         return proc.returncode, out, err
+
+    def _attach_cmd(self, pool: str, ct_id: str, argv: list[str],
+                    env: dict[str, str] | None) -> list[str]:
+        cmd = self._base("lxc-attach", pool, ct_id) + ["--clear-env", "-v", f"PATH={ATTACH_PATH}"]
+        for k, v in (env or {}).items():
+            cmd += ["-v", f"{k}={v}"]
+        return cmd + (["--", *argv] if argv else [])
+
+    async def stream(self, pool: str, ct_id: str, argv: list[str], fd: int, writes: bool,
+                     timeout: float | None = None) -> tuple[int, bytes]:
+        """Run ``argv`` inside with ``fd`` as its stdout (``writes``) or its
+        stdin: a stream to or from the caller (``ct cp``) that the daemon
+        never copies. Its exit code and its stderr (bounded) come back."""
+        null = asyncio.subprocess.DEVNULL
+        proc = await spawn(*self._attach_cmd(pool, ct_id, argv, None), stdin=null if writes else fd,
+                           stdout=fd if writes else null, stderr=asyncio.subprocess.PIPE)
+
+        async def talk() -> bytes:
+            err = await _bounded(proc.stderr)
+            await proc.wait()
+            return err
+
+        err = await _reap(proc, talk(), timeout)
+        return proc.returncode, err
 
     async def set_hostname(self, init_pid: int, hostname: str) -> None:
         """Set the hostname in the container's UTS namespace with the host's own
