@@ -47,3 +47,4 @@ def test_a_btrfs_snapshot_is_read_only_and_a_clone_is_not(tmp_path, monkeypatch)
         ("btrfs", "-q", "subvolume", "snapshot", str(tmp_path / "rootfs"), str(tmp_path / "copy")),
     ]
     assert (tmp_path / "snaps").is_dir()  # made for the snapshot to go in
+
