@@ -218,12 +218,15 @@ async def import_(ctx: Context, as_id: str | None = None, user: str | None = Non
     fd = _one_fd(ctx, "import")
     compression, size = archive.input_file(fd)
     meta = await archive.read_metadata(fd, compression)
-    source_user = meta["user"].get("name")
-    owner = user_ref(user, None).rpartition(":")[2] if user else source_user
+    owner = meta["user"].get("name")
+    if user:  # a bare name is the target pool's
+        upstate, found = node.registry.user(user_ref(user, pstate.pool.name))
+        if upstate is not pstate:
+            raise OsctlError(INVALID, f"user {user} is not in pool {pstate.pool.name}: give "
+                                      f"--pool {upstate.pool.name}")
+        owner = found.name
     if not isinstance(owner, str):
         raise OsctlError(INVALID, "the export names no user: give --user")
-    if user and owner not in pstate.users:
-        raise OsctlError(NOT_FOUND, f"user {owner} not found in pool {pstate.pool.name}")
     ct = _incoming(meta["container"], as_id or meta["container"].get("id"), pstate.pool.name,
                    owner, meta["container"].get("group") or DEFAULT_GROUP)
     try:

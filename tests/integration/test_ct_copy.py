@@ -89,15 +89,23 @@ def test_bad_imports_and_exports_change_nothing(node, tmp_path):
     corrupt.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     foreign = tmp_path / "foreign.tar"
     subprocess.run(["tar", "-cf", str(foreign), "-C", str(tmp_path), "c1.tar.zst"], check=True)
+    node.osctl("ct", "netif", "new", "c1", "eth0")
+    node.osctl("ct", "netif", "ip", "add", "c1", "eth0", "192.0.2.10")
+    addressed = tmp_path / "addressed.tar"
+    node.osctl("ct", "export", "c1", str(addressed), "-c", "none")
     (tmp_path / "spare").mkdir()
     node.osctl("pool", "install", "spare", "--path", str(tmp_path / "spare"),
                "--id-base", str(node.id_base + 48 * BLOCK))
-    node.osctl("user", "new", "bob")
+    for pool in ("default", "spare"):
+        node.osctl("user", "new", "bob", "--pool", pool)
     before = what_there_is(node)
 
     cases = [  # (arguments, exit code, words in the error)
         (["ct", "import", str(archive)], 4, "exists"),  # its own id is taken
-        (["ct", "import", str(archive), "--as-id", "c2", "--user", "nobody"], 3, "user nobody"),
+        (["ct", "import", str(archive), "--as-id", "c2", "--user", "nobody"], 3, "nobody' not found"),
+        (["ct", "import", str(archive), "--as-id", "c2", "--user", "spare:bob"], 2, "--pool spare"),
+        # Its address is c1's.
+        (["ct", "import", str(addressed), "--as-id", "c2"], 6, "overlaps address 192.0.2.10"),
         (["ct", "import", str(foreign), "--as-id", "c2"], 2, "metadata.json"),
         (["ct", "import", str(archive), "--as-id", "c2", "--pool", "nopool"], 3, "nopool"),
         # Half an archive: its head reads well, its end is missing.
@@ -109,9 +117,10 @@ def test_bad_imports_and_exports_change_nothing(node, tmp_path):
         p = node.osctl(*args, check=False)
         assert (p.returncode, words in p.stderr) == (code, True), (args, p.stderr)
         assert what_there_is(node) == before, args
-    # The user made for the import into spare is gone with its block: the next takes it.
+    # The user made for the import into spare is gone with its block (the
+    # one after bob's): the next user takes it.
     assert node.osctl_json("user", "new", "carol", "--pool", "spare")["root_uid"] == \
-        node.id_base + 48 * BLOCK
+        node.id_base + 49 * BLOCK
     with pytest.raises(Exception, match="unknown compression"):
         node.call("ct.export", id="c1", compression="lz4")
     p = node.osctl("ct", "export", "c1", str(archive), check=False)
@@ -130,8 +139,9 @@ def test_a_running_btrfs_container_exports_from_a_snapshot_and_imports_anywhere(
                      ).returncode == 0
     archive = tmp_path / "d1.tar.zst"
 
-    res = node.osctl_json("ct", "export", "fast:d1", str(archive))
-    assert res["snapshot"] and archive.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    p = node.osctl("ct", "export", "fast:d1", str(archive))
+    assert "[snapshot] snapshotting d1" in p.stderr and "[rootfs] writing d1 (zstd)" in p.stderr
+    assert archive.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
     assert node.osctl_json("ct", "show", "fast:d1")["state"] == "running"  # it ran on throughout
     assert snapshots_left(node, "fast") == []
 
@@ -167,15 +177,20 @@ def test_a_btrfs_copy_is_a_snapshot_that_takes_no_space_until_written(node):
     assert b2["netifs"][0]["index"] != b1["netifs"][0]["index"]
     assert b2["netifs"][0]["hwaddr"] != b1["netifs"][0]["hwaddr"]
     assert snapshots_left(node, "fast") == []
+    # Into another pool (a dir pool): a copy of the files, its user made there.
+    b3 = node.osctl_json("ct", "copy", "fast:b1", "b3", "--to-pool", "default")
+    assert (b3["snapshot"], b3["pool"], b3["user"]) == (False, "default", "alice")
+    assert "user alice made in pool default" in b3["notes"]
 
     rootfs = node.osctl_json("ct", "show", "fast:b2")["rootfs"]
     exclusive = lambda: int(subprocess.run(  # noqa: E731
         ["btrfs", "filesystem", "du", "-s", "--raw", rootfs], capture_output=True, text=True,
         check=True).stdout.splitlines()[1].split()[1])
     assert exclusive() < 1 << 20  # shares the 32 MiB and everything else with b1
-    node.osctl("ct", "start", "fast:b2")
     md5 = "md5sum /root/big | cut -d' ' -f1"
-    assert node.exec("fast:b2", "sh", "-c", md5).stdout == node.exec("fast:b1", "sh", "-c", md5).stdout
+    for ct in ("fast:b2", "default:b3"):
+        node.osctl("ct", "start", ct)
+        assert node.exec(ct, "sh", "-c", md5).stdout == node.exec("fast:b1", "sh", "-c", md5).stdout
     assert node.exec("fast:b2", "sh", "-c", "dd if=/dev/urandom of=/root/big bs=1M count=8 "
                                             "2>/dev/null && sync").returncode == 0
     assert 8 << 20 <= exclusive() < 10 << 20  # what it wrote, its own now
