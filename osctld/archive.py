@@ -25,6 +25,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import stat
 import tarfile
 import tempfile
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from osctl.protocol import INTERNAL, INVALID, OsctlError
+from osctl.protocol import CANCELLED, INTERNAL, INVALID, OsctlError
 from osctl.units import format_size
 
 FORMAT = 1
@@ -188,10 +189,15 @@ async def _tar(argv: tuple[str, ...], stdin: int | None, stdout: int | None) -> 
             proc.kill()
             await asyncio.shield(proc.wait())
         raise
-    if proc.returncode != 0:
-        text = err.decode(errors="replace").strip().splitlines()
-        raise OsctlError(INVALID if stdin is not None else INTERNAL,
-                         f"tar failed: {'; '.join(text[-3:]) or f'exit {proc.returncode}'}")
+    if proc.returncode == 0:
+        return
+    text = err.decode(errors="replace").strip()
+    why = f"tar failed: {'; '.join(text.splitlines()[-3:]) or f'exit {proc.returncode}'}"
+    if stdin is not None:  # unpacking: what it read is no archive, or is cut short
+        raise OsctlError(INVALID, why)
+    if proc.returncode == -signal.SIGPIPE or "status 141" in text or "Broken pipe" in text:
+        raise OsctlError(CANCELLED, f"the archive's reader went away ({why})")
+    raise OsctlError(INTERNAL, why)
 
 
 @contextlib.asynccontextmanager

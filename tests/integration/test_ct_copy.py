@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
-from tests.helpers.node import BLOCK
+from tests.helpers.node import BLOCK, OSCTL
 
 BTRFS_SIZE = "2G"
 
@@ -70,6 +71,10 @@ def test_a_dir_container_goes_through_a_file_and_back(node, tmp_path):
     listing = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True,
                              check=True).stdout.split()
     assert listing[0] == "metadata.json" and "rootfs/root/data" in listing
+
+    p = subprocess.run(f"{OSCTL} --socket {node.socket} ct export c1 - -c none | tar -t",
+                       shell=True, capture_output=True, text=True)  # to stdout
+    assert p.returncode == 0 and "rootfs/root/data" in p.stdout.split(), p.stderr
 
     node.osctl("ct", "del", "c1")
     ct = node.osctl_json("ct", "import", str(archive))
@@ -246,3 +251,26 @@ def test_chown_moves_a_stopped_container_into_another_users_map(node):
     assert owner_inside(node, "c1", "/root/f") == "0:0"
     assert owner_inside(node, "c1", "/srv/g") == "1000:1001"
     assert node.exec("c1", "sh", "-c", "echo y > /root/f").returncode == 0  # root inside still owns it
+
+
+def test_ctrl_c_cancels_an_import_half_way_and_leaves_nothing(node, debian_template, tmp_path):
+    node.osctl("user", "new", "alice")
+    node.osctl("ct", "new", "d1", "--user", "alice", "-t", "debian")
+    archive = tmp_path / "d1.tar"
+    node.osctl("ct", "export", "d1", str(archive), "-c", "none")
+    (tmp_path / "spare").mkdir()
+    node.osctl("pool", "install", "spare", "--path", str(tmp_path / "spare"),
+               "--id-base", str(node.id_base + 48 * BLOCK))
+    before = what_there_is(node)
+
+    # Into a pool without alice: she is made first, and goes again.
+    p = subprocess.Popen([OSCTL, "--socket", str(node.socket), "ct", "import", str(archive),
+                          "--pool", "spare"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    for line in p.stderr:  # type: ignore[union-attr]
+        if "[rootfs] unpacking" in line:
+            p.send_signal(signal.SIGINT)
+            break
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "cancelling ct.import" in err, err
+    assert what_there_is(node) == before

@@ -78,3 +78,27 @@ def test_an_import_reads_a_file_not_a_pipe(tmp_path):
     finally:
         for f in (r, w, fd):
             os.close(f)
+
+
+def test_a_chown_pools_tree_is_shifted_from_one_users_map_into_anothers(tmp_path):
+    from osctld.model.idmap import MapEntry, translator
+    from osctld.runtime.idmapped import remap_tree
+
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    alice, bob = [MapEntry(0, 1_000_000, 65536)], [MapEntry(0, 2_000_000, 65536)]
+    tree = tmp_path / "rootfs"
+    tree.mkdir()
+    (tree / "su").write_text("x")
+    os.link(tree / "su", tree / "hard")
+    os.symlink("su", tree / "link")
+    os.chown(tree, 1_000_000, 1_000_000)
+    os.chown(tree / "su", 1_001_000, 1_001_001)
+    os.chmod(tree / "su", 0o4755)
+    os.chown(tree / "link", 1_000_000, 1_000_005, follow_symlinks=False)
+
+    remap_tree(tree, translator(alice, bob), translator(alice, bob))
+    owners = {p.name: (p.lstat().st_uid, p.lstat().st_gid) for p in (tree, *tree.iterdir())}
+    assert owners == {"rootfs": (2_000_000, 2_000_000), "su": (2_001_000, 2_001_001),
+                      "hard": (2_001_000, 2_001_001), "link": (2_000_000, 2_000_005)}
+    assert (tree / "su").stat().st_mode & 0o7777 == 0o4755  # setuid kept (chown clears it)
