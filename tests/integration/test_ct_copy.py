@@ -28,6 +28,13 @@ def btrfs_pool(node, name: str = "fast") -> Path:
     return Path(pool["path"])
 
 
+def spare_pool(node, tmp_path) -> None:
+    """A second dir pool, ``spare``, whose ID blocks start at 48 blocks up."""
+    (tmp_path / "spare").mkdir()
+    node.osctl("pool", "install", "spare", "--path", str(tmp_path / "spare"),
+               "--id-base", str(node.id_base + 48 * BLOCK))
+
+
 def owner_inside(node, ct: str, path: str) -> str:
     p = node.exec(ct, "stat", "-c", "%u:%g", path)
     assert p.returncode == 0, p.stderr
@@ -98,9 +105,7 @@ def test_bad_imports_and_exports_change_nothing(node, tmp_path):
     node.osctl("ct", "netif", "ip", "add", "c1", "eth0", "192.0.2.10")
     addressed = tmp_path / "addressed.tar"
     node.osctl("ct", "export", "c1", str(addressed), "-c", "none")
-    (tmp_path / "spare").mkdir()
-    node.osctl("pool", "install", "spare", "--path", str(tmp_path / "spare"),
-               "--id-base", str(node.id_base + 48 * BLOCK))
+    spare_pool(node, tmp_path)
     for pool in ("default", "spare"):
         node.osctl("user", "new", "bob", "--pool", pool)
     before = what_there_is(node)
@@ -258,9 +263,7 @@ def test_ctrl_c_cancels_an_import_half_way_and_leaves_nothing(node, debian_templ
     node.osctl("ct", "new", "d1", "--user", "alice", "-t", "debian")
     archive = tmp_path / "d1.tar"
     node.osctl("ct", "export", "d1", str(archive), "-c", "none")
-    (tmp_path / "spare").mkdir()
-    node.osctl("pool", "install", "spare", "--path", str(tmp_path / "spare"),
-               "--id-base", str(node.id_base + 48 * BLOCK))
+    spare_pool(node, tmp_path)
     before = what_there_is(node)
 
     # Into a pool without alice: she is made first, and goes again.
