@@ -216,6 +216,12 @@ def test_a_dir_copy_is_a_stopped_full_copy(node):
     assert [c["id"] for c in node.osctl_json("ct", "ls")] == ["c1"]
 
     node.osctl("ct", "stop", "c1")
+    node.osctl("user", "set", "quota", "alice", "containers=1")  # a copy would be her second
+    p = node.osctl("ct", "copy", "c1", "c2", check=False)
+    assert p.returncode == 6 and "quota" in p.stderr, p.stderr
+    assert [c["id"] for c in node.osctl_json("ct", "ls")] == ["c1"]
+    assert sorted(os.listdir(Path(node.osctl_json("ct", "show", "c1")["rootfs"]).parent.parent)) == ["c1"]
+    node.osctl("user", "set", "quota", "alice", "containers=none")
     c2 = node.osctl_json("ct", "copy", "c1", "c2")
     assert (c2["snapshot"], c2["state"], c2["hostname"]) == (False, "stopped", "c2")
     node.osctl("ct", "start", "c2")
