@@ -61,6 +61,8 @@ def what_there_is(node) -> dict:
 def test_a_dir_container_goes_through_a_file_and_back(node, tmp_path):
     node.osctl("user", "new", "alice")
     node.osctl("ct", "new", "c1", "--user", "alice")
+    node.osctl("ct", "netif", "new", "c1", "eth0")
+    node.osctl("ct", "netif", "ip", "add", "c1", "eth0", "192.0.2.20")
     node.osctl("ct", "start", "c1")
     assert node.exec("c1", "sh", "-c", "echo kept > /root/data && mkdir /srv && "
                                        "echo theirs > /srv/f && chown 1000:1001 /srv/f").returncode == 0
@@ -86,7 +88,9 @@ def test_a_dir_container_goes_through_a_file_and_back(node, tmp_path):
     node.osctl("ct", "del", "c1")
     ct = node.osctl_json("ct", "import", str(archive))
     assert (ct["id"], ct["user"], ct["state"]) == ("c1", "alice", "stopped")
+    assert ct["netifs"][0]["addresses"] == ["192.0.2.20/32"]  # free again once c1 was deleted
     node.osctl("ct", "start", "c1")
+    assert "192.0.2.20" in node.exec("c1", "ip", "-4", "addr", "show", "eth0").stdout
     assert node.exec("c1", "cat", "/root/data").stdout == "kept\n"
     assert owner_inside(node, "c1", "/srv/f") == "1000:1001"
     assert owner_inside(node, "c1", "/root/data") == "0:0"
