@@ -20,11 +20,11 @@ import ipaddress
 import secrets
 import shutil
 import time
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
-from osctl.protocol import CONFLICT, EXISTS, INVALID, NOT_FOUND, OsctlError
+from osctl.protocol import CONFLICT, EXISTS, INVALID, OsctlError
 from osctl.units import format_size
 
 from .. import archive
