@@ -209,6 +209,13 @@ def test_a_btrfs_copy_is_a_snapshot_that_takes_no_space_until_written(node):
                                             "2>/dev/null && sync").returncode == 0
     assert 8 << 20 <= exclusive() < 10 << 20  # what it wrote, its own now
 
+    # A snapshot a killed daemon left behind goes at the next start.
+    left = Path(rootfs).parent.parent / ".b2.snap-0badc0de"
+    subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", rootfs, str(left)], check=True)
+    node.restart()
+    assert snapshots_left(node, "fast") == []
+    assert f"removing {left}, a snapshot an interrupted copy or export left" in node.log_tail(200)
+
 
 def test_a_dir_copy_is_a_stopped_full_copy(node):
     node.osctl("user", "new", "alice")
