@@ -50,6 +50,9 @@ MAGIC = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"))
 # (security.capability, trusted.*), ACLs; no atime/ctime headers per file.
 TAR_FLAGS = ("--format=posix", "--pax-option=delete=atime,delete=ctime", "--numeric-owner",
              "--xattrs", "--xattrs-include=*", "--acls")
+# Reading a tree that changes (a running container copied live): a file
+# that changed or went meanwhile is no error (GNU tar then exits 1).
+TAR_LIVE = ("--ignore-failed-read", "--warning=no-file-changed", "--warning=no-file-removed")
 PROGRESS_EVERY = 2.0  # seconds between progress reports
 
 
@@ -76,18 +79,18 @@ def check_metadata(meta: object) -> dict:
 
 
 async def write(out: int, meta: dict, rootfs: Path, compression: str,
-                progress: Callable[[dict], None]) -> int:
-    """Write the archive of ``rootfs`` with ``meta`` to descriptor ``out``;
-    returns the bytes written (where ``out`` is a file). Progress is the
-    size of the file so far, every few seconds."""
+                progress: Callable[[dict], None], live: bool = False) -> int:
+    """Write the archive of ``rootfs`` (``live``: changing as it is read)
+    with ``meta`` to descriptor ``out``; returns the bytes written (where
+    ``out`` is a file). Progress is the size of the file so far."""
     with tempfile.TemporaryDirectory(prefix="osctld-export-") as tmp:
         (Path(tmp) / METADATA).write_text(json.dumps(meta, indent=1) + "\n")
         argv = ("tar", "-c", "-f", "-", *TAR_FLAGS, *TAR_COMPRESSION[compression],
-                "-C", tmp, METADATA,
+                *(TAR_LIVE if live else ()), "-C", tmp, METADATA,
                 # ./x -> rootfs/x, hard links' targets too, never a symlink's.
                 "--transform", rf"s,^\.,{ROOTFS},S", "-C", str(rootfs), ".")
         async with _watched(progress, "written", lambda: _size(out)):
-            await _tar(argv, stdin=None, stdout=out)
+            await _tar(argv, stdin=None, stdout=out, live=live)
     return _size(out)
 
 
@@ -175,29 +178,86 @@ def _offset(fd: int) -> int:
 # --- both ways --------------------------------------------------------------------------
 
 
-async def _tar(argv: tuple[str, ...], stdin: int | None, stdout: int | None) -> None:
-    """Run GNU tar to its end; cancelled, it is killed and reaped first, so a
-    rollback never races it."""
-    proc = await asyncio.create_subprocess_exec(
+async def _tar(argv: tuple[str, ...], stdin: int | None, stdout: int | None,
+               live: bool = False) -> None:
+    """Run GNU tar to its end (see ``_reap``); its failure as ``_failure`` says."""
+    proc = await _spawn(argv, stdin, stdout)
+    err = (await _reap(proc))[0]
+    if _failed(proc, live):
+        raise _failure(proc.returncode or 0, err, unpacking=stdin is not None)
+
+
+def _failed(proc: asyncio.subprocess.Process, live: bool) -> bool:
+    return proc.returncode not in ((0, 1) if live else (0,))
+
+
+async def _spawn(argv: tuple[str, ...], stdin: int | None,
+                 stdout: int | None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         *argv, stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=stdout if stdout is not None else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE)
+
+
+async def _reap(*procs: asyncio.subprocess.Process) -> list[str]:
+    """Wait for every process to end; their stderr. Cancelled, they are
+    killed and reaped first, so that a rollback never races one still at
+    work on what it is about to remove."""
     try:
-        _, err = await proc.communicate()
+        outs = await asyncio.gather(*(p.communicate() for p in procs))
     except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+        await asyncio.shield(asyncio.gather(*(p.wait() for p in procs)))
         raise
-    if proc.returncode == 0:
-        return
-    text = err.decode(errors="replace").strip()
-    why = f"tar failed: {'; '.join(text.splitlines()[-3:]) or f'exit {proc.returncode}'}"
-    if stdin is not None:  # unpacking: what it read is no archive, or is cut short
-        raise OsctlError(INVALID, why)
-    if proc.returncode == -signal.SIGPIPE or "status 141" in text or "Broken pipe" in text:
-        raise OsctlError(CANCELLED, f"the archive's reader went away ({why})")
-    raise OsctlError(INTERNAL, why)
+    return [err.decode(errors="replace").strip() for _, err in outs]
+
+
+def _failure(rc: int, text: str, unpacking: bool) -> OsctlError:
+    why = f"tar failed: {'; '.join(text.splitlines()[-3:]) or f'exit {rc}'}"
+    if unpacking:  # what it read is no archive, or is cut short
+        return OsctlError(INVALID, why)
+    if rc == -signal.SIGPIPE or "status 141" in text or "Broken pipe" in text:
+        return OsctlError(CANCELLED, f"the archive's reader went away ({why})")
+    return OsctlError(INTERNAL, why)
+
+
+async def copy_tree(src: Path, dst: Path, progress: Callable[[dict], None],
+                    live: bool = False) -> None:
+    """Copy tree ``src`` (``live``: changing as it is read) into the empty
+    directory ``dst`` as an export and an import would (owners, xattrs,
+    ACLs, hard links), through a pipe between two tars; progress is what
+    the first has written into it."""
+    r, w = os.pipe()
+    try:
+        reader = await _spawn(("tar", "-c", "-f", "-", *TAR_FLAGS, *(TAR_LIVE if live else ()),
+                               "-C", str(src), "."), None, w)
+        try:
+            writer = await _spawn(("tar", "-x", "-f", "-", "-p", *TAR_FLAGS, "-C", str(dst)),
+                                  r, None)
+        except BaseException:
+            await _reap(reader)  # it ends on the closed pipe
+            raise
+    finally:
+        os.close(r)
+        os.close(w)
+    async with _watched(progress, "copied", lambda: _written(reader.pid)):
+        errs = await _reap(reader, writer)
+    for proc, err, tolerant in ((writer, errs[1], False), (reader, errs[0], live)):
+        if _failed(proc, tolerant):  # the writer's error first: it says why
+            raise _failure(proc.returncode or 0, err, unpacking=False)
+
+
+def _written(pid: int) -> int:
+    """Bytes process ``pid`` has written so far (0 once it has gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 @contextlib.asynccontextmanager

@@ -40,7 +40,7 @@ from ..model.user import User
 from ..net import alloc
 from ..runtime.idmapped import remap_tree
 from ..storage import backend_for
-from ..storage.base import Backend, run
+from ..storage.base import Backend
 from ..undo import Undo
 from . import Context, Target, command, hold_instance, user_ref
 from . import user as user_commands
@@ -140,7 +140,7 @@ async def export(ctx: Context, id: str, compression: str = "zstd", live: bool = 
                        "live": live and not backend.snapshots}}
     async with readable(ctx, pstate, ct, backend, live, "ct.export") as tree:
         ctx.progress({"step": "rootfs", "message": f"writing {ct.id} ({compression})"})
-        size = await archive.write(out, meta, tree, compression, ctx.progress)
+        size = await archive.write(out, meta, tree, compression, ctx.progress, live)
     return {"id": ct.id, "pool": ct.pool, "bytes": size, "compression": compression,
             "snapshot": backend.snapshots}
 
@@ -311,8 +311,7 @@ async def copy(ctx: Context, id: str, new_id: str, pool: str | None = None,
             async def files(rootfs: Path) -> None:
                 ctx.progress({"step": "rootfs", "message": f"copying the files of {src.id}"})
                 await backend.create(rootfs)
-                await run("cp", "-a", "--reflink=auto", f"{tree}/.", str(rootfs),
-                          what=f"copying {src.id}")
+                await archive.copy_tree(tree, rootfs, ctx.progress, live)
 
             async def snapshot(rootfs: Path) -> None:
                 await backend.clone(tree, rootfs)

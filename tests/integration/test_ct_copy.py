@@ -225,6 +225,18 @@ def test_a_dir_copy_is_a_stopped_full_copy(node):
     p = node.osctl("ct", "copy", "c1", "c2", check=False)
     assert p.returncode == 6 and "--live" in p.stderr
     assert [c["id"] for c in node.osctl_json("ct", "ls")] == ["c1"]
+    # Copied as it runs, while it writes.
+    writer = subprocess.Popen([OSCTL, "--socket", str(node.socket), "ct", "exec", "c1", "--", "sh",
+                               "-c", "while :; do date >> /root/log; rm -f /root/t; "
+                                     "echo x > /root/t; done"])
+    try:
+        live = node.osctl_json("ct", "copy", "c1", "live", "--live")
+    finally:
+        writer.kill()
+        writer.wait()
+    assert live["state"] == "stopped"
+    assert (Path(node.osctl_json("ct", "show", "live")["rootfs"]) / "root" / "data").read_text() == "kept\n"
+    node.osctl("ct", "del", "live")
 
     node.osctl("ct", "stop", "c1")
     node.osctl("user", "set", "quota", "alice", "containers=1")  # a copy would be her second
