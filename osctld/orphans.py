@@ -14,6 +14,8 @@ request, so nothing removed here can be half way through being made:
   datasets are looked at: the one whose directory is not there;
 - a ``rootfs.new`` or ``rootfs.old`` beside a container's rootfs, left by
   ``ct reinstall`` (the old one is put back where the rootfs is missing);
+- a read-only snapshot a ``ct copy`` or ``ct export`` read from
+  (``<pool>/ct/.<id>.snap-<hex>``);
 - a temporary file is one in a directory only osctld writes (a pool's
   ``conf`` tree, the state directory's top level, the LXC directories).
 
@@ -32,6 +34,8 @@ from .model.naming import check_name
 from .store import TEMP_NAME
 
 log = logging.getLogger(__name__)
+# Read-only snapshots ``ct copy`` and ``ct export`` read from (commands/ct_copy.py).
+SNAPSHOT_GLOB = ".*.snap-*"
 
 
 def _ids(directory: Path) -> list[str]:
@@ -118,6 +122,12 @@ async def clean_pool(pstate, backend, containers) -> None:
     for ct_id in pstate.cts:
         remove_temp_files(lxc.ct_dir(pool.name, ct_id))
         await _reinstall_left(backend, pool.rootfs(ct_id))
+    for snap in sorted((pool.path / "ct").glob(SNAPSHOT_GLOB)):
+        log.warning("removing %s, a snapshot an interrupted copy or export left", snap)
+        try:
+            await backend.destroy(snap)
+        except Exception as e:
+            log.error("cannot remove %s: %s", snap, e)
 
 
 async def _reinstall_left(backend, rootfs: Path) -> None:
