@@ -142,18 +142,21 @@ async def send_config(ctx: Context, id: str, dest: str, as_id: str | None = None
     return {**ct.public(), "token": reply["token"]}
 
 
-async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, live: bool) -> SendLog:
+async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, live: bool,
+                handover: dict | None = None) -> tuple[SendLog, dict]:
     """One copy of the rootfs to the destination (full at ``rootfs``, else
-    incremental from the last one), its stage saved on both ends (the last
-    pass, not ``live``, is saved there by ``ct.receive.state``: one SSH
-    round trip less in the downtime)."""
+    incremental from the last one), its stage saved on both ends, and the
+    destination's reply. The last pass (not ``live``) is saved there by its
+    take-over; a btrfs stream carries the take-over itself (``handover``):
+    one SSH session less in the downtime."""
     node = ctx.node
     meter = streams.Meter(ctx.progress, str(step))
     rootfs = pstate.pool.rootfs(ct.id)
     if slog.stream == "rsync":
         await streams.rsync_send(node, slog.peer, slog.token, rootfs, meter, live)
+        reply = {}
         if live:
-            await channel.call(node, slog.peer, "ct.receive.synced", {"token": slog.token})
+            reply = await channel.call(node, slog.peer, "ct.receive.synced", {"token": slog.token})
         done = slog.after(step)
     else:
         backend = backend_for(pstate.pool)
@@ -163,15 +166,16 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
         async with Undo() as undo:
             await backend.snapshot(rootfs, snap)
             undo.push(backend.destroy, snap)
-            await streams.btrfs_send(node, slog.peer, "ct.receive.rootfs",
-                                     {"token": slog.token, "snapshot": snap.name,
-                                      "parent": slog.snapshot}, snap, parent, meter)
+            reply = await streams.btrfs_send(node, slog.peer, "ct.receive.rootfs",
+                                             {"token": slog.token, "snapshot": snap.name,
+                                              "parent": slog.snapshot, "state": handover},
+                                             snap, parent, meter)
         if parent is not None:
             await backend.destroy(parent)
         done = slog.after(step, snapshot=snap.name)
     assert done is not None
     _save(pstate, ct, done)
-    return done
+    return done, reply
 
 
 @command("ct.send.rootfs", mutating=True, target=Target("ct", "id"))
@@ -189,8 +193,7 @@ async def send_sync(ctx: Context, id: str) -> dict:
 async def _stage(ctx: Context, id: str, step: Step) -> dict:
     pstate, ct = ctx.node.registry.ct(id)
     async with hold_instance(ctx, ct, f"ct.send.{step}"):
-        slog = _sending(ct, step)
-        await _pass(ctx, pstate, ct, slog, step, live=True)
+        await _pass(ctx, pstate, ct, _sending(ct, step), step, live=True)
     return ct.public()
 
 
@@ -212,12 +215,17 @@ async def send_state(ctx: Context, id: str, start: bool = True, clone: bool = Fa
             await node.containers.stop(ct, STOP_TIMEOUT)
             node.containers.apply(ct, Event.MIGRATE)
             undo.push(node.containers.apply, ct, Event.STAY)
-            # The last pass: the state it stopped in (no vanished file is fine now).
-            slog = await _pass(ctx, pstate, ct, slog, Step.SYNC, live=False)
-            ctx.progress({"step": "state", "message": f"handing {ct.id} over to {slog.peer}"})
-            # Last: once it answers, the destination holds the container.
-            reply = await channel.call(node, slog.peer, "ct.receive.state", {
-                "token": slog.token, "start": was_running and start and not clone})
+            # The last pass: the state it stopped in (no vanished file is fine
+            # now), then the take-over: once it answers, the destination holds
+            # the container. A btrfs stream carries the take-over along.
+            handover = {"start": was_running and start and not clone}
+            ctx.progress({"step": "state", "message": f"last changes, then {slog.peer} takes it over"})
+            if slog.stream == "btrfs":
+                slog, reply = await _pass(ctx, pstate, ct, slog, Step.SYNC, False, handover)
+            else:
+                slog, _ = await _pass(ctx, pstate, ct, slog, Step.SYNC, live=False)
+                reply = await channel.call(node, slog.peer, "ct.receive.state",
+                                           {"token": slog.token, **handover})
         final = slog.after(Step.STATE, clone=clone)
         if clone:
             node.containers.apply(ct, Event.STAY)
@@ -394,6 +402,9 @@ async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
         _save(pstate, ct, slog.after(step, snapshot=snapshot))
     if parent is not None:
         await backend.destroy(recv / parent)
+    handover = args.get("state")
+    if isinstance(handover, dict):  # the last one: take the container over now
+        return await _take_over(rctx, pstate, ct, handover.get("start") is True)
     return {"stage": str(ct.send_log.stage) if ct.send_log else None}
 
 
@@ -427,11 +438,16 @@ async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
 
 @receive_verb("ct.receive.state")
 async def receive_state(rctx: ReceiveContext, args: dict) -> dict:
-    """The last incremental is here: the container becomes an ordinary
-    stopped one (its rootfs a writable snapshot of the last one received,
-    or the received tree; its disk quota set again), started if asked."""
-    node = rctx.node
+    """The last rsync pass is here: take the container over."""
     pstate, ct = _transfer(rctx, args)
+    return await _take_over(rctx, pstate, ct, args.get("start") is True)
+
+
+async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -> dict:
+    """The staged container becomes an ordinary stopped one (its rootfs a
+    writable snapshot of the last one received, or the received tree; its
+    disk quota set again), started if ``start``."""
+    node = rctx.node
     slog = ct.send_log
     assert slog is not None
     next_stage(DESTINATION, slog.stage, Step.STATE, f"container {ct.id}")
@@ -457,7 +473,7 @@ async def receive_state(rctx: ReceiveContext, args: dict) -> dict:
         with contextlib.suppress(OsctlError):
             node.keychain.remove(rctx.key.name)
     started, why = False, None
-    if args.get("start") is True:
+    if start:
         try:
             await node.containers.start(pstate, ct)
             started = True
