@@ -205,3 +205,28 @@ def test_ct_send_does_every_stage(pair):
     assert b.osctl_json("ct", "show", "bb2")["state"] == "running"
     wait_for(lambda: pair.router.pings("192.0.2.20"), message="the address to answer on B")
     nothing_left(a, "bb")
+
+
+def test_ctrl_c_cancels_and_the_destination_keeps_nothing(pair):
+    import signal
+    import subprocess
+
+    from tests.helpers.node import OSCTL
+
+    a, b = pair.nodes
+    small_ct(a)
+    a.exec("bb", "dd", "if=/dev/urandom", "of=/root/big", "bs=1M", "count=200")
+    p = subprocess.Popen([OSCTL, "--socket", str(a.socket), "ct", "send", "bb", b.dest],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert p.stderr is not None
+    seen = []
+    for line in p.stderr:  # the full copy has begun: its progress shows
+        seen.append(line)
+        if line.startswith("[rootfs]"):
+            break
+    p.send_signal(signal.SIGINT)
+    rest = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, "".join(seen) + rest
+    received_nothing(b)
+    shown = a.osctl_json("ct", "show", "bb")
+    assert (shown["state"], shown["send_log"]) == ("running", None)
