@@ -64,9 +64,12 @@ def test_a_running_container_moves_with_its_addresses(pair, backend):
     router = pair.router
     src_pool, dst_pool = pool_of(a, backend), pool_of(b, backend)
     running_ct(a, src_pool)
+    if backend == "btrfs":  # a disk quota (qgroup limit) goes along
+        a.osctl("ct", "set", "disk", "web", "3G")
     a.exec("web", "sh", "-c", "echo kept > /root/kept")
     for addr in ADDRS:
         wait_for(lambda: router.pings(addr), message=f"{addr} to answer on A")
+    assert cgroups_of(a, "web") != []
 
     a.osctl("ct", "send", "config", "web", b.dest, "--to-pool", dst_pool)
     staged = b.osctl_json("ct", "show", "web")
@@ -86,6 +89,10 @@ def test_a_running_container_moves_with_its_addresses(pair, backend):
     for addr in ADDRS:
         wait_for(lambda: router.pings(addr), message=f"{addr} to answer on B")
     assert a.osctl_json("ct", "show", "web")["state"] == "migrating"
+    if backend == "btrfs":
+        path = b.osctl_json("pool", "show", dst_pool)["path"]
+        limits = b.nsexec("btrfs", "qgroup", "show", "-r", "--raw", path).stdout
+        assert str(3 << 30) in limits, limits
     a.osctl("ct", "send", "cleanup", "web")
     nothing_left(a)
     # B's copy lives on as any other: it stops and starts.
