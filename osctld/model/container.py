@@ -19,6 +19,7 @@ from .lifecycle import State
 from .mount import Mount
 from .netif import NetIf
 from .prlimit import loaded as loaded_prlimits
+from .sendlog import SendLog, held_state
 from .units import SIZE_RANGE
 
 STOPPED, STARTING, RUNNING, STOPPING, FROZEN = (
@@ -66,6 +67,7 @@ class Container:
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
     attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
     mounts: list[Mount] = field(default_factory=list)  # binds of the node's paths
+    send_log: SendLog | None = None  # a transfer to or from another node (model/sendlog.py)
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -79,6 +81,7 @@ class Container:
         "id", "user", "distribution", "version", "template", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
         "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion", "attrs", "mounts",
+        "send_log",
     )
 
     def __post_init__(self) -> None:
@@ -102,6 +105,7 @@ class Container:
         self.deletion = Deletion.from_dict(self.deletion)
         self.attrs = loaded_attrs(self.attrs, where)
         self.mounts = [m if isinstance(m, Mount) else Mount.from_dict(m) for m in self.mounts]
+        self.send_log = SendLog.from_dict(self.send_log)
 
     @property
     def running(self) -> bool:
@@ -121,6 +125,7 @@ class Container:
         d["deletion"] = self.deletion and self.deletion.to_dict()
         d["attrs"] = dict(self.attrs)
         d["mounts"] = [m.to_dict() for m in self.mounts]
+        d["send_log"] = self.send_log and self.send_log.to_dict()
         return d
 
     @classmethod
@@ -128,6 +133,8 @@ class Container:
         ct = cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
         if ct.deletion:
             ct.state = ct.deletion.held_state(ct.state)
+        if ct.send_log:
+            ct.state = held_state(ct.send_log, ct.state)
         return ct
 
     def netif(self, name: str) -> NetIf:
