@@ -36,6 +36,16 @@ ERROR_CODES = frozenset(
 )
 
 
+# Exit statuses by error code (osctl's, and the receiving node's forced
+# command's), so scripts can tell "not found" from "busy".
+EXIT_CODES = {NOT_FOUND: 3, EXISTS: 4, INVALID: 2, BUSY: 5, CONFLICT: 6, DENIED: 7,
+              UNSUPPORTED: 8, CANCELLED: 130}
+
+
+def exit_code(code: str) -> int:
+    return EXIT_CODES.get(code, 1)
+
+
 class OsctlError(Exception):
     """An error with a wire code. Raised by daemon code, re-raised by clients."""
 

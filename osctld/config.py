@@ -211,6 +211,12 @@ class Config:
     deletion: DeletionPolicy = field(default_factory=DeletionPolicy)
     consumption: ConsumptionConfig = field(default_factory=ConsumptionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # The system user other nodes log in as over SSH to send servers here
+    # (its forced command reaches ``receive_socket``); null: receive nothing.
+    receive_user: str | None = "osctld-recv"
+    # The forced command's argv (before ``--socket S NAME``), run by sshd as
+    # the receive user; null: ``osctld-receive`` beside the daemon.
+    receive_command: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -281,6 +287,17 @@ class Config:
     @property
     def hook_socket(self) -> Path:
         return self.run_dir / "hook.sock"
+
+    @property
+    def receive_dir(self) -> Path:
+        """The receive socket and the generated authorized_keys, which the
+        receive user reads (sshd reads it as that user)."""
+        return self.run_dir / "receive"
+
+    @property
+    def send_dir(self) -> Path:
+        """This node's send key and the host keys of the nodes it sent to."""
+        return self.state_dir / "send"
 
     @classmethod
     def load(cls, path: Path | None) -> "Config":

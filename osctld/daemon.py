@@ -16,7 +16,10 @@ import asyncio
 import fcntl
 import logging
 import os
+import shutil
 import signal
+import sys
+from pathlib import Path
 
 from . import __version__, deletion, maintenance, startup, sysctls
 from .accounts import Accounts
@@ -43,8 +46,17 @@ from .runtime.statfs import StatfsProxy
 from .state import Registry
 from .subid import SubIds
 from .template import Templates
+from .transfer.keychain import Keychain
+from .transfer.receiver import Receiver, receive_uid
 
 log = logging.getLogger(__name__)
+
+
+def forced_command() -> str:
+    """``osctld-receive`` beside this osctld (the same installation), for
+    the authorized_keys lines."""
+    beside = Path(sys.executable).parent / "osctld-receive"
+    return str(beside) if beside.exists() else shutil.which("osctld-receive") or "osctld-receive"
 
 
 class Daemon:
@@ -71,6 +83,10 @@ class Daemon:
             subids=SubIds(config.state_dir / "subid-owned.yml"), cgroup_layout=layout,
             accounts=Accounts(config.state_dir / "accounts.yml"),
             consumption=Consumption(config.consumption, registry, locks, tree, net),
+            keychain=Keychain(config.state_dir / "receive-keys.yml",
+                              config.receive_dir / "authorized_keys",
+                              [*(config.receive_command or [forced_command()]),
+                               "--socket", str(config.receive_dir / "receive.sock")]),
         )
         # The runtimes report to the node, which did not exist when they were made.
         containers.on_state = node.on_ct_state
@@ -120,6 +136,7 @@ class Daemon:
         await asyncio.to_thread(node.containers.statfs.ensure)
         await startup.load(node)
         node.accounts.load()
+        node.keychain.load()
 
         hooks = HookSocket(cfg.hook_socket, node.registry, node.containers)
         await hooks.start()
@@ -131,6 +148,13 @@ class Daemon:
                                   gid=cfg.account_gid))
         for server in servers:
             await server.start()
+        receiver = None
+        uid = receive_uid(cfg.receive_user)
+        if uid is None:
+            log.warning("no receive user %s: this node receives no servers", cfg.receive_user)
+        else:
+            receiver = Receiver(node, cfg.receive_dir / "receive.sock", uid)
+            await receiver.start()
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -156,6 +180,8 @@ class Daemon:
         await asyncio.wait([windows])  # a maintenance's restart under way ends first
         for server in servers:
             await server.close()
+        if receiver is not None:
+            receiver.close()
         hooks.close()
         node.containers.exit_codes.close()
         await node.ops.cancel_all(timeout=30)

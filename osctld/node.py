@@ -3,8 +3,8 @@
 ``Daemon`` (daemon.py) builds a ``Node``, runs the servers around it and
 shuts down; commands receive it as ``ctx.node``. A node holds its parts
 (config, registry, locks, event bus, pools, the container and VM drivers,
-network, templates, history, the consumption sampler, operations in
-flight) and the little that joins two of them: a state change becomes an
+network, templates, history, the consumption sampler, the receive keychain,
+operations in flight) and the little that joins two of them: a state change becomes an
 event, a container's network follows its hooks.
 """
 
@@ -43,6 +43,7 @@ from .storage import backend_for
 from .subid import SubIds
 from .sysctls import Sysctl
 from .template import Templates
+from .transfer.keychain import Keychain
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Node:
     cgroup_layout: CgroupLayout
     accounts: Accounts  # who may use the account socket, with their permissions
     consumption: Consumption  # the sampler of consumption records
+    keychain: Keychain  # the keys other nodes may send servers here with
     started: float = field(default_factory=time.time)
     # Requests running, by "<connection>:<request id>" (what op.cancel names).
     ops: Ops = field(default_factory=Ops)

@@ -9,6 +9,7 @@ PACKAGES=(
     lxc lxc-dev lxcfs uidmap busybox-static debootstrap btrfs-progs iproute2
     qemu-system-x86 qemu-utils pkg-config gcc tar
     openssl  # vm passwd hashes the password (openssl passwd -6); optional on Debian 12
+    openssh-server openssh-client rsync  # moving servers between nodes (ct send, vm migrate)
     python3-venv python3-dev  # on a plain Debian 12: the venv, and headers to build python-lxc
 )
 TEST_PACKAGES=(
@@ -30,6 +31,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The user other nodes' osctld log in as to send servers here (ct send): no
+# password ("*", not locked: sshd refuses a locked account), a shell for the
+# forced command sshd runs, and keys only from the file osctld generates
+# (README: the sshd "Match User osctld-recv" block).
+if ! getent passwd osctld-recv >/dev/null; then
+    echo "setup: creating the system user osctld-recv"
+    useradd --system --user-group --create-home --home-dir /var/lib/osctld-recv \
+        --shell /bin/sh --password '*' osctld-recv
 fi
 
 # Other distributions' network tools, for the tests that run distconfig's

@@ -10,20 +10,11 @@ from typing import Any, Callable, Sequence
 import click
 
 from ..output import cell, render, sort_rows
-from ..protocol import OsctlError
+from ..protocol import OsctlError, exit_code  # noqa: F401 (exit_code: osctl's, from here)
 from ..units import grown, is_grow
 from .groups import Settings, listing_options
 
 pass_settings = click.make_pass_decorator(Settings)
-
-# Exit codes by error code, so scripts can tell "not found" from "busy".
-EXIT_CODES = {"invalid": 2, "not_found": 3, "exists": 4, "busy": 5, "conflict": 6,
-              "denied": 7, "unsupported": 8, "cancelled": 130}
-
-
-def exit_code(code: str) -> int:
-    return EXIT_CODES.get(code, 1)
-
 
 def with_examples(doc: str, *examples: str) -> str:
     """A command's help: ``doc``, then its examples, kept as lines by click."""

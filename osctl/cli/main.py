@@ -42,6 +42,9 @@ GROUPS = {
     "account": ("osctl.cli.account:account",
                 "Accounts: host users that act for tenants on the account socket."),
     "permission": ("osctl.cli.account:permission", "Permissions of accounts on resource groups."),
+    "send": ("osctl.cli.transfer:send", "Sending servers to other nodes: this node's send key."),
+    "receive": ("osctl.cli.transfer:receive",
+                "Receiving servers from other nodes: the keys they may send with."),
     "consumption": ("osctl.cli.consumption:consumption",
                     "Consumption records: traffic, running time and disk, per calendar month."),
 }

@@ -1,0 +1,167 @@
+"""The sending side: this node's send key, and calls of another node's
+receive verbs over SSH.
+
+``call`` runs ``ssh`` as the receive user of the destination with this
+node's key (``osctl send key gen``): sshd there runs the forced command,
+which hands the call to that daemon (``transfer/forced.py``). A stream (a
+descriptor: the read end of ``btrfs send`` or ``tar``) goes to ssh's stdin,
+counted for the caller's progress; the reply is the last line of ssh's
+stdout. Cancelled, the ssh process is killed: the receiving daemon sees its
+session end and cancels the verb there (rolling back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from osctl.protocol import BUSY, DENIED, EXISTS, INTERNAL, INVALID, NOT_FOUND, OsctlError
+
+from ..proc import run_tool
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+CHUNK = 1 << 20
+CONNECT_TIMEOUT = 10
+
+
+def key_path(node: Node) -> Path:
+    return node.config.send_dir / "key"
+
+
+def public_key(node: Node) -> str:
+    """This node's public send key, to add on the nodes it sends to."""
+    try:
+        return (key_path(node).with_suffix(".pub")).read_text().strip()
+    except FileNotFoundError:
+        raise OsctlError(NOT_FOUND, "this node has no send key: osctl send key gen") from None
+
+
+async def generate_key(node: Node, force: bool = False) -> str:
+    """A new ed25519 send key (the old one replaced only if ``force``)."""
+    key = key_path(node)
+    if key.exists() and not force:
+        raise OsctlError(EXISTS, "this node has a send key already: --force replaces it")
+    key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = key.with_name("key.new")
+    for p in (tmp, tmp.with_suffix(".new.pub")):
+        p.unlink(missing_ok=True)
+    rc, out = await run_tool("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                             f"osctld@{os.uname().nodename}", "-f", str(tmp))
+    if rc != 0:
+        raise OsctlError(INTERNAL, f"ssh-keygen failed: {out.strip()}")
+    os.replace(tmp.with_suffix(".new.pub"), key.with_suffix(".pub"))
+    os.replace(tmp, key)
+    return public_key(node)
+
+
+def split_dest(dest: str) -> tuple[str, str]:
+    """``host`` or ``host:port`` ([v6]:port) as (host, port)."""
+    host, port = dest, "22"
+    if dest.startswith("["):
+        host, _, rest = dest[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else port
+    elif dest.count(":") == 1:
+        host, port = dest.split(":")
+    if not host or host.startswith("-") or any(c.isspace() for c in host) \
+            or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OsctlError(INVALID, f"invalid destination {dest!r}: give host or host:port")
+    return host, port
+
+
+def ssh_argv(node: Node, dest: str, command: str) -> list[str]:
+    host, port = split_dest(dest)
+    key = key_path(node)
+    if not key.exists():
+        raise OsctlError(NOT_FOUND, "this node has no send key: osctl send key gen")
+    user = node.config.receive_user or "osctld-recv"
+    return ["ssh", "-F", "none", "-T", "-i", str(key), "-p", port, "-l", user,
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"UserKnownHostsFile={node.config.send_dir / 'known_hosts'}",
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
+            "--", host, command]
+
+
+def _pump(src: int, dst: int, counted: Callable[[int], None]) -> None:
+    """Copy ``src`` to ``dst`` until EOF (in a thread), telling ``counted``."""
+    try:
+        while True:
+            data = os.read(src, CHUNK)
+            if not data:
+                return
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view):]
+            counted(len(data))
+    except BrokenPipeError:
+        return  # ssh ended first: its exit says why
+    finally:
+        os.close(dst)
+
+
+def _reply(dest: str, rc: int, out: bytes, err: bytes) -> dict:
+    """The destination's reply (its last JSON line), or its error raised."""
+    lines = out.decode(errors="replace").strip().splitlines()
+    try:
+        reply = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        reply = None
+    why = err.decode(errors="replace").strip().splitlines()
+    if not isinstance(reply, dict):
+        # ssh's own failure: the key refused, or no way there (busy: try again).
+        last = why[-1] if why else f"ssh exited {rc}"
+        code = DENIED if "Permission denied" in last else BUSY
+        raise OsctlError(code, f"{dest}: {last}")
+    if "error" in reply:
+        e = OsctlError.from_wire(reply["error"])
+        raise OsctlError(e.code, f"{dest}: {e.message}", e.details)
+    return reply.get("ok") or {}
+
+
+async def call(node: Node, dest: str, verb: str, args: dict, *, stdin: int | None = None,
+               progress: Callable[[int], None] | None = None) -> dict:
+    """Call receive verb ``verb`` of the node at ``dest`` with ``args``,
+    feeding it ``stdin`` (a descriptor read to its end, left open) if given;
+    its reply, or its error (the destination's code, the message prefixed
+    by ``dest``)."""
+    argv = ssh_argv(node, dest, f"{verb} {json.dumps(args, separators=(',', ':'))}")
+    feeder = None
+    if stdin is None:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+    else:
+        loop = asyncio.get_running_loop()
+        sent = 0
+
+        def counted(n: int) -> None:
+            nonlocal sent
+            sent += n
+            if progress is not None:
+                loop.call_soon_threadsafe(progress, sent)
+
+        r, w = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=r, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except BaseException:
+            os.close(w)
+            raise
+        finally:
+            os.close(r)
+        feeder = asyncio.ensure_future(asyncio.to_thread(_pump, stdin, w, counted))
+    try:
+        out, err = await proc.communicate()
+        if feeder is not None:
+            await feeder  # ssh is gone: the pump's writes end too
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        raise
+    return _reply(dest, proc.returncode or 0, out, err)
