@@ -21,6 +21,7 @@ from .netif import NetIf
 from .units import SIZE_RANGE
 
 STOPPED, STARTING, RUNNING, STOPPING = State.STOPPED, State.STARTING, State.RUNNING, State.STOPPING
+STAGED, MIGRATING = State.STAGED, State.MIGRATING
 
 
 def _mib(n: int) -> str:
@@ -47,6 +48,38 @@ class VmLimits:
             raise OsctlError(INVALID, f"disk must be at least {_mib(self.min_disk)}, got {_mib(disk)}")
 
 
+OUT, IN = "out", "in"
+
+
+@dataclass
+class VmTransfer:
+    """A move between nodes under way, kept in the VM's config so that a
+    daemon restarted mid-way knows it: ``out`` on the source (being sent to
+    ``peer``), ``in`` on the destination (received from ``peer``: staged
+    until it arrives). ``live``: the guest runs throughout."""
+
+    direction: str
+    peer: str
+    live: bool
+    token: str  # names the transfer in the calls between the two nodes
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.direction not in (OUT, IN):
+            raise OsctlError(INVALID, f"a transfer goes {OUT} or {IN}, not {self.direction!r}")
+
+    def to_dict(self) -> dict:
+        return {"direction": self.direction, "peer": self.peer, "live": self.live,
+                "token": self.token, "started": self.started}
+
+    @classmethod
+    def from_dict(cls, d: "dict | VmTransfer | None") -> "VmTransfer | None":
+        if d is None or isinstance(d, VmTransfer):
+            return d
+        return cls(direction=str(d["direction"]), peer=str(d["peer"]), live=bool(d["live"]),
+                   token=str(d["token"]), started=float(d.get("started", 0)))
+
+
 @dataclass
 class VM:
     kind: ClassVar[str] = "vm"  # as Container.kind
@@ -70,6 +103,7 @@ class VM:
     netifs: list[NetIf] = field(default_factory=list)
     flavor: str | None = None  # the flavor its cores, memory and disk were last set from
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
+    transfer: VmTransfer | None = None  # a move to or from another node under way
     # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
     state: State = field(default=STOPPED, compare=False)
     pid: int | None = field(default=None, compare=False)
@@ -80,7 +114,8 @@ class VM:
     net_pending: bool = field(default=False, compare=False)
 
     PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
-                 "hostname", "group", "online", "created", "netifs", "flavor", "deletion")
+                 "hostname", "group", "online", "created", "netifs", "flavor", "deletion",
+                 "transfer")
 
     def __post_init__(self) -> None:
         check_name("vm", self.id)
@@ -95,6 +130,7 @@ class VM:
         self.disk = SIZE_RANGE.clamp(f"{where}: disk", self.disk)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
         self.deletion = Deletion.from_dict(self.deletion)
+        self.transfer = VmTransfer.from_dict(self.transfer)
 
     def netif(self, name: str) -> NetIf:
         for n in self.netifs:
@@ -116,6 +152,7 @@ class VM:
         d = {k: getattr(self, k) for k in self.PERSISTED}
         d["netifs"] = [n.to_dict() for n in self.netifs]
         d["deletion"] = self.deletion and self.deletion.to_dict()
+        d["transfer"] = self.transfer and self.transfer.to_dict()
         return d
 
     @classmethod
@@ -123,6 +160,8 @@ class VM:
         vm = cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
         if vm.deletion:
             vm.state = vm.deletion.held_state(vm.state)
+        if vm.transfer and vm.transfer.direction == IN:
+            vm.state = STAGED  # received, not yet arrived: not startable
         return vm
 
     def public(self) -> dict:

@@ -42,10 +42,10 @@ from osctl.protocol import INTERNAL, INVALID, OsctlError
 
 from ..undo import Undo
 from .qmp import Qmp, QmpError
-from .vm import DISK_NODE
 
 log = logging.getLogger(__name__)
 
+DISK_NODE = "disk0"  # the block node of a VM's disk (runtime/vm.py's command line)
 EXPORT = DISK_NODE  # the NBD export's id and name
 JOB = "migrate-disk"
 # How often the source's jobs are looked at.
@@ -73,11 +73,10 @@ class Endpoints:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Endpoints":
-        try:
-            ends = cls(str(d["migrate"]), str(d["nbd"]))
-        except (KeyError, TypeError):
-            raise OsctlError(INVALID, f"not migration endpoints: {d!r}") from None
+    def from_dict(cls, d: object) -> "Endpoints":
+        if not isinstance(d, dict) or not {"migrate", "nbd"} <= d.keys():
+            raise OsctlError(INVALID, f"not migration endpoints: {d!r}")
+        ends = cls(str(d["migrate"]), str(d["nbd"]))
         if not (ends.migrate.startswith(("tcp:", "unix:")) and ends.nbd.startswith("nbd")):
             raise OsctlError(INVALID, f"not migration endpoints: {d!r}")
         return ends
