@@ -213,9 +213,7 @@ class Network:
         done: list[str] = []
         try:
             for n in vm.netifs:
-                hp = self.host_plan(n)
-                if not routed:
-                    hp = dataclasses.replace(hp, routes=frozenset())
+                hp = self._vm_plan(n, routed)
 
                 def work(ipr, hp=hp) -> None:
                     netlink.delete_netif(ipr, hp.veth)  # a stale one from a crash
@@ -229,11 +227,16 @@ class Network:
             raise
         return done
 
-    async def vm_route(self, vm: VM) -> None:
-        """Route a VM's addresses to its taps (made by ``vm_up`` unrouted)."""
+    async def vm_route(self, vm: VM, routed: bool = True) -> None:
+        """Route a VM's addresses to its taps (made by ``vm_up`` unrouted), or
+        (not ``routed``) take its routes away: it runs elsewhere now."""
         for n in vm.netifs:
-            hp = self.host_plan(n)
+            hp = self._vm_plan(n, routed)
             await self._host(lambda ipr, hp=hp: netlink.sync_host(ipr, hp))
+
+    def _vm_plan(self, netif: NetIf, routed: bool) -> plan.HostPlan:
+        hp = self.host_plan(netif)
+        return hp if routed else dataclasses.replace(hp, routes=frozenset())
 
     async def own_address(self, peer: str) -> str:
         """The node's address that ``peer`` is reached from (the kernel's

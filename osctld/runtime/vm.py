@@ -377,14 +377,17 @@ class Vms:
 
     async def send_live(self, vm: VM, target: vm_migrate.Target, tuning: vm_migrate.Tuning,
                         progress: vm_migrate.Progress) -> dict:
-        """Move the running guest to ``target`` (migrating meanwhile); once it
-        runs there, this QEMU quits and its taps (with their routes) and
-        cgroup go. On failure it runs on here, and the error goes on."""
+        """Move the running guest to ``target`` (migrating meanwhile); its
+        routes go once it is paused here for good (so that the provider's
+        network finds it at the destination at once), and once it runs
+        there, this QEMU quits and its taps and cgroup go. On failure it
+        runs on here, routed again, and the error goes on."""
         qmp = self._qmp(vm)
         pid, cores, memory = vm.pid, vm.running_cores, vm.running_memory
         self.apply(vm, Event.MIGRATE_LIVE)
         try:
-            figures = await vm_migrate.send(qmp, target, tuning, progress)
+            figures = await vm_migrate.send(qmp, target, tuning, progress,
+                                            lambda routed: self.net.vm_route(vm, routed))
         except BaseException:
             if vm.state == MIGRATING:  # its QEMU did not die meanwhile
                 self.apply(vm, Event.RESUME, pid)
@@ -415,11 +418,12 @@ class Vms:
             raise
 
     async def arrive(self, vm: VM) -> None:
-        """The guest's RAM and disk are here: its addresses routed here, its
-        disk export stopped, and it runs."""
+        """Once the guest's RAM and disk are here (``vm_migrate.landed``): its
+        addresses routed here, and it runs."""
         qmp = self._qmp(vm)
+        await vm_migrate.landed(qmp)
         await self.net.vm_route(vm)
-        await vm_migrate.resume(qmp)
+        await qmp.execute("cont")
         self.apply(vm, Event.ARRIVE, self._read_pid(vm))
 
     async def drop_incoming(self, vm: VM) -> None:

@@ -36,7 +36,7 @@ import logging
 import socket
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Awaitable, Callable, Iterator, Protocol
 
 from osctl.protocol import INTERNAL, INVALID, OsctlError
 
@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 DISK_NODE = "disk0"  # the block node of a VM's disk (runtime/vm.py's command line)
 EXPORT = DISK_NODE  # the NBD export's id and name
 JOB = "migrate-disk"
-# How often the source's jobs are looked at.
+# How often the source's jobs are looked at, and (FAST_POLL) what decides
+# the guest's pause: the end of the migration, at both ends.
 POLL = 0.1
+FAST_POLL = 0.01
 # QEMU's own default bandwidth (128 MiB/s) is too low for a LAN and does not
 # apply to the mirror; migration may use what the link gives.
 MAX_BANDWIDTH = 16 << 30
@@ -99,7 +101,10 @@ class Target(Protocol):
         ...
 
     async def resume(self) -> None:
-        """The migration completed: stop the disk export and run the guest."""
+        """Wait for the guest (the migration completed, the source's mirror
+        gone from the export), stop the disk export and run it. Called as
+        the RAM migration starts, so that its round trip is not part of the
+        guest's pause; cancelled if the source gives up."""
         ...
 
     async def abort(self) -> None:
@@ -136,15 +141,28 @@ async def listen(qmp: Qmp, host: str) -> Endpoints:
                      nbd=f"nbd://{_host_port(host, nbd_port)}/{EXPORT}")
 
 
-async def resume(qmp: Qmp) -> None:
-    """The RAM has arrived and the source's mirror let go of the disk: stop
-    the export (its writer would conflict with the guest's) and run."""
-    status = (await qmp.execute("query-migrate")).get("status")
-    if status != "completed":
-        raise OsctlError(INTERNAL, f"the incoming migration is {status}, not completed")
-    await qmp.execute("block-export-del", {"id": EXPORT})
+async def landed(qmp: Qmp) -> None:
+    """Wait until the guest is all here: the RAM arrived (the incoming
+    migration completed) and the source's mirror let go of the export (a
+    ``safe`` delete is refused while it is connected); then stop the NBD
+    server, whose writer would conflict with the guest's. The caller runs
+    it (``cont``)."""
+    while True:
+        status = (await qmp.execute("query-migrate")).get("status")
+        if status == "completed":
+            break
+        if status in ("failed", "cancelled"):
+            raise OsctlError(INTERNAL, f"the incoming migration {status}")
+        await asyncio.sleep(FAST_POLL)
+    while True:
+        try:
+            await qmp.execute("block-export-del", {"id": EXPORT, "mode": "safe"})
+            break
+        except QmpError as e:
+            if "in use" not in e.message:
+                raise
+        await asyncio.sleep(FAST_POLL)
     await qmp.execute("nbd-server-stop")
-    await qmp.execute("cont")
 
 
 # --- the source ---------------------------------------------------------------------------
@@ -209,7 +227,7 @@ async def migrate_ram(qmp: Qmp, ends: Endpoints, tuning: Tuning, progress: Progr
         sent, rate = ram.get("transferred", 0), int(ram.get("mbps", 0) * 1e6 / 8)
         progress({"step": "ram", "bytes": sent, "total": ram.get("total", 0), "rate": rate,
                   "message": f"RAM {_mib(sent)} sent, {_mib(ram.get('remaining', 0))} left"})
-        await asyncio.sleep(POLL)
+        await asyncio.sleep(FAST_POLL)
 
 
 async def release_disk(qmp: Qmp) -> None:
@@ -226,7 +244,7 @@ async def release_disk(qmp: Qmp) -> None:
             if job.get("error"):
                 raise OsctlError(INTERNAL, f"the disk mirror ended with an error: {job['error']}")
             return
-        await asyncio.sleep(POLL)
+        await asyncio.sleep(FAST_POLL)
     raise OsctlError(INTERNAL, "the disk mirror did not end within 30 s")
 
 
@@ -270,13 +288,21 @@ async def stay(qmp: Qmp) -> None:
         await _quietly(qmp, "job-dismiss", {"id": JOB})
 
 
+async def _cancel(task: asyncio.Future) -> None:
+    task.cancel()
+    await asyncio.wait([task])
+
+
 async def send(qmp: Qmp, target: Target, tuning: Tuning,
-               progress: Progress = lambda data: None) -> dict:
+               progress: Progress = lambda data: None,
+               handover: Callable[[bool], Awaitable[None]] | None = None) -> dict:
     """Move the running guest of ``qmp`` to ``target``. On success the
     guest runs there and the source QEMU is paused, its disk in sync, for
     the caller to quit; returns QEMU's figures (downtime_ms, total_ms,
-    bytes). On failure or cancellation the source runs on and the target
-    is aborted, then the error goes on."""
+    bytes). ``handover(False)`` runs once the source is paused for good
+    (the caller's routes go; ``handover(True)`` brings them back on a
+    failure after it). On failure or cancellation the source runs on and
+    the target is aborted, then the error goes on."""
     async with Undo() as undo:
         undo.push(target.abort)
         progress({"step": "prepare", "message": "starting the destination QEMU"})
@@ -284,8 +310,13 @@ async def send(qmp: Qmp, target: Target, tuning: Tuning,
         undo.push(stay, qmp)
         await mirror(qmp, ends, progress)
         progress({"step": "ram", "message": "disk in sync; migrating the RAM"})
+        resumed = asyncio.ensure_future(target.resume())
+        undo.push(_cancel, resumed)
         figures = await migrate_ram(qmp, ends, tuning, progress)
+        if handover is not None:
+            undo.push(handover, True)
+            await handover(False)
         await release_disk(qmp)
         progress({"step": "resume", "message": "resuming on the destination"})
-        await target.resume()
+        await resumed
     return figures

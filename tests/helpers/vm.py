@@ -90,3 +90,15 @@ def type_on_console(path: Path, text: bytes) -> None:
             s.sendall(text[i:i + 8])
             time.sleep(0.05)
         time.sleep(0.5)
+
+
+def vm_cluster_with_tiny(cluster, user: str, address: str) -> None:
+    """``user`` on every node of a started ``cluster``; VM v1 (the tiny VM,
+    256 MiB) on the first node, with one netif holding ``address``."""
+    for n in cluster.nodes:
+        n.osctl("user", "new", user)
+    a = cluster.nodes[0]
+    a.osctl("vm", "new", "v1", "--user", user, "--template", "tinyvm",
+            "-c", "1", "-m", "256M", "-d", "10G")
+    a.osctl("vm", "netif", "new", "v1", "eth0")
+    a.osctl("vm", "netif", "ip", "add", "v1", "eth0", address)

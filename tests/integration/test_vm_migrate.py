@@ -78,9 +78,10 @@ class BareTarget:
         return await vm_migrate.listen(self.qemu.qmp, "127.0.0.1")
 
     async def resume(self) -> None:
+        await vm_migrate.landed(self.qemu.qmp)
         if self.fail_resume:  # a bad argument to the last step
             await self.qemu.qmp.execute("block-export-del", {"id": "no-such-export"})
-        await vm_migrate.resume(self.qemu.qmp)
+        await self.qemu.qmp.execute("cont")
 
     async def abort(self) -> None:
         self.aborted = True

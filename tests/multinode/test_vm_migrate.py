@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import require
 from tests.helpers.vm import (COUNTER, counted, disk_counter, have_qemu, type_on_console,
-                              vm_node_config, wait_console)
+                              vm_cluster_with_tiny, vm_node_config, wait_console)
 from tests.helpers.wait import wait_for
 from tests.integration.test_vm import qemu_alive
 
@@ -25,17 +25,11 @@ ADDR = "192.0.2.20"
 @pytest.fixture
 def vm_pair(make_cluster, tinyvm_image, tmp_path):
     """Nodes A and B that run VMs; B trusts A; user vmuser on both; VM v1 on
-    A with a public address, running its counter."""
+    A (stopped) with a public address."""
     require(have_qemu())
     cluster = make_cluster(**vm_node_config(tmp_path))
-    a, b = cluster.nodes
-    cluster.trust(a, b, "a")
-    for n in (a, b):
-        n.osctl("user", "new", "vmuser")
-    a.osctl("vm", "new", "v1", "--user", "vmuser", "--template", "tinyvm",
-            "-c", "1", "-m", "256M", "-d", "10G")
-    a.osctl("vm", "netif", "new", "v1", "eth0")
-    a.osctl("vm", "netif", "ip", "add", "v1", "eth0", ADDR)
+    cluster.trust(*cluster.nodes, "a")
+    vm_cluster_with_tiny(cluster, "vmuser", ADDR)
     return cluster
 
 

@@ -66,8 +66,11 @@ class FakeSource:
 
 
 class FakeTarget:
-    def __init__(self, fail: str | None = None):
-        self.fail = fail
+    """The destination: its resume waits, as ``landed`` does, for the
+    migration to complete and the source's mirror to be gone."""
+
+    def __init__(self, src: FakeSource, fail: str | None = None):
+        self.src, self.fail = src, fail
         self.calls: list[str] = []
 
     async def _step(self, name: str):
@@ -80,28 +83,46 @@ class FakeTarget:
         return ENDS
 
     async def resume(self) -> None:
+        self.calls.append("waits")
+        try:
+            while not (self.src.migration == "completed" and self.src.job is None):
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.calls.append("cancelled")
+            raise
         await self._step("resume")
 
     async def abort(self) -> None:
         self.calls.append("abort")
 
 
-def run(src: FakeSource, target: FakeTarget, progress=lambda data: None) -> dict:
+def run(src: FakeSource, target: FakeTarget, progress=lambda data: None, handover=None) -> dict:
     return asyncio.run(vm_migrate.send(src, target, vm_migrate.Tuning(downtime_limit=250),
-                                       progress))
+                                       progress, handover))
 
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch):
     monkeypatch.setattr(vm_migrate, "POLL", 0)
+    monkeypatch.setattr(vm_migrate, "FAST_POLL", 0)
 
 
 def test_the_sequence_in_order():
-    src, target = FakeSource(), FakeTarget()
+    src = FakeSource()
+    target = FakeTarget(src)
     steps: list[str] = []
-    figures = run(src, target, lambda data: steps.append(data["step"]))
+    routed: list[tuple[bool, str]] = []
+
+    async def handover(on: bool) -> None:
+        routed.append((on, src.run_state))
+
+    figures = run(src, target, lambda data: steps.append(data["step"]), handover)
     assert figures == {"downtime_ms": 12, "total_ms": 80, "bytes": 20}
-    assert target.calls == ["prepare", "resume"]
+    # The destination was asked to resume before the RAM went, and did once it was all there.
+    assert target.calls == ["prepare", "waits", "resume"]
+    assert src.sent.index("migrate") > src.sent.index("drive-mirror")
+    # The routes went once the source was paused for good, and stayed away.
+    assert routed == [(False, "postmigrate")]
     order = [c for c in src.sent if not c.startswith("query-")]
     assert order == ["drive-mirror", "migrate-set-capabilities", "migrate-set-parameters",
                      "migrate", "block-job-cancel", "job-dismiss"]
@@ -117,44 +138,55 @@ def test_the_sequence_in_order():
 
 @pytest.mark.parametrize("fail", ["drive-mirror", "migrate-set-parameters", "migrate"])
 def test_a_source_step_failing_undoes_everything(fail):
-    src, target = FakeSource(fail=fail), FakeTarget()
+    src = FakeSource(fail=fail)
+    target = FakeTarget(src)
     with pytest.raises(QmpError, match="injected"):
         run(src, target)
-    assert target.calls == ["prepare", "abort"]
+    waited = [] if fail == "drive-mirror" else ["waits", "cancelled"]
+    assert target.calls == ["prepare", *waited, "abort"]
     assert src.run_state == "running" and "cont" not in src.sent
     assert src.job is None  # cancelled and dismissed, or never made
     assert src.sent.index("migrate_cancel") > src.sent.index(fail)
 
 
 def test_a_failed_migration_is_cancelled_and_the_mirror_with_it():
-    src, target = FakeSource(migration_ends="failed"), FakeTarget()
+    src = FakeSource(migration_ends="failed")
+    target = FakeTarget(src)
     with pytest.raises(OsctlError, match="failed: link down"):
         run(src, target)
     assert src.args["block-job-cancel"] == {"device": vm_migrate.JOB, "force": True}
-    assert src.job is None and target.calls == ["prepare", "abort"]
+    assert src.job is None and target.calls == ["prepare", "waits", "cancelled", "abort"]
     assert src.run_state == "running"
 
 
 def test_the_destination_failing_to_resume_resumes_the_source():
     """The migration completed and paused the source: a destination that
     cannot run the guest means the source runs it again."""
-    src, target = FakeSource(), FakeTarget(fail="resume")
+    src = FakeSource()
+    target = FakeTarget(src, fail="resume")
+    routed: list[bool] = []
+
+    async def handover(on: bool) -> None:
+        routed.append(on)
+
     with pytest.raises(OsctlError, match="resume injected"):
-        run(src, target)
-    assert target.calls == ["prepare", "resume", "abort"]
-    assert "cont" in src.sent
-    assert src.run_state == "running"
+        run(src, target, handover=handover)
+    assert target.calls == ["prepare", "waits", "resume", "abort"]
+    assert "cont" in src.sent and src.run_state == "running"
+    assert routed == [False, True]  # routed here again
 
 
 def test_a_destination_failing_to_prepare_is_aborted_and_the_source_untouched():
-    src, target = FakeSource(), FakeTarget(fail="prepare")
+    src = FakeSource()
+    target = FakeTarget(src, fail="prepare")
     with pytest.raises(OsctlError, match="prepare injected"):
         run(src, target)
     assert target.calls == ["prepare", "abort"] and src.sent == []
 
 
 def test_a_cancel_midway_rolls_back():
-    src, target = FakeSource(), FakeTarget()
+    src = FakeSource()
+    target = FakeTarget(src)
 
     def cancel_at_ram(data: dict) -> None:
         if data["step"] == "ram" and "bytes" in data:
@@ -162,7 +194,7 @@ def test_a_cancel_midway_rolls_back():
 
     with pytest.raises(asyncio.CancelledError):
         run(src, target, cancel_at_ram)
-    assert target.calls == ["prepare", "abort"]
+    assert target.calls == ["prepare", "waits", "cancelled", "abort"]
     assert "migrate_cancel" in src.sent and src.run_state == "running" and src.job is None
 
 
