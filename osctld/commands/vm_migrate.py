@@ -149,13 +149,18 @@ class Destination:
     async def resume(self) -> None:
         await channel.call(self.ctx.node, self.dest, "vm.receive.finish", self._args())
 
-    async def abort(self) -> None:
-        """Best effort: a destination that never registered the VM says not found."""
+    async def abort(self) -> bool:
+        """False if the guest runs there already (a conflict says so); else
+        best effort: a destination that never registered the VM says not
+        found, one that cannot be reached keeps a staged VM until told."""
         try:
             await channel.call(self.ctx.node, self.dest, "vm.receive.abort", self._args())
         except OsctlError as e:
+            if e.code == CONFLICT:
+                return False
             if e.code != NOT_FOUND:
                 log.warning("VM %s: aborting the transfer at %s: %s", self.vm.id, self.dest, e)
+        return True
 
 
 def _every(progress: Callable[[dict], None], seconds: float) -> Callable[[dict], None]:
@@ -328,28 +333,53 @@ async def _untar(files: VmFiles, stdin: int, with_disk: bool) -> None:
             raise OsctlError(INVALID, f"the VM's files came without {name}")
 
 
+# The finish calls waiting for their guest, by VM (an abort cancels one), and
+# the tokens of the transfers that arrived since the daemon started (a late
+# abort of one is told that the guest runs here).
+_waiting: dict[tuple[str, str], asyncio.Task] = {}
+_arrived: set[str] = set()
+
+
 @receive_verb("vm.receive.finish")
 async def receive_finish(rctx: ReceiveContext, args: dict) -> dict:
-    """The VM is here: live, the guest resumes here; stopped, it is an
-    ordinary stopped VM."""
+    """The VM is here: live, the guest resumes here once it is all here (the
+    call is made as the RAM migration starts); stopped, it is an ordinary
+    stopped VM."""
     node = rctx.node
     pstate, vm = _staged(rctx, args)
-    async with _held(rctx, vm, "vm.receive.finish"):
-        if vm.transfer.live:
-            await node.vms.arrive(vm)
-        else:
-            node.vms.apply(vm, Event.ADOPT)
-        vm.transfer = None
-        pstate.save_vm(vm)
+    key = (vm.pool, vm.id)
+    task = asyncio.current_task()
+    assert task is not None
+    _waiting[key] = task
+    try:
+        async with _held(rctx, vm, "vm.receive.finish"):
+            if vm.transfer.live:
+                await node.vms.arrive(vm)
+            else:
+                node.vms.apply(vm, Event.ADOPT)
+            _arrived.add(vm.transfer.token)
+            vm.transfer = None
+            pstate.save_vm(vm)
+    finally:
+        if _waiting.get(key) is task:
+            del _waiting[key]
     node.events.publish("add", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {"id": vm.id, "pool": vm.pool, "state": vm.state}
 
 
 @receive_verb("vm.receive.abort")
 async def receive_abort(rctx: ReceiveContext, args: dict) -> dict:
-    """The staged VM goes, with its incoming QEMU and whatever was received."""
+    """The staged VM goes, with its incoming QEMU and whatever was received
+    (a finish waiting for it is cancelled first); a conflict if the guest
+    runs here already."""
     node = rctx.node
+    if _text(args, "token") in _arrived:
+        raise OsctlError(CONFLICT, f"VM {args.get('id')} arrived here already")
     pstate, vm = _staged(rctx, args)
+    waiting = _waiting.get((vm.pool, vm.id))
+    if waiting is not None:
+        waiting.cancel()
+        await asyncio.wait([waiting])
     async with _held(rctx, vm, "vm.receive.abort"):
         if vm.state != STAGED:
             raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: it arrived already")

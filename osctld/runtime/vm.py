@@ -397,6 +397,29 @@ class Vms:
         await self._settled(vm)
         return figures
 
+    async def handed_over(self, vm: VM) -> bool:
+        """After a daemon restart, a live send this node had under way: True
+        if the guest was handed over (the migration completed and the mirror
+        let go: the destination runs it, or will), this QEMU then quit."""
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is None:
+            return False
+        status = (await qmp.execute("query-status")).get("status")
+        mirrored = any(j.get("device") == vm_migrate.JOB for j in await qmp.execute("query-block-jobs"))
+        if status != "postmigrate" or mirrored:
+            return False
+        await self._quit(vm, qmp)
+        await self._settled(vm)
+        return True
+
+    async def keep(self, vm: VM) -> None:
+        """A live send undone once the destination dropped its part: the
+        guest runs on here, routed again."""
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is not None:
+            await vm_migrate.stay(qmp)
+            await self.net.vm_route(vm)
+
     async def receive_live(self, pstate, vm: VM, running: VM, host: str) -> vm_migrate.Endpoints:
         """The destination's start: the staged VM's QEMU, sized as ``running``
         (the source's), paused and listening on ``host`` for the guest; its
@@ -422,9 +445,12 @@ class Vms:
         addresses routed here, and it runs."""
         qmp = self._qmp(vm)
         await vm_migrate.landed(qmp)
-        await self.net.vm_route(vm)
-        await qmp.execute("cont")
-        self.apply(vm, Event.ARRIVE, self._read_pid(vm))
+
+        async def run() -> None:  # once begun, not cancelled half way
+            await self.net.vm_route(vm)
+            await qmp.execute("cont")
+            self.apply(vm, Event.ARRIVE, self._read_pid(vm))
+        await asyncio.shield(run())
 
     async def drop_incoming(self, vm: VM) -> None:
         """A staged VM's incoming QEMU gone, with its taps and cgroup."""

@@ -107,8 +107,9 @@ class Target(Protocol):
         guest's pause; cancelled if the source gives up."""
         ...
 
-    async def abort(self) -> None:
-        """Remove its QEMU and whatever was made for it; safe at any point."""
+    async def abort(self) -> bool:
+        """Remove its QEMU and whatever was made for it; safe at any point.
+        False if it cannot: the guest runs there already."""
         ...
 
 
@@ -301,22 +302,44 @@ async def send(qmp: Qmp, target: Target, tuning: Tuning,
     the caller to quit; returns QEMU's figures (downtime_ms, total_ms,
     bytes). ``handover(False)`` runs once the source is paused for good
     (the caller's routes go; ``handover(True)`` brings them back on a
-    failure after it). On failure or cancellation the source runs on and
-    the target is aborted, then the error goes on."""
-    async with Undo() as undo:
-        undo.push(target.abort)
-        progress({"step": "prepare", "message": "starting the destination QEMU"})
-        ends = await target.prepare()
-        undo.push(stay, qmp)
-        await mirror(qmp, ends, progress)
-        progress({"step": "ram", "message": "disk in sync; migrating the RAM"})
-        resumed = asyncio.ensure_future(target.resume())
-        undo.push(_cancel, resumed)
-        figures = await migrate_ram(qmp, ends, tuning, progress)
-        if handover is not None:
-            undo.push(handover, True)
-            await handover(False)
-        await release_disk(qmp)
-        progress({"step": "resume", "message": "resuming on the destination"})
-        await resumed
+    failure after it). On failure or cancellation the target is aborted
+    and the source runs on, then the error goes on; unless the target
+    says the guest runs there already (the last reply was lost): then it
+    moved, and the source must not run it again."""
+    arrived, handed_over = False, False
+
+    async def drop_target() -> None:
+        nonlocal arrived
+        arrived = not await target.abort()
+
+    async def stay_here() -> None:
+        if arrived:
+            return
+        await stay(qmp)
+        if handed_over and handover is not None:
+            await handover(True)
+
+    figures: dict = {}
+    try:
+        async with Undo() as undo:
+            undo.push(stay_here)  # runs after drop_target, which tells whether it may
+            undo.push(drop_target)
+            progress({"step": "prepare", "message": "starting the destination QEMU"})
+            ends = await target.prepare()
+            await mirror(qmp, ends, progress)
+            progress({"step": "ram", "message": "disk in sync; migrating the RAM"})
+            resumed = asyncio.ensure_future(target.resume())
+            undo.push(_cancel, resumed)
+            figures = await migrate_ram(qmp, ends, tuning, progress)
+            if handover is not None:
+                handed_over = True
+                await handover(False)
+            await release_disk(qmp)
+            progress({"step": "resume", "message": "resuming on the destination"})
+            await resumed
+    except BaseException as e:
+        if not arrived:
+            raise
+        log.warning("the destination runs the guest although its last reply failed (%s): "
+                    "it moved", e or type(e).__name__)
     return figures

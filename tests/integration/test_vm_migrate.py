@@ -83,12 +83,13 @@ class BareTarget:
             await self.qemu.qmp.execute("block-export-del", {"id": "no-such-export"})
         await self.qemu.qmp.execute("cont")
 
-    async def abort(self) -> None:
+    async def abort(self) -> bool:
         self.aborted = True
         if self.qemu.qmp:
             self.qemu.qmp.close()
         self.qemu.kill()
         shutil.rmtree(self.qemu.files.dir.parent)
+        return True
 
 
 @pytest.fixture

@@ -144,3 +144,32 @@ def test_a_stopped_vm_moves_with_its_disk(vm_pair):
     b.osctl("vm", "start", "v1")
     wait_console(b, "v1", r"OSCTLD-VM-UP", timeout=60)
     wait_for(lambda: vm_pair.router.pings(ADDR), 30, message="the VM's address to answer at B")
+
+
+def test_the_source_daemon_killed_midway_undoes_the_move_when_it_restarts(vm_pair):
+    """The send is in A's VM config: A's restarted daemon has B drop its part,
+    then runs the guest on (the same QEMU)."""
+    a, b = vm_pair.nodes
+    start_counting(a)
+    pid = a.osctl_json("vm", "show", "v1")["pid"]
+
+    def kill_a_when_b_prepared() -> None:
+        wait_for(lambda: any((b.run_dir / "vm").glob("*/v1/qemu.pid")), 60, 0.02,
+                 "B's incoming QEMU")
+        a.kill()
+
+    killer = threading.Thread(target=kill_a_when_b_prepared)
+    killer.start()
+    p = a.osctl("vm", "migrate", "v1", b.dest, check=False)
+    killer.join()
+    assert p.returncode != 0
+    a.start()
+    wait_for(lambda: a.osctl_json("vm", "show", "v1"), 30, 0.2, "A to settle the send",
+             until=lambda vm: vm["transfer"] is None)
+    shown = a.osctl_json("vm", "show", "v1")
+    assert (shown["state"], shown["pid"]) == ("running", pid)
+    wait_for(lambda: b.osctl_json("vm", "ls"), 30, 0.2, "B to drop v1", until=lambda vms: vms == [])
+    assert not (b.state_dir / "pools" / "default" / "vm" / "v1").exists()
+    n = len(counted(_console(a)))
+    wait_for(lambda: len(counted(_console(a))), 30, 0.2, "the counter to go on at A",
+             until=lambda m: m > n + 5)

@@ -92,8 +92,11 @@ class FakeTarget:
             raise
         await self._step("resume")
 
-    async def abort(self) -> None:
+    async def abort(self) -> bool:
         self.calls.append("abort")
+        return not self.arrived
+
+    arrived = False  # the guest runs there although the last step failed
 
 
 def run(src: FakeSource, target: FakeTarget, progress=lambda data: None, handover=None) -> dict:
@@ -181,7 +184,8 @@ def test_a_destination_failing_to_prepare_is_aborted_and_the_source_untouched():
     target = FakeTarget(src, fail="prepare")
     with pytest.raises(OsctlError, match="prepare injected"):
         run(src, target)
-    assert target.calls == ["prepare", "abort"] and src.sent == []
+    assert target.calls == ["prepare", "abort"] and src.run_state == "running"
+    assert not {"drive-mirror", "migrate", "cont"} & set(src.sent)
 
 
 def test_a_cancel_midway_rolls_back():
@@ -206,3 +210,19 @@ def test_endpoints_from_the_wire():
             vm_migrate.Endpoints.from_dict(bad)
         assert e.value.code == "invalid"
     assert vm_migrate._host_port("2001:db8::2", 5) == "[2001:db8::2]:5"
+
+
+def test_a_lost_last_reply_from_a_destination_that_runs_it_is_a_move():
+    """The destination resumed the guest but its reply did not come: it
+    says so when told to abort, and the source must not run it again."""
+    src = FakeSource()
+    target = FakeTarget(src, fail="resume")
+    target.arrived = True
+    routed: list[bool] = []
+
+    async def handover(on: bool) -> None:
+        routed.append(on)
+
+    assert run(src, target, handover=handover)["downtime_ms"] == 12
+    assert target.calls == ["prepare", "waits", "resume", "abort"]
+    assert src.run_state == "postmigrate" and "cont" not in src.sent and routed == [False]
