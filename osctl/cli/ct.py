@@ -53,8 +53,9 @@ COLUMNS = Columns({
 })
 
 
-@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif"},
-             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths."})
+@click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "send": "osctl.cli.ct_send:send"},
+             summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
+                        "send": "Move a container to another node, at once or stage by stage."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 

@@ -17,6 +17,7 @@ from .naming import check_hostname, check_name
 from .lifecycle import State
 from .netif import NetIf
 from .prlimit import loaded as loaded_prlimits
+from .sendlog import SendLog, held_state
 from .units import SIZE_RANGE
 
 STOPPED, STARTING, RUNNING, STOPPING, FROZEN = (
@@ -59,6 +60,7 @@ class Container:
     netifs: list[NetIf] = field(default_factory=list)
     flavor: str | None = None  # the flavor its limits and disk were last set from
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
+    send_log: SendLog | None = None  # a transfer to or from another node (model/sendlog.py)
     # Runtime, never persisted: the daemon learns it from LXC.
     state: State = field(default=STOPPED, compare=False)
     init_pid: int | None = field(default=None, compare=False)
@@ -72,6 +74,7 @@ class Container:
         "id", "user", "distribution", "version", "hostname", "dns_resolvers",
         "autostart", "autostart_priority", "created", "group", "limits", "disk",
         "features", "devices", "prlimits", "restart_pending", "netifs", "flavor", "deletion",
+        "send_log",
     )
 
     def __post_init__(self) -> None:
@@ -91,6 +94,7 @@ class Container:
         self.prlimits = loaded_prlimits(self.prlimits, where)
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
         self.deletion = Deletion.from_dict(self.deletion)
+        self.send_log = SendLog.from_dict(self.send_log)
 
     @property
     def running(self) -> bool:
@@ -102,6 +106,7 @@ class Container:
         d["limits"] = self.limits.to_dict()
         d["netifs"] = [n.to_dict() for n in self.netifs]
         d["deletion"] = self.deletion and self.deletion.to_dict()
+        d["send_log"] = self.send_log and self.send_log.to_dict()
         return d
 
     @classmethod
@@ -109,6 +114,8 @@ class Container:
         ct = cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
         if ct.deletion:
             ct.state = ct.deletion.held_state(ct.state)
+        if ct.send_log:
+            ct.state = held_state(ct.send_log, ct.state)
         return ct
 
     def netif(self, name: str) -> NetIf:

@@ -73,8 +73,9 @@ def split_dest(dest: str) -> tuple[str, str]:
     return host, port
 
 
-def ssh_argv(node: Node, dest: str, command: str) -> list[str]:
-    host, port = split_dest(dest)
+def ssh_base(node: Node, port: str) -> list[str]:
+    """ssh and its options as this node's osctld runs it, up to the host:
+    what ``call`` runs, and rsync's remote shell (``--rsh``)."""
     key = key_path(node)
     if not key.exists():
         raise OsctlError(NOT_FOUND, "this node has no send key: osctl send key gen")
@@ -83,8 +84,12 @@ def ssh_argv(node: Node, dest: str, command: str) -> list[str]:
             "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
             "-o", "StrictHostKeyChecking=accept-new",
             "-o", f"UserKnownHostsFile={node.config.send_dir / 'known_hosts'}",
-            "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
-            "--", host, command]
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15"]
+
+
+def ssh_argv(node: Node, dest: str, command: str) -> list[str]:
+    host, port = split_dest(dest)
+    return [*ssh_base(node, port), "--", host, command]
 
 
 def _pump(src: int, dst: int, counted: Callable[[int], None]) -> None:
@@ -104,14 +109,16 @@ def _pump(src: int, dst: int, counted: Callable[[int], None]) -> None:
         os.close(dst)
 
 
-def _reply(dest: str, rc: int, out: bytes, err: bytes) -> dict:
-    """The destination's reply (its last JSON line), or its error raised."""
-    lines = out.decode(errors="replace").strip().splitlines()
+def parse_reply(dest: str, rc: int, out: bytes, err: bytes) -> dict:
+    """The destination's reply (the last JSON line of ``out``), or its error
+    raised; ssh's own complaints are in ``err``."""
+    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("{")]
     try:
         reply = json.loads(lines[-1]) if lines else None
     except ValueError:
         reply = None
-    why = err.decode(errors="replace").strip().splitlines()
+    why = [ln for ln in err.decode(errors="replace").strip().splitlines()
+           if not ln.startswith("{")]
     if not isinstance(reply, dict):
         # ssh's own failure: the key refused, or no way there (busy: try again).
         last = why[-1] if why else f"ssh exited {rc}"
@@ -164,4 +171,4 @@ async def call(node: Node, dest: str, verb: str, args: dict, *, stdin: int | Non
             proc.kill()
             await asyncio.shield(proc.wait())
         raise
-    return _reply(dest, proc.returncode or 0, out, err)
+    return parse_reply(dest, proc.returncode or 0, out, err)

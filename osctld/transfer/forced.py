@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 
@@ -27,8 +28,20 @@ class Refused(Exception):
     """A call that never reached the daemon: (code, message)."""
 
 
+# rsync's client runs "rsync --server ... . TOKEN" through its remote shell:
+# the receive verb that runs rsync's server end on this session's stdin and
+# stdout. Its reply goes to stderr, out of the way of rsync's protocol.
+RSYNC_VERB = "ct.receive.rsync"
+
+
 def parse(command: str) -> tuple[str, dict]:
     verb, _, rest = command.strip().partition(" ")
+    if verb == "rsync":
+        try:
+            argv = shlex.split(command)
+            return RSYNC_VERB, {"argv": argv, "token": argv[-1]}
+        except ValueError as e:
+            raise Refused("invalid", f"bad rsync command: {e}") from None
     if not verb:
         raise Refused("invalid", "no receive verb given")
     try:
@@ -64,15 +77,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     path, key = argv[1], argv[2]
     peer = (os.environ.get("SSH_CONNECTION") or "").split(" ")[0]
+    out = sys.stdout
     try:
         verb, args = parse(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
+        if verb == RSYNC_VERB:
+            out = sys.stderr
         reply = call(path, {"verb": verb, "args": args, "key": key, "peer": peer})
     except Refused as e:
         code, message = e.args
         reply = {"error": {"code": code, "message": message}, "status": 2 if code == "invalid" else 1}
     status = reply.pop("status", 1)
-    sys.stdout.write(json.dumps(reply) + "\n")
-    sys.stdout.flush()
+    out.write(json.dumps(reply) + "\n")
+    out.flush()
     sys.exit(status if isinstance(status, int) else 1)
 
 

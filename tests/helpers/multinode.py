@@ -138,7 +138,7 @@ def sshd_config(node: Node, host_key: Path) -> str:
         f"ListenAddress {node.ip}", f"HostKey {host_key}", f"PidFile {node.dir / 'sshd' / 'pid'}",
         "UsePAM no", "StrictModes no", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "PermitRootLogin no", f"AllowUsers {RECEIVE_USER}",
-        "AuthorizedKeysFile none", "LogLevel VERBOSE",
+        "AuthorizedKeysFile none",
         f"Match User {RECEIVE_USER}",
         f"    AuthorizedKeysFile {node.run_dir / 'receive' / 'authorized_keys'}",
         "    PasswordAuthentication no", "    AllowTcpForwarding no", "    X11Forwarding no",

@@ -1,0 +1,505 @@
+"""Containers between nodes: ``ct send`` and its stages on the source, the
+``ct.receive.*`` verbs they call on the destination (over the SSH channel,
+``transfer/``).
+
+config: the destination registers a *staged* container (its user with the
+same map, or a new block where that would overlap; its group; its config;
+its netifs with interconnects of the destination's range, their addresses
+checked free there) and names the transfer by a token. rootfs: the full
+copy while it runs. sync: incrementals while it runs (repeatable). state:
+the source stops it (its routes and veths go), sends the last incremental,
+and the destination takes it over (stopped, or started). cleanup: the
+source deletes its copy (``clone``: keeps it). cancel, before state: the
+destination drops the staged container and all it received; the source
+is as it was. Each stage is saved in the send log (``model/sendlog.py``) of
+both ends' configs, so either daemon may restart between stages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from osctl.protocol import CONFLICT, DENIED, EXISTS, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
+
+from ..model.container import Container
+from ..model.lifecycle import Event, State
+from ..model.naming import check_name
+from ..model.netif import ROUTED
+from ..model.pool import IDMAP_CHOWN
+from ..model.sendlog import DESTINATION, SOURCE, SendLog, Stage, Step, next_stage
+from ..storage import backend_for
+from ..transfer import channel, streams
+from ..transfer.receive_verbs import ReceiveContext, receive_verb
+from ..undo import Undo
+from . import Context, Target, command, hold_instance, user as user_cmd
+from .instance import creating
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT = 60
+
+
+# --- where things are ---------------------------------------------------------------
+
+def _snapshots(pstate, ct_id: str) -> Path:
+    """The source's read-only snapshots of a container being sent (btrfs)."""
+    return pstate.pool.ct_dir(ct_id) / "send"
+
+
+def _received(pstate, ct_id: str) -> Path:
+    """What the destination received so far: snapshots (btrfs), or the tree (rsync)."""
+    return pstate.pool.ct_dir(ct_id) / "recv"
+
+
+async def _destroy_all(backend, directory: Path) -> None:
+    """Every dataset (snapshot) in ``directory``, then the directory."""
+    if directory.is_dir():
+        for p in sorted(directory.iterdir()):
+            await backend.destroy(p)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _save(pstate, ct: Container, log_: SendLog | None) -> None:
+    """The container with its send log as ``log_``: in memory only once written."""
+    before, ct.send_log = ct.send_log, log_
+    try:
+        pstate.save_ct(ct)
+    except BaseException:
+        ct.send_log = before
+        raise
+
+
+# --- the source ------------------------------------------------------------------
+
+def _sending(ct: Container, step: Step) -> SendLog:
+    """The container's source send log, once ``step`` may come now."""
+    what = f"container {ct.id}"
+    if ct.send_log is None or ct.send_log.role != SOURCE:
+        next_stage(SOURCE, None, step, what)  # says what may come
+        raise OsctlError(CONFLICT, f"{what} is being received, not sent")
+    next_stage(SOURCE, ct.send_log.stage, step, what)
+    return ct.send_log
+
+
+async def _rsync_size(path: Path) -> int:
+    """Bytes under ``path`` (du), for the destination's free-space check."""
+    proc = await asyncio.create_subprocess_exec("du", "-sxb", str(path), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    try:
+        return int(out.split()[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+@command("ct.send.config", mutating=True, target=Target("ct", "id"))
+async def send_config(ctx: Context, id: str, dest: str, as_id: str | None = None,
+                      to_pool: str | None = None) -> dict:
+    """Register the container at ``dest`` (``host[:port]``) as a staged one
+    (``as_id``, in ``to_pool``): its user, group, config and netifs; refused
+    there if its id or addresses are taken or the pool lacks room. Nothing
+    is copied yet."""
+    node = ctx.node
+    pstate, ct = node.registry.ct(id)
+    channel.split_dest(dest)
+    if as_id is not None:
+        check_name("container", as_id)
+    if pstate.pool.idmap == IDMAP_CHOWN:
+        raise OsctlError(UNSUPPORTED, f"pool {pstate.pool.name} stores shifted IDs (chown): "
+                                      "send from a pool with idmapped mounts")
+    async with hold_instance(ctx, ct, "ct.send.config"):
+        if ct.send_log is not None:
+            raise OsctlError(CONFLICT, f"container {ct.id} is being sent or received already "
+                                       f"({ct.send_log.role}, stage {ct.send_log.stage})")
+        if ct.state not in (State.STOPPED, State.RUNNING):
+            raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: it cannot be sent")
+        next_stage(SOURCE, None, Step.CONFIG)
+        user = pstate.users[ct.user]
+        ctx.progress({"step": "config", "message": f"registering {ct.id} at {dest}"})
+        config = {k: v for k, v in ct.to_dict().items()
+                  if k not in ("id", "send_log", "deletion", "restart_pending")}
+        reply = await channel.call(node, dest, "ct.receive.config", {
+            "id": as_id or ct.id, "pool": to_pool, "config": config,
+            "user": {"name": user.name, "uid_map": [str(e) for e in user.uid_map],
+                     "gid_map": [str(e) for e in user.gid_map]},
+            "size": await _rsync_size(pstate.pool.rootfs(ct.id)),
+            "btrfs": backend_for(pstate.pool).snapshots,
+        })
+        try:
+            _save(pstate, ct, SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG,
+                                      peer=dest, as_id=as_id or ct.id, pool=reply["pool"],
+                                      stream=reply["stream"]))
+        except BaseException:
+            with contextlib.suppress(OsctlError):
+                await channel.call(node, dest, "ct.receive.cancel", {"token": reply["token"]})
+            raise
+    return {**ct.public(), "token": reply["token"]}
+
+
+async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, live: bool,
+                handover: dict | None = None) -> tuple[SendLog, dict]:
+    """One copy of the rootfs to the destination (full at ``rootfs``, else
+    incremental from the last one), its stage saved on both ends, and the
+    destination's reply. The last pass (not ``live``) is saved there by its
+    take-over; a btrfs stream carries the take-over itself (``handover``):
+    one SSH session less in the downtime."""
+    node = ctx.node
+    meter = streams.Meter(ctx.progress, str(step))
+    rootfs = pstate.pool.rootfs(ct.id)
+    if slog.stream == "rsync":
+        await streams.rsync_send(node, slog.peer, slog.token, rootfs, meter, live)
+        reply = {}
+        if live:
+            reply = await channel.call(node, slog.peer, "ct.receive.synced", {"token": slog.token})
+        done = slog.after(step)
+    else:
+        backend = backend_for(pstate.pool)
+        n = int(slog.snapshot[1:]) + 1 if slog.snapshot else 1
+        snaps = _snapshots(pstate, ct.id)
+        snap, parent = snaps / f"s{n}", (snaps / slog.snapshot if slog.snapshot else None)
+        async with Undo() as undo:
+            await backend.snapshot(rootfs, snap)
+            undo.push(backend.destroy, snap)
+            reply = await streams.btrfs_send(node, slog.peer, "ct.receive.rootfs",
+                                             {"token": slog.token, "snapshot": snap.name,
+                                              "parent": slog.snapshot, "state": handover},
+                                             snap, parent, meter)
+        if parent is not None:
+            await backend.destroy(parent)
+        done = slog.after(step, snapshot=snap.name)
+    assert done is not None
+    _save(pstate, ct, done)
+    return done, reply
+
+
+@command("ct.send.rootfs", mutating=True, target=Target("ct", "id"))
+async def send_rootfs(ctx: Context, id: str) -> dict:
+    """The full copy of the rootfs, while the container runs."""
+    return await _stage(ctx, id, Step.ROOTFS)
+
+
+@command("ct.send.sync", mutating=True, target=Target("ct", "id"))
+async def send_sync(ctx: Context, id: str) -> dict:
+    """What changed since the last copy, while the container runs (repeatable)."""
+    return await _stage(ctx, id, Step.SYNC)
+
+
+async def _stage(ctx: Context, id: str, step: Step) -> dict:
+    pstate, ct = ctx.node.registry.ct(id)
+    async with hold_instance(ctx, ct, f"ct.send.{step}"):
+        await _pass(ctx, pstate, ct, _sending(ct, step), step, live=True)
+    return ct.public()
+
+
+@command("ct.send.state", mutating=True, target=Target("ct", "id"))
+async def send_state(ctx: Context, id: str, start: bool = True, clone: bool = False) -> dict:
+    """Stop the container (its routes and veths go), send the last
+    incremental, and have the destination take it over: started there if it
+    ran here (``start`` false: left stopped). ``clone``: this one is kept
+    and runs on, the destination's copy is left stopped."""
+    node = ctx.node
+    pstate, ct = node.registry.ct(id)
+    async with hold_instance(ctx, ct, "ct.send.state"):
+        slog = _sending(ct, Step.STATE)
+        was_running = ct.running
+        async with Undo() as undo:
+            if was_running:
+                undo.push(node.containers.start, pstate, ct)
+            ctx.progress({"step": "state", "message": f"stopping {ct.id}"})
+            await node.containers.stop(ct, STOP_TIMEOUT)
+            node.containers.apply(ct, Event.MIGRATE)
+            undo.push(node.containers.apply, ct, Event.STAY)
+            # The last pass: the state it stopped in (no vanished file is fine
+            # now), then the take-over: once it answers, the destination holds
+            # the container. A btrfs stream carries the take-over along.
+            handover = {"start": was_running and start and not clone}
+            ctx.progress({"step": "state", "message": f"last changes, then {slog.peer} takes it over"})
+            if slog.stream == "btrfs":
+                slog, reply = await _pass(ctx, pstate, ct, slog, Step.SYNC, False, handover)
+            else:
+                slog, _ = await _pass(ctx, pstate, ct, slog, Step.SYNC, live=False)
+                reply = await channel.call(node, slog.peer, "ct.receive.state",
+                                           {"token": slog.token, **handover})
+        final = slog.after(Step.STATE, clone=clone)
+        if clone:
+            node.containers.apply(ct, Event.STAY)
+        _save(pstate, ct, final)
+        if clone and was_running:
+            await node.containers.start(pstate, ct)
+    return {**ct.public(), "destination": reply}
+
+
+@command("ct.send.cleanup", mutating=True, target=Target("ct", "id"))
+async def send_cleanup(ctx: Context, id: str) -> dict:
+    """After state: delete the container here (its user too, if it has no
+    other container or VM here); a clone is kept, its send log closed."""
+    node = ctx.node
+    pstate, ct = node.registry.ct(id)
+    backend = backend_for(pstate.pool)
+    async with hold_instance(ctx, ct, "ct.send.cleanup"):
+        slog = _sending(ct, Step.CLEANUP)
+        await _destroy_all(backend, _snapshots(pstate, ct.id))
+        if slog.clone:
+            _save(pstate, ct, None)
+            return ct.public()
+        await node.remove_ct(pstate, ct)
+    node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
+    if not pstate.instances_of(ct.user):
+        with contextlib.suppress(OsctlError):  # taken meanwhile: it stays
+            await user_cmd.delete(ctx, f"{pstate.pool.name}:{ct.user}")
+    return {"id": ct.id, "pool": ct.pool, "deleted": True}
+
+
+@command("ct.send.cancel", mutating=True, target=Target("ct", "id"))
+async def send_cancel(ctx: Context, id: str, local: bool = False) -> dict:
+    """Before state: the destination drops the staged container and all it
+    received (``local``: only this end is cleaned up, for a destination that
+    is gone); the container here is as it was."""
+    node = ctx.node
+    pstate, ct = node.registry.ct(id)
+    async with hold_instance(ctx, ct, "ct.send.cancel"):
+        slog = _sending(ct, Step.CANCEL)
+        if not local:
+            try:
+                await channel.call(node, slog.peer, "ct.receive.cancel", {"token": slog.token})
+            except OsctlError as e:
+                if e.code != NOT_FOUND:  # gone there already: done
+                    raise
+        await _destroy_all(backend_for(pstate.pool), _snapshots(pstate, ct.id))
+        _save(pstate, ct, None)
+    return ct.public()
+
+
+@command("ct.send", mutating=True, target=Target("ct", "id"))
+async def send(ctx: Context, id: str, dest: str, as_id: str | None = None,
+               to_pool: str | None = None, start: bool = True, clone: bool = False) -> dict:
+    """Move the container to ``dest``: config, rootfs, one sync, state and
+    cleanup in turn. A failure before state cancels (the destination keeps
+    nothing); Ctrl-C cancels the same way."""
+    await send_config(ctx, id, dest, as_id, to_pool)
+    try:
+        await send_rootfs(ctx, id)
+        await send_sync(ctx, id)
+        result = await send_state(ctx, id, start, clone)
+    except BaseException:
+        with contextlib.suppress(OsctlError):
+            await asyncio.shield(send_cancel(ctx, id))
+        raise
+    await send_cleanup(ctx, id)
+    return result["destination"]
+
+
+# --- the destination ---------------------------------------------------------------
+
+def _arg(args: dict, key: str, kind: type, required: bool = True):
+    value = args.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise OsctlError(INVALID, f"argument {key!r} must be {kind.__name__}")
+    return value
+
+
+def _transfer(rctx: ReceiveContext, args: dict):
+    """The staged container the ``token`` names, sent with this key."""
+    token = _arg(args, "token", str)
+    for pstate in rctx.node.registry.pools.values():
+        for ct in pstate.cts.values():
+            if ct.send_log and ct.send_log.role == DESTINATION and ct.send_log.token == token:
+                if ct.send_log.peer != rctx.key.name:
+                    raise OsctlError(DENIED, f"transfer {token[:8]}... came with another key")
+                return pstate, ct
+    raise OsctlError(NOT_FOUND, f"no transfer with token {token[:8]}... here")
+
+
+async def _user(ctx: Context, pstate, spec: dict) -> tuple:
+    """The container's user here: the one of that name, or a new one with
+    the same map, or with a block of this pool's range if that map is taken
+    here. (user, made for this transfer)"""
+    name = check_name("user", spec.get("name"))
+    if name in pstate.users:
+        return pstate.users[name], False
+    try:
+        await user_cmd.new(ctx, name, pstate.pool.name, list(spec.get("uid_map") or []),
+                           list(spec.get("gid_map") or []))
+    except OsctlError as e:
+        if e.code != CONFLICT:
+            raise
+        log.info("user %s: its map is taken here (%s); it gets a new block", name, e.message)
+        await user_cmd.new(ctx, name, pstate.pool.name)
+    return pstate.users[name], True
+
+
+@receive_verb("ct.receive.config")
+async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
+    node = rctx.node
+    ctx = Context(node=node, op=f"receive:{rctx.key.name}")
+    ct_id = check_name("container", _arg(args, "id", str))
+    pstate = node.registry.pool(_arg(args, "pool", str, required=False))
+    config = _arg(args, "config", dict)
+    size = _arg(args, "size", int)
+    backend = backend_for(pstate.pool)
+    if pstate.pool.idmap == IDMAP_CHOWN:
+        raise OsctlError(UNSUPPORTED, f"pool {pstate.pool.name} stores shifted IDs (chown): "
+                                      "send to a pool with idmapped mounts")
+    free = shutil.disk_usage(pstate.pool.path).free
+    if size > free:
+        raise OsctlError(CONFLICT, f"pool {pstate.pool.name} has {free >> 20} MiB free; "
+                                   f"container {ct_id} holds {size >> 20} MiB")
+    if ct_id in pstate.cts:
+        raise OsctlError(EXISTS, f"container {ct_id} exists in pool {pstate.pool.name} here")
+    try:
+        ct = Container.from_dict({**config, "id": ct_id}, pstate.pool.name)
+    except (TypeError, KeyError) as e:
+        raise OsctlError(INVALID, f"bad container config: {e}") from None
+    pstate.group(ct.group)  # not_found before anything is made
+    for n in ct.netifs:  # before anything is made: an address taken here refuses it
+        await node.net.check_free(n.held(), n.type == ROUTED)
+    token = secrets.token_hex(20)
+    stream = "btrfs" if args.get("btrfs") is True and backend.snapshots else "rsync"
+    async with Undo() as undo:
+        user, made = await _user(ctx, pstate, _arg(args, "user", dict))
+        if made:
+            undo.push(user_cmd.delete, ctx, f"{pstate.pool.name}:{user.name}")
+        ct.user = user.name
+        async with creating(ctx, pstate, ct, user, backend.quotas) as inner:
+            for n in ct.netifs:  # each held from now on: ct is in the pool's table
+                n.index = node.net.allocate()
+            inner.push(shutil.rmtree, pstate.pool.ct_dir(ct.id), True)
+            ct.send_log = SendLog(role=DESTINATION, token=token, stage=Stage.CONFIG,
+                                  peer=rctx.key.name, as_id=ct.id, pool=pstate.pool.name,
+                                  stream=stream, user_created=made)
+            node.containers.apply(ct, Event.STAGE)
+    return {"token": token, "pool": pstate.pool.name, "stream": stream, "id": ct.id}
+
+
+@receive_verb("ct.receive.rootfs")
+async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
+    """A btrfs stream: the full one, or an incremental from ``parent``."""
+    pstate, ct = _transfer(rctx, args)
+    slog = ct.send_log
+    assert slog is not None
+    snapshot = check_name("snapshot", _arg(args, "snapshot", str))
+    parent = _arg(args, "parent", str, required=False)
+    step = Step.ROOTFS if parent is None else Step.SYNC
+    next_stage(DESTINATION, slog.stage, step, f"container {ct.id}")
+    if slog.stream != "btrfs" or parent != slog.snapshot:
+        raise OsctlError(CONFLICT, f"container {ct.id}: expected a {slog.stream} stream from "
+                                   f"{slog.snapshot or 'nothing'}")
+    if rctx.stdin is None:
+        raise OsctlError(INVALID, "the stream comes on stdin")
+    backend = backend_for(pstate.pool)
+    recv = _received(pstate, ct.id)
+    async with Undo() as undo:
+        undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
+        await streams.btrfs_receive(rctx.stdin, recv)
+        _save(pstate, ct, slog.after(step, snapshot=snapshot))
+    if parent is not None:
+        await backend.destroy(recv / parent)
+    handover = args.get("state")
+    if isinstance(handover, dict):  # the last one: take the container over now
+        return await _take_over(rctx, pstate, ct, handover.get("start") is True)
+    return {"stage": str(ct.send_log.stage) if ct.send_log else None}
+
+
+@receive_verb("ct.receive.rsync")
+async def receive_rsync(rctx: ReceiveContext, args: dict) -> dict:
+    """rsync's server end (the forced command turned ``rsync --server ...``
+    into this), into the tree being received."""
+    pstate, ct = _transfer(rctx, args)
+    slog = ct.send_log
+    assert slog is not None
+    if slog.stream != "rsync":
+        raise OsctlError(CONFLICT, f"container {ct.id}: expected a {slog.stream} stream")
+    next_stage(DESTINATION, slog.stage, Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC)
+    tree = _received(pstate, ct.id) / "rootfs"
+    if not tree.exists():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        await backend_for(pstate.pool).create(tree)
+    await streams.rsync_receive(_arg(args, "argv", list), tree, rctx.stdin, rctx.stdout)
+    return {}
+
+
+@receive_verb("ct.receive.synced")
+async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
+    """An rsync pass ended well: its stage is saved."""
+    pstate, ct = _transfer(rctx, args)
+    slog = ct.send_log
+    assert slog is not None
+    _save(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC))
+    return {}
+
+
+@receive_verb("ct.receive.state")
+async def receive_state(rctx: ReceiveContext, args: dict) -> dict:
+    """The last rsync pass is here: take the container over."""
+    pstate, ct = _transfer(rctx, args)
+    return await _take_over(rctx, pstate, ct, args.get("start") is True)
+
+
+async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -> dict:
+    """The staged container becomes an ordinary stopped one (its rootfs a
+    writable snapshot of the last one received, or the received tree; its
+    disk quota set again), started if ``start``."""
+    node = rctx.node
+    slog = ct.send_log
+    assert slog is not None
+    next_stage(DESTINATION, slog.stage, Step.STATE, f"container {ct.id}")
+    backend = backend_for(pstate.pool)
+    recv, rootfs = _received(pstate, ct.id), pstate.pool.rootfs(ct.id)
+    ctx = Context(node=node, op=f"receive:{rctx.key.name}")
+    async with hold_instance(ctx, ct, "ct.receive.state"), Undo() as undo:
+        if slog.stream == "btrfs":
+            assert slog.snapshot is not None
+            await backend.clone(recv / slog.snapshot, rootfs)
+            undo.push(backend.destroy, rootfs)
+        else:
+            os.rename(recv / "rootfs", rootfs)
+            undo.push(os.rename, rootfs, recv / "rootfs")
+        if ct.disk is not None and backend.quotas:
+            await backend.set_quota(rootfs, ct.disk)
+        node.containers.write_config(pstate, ct)
+        node.containers.apply(ct, Event.ADOPT)
+        undo.push(node.containers.apply, ct, Event.STAGE)
+        _save(pstate, ct, None)
+    await _destroy_all(backend, recv)
+    if rctx.key.single_use:  # its transfer is done: used up
+        with contextlib.suppress(OsctlError):
+            node.keychain.remove(rctx.key.name)
+    started, why = False, None
+    if start:
+        try:
+            await node.containers.start(pstate, ct)
+            started = True
+        except OsctlError as e:  # it is here all the same: the operator starts it
+            why = e.message
+    return {"id": ct.id, "pool": ct.pool, "started": started, "start_error": why}
+
+
+@receive_verb("ct.receive.cancel")
+async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
+    """The staged container and all it received go (its user too, if it was
+    made for the transfer); a single-use key may be used again."""
+    node = rctx.node
+    pstate, ct = _transfer(rctx, args)
+    slog = ct.send_log
+    assert slog is not None
+    next_stage(DESTINATION, slog.stage, Step.CANCEL, f"container {ct.id}")
+    ctx = Context(node=node, op=f"receive:{rctx.key.name}")
+    async with hold_instance(ctx, ct, "ct.receive.cancel"):
+        await _destroy_all(backend_for(pstate.pool), _received(pstate, ct.id))
+        await node.remove_ct(pstate, ct)
+    node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
+    if slog.user_created and not pstate.instances_of(ct.user):
+        with contextlib.suppress(OsctlError):
+            await user_cmd.delete(ctx, f"{pstate.pool.name}:{ct.user}")
+    key = node.keychain.keys.get(rctx.key.name)
+    if key is not None and key.single_use and key.token == slog.token:
+        node.keychain.replace(replace(key, used=False, token=None))
+    return {"id": ct.id, "cancelled": True}
