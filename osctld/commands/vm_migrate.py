@@ -41,7 +41,7 @@ from ..model.vm import IN, OUT, RUNNING, STAGED, STOPPED, VM, VmTransfer
 from ..runtime import vm_migrate as migration
 from ..runtime.vmimage import CMDLINE, INITRD, KERNEL, VmFiles
 from ..storage import backend_for
-from ..transfer import channel
+from ..transfer import channel, streams
 from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from ..undo import Undo
 from . import Context, Target, command, hold_instance
@@ -124,10 +124,11 @@ class Destination:
         return {"id": self.vm.id, "token": self.token, "pool": self.pool, **more}
 
     async def _prepare(self, running: dict | None, names: list[str]) -> dict:
+        meter = streams.Meter(self.progress, "files")
+
         def sent(n: int) -> None:
             self.sent = n
-            self.progress({"step": "files", "bytes": n,
-                               "message": f"{n / (1 << 20):.1f} MiB of files sent"})
+            meter(n)
 
         async with _tar(self.files, names) as stream:
             return await channel.call(self.ctx.node, self.dest, "vm.receive.prepare",

@@ -173,3 +173,32 @@ def test_the_source_daemon_killed_midway_undoes_the_move_when_it_restarts(vm_pai
     n = len(counted(_console(a)))
     wait_for(lambda: len(counted(_console(a))), 30, 0.2, "the counter to go on at A",
              until=lambda m: m > n + 5)
+
+
+def test_the_destination_refuses_before_anything_is_copied(vm_pair):
+    """An address taken at B, a VM ID taken there, a user missing there: each
+    refused by B's first step, with its reason; nothing changes on either node."""
+    a, b = vm_pair.nodes
+    b.osctl("vm", "new", "taken", "--user", "vmuser", "--template", "tinyvm",
+            "-c", "1", "-m", "256M", "-d", "10G")
+    b.osctl("vm", "netif", "new", "taken", "eth0")
+    b.osctl("vm", "netif", "ip", "add", "taken", "eth0", ADDR)
+    before_a, before_b = a.osctl_json("vm", "ls"), b.osctl_json("vm", "ls")
+    p = a.osctl("vm", "migrate", "v1", b.dest, check=False)
+    assert p.returncode == 6 and ADDR in p.stderr, p.stderr
+    b.osctl("vm", "netif", "ip", "del", "taken", "eth0", ADDR)
+    b.osctl("vm", "new", "v1", "--user", "vmuser", "--template", "tinyvm",
+            "-c", "1", "-m", "256M", "-d", "10G")
+    p = a.osctl("vm", "migrate", "v1", b.dest, check=False)
+    assert p.returncode == 4 and "VM 'v1' exists" in p.stderr, p.stderr
+    b.osctl("vm", "del", "v1")
+    a.osctl("user", "new", "other")
+    a.osctl("vm", "new", "v2", "--user", "other", "--template", "tinyvm",
+            "-c", "1", "-m", "256M", "-d", "10G")
+    p = a.osctl("vm", "migrate", "v2", b.dest, check=False)
+    assert p.returncode == 3 and "user other does not exist" in p.stderr, p.stderr
+    assert [v["id"] for v in a.osctl_json("vm", "ls")] == ["v1", "v2"]
+    assert all(v["transfer"] is None and v["state"] == "stopped" for v in a.osctl_json("vm", "ls"))
+    assert [v["id"] for v in b.osctl_json("vm", "ls")] == [v["id"] for v in before_b]
+    assert [v["id"] for v in before_a] == ["v1"]
+    assert sorted(p.name for p in (b.state_dir / "pools" / "default" / "vm").iterdir()) == ["taken"]
