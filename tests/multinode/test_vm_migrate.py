@@ -147,8 +147,9 @@ def test_a_stopped_vm_moves_with_its_disk(vm_pair):
 
 
 def test_the_source_daemon_killed_midway_undoes_the_move_when_it_restarts(vm_pair):
-    """The send is in A's VM config: A's restarted daemon has B drop its part,
-    then runs the guest on (the same QEMU)."""
+    """The send is in the VM's config on both nodes: B keeps it staged, also
+    when its daemon restarts; A's restarted daemon has B drop its part, then
+    runs the guest on (the same QEMU)."""
     a, b = vm_pair.nodes
     start_counting(a)
     pid = a.osctl_json("vm", "show", "v1")["pid"]
@@ -163,6 +164,14 @@ def test_the_source_daemon_killed_midway_undoes_the_move_when_it_restarts(vm_pai
     p = a.osctl("vm", "migrate", "v1", b.dest, check=False)
     killer.join()
     assert p.returncode != 0
+    # Meanwhile B holds it staged, in its config: also across a restart of B's daemon.
+    for _ in range(2):
+        staged = b.osctl_json("vm", "show", "v1")
+        assert (staged["state"], staged["transfer"]["direction"]) == ("staged", "in")
+        p = b.osctl("vm", "start", "v1", check=False)
+        assert p.returncode == 6 and "staged" in p.stderr, p.stderr
+        b.kill()
+        b.start()
     a.start()
     wait_for(lambda: a.osctl_json("vm", "show", "v1"), 30, 0.2, "A to settle the send",
              until=lambda vm: vm["transfer"] is None)
