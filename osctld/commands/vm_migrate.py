@@ -91,16 +91,24 @@ async def migrate(ctx: Context, id: str, dest: str, to_pool: str | None = None) 
 
 
 async def _send_stopped(node, vm: VM, target: "Destination") -> dict:
-    """A stopped VM: its files streamed (the disk sparse), then taken over there."""
+    """A stopped VM: its files streamed (the disk sparse), then taken over
+    there (also if only the reply to that was lost: the abort says so)."""
     node.vms.apply(vm, Event.MIGRATE)
+    arrived = False
+
+    async def drop() -> None:
+        nonlocal arrived
+        arrived = not await target.abort()
+
     try:
         async with Undo() as undo:
-            undo.push(target.abort)
+            undo.push(drop)
             await target.copy()
             await target.resume()
     except BaseException:
-        node.vms.apply(vm, Event.STAY)
-        raise
+        if not arrived:
+            node.vms.apply(vm, Event.STAY)
+            raise
     return {"bytes": target.sent}
 
 
@@ -341,6 +349,14 @@ _waiting: dict[tuple[str, str], asyncio.Task] = {}
 _arrived: set[str] = set()
 
 
+async def stop_waiting(vm: VM) -> None:
+    """Cancel a finish call that waits for ``vm``'s guest (it holds its lock)."""
+    waiting = _waiting.get((vm.pool, vm.id))
+    if waiting is not None:
+        waiting.cancel()
+        await asyncio.wait([waiting])
+
+
 @receive_verb("vm.receive.finish")
 async def receive_finish(rctx: ReceiveContext, args: dict) -> dict:
     """The VM is here: live, the guest resumes here once it is all here (the
@@ -377,10 +393,7 @@ async def receive_abort(rctx: ReceiveContext, args: dict) -> dict:
     if _text(args, "token") in _arrived:
         raise OsctlError(CONFLICT, f"VM {args.get('id')} arrived here already")
     pstate, vm = _staged(rctx, args)
-    waiting = _waiting.get((vm.pool, vm.id))
-    if waiting is not None:
-        waiting.cancel()
-        await asyncio.wait([waiting])
+    await stop_waiting(vm)
     async with _held(rctx, vm, "vm.receive.abort"):
         if vm.state != STAGED:
             raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: it arrived already")

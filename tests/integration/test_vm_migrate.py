@@ -143,15 +143,16 @@ def test_the_counter_goes_on_at_the_destination(pair):
     wait_for(lambda: counted(dst.console()), 30, 0.2, "the counter on the destination",
              until=lambda after: len(after) >= 10)
     asyncio.run(_qmp(dst, "stop"))
+    # The console goes on where it stopped (a serial console may drop a
+    # line under load, so it only witnesses the order) ...
     numbers = counted(src.console(), dst.console())
-    assert numbers == list(range(1, len(numbers) + 1)), "a counter value is missing or repeated"
-    assert len(numbers) > len(before) + 5
-    # The disk: every value written, on both sides of the switch, in its slot.
+    assert numbers == sorted(set(numbers)) and numbers[-1] > before[-1] + 5
+    # ... and the disk holds every value written, on both sides of the switch, in its slot.
     on_disk = disk_counter(dst.files.disk)
-    assert on_disk == list(range(1, len(on_disk) + 1)) and len(on_disk) >= len(numbers)
+    assert on_disk == list(range(1, len(on_disk) + 1)) and on_disk[-1] >= numbers[-1]
     # What the source wrote before it stopped is byte for byte on the destination.
     with open(src.files.disk, "rb") as a, open(dst.files.disk, "rb") as b:
-        assert a.read()[:512 * (len(before) + 1)] == b.read()[:512 * (len(before) + 1)]
+        assert a.read()[:512 * (before[-1] + 1)] == b.read()[:512 * (before[-1] + 1)]
 
 
 def test_a_failed_last_step_leaves_it_running_at_the_source(pair):

@@ -86,7 +86,9 @@ def test_a_running_vm_moves_live(vm_pair):
              until=lambda values: len(values) >= 10)
     b.osctl("vm", "kill", "v1")
     at_b = counted(_console(b))
-    assert at_b == list(range(at_b[0], at_b[0] + len(at_b))) and at_b[0] > before[-1]
+    # The console (which may drop a line under load) goes on after what A
+    # showed; the disk holds every value, in order, none missing.
+    assert at_b == sorted(set(at_b)) and at_b[0] > before[-1]
     on_disk = disk_counter(Path(on_b["disk_path"]))
     assert on_disk == list(range(1, len(on_disk) + 1)) and on_disk[-1] >= at_b[-1]
 
@@ -146,10 +148,12 @@ def test_a_stopped_vm_moves_with_its_disk(vm_pair):
     wait_for(lambda: vm_pair.router.pings(ADDR), 30, message="the VM's address to answer at B")
 
 
-def test_the_source_daemon_killed_midway_undoes_the_move_when_it_restarts(vm_pair):
+@pytest.mark.parametrize("dropped_by", ["source", "operator"])
+def test_the_source_daemon_killed_midway_undoes_the_move_when_it_restarts(vm_pair, dropped_by):
     """The send is in the VM's config on both nodes: B keeps it staged, also
-    when its daemon restarts; A's restarted daemon has B drop its part, then
-    runs the guest on (the same QEMU)."""
+    when its daemon restarts; A's restarted daemon has B drop its part (or
+    B's operator has dropped it: vm del --force), then runs the guest on
+    (the same QEMU)."""
     a, b = vm_pair.nodes
     start_counting(a)
     pid = a.osctl_json("vm", "show", "v1")["pid"]
@@ -172,6 +176,11 @@ def test_the_source_daemon_killed_midway_undoes_the_move_when_it_restarts(vm_pai
         assert p.returncode == 6 and "staged" in p.stderr, p.stderr
         b.kill()
         b.start()
+    if dropped_by == "operator":
+        p = b.osctl("vm", "del", "v1", check=False)
+        assert p.returncode == 6 and "staged" in p.stderr, p.stderr
+        b.osctl("vm", "del", "v1", "--force")
+        assert b.nsexec("ip", "-o", "link", "show", "type", "tun").stdout.strip() == ""
     a.start()
     wait_for(lambda: a.osctl_json("vm", "show", "v1"), 30, 0.2, "A to settle the send",
              until=lambda vm: vm["transfer"] is None)
