@@ -48,12 +48,17 @@ class VmPolicy:
     min_disk: int = 10 << 30
     # Seconds a clean ACPI shutdown may take before the VM is killed.
     stop_timeout: int = 60
+    # The longest pause (ms) a live migration may plan for the guest at its
+    # switch-over (QEMU's downtime-limit; its own default).
+    migrate_downtime: int = 300
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
             raise ValueError(f"vm.accelerator must be one of {', '.join(ACCELERATORS)}")
         if not 1 <= self.min_cores <= self.max_cores:
             raise ValueError("vm: need 1 <= min_cores <= max_cores")
+        if not 1 <= self.migrate_downtime <= 2_000_000:
+            raise ValueError("vm.migrate_downtime is 1 to 2000000 ms")
 
 
 @dataclass

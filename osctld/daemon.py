@@ -164,7 +164,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         log.info("osctld %s ready on %s", __version__, ", ".join(str(s.path) for s in servers))
-        autostart = asyncio.gather(startup.autostart(node), startup.start_online_vms(node))
+        autostart = asyncio.gather(startup.autostart(node), startup.start_online_vms(node),
+                                   startup.settle_vm_sends(node))
         watch = asyncio.create_task(self.watch_statfs_proxy())
         windows = asyncio.create_task(maintenance.watch(node))
         deletions = asyncio.create_task(deletion.watch(node))

@@ -14,13 +14,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from osctl.protocol import OsctlError
+from osctl.protocol import CONFLICT, OsctlError
 
 from . import deletion, orphans, pools
 from .locks import instance_key, pool_key
 from .model.container import STOPPED, Container
-from .model.vm import VM
+from .model.vm import OUT, VM, VmTransfer
 from .storage import backend_for
+from .transfer import channel
 
 if TYPE_CHECKING:
     from .node import Node
@@ -71,6 +72,47 @@ async def readopt(node: Node) -> None:
     await asyncio.gather(*(node.vms.adopt(v) for v in vms))
     log.info("re-adopted %d VMs, %d running", len(vms), sum(1 for v in vms if v.running))
     await node.net.reconcile()  # after both: it keeps the links of what runs
+
+
+async def settle_vm_sends(node: Node) -> None:
+    """VMs this node was sending to another when the daemon went away: a
+    guest already handed over is deleted here; any other send is undone,
+    the destination first told to drop what it received (so that it does not
+    take the guest when the mirror goes), then the VM runs on, or stays
+    stopped, here. A destination that cannot be reached keeps a staged VM
+    until it is told."""
+    async def dropped(vm: VM, t: VmTransfer) -> bool:
+        try:
+            await channel.call(node, t.peer, "vm.receive.abort", {"id": vm.id, "token": t.token})
+        except OsctlError as e:
+            if e.code == CONFLICT:
+                return False  # the guest runs there
+            log.warning("VM %s:%s: telling %s to drop it: %s", vm.pool, vm.id, t.peer, e)
+        return True
+
+    async def one(vm: VM, t: VmTransfer) -> None:
+        pstate = node.registry.pools[vm.pool]
+        what = "settling the send"
+        async with node.locks.hold(pool_key(vm.pool), what, shared=True), \
+                node.locks.hold(instance_key("vm", vm.pool, vm.id), what):
+            if t.live and (await node.vms.handed_over(vm) or not await dropped(vm, t)):
+                log.info("VM %s:%s was handed over to %s: deleting it here", vm.pool, vm.id, t.peer)
+                await node.vms.stop(vm, 0, kill=True)
+                await node.remove_vm(pstate, vm)
+                return
+            if not t.live:
+                await dropped(vm, t)
+            await node.vms.keep(vm)
+            vm.transfer = None
+            pstate.save_vm(vm)
+        log.info("VM %s:%s: its send to %s is undone", vm.pool, vm.id, t.peer)
+
+    sending = [(v, v.transfer) for v in node.registry.all_vms()
+               if v.transfer and v.transfer.direction == OUT]
+    results = await asyncio.gather(*(one(v, t) for v, t in sending), return_exceptions=True)
+    for (vm, _), r in zip(sending, results):
+        if isinstance(r, Exception):
+            log.error("VM %s:%s: settling its send failed: %s", vm.pool, vm.id, r)
 
 
 async def recheck_running(node: Node) -> None:

@@ -208,3 +208,25 @@ def log(s, id, lines):
 
 
 attr_commands(vm, "vm", "VM")
+
+@vm.command("migrate")
+@click.argument("id")
+@click.argument("dest")
+@click.option("--to-pool", help="Its pool on the destination [default: the destination's default pool].")
+@pass_settings
+def migrate(s, id, dest, to_pool):
+    """Move VM ID to the node at DEST (host or host:port of its sshd, which
+    has this node's send key: osctl receive authorized-keys add there).
+
+    A running VM moves live: its disk is mirrored and its memory copied while
+    it runs, then it pauses for at most about the node's vm.migrate_downtime
+    and runs on at DEST, its addresses with it. A stopped VM moves by copying
+    its files. Its user and group must exist at DEST. On failure (or Ctrl-C)
+    it stays here as it was, and nothing of it is left at DEST.
+
+    \b
+    Examples:
+      osctl vm migrate v1 198.51.100.11
+      osctl vm migrate v1 node2.example.net:2222 --to-pool tank
+    """
+    show(s, call(s, "vm.migrate", {"id": id, "dest": dest, "to_pool": to_pool}))

@@ -23,7 +23,7 @@ from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
 from . import (Between, Context, LogLines, Seconds, Target, command, ct_usage, deletion, given,
-               hold_instance, user_ref)
+               hold_instance, user_ref, vm_migrate)
 from .instance import creating, group_to, lifecycle
 
 MIB = 1 << 20
@@ -189,9 +189,10 @@ async def console(ctx: Context, id: str) -> dict:
 @command("vm.del", mutating=True, target=Target("vm", "id"), needs=Perm.MANAGER)
 async def delete(ctx: Context, id: str, force: bool = False, at: str | None = None,
                  cancel: bool = False) -> dict:
-    """Delete a stopped (or soft-deleted) VM (``force``: kill it first) and
-    its disk; or, with ``at``, schedule its staged deletion around that
-    date, which ``cancel`` calls off until its hard stage."""
+    """Delete a stopped (or soft-deleted) VM (``force``: kill it first, or
+    drop one being received from another node) and its disk; or, with
+    ``at``, schedule its staged deletion around that date, which ``cancel``
+    calls off until its hard stage."""
     node = ctx.node
     if cancel:
         deletion.past_hard(ctx, "vm", id)
@@ -199,11 +200,16 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
     if deletion.staged_args(force, at, cancel):
         return await (deletion.cancel(ctx, pstate, vm) if cancel else
                       deletion.schedule(ctx, pstate, vm, at or ""))
+    if vm.state == State.STAGED and force:
+        await vm_migrate.stop_waiting(vm)  # a finish waiting for its guest holds its lock
     async with hold_instance(ctx, vm, "vm.del"):
         if vm.state not in (STOPPED, State.SOFT_DELETED):
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
-            await node.vms.stop(vm, 0, kill=True)
+            if vm.state == State.STAGED:  # received in part: its incoming QEMU goes too
+                await node.vms.drop_incoming(vm)
+            else:
+                await node.vms.stop(vm, 0, kill=True)
         await node.remove_vm(pstate, vm)
     node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {"id": vm.id, "pool": vm.pool}

@@ -47,6 +47,11 @@ class Event(StrEnum):
     STAY = "stay"            # sending it failed or was cancelled: it stays here
     SOFT_DELETE = "soft-delete"
     RESTORE = "restore"      # a soft-deleted one brought back
+    # VMs only: live migration, while QEMU runs.
+    MIGRATE_LIVE = "migrate-live"  # a running VM's live migration begins
+    RESUME = "resume"        # the live migration failed or was cancelled: it runs on here
+    ARRIVE = "arrive"        # a live-migrated VM resumed here (it was staged)
+    EXITED = "exited"        # its QEMU exited (closed its monitor)
 
 
 S = State
@@ -69,6 +74,12 @@ TABLE: dict[Event, dict[State, State]] = {
     Event.STAY: {S.MIGRATING: S.STOPPED},
     Event.SOFT_DELETE: {S.STOPPED: S.SOFT_DELETED},
     Event.RESTORE: {S.SOFT_DELETED: S.STOPPED},
+    Event.MIGRATE_LIVE: {S.RUNNING: S.MIGRATING},
+    Event.RESUME: {S.MIGRATING: S.RUNNING},
+    Event.ARRIVE: {S.STAGED: S.RUNNING},
+    # A migrating VM's QEMU quits once the guest runs elsewhere (or dies);
+    # the incoming QEMU of a staged one may die before the guest arrived.
+    Event.EXITED: {**{s: S.STOPPED for s in (S.STOPPED, S.MIGRATING, *_LIVE)}, S.STAGED: S.STAGED},
 }
 
 

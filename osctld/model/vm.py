@@ -22,6 +22,7 @@ from .netif import NetIf
 from .units import SIZE_RANGE
 
 STOPPED, STARTING, RUNNING, STOPPING = State.STOPPED, State.STARTING, State.RUNNING, State.STOPPING
+STAGED, MIGRATING = State.STAGED, State.MIGRATING
 
 
 def _mib(n: int) -> str:
@@ -48,6 +49,38 @@ class VmLimits:
             raise OsctlError(INVALID, f"disk must be at least {_mib(self.min_disk)}, got {_mib(disk)}")
 
 
+OUT, IN = "out", "in"
+
+
+@dataclass
+class VmTransfer:
+    """A move between nodes under way, kept in the VM's config so that a
+    daemon restarted mid-way knows it: ``out`` on the source (being sent to
+    ``peer``), ``in`` on the destination (received from ``peer``: staged
+    until it arrives). ``live``: the guest runs throughout."""
+
+    direction: str
+    peer: str
+    live: bool
+    token: str  # names the transfer in the calls between the two nodes
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.direction not in (OUT, IN):
+            raise OsctlError(INVALID, f"a transfer goes {OUT} or {IN}, not {self.direction!r}")
+
+    def to_dict(self) -> dict:
+        return {"direction": self.direction, "peer": self.peer, "live": self.live,
+                "token": self.token, "started": self.started}
+
+    @classmethod
+    def from_dict(cls, d: "dict | VmTransfer | None") -> "VmTransfer | None":
+        if d is None or isinstance(d, VmTransfer):
+            return d
+        return cls(direction=str(d["direction"]), peer=str(d["peer"]), live=bool(d["live"]),
+                   token=str(d["token"]), started=float(d.get("started", 0)))
+
+
 @dataclass
 class VM:
     kind: ClassVar[str] = "vm"  # as Container.kind
@@ -72,6 +105,7 @@ class VM:
     flavor: str | None = None  # the flavor its cores, memory and disk were last set from
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
     attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
+    transfer: VmTransfer | None = None  # a move to or from another node under way
     # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
     state: State = field(default=STOPPED, compare=False)
     pid: int | None = field(default=None, compare=False)
@@ -83,7 +117,7 @@ class VM:
 
     PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
                  "hostname", "group", "online", "created", "netifs", "flavor", "deletion",
-                 "attrs")
+                 "attrs", "transfer")
 
     def __post_init__(self) -> None:
         check_name("vm", self.id)
@@ -99,6 +133,7 @@ class VM:
         self.netifs = [n if isinstance(n, NetIf) else NetIf.from_dict(n, where) for n in self.netifs]
         self.deletion = Deletion.from_dict(self.deletion)
         self.attrs = loaded_attrs(self.attrs, where)
+        self.transfer = VmTransfer.from_dict(self.transfer)
 
     def netif(self, name: str) -> NetIf:
         for n in self.netifs:
@@ -121,6 +156,7 @@ class VM:
         d["netifs"] = [n.to_dict() for n in self.netifs]
         d["deletion"] = self.deletion and self.deletion.to_dict()
         d["attrs"] = dict(self.attrs)
+        d["transfer"] = self.transfer and self.transfer.to_dict()
         return d
 
     @classmethod
@@ -128,6 +164,8 @@ class VM:
         vm = cls(pool=pool, **{k: d[k] for k in cls.PERSISTED if k in d})
         if vm.deletion:
             vm.state = vm.deletion.held_state(vm.state)
+        if vm.transfer and vm.transfer.direction == IN:
+            vm.state = STAGED  # received, not yet arrived: not startable
         return vm
 
     def public(self) -> dict:

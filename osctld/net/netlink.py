@@ -116,6 +116,15 @@ def create_tap(ipr: IPRoute, tap: str) -> None:
     ipr.link("add", ifname=tap, kind="tuntap", mode="tap")
 
 
+def source_for(ipr: IPRoute, peer: str) -> str:
+    """The source address the node's routing gives packets to ``peer``."""
+    for r in ipr.route("get", dst=peer):
+        src = r.get_attr("RTA_PREFSRC")
+        if src:
+            return src
+    raise NetlinkError(errno.ENETUNREACH, f"no source address towards {peer}")
+
+
 def delete_link(ipr: IPRoute, name: str) -> None:
     idx = link_index(ipr, name)
     if idx is not None:

@@ -15,6 +15,7 @@ that belong to no running netif and restores the ones that are missing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import logging
@@ -58,8 +59,10 @@ class Network:
             for n in inst.netifs:
                 yield inst, n
 
-    def allocate(self) -> int:
-        return alloc.free_index({n.index for _, n in self.holders()}, plan.capacity(self.range))
+    def allocate(self, taken: set[int] = frozenset()) -> int:
+        """A free netif index: no netif of the node's has it, nor one in ``taken``."""
+        return alloc.free_index({n.index for _, n in self.holders()} | taken,
+                                plan.capacity(self.range))
 
     async def check_free(self, wanted: list[tuple[IPNetwork, str]], routed: bool,
                          on_node: bool = True, own: NetIf | None = None,
@@ -202,13 +205,15 @@ class Network:
 
     # --- VM taps ---------------------------------------------------------------------------
 
-    async def vm_up(self, vm: VM) -> list[str]:
+    async def vm_up(self, vm: VM, routed: bool = True) -> list[str]:
         """Before a VM's QEMU starts: a tap per netif, its host end configured
-        as a container's veth is (addresses, routes, shaping). Returns the taps."""
+        as a container's veth is (addresses, routes, shaping). Returns the taps.
+        Not ``routed``: without the routes to its addresses, for a VM that
+        still runs on another node (``vm_route`` adds them when it arrives)."""
         done: list[str] = []
         try:
             for n in vm.netifs:
-                hp = self.host_plan(n)
+                hp = self._vm_plan(n, routed)
 
                 def work(ipr, hp=hp) -> None:
                     netlink.delete_netif(ipr, hp.veth)  # a stale one from a crash
@@ -221,6 +226,22 @@ class Network:
             await self._delete(done)
             raise
         return done
+
+    async def vm_route(self, vm: VM, routed: bool = True) -> None:
+        """Route a VM's addresses to its taps (made by ``vm_up`` unrouted), or
+        (not ``routed``) take its routes away: it runs elsewhere now."""
+        for n in vm.netifs:
+            hp = self._vm_plan(n, routed)
+            await self._host(lambda ipr, hp=hp: netlink.sync_host(ipr, hp))
+
+    def _vm_plan(self, netif: NetIf, routed: bool) -> plan.HostPlan:
+        hp = self.host_plan(netif)
+        return hp if routed else dataclasses.replace(hp, routes=frozenset())
+
+    async def own_address(self, peer: str) -> str:
+        """The node's address that ``peer`` is reached from (the kernel's
+        choice of source address): where the node listens for that peer."""
+        return await self._host(lambda ipr: netlink.source_for(ipr, peer))
 
     async def vm_down(self, taps: list[str]) -> None:
         """After a VM's QEMU has gone: its taps and their routes."""
@@ -245,8 +266,11 @@ class Network:
         a running container are plugged in, the others re-synced."""
         wanted = {self.veth(n): (ct, n) for ct, n in self.holders()
                   if ct.running and (isinstance(ct, VM) or ct.init_pid)}
+        # The taps of a VM being received live: its QEMU waits on them, unrouted.
+        incoming = {self.veth(n) for ct, n in self.holders()
+                    if isinstance(ct, VM) and ct.transfer and ct.transfer.live and not ct.running}
         present = await self._host(lambda ipr: netlink.our_links(ipr, self.cfg.veth_prefix))
-        stale = sorted(n for n in present if netlink.host_end(n) not in wanted)
+        stale = sorted(n for n in present if netlink.host_end(n) not in wanted.keys() | incoming)
         if stale:
             log.info("removing links of no running netif: %s", ", ".join(stale))
             await self._host(lambda ipr: [netlink.delete_link(ipr, n) for n in stale])

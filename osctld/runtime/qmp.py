@@ -12,6 +12,8 @@ import asyncio
 import itertools
 import json
 import logging
+import os
+import socket
 from typing import Any, Callable
 
 from osctl.protocol import INTERNAL, OsctlError
@@ -87,8 +89,10 @@ class Qmp:
         self._pending.clear()
         self.on_close()
 
-    async def execute(self, cmd: str, arguments: dict | None = None, timeout: float = 30) -> Any:
-        """Run one QMP command and return its ``return`` value."""
+    async def execute(self, cmd: str, arguments: dict | None = None, timeout: float = 30,
+                      fds: list[int] = ()) -> Any:
+        """Run one QMP command and return its ``return`` value. ``fds`` go with
+        it (SCM_RIGHTS), for ``getfd``: a socket the daemon bound, handed over."""
         if self.closed.is_set() or self._writer is None:
             raise QmpError(f"QMP {cmd}: not connected")
         req_id = next(self._ids)
@@ -96,8 +100,11 @@ class Qmp:
         fut = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         try:
-            self._writer.write(json.dumps(msg).encode() + b"\n")
-            await self._writer.drain()
+            if fds:
+                await self._send_fds(json.dumps(msg).encode() + b"\n", fds)
+            else:
+                self._writer.write(json.dumps(msg).encode() + b"\n")
+                await self._writer.drain()
             reply = await asyncio.wait_for(fut, timeout)
         except (OSError, asyncio.TimeoutError) as e:
             raise QmpError(f"QMP {cmd}: {e or type(e).__name__}") from None
@@ -107,6 +114,18 @@ class Qmp:
             err = reply["error"]
             raise QmpError(f"QMP {cmd}: {err.get('desc', err)}", err.get("class"))
         return reply.get("return")
+
+    async def _send_fds(self, data: bytes, fds: list[int]) -> None:
+        """One message with descriptors, past the stream writer (which cannot
+        pass them) once what it holds has gone out, so the order stays."""
+        assert self._writer is not None
+        await self._writer.drain()
+        if self._writer.transport.get_write_buffer_size():
+            raise OSError("QMP writer still busy")
+        raw = self._writer.get_extra_info("socket")
+        with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+            if socket.send_fds(sock, [data], fds) != len(data):
+                raise OSError("short write with descriptors")
 
     async def wait_closed(self, timeout: float | None) -> bool:
         """True once QEMU has gone (its end of the socket closed) within ``timeout``."""

@@ -37,16 +37,17 @@ from ..config import VmPolicy
 from ..distconfig.netconfig import IfaceConfig
 from ..model.lifecycle import Event, State, check, seen
 from ..model.netif import ROUTED, NetIf
-from ..model.vm import RUNNING, STOPPED, VM
+from ..model.vm import MIGRATING, RUNNING, STAGED, STOPPED, VM
 from .cgroup.tree import CgroupTree
+from . import vm_migrate
 from .qmp import Qmp, QmpError
+from .vm_migrate import DISK_NODE
 from .vmimage import VmFiles
 
 if TYPE_CHECKING:
     from ..net.network import Network
 
 log = logging.getLogger(__name__)
-DISK_NODE = "disk0"
 # How long QEMU gets to exit after "quit" before it is sent SIGKILL.
 KILL_GRACE = 5
 # How long a stopped QEMU may take to be reaped (and leave its cgroup).
@@ -86,9 +87,11 @@ def guest_net(iface: IfaceConfig) -> str:
 
 
 def qemu_argv(policy: VmPolicy, vm: VM, files: VmFiles, paths: VmRunPaths,
-              nics: list[tuple[str, IfaceConfig]] = ()) -> list[str]:
+              nics: list[tuple[str, IfaceConfig]] = (), incoming: bool = False) -> list[str]:
     """The whole QEMU command line of ``vm``; nothing else decides how a VM runs.
-    ``nics``: (tap on the node, the interface inside) per netif."""
+    ``nics``: (tap on the node, the interface inside) per netif. ``incoming``:
+    paused, to receive a running guest (runtime/vm_migrate.py); the machine
+    and devices are the same, so the source's state fits."""
     accel = ["-accel", "kvm", "-cpu", "host"] if policy.accelerator == "kvm" else ["-accel", "tcg"]
     net = []
     for i, (tap, iface) in enumerate(nics):
@@ -108,6 +111,7 @@ def qemu_argv(policy: VmPolicy, vm: VM, files: VmFiles, paths: VmRunPaths,
         "-serial", "chardev:console",
         "-qmp", f"unix:{paths.qmp},server=on,wait=off",
         "-daemonize", "-pidfile", str(paths.pidfile),
+        *(["-incoming", "defer", "-S"] if incoming else []),
     ]
 
 
@@ -172,8 +176,8 @@ class Vms:
             self.cgroups.remove(self.cgroup(vm))  # it stopped while the daemon was away
             self.observed(vm, seen(vm.state, STOPPED))
             return
-        try:
-            await self._monitor(vm, pid, self.observed, RUNNING)
+        try:  # a staged VM's QEMU waits for a guest that runs on another node yet
+            await self._monitor(vm, pid, self.observed, STAGED if vm.state == STAGED else RUNNING)
         except QmpError as e:
             log.error("VM %s:%s runs as PID %d but its QMP socket does not answer: %s",
                       vm.pool, vm.id, pid, e)
@@ -213,7 +217,7 @@ class Vms:
         if self.monitors.get(key) is qmp:
             del self.monitors[key]
             self._forget(vm)
-            self.apply(vm, Event.STOPPED)
+            self.apply(vm, Event.EXITED)
             taps = self.taps.pop(key, [])
             self._leaving[key] = asyncio.ensure_future(asyncio.gather(
                 self._leave_cgroup(self.cgroup(vm)), *([self.net.vm_down(taps)] if taps else [])))
@@ -282,15 +286,20 @@ class Vms:
                 await self.net.vm_down(taps)
             raise
 
-    async def _run(self, vm: VM, files: VmFiles, nics: list[tuple[str, IfaceConfig]]) -> None:
-        """Start QEMU in the VM's cgroup; its group's cgroups must exist."""
+    async def _run(self, vm: VM, files: VmFiles, nics: list[tuple[str, IfaceConfig]],
+                   incoming: VM | None = None) -> None:
+        """Start QEMU in the VM's cgroup; its group's cgroups must exist.
+        ``incoming``: the VM as it runs on the source (its cores and memory),
+        for a QEMU that receives it; the VM stays staged."""
         paths = self.paths(vm)
         paths.dir.mkdir(parents=True, exist_ok=True)
         self._forget(vm)
-        self.apply(vm, Event.START)
+        if incoming is None:
+            self.apply(vm, Event.START)
         vm.net_pending = False
         cgroup = self.cgroup(vm)
-        argv = self.cgroups.run_in(cgroup, qemu_argv(self.policy, vm, files, paths, nics))
+        argv = self.cgroups.run_in(cgroup, qemu_argv(self.policy, incoming or vm, files, paths,
+                                                     nics, incoming=incoming is not None))
         try:
             self.cgroups.make(cgroup)
             proc = await asyncio.create_subprocess_exec(
@@ -303,11 +312,15 @@ class Vms:
             pid = self._read_pid(vm)
             if pid is None:
                 raise OsctlError(INTERNAL, f"QEMU of VM {vm.id} exited at once")
-            await self._monitor(vm, pid, self.apply, Event.STARTED)
+            if incoming is None:
+                await self._monitor(vm, pid, self.apply, Event.STARTED)
+            else:
+                await self._monitor(vm, pid, self.observed, STAGED)
         except BaseException:
             await self._kill_pid(vm)
             self._forget(vm)
-            self.apply(vm, Event.FAIL)
+            if incoming is None:
+                self.apply(vm, Event.FAIL)
             await self._leave_cgroup(cgroup)
             raise
 
@@ -333,6 +346,10 @@ class Vms:
                     return
             log.info("VM %s:%s did not power down in %d s: killing it", vm.pool, vm.id, timeout)
             tell(f"no ACPI answer from VM {vm.id} after {timeout} s: killing it")
+        await self._quit(vm, qmp)
+
+    async def _quit(self, vm: VM, qmp: Qmp) -> None:
+        """QEMU exits at once (SIGKILL if it does not)."""
         try:
             await qmp.execute("quit", timeout=KILL_GRACE)
         except QmpError:
@@ -357,6 +374,100 @@ class Vms:
         if qmp is None:
             raise OsctlError(INTERNAL, f"VM {vm.id} has no QMP connection")
         await qmp.execute("block_resize", {"node-name": DISK_NODE, "size": size})
+
+    # --- live migration (runtime/vm_migrate.py) -------------------------------------------
+
+    def _qmp(self, vm: VM) -> Qmp:
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is None:
+            raise OsctlError(INTERNAL, f"VM {vm.id} has no QMP connection")
+        return qmp
+
+    async def send_live(self, vm: VM, target: vm_migrate.Target, tuning: vm_migrate.Tuning,
+                        progress: vm_migrate.Progress) -> dict:
+        """Move the running guest to ``target`` (migrating meanwhile); its
+        routes go once it is paused here for good (so that the provider's
+        network finds it at the destination at once), and once it runs
+        there, this QEMU quits and its taps and cgroup go. On failure it
+        runs on here, routed again, and the error goes on."""
+        qmp = self._qmp(vm)
+        pid, cores, memory = vm.pid, vm.running_cores, vm.running_memory
+        self.apply(vm, Event.MIGRATE_LIVE)
+        try:
+            figures = await vm_migrate.send(qmp, target, tuning, progress,
+                                            lambda routed: self.net.vm_route(vm, routed))
+        except BaseException:
+            if vm.state == MIGRATING:  # its QEMU did not die meanwhile
+                self.apply(vm, Event.RESUME, pid)
+                vm.running_cores, vm.running_memory = cores, memory
+            raise
+        await self._quit(vm, qmp)
+        await self._settled(vm)
+        return figures
+
+    async def handed_over(self, vm: VM) -> bool:
+        """After a daemon restart, a live send this node had under way: True
+        if the guest was handed over (the migration completed and the mirror
+        let go: the destination runs it, or will), this QEMU then quit."""
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is None:
+            return False
+        status = (await qmp.execute("query-status")).get("status")
+        mirrored = any(j.get("device") == vm_migrate.JOB for j in await qmp.execute("query-block-jobs"))
+        if status != "postmigrate" or mirrored:
+            return False
+        await self._quit(vm, qmp)
+        await self._settled(vm)
+        return True
+
+    async def keep(self, vm: VM) -> None:
+        """A live send undone once the destination dropped its part: the
+        guest runs on here, routed again."""
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is not None:
+            await vm_migrate.stay(qmp)
+            await self.net.vm_route(vm)
+
+    async def receive_live(self, pstate, vm: VM, running: VM, host: str) -> vm_migrate.Endpoints:
+        """The destination's start: the staged VM's QEMU, sized as ``running``
+        (the source's), paused and listening on ``host`` for the guest; its
+        taps made without their routes, as the guest still answers at the
+        source. ``drop_incoming`` undoes it."""
+        await self._settled(vm)
+        self.cgroups.apply_groups(pstate, vm.group)
+        key = (vm.pool, vm.id)
+        self.taps[key] = taps = await self.net.vm_up(vm, routed=False)
+        try:
+            await self._run(vm, VmFiles(pstate.pool.vm_dir(vm.id)),
+                            list(zip(taps, self.net.vm_inside(vm))), incoming=running)
+            return await vm_migrate.listen(self._qmp(vm), host)
+        except BaseException:
+            await self.drop_incoming(vm)
+            if self.taps.get(key) is taps:
+                del self.taps[key]
+                await self.net.vm_down(taps)
+            raise
+
+    async def arrive(self, vm: VM) -> None:
+        """Once the guest's RAM and disk are here (``vm_migrate.landed``): its
+        addresses routed here, and it runs."""
+        qmp = self._qmp(vm)
+        await vm_migrate.landed(qmp)
+
+        async def run() -> None:  # once begun, not cancelled half way
+            await self.net.vm_route(vm)
+            await qmp.execute("cont")
+            self.apply(vm, Event.ARRIVE, self._read_pid(vm))
+        await asyncio.shield(run())
+
+    async def drop_incoming(self, vm: VM) -> None:
+        """A staged VM's incoming QEMU gone, with its taps and cgroup."""
+        qmp = self.monitors.get((vm.pool, vm.id))
+        if qmp is not None:
+            await self._quit(vm, qmp)
+        else:
+            await self._kill_pid(vm)
+        await self._settled(vm)
 
     # --- its netifs --------------------------------------------------------------------
 

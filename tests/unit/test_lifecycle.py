@@ -35,6 +35,11 @@ VALID = {
     (E.STAY, S.MIGRATING): S.STOPPED,
     (E.SOFT_DELETE, S.STOPPED): S.SOFT_DELETED,
     (E.RESTORE, S.SOFT_DELETED): S.STOPPED,
+    (E.MIGRATE_LIVE, S.RUNNING): S.MIGRATING,
+    (E.RESUME, S.MIGRATING): S.RUNNING,
+    (E.ARRIVE, S.STAGED): S.RUNNING,
+    **{(E.EXITED, s): S.STOPPED for s in LIVE | {S.STOPPED, S.MIGRATING}},
+    (E.EXITED, S.STAGED): S.STAGED,
 }
 INVALID = [(e, s) for e in Event for s in State if (e, s) not in VALID]
 
@@ -108,16 +113,46 @@ def test_observed_is_taken_from_any_state():
     assert (ct.state, ct.init_pid, len(seen)) == (S.RUNNING, 7, 1)
 
 
+def _vm() -> VM:
+    return VM(id="v1", pool="p", user="u", template="debian", version="12", cores=1,
+              memory=1 << 30, disk=1 << 30)
+
+
 def test_vm_runtime_failed_start_returns_to_stopped(tmp_path):
     seen = []
     vms = Vms(policy=None, run_dir=tmp_path, cgroups=None, net=None, on_state=seen.append)
-    vm = VM(id="v1", pool="p", user="u", template="debian", version="12", cores=1,
-            memory=1 << 30, disk=1 << 30)
+    vm = _vm()
     vms.apply(vm, E.START)
     vms.apply(vm, E.FAIL)
     assert vm.state == S.STOPPED and len(seen) == 2
     with pytest.raises(OsctlError, match="VM v1 is stopped: cannot stop"):
         vms.apply(vm, E.STOP)
+
+
+def test_vm_live_migration_states(tmp_path):
+    """The source: running, migrating, then its QEMU quits (stopped, and it
+    is deleted) or the migration fails (running on). The destination: staged
+    while its incoming QEMU waits (a death of it leaves it staged), running
+    once the guest resumed there."""
+    seen = []
+    vms = Vms(policy=None, run_dir=tmp_path, cgroups=None, net=None, on_state=seen.append)
+    src = _vm()
+    src.state = S.RUNNING
+    vms.apply(src, E.MIGRATE_LIVE)
+    for event in (E.START, E.STOP, E.MIGRATE_LIVE):
+        with pytest.raises(OsctlError, match="VM v1 is migrating"):
+            vms.apply(src, event)
+    vms.apply(src, E.RESUME)
+    vms.apply(src, E.MIGRATE_LIVE)
+    vms.apply(src, E.EXITED)
+    assert src.state == S.STOPPED and len(seen) == 4
+    dst = _vm()
+    states = []
+    for event in (E.STAGE, E.EXITED, E.ARRIVE):
+        vms.apply(dst, event, 9)
+        states.append(dst.state)
+    assert states == [S.STAGED, S.STAGED, S.RUNNING] and dst.pid == 9 and len(seen) == 6
+    assert check("VM v1", S.STAGED, E.ARRIVE) is S.RUNNING
 
 
 @pytest.mark.parametrize("state", [S.STAGED, S.SOFT_DELETED, S.MIGRATING, S.RUNNING])
