@@ -10,6 +10,8 @@ request, so nothing removed here can be half way through being made:
 - a dataset is an entry of ``<pool>/ct`` or ``<pool>/vm`` (root's own
   directories) named like a container or VM that has no config;
 - an LXC directory in the run directory of a container that has no config;
+- a read-only snapshot a ``ct copy`` or ``ct export`` read from
+  (``<pool>/ct/.<id>.snap-<hex>``);
 - a temporary file is one in a directory only osctld writes (a pool's
   ``conf`` tree, the state directory's top level, the LXC directories).
 
@@ -28,6 +30,8 @@ from .model.naming import check_name
 from .store import TEMP_NAME
 
 log = logging.getLogger(__name__)
+# Read-only snapshots ``ct copy`` and ``ct export`` read from (commands/ct_copy.py).
+SNAPSHOT_GLOB = ".*.snap-*"
 
 
 def _ids(directory: Path) -> list[str]:
@@ -87,3 +91,9 @@ async def clean_pool(pstate, backend, containers) -> None:
                 log.error("cannot remove what %s of pool %s left: %s", name, pool.name, e)
     for ct_id in pstate.cts:
         remove_temp_files(lxc.ct_dir(pool.name, ct_id))
+    for snap in sorted((pool.path / "ct").glob(SNAPSHOT_GLOB)):
+        log.warning("removing %s, a snapshot an interrupted copy or export left", snap)
+        try:
+            await backend.destroy(snap)
+        except Exception as e:
+            log.error("cannot remove %s: %s", snap, e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -560,3 +561,120 @@ def top(s, once, sort, interval):
         if once:
             return
 
+
+
+# --- archives, copies, ownership ----------------------------------------------------------
+
+
+@ct.command("export")
+@click.argument("id")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--compression", "-c", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
+              show_default=True, help="How the file is compressed.")
+@click.option("--live", is_flag=True,
+              help="Pools without snapshots (dir): copy a running container as it runs; files "
+                   "it writes meanwhile may be copied half written. Without it a running "
+                   "container there is refused: stop it first.")
+@pass_settings
+def export(s, id, file, compression, live):
+    """Write container ID, its config and its files, to FILE (a new file, or
+    - for stdout): one tar, for ct import on this node or another.
+
+    A running container on a btrfs pool is read from a snapshot taken at
+    once (it goes on running; the snapshot is removed afterwards). Progress
+    goes to stderr; Ctrl-C cancels and removes FILE.
+
+    \b
+    Examples:
+      osctl ct export web1 /backup/web1.tar.zst
+      osctl ct export web1 - -c gzip | ssh other 'cat > web1.tar.gz'
+      osctl ct export web1 web1.tar -c none --live
+    """
+    if file == "-":
+        if sys.stdout.isatty():
+            raise click.UsageError("will not write an archive to a terminal: give a file")
+        show(s, call(s, "ct.export", {"id": id, "compression": compression, "live": live or None},
+                     fds=(1,)))
+        return
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise click.UsageError(f"{file} exists: remove it or give another name") from None
+    try:
+        res = call(s, "ct.export", {"id": id, "compression": compression, "live": live or None},
+                   fds=(fd,))
+    except BaseException:  # an error or Ctrl-C: no half-written archive is left
+        os.unlink(file)
+        raise
+    finally:
+        os.close(fd)
+    show(s, res)
+
+
+@ct.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--as-id", help="Its id here [default: the exported container's].")
+@click.option("--user", "-u", help="Owner here [default: the exported one's user, made if the "
+                                   "pool has none of that name].")
+@click.option("--pool", "-p", help="Pool [default: the default pool].")
+@pass_settings
+def import_(s, file, as_id, user, pool):
+    """Make a container from FILE, written by ct export (here or on another
+    node). It is stopped; its addresses must be free on this node.
+
+    Everything is checked before anything is made (format, id, user,
+    addresses); a failure or Ctrl-C leaves nothing. Its group, if this pool
+    has none of that name, becomes /default; a disk quota, where the pool
+    has none, is dropped (the notes say so).
+
+    \b
+    Examples:
+      osctl ct import /backup/web1.tar.zst
+      osctl ct import web1.tar.zst --as-id web2 --user bob --pool fast
+    """
+    with open(file, "rb") as f:
+        show(s, call(s, "ct.import", {"as_id": as_id, "user": user, "pool": pool},
+                     fds=(f.fileno(),)))
+
+
+@ct.command("copy")
+@click.argument("id")
+@click.argument("new_id", metavar="NEW")
+@click.option("--to-pool", "pool", help="Pool of the copy [default: ID's]; the user is made "
+                                        "there if missing.")
+@click.option("--live", is_flag=True,
+              help="Pools without snapshots (dir): copy a running container as it runs (see "
+                   "ct export --help).")
+@pass_settings
+def copy(s, id, new_id, pool, live):
+    """Copy container ID as NEW: same files, settings and user, stopped.
+
+    Its netifs are copied without addresses and routed prefixes (those
+    stay ID's) and with new MACs and interconnects. Within a btrfs pool the
+    copy is a snapshot: instant, and it takes no space until either writes.
+
+    \b
+    Examples:
+      osctl ct copy web1 web1-test
+      osctl ct copy web1 web1 --to-pool fast
+    """
+    show(s, call(s, "ct.copy", {"id": id, "new_id": new_id, "pool": pool, "live": live or None}))
+
+
+@ct.command("chown")
+@click.argument("id")
+@click.argument("user")
+@pass_settings
+def chown(s, id, user):
+    """Give stopped container ID to USER, another user of its pool: it runs
+    in USER's ID map from its next start, and counts against USER's quotas.
+
+    Files keep the owners they have inside (root stays root). On pools with
+    idmapped mounts nothing is rewritten; on chown pools every file is
+    shifted into USER's map.
+
+    \b
+    Example:
+      osctl ct chown web1 bob
+    """
+    change(s, "ct.chown", {"id": id, "user": user}, "ct.show", id)

@@ -8,7 +8,7 @@ another tenant's files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 
@@ -77,6 +77,31 @@ def check_map(kind: str, entries: list[MapEntry]) -> list[MapEntry]:
         if a.host_end > b.host_id:
             raise OsctlError(INVALID, f"{kind} map entries {a} and {b} overlap on the host")
     return entries
+
+
+def translator(src: Sequence[MapEntry] | None,
+               dst: Sequence[MapEntry] | None) -> Callable[[int], int] | None:
+    """How an owner on disk changes when a tree stored through map ``src``
+    is to be stored through map ``dst`` (None: unshifted, the IDs as the
+    container sees them; a chown pool stores its trees shifted through the
+    user's map). None when nothing changes. An ID that ``src`` does not
+    map, or whose container ID ``dst`` does not, is left as it is."""
+    if list(src or ()) == list(dst or ()):
+        return None
+
+    def move(host: int) -> int:
+        ns = host if src is None else _through(src, host, to_host=False)
+        out = ns if dst is None or ns is None else _through(dst, ns, to_host=True)
+        return host if out is None else out
+    return move
+
+
+def _through(entries: Sequence[MapEntry], value: int, to_host: bool) -> int | None:
+    for e in entries:
+        frm, to = (e.ns_id, e.host_id) if to_host else (e.host_id, e.ns_id)
+        if frm <= value < frm + e.count:
+            return to + value - frm
+    return None
 
 
 def overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:

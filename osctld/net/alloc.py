@@ -20,8 +20,10 @@ from osctl.protocol import CONFLICT, INVALID, OsctlError
 
 from ..model.container import Container
 from ..model.netif import IPNetwork, NetIf
+from ..model.vm import VM
 
-Holders = Iterable[tuple[Container, NetIf]]
+# Every netif of the node with its container or VM (``Network.holders``).
+Holders = Iterable[tuple[Container | VM, NetIf]]
 
 
 def free_index(used: set[int], capacity: int) -> int:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 SYS_OPEN_TREE = 428
 SYS_MOUNT_SETATTR = 442
@@ -63,8 +64,14 @@ def supports_idmapped_mounts(path: Path) -> bool:
 
 
 def shift_tree(root: Path, uid_offset: int, gid_offset: int) -> None:
-    """The fallback: chown every file of ``root`` by the offsets (no symlink
-    following; each inode once, however many hard links it has)."""
+    """The fallback: chown every file of ``root`` by the offsets."""
+    remap_tree(root, lambda uid: uid + uid_offset, lambda gid: gid + gid_offset)
+
+
+def remap_tree(root: Path, uid: Callable[[int], int], gid: Callable[[int], int]) -> None:
+    """Chown every file of ``root`` to the owner ``uid`` and ``gid`` give
+    for its own (no symlink following; each inode once, however many hard
+    links it has). ACL entries keep their IDs."""
     seen: set[tuple[int, int]] = set()
 
     def shift(name: str) -> None:
@@ -72,7 +79,7 @@ def shift_tree(root: Path, uid_offset: int, gid_offset: int) -> None:
         if (st.st_dev, st.st_ino) in seen:
             return
         seen.add((st.st_dev, st.st_ino))
-        os.chown(name, st.st_uid + uid_offset, st.st_gid + gid_offset, follow_symlinks=False)
+        os.chown(name, uid(st.st_uid), gid(st.st_gid), follow_symlinks=False)
         if not os.path.islink(name) and st.st_mode & 0o6000:
             os.chmod(name, st.st_mode & 0o7777)  # chown cleared setuid/setgid
 

@@ -30,6 +30,7 @@ class Backend:
 
     name = "base"
     quotas = False  # whether datasets can have a disk quota
+    snapshots = False  # whether ``snapshot`` works: instant, read-only, while the dataset is in use
 
     def __init__(self, pool):
         self.pool = pool
@@ -76,7 +77,16 @@ class Backend:
         dst.parent.mkdir(parents=True, exist_ok=True)
         await run("cp", "-a", "--reflink=auto", str(src), str(dst), what=f"copying {src}")
 
+    async def snapshot(self, src: Path, dst: Path) -> None:
+        """A read-only point-in-time copy of dataset ``src`` at ``dst``, taken
+        while ``src`` is in use (a running container's rootfs): what an export
+        or a transfer reads from, so that it sees one moment of the tree.
+        ``destroy(dst)`` removes it. Only where ``snapshots`` is true."""
+        raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
+                                      "snapshots: use a btrfs pool")
+
     async def destroy(self, path: Path) -> None:
+        """Remove dataset ``path`` (or a snapshot of one); nothing if it is not there."""
         if path.exists() or path.is_symlink():
             await asyncio.to_thread(shutil.rmtree, path)
 

@@ -1,4 +1,5 @@
-"""btrfs: each dataset a subvolume, a clone a snapshot (instant, shares blocks).
+"""btrfs: each dataset a subvolume, a clone a snapshot (instant, shares blocks),
+a ``snapshot`` a read-only one (what ``btrfs send`` needs).
 
 A pool is either a directory on a mounted btrfs filesystem, or a loop-file
 image that osctld creates at install and mounts when it activates the pool.
@@ -21,6 +22,7 @@ def is_mounted(path: Path) -> bool:
 class BtrfsBackend(Backend):
     name = "btrfs"
     quotas = True  # qgroups
+    snapshots = True
 
     async def install(self, size: int | None = None) -> None:
         pool = self.pool
@@ -72,14 +74,22 @@ class BtrfsBackend(Backend):
         await run("btrfs", "-q", "subvolume", "create", str(path), what=f"creating subvolume {path}")
 
     async def clone(self, src: Path, dst: Path) -> None:
+        await self._snapshot(src, dst)
+
+    async def snapshot(self, src: Path, dst: Path) -> None:
+        await self._snapshot(src, dst, "-r")
+
+    async def _snapshot(self, src: Path, dst: Path, *flags: str) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        await run("btrfs", "-q", "subvolume", "snapshot", str(src), str(dst),
+        await run("btrfs", "-q", "subvolume", "snapshot", *flags, str(src), str(dst),
                   what=f"snapshotting {src}")
 
     async def destroy(self, path: Path) -> None:
         if not path.exists():
             return
-        if os.stat(path).st_ino == 256:  # the root of a subvolume
+        # The root of a subvolume: ``subvolume delete`` also removes a
+        # read-only one (a snapshot), where unlinking its files would fail.
+        if os.stat(path).st_ino == 256:
             await run("btrfs", "-q", "subvolume", "delete", str(path), what=f"deleting subvolume {path}")
         else:
             await super().destroy(path)
