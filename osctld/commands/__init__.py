@@ -299,5 +299,5 @@ async def hold_instance(ctx: Context, inst: Container | VM, what: str, new: bool
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (account, consumption, ct, ct_copy, ct_device, ct_feature, ct_prlimit,  # noqa: F401
-                   ct_usage, daemon, flavor, group, maintenance, netif, pool, user, vm)
+    from . import (account, consumption, ct, ct_copy, ct_device, ct_feature,  # noqa: F401
+                   ct_import_vz, ct_prlimit, ct_usage, daemon, flavor, group, maintenance, netif, pool, user, vm)
