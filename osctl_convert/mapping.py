@@ -137,7 +137,20 @@ class _Mapper:
             except ValueError_ as e:
                 self.note(key, DROPPED, f"invalid value: {e}")
         self.s.features.sort()
+        self.unclash()
         return Conversion(self.s, [self.done[k] for k in self.conf])
+
+    def unclash(self) -> None:
+        """A veth of NETIF may have the name the routed netif was to get
+        (venet0 and eth0 side by side on OpenVZ): the routed one moves to
+        the first free ethN."""
+        routed = [n for n in self.s.netifs if n["type"] == "routed"]
+        taken = {n["name"] for n in self.s.netifs if n["type"] != "routed"}
+        if not routed or routed[0]["name"] not in taken:
+            return
+        free = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
+        self.done["IP_ADDRESS"].detail += f"; named {free}: NETIF has {routed[0]['name']}"
+        routed[0]["name"] = free
 
     # --- memory and CPU: keys that only mean something together ---------------
 

@@ -79,3 +79,9 @@ def test_bad_numbers(value):
 def test_parse_syntax():
     conf = vzconf.parse('# c\nA="x y"\nB=plain\nexport C=\'q\'\nbroken line\nA="z"  # later wins\n')
     assert conf == {"B": "plain", "C": "q", "A": "z"}
+
+
+def test_routed_netif_moves_off_a_veths_name():
+    conv = converted('IP_ADDRESS="192.0.2.9"\nNETIF="ifname=eth0,mac=00:18:51:aa:bb:01,bridge=br0"\n')
+    assert [(n["name"], n["type"]) for n in conv.settings.netifs] == [("eth1", "routed"), ("eth0", "bridge")]
+    assert conv.report[0].detail.endswith("named eth1: NETIF has eth0")
