@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import click
@@ -748,6 +749,64 @@ def import_(s, file, as_id, user, pool):
     with open(file, "rb") as f:
         show(s, call(s, "ct.import", {"as_id": as_id, "user": user, "pool": pool},
                      fds=(f.fileno(),)))
+
+
+def _vz_id(source: str) -> str | None:
+    """The OpenVZ CTID a source's name gives: vzdump-openvz-101-....tar.gz, /vz/private/101."""
+    name = os.path.basename(os.path.normpath(source))
+    m = re.match(r"^vzdump-openvz-(\d+)-", name)
+    return m.group(1) if m else name if name.isdigit() else None
+
+
+@ct.command("import-vz")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--conf", type=click.File("r"),
+              help="The container's vzctl config (/etc/vz/conf/CTID.conf) [default: an archive's "
+                   "./etc/vzdump/vps.conf]; needed for a private area.")
+@click.option("--user", "-u", required=True, help="Owner of the new container.")
+@click.option("--pool", "-p", help="Pool [default: the user's].")
+@click.option("--as-id", help="Its id here [default: the OpenVZ CTID in SOURCE's name].")
+@click.option("--netif-name", default="eth0", show_default=True,
+              help="Name of the routed netif that takes IP_ADDRESS.")
+@click.option("--dry-run", is_flag=True, help="Print the report and the rootfs fix-ups; make nothing.")
+@pass_settings
+def import_vz(s, source, conf, user, pool, as_id, netif_name, dry_run):
+    """Make a container from an OpenVZ Legacy one: SOURCE is a vzdump archive
+    (.tar, .tar.gz, .tar.lzo with lzop installed) or a simfs private area
+    copied by hand (a ploop one is refused: copy from VE_ROOT after 'vzctl
+    mount'). Its config is mapped key by key (the report says what each
+    became, or why it was dropped), and what vzctl left in the rootfs that
+    breaks under LXC is fixed (venet0 configuration, vzquota, console and
+    power lines, pam_loginuid). It is made stopped; its addresses must be
+    free here. A failure leaves nothing.
+
+    \b
+    Examples:
+      osctl ct import-vz vzdump-openvz-101-2016_01_02-03_04_05.tar.gz -u alice
+      osctl ct import-vz /srv/vz/private/101 --conf 101.conf -u alice --dry-run
+      osctl ct import-vz ct.tar --as-id web1 -u alice -j
+    """
+    ct_id = as_id or _vz_id(source)
+    if not ct_id:
+        raise click.UsageError(f"no CTID in the name {source}: give --as-id")
+    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        res = call(s, "ct.import.vz", {"id": ct_id, "user": user, "pool": pool,
+                                       "conf": conf.read() if conf else None,
+                                       "netif_name": netif_name, "dry_run": dry_run or None},
+                   fds=(fd,))
+    finally:
+        os.close(fd)
+    if s.format != "table":
+        show(s, res)
+        return
+    show(s, res["report"], ["status", "key", "value", "detail"])
+    click.echo()
+    show(s, res["fixups"], ["action", "path", "why"])
+    for note in res["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"dry run: container {ct_id} not made" if res["dry_run"]
+               else f"container {ct_id} made in pool {res['pool']}, stopped")
 
 
 @ct.command("copy")

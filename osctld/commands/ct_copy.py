@@ -206,6 +206,20 @@ def _settle(pstate, ct: Container, backend: Backend, notes: list[str]) -> None:
         ct.disk = None
 
 
+async def admit(ctx: Context, pstate, ct: Container) -> tuple[Backend, list[str]]:
+    """What an incoming container (an export's, an OpenVZ one) goes through
+    before anything is made: settled into the pool, its id and addresses
+    free. The pool's backend and the notes on what was settled."""
+    backend = backend_for(pstate.pool)
+    notes: list[str] = []
+    _settle(pstate, ct, backend, notes)
+    if ct.id in pstate.cts:
+        raise OsctlError(EXISTS, f"container {ct.id!r} exists in pool {pstate.pool.name}: "
+                         "give another id with --as-id")
+    await _check_addresses(ctx, ct)
+    return backend, notes
+
+
 @command("ct.import", mutating=True, target=Target("pool", "pool"))
 async def import_(ctx: Context, as_id: str | None = None, user: str | None = None,
                   pool: str | None = None) -> dict:
@@ -237,13 +251,7 @@ async def import_(ctx: Context, as_id: str | None = None, user: str | None = Non
     except (KeyError, TypeError, AttributeError):
         raise OsctlError(INVALID, "the export's metadata does not say how its owners are "
                                   "stored") from None
-    backend = backend_for(pstate.pool)
-    notes: list[str] = []
-    _settle(pstate, ct, backend, notes)
-    if ct.id in pstate.cts:
-        raise OsctlError(EXISTS, f"container {ct.id!r} exists in pool {pstate.pool.name}: "
-                         "give another id with --as-id")
-    await _check_addresses(ctx, ct)
+    backend, notes = await admit(ctx, pstate, ct)
     async with Undo() as undo:
         u = await _owner(ctx, pstate, owner, undo, notes)
         async with creating(ctx, pstate, ct, u, backend.quotas) as made:
