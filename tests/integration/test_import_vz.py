@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from osctl_convert import cli as convert
 from tests.helpers.wait import wait_for
 from tests.integration.test_ct_copy import what_there_is
 from tests.integration.test_debian import BOOT_TIMEOUT, wait_running
@@ -97,13 +98,15 @@ def test_private_area_imports_and_boots(node, debian_template, tmp_path):
 
 
 def test_vzdump_archive_imports_and_boots(node, debian_template, tmp_path):
+    """The archive is written by osctl-convert vz6 export on a test double
+    of an OpenVZ node (a directory laid out as one: no OpenVZ kernel here)."""
     node.osctl("user", "new", "alice")
-    private, conf = private_area(tmp_path, debian_template, "198.51.100.50", "2001:db8::51")
-    (private / "etc/vzdump").mkdir()
-    (private / "etc/vzdump/vps.conf").write_text(conf)
+    openvz = tmp_path / "openvz"
+    private, conf = private_area(openvz / "vz", debian_template, "198.51.100.50", "2001:db8::51")
+    (openvz / "etc/vz/conf").mkdir(parents=True)
+    (openvz / "etc/vz/conf/101.conf").write_text(conf)
     archive = tmp_path / "vzdump-openvz-102-2016_01_02-03_04_05.tar.gz"
-    subprocess.run(["tar", "-c", "-z", "--numeric-owner", "--sparse", "--xattrs", "-f", str(archive),
-                    "-C", str(private), "."], check=True)
+    convert.main(["--root", str(openvz), "vz6", "export", "101", str(archive)])
     ct = json.loads(import_vz(node, str(archive)).stdout)
     assert ct["id"] == "102"
     rootfs = Path(node.osctl_json("ct", "show", "102")["rootfs"])
