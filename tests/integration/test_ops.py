@@ -214,8 +214,14 @@ def test_healthcheck_finds_and_repairs(node):
     wait_for(lambda: node_pings(node, "192.0.2.10"), message="192.0.2.10 to answer again")
     assert line in node.subid_lines("subuid")
     assert node.osctl("healthcheck").returncode == 0
-    # What it cannot repair it says, and the exit status stays non-zero.
+    # A stopped container's cgroup left behind: removed.
+    cgroup = next(Path("/sys/fs/cgroup").glob(f"**/osctl-{node.name}/**/ct.h1"))
     node.osctl("ct", "stop", "h1")
+    cgroup.mkdir(exist_ok=True)
+    p = node.osctl("-j", "healthcheck", "--repair", check=False)
+    assert p.returncode == 0 and [f["check"] for f in json.loads(p.stdout)["findings"]] == ["cgroup"]
+    assert not cgroup.exists()
+    # What it cannot repair it says, and the exit status stays non-zero.
     rootfs = Path(node.osctl_json("ct", "show", "h1")["rootfs"])
     rootfs.rename(rootfs.with_name("moved"))
     try:
