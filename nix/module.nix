@@ -75,6 +75,27 @@ in
   config = lib.mkIf cfg.enable {
     environment.systemPackages = [ cfg.package ];
 
+    # Other nodes send servers here as osctld-recv, with the keys osctld
+    # writes (osctl receive authorized-keys); each runs its forced command.
+    users.groups.osctld-recv = { };
+    users.users.osctld-recv = {
+      isSystemUser = true;
+      group = "osctld-recv";
+      home = "/var/lib/osctld-recv";
+      createHome = true;
+      shell = "/bin/sh";
+    };
+    services.openssh.extraConfig = ''
+      Match User osctld-recv
+          AuthorizedKeysFile ${cfg.settings.run_dir}/receive/authorized_keys
+          PasswordAuthentication no
+          KbdInteractiveAuthentication no
+          AllowTcpForwarding no
+          X11Forwarding no
+          PermitTTY no
+      Match all
+    '';
+
     systemd.services.osctld = {
       description = "osctld container hypervisor daemon";
       wantedBy = [ "multi-user.target" ];

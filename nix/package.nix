@@ -14,6 +14,8 @@
   util-linux,
   gnutar,
   coreutils,
+  openssh,
+  rsync,
 }:
 
 let
@@ -33,7 +35,8 @@ let
     pythonImportsCheck = [ "lxc" ];
   };
 
-  # What osctld runs: LXC's tools, template recipes, storage and ID-map tools.
+  # What osctld runs: LXC's tools, template recipes, storage and ID-map
+  # tools, ssh and rsync to send servers to other nodes.
   runtimePath = lib.makeBinPath [
     lxc
     busybox
@@ -44,6 +47,8 @@ let
     util-linux
     gnutar
     coreutils
+    openssh
+    rsync
   ];
 in
 python3Packages.buildPythonApplication {

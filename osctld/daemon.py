@@ -53,10 +53,12 @@ log = logging.getLogger(__name__)
 
 
 def forced_command() -> str:
-    """``osctld-receive`` beside this osctld (the same installation), for
-    the authorized_keys lines."""
-    beside = Path(sys.executable).parent / "osctld-receive"
-    return str(beside) if beside.exists() else shutil.which("osctld-receive") or "osctld-receive"
+    """``osctld-receive`` beside this osctld (the same installation: a venv's
+    or a package's bin directory), for the authorized_keys lines."""
+    for d in (Path(sys.argv[0]).parent, Path(sys.executable).parent):
+        if (d / "osctld-receive").exists():
+            return str((d / "osctld-receive").absolute())
+    return shutil.which("osctld-receive") or "osctld-receive"
 
 
 class Daemon:

@@ -43,6 +43,15 @@ if ! getent passwd osctld-recv >/dev/null; then
         --shell /bin/sh --password '*' osctld-recv
 fi
 
+# ...and sshd's block for it (Debian's sshd_config includes sshd_config.d).
+if [ -d /etc/ssh/sshd_config.d ] && ! cmp -s scripts/sshd_osctld.conf /etc/ssh/sshd_config.d/osctld.conf; then
+    echo "setup: sshd: the osctld-recv block in /etc/ssh/sshd_config.d/osctld.conf"
+    install -m 0644 scripts/sshd_osctld.conf /etc/ssh/sshd_config.d/osctld.conf
+    if command -v systemctl >/dev/null && systemctl is-active -q ssh 2>/dev/null; then
+        systemctl reload ssh
+    fi
+fi
+
 # Other distributions' network tools, for the tests that run distconfig's
 # output with them: unpacked, not installed, because ifupdown-ng conflicts
 # with ifupdown and an installed NetworkManager could manage the node's own

@@ -4,9 +4,8 @@ receive verbs over SSH.
 ``call`` runs ``ssh`` as the receive user of the destination with this
 node's key (``osctl send key gen``): sshd there runs the forced command,
 which hands the call to that daemon (``transfer/forced.py``). A stream (a
-descriptor: the read end of ``btrfs send`` or ``tar``) goes to ssh's stdin,
-counted for the caller's progress; the reply is the last line of ssh's
-stdout. Cancelled, the ssh process is killed: the receiving daemon sees its
+descriptor: the read end of ``btrfs send``) is ssh's stdin, its progress
+what ssh has read of it; the reply is the last line of ssh's stdout. Cancelled, the ssh process is killed: the receiving daemon sees its
 session end and cancels the verb there (rolling back).
 """
 
@@ -25,7 +24,6 @@ from ..proc import run_tool
 if TYPE_CHECKING:
     from ..node import Node
 
-CHUNK = 1 << 20
 CONNECT_TIMEOUT = 10
 
 
@@ -92,21 +90,24 @@ def ssh_argv(node: Node, dest: str, command: str) -> list[str]:
     return [*ssh_base(node, port), "--", host, command]
 
 
-def _pump(src: int, dst: int, counted: Callable[[int], None]) -> None:
-    """Copy ``src`` to ``dst`` until EOF (in a thread), telling ``counted``."""
+def read_so_far(pid: int) -> int | None:
+    """Bytes process ``pid`` has read so far (``rchar``): how much of its
+    stdin ssh has taken, give or take the destination's few replies."""
     try:
-        while True:
-            data = os.read(src, CHUNK)
-            if not data:
-                return
-            view = memoryview(data)
-            while view:
-                view = view[os.write(dst, view):]
-            counted(len(data))
-    except BrokenPipeError:
-        return  # ssh ended first: its exit says why
-    finally:
-        os.close(dst)
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+async def _watch(pid: int, progress: Callable[[int], None], every: float = 0.5) -> None:
+    while True:
+        await asyncio.sleep(every)
+        done = read_so_far(pid)
+        if done is not None:
+            progress(done)
 
 
 def parse_reply(dest: str, rc: int, out: bytes, err: bytes) -> dict:
@@ -137,38 +138,21 @@ async def call(node: Node, dest: str, verb: str, args: dict, *, stdin: int | Non
     its reply, or its error (the destination's code, the message prefixed
     by ``dest``)."""
     argv = ssh_argv(node, dest, f"{verb} {json.dumps(args, separators=(',', ':'))}")
-    feeder = None
-    if stdin is None:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-    else:
-        loop = asyncio.get_running_loop()
-        sent = 0
-
-        def counted(n: int) -> None:
-            nonlocal sent
-            sent += n
-            if progress is not None:
-                loop.call_soon_threadsafe(progress, sent)
-
-        r, w = os.pipe()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=r, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        except BaseException:
-            os.close(w)
-            raise
-        finally:
-            os.close(r)
-        feeder = asyncio.ensure_future(asyncio.to_thread(_pump, stdin, w, counted))
+    # The stream is ssh's own stdin: no copy through this process (a Python
+    # pump took a 1 GiB btrfs stream from 200 to 35 MB/s); its progress is
+    # what ssh has read of it.
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    watch = asyncio.ensure_future(_watch(proc.pid, progress)) if stdin is not None and progress else None
     try:
         out, err = await proc.communicate()
-        if feeder is not None:
-            await feeder  # ssh is gone: the pump's writes end too
     except BaseException:
         if proc.returncode is None:
             proc.kill()
             await asyncio.shield(proc.wait())
         raise
+    finally:
+        if watch is not None:
+            watch.cancel()
     return parse_reply(dest, proc.returncode or 0, out, err)

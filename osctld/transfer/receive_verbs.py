@@ -6,7 +6,9 @@ their own), and gets a ``ReceiveContext`` and the arguments the sender gave
 (a dict it checks itself: they come from another node, not from osctl).
 Before any verb runs, the key sshd matched is looked up again (deleted
 meanwhile: refused) and its ``from``, ``ctid`` and single-use rules are
-checked (``AuthorizedKey.check``). A single-use key is marked used by its
+checked (``AuthorizedKey.check``). Each call is a line in the history (of
+the pool its reply names, else the default pool's) with the key and the
+sender's address. A single-use key is marked used by its
 first call that succeeds, bound to the transfer it opened (the ``token``
 its reply names), so the later calls of that transfer, which name the token,
 are let through and nothing else is.
@@ -67,7 +69,17 @@ async def run(node: Node, key_name: str, peer_ip: str, verb: str, args: Any,
     if key is None:  # deleted since sshd read the file
         raise OsctlError(DENIED, f"unknown key {key_name!r}")
     key.check(peer_ip, args)
-    result = await handler(ReceiveContext(node, key, peer_ip, stdin, stdout), args)
+    entry = {"cmd": verb, "key": key.name, "peer": peer_ip,
+             "args": {k: v for k, v in args.items() if isinstance(v, (str, int, bool))}}
+    try:
+        result = await handler(ReceiveContext(node, key, peer_ip, stdin, stdout), args)
+    except BaseException as e:
+        # Written to the default pool's history: the call named no pool it got to.
+        node.history.write(None, {**entry, "result": "error",
+                                  "error": e.message if isinstance(e, OsctlError) else repr(e)})
+        raise
+    pool = result.get("pool") if isinstance(result, dict) else None
+    node.history.write(pool if isinstance(pool, str) else None, {**entry, "result": "ok"})
     if key.single_use and not key.used and node.keychain.keys.get(key.name) is key:
         token = result.get("token") if isinstance(result, dict) else None
         node.keychain.replace(replace(key, used=True, token=token))

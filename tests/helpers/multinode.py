@@ -131,18 +131,17 @@ class Node(TestNode):
 
 
 def sshd_config(node: Node, host_key: Path) -> str:
-    """The README's block for the receive user, on a node of its own: its
-    address, its host key, its osctld's authorized_keys; nobody else may log
-    in. StrictModes off: the test directory is under /var/tmp (1777)."""
+    """The set-up's block for the receive user (scripts/sshd_osctld.conf),
+    on a node of its own: its address, its host key, its osctld's
+    authorized_keys; nobody else may log in. StrictModes off: the test
+    directory is under /var/tmp (1777)."""
+    block = (ROOT / "scripts" / "sshd_osctld.conf").read_text().replace(
+        "/run/osctld/receive/authorized_keys", str(node.run_dir / "receive" / "authorized_keys"))
     return "\n".join([
         f"ListenAddress {node.ip}", f"HostKey {host_key}", f"PidFile {node.dir / 'sshd' / 'pid'}",
         "UsePAM no", "StrictModes no", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "PermitRootLogin no", f"AllowUsers {RECEIVE_USER}",
-        "AuthorizedKeysFile none",
-        f"Match User {RECEIVE_USER}",
-        f"    AuthorizedKeysFile {node.run_dir / 'receive' / 'authorized_keys'}",
-        "    PasswordAuthentication no", "    AllowTcpForwarding no", "    X11Forwarding no",
-        "    PermitTTY no", "",
+        "AuthorizedKeysFile none", block,
     ])
 
 

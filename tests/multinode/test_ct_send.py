@@ -64,9 +64,12 @@ def test_a_running_container_moves_with_its_addresses(pair, backend):
     router = pair.router
     src_pool, dst_pool = pool_of(a, backend), pool_of(b, backend)
     running_ct(a, src_pool)
+    if backend == "btrfs":  # a disk quota (qgroup limit) goes along
+        a.osctl("ct", "set", "disk", "web", "3G")
     a.exec("web", "sh", "-c", "echo kept > /root/kept")
     for addr in ADDRS:
         wait_for(lambda: router.pings(addr), message=f"{addr} to answer on A")
+    assert cgroups_of(a, "web") != []
 
     a.osctl("ct", "send", "config", "web", b.dest, "--to-pool", dst_pool)
     staged = b.osctl_json("ct", "show", "web")
@@ -86,6 +89,10 @@ def test_a_running_container_moves_with_its_addresses(pair, backend):
     for addr in ADDRS:
         wait_for(lambda: router.pings(addr), message=f"{addr} to answer on B")
     assert a.osctl_json("ct", "show", "web")["state"] == "migrating"
+    if backend == "btrfs":
+        path = b.osctl_json("pool", "show", dst_pool)["path"]
+        limits = b.nsexec("btrfs", "qgroup", "show", "-r", "--raw", path).stdout
+        assert str(3 << 30) in limits, limits
     a.osctl("ct", "send", "cleanup", "web")
     nothing_left(a)
     # B's copy lives on as any other: it stops and starts.
@@ -205,3 +212,28 @@ def test_ct_send_does_every_stage(pair):
     assert b.osctl_json("ct", "show", "bb2")["state"] == "running"
     wait_for(lambda: pair.router.pings("192.0.2.20"), message="the address to answer on B")
     nothing_left(a, "bb")
+
+
+def test_ctrl_c_cancels_and_the_destination_keeps_nothing(pair):
+    import signal
+    import subprocess
+
+    from tests.helpers.node import OSCTL
+
+    a, b = pair.nodes
+    small_ct(a)
+    a.exec("bb", "dd", "if=/dev/urandom", "of=/root/big", "bs=1M", "count=200")
+    p = subprocess.Popen([OSCTL, "--socket", str(a.socket), "ct", "send", "bb", b.dest],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert p.stderr is not None
+    seen = []
+    for line in p.stderr:  # the full copy has begun: its progress shows
+        seen.append(line)
+        if line.startswith("[rootfs]"):
+            break
+    p.send_signal(signal.SIGINT)
+    rest = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, "".join(seen) + rest
+    received_nothing(b)
+    shown = a.osctl_json("ct", "show", "bb")
+    assert (shown["state"], shown["send_log"]) == ("running", None)
