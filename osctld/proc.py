@@ -11,20 +11,25 @@ from pathlib import Path
 
 
 async def run_tool(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
-    """(exit code, stdout and stderr as text). Cancelled, it kills the tool
-    and waits for it first, so that a rollback never races a tool still at
-    work on what it is about to remove."""
+    """(exit code, stdout and stderr as text), the tool ended as ``finish`` ends it."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await finish(proc, stdin)
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+async def finish(proc: asyncio.subprocess.Process, stdin: bytes | None = None) -> tuple[bytes, bytes]:
+    """``proc.communicate(stdin)``. Cancelled (or failing), it kills the tool
+    and waits for it first, so that a rollback never races a tool still at
+    work on what it is about to remove."""
     try:
-        out, _ = await proc.communicate(stdin)
+        return await proc.communicate(stdin)
     except BaseException:
         if proc.returncode is None:
             proc.kill()
             await asyncio.shield(proc.wait())
         raise
-    return proc.returncode, out.decode(errors="replace")
 
 
 async def spawn(*argv: str, **kw) -> asyncio.subprocess.Process:

@@ -38,6 +38,7 @@ from osctl.protocol import CONFLICT, EXISTS, INTERNAL, INVALID, NOT_FOUND, Osctl
 from ..locks import instance_key, pool_key
 from ..model.lifecycle import Event
 from ..model.vm import IN, OUT, RUNNING, STAGED, STOPPED, VM, VmTransfer
+from ..proc import finish
 from ..runtime import vm_migrate as migration
 from ..runtime.vmimage import CMDLINE, INITRD, KERNEL, VmFiles
 from ..storage import backend_for
@@ -328,13 +329,7 @@ async def _untar(files: VmFiles, stdin: int, with_disk: bool) -> None:
         "tar", "-x", "--no-same-owner", "--no-same-permissions", "-C", str(files.dir), "-f", "-",
         "--", *names, stdin=stdin, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE)
-    try:
-        _, err = await proc.communicate()
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
-        raise
+    _, err = await finish(proc)
     if proc.returncode != 0:
         raise OsctlError(INVALID, f"the VM's files did not come: {err.decode().strip()}")
     for name in names:

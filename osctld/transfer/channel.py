@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from osctl.protocol import BUSY, DENIED, EXISTS, INTERNAL, INVALID, NOT_FOUND, OsctlError
 
-from ..proc import run_tool
+from ..proc import finish, run_tool
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -146,12 +146,7 @@ async def call(node: Node, dest: str, verb: str, args: dict, *, stdin: int | Non
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     watch = asyncio.ensure_future(_watch(proc.pid, progress)) if stdin is not None and progress else None
     try:
-        out, err = await proc.communicate()
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
-        raise
+        out, err = await finish(proc)
     finally:
         if watch is not None:
             watch.cancel()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 from osctl.protocol import INTERNAL, INVALID, OsctlError
 
+from ..proc import finish
 from . import channel
 
 if TYPE_CHECKING:
@@ -99,13 +100,7 @@ async def _on(argv: list[str], stdin: int, stdout: int) -> tuple[int, str]:
     Cancelled (the sender went), it is killed and reaped first."""
     proc = await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=stdout,
                                                 stderr=asyncio.subprocess.PIPE)
-    try:
-        _, err = await proc.communicate()
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
-        raise
+    _, err = await finish(proc)
     return proc.returncode or 0, err.decode(errors="replace").strip()[-500:]
 
 
