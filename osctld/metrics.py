@@ -21,13 +21,10 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .model.container import Container
 from .model.lifecycle import State
 from .model.vm import VM
 from .net import netlink
-from .runtime.statfs_proxy import Quota
-from .runtime.vmimage import VmFiles
-from .state import PoolState
+from .runtime.usage import disk_used as disk_bytes
 
 if TYPE_CHECKING:
     from .node import Node
@@ -69,7 +66,7 @@ class NodeCollector:
                     state.add_metric(labels + [s.value], 1.0 if inst.state == s else 0.0)
                 if inst.disk:
                     disk_quota.add_metric(labels, inst.disk)
-                used = self._disk_used(pstate, inst)
+                used = disk_bytes(pstate.pool, inst)
                 if used is not None:
                     disk_used.add_metric(labels, used)
                 if not inst.running:
@@ -90,21 +87,6 @@ class NodeCollector:
         ops = GaugeMetricFamily("osctld_operations", "requests running now")
         ops.add_metric([], len(node.ops.names()))
         yield from (state, cpu, memory, pids, net_bytes, net_packets, disk_used, disk_quota, ops)
-
-
-    @staticmethod
-    def _disk_used(pstate: PoolState, inst: Container | VM) -> int | None:
-        """What a VM's sparse disk holds; what a container's subvolume
-        refers to on a btrfs pool with quotas on (its qgroup, from sysfs).
-        None where that cannot be had cheaply (a dir pool would need du)."""
-        try:
-            if isinstance(inst, VM):
-                return VmFiles(pstate.pool.vm_dir(inst.id)).disk.stat().st_blocks * 512
-            if pstate.pool.backend == "btrfs":
-                return Quota(str(pstate.pool.rootfs(inst.id))).read("referenced")
-        except OSError:
-            pass
-        return None
 
 
 class Metrics:

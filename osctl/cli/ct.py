@@ -47,6 +47,7 @@ COLUMNS = Columns({
     "uptime": "since when its init runs (asks the node: -o)",
     "rx_bytes": "bytes its netifs received since it started (asks the node: -o)",
     "tx_bytes": "bytes its netifs sent since it started (asks the node: -o)",
+    "disk_used": "what its rootfs holds, btrfs pools (asks the node: -o)",
     "disk": "its disk quota (btrfs pools)",
     "features": "features turned on (tun, fuse, ...)",
     "pending_restart": "changes that wait for its restart (ct restart applies them)",
@@ -115,7 +116,7 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
 
 # Columns of ct ls that cost a read of the container's cgroup: asked for only with -o or -s.
 USAGE_COLUMNS = ["cpu_seconds", "cpu_percent", "memory_used", "pids", "uptime", "rx_bytes",
-                 "tx_bytes"]
+                 "tx_bytes", "disk_used"]
 listing_commands(ct, "ct", "containers", COLUMNS, "Show one container.",
                  ["osctl ct show web1", "osctl ct show web1 -o state,init_pid"],
                  ["osctl ct ls -o id,state,ipv4 -s id", "osctl ct ls -u alice -S running -j",

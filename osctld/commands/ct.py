@@ -28,6 +28,7 @@ from ..model.units import parse_size
 from ..runtime import prlimits
 from ..runtime.idmapped import shift_tree
 from ..runtime.statfs import wants_proxy
+from ..runtime.usage import disk_used
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
@@ -212,7 +213,9 @@ async def ls(ctx: Context, pool: str | None = None, user: str | None = None,
     cgroup reads per running container, so only when asked)."""
     now = time.time()
     links = await ctx.node.net.all_counters() if usage else {}
-    return [{**c.public(), **(ct_usage.usage_columns(ctx, c, now, links) if usage else {})}
+    pools = ctx.node.registry.pools
+    return [{**c.public(), **(ct_usage.usage_columns(ctx, pools[c.pool], c, now, links)
+                              if usage else {})}
             for c in matching(ctx.node.registry.all_cts(), pool, user, state)
             if ctx.access.may(Perm.STATS, c.pool, c.group)]
 
@@ -231,7 +234,9 @@ async def show(ctx: Context, id: str) -> dict:
            "limits_in_force": None if in_force is None else in_force.to_dict(),
            # CPU seconds and %, memory, processes, uptime, traffic: None while stopped.
            "usage": ct_usage.ct_usage(ctx, ct, time.time(),
-                                      await ctx.node.net.all_counters() if ct.running else None)}
+                                      await ctx.node.net.all_counters() if ct.running else None),
+           # What its rootfs holds (btrfs: its qgroup; None on dir pools), against ``disk``.
+           "disk_used": disk_used(pstate.pool, ct)}
     if ct.running and ct.init_pid and ct.prlimits:
         # What the init really has, not only what is configured.
         out["prlimits_in_force"] = prlimits.in_force(ct.init_pid, sorted(ct.prlimits))

@@ -52,10 +52,12 @@ def traffic(ctx: Context, ct: Container, links: dict[str, tuple[int, dict]]) -> 
 USAGE_COLUMNS = ("cpu_seconds", "cpu_percent", "memory", "pids", "uptime", "rx_bytes", "tx_bytes")
 
 
-def usage_columns(ctx: Context, ct: Container, now: float, links: dict) -> dict:
-    """The usage as flat columns of ``ct ls`` (None while stopped)."""
+def usage_columns(ctx: Context, pstate, ct: Container, now: float, links: dict) -> dict:
+    """The usage as flat columns of ``ct ls`` (None while stopped), and the
+    disk it uses (stopped too; None where that is not cheap to know)."""
     u = ct_usage(ctx, ct, now, links) or {}
-    return {("memory_used" if k == "memory" else k): u.get(k) for k in USAGE_COLUMNS}
+    return {**{("memory_used" if k == "memory" else k): u.get(k) for k in USAGE_COLUMNS},
+            "disk_used": usage.disk_used(pstate.pool, ct)}
 
 
 @command("ct.ps", target=Target("ct", "id"), needs=Perm.STATS)

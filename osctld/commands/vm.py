@@ -19,6 +19,7 @@ from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
 from ..runtime import logtail
 from ..runtime.console import relay
+from ..runtime.usage import disk_used
 from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
@@ -130,7 +131,8 @@ async def show(ctx: Context, id: str) -> dict:
             "disk_path": str(_files(pstate, vm).disk), "console_log": str(paths.console_log),
             # CPU seconds and %, memory, processes (QEMU's) and uptime: None while stopped.
             "usage": ct_usage.server_usage(ctx, ctx.node.vms.cgroup(vm),
-                                           vm.pid if vm.running else None, time.time())}
+                                           vm.pid if vm.running else None, time.time()),
+            "disk_used": disk_used(pstate.pool, vm)}  # what its sparse disk holds
 
 
 @command("vm.log", target=Target("vm", "id"), needs=Perm.STATS)

@@ -13,8 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..model.container import Container
 from ..model.idmap import MapEntry
+from ..model.pool import Pool
+from ..model.vm import VM
 from .cgroup.tree import CgroupTree
+from .statfs_proxy import Quota
+from .vmimage import VmFiles
 
 PROC = Path("/proc")
 # Where each process of a cgroup is listed; every hierarchy lists them all,
@@ -139,3 +144,17 @@ def usage(tree: CgroupTree, rel: str, pid: int | None, now: float) -> dict | Non
         return None
     start = started_at(pid)
     return {**tree.usage(rel), "uptime": None if start is None else round(max(0.0, now - start), 1)}
+
+
+def disk_used(pool: Pool, inst: Container | VM) -> int | None:
+    """What a VM's sparse disk holds; what a container's subvolume refers to
+    on a btrfs pool with quotas on (its qgroup, from sysfs). None where that
+    cannot be had cheaply (a dir pool would need du)."""
+    try:
+        if isinstance(inst, VM):
+            return VmFiles(pool.vm_dir(inst.id)).disk.stat().st_blocks * 512
+        if pool.backend == "btrfs":
+            return Quota(str(pool.rootfs(inst.id))).read("referenced")
+    except OSError:
+        pass
+    return None

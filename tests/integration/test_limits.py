@@ -230,6 +230,10 @@ def test_btrfs_disk_quota(node, syscalls_program):
     node.exec("bq:d1", "sync")  # qgroups count at the transaction's commit
     total, used5 = df_k(node, "bq:d1")
     assert total == 20 * 1024 and used5 - used >= 5 * 1024 - 64, (used, used5)
+    # ct show and ct ls say what it holds, as df inside does.
+    assert abs(node.osctl_json("ct", "show", "bq:d1")["disk_used"] - used5 * 1024) < MIB
+    [row] = node.osctl_json("ct", "ls", "-p", "bq", "-o", "id,disk,disk_used")
+    assert row["disk"] == 20 * MIB and abs(row["disk_used"] - used5 * 1024) < MIB, row
 
     p = node.exec("bq:d1", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=40")
     assert p.returncode != 0 and "quota exceeded" in p.stderr.lower(), p.stderr

@@ -60,8 +60,10 @@ def test_tiny_vm_life(vmnode):
     node = vmnode
     vm = new_tiny(node)
     assert (vm["state"], vm["cores"], vm["memory"], vm["disk"]) == ("stopped", 1, 256 << 20, 10 * GIB)
-    disk = Path(node.osctl_json("vm", "show", "v1")["disk_path"])
+    shown = node.osctl_json("vm", "show", "v1")
+    disk = Path(shown["disk_path"])
     assert disk.stat().st_size == 10 * GIB and disk.stat().st_blocks == 0  # sparse
+    assert shown["disk_used"] == 0  # what the sparse disk holds
 
     vm = node.osctl_json("vm", "start", "v1")
     assert vm["state"] == "running" and qemu_alive(vm["pid"])
