@@ -497,8 +497,13 @@ async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
         await node.remove_ct(pstate, ct)
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     if slog.user_created and not pstate.instances_of(ct.user):
-        with contextlib.suppress(OsctlError):
+        try:
             await user_cmd.delete(ctx, f"{pstate.pool.name}:{ct.user}")
+        except OsctlError as e:
+            log.warning("cancelled transfer of %s: its user %s stays: %s", ct.id, ct.user, e.message)
+        # /etc/subuid and /etc/subgid as the users now are, whatever the
+        # delete got to (a transient lock failure there left a line behind).
+        await node.sync_subids()
     key = node.keychain.keys.get(rctx.key.name)
     if key is not None and key.single_use and key.token == slog.token:
         node.keychain.replace(replace(key, used=False, token=None))
