@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import mapping, vzconf
+from . import mapping, migrate, vzconf
 
 VZ_CONF = "etc/vz/vz.conf"
 CT_CONF = "etc/vz/conf/{ctid}.conf"
@@ -69,6 +69,13 @@ class Node:
         kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
         return (kind, os.major(st.st_rdev), os.minor(st.st_rdev)) if kind else None
 
+    def source(self, ctid: str) -> tuple[str, bool]:
+        """Where CTID's files are read from, and whether it is on ploop."""
+        conf = self.conf(ctid)
+        settings = mapping.convert(conf, ctid).settings
+        path = source_dir(self, ctid, settings, conf)
+        return path, path != self.path(settings.private or "")
+
     def convert(self, ctid: str, netif_name: str) -> mapping.Conversion:
         return mapping.convert(self.conf(ctid), ctid, host_resolvers=self.resolvers(),
                                netif_name=netif_name, devnode=self.devnode)
@@ -118,6 +125,49 @@ def export(node: Node, args) -> None:
           f"osctl ct import-vz {os.path.basename(args.file)} --as-id ID --user USER")
 
 
+def key_gen(node: Node, args) -> None:
+    """This node's key to migrate with: the destination trusts its public
+    half (``osctl receive authorized-keys add NAME < FILE.pub``)."""
+    key = node.path(migrate.KEY)
+    if not os.path.exists(key) or args.force:
+        os.makedirs(os.path.dirname(key), mode=0o700, exist_ok=True)
+        for p in (key, key + ".pub"):
+            if os.path.exists(p):
+                os.unlink(p)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                        f"osctl-convert@{os.uname().nodename}", "-f", key], check=True)
+    with open(key + ".pub") as f:
+        sys.stdout.write(f.read())
+
+
+def run_migrate(node: Node, args) -> None:
+    m = migrate.Migrator(node, args.ctid)
+    if args.step in ("stage", "now"):
+        opts = (args.dest, args.user, args.as_id, args.netif_name, args.to_pool, args.login)
+        if args.step == "stage":
+            m.stage(*opts)
+        else:
+            m.now(*opts, start=not args.no_start, delete=args.delete)
+    elif args.step == "sync":
+        m.sync()
+    elif args.step == "transfer":
+        m.transfer(start=not args.no_start)
+    elif args.step == "cleanup":
+        m.cleanup(delete=args.delete)
+    else:
+        m.cancel()
+
+
+MIGRATE_EPILOG = """examples:
+  osctl-convert key gen      (then on the osctld node: osctl receive authorized-keys add vz1 < key.pub)
+  osctl-convert vz6 migrate now 101 node2.example.org --user alice
+  osctl-convert vz6 migrate stage 101 node2.example.org:2222 --as-id web1
+  osctl-convert vz6 migrate sync 101          (repeatable, while 101 runs)
+  osctl-convert vz6 migrate transfer 101      (the downtime: stop, last pass, start there)
+  osctl-convert vz6 migrate cleanup 101       (--delete: vzctl destroy 101)
+"""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="osctl-convert", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="/", help="where the OpenVZ node's files are [/]")
@@ -135,12 +185,47 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("ctid")
     e.add_argument("file", help="a new .tar or .tar.gz file")
     e.set_defaults(run=export)
+    m = vz6.add_parser("migrate", help="move CTID to an osctld node with a short downtime",
+                       description=migrate.__doc__.split("\n\n")[0], epilog=MIGRATE_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    steps = m.add_subparsers(dest="step", required=True)
+    helps = {"stage": "map and register CTID staged at DEST (nothing copied)",
+             "sync": "copy the private area while CTID runs (repeatable)",
+             "transfer": "stop CTID, copy the last changes, start it at DEST",
+             "cleanup": "after transfer: disable CTID here (--delete: destroy it)",
+             "cancel": "before transfer: DEST keeps nothing",
+             "now": "stage, sync, transfer and cleanup; a failure or Ctrl-C cancels"}
+    for step, why in helps.items():
+        s = steps.add_parser(step, help=why, epilog=MIGRATE_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        s.add_argument("ctid")
+        if step in ("stage", "now"):
+            s.add_argument("dest", help="the osctld node: host or host:port")
+            s.add_argument("--user", help="its user there (made if missing) [vzCTID]")
+            s.add_argument("--as-id", help="its id there [CTID]")
+            s.add_argument("--netif-name", default="eth0", help="the routed netif's name [eth0]")
+            s.add_argument("--to-pool", help="the pool there [its default]")
+            s.add_argument("--login", default="osctld-recv", help="the receive user there [osctld-recv]")
+        if step in ("transfer", "now"):
+            s.add_argument("--no-start", action="store_true", help="leave it stopped there")
+        if step in ("cleanup", "now"):
+            s.add_argument("--delete", action="store_true",
+                           help="vzctl destroy CTID here, rather than disable it")
+        s.set_defaults(run=run_migrate, step=step)
+    k = sub.add_parser("key", help="this node's key to migrate with").add_subparsers(dest="verb", required=True)
+    g = k.add_parser("gen", help="make it (if missing) and print its public half",
+                     epilog="example: osctl-convert key gen > vz1.pub")
+    g.add_argument("--force", action="store_true", help="replace the key there is")
+    g.set_defaults(run=key_gen)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    args.run(Node(args.root), args)
+    try:
+        args.run(Node(args.root), args)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

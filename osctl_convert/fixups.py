@@ -201,3 +201,10 @@ def apply(tree: Tree, changes: list[Change]) -> None:
             tree.remove(c.path)
         else:
             tree.write(c.path, c.content or "")
+
+
+def fix(tree: Tree, distribution: str) -> list[Change]:
+    """The changes the rootfs needs, made; what they were."""
+    changes = plan(tree, distribution)
+    apply(tree, changes)
+    return changes

@@ -11,6 +11,7 @@ each undone if a later step fails.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -32,8 +33,11 @@ from ..model.netif import NetIf
 from ..runtime import features
 from ..proc import run_tool
 from ..storage.base import run
+from ..model.naming import check_name
+from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from . import Context, Target, command, user_ref
 from .ct import _limits
+from .ct_send import _arg, stage
 from .ct_copy import _finish, _new_dataset, _one_fd, _reserve_netifs, admit, restore_owners, stored_maps
 from .instance import creating
 
@@ -177,8 +181,7 @@ async def import_vz(ctx: Context, id: str, user: str, conf: str | None = None,
         fs = RootFS(rootfs)
         conv = convert(fs)  # NAMESERVER inherit: the resolvers vzctl wrote inside
         ct.dns_resolvers = conv.settings.dns_resolvers
-        changes = fixups.plan(fs, ct.distribution)
-        await asyncio.to_thread(fixups.apply, fs, changes)
+        changes = await asyncio.to_thread(fixups.fix, fs, ct.distribution)
         await restore_owners(ctx, rootfs, (None, None), stored_maps(pstate.pool, u))
         await _finish(ctx, pstate, ct, backend, made)
     return _result(ct, conv, changes, notes, dry_run=False)
@@ -189,3 +192,34 @@ def _result(ct: Container, conv: mapping.Conversion, changes: list[fixups.Change
     return {**ct.public(), "dry_run": dry_run, "report": conv.to_dict()["report"],
             "fixups": [{"path": "/" + c.path, "action": c.action, "why": c.why} for c in changes],
             "notes": notes}
+
+
+@receive_verb("ct.receive.vz")
+async def receive_vz(rctx: ReceiveContext, args: dict) -> dict:
+    """The config stage of ``osctl-convert vz6 migrate``: an OpenVZ
+    container's settings, mapped by the converter on its node (it resolved
+    NAMESERVER inherit and DEVNODES there), registered staged here as
+    ``ct.receive.config`` registers one from an osctld node, in the pool
+    given, of the user named (made if there is none: a block of the pool's
+    range). The rest of the transfer is ``ct send``'s (rsync, synced, state,
+    cancel); at take-over its rootfs gets the OpenVZ fix-ups."""
+    node = rctx.node
+    pstate = node.registry.pool(_arg(args, "pool", str, required=False))
+    ct_id = check_name("container", _arg(args, "id", str))
+    user = check_name("user", _arg(args, "user", str))
+    fields = {f.name for f in dataclasses.fields(mapping.Settings)}
+    given = _arg(args, "settings", dict)
+    if set(given) - fields:
+        raise OsctlError(INVALID, f"unknown settings: {', '.join(sorted(set(given) - fields))}")
+    try:
+        settings = mapping.Settings(**given)
+    except TypeError as e:
+        raise OsctlError(INVALID, f"bad settings: {e}") from None
+    if settings.distribution not in DISTRIBUTIONS:
+        settings.distribution = "other"
+    ctx = Context(node=node, op=f"receive:{rctx.key.name}")
+    try:
+        ct = _container(ctx, settings, ct_id, pstate.pool.name, user)
+    except (TypeError, ValueError, KeyError) as e:
+        raise OsctlError(INVALID, f"bad settings: {e}") from None
+    return await stage(rctx, pstate, ct, {"name": user}, _arg(args, "size", int), origin="vz6")

@@ -27,7 +27,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from osctl.protocol import CONFLICT, DENIED, EXISTS, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
+from osctl_convert import fixups
 
+from ..distconfig.rootfs import RootFS
 from ..model.container import Container
 from ..model.lifecycle import Event, State
 from ..model.naming import check_name
@@ -338,12 +340,24 @@ async def _user(ctx: Context, pstate, spec: dict) -> tuple:
 
 @receive_verb("ct.receive.config")
 async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
+    pstate = rctx.node.registry.pool(_arg(args, "pool", str, required=False))
+    ct_id = check_name("container", _arg(args, "id", str))
+    try:
+        ct = Container.from_dict({**_arg(args, "config", dict), "id": ct_id}, pstate.pool.name)
+    except (TypeError, KeyError) as e:
+        raise OsctlError(INVALID, f"bad container config: {e}") from None
+    return await stage(rctx, pstate, ct, _arg(args, "user", dict), _arg(args, "size", int),
+                       btrfs=args.get("btrfs") is True)
+
+
+async def stage(rctx: ReceiveContext, pstate, ct: Container, user_spec: dict, size: int,
+                btrfs: bool = False, origin: str | None = None) -> dict:
+    """Register ``ct`` (the sender's config, made here) as a staged
+    container of the user ``user_spec`` names, once its id, addresses and
+    size fit here: the config stage of every transfer to this node, from an
+    osctld node or (``origin``) an OpenVZ one."""
     node = rctx.node
     ctx = Context(node=node, op=f"receive:{rctx.key.name}")
-    ct_id = check_name("container", _arg(args, "id", str))
-    pstate = node.registry.pool(_arg(args, "pool", str, required=False))
-    config = _arg(args, "config", dict)
-    size = _arg(args, "size", int)
     backend = backend_for(pstate.pool)
     if pstate.pool.idmap == IDMAP_CHOWN:
         raise OsctlError(UNSUPPORTED, f"pool {pstate.pool.name} stores shifted IDs (chown): "
@@ -351,20 +365,16 @@ async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
     free = shutil.disk_usage(pstate.pool.path).free
     if size > free:
         raise OsctlError(CONFLICT, f"pool {pstate.pool.name} has {free >> 20} MiB free; "
-                                   f"container {ct_id} holds {size >> 20} MiB")
-    if ct_id in pstate.cts:
-        raise OsctlError(EXISTS, f"container {ct_id} exists in pool {pstate.pool.name} here")
-    try:
-        ct = Container.from_dict({**config, "id": ct_id}, pstate.pool.name)
-    except (TypeError, KeyError) as e:
-        raise OsctlError(INVALID, f"bad container config: {e}") from None
+                                   f"container {ct.id} holds {size >> 20} MiB")
+    if ct.id in pstate.cts:
+        raise OsctlError(EXISTS, f"container {ct.id} exists in pool {pstate.pool.name} here")
     pstate.group(ct.group)  # not_found before anything is made
     for n in ct.netifs:  # before anything is made: an address taken here refuses it
         await node.net.check_free(n.held(), n.type == ROUTED)
     token = secrets.token_hex(20)
-    stream = "btrfs" if args.get("btrfs") is True and backend.snapshots else "rsync"
+    stream = "btrfs" if btrfs and backend.snapshots else "rsync"
     async with Undo() as undo:
-        user, made = await _user(ctx, pstate, _arg(args, "user", dict))
+        user, made = await _user(ctx, pstate, user_spec)
         if made:
             undo.push(user_cmd.delete, ctx, f"{pstate.pool.name}:{user.name}")
         ct.user = user.name
@@ -374,7 +384,7 @@ async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
             inner.push(shutil.rmtree, pstate.pool.ct_dir(ct.id), True)
             ct.send_log = SendLog(role=DESTINATION, token=token, stage=Stage.CONFIG,
                                   peer=rctx.key.name, as_id=ct.id, pool=pstate.pool.name,
-                                  stream=stream, user_created=made)
+                                  stream=stream, user_created=made, origin=origin)
             node.containers.apply(ct, Event.STAGE)
     return {"token": token, "pool": pstate.pool.name, "stream": stream, "id": ct.id}
 
@@ -462,6 +472,10 @@ async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -
         else:
             os.rename(recv / "rootfs", rootfs)
             undo.push(os.rename, rootfs, recv / "rootfs")
+        fixed = []
+        if slog.origin == "vz6":  # what vzctl left that breaks under LXC (osctl_convert.fixups)
+            changes = await asyncio.to_thread(fixups.fix, RootFS(rootfs), ct.distribution)
+            fixed = [c.line() for c in changes]
         if ct.disk is not None and backend.quotas:
             await backend.set_quota(rootfs, ct.disk)
         node.containers.write_config(pstate, ct)
@@ -479,7 +493,7 @@ async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -
             started = True
         except OsctlError as e:  # it is here all the same: the operator starts it
             why = e.message
-    return {"id": ct.id, "pool": ct.pool, "started": started, "start_error": why}
+    return {"id": ct.id, "pool": ct.pool, "started": started, "start_error": why, "fixups": fixed}
 
 
 @receive_verb("ct.receive.cancel")

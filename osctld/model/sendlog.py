@@ -28,6 +28,7 @@ SOURCE, DESTINATION = "source", "destination"
 # How the root filesystem travels: btrfs send/receive between two btrfs
 # pools, rsync otherwise.
 STREAMS = ("btrfs", "rsync")
+ORIGINS = (None, "vz6")
 
 
 class Stage(StrEnum):
@@ -97,10 +98,15 @@ class SendLog:
     snapshot: str | None = None  # btrfs: the last snapshot both ends hold, the next parent
     clone: bool = False  # source: kept after state (its copy started again, if it ran)
     user_created: bool = False  # destination: its user was made for this transfer
+    # destination: where it comes from when not an osctld node: "vz6", an
+    # OpenVZ Legacy node (osctl-convert), whose rootfs is fixed at take-over.
+    origin: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role not in (SOURCE, DESTINATION) or self.stream not in STREAMS:
-            raise OsctlError(INVALID, f"send log: bad role {self.role!r} or stream {self.stream!r}")
+        if self.role not in (SOURCE, DESTINATION) or self.stream not in STREAMS \
+                or self.origin not in ORIGINS:
+            raise OsctlError(INVALID, f"send log: bad role {self.role!r}, stream {self.stream!r} "
+                                      f"or origin {self.origin!r}")
         object.__setattr__(self, "stage", Stage(self.stage))
 
     def after(self, step: Step, what: str = "the container", **changes: Any) -> SendLog | None:

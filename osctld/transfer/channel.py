@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from osctl.protocol import BUSY, DENIED, EXISTS, INTERNAL, INVALID, NOT_FOUND, OsctlError
+from osctl_convert import migrate
 
 from ..proc import finish, run_tool
 
@@ -58,17 +59,12 @@ async def generate_key(node: Node, force: bool = False) -> str:
 
 
 def split_dest(dest: str) -> tuple[str, str]:
-    """``host`` or ``host:port`` ([v6]:port) as (host, port)."""
-    host, port = dest, "22"
-    if dest.startswith("["):
-        host, _, rest = dest[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else port
-    elif dest.count(":") == 1:
-        host, port = dest.split(":")
-    if not host or host.startswith("-") or any(c.isspace() for c in host) \
-            or not port.isdigit() or not 0 < int(port) < 65536:
-        raise OsctlError(INVALID, f"invalid destination {dest!r}: give host or host:port")
-    return host, port
+    """``host`` or ``host:port`` ([v6]:port) as (host, port), read as
+    ``osctl-convert vz6 migrate`` reads them."""
+    try:
+        return migrate.split_dest(dest)
+    except ValueError as e:
+        raise OsctlError(INVALID, str(e)) from None
 
 
 def ssh_base(node: Node, port: str) -> list[str]:
