@@ -39,6 +39,7 @@ class Change:
     action: str  # EDIT, REMOVE, CREATE
     why: str
     content: str | None = None  # the new text (EDIT, CREATE)
+    mode: int = 0o644  # the file's mode as the distribution ships it (EDIT, CREATE)
 
     def line(self) -> str:
         return f"{self.action:<6} /{self.path}: {self.why}"
@@ -51,7 +52,7 @@ class Tree(Protocol):
     def read(self, rel: str) -> str | None: ...
     def listdir(self, rel: str) -> list[str]: ...
     def exists(self, rel: str) -> bool: ...
-    def write(self, rel: str, content: str) -> bool: ...
+    def write(self, rel: str, content: str, mode: int = 0o644) -> bool: ...
     def remove(self, rel: str) -> bool: ...
 
 
@@ -108,6 +109,61 @@ def redhat_network(tree: Tree) -> list[Change]:
         if new != text:
             out.append(Change(SYSCONFIG_NETWORK, EDIT, "GATEWAYDEV/IPV6_DEFAULTDEV=venet0 removed", new))
     return out
+
+
+RC_SYSINIT = "etc/rc.d/rc.sysinit"
+UPSTART_TTY = "etc/init/tty.conf"
+SECURETTY = "etc/securetty"
+IFUP = "sbin/ifup"
+# vzctl's redhat-add_ip.sh turns ifup's loopback test into this at each start.
+_IFUP_PATCHED = re.compile(r'"\$\{IPADDR\}" = "127\.0\.0\.1"')
+
+
+def redhat_start_udev(tree: Tree) -> list[Change]:
+    """CentOS 6's rc.sysinit runs start_udev, which hangs or fails in a
+    container; commented out, as Proxmox does."""
+    text = tree.read(RC_SYSINIT)
+    if text is None:
+        return []
+    new = re.sub(r"^(\s*/sbin/start_udev\b.*)$", r"#\1  # osctl-convert: no udev in a container",
+                 text, flags=re.M)
+    return [Change(RC_SYSINIT, EDIT, "/sbin/start_udev commented out (no udev in a container)", new,
+                   0o755)] \
+        if new != text else []
+
+
+def redhat_tty(tree: Tree) -> list[Change]:
+    """upstart's tty job: mingetty with --nohangup (a vhangup on LXC's
+    ttys ends the getty at once, and it respawns in a loop)."""
+    text = tree.read(UPSTART_TTY)
+    if text is None:
+        return []
+    new = re.sub(r"(/sbin/mingetty)(?![^\n]*--nohangup)", r"\1 --nohangup", text)
+    return [Change(UPSTART_TTY, EDIT, "mingetty --nohangup", new)] if new != text else []
+
+
+def redhat_securetty(tree: Tree) -> list[Change]:
+    """root may log in on LXC's console and ttys (the console getty is
+    OpenVZ's otherwise)."""
+    text = tree.read(SECURETTY)
+    if text is None:
+        return []
+    have = set(text.split())
+    add = [t for t in ("console", *(f"tty{n}" for n in range(1, LXC_TTYS + 1))) if t not in have]
+    if not add:
+        return []
+    new = text + ("" if not text or text.endswith("\n") else "\n") + "".join(f"{t}\n" for t in add)
+    return [Change(SECURETTY, EDIT, f"{' '.join(add)} added (LXC's console and ttys)", new, 0o600)]
+
+
+def redhat_ifup(tree: Tree) -> list[Change]:
+    """vzctl patched ifup's loopback test to ``"${IPADDR}" = "127.0.0.1"``
+    (venet0 holds 127.0.0.1); the distribution's ``"${DEVICE}" = "lo"`` again."""
+    text = tree.read(IFUP)
+    if text is None or not _IFUP_PATCHED.search(text):
+        return []
+    return [Change(IFUP, EDIT, "vzctl's patch of the loopback test undone",
+                   _IFUP_PATCHED.sub('"${DEVICE}" = "lo"', text), 0o755)]
 
 
 # --- every family ---------------------------------------------------------------
@@ -186,7 +242,9 @@ def pam_loginuid(tree: Tree) -> list[Change]:
     return out
 
 
-NETWORK = {"debian": (debian_network,), "redhat": (redhat_network,), "other": ()}
+NETWORK = {"debian": (debian_network,),
+           "redhat": (redhat_network, redhat_ifup, redhat_start_udev, redhat_tty, redhat_securetty),
+           "other": ()}
 COMMON = (vzquota, inittab, upstart, pam_loginuid)
 
 
@@ -200,7 +258,7 @@ def apply(tree: Tree, changes: list[Change]) -> None:
         if c.action == REMOVE:
             tree.remove(c.path)
         else:
-            tree.write(c.path, c.content or "")
+            tree.write(c.path, c.content or "", c.mode)
 
 
 def fix(tree: Tree, distribution: str) -> list[Change]:

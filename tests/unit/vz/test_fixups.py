@@ -154,3 +154,35 @@ def test_links_are_not_followed(tmp_path):
     os.symlink(outside / "interfaces", root / "etc/inittab")
     assert fixups.plan(RootFS(root), "debian") == []
     assert (outside / "interfaces").read_text() == VZ_INTERFACES
+
+
+# CentOS 6 as vzctl leaves it: rc.sysinit, upstart's tty job, securetty, and
+# ifup as redhat-add_ip.sh patched it; and what each becomes.
+CENTOS6 = {
+    "etc/rc.d/rc.sysinit": "#!/bin/bash\n[ -x /sbin/start_udev ] && x=1\n"
+                           "/sbin/start_udev\n  /sbin/start_udev --quiet\n",
+    "etc/init/tty.conf": "stop on runlevel [S016]\nrespawn\ninstance $TTY\nexec /sbin/mingetty $TTY\n",
+    "etc/securetty": "console\nvc/1\ntty1\ntty2",
+    "sbin/ifup": 'if [ "${IPADDR}" = "127.0.0.1" ]; then\n    exit 0\nfi\n',
+}
+CENTOS6_FIXED = {
+    "etc/rc.d/rc.sysinit": ("#!/bin/bash\n[ -x /sbin/start_udev ] && x=1\n"
+                            "#/sbin/start_udev  # osctl-convert: no udev in a container\n"
+                            "#  /sbin/start_udev --quiet  # osctl-convert: no udev in a container\n", 0o755),
+    "etc/init/tty.conf": ("stop on runlevel [S016]\nrespawn\ninstance $TTY\n"
+                          "exec /sbin/mingetty --nohangup $TTY\n", 0o644),
+    "etc/securetty": ("console\nvc/1\ntty1\ntty2\ntty3\ntty4\n", 0o600),
+    "sbin/ifup": ('if [ "${DEVICE}" = "lo" ]; then\n    exit 0\nfi\n', 0o755),
+}
+
+
+def test_centos6_udev_tty_securetty_and_ifup(tmp_path):
+    root = tree(tmp_path, CENTOS6)
+    changes = fixups.plan(root, "centos")
+    assert sorted(c.path for c in changes) == sorted(CENTOS6)
+    fixups.apply(root, changes)
+    for rel, (text, mode) in CENTOS6_FIXED.items():
+        assert (root.path / rel).read_text() == text, rel
+        assert (root.path / rel).stat().st_mode & 0o777 == mode, rel
+    assert fixups.plan(root, "centos") == []  # fixed once: nothing more to do
+    assert fixups.plan(tree(tmp_path / "deb", CENTOS6), "debian") == []  # Red Hat family only
