@@ -18,6 +18,7 @@ downtime on btrfs, the rest of the transfer while the container runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import struct
@@ -65,6 +66,28 @@ def _checksum(data: bytes) -> int:
     return ~(s + (s >> 16)) & 0xFFFF
 
 
+@contextlib.contextmanager
+def pinging(router, addr: str):
+    """``addr`` pinged from ``router``'s namespace every 10 ms while the
+    block runs; the list yielded holds the answers' times after it."""
+    answers: list[float] = []
+    ping = subprocess.Popen(["ip", "netns", "exec", router.name, sys.executable,
+                             str(Path(__file__).resolve()), "--pinger", addr],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        yield answers
+    finally:
+        ping.terminate()
+        out, _ = ping.communicate()
+        answers += [float(x) for x in out.split()]
+
+
+def longest_gap(answers: list[float]) -> tuple[float, float, float]:
+    """(the longest time without an answer, the answer before it, the one after)."""
+    gaps = [(y - x, x, y) for x, y in zip(answers, answers[1:])]
+    return max(gaps) if gaps else (float("nan"), 0.0, 0.0)
+
+
 def one(backend: str, template: str, size_mib: int) -> dict:
     cluster = Cluster(2, {"log_level": "info"})
     try:
@@ -82,10 +105,8 @@ def one(backend: str, template: str, size_mib: int) -> dict:
                         f"count={size_mib}", "status=none"], check=True)
         a.osctl("ct", "start", "m1", "--wait")
         wait_for(lambda: cluster.router.pings(ADDR), 60, message="the container to answer on A")
-        ping = subprocess.Popen(["ip", "netns", "exec", cluster.router.name, sys.executable,
-                                 __file__, "--pinger", ADDR], stdout=subprocess.PIPE, text=True)
         times: dict[str, float] = {}
-        try:
+        with pinging(cluster.router, ADDR) as answers:
             t0 = time.time()
             for stage in ("config", "rootfs"):
                 a.osctl("ct", "send", stage, "m1", *([b.dest, "--to-pool", dst] if stage == "config" else []))
@@ -100,12 +121,7 @@ def one(backend: str, template: str, size_mib: int) -> dict:
             times["cleanup"] = time.time()
             wait_for(lambda: cluster.router.pings(ADDR), 60, message="the container to answer on B")
             time.sleep(0.5)
-        finally:
-            ping.terminate()
-            out, _ = ping.communicate()
-        answers = [float(x) for x in out.split()]
-        gaps = [(y - x, x, y) for x, y in zip(answers, answers[1:])]
-        gap, last_a, first_b = max(gaps) if gaps else (float("nan"), 0, 0)
+        gap, last_a, first_b = longest_gap(answers)
         return {
             "backend": backend, "template": template, "size_mib": size_mib,
             "downtime_s": gap, "state_s": times["state"] - times["sync"],

@@ -43,10 +43,12 @@ NOT_FOUND = "not_found"
 
 
 class Failed(SystemExit):
-    """A stage that failed: the message, exit status 1."""
+    """A stage that failed: the message (exit status 1), and the error code
+    of the destination's refusal if it was one."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, error_code: str | None = None) -> None:
         super().__init__(f"osctl-convert: {message}")
+        self.error_code = error_code
 
 
 def progress(stage: str, message: str) -> None:
@@ -117,9 +119,7 @@ class Remote:
             why = [ln for ln in err.strip().splitlines() if not ln.startswith("{")]
             raise Failed(f"{self.dest}: {why[-1] if why else f'ssh exited {rc}'}")
         if "error" in reply:
-            e = Failed(f"{self.dest}: {reply['error'].get('message')}")
-            e.code = reply["error"].get("code")  # type: ignore[attr-defined]
-            raise e
+            raise Failed(f"{self.dest}: {reply['error'].get('message')}", reply["error"].get("code"))
         return reply.get("ok") or {}
 
     def rsync(self, src: str, token: str, stage: str, live: bool) -> None:
@@ -201,11 +201,11 @@ class Migrator:
             m = self.load(STAGED, SYNCED, TRANSFERRED)
             raise Failed(f"container {self.ctid} is being migrated to {m.dest} already "
                          f"({m.stage}): go on, or cancel it")
+        remote = Remote(self.node, dest, login)
         conv = self.node.convert(self.ctid, netif_name)
         src, _ = self.node.source(self.ctid)
         sys.stdout.write(mapping.render(conv.report))
         settings = {k: v for k, v in asdict(conv.settings).items() if k not in ("private", "layout")}
-        remote = Remote(self.node, dest, login)
         progress("stage", f"registering {self.ctid} at {dest}")
         reply = remote.call("ct.receive.vz", {
             "id": as_id or self.ctid, "pool": pool, "user": user or f"vz{self.ctid}",
@@ -278,7 +278,7 @@ class Migrator:
         try:
             Remote(self.node, m.dest, m.login).call("ct.receive.cancel", {"token": m.token})
         except Failed as e:
-            if getattr(e, "code", None) != NOT_FOUND:  # gone there already: done
+            if e.error_code != NOT_FOUND:  # gone there already: done
                 raise
         self.save(None)
         progress("cancel", f"{m.dest} keeps nothing of {self.ctid}")

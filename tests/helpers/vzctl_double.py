@@ -42,9 +42,10 @@ def pid(ctid):
     try:
         with open(pidfile(ctid)) as f:
             p = int(f.read())
-        os.kill(p, 0)
-        return p
-    except (OSError, ValueError):
+        with open(f"/proc/{p}/stat") as f:
+            gone = f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+        return None if gone else p
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -61,7 +62,8 @@ def main(verb, ctid, *opts):
             sys.exit(f"CT {ctid} is disabled")
         if pid(ctid) is None:
             p = subprocess.Popen(["chroot", private(ctid), "/bin/sh", "-c", LOOP],
-                                 start_new_session=True, stdin=subprocess.DEVNULL)
+                                 start_new_session=True, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             os.makedirs(os.path.dirname(pidfile(ctid)), exist_ok=True)
             with open(pidfile(ctid), "w") as f:
                 f.write(str(p.pid))
@@ -73,10 +75,6 @@ def main(verb, ctid, *opts):
         if p is not None:
             os.kill(p, signal.SIGTERM)
             while pid(ctid) is not None:
-                try:  # our child when started by this process (the tests): reap it
-                    os.waitpid(p, os.WNOHANG)
-                except ChildProcessError:
-                    pass
                 time.sleep(0.02)
             os.unlink(pidfile(ctid))
         for a in addresses(ctid):

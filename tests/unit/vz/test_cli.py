@@ -54,3 +54,22 @@ def test_ploop_needs_a_mount_and_a_missing_ct_is_named(openvz_node, tmp_path):
     assert not os.path.exists(tmp_path / "a.tar")
     with pytest.raises(SystemExit, match="container 102"):
         cli.main(["--root", str(openvz_node), "vz6", "show", "102"])
+
+
+def test_migrate_refuses_what_cannot_come_now(openvz_node, capsys):
+    root = ["--root", str(openvz_node)]
+    for step in ("sync", "transfer", "cleanup", "cancel"):
+        with pytest.raises(SystemExit, match="not being migrated: begin with osctl-convert vz6 migrate stage"):
+            cli.main([*root, "vz6", "migrate", step, "101"])
+    with pytest.raises(SystemExit, match="no key .*osctl-convert key gen"):
+        cli.main([*root, "vz6", "migrate", "stage", "101", "192.0.2.1"])
+    cli.main([*root, "key", "gen"])
+    pub = capsys.readouterr().out
+    assert pub.startswith("ssh-ed25519 ") and (openvz_node / "etc/osctl-convert/key").exists()
+    cli.main([*root, "key", "gen"])  # kept: the destination trusts it already
+    assert capsys.readouterr().out == pub
+    with pytest.raises(SystemExit, match="invalid destination"):
+        cli.main([*root, "vz6", "migrate", "stage", "101", "host:99999"])
+    with pytest.raises(SystemExit, match="container 102"):
+        cli.main([*root, "vz6", "migrate", "now", "102", "192.0.2.1"])
+    assert not (openvz_node / "var/lib/osctl-convert/101.json").exists()  # nothing staged
