@@ -132,17 +132,22 @@ class Remote:
         assert proc.stdout is not None and proc.stderr is not None
         last, done = 0.0, 0
         buf = b""
-        while chunk := proc.stdout.read1(4096):
-            *lines, buf = re.split(rb"[\r\n]", buf + chunk)
-            for line in lines:
-                first = line.split()[:1]
-                if first and first[0].replace(b",", b"").isdigit():
-                    done = int(first[0].replace(b",", b""))
-                    if time.monotonic() - last >= 1:
-                        last = time.monotonic()
-                        progress(stage, f"{done / 2**20:.1f} MiB")
-        err = proc.stderr.read().decode(errors="replace")
-        rc = proc.wait()
+        try:
+            while chunk := proc.stdout.read1(4096):
+                *lines, buf = re.split(rb"[\r\n]", buf + chunk)
+                for line in lines:
+                    first = line.split()[:1]
+                    if first and first[0].replace(b",", b"").isdigit():
+                        done = int(first[0].replace(b",", b""))
+                        if time.monotonic() - last >= 1:
+                            last = time.monotonic()
+                            progress(stage, f"{done / 2**20:.1f} MiB")
+            err = proc.stderr.read().decode(errors="replace")
+            rc = proc.wait()
+        except BaseException:  # Ctrl-C: rsync (and its ssh) go; the destination then cancels the pass
+            proc.kill()
+            proc.wait()
+            raise
         if any(ln.startswith("{") for ln in err.splitlines()):  # the destination's error
             self.reply(rc, err, err)
         if rc not in (LIVE_OK if live else (0,)):

@@ -37,12 +37,15 @@ class OpenVZNode:
         (self.bin / "vzctl").chmod(0o755)
         return self
 
+    def env(self) -> dict:
+        """The environment of a command on this node: the vzctl double on PATH."""
+        return {**os.environ, "VZ_ROOT": str(self.root),
+                "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
     def run(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        """``argv`` in the node's namespace, with the vzctl double on PATH."""
-        env = {**os.environ, "VZ_ROOT": str(self.root),
-               "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        """``argv`` in the node's namespace."""
         return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
-                              capture_output=True, text=True, env=env, **kw)
+                              capture_output=True, text=True, env=self.env(), **kw)
 
     def convert(self, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         """osctl-convert on this node."""

@@ -102,3 +102,32 @@ def test_stages_refusals_and_cancel_leave_nothing_there(openvz):
     p = ovz.convert("vz6", "migrate", "stage", "101", node.ip, check=False)
     assert p.returncode != 0 and "vzctl mount 101" in p.stderr, p.stderr
     assert json.loads(node.osctl("-j", "ct", "ls").stdout) == []
+
+
+def test_ctrl_c_cancels_and_the_container_runs_on_there(openvz):
+    import signal
+    import subprocess
+    import sys
+
+    cluster, ovz, private = openvz
+    node = cluster.nodes[0]
+    subprocess.run(["dd", "if=/dev/urandom", f"of={private}/root/big", "bs=1M", "count=300",
+                    "status=none"], check=True)
+    ovz.run("vzctl", "start", "101")
+    p = subprocess.Popen(["ip", "netns", "exec", ovz.name, sys.executable, "-m", "osctl_convert.cli",
+                          "--root", str(ovz.root), "vz6", "migrate", "now", "101", node.ip],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={**ovz.env(), "PYTHONUNBUFFERED": "1"})
+    assert p.stderr is not None
+    seen = []
+    for line in p.stderr:  # the first pass has begun
+        seen.append(line)
+        if line.startswith("[sync]"):
+            break
+    p.send_signal(signal.SIGINT)
+    rest = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and "[cancel]" in rest, "".join(seen) + rest
+    assert node.osctl_json("ct", "ls") == [] and node.osctl_json("user", "ls") == []
+    assert not list(node.dir.glob("**/ct/101"))
+    assert "running" in ovz.run("vzctl", "status", "101").stdout
+    assert not (ovz.root / "var/lib/osctl-convert/101.json").exists()
