@@ -126,7 +126,7 @@ class Remote:
         """One pass of ``src`` into the transfer ``token`` names, its progress shown."""
         target = f"[{self.host}]:{token}" if ":" in self.host else f"{self.host}:{token}"
         start = time.monotonic()
-        proc = subprocess.Popen(["rsync", *RSYNC_OPTS, "--info=progress2", "--rsh", shlex.join(self.ssh()),
+        proc = subprocess.Popen(["rsync", *RSYNC_OPTS, *progress_opts(), "--rsh", shlex.join(self.ssh()),
                                  f"{src}/", target], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
@@ -153,7 +153,16 @@ class Remote:
         if rc not in (LIVE_OK if live else (0,)):
             raise Failed(f"rsync to {self.dest} exited {rc}: {err.strip()[-500:]}")
         took = time.monotonic() - start
-        progress(stage, f"pass done: {done / 2**20:.1f} MiB sent in {took:.1f} s")
+        progress(stage, f"pass done: {done / 2**20:.1f} MiB in {took:.1f} s" if done
+                 else f"pass done in {took:.1f} s")
+
+
+def progress_opts() -> list[str]:
+    """rsync's running total where it has one (3.1 and later; CentOS 6, the
+    usual OpenVZ node, ships 3.0.6: only the pass's summary line then)."""
+    p = subprocess.run(["rsync", "--version"], capture_output=True, text=True)
+    m = re.search(r"version (\d+)\.(\d+)", p.stdout)
+    return ["--info=progress2"] if m and (int(m[1]), int(m[2])) >= (3, 1) else []
 
 
 class Migrator:

@@ -73,3 +73,14 @@ def test_migrate_refuses_what_cannot_come_now(openvz_node, capsys):
     with pytest.raises(SystemExit, match="container 102"):
         cli.main([*root, "vz6", "migrate", "now", "102", "192.0.2.1"])
     assert not (openvz_node / "var/lib/osctl-convert/101.json").exists()  # nothing staged
+
+
+def test_rsync_progress_only_where_rsync_has_it(tmp_path, monkeypatch):
+    from osctl_convert import migrate
+
+    fake = tmp_path / "rsync"
+    for version, opts in (("3.0.6", []), ("3.2.7", ["--info=progress2"])):
+        fake.write_text(f"#!/bin/sh\necho 'rsync  version {version}  protocol version 30'\n")
+        fake.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+        assert migrate.progress_opts() == opts
