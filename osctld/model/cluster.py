@@ -104,7 +104,8 @@ class Size:
         return self.cpus <= other.cpus and self.memory <= other.memory and self.disk <= other.disk
 
     def __str__(self) -> str:
-        return f"{self.cpus} CPUs, {format_size(self.memory)} memory, {format_size(self.disk)} disk"
+        cpus = f"{self.cpus} CPU{'' if self.cpus == 1 else 's'}"
+        return f"{cpus}, {format_size(self.memory)} memory, {format_size(self.disk)} disk"
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> Size:
