@@ -174,7 +174,8 @@ def place(view: ClusterView, size: Size, group: str | None = None, exclude: Iter
           key: str = "new instance", events: list[str] | None = None) -> Placement:
     """The node a new instance of ``size`` in server ``group`` goes to (not
     one of ``exclude``); ``NoPlacement`` when no node may take it."""
-    allowed = [n for n in sorted(view.nodes) if n not in set(exclude)]
+    skip = set(exclude)
+    allowed = [n for n in sorted(view.nodes) if n not in skip]
     try:
         p = _choose(view, size, group, allowed)
     except NoPlacement as e:
@@ -300,6 +301,16 @@ def after(rec: InstanceRecord, step: Move | Recover) -> InstanceRecord:
     if step.target == rec.evacuated_from:
         return replace(rec, node=step.target, evacuated_from=None)
     return replace(rec, node=step.target, evacuated_from=step.source)
+
+
+def self_fence(view: ClusterView, node: str, *, events: list[str] | None = None) -> list[str]:
+    """The instances ``node`` must stop once it cannot refresh its lease
+    (before the TTL and the fencing margin have passed): its HA ones, which
+    the leader will start on their standby. The others are never started
+    elsewhere, so they keep running through a partition."""
+    ha = [r.key for r in view.on(node) if r.ha]
+    _log(events, f"fence {node}: stop " + (", ".join(ha) if ha else "nothing (no HA instance)"))
+    return ha
 
 
 def recovery_plan(view: ClusterView, dead_node: str, now: float,

@@ -12,7 +12,7 @@ import pytest
 
 from osctl.protocol import OsctlError
 from osctld.cluster.decide import (Move, NoPlacement, Recover, Skip, after, evacuation_plan, move_action,
-                                   place, recovery_plan, restore_plan)
+                                   place, recovery_plan, restore_plan, self_fence)
 from osctld.model.cluster import ClusterView, InstanceRecord, NodeRecord, ServerGroup, Size
 
 G = 1 << 30
@@ -231,3 +231,12 @@ def test_random_clusters_keep_the_rules(seed):
                 assert m.target in (name, None)
                 back = back.with_instance(after(back.instances[m.instance_key], m))
             check_rules(back)
+
+
+def test_self_fence_stops_only_ha_instances():
+    v = view([node("n1"), node("n2")], [ct("a", "n1", ha=True, standby="n2"), ct("b", "n1"),
+                                         ct("c", "n2", ha=True, standby="n1")])
+    events: list[str] = []
+    assert self_fence(v, "n1", events=events) == ["ct/a"]
+    assert self_fence(v, "n3", events=events) == []
+    assert events == ["fence n1: stop ct/a", "fence n3: stop nothing (no HA instance)"]
