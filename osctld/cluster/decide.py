@@ -115,9 +115,10 @@ def _why_not(view: ClusterView, node: str, allowed: Sequence[str]) -> str:
 
 def _choose(view: ClusterView, size: Size, group_name: str | None, allowed: Sequence[str]) -> Placement:
     """Where ``size`` goes among ``allowed`` nodes, by the module's rules."""
-    online = [n for n in allowed if view.nodes[n].state == "online"]
+    online = [n for n in allowed if n in view.nodes and view.nodes[n].state == "online"]
     if not online:
-        states = ", ".join(f"{n} {view.nodes[n].state}" for n in sorted(view.nodes)) or "no members"
+        states = ", ".join(f"{n} {view.nodes[n].state}" if n in view.nodes else f"{n} not a member"
+                           for n in allowed) or "no node to choose from"
         raise NoPlacement(f"no online node to place on ({states})")
     fits = [n for n in online if size.within(view.free(n))]
 

@@ -33,7 +33,7 @@ def ct(id, on, size=SMALL, **kw):
 
 
 def test_no_online_node_says_each_state():
-    with pytest.raises(NoPlacement, match=r"no online node to place on \(no members\)"):
+    with pytest.raises(NoPlacement, match=r"no online node to place on \(no node to choose from\)"):
         place(ClusterView(), SMALL)
     v = view([node("n1", "maintenance"), node("n2", "offline"), node("n3", "fenced")])
     with pytest.raises(NoPlacement, match=r"\(n1 maintenance, n2 offline, n3 fenced\)") as e:
@@ -103,7 +103,7 @@ def test_evacuating_an_empty_node_and_one_with_nowhere_to_go():
     assert events == ["evacuate n1: 0 instances"]
     v = view([node("n1", "maintenance"), node("n2", "offline")], [ct("a", "n1")])
     assert evacuation_plan(v, "n1") == [Move("ct/a", "n1", None, "migrate",
-                                             "no online node to place on (n1 maintenance, n2 offline)")]
+                                             "no online node to place on (n2 offline)")]
 
 
 def test_evacuate_then_restore_gives_the_records_back():
@@ -120,6 +120,12 @@ def test_evacuate_then_restore_gives_the_records_back():
     for m in plan:
         v = v.with_instance(after(v.instances[m.instance_key], m))
     assert sorted(v.instances.values(), key=lambda r: r.key) == recs
+
+
+def test_restore_to_a_node_that_left_the_cluster():
+    v = view([node("n2")], [ct("a", "n2", evacuated_from="n1")])
+    assert restore_plan(v, "n1") == [Move("ct/a", "n2", None, "migrate",
+                                          "no online node to place on (n1 not a member)")]
 
 
 def test_restore_leaves_what_no_longer_fits_where_it_is():
