@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from osctl.protocol import INVALID, OsctlError
 
@@ -36,9 +36,11 @@ class BadRecord(OsctlError):
 
     def __init__(self, where: str, problem: str):
         super().__init__(INVALID, f"bad cluster record {where}: {problem}")
+        self.problem = problem
 
 
 _MISSING: Any = object()
+R = TypeVar("R")
 
 
 class _Fields:
@@ -81,6 +83,13 @@ class _Fields:
 
     def choice(self, name: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
         return self.get(name, lambda v: v in choices, " or ".join(choices), default)
+
+    def build(self, cls: Callable[..., R], **fields: Any) -> R:
+        """``cls(**fields)``, its own checks' complaint said about ``where``."""
+        try:
+            return cls(**fields)
+        except BadRecord as e:
+            raise BadRecord(self.where, e.problem) from None
 
     def name(self, field: str, kind: str, default: Any = _MISSING) -> Any:
         """A name (node, instance, group) by ``naming.check_name``'s rules; ``default`` may be None."""
@@ -149,11 +158,11 @@ class NodeRecord:
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "nodes/?") -> NodeRecord:
         f = _Fields(text, where)
-        return cls(name=f.name("name", "node"),
-                   address=f.get("address", lambda v: isinstance(v, str) and v != "", "an address"),
-                   state=f.choice("state", NODE_STATES),
-                   cpus=f.count("cpus"), memory=f.count("memory"), disk=f.count("disk"),
-                   since=f.time("since", 0.0) or 0.0)
+        return f.build(cls, name=f.name("name", "node"),
+                       address=f.get("address", lambda v: isinstance(v, str) and v != "", "an address"),
+                       state=f.choice("state", NODE_STATES),
+                       cpus=f.count("cpus"), memory=f.count("memory"), disk=f.count("disk"),
+                       since=f.time("since", 0.0) or 0.0)
 
 
 @dataclass(frozen=True)
@@ -202,14 +211,15 @@ class InstanceRecord:
     def from_json(cls, text: str | bytes, where: str = "instances/?") -> InstanceRecord:
         f = _Fields(text, where)
         size = f.get("size", lambda v: isinstance(v, dict), "an object with cpus, memory and disk")
-        return cls(kind=f.choice("kind", KINDS), id=f.name("id", "instance"), node=f.name("node", "node"),
-                   size=Size.read(_Fields(size, where, "size.")),
-                   server_group=f.name("server_group", "server group", None),
-                   ha=f.get("ha", lambda v: isinstance(v, bool), "true or false", False),
-                   standby=f.name("standby", "node", None),
-                   evacuate=f.choice("evacuate", EVACUATE, ""),
-                   evacuated_from=f.name("evacuated_from", "node", None),
-                   replica_at=f.time("replica_at", None))
+        return f.build(cls, kind=f.choice("kind", KINDS), id=f.name("id", "instance"),
+                       node=f.name("node", "node"),
+                       size=Size.read(_Fields(size, where, "size.")),
+                       server_group=f.name("server_group", "server group", None),
+                       ha=f.get("ha", lambda v: isinstance(v, bool), "true or false", False),
+                       standby=f.name("standby", "node", None),
+                       evacuate=f.choice("evacuate", EVACUATE, ""),
+                       evacuated_from=f.name("evacuated_from", "node", None),
+                       replica_at=f.time("replica_at", None))
 
 
 @dataclass(frozen=True)
@@ -239,7 +249,7 @@ class ServerGroup:
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "server-groups/?") -> ServerGroup:
         f = _Fields(text, where)
-        return cls(name=f.name("name", "server group"), policy=f.choice("policy", POLICIES))
+        return f.build(cls, name=f.name("name", "server group"), policy=f.choice("policy", POLICIES))
 
 
 @dataclass(frozen=True)
