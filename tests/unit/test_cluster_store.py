@@ -6,18 +6,21 @@ and the dispatcher's refusal of a command about another node's instance."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 
 import pytest
 
 from osctl import protocol
+from osctld.cluster.errors import EtcdUnavailable
 from osctld.cluster.etcd import KV
+from osctld.cluster.membership import Membership
 from osctld.cluster.store import ClusterStore, Conflict
 from osctld.cluster.tasks import TaskRunner, call, task
 from osctld.commands import load_all
-from osctld.config import Config
-from osctld.model.cluster import InstanceRecord, Size
+from osctld.config import ClusterConfig, Config
+from osctld.model.cluster import InstanceRecord, NodeRecord, Size
 
 from ..helpers.peer import Peer
 from .test_dispatch import Node as DispatchNode
@@ -193,3 +196,41 @@ def test_a_command_about_an_instance_of_another_node_names_that_node():
         missing = await peer.call(2, "ct.show", id="nowhere")
         assert "n2" not in missing["error"]["message"]
     asyncio.run(main())
+
+
+def test_a_node_cut_off_from_etcd_is_told_its_fencing_deadline_once_and_when_it_is_back():
+    etcd = FakeEtcd()
+    down = {"now": False}
+
+    def refresh(lease):
+        if down["now"]:
+            raise EtcdUnavailable("no etcd endpoint answered")
+        return 2
+
+    etcd.refresh = refresh
+    cfg = ClusterConfig(**GOOD, lease_ttl=2, fence_margin=1)
+    record = NodeRecord("n1", "198.51.100.10", "online", 2, 1 << 30, 1 << 30)
+    membership = Membership(ClusterStore(etcd), cfg, lambda: record)  # type: ignore[arg-type]
+    said: list = []
+
+    async def lost(deadline):
+        said.append(("lost", round(deadline - membership.last_ok, 3)))
+
+    async def back():
+        said.append(("back",))
+
+    membership.on_lease_lost.append(lost)
+    membership.on_lease_regained.append(back)
+
+    async def main():
+        job = asyncio.create_task(membership.run())
+        await asyncio.sleep(0.3)
+        assert membership.alive and "/osctld/nodes/n1" in etcd.kvs
+        assert json.loads(etcd.kvs["/osctld/node-state/n1"].value)["state"] == "online"
+        down["now"] = True
+        await asyncio.sleep(2.2)  # three refreshes fail; the hook is called once
+        down["now"] = False
+        await asyncio.sleep(1.0)
+        job.cancel()
+    asyncio.run(main())
+    assert said == [("lost", 3.0), ("back",)]
