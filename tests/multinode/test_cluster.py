@@ -95,8 +95,16 @@ def test_server_groups_place_apart_and_together_with_real_containers(cluster3):
 
     gone = by_name[placed["web3"]]
     gone.osctl("ct", "del", "web3", "--force")
-    wait_for(lambda: {r["id"] for r in a.osctl_json("cluster", "ls")}, 10, 0.3,
-             "web3's record gone", until=lambda ids: "web3" not in ids and "web2" in ids)
+    db = by_name[placed["db2"]]
+    db.osctl("ct", "stop", "db2")
+    elsewhere = next(w for w in ("web1", "web2") if placed[w] != placed["db2"])
+    taken = db.osctl("ct", "rename", "db2", elsewhere, check=False)  # an id is taken once
+    assert taken.returncode == 4 and f"exists on node {placed[elsewhere]}" in taken.stderr
+    db.osctl("ct", "rename", "db2", "db3")
+    records = wait_for(lambda: {r["id"]: r for r in a.osctl_json("cluster", "ls")}, 10, 0.3,
+                       "web3's record gone, db2's renamed",
+                       until=lambda rs: {"web3", "db2"}.isdisjoint(rs) and "db3" in rs)
+    assert records["db3"]["server_group"] == "db" and records["db3"]["node"] == placed["db2"]
 
 
 def test_members_trust_each_others_send_keys(cluster3):
