@@ -103,59 +103,52 @@ def _best(view: ClusterView, nodes: Iterable[str]) -> str:
     return min(nodes, key=rank)
 
 
-def _why_not(view: ClusterView, size: Size, node: str, allowed: Sequence[str]) -> str:
-    """Why ``node`` cannot take ``size``, in words."""
+def _why_not(view: ClusterView, node: str, allowed: Sequence[str]) -> str:
+    """Why ``node`` cannot take what was asked, in words."""
     if node not in view.nodes:
         return f"{node} is not a member"
     if node not in allowed:
-        return f"{node} is being emptied"
+        return f"{node} is excluded"
     state = view.nodes[node].state
-    if state != "online":
-        return f"{node} is {state}"
-    return f"{node} has {view.free(node)} free"
-
-
-def _no_room(view: ClusterView, size: Size, nodes: Sequence[str]) -> str:
-    return f"no online node has room for {size}: " + "; ".join(
-        f"{n} has {view.free(n)} free" for n in nodes)
+    return f"{node} is {state}" if state != "online" else f"{node} has {view.free(node)} free"
 
 
 def _choose(view: ClusterView, size: Size, group_name: str | None, allowed: Sequence[str]) -> Placement:
     """Where ``size`` goes among ``allowed`` nodes, by the module's rules."""
-    online = [n for n in allowed if view.nodes[n].state == "online"]
+    online = [n for n in allowed if n in view.nodes and view.nodes[n].state == "online"]
     if not online:
-        states = ", ".join(f"{n} {view.nodes[n].state}" for n in sorted(view.nodes)) or "no members"
+        states = ", ".join(f"{n} {view.nodes[n].state}" if n in view.nodes else f"{n} not a member"
+                           for n in allowed) or "no node to choose from"
         raise NoPlacement(f"no online node to place on ({states})")
     fits = [n for n in online if size.within(view.free(n))]
+
+    def anywhere(among: list[str] = fits, note: str | None = None) -> Placement:
+        if not among:
+            raise NoPlacement(f"no online node has room for {size}: " + "; ".join(
+                f"{n} has {view.free(n)} free" for n in online))
+        return Placement(_best(view, among), note)
+
     group = view.groups.get(group_name) if group_name is not None else None
     if group_name is not None and group is None:
         raise NoPlacement(f"server group {group_name} does not exist")
-    if group is None:
-        if not fits:
-            raise NoPlacement(_no_room(view, size, online))
-        return Placement(_best(view, fits))
-    held = Counter(r.node for r in view.members(group.name))
+    held = Counter(r.node for r in view.members(group.name)) if group else Counter[str]()
+    if group is None or not held:
+        return anywhere()
     said = f"server group {group.name} ({group.policy})"
     where = ", ".join(sorted(held))
-    if group.together and held:
+    if group.together:
         near = [n for n in fits if n in held]
         if near:
             most = max(held[n] for n in near)
-            return Placement(_best(view, [n for n in near if held[n] == most]))
-        why = "; ".join(_why_not(view, size, n, allowed) for n in sorted(held))
+            return anywhere([n for n in near if held[n] == most])
+        why = "; ".join(_why_not(view, n, allowed) for n in sorted(held))
         if group.hard:
             raise NoPlacement(f"{said}: its members are on {where} and {why}")
-        if not fits:
-            raise NoPlacement(_no_room(view, size, online))
-        node = _best(view, fits)
+        node = anywhere().node
         return Placement(node, f"{said}: placed on {node}, apart from its members on {where} ({why})")
-    if group.together or not held:
-        if not fits:
-            raise NoPlacement(_no_room(view, size, online))
-        return Placement(_best(view, fits))
     apart = [n for n in fits if n not in held]
     if apart:
-        return Placement(_best(view, apart))
+        return anywhere(apart)
     empty = [n for n in online if n not in held]
     if group.hard:
         if not empty:
@@ -163,7 +156,7 @@ def _choose(view: ClusterView, size: Size, group_name: str | None, allowed: Sequ
         raise NoPlacement(f"{said}: the online nodes without a member have no room: " + "; ".join(
             f"{n} has {view.free(n)} free" for n in empty))
     if not fits:
-        raise NoPlacement(_no_room(view, size, online))
+        return anywhere()  # a refusal: nothing fits at all
     fewest = min(held[n] for n in fits)
     node = _best(view, [n for n in fits if held[n] == fewest])
     return Placement(node, f"{said}: no node with room is without a member; placed on {node} "
@@ -174,7 +167,8 @@ def place(view: ClusterView, size: Size, group: str | None = None, exclude: Iter
           key: str = "new instance", events: list[str] | None = None) -> Placement:
     """The node a new instance of ``size`` in server ``group`` goes to (not
     one of ``exclude``); ``NoPlacement`` when no node may take it."""
-    allowed = [n for n in sorted(view.nodes) if n not in set(exclude)]
+    skip = set(exclude)
+    allowed = [n for n in sorted(view.nodes) if n not in skip]
     try:
         p = _choose(view, size, group, allowed)
     except NoPlacement as e:
@@ -300,6 +294,16 @@ def after(rec: InstanceRecord, step: Move | Recover) -> InstanceRecord:
     if step.target == rec.evacuated_from:
         return replace(rec, node=step.target, evacuated_from=None)
     return replace(rec, node=step.target, evacuated_from=step.source)
+
+
+def self_fence(view: ClusterView, node: str, *, events: list[str] | None = None) -> list[str]:
+    """The instances ``node`` must stop once it cannot refresh its lease
+    (before the TTL and the fencing margin have passed): its HA ones, which
+    the leader will start on their standby. The others are never started
+    elsewhere, so they keep running through a partition."""
+    ha = [r.key for r in view.on(node) if r.ha]
+    _log(events, f"fence {node}: stop " + (", ".join(ha) if ha else "nothing (no HA instance)"))
+    return ha
 
 
 def recovery_plan(view: ClusterView, dead_node: str, now: float,

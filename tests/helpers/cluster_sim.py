@@ -18,8 +18,13 @@ Steps (each a one-key mapping):
   standby: n2, evacuate: stop}}``: the leader places it (``node`` given:
   put there as it is, for setting up), or logs the refusal.
 - ``replicate: ct/a``: its standby now holds a replica taken now.
-- ``die: n1``, ``revive: n1``: a node stops (its lease no longer refreshed),
-  comes back (and does not start what now lives elsewhere).
+- ``die: n1``: a node stops, its instances with it; ``cut: n1``: its link
+  to etcd is cut, its instances run on (until it fences itself: its HA ones
+  stop when its lease is lost); ``revive: n1``: it comes back and starts
+  what its records still give it, not what now lives elsewhere.
+- ``running: []``: log where each instance runs. After every second the
+  simulator checks that no instance runs in two places (a line saying so
+  would show in the log).
 - ``wait: 12``: seconds pass.
 - ``maintenance: {n1: on}`` / ``{n1: off}``: evacuate, restore.
 
@@ -29,6 +34,7 @@ does and the leader's name for what the leader decides.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,15 +56,18 @@ class Sim:
     now: float = 0
     view: ClusterView = field(default_factory=ClusterView)
     log: list[str] = field(default_factory=list)
-    died: dict[str, float] = field(default_factory=dict)  # dead node -> when
+    died: dict[str, float] = field(default_factory=dict)  # dead or cut-off node -> when
+    cut_off: set[str] = field(default_factory=set)  # their instances run on
     held: dict[str, set[str]] = field(default_factory=dict)  # dead node -> the instances it had
+    runs: set[tuple[str, str]] = field(default_factory=set)  # (instance key, node)
 
     def say(self, who: str, line: str) -> None:
         self.log.append(f"{self.now:<4g} {who}: {line}")
 
-    def decided(self, events: list[str]) -> None:
+    def decided(self, events: list[str], who: str | None = None) -> None:
+        """Log a decision's events as said by ``who`` (by default the leader)."""
         for line in events:
-            self.say(self.view.leader or "sim", line)
+            self.say(who or self.view.leader or "sim", line)
 
     def run(self, steps: list[dict[str, Any]]) -> list[str]:
         for step in steps:
@@ -97,6 +106,7 @@ class Sim:
                 self.say("sim", f"{key} on {node}")
             self.put(InstanceRecord(kind, id, node, size, spec.get("group"), spec.get("ha", False),
                                     spec.get("standby"), spec.get("evacuate", "")))
+            self.runs.add((key, node))
 
     def replicate(self, key: str) -> None:
         rec = self.view.instances[key]
@@ -106,16 +116,33 @@ class Sim:
     def die(self, name: str) -> None:
         self.died[name] = self.now
         self.held[name] = {r.key for r in self.view.on(name)}
+        self.runs = {(k, n) for k, n in self.runs if n != name}
         self.say("sim", f"{name} dies")
+
+    def cut(self, name: str) -> None:
+        self.died[name] = self.now
+        self.held[name] = {r.key for r in self.view.on(name)}
+        self.cut_off.add(name)
+        self.say("sim", f"{name} is cut off from etcd")
 
     def revive(self, name: str) -> None:
         del self.died[name]
+        self.cut_off.discard(name)
         self.set_node(replace(self.view.nodes[name], state="online", since=self.now))
         self.say("sim", f"{name} is back")
         for key in sorted(self.held.pop(name, ())):
             where = self.view.instances[key].node
             if where != name:
                 self.say(name, f"{key} lives on {where} now: not started")
+            elif (key, name) not in self.runs:
+                self.runs.add((key, name))
+                self.say(name, f"{key} started")
+
+    def running(self, _: object) -> None:
+        where: dict[str, list[str]] = {}
+        for key, node in sorted(self.runs):
+            where.setdefault(node, []).append(key)
+        self.say("sim", "running: " + "; ".join(f"{n} {', '.join(ks)}" for n, ks in sorted(where.items())))
 
     def wait(self, seconds: int) -> None:
         for _ in range(seconds):
@@ -132,6 +159,11 @@ class Sim:
             self.decided(events)
             for move in plan:
                 self.put(decide.after(self.view.instances[move.instance_key], move))
+                if move.target is not None:
+                    self.runs.discard((move.instance_key, move.source))
+                    self.runs.add((move.instance_key, move.target))
+                elif move.action == "stop":
+                    self.runs.discard((move.instance_key, move.source))
 
     # -- what the cluster's timers do
 
@@ -141,9 +173,20 @@ class Sim:
             if node.state in ("online", "maintenance") and self.now >= at + self.lease_ttl:
                 self.set_node(replace(node, state="offline", since=self.now))
                 self.say("sim", f"lease of {name} expired")
+                if name in self.cut_off:
+                    events: list[str] = []
+                    stopped = decide.self_fence(self.view, name, events=events)
+                    self.decided(events, name)
+                    self.runs -= {(k, name) for k in stopped}
         self.elect()
-        if self.view.leader in self.died:
-            return  # a dead leader decides nothing; its lease has not expired yet
+        if self.view.leader not in self.died:  # a dead leader decides nothing until its lease expired
+            self.lead()
+        count = Counter(k for k, _ in self.runs)
+        for key in sorted(k for k, c in count.items() if c > 1):
+            self.say("sim", f"{key} runs on " + " and ".join(sorted(n for k, n in self.runs if k == key)))
+
+    def lead(self) -> None:
+        """The leader's part of a second: recover the nodes past their fencing margin."""
         for name, node in sorted(self.view.nodes.items()):
             if node.state == "offline" and self.now >= node.since + self.fence_margin:
                 events: list[str] = []
@@ -152,6 +195,7 @@ class Sim:
                 for step in plan:
                     if isinstance(step, decide.Recover):
                         self.put(decide.after(self.view.instances[step.instance_key], step))
+                        self.runs.add((step.instance_key, step.target))
                 self.set_node(replace(node, state="fenced", since=self.now))
 
     def elect(self) -> None:

@@ -30,3 +30,15 @@ def test_scenario(path):
 
 def test_there_are_scenarios():
     assert len(SCENARIOS) >= 10
+
+
+def test_the_simulator_says_when_an_instance_runs_twice():
+    """The check behind every scenario's silence: a recovery before the
+    cut-off node fenced itself (no margin, and the node too slow) shows."""
+    sim = Sim(lease_ttl=2, fence_margin=0)
+    sim.run([{"nodes": {"n1": "1 1G 1G", "n2": "1 1G 1G"}},
+             {"create": {"ct/a": {"size": "1 1G 1G", "node": "n1", "ha": True, "standby": "n2"}}},
+             {"replicate": "ct/a"}])
+    sim.runs.add(("ct/a", "n2"))
+    sim.wait(1)
+    assert sim.log[-1] == "1    sim: ct/a runs on n1 and n2"
