@@ -4,7 +4,7 @@
 shuts down; commands receive it as ``ctx.node``. A node holds its parts
 (config, registry, locks, event bus, pools, the container and VM drivers,
 network, templates, history, the consumption sampler, the receive keychain,
-operations in flight) and the little that joins two of them: a state change becomes an
+operations in flight, its cluster membership if it has one) and the little that joins two of them: a state change becomes an
 event, a container's network follows its hooks.
 """
 
@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from osctl.protocol import INTERNAL, OsctlError
 
@@ -45,6 +45,9 @@ from .subid import SubIds
 from .sysctls import Sysctl
 from .template import Templates
 from .transfer.keychain import Keychain
+
+if TYPE_CHECKING:  # imported only where configured: a lone node never loads etcd3gw
+    from .cluster.agent import ClusterAgent
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class Node:
     sysctls: list[Sysctl] = field(default_factory=list)  # the kernel limits raised at start
     cpu: CpuMeter = field(default_factory=CpuMeter)  # CPU % of each running server
     _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The node as a cluster member (config ``cluster:``); None: it runs alone.
+    cluster: ClusterAgent | None = None
     # Set to stop the daemon (a signal, or ``osctl shutdown``).
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
