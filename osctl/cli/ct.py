@@ -61,11 +61,15 @@ COLUMNS = Columns({
 
 
 @click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp",
-                                   "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send"},
+                                   "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send",
+                                   "replicate": "osctl.cli.ct_send:replicate",
+                                   "recover": "osctl.cli.ct_send:recover"},
              summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
                         "cp": "Copy a file (or with -r a directory) into or out of a running container.",
                         "mount": "Bind mounts of the node's directories (or files) in containers.",
-                        "send": "Move a container to another node, at once or stage by stage."})
+                        "send": "Move a container to another node, at once or stage by stage.",
+                        "replicate": "One pass of a container's replica on another node (HA).",
+                        "recover": "Start a container from its replica here (its node is gone)."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 

@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -152,12 +153,14 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
     node = ctx.node
     meter = streams.Meter(ctx.progress, str(step))
     rootfs = pstate.pool.rootfs(ct.id)
+    taken = time.time()
     if slog.stream == "rsync":
         await streams.rsync_send(node, slog.peer, slog.token, rootfs, meter, live)
         reply = {}
         if live:
-            reply = await channel.call(node, slog.peer, "ct.receive.synced", {"token": slog.token})
-        done = slog.after(step)
+            reply = await channel.call(node, slog.peer, "ct.receive.synced",
+                                       {"token": slog.token, "taken": taken})
+        done = slog.after(step, taken=taken)
     else:
         backend = backend_for(pstate.pool)
         n = int(slog.snapshot[1:]) + 1 if slog.snapshot else 1
@@ -168,11 +171,12 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
             undo.push(backend.destroy, snap)
             reply = await streams.btrfs_send(node, slog.peer, "ct.receive.rootfs",
                                              {"token": slog.token, "snapshot": snap.name,
-                                              "parent": slog.snapshot, "state": handover},
+                                              "parent": slog.snapshot, "state": handover,
+                                              "taken": taken},
                                              snap, parent, meter)
         if parent is not None:
             await backend.destroy(parent)
-        done = slog.after(step, snapshot=snap.name)
+        done = slog.after(step, snapshot=snap.name, taken=taken)
     assert done is not None
     _save(pstate, ct, done)
     return done, reply
@@ -306,6 +310,12 @@ def _arg(args: dict, key: str, kind: type, required: bool = True):
     return value
 
 
+def _taken(args: dict) -> float | None:
+    """When the pass's copy was taken, as the source says (a replica's age)."""
+    value = args.get("taken")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _transfer(rctx: ReceiveContext, args: dict):
     """The staged container the ``token`` names, sent with this key."""
     token = _arg(args, "token", str)
@@ -399,7 +409,7 @@ async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
     async with Undo() as undo:
         undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
         await streams.btrfs_receive(rctx.stdin, recv)
-        _save(pstate, ct, slog.after(step, snapshot=snapshot))
+        _save(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
     if parent is not None:
         await backend.destroy(recv / parent)
     handover = args.get("state")
@@ -432,7 +442,8 @@ async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
     pstate, ct = _transfer(rctx, args)
     slog = ct.send_log
     assert slog is not None
-    _save(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC))
+    _save(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC,
+                                 taken=_taken(args)))
     return {}
 
 
@@ -444,16 +455,27 @@ async def receive_state(rctx: ReceiveContext, args: dict) -> dict:
 
 
 async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -> dict:
+    """The sender's last pass is here: the container is taken over (see
+    ``adopt``), and the key it came with is used up if it was single-use."""
+    node = rctx.node
+    await adopt(Context(node=node, op=f"receive:{rctx.key.name}"), pstate, ct)
+    if rctx.key.single_use:  # its transfer is done: used up
+        with contextlib.suppress(OsctlError):
+            node.keychain.remove(rctx.key.name)
+    return await started(node, pstate, ct, start)
+
+
+async def adopt(ctx: Context, pstate, ct: Container) -> None:
     """The staged container becomes an ordinary stopped one (its rootfs a
     writable snapshot of the last one received, or the received tree; its
-    disk quota set again), started if ``start``."""
-    node = rctx.node
+    disk quota set again). Also how a standby turns its replica into the
+    container when its node died (cluster HA, ``ct.recover``)."""
+    node = ctx.node
     slog = ct.send_log
     assert slog is not None
     next_stage(DESTINATION, slog.stage, Step.STATE, f"container {ct.id}")
     backend = backend_for(pstate.pool)
     recv, rootfs = _received(pstate, ct.id), pstate.pool.rootfs(ct.id)
-    ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     async with hold_instance(ctx, ct, "ct.receive.state"), Undo() as undo:
         if slog.stream == "btrfs":
             assert slog.snapshot is not None
@@ -469,17 +491,19 @@ async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -
         undo.push(node.containers.apply, ct, Event.STAGE)
         _save(pstate, ct, None)
     await _destroy_all(backend, recv)
-    if rctx.key.single_use:  # its transfer is done: used up
-        with contextlib.suppress(OsctlError):
-            node.keychain.remove(rctx.key.name)
-    started, why = False, None
+
+
+async def started(node, pstate, ct: Container, start: bool) -> dict:
+    """Start the taken-over container if ``start``: a failure is said, not
+    raised (it is here all the same: the operator starts it)."""
+    ok, why = False, None
     if start:
         try:
             await node.containers.start(pstate, ct)
-            started = True
-        except OsctlError as e:  # it is here all the same: the operator starts it
+            ok = True
+        except OsctlError as e:
             why = e.message
-    return {"id": ct.id, "pool": ct.pool, "started": started, "start_error": why}
+    return {"id": ct.id, "pool": ct.pool, "started": ok, "start_error": why}
 
 
 @receive_verb("ct.receive.cancel")

@@ -97,6 +97,9 @@ class SendLog:
     snapshot: str | None = None  # btrfs: the last snapshot both ends hold, the next parent
     clone: bool = False  # source: kept after state (its copy started again, if it ran)
     user_created: bool = False  # destination: its user was made for this transfer
+    # When the copy the last pass carried was taken (the pass's start on the
+    # source): how old the data a replica holds is (cluster HA).
+    taken: float | None = None
 
     def __post_init__(self) -> None:
         if self.role not in (SOURCE, DESTINATION) or self.stream not in STREAMS:
