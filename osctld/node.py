@@ -17,9 +17,9 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from osctl.protocol import INTERNAL, OsctlError
+from osctl.protocol import CONFLICT, INTERNAL, OsctlError
 
 from . import __version__
 from .accounts import Accounts
@@ -76,6 +76,10 @@ class Node:
     _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Set to stop the daemon (a signal, or ``osctl shutdown``).
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # In a cluster: the node another one's record says an instance (kind,
+    # id) lives on now (it was recovered or moved there while this node was
+    # gone); None where it lives here. Alone: never elsewhere.
+    elsewhere: Callable[[str, str], str | None] = lambda kind, id: None
 
     def running_cgroups(self) -> list[str]:
         """The cgroup of every running container and VM (what the CPU meter reads)."""
@@ -113,6 +117,14 @@ class Node:
                                 netif=n.name)
 
     # --- what commands and start-up share ----------------------------------------
+
+    def check_home(self, inst: Container | VM) -> None:
+        """Refuse to start an instance the cluster says lives on another
+        node now: two copies of one server must never run."""
+        other = self.elsewhere(inst.kind, inst.id)
+        if other is not None:
+            raise OsctlError(CONFLICT, f"{inst.noun} {inst.id} lives on node {other} now: "
+                                       "this copy stays stopped (delete it with del)")
 
     def driver(self, kind: str) -> Driver[Any]:
         """The driver of containers (``kind`` "ct") or VMs ("vm")."""

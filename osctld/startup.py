@@ -163,6 +163,7 @@ async def _start(node: Node, inst: Container | VM, what: str, failed: str) -> No
     try:
         async with node.locks.hold(pool_key(inst.pool), what, shared=True), \
                 node.locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
+            node.check_home(inst)  # recovered elsewhere while this node was gone
             await node.driver(inst.kind).start(pstate, inst)
     except Exception as e:
         log.error("%s %s:%s failed: %s", failed, inst.pool, inst.id, e)
