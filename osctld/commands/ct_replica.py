@@ -19,12 +19,13 @@ dead node after that pass is lost: at most one replication interval.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from osctl.protocol import CONFLICT, OsctlError
 
 from ..model.sendlog import DESTINATION, SOURCE, Stage
-from . import Context, Target, command
-from .ct_send import adopt, send_cancel, send_config, send_rootfs, send_sync, started
+from . import Context, Target, command, hold_instance
+from .ct_send import adopt, save_log, send_cancel, send_config, send_rootfs, send_sync, started
 
 
 @command("ct.replicate", mutating=True, target=Target("ct", "id"))
@@ -36,11 +37,14 @@ async def replicate(ctx: Context, id: str, dest: str, to_pool: str | None = None
     slog = ct.send_log
     if slog is not None and slog.role != SOURCE:
         raise OsctlError(CONFLICT, f"container {ct.id} is being received here: no replica of it")
-    if slog is not None and (slog.peer != dest or slog.stage == Stage.STATE):
+    if slog is not None and (slog.peer != dest or not slog.replica):
         raise OsctlError(CONFLICT, f"container {ct.id} is being sent to {slog.peer} "
                                    f"(stage {slog.stage}): drop that first (osctl ct send cancel)")
     if slog is None:
         await send_config(ctx, id, dest, None, to_pool)
+        async with hold_instance(ctx, ct, "ct.replicate"):
+            assert ct.send_log is not None
+            save_log(pstate, ct, replace(ct.send_log, replica=True))
     if ct.send_log is not None and ct.send_log.stage == Stage.CONFIG:
         await send_rootfs(ctx, id)
     else:
@@ -52,11 +56,11 @@ async def replicate(ctx: Context, id: str, dest: str, to_pool: str | None = None
 
 
 async def drop(ctx: Context, id: str) -> None:
-    """The container's replica goes (at its node too if that answers):
-    the container stops being replicated, or moves (a send cannot start
+    """The container's replica goes (at its node too if that answers), if
+    it has one: it stops being replicated, or moves (a send cannot start
     while a replica's send log is open)."""
     _, ct = ctx.node.registry.ct(id)
-    if ct.send_log is None or ct.send_log.role != SOURCE or ct.send_log.stage == Stage.STATE:
+    if ct.send_log is None or not ct.send_log.replica or ct.send_log.role != SOURCE:
         return
     try:
         await send_cancel(ctx, id)

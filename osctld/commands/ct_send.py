@@ -66,7 +66,7 @@ async def _destroy_all(backend, directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _save(pstate, ct: Container, log_: SendLog | None) -> None:
+def save_log(pstate, ct: Container, log_: SendLog | None) -> None:
     """The container with its send log as ``log_``: in memory only once written."""
     before, ct.send_log = ct.send_log, log_
     try:
@@ -133,7 +133,7 @@ async def send_config(ctx: Context, id: str, dest: str, as_id: str | None = None
             "btrfs": backend_for(pstate.pool).snapshots,
         })
         try:
-            _save(pstate, ct, SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG,
+            save_log(pstate, ct, SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG,
                                       peer=dest, as_id=as_id or ct.id, pool=reply["pool"],
                                       stream=reply["stream"]))
         except BaseException:
@@ -178,7 +178,7 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
             await backend.destroy(parent)
         done = slog.after(step, snapshot=snap.name, taken=taken)
     assert done is not None
-    _save(pstate, ct, done)
+    save_log(pstate, ct, done)
     return done, reply
 
 
@@ -233,7 +233,7 @@ async def send_state(ctx: Context, id: str, start: bool = True, clone: bool = Fa
         final = slog.after(Step.STATE, clone=clone)
         if clone:
             node.containers.apply(ct, Event.STAY)
-        _save(pstate, ct, final)
+        save_log(pstate, ct, final)
         if clone and was_running:
             await node.containers.start(pstate, ct)
     return {**ct.public(), "destination": reply}
@@ -250,7 +250,7 @@ async def send_cleanup(ctx: Context, id: str) -> dict:
         slog = _sending(ct, Step.CLEANUP)
         await _destroy_all(backend, _snapshots(pstate, ct.id))
         if slog.clone:
-            _save(pstate, ct, None)
+            save_log(pstate, ct, None)
             return ct.public()
         await node.remove_ct(pstate, ct)
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
@@ -276,7 +276,7 @@ async def send_cancel(ctx: Context, id: str, local: bool = False) -> dict:
                 if e.code != NOT_FOUND:  # gone there already: done
                     raise
         await _destroy_all(backend_for(pstate.pool), _snapshots(pstate, ct.id))
-        _save(pstate, ct, None)
+        save_log(pstate, ct, None)
     return ct.public()
 
 
@@ -409,7 +409,7 @@ async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
     async with Undo() as undo:
         undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
         await streams.btrfs_receive(rctx.stdin, recv)
-        _save(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
+        save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
     if parent is not None:
         await backend.destroy(recv / parent)
     handover = args.get("state")
@@ -442,7 +442,7 @@ async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
     pstate, ct = _transfer(rctx, args)
     slog = ct.send_log
     assert slog is not None
-    _save(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC,
+    save_log(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC,
                                  taken=_taken(args)))
     return {}
 
@@ -489,7 +489,7 @@ async def adopt(ctx: Context, pstate, ct: Container) -> None:
         node.containers.write_config(pstate, ct)
         node.containers.apply(ct, Event.ADOPT)
         undo.push(node.containers.apply, ct, Event.STAGE)
-        _save(pstate, ct, None)
+        save_log(pstate, ct, None)
     await _destroy_all(backend, recv)
 
 

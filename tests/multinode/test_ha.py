@@ -26,6 +26,7 @@ def test_a_replica_is_recovered_on_its_node_from_the_last_pass(pair, backend):
     a.exec("bb", "sh", "-c", "echo one > /root/one")
     first = a.osctl_json("ct", "replicate", "bb", b.dest, "--to-pool", dst)
     assert first["stream"] == ("btrfs" if backend == "btrfs" else "rsync")
+    assert a.osctl_json("ct", "show", "bb")["send_log"]["replica"] is True
     staged = b.osctl_json("ct", "show", "bb")
     assert staged["state"] == "staged" and staged["send_log"]["stage"] == "rootfs"
     assert b.osctl("ct", "start", "bb", check=False).returncode == 6  # a replica never starts
