@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from osctl.protocol import INVALID, OsctlError
 
@@ -36,52 +36,71 @@ class BadRecord(OsctlError):
 
     def __init__(self, where: str, problem: str):
         super().__init__(INVALID, f"bad cluster record {where}: {problem}")
+        self.problem = problem
 
 
-def _get(d: Mapping[str, Any], name: str, where: str, check: Callable[[Any], bool],
-         expected: str, default: Any = ...) -> Any:
-    """``d[name]`` if ``check`` accepts it (``default`` when absent, if given)."""
-    if name not in d:
-        if default is ...:
-            raise BadRecord(where, f"{name} is missing")
-        return default
-    value = d[name]
-    if not check(value):
-        raise BadRecord(where, f"{name} must be {expected}, got {json.dumps(value)[:60]}")
-    return value
+_MISSING: Any = object()
+R = TypeVar("R")
 
 
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+class _Fields:
+    """A record's JSON object read field by field, each checked, so that a
+    bad one names its key and field (``where``: the etcd key)."""
 
+    def __init__(self, text: str | bytes | Any, where: str, prefix: str = ""):
+        self.where, self.prefix = where, prefix
+        if isinstance(text, (str, bytes)):
+            try:
+                text = json.loads(text)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise BadRecord(where, f"not JSON ({e})") from None
+        if not isinstance(text, dict):
+            raise BadRecord(where, f"not a JSON object but {type(text).__name__}")
+        self.d: dict = text
 
-def _time(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    def get(self, name: str, ok: Callable[[Any], bool], expected: str, default: Any = _MISSING) -> Any:
+        """The field ``name`` if ``ok`` accepts it (``default`` when absent, if given)."""
+        if name not in self.d:
+            if default is _MISSING:
+                raise BadRecord(self.where, f"{self.prefix}{name} is missing")
+            return default
+        value = self.d[name]
+        if not ok(value):
+            raise BadRecord(self.where, f"{self.prefix}{name} must be {expected}, "
+                                        f"got {json.dumps(value)[:60]}")
+        return value
 
+    def count(self, name: str) -> int:
+        return self.get(name, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                        "a non-negative integer")
 
-def _name_or_none(v: Any) -> bool:
-    return v is None or isinstance(v, str)
+    def time(self, name: str, default: float | None = None) -> float | None:
+        """Seconds of the epoch; null (and absent) means ``default``."""
+        value = self.get(name, lambda v: v is default or isinstance(v, (int, float)) and not isinstance(v, bool)
+                         and math.isfinite(v) and v >= 0,
+                         "a time in seconds" + (" or null" if default is None else ""), default)
+        return None if value is None else float(value)
 
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+        return self.get(name, lambda v: v in choices, " or ".join(choices), default)
 
-def _one_of(choices: tuple[str, ...]) -> Callable[[Any], bool]:
-    return lambda v: v in choices
+    def build(self, cls: Callable[..., R], **fields: Any) -> R:
+        """``cls(**fields)``, its own checks' complaint said about ``where``."""
+        try:
+            return cls(**fields)
+        except BadRecord as e:
+            raise BadRecord(self.where, e.problem) from None
 
-
-def _name(kind: str, value: str, where: str) -> str:
-    try:
-        return check_name(kind, value)
-    except OsctlError as e:
-        raise BadRecord(where, e.message) from None
-
-
-def _load(text: str | bytes, where: str) -> dict:
-    try:
-        d = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRecord(where, f"not JSON ({e})") from None
-    if not isinstance(d, dict):
-        raise BadRecord(where, f"not a JSON object but {type(d).__name__}")
-    return d
+    def name(self, field: str, kind: str, default: Any = _MISSING) -> Any:
+        """A name (node, instance, group) by ``naming.check_name``'s rules; ``default`` may be None."""
+        article = "an" if kind[0] in "aeiou" else "a"
+        value = self.get(field, lambda v: isinstance(v, str) or v is default, f"{article} {kind} name", default)
+        if value is default:
+            return value
+        try:
+            return check_name(kind, value)
+        except OsctlError as e:
+            raise BadRecord(self.where, e.message) from None
 
 
 @dataclass(frozen=True)
@@ -104,13 +123,12 @@ class Size:
         return self.cpus <= other.cpus and self.memory <= other.memory and self.disk <= other.disk
 
     def __str__(self) -> str:
-        return f"{self.cpus} CPUs, {format_size(self.memory)} memory, {format_size(self.disk)} disk"
+        cpus = f"{self.cpus} CPU{'' if self.cpus == 1 else 's'}"
+        return f"{cpus}, {format_size(self.memory)} memory, {format_size(self.disk)} disk"
 
     @classmethod
-    def from_dict(cls, d: Any, where: str) -> Size:
-        if not isinstance(d, dict):
-            raise BadRecord(where, "size must be an object with cpus, memory and disk")
-        return cls(*(_get(d, k, where, _count, "a non-negative integer") for k in ("cpus", "memory", "disk")))
+    def read(cls, f: _Fields) -> Size:
+        return cls(f.count("cpus"), f.count("memory"), f.count("disk"))
 
 
 @dataclass(frozen=True)
@@ -139,12 +157,12 @@ class NodeRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "nodes/?") -> NodeRecord:
-        d = _load(text, where)
-        return cls(name=_name("node", _get(d, "name", where, lambda v: isinstance(v, str), "a name"), where),
-                   address=_get(d, "address", where, lambda v: isinstance(v, str) and v != "", "an address"),
-                   state=_get(d, "state", where, _one_of(NODE_STATES), " or ".join(NODE_STATES)),
-                   **{k: _get(d, k, where, _count, "a non-negative integer") for k in ("cpus", "memory", "disk")},
-                   since=float(_get(d, "since", where, _time, "a time in seconds", 0.0)))
+        f = _Fields(text, where)
+        return f.build(cls, name=f.name("name", "node"),
+                       address=f.get("address", lambda v: isinstance(v, str) and v != "", "an address"),
+                       state=f.choice("state", NODE_STATES),
+                       cpus=f.count("cpus"), memory=f.count("memory"), disk=f.count("disk"),
+                       since=f.time("since", 0.0) or 0.0)
 
 
 @dataclass(frozen=True)
@@ -191,22 +209,17 @@ class InstanceRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "instances/?") -> InstanceRecord:
-        d = _load(text, where)
-        is_str = lambda v: isinstance(v, str)  # noqa: E731
-        kind = _get(d, "kind", where, _one_of(KINDS), " or ".join(KINDS))
-        opt_node = lambda k: _get(d, k, where, _name_or_none, "a node name or null", None)  # noqa: E731
-        nodes = {k: opt_node(k) for k in ("standby", "evacuated_from")}
-        group = _get(d, "server_group", where, _name_or_none, "a group name or null", None)
-        at = _get(d, "replica_at", where, lambda v: v is None or _time(v), "a time in seconds or null", None)
-        return cls(kind=kind,
-                   id=_name("instance", _get(d, "id", where, is_str, "an id"), where),
-                   node=_name("node", _get(d, "node", where, is_str, "a node name"), where),
-                   size=Size.from_dict(_get(d, "size", where, lambda v: True, ""), where),
-                   server_group=None if group is None else _name("server group", group, where),
-                   ha=_get(d, "ha", where, lambda v: isinstance(v, bool), "true or false", False),
-                   evacuate=_get(d, "evacuate", where, _one_of(EVACUATE), " or ".join(EVACUATE), ""),
-                   replica_at=None if at is None else float(at),
-                   **{k: None if v is None else _name("node", v, where) for k, v in nodes.items()})
+        f = _Fields(text, where)
+        size = f.get("size", lambda v: isinstance(v, dict), "an object with cpus, memory and disk")
+        return f.build(cls, kind=f.choice("kind", KINDS), id=f.name("id", "instance"),
+                       node=f.name("node", "node"),
+                       size=Size.read(_Fields(size, where, "size.")),
+                       server_group=f.name("server_group", "server group", None),
+                       ha=f.get("ha", lambda v: isinstance(v, bool), "true or false", False),
+                       standby=f.name("standby", "node", None),
+                       evacuate=f.choice("evacuate", EVACUATE, ""),
+                       evacuated_from=f.name("evacuated_from", "node", None),
+                       replica_at=f.time("replica_at", None))
 
 
 @dataclass(frozen=True)
@@ -235,10 +248,8 @@ class ServerGroup:
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "server-groups/?") -> ServerGroup:
-        d = _load(text, where)
-        return cls(name=_name("server group", _get(d, "name", where, lambda v: isinstance(v, str), "a name"),
-                              where),
-                   policy=_get(d, "policy", where, _one_of(POLICIES), " or ".join(POLICIES)))
+        f = _Fields(text, where)
+        return f.build(cls, name=f.name("name", "server group"), policy=f.choice("policy", POLICIES))
 
 
 @dataclass(frozen=True)

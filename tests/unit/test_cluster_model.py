@@ -4,6 +4,7 @@ etcd hands back in another shape fails naming the key and the field."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -41,10 +42,13 @@ def test_evacuate_defaults_by_kind_and_is_written_out():
     ('{"kind": "ct", "id": "a", "node": "n1"}', "size is missing"),
     ('{"kind": "lxc", "id": "a", "node": "n1", "size": {}}', "kind must be ct or vm"),
     ('{"kind": "ct", "id": "a", "node": "n1", "size": {"cpus": -1, "memory": 0, "disk": 0}}',
-     "cpus must be a non-negative integer, got -1"),
+     "size.cpus must be a non-negative integer, got -1"),
     ('{"kind": "ct", "id": "a", "node": "n1", "size": {"cpus": true, "memory": 0, "disk": 0}}',
-     "cpus must be a non-negative integer, got true"),
+     "size.cpus must be a non-negative integer, got true"),
     ('{"kind": "ct", "id": "a", "node": "n1", "size": [1]}', "size must be an object"),
+    ('{"kind": "ct", "id": "a", "node": "n1", "size": {"cpus": 1, "disk": 0}}', "size.memory is missing"),
+    ('{"kind": "ct", "id": 7, "node": "n1", "size": {"cpus": 1, "memory": 0, "disk": 0}}',
+     "id must be an instance name, got 7"),
     ('{"kind": "ct", "id": "a", "node": "N/1", "size": {"cpus": 1, "memory": 0, "disk": 0}}',
      "invalid node name"),
     ('{"kind": "ct", "id": "a", "node": "n1", "size": {"cpus": 1, "memory": 0, "disk": 0}, "ha": 1}',
@@ -94,3 +98,33 @@ def test_view_counts_what_each_node_holds():
     assert view.free("n1") == Size(1, 5 * G, 70 * G)
     assert [r.key for r in view.members("g")] == ["ct/a", "ct/c"]
     assert str(Size(2, 2 * G, 20 * G)) == "2 CPUs, 2G memory, 20G disk"
+
+
+ODD = [None, True, -1, 1.5, float("inf"), "", "x/y", "N1", [], {}, "n2", 3, "online", "ct", "stop"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_damage_to_a_record_is_a_bad_record_or_a_valid_one(seed):
+    """Whatever another node (or version) wrote, reading it either gives a
+    record that writes back the same or fails with BadRecord: never a
+    TypeError or a KeyError from deep inside."""
+    rnd = random.Random(seed)
+    good = [NodeRecord("n1", "192.0.2.1", "online", 4, 8 * G, 100 * G, 1.0),
+            InstanceRecord("vm", "v1", "n1", Size(1, G, G), "g", True, "n2", "stop", "n3", 2.0),
+            ServerGroup("g", "affinity")]
+    for rec in good:
+        for _ in range(30):
+            d = json.loads(rec.to_json())
+            for _ in range(rnd.randint(1, 3)):
+                target = d["size"] if "size" in d and isinstance(d["size"], dict) and rnd.random() < 0.3 else d
+                field = rnd.choice(sorted(target) + ["extra"])
+                if rnd.random() < 0.2:
+                    target.pop(field, None)
+                else:
+                    target[field] = rnd.choice(ODD)
+            try:
+                back = type(rec).from_json(json.dumps(d), "somewhere")
+            except BadRecord as e:
+                assert e.message.startswith("bad cluster record somewhere: ")
+            else:
+                assert type(rec).from_json(back.to_json()) == back

@@ -1,0 +1,1 @@
+"""The cluster: nodes acting together on etcd (docs/design-notes.md, Cluster)."""
