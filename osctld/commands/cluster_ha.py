@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Awaitable, Callable, Iterable, Protocol
 
 from osctl.protocol import OsctlError
 
+from ..model.cluster import ClusterView, InstanceRecord
 from . import Context
-from .ct_replica import drop
+from .ct_replica import drop, replicate
 from .ct_send import send
 from .vm_migrate import migrate
 
@@ -89,22 +90,24 @@ async def run_moves(moves: list, one: Callable[[object], Awaitable[str]], parall
     target is not run: reported with its reason. ``one`` returns what it did
     (a line); its failure is that move's, not the others'."""
     sem = asyncio.Semaphore(parallel)
-    todo = [m for m in moves if m.target is not None]
-    outcomes = [Outcome(m.instance_key, None, False, f"{m.instance_key} cannot move: {m.reason}")
-                for m in moves if m.target is None]
+    todo = [m for m in moves if m.target is not None or m.action == "stop"]
+    outcomes = [Outcome(m.instance_key, None, False, f"{m.instance_key} cannot move: {m.reason}; "
+                                                     f"it stays on {m.source}")
+                for m in moves if m not in todo]
     for o in outcomes:
         say(o.message)
 
     async def run(m) -> Outcome:
         async with sem:
-            say(f"{m.instance_key}: {m.action} {m.source} -> {m.target}")
+            say(f"{m.instance_key}: {m.action} on {m.source}" if m.target in (None, m.source)
+                else f"{m.instance_key}: {m.action} {m.source} -> {m.target}")
             began = time.monotonic()
             try:
                 done = await one(m)
             except Exception as e:
                 message = e.message if isinstance(e, OsctlError) else str(e)
                 o = Outcome(m.instance_key, m.target, False,
-                            f"{m.instance_key}: failed to move to {m.target}: {message}")
+                            f"{m.instance_key}: {m.action} failed: {message}")
             else:
                 o = Outcome(m.instance_key, m.target, True,
                             f"{m.instance_key}: {done} ({time.monotonic() - began:.1f} s)")
@@ -112,3 +115,49 @@ async def run_moves(moves: list, one: Callable[[object], Awaitable[str]], parall
             return o
 
     return outcomes + list(await asyncio.gather(*(run(m) for m in todo)))
+
+
+# --- the replicas, on every node -----------------------------------------------------
+
+class Cluster(Protocol):
+    """What this module uses of the node's cluster side (``cluster/``)."""
+
+    name: str  # this node's
+
+    async def view(self) -> ClusterView: ...
+
+    async def update_instance(self, key: str,
+                              fn: Callable[[InstanceRecord], InstanceRecord | None]) -> InstanceRecord | None: ...
+
+
+async def replicate_here(ctx: Context, cl: Cluster, view: ClusterView) -> None:
+    """One replica pass of each HA container this node holds, to its
+    standby (a replica at another node is dropped first; one of a container
+    no longer HA goes), its record's ``replica_at`` set. A pass that fails
+    is logged: the next round tries again."""
+    for rec in view.on(cl.name):
+        if rec.kind != "ct" or not _here(ctx.node, rec):
+            continue
+        _, ct = ctx.node.registry.ct(rec.id)
+        standby = view.nodes.get(rec.standby) if rec.ha and rec.standby else None
+        old = ct.send_log if ct.send_log is not None and ct.send_log.replica else None
+        try:
+            if old is not None and (standby is None or old.peer != standby.address):
+                await drop(ctx, rec.id)
+            if standby is None or standby.state not in ("online", "maintenance"):
+                continue
+            out = await replicate(ctx, rec.id, standby.address)
+        except OsctlError as e:
+            log.warning("replica of %s on %s: %s", rec.key, rec.standby, e.message)
+            continue
+        taken = out["taken"]
+        await cl.update_instance(rec.key, lambda r: replace(r, replica_at=taken)
+                                 if r.node == cl.name and r.standby == rec.standby else None)
+
+
+def _here(node, rec: InstanceRecord) -> bool:
+    try:
+        node.registry.instance(rec.kind, rec.id)
+    except OsctlError:
+        return False
+    return True

@@ -22,7 +22,8 @@ class Move:
 
 def test_moves_run_a_few_at_a_time_and_each_is_reported():
     moves = [Move("ct/a", "n1", "n2"), Move("ct/b", "n1", "n3"), Move("vm/c", "n1", "n2", "live-migrate"),
-             Move("ct/d", "n1", None, reason="anti-affinity group web: no other node")]
+             Move("ct/d", "n1", None, reason="anti-affinity group web: no other node"),
+             Move("ct/e", "n1", None, "stop", "its evacuate setting is stop")]
     running, most, lines = set(), [0], []
 
     async def one(m: Move) -> str:
@@ -37,8 +38,9 @@ def test_moves_run_a_few_at_a_time_and_each_is_reported():
     out = asyncio.run(run_moves(moves, one, 2, lines.append))
     assert most[0] == 2
     assert [(o.key, o.ok) for o in out] == [("ct/d", False), ("ct/a", True), ("ct/b", False),
-                                           ("vm/c", True)]
-    assert lines[0] == "ct/d cannot move: anti-affinity group web: no other node"
+                                           ("vm/c", True), ("ct/e", True)]
+    assert lines[0] == "ct/d cannot move: anti-affinity group web: no other node; it stays on n1"
     assert "ct/a: migrate n1 -> n2" in lines and "vm/c: live-migrate n1 -> n2" in lines
-    assert "ct/b: failed to move to n3: address taken there" in lines
+    assert "ct/e: stop on n1" in lines
+    assert "ct/b: migrate failed: address taken there" in lines
     assert any(x.startswith("ct/a: runs on n2 (") for x in lines)
