@@ -11,7 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from osctl.protocol import OsctlError
+
 from . import sysctls as _sysctls
+from .model.naming import check_name
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -181,6 +184,54 @@ class MetricsConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """This node as a member of a cluster on etcd (osctld/cluster/).
+
+    ``endpoints``: the etcd members' client URLs (``http://ip:2379``), tried
+    in turn; ``node``: this node's name in the cluster; ``address``: where
+    the other members reach it (ct send, vm migrate). ``lease_ttl``: seconds
+    its membership key lives unrefreshed (refreshed every third of it);
+    ``fence_margin``: seconds past the TTL before another node may act on
+    its instances (and by which it has stopped its HA instances itself).
+    ``max_parallel_moves``: moves at once when a node is evacuated;
+    ``replication_interval``: seconds between the incremental sends of an
+    HA instance to its standby.
+    """
+
+    endpoints: list[str] = field(default_factory=list)
+    node: str = ""
+    address: str = ""
+    lease_ttl: int = 6
+    fence_margin: int = 4
+    max_parallel_moves: int = 2
+    replication_interval: int = 30
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.endpoints, list) or not self.endpoints:
+            raise ValueError("cluster.endpoints must be a list of etcd URLs (http://ip:2379)")
+        for url in self.endpoints:
+            if not isinstance(url, str) or not re.fullmatch(r"https?://[^/\s]+:\d{1,5}/?", url):
+                raise ValueError(f"cluster.endpoints: {url!r} is not http(s)://host:port")
+        # Its send key is authorized on the others as "cluster-<node>", a key name.
+        if not isinstance(self.node, str) or len(self.node) > 55:
+            raise ValueError("cluster.node must be this node's name, up to 55 characters")
+        try:
+            check_name("node", self.node)
+        except OsctlError as e:
+            raise ValueError(f"cluster.node: {e.message}") from None
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            raise ValueError(f"cluster.address must be this node's IP address, "
+                             f"got {self.address!r}") from None
+        for name, lo, hi in (("lease_ttl", 2, 300), ("fence_margin", 1, 300),
+                             ("max_parallel_moves", 1, 64), ("replication_interval", 5, 86400)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"cluster.{name} must be an integer from {lo} to {hi}")
+
+
+@dataclass
 class Config:
     state_dir: Path = Path("/var/lib/osctld")
     run_dir: Path = Path("/run/osctld")
@@ -219,6 +270,8 @@ class Config:
     deletion: DeletionPolicy = field(default_factory=DeletionPolicy)
     consumption: ConsumptionConfig = field(default_factory=ConsumptionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # Membership of a cluster on etcd; null: the node runs alone.
+    cluster: ClusterConfig | None = None
     # The system user other nodes log in as over SSH to send servers here
     # (its forced command reaches ``receive_socket``); null: receive nothing.
     receive_user: str | None = "osctld-recv"
@@ -260,6 +313,10 @@ class Config:
                 **_known(ConsumptionConfig, self.consumption, "consumption: "))
         if isinstance(self.metrics, dict):
             self.metrics = MetricsConfig(**_known(MetricsConfig, self.metrics, "metrics: "))
+        if isinstance(self.cluster, dict):
+            self.cluster = ClusterConfig(**_known(ClusterConfig, self.cluster, "cluster: "))
+        elif self.cluster is not None and not isinstance(self.cluster, ClusterConfig):
+            raise ValueError("cluster must be a mapping or null")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.lxcfs not in ("own", "off") and not Path(self.lxcfs).is_absolute():

@@ -6,7 +6,8 @@ proxy), loads and re-adopts (startup.py), listens on the LXC hook socket
 (hooksock.py) and the client socket (server.py), starts what should run,
 runs the maintenance and deletion timers (maintenance.py, deletion.py),
 the consumption sampler (consumption.py) and the metrics endpoint
-(metrics.py, where configured), and on SIGTERM or SIGINT closes those
+(metrics.py, where configured), the cluster membership (cluster/, where
+configured), and on SIGTERM or SIGINT closes those
 again, leaving containers and VMs running.
 """
 
@@ -160,6 +161,11 @@ class Daemon:
             receiver = Receiver(node, cfg.receive_dir / "receive.sock", uid)
             await receiver.start()
 
+        if cfg.cluster is not None:
+            from .cluster.agent import ClusterAgent  # only here: etcd3gw only where configured
+            node.cluster = ClusterAgent(node, cfg.cluster)
+            node.cluster.start()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -176,6 +182,8 @@ class Daemon:
         await self._stop.wait()
 
         log.info("shutting down; containers and VMs keep running")
+        if node.cluster is not None:
+            await node.cluster.close()
         autostart.cancel()
         node.vms.release()
         watch.cancel()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Union
 
 from osctl import protocol
-from osctl.protocol import CANCELLED, DENIED, INTERNAL, INVALID, OsctlError
+from osctl.protocol import CANCELLED, DENIED, INTERNAL, INVALID, NOT_FOUND, OsctlError
 
 from .asker import ASKER, Asker
 from .commands import REGISTRY, Between, CommandSpec, Context, resolve
@@ -175,8 +175,8 @@ class Dispatcher:
     """One connection's requests: checked, run, answered through ``send``.
 
     ``node`` is what commands get as ``ctx.node``; the dispatcher itself
-    uses its ``events``, ``ops``, ``registry`` (to find a target's pool) and
-    ``history``. ``send`` encodes and queues a message; it raises
+    uses its ``events``, ``ops``, ``registry`` (to find a target's pool),
+    ``history`` and ``cluster`` (where an instance not here lives). ``send`` encodes and queues a message; it raises
     ``protocol.EncodeError`` for one that cannot be encoded.
     """
 
@@ -266,6 +266,7 @@ class Dispatcher:
                                              account=who, pool=pool, **subject)
                 result = await spec.run(ctx, args)
         except OsctlError as e:
+            e = self._elsewhere(req.cmd, args, e)
             reply, error = protocol.error(req.id, e), e.message
         except asyncio.CancelledError:
             reply = protocol.error(req.id, OsctlError(CANCELLED, f"{req.cmd} was cancelled"))
@@ -289,6 +290,23 @@ class Dispatcher:
             # A reply that cannot be encoded (a value out of msgpack's range)
             # must still end the request, or its client waits forever.
             self.send(protocol.error(req.id, _internal(req.cmd)))
+
+    def _elsewhere(self, cmd: str, args: dict | None, e: OsctlError) -> OsctlError:
+        """A container or VM not found here that the cluster says lives on
+        another node: refused with that node's name (docs: README, Cluster)."""
+        kind = cmd.split(".")[0]
+        cluster = self.node.cluster
+        if e.code != NOT_FOUND or cluster is None or kind not in ("ct", "vm") \
+                or cmd.endswith(".new") or not isinstance((args or {}).get("id"), str):
+            return e
+        assert args is not None
+        id = args["id"].rpartition(":")[2]
+        there = cluster.where(kind, id)
+        if there is None:
+            return e
+        noun = "container" if kind == "ct" else "VM"
+        return OsctlError(NOT_FOUND, f"{noun} {id} lives on node {there}: run {cmd} there",
+                          {"node": there})
 
     def _pool(self, spec: CommandSpec, args: dict) -> str | None:
         """The pool of a state-changing verb's target, if it is there."""

@@ -4,7 +4,7 @@
 shuts down; commands receive it as ``ctx.node``. A node holds its parts
 (config, registry, locks, event bus, pools, the container and VM drivers,
 network, templates, history, the consumption sampler, the receive keychain,
-operations in flight) and the little that joins two of them: a state change becomes an
+operations in flight, its cluster membership if it has one) and the little that joins two of them: a state change becomes an
 event, a container's network follows its hooks.
 """
 
@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from osctl.protocol import CONFLICT, INTERNAL, OsctlError
 
@@ -45,6 +45,9 @@ from .subid import SubIds
 from .sysctls import Sysctl
 from .template import Templates
 from .transfer.keychain import Keychain
+
+if TYPE_CHECKING:  # imported only where configured: a lone node never loads etcd3gw
+    from .cluster.agent import ClusterAgent
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +77,10 @@ class Node:
     sysctls: list[Sysctl] = field(default_factory=list)  # the kernel limits raised at start
     cpu: CpuMeter = field(default_factory=CpuMeter)  # CPU % of each running server
     _subid_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The node as a cluster member (config ``cluster:``); None: it runs alone.
+    cluster: ClusterAgent | None = None
     # Set to stop the daemon (a signal, or ``osctl shutdown``).
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    # In a cluster: the node another one's record says an instance (kind,
-    # id) lives on now (it was recovered or moved there while this node was
-    # gone); None where it lives here. Alone: never elsewhere.
-    elsewhere: Callable[[str, str], str | None] = lambda kind, id: None
 
     def running_cgroups(self) -> list[str]:
         """The cgroup of every running container and VM (what the CPU meter reads)."""
@@ -121,7 +122,7 @@ class Node:
     def check_home(self, inst: Container | VM) -> None:
         """Refuse to start an instance the cluster says lives on another
         node now: two copies of one server must never run."""
-        other = self.elsewhere(inst.kind, inst.id)
+        other = self.cluster.where(inst.kind, inst.id) if self.cluster is not None else None
         if other is not None:
             raise OsctlError(CONFLICT, f"{inst.noun} {inst.id} lives on node {other} now: "
                                        "this copy stays stopped (delete it with del)")

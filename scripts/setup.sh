@@ -10,6 +10,7 @@ PACKAGES=(
     qemu-system-x86 qemu-utils pkg-config gcc tar
     openssl  # vm passwd hashes the password (openssl passwd -6); optional on Debian 12
     openssh-server openssh-client rsync  # moving servers between nodes (ct send, vm migrate)
+    etcd-server  # the cluster's store (osctld.yml cluster:); each cluster node runs a member
     python3-venv python3-dev  # on a plain Debian 12: the venv, and headers to build python-lxc
 )
 TEST_PACKAGES=(
@@ -31,6 +32,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's etcd-server starts and enables a single-member etcd on localhost
+# with its own data: a cluster member is configured by the operator (README,
+# "Cluster"), and tests start their own members, so the packaged one is not
+# left running.
+if command -v systemctl >/dev/null && systemctl is-enabled -q etcd 2>/dev/null; then
+    echo "setup: disabling the packaged etcd service (cluster members are configured by hand)"
+    systemctl disable -q etcd
+    [ -d /run/systemd/system ] && systemctl stop etcd  # only where systemd runs
 fi
 
 # The user other nodes' osctld log in as to send servers here (ct send): no
@@ -81,7 +92,7 @@ fi
 # editable install puts an import finder in front of every import, which
 # cost each osctl call 13 ms or more before it said a word.
 finder=$(compgen -G '.venv/lib/python3*/site-packages/__editable___osctld_*_finder.py' || true)
-if [ -n "$finder" ] || ! .venv/bin/python -c 'import osctld, osctl, lxc, pyroute2, prometheus_client, pytest, mypy' 2>/dev/null; then
+if [ -n "$finder" ] || ! .venv/bin/python -c 'import osctld, osctl, lxc, pyroute2, prometheus_client, etcd3gw, pytest, mypy' 2>/dev/null; then
     echo "setup: installing osctld into .venv"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat

@@ -93,27 +93,39 @@ def ct():
 @click.option("--disk", metavar="SIZE", help="Disk quota (btrfs pools).")
 @click.option("--flavor", "-f", help="Flavor: its cores as cpu-limit, memory, swap, disk "
                                      "(osctl flavor ls); the options above override it.")
+@click.option("--node", "-n", "node", metavar="NAME|auto",
+              help="In a cluster: create it on that node, or (auto) where the leader places it.")
+@click.option("--server-group", metavar="NAME",
+              help="In a cluster: its server group (osctl server-group ls); implies --node auto.")
 @pass_settings
 def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart, start_after,
-        group, cpu_limit, memory, swap, pids, disk, flavor):
+        group, cpu_limit, memory, swap, pids, disk, flavor, node, server_group):
     """Create container ID owned by USER from a template.
 
     The template's rootfs is built once per pool (the debian template takes
     minutes the first time) and each container is a snapshot or copy of it.
     Progress goes to stderr; Ctrl-C cancels and rolls back.
 
+    In a cluster, --node auto has the leader place it by free capacity and
+    its server group's policy, and that node create it (its user must be
+    there); the reply names the node.
+
     \b
     Examples:
       osctl ct new web1 -u alice
       osctl ct new db1 -u alice -t debian --memory 2G --start
+      osctl ct new web2 -u alice --flavor small --node auto --server-group web
     """
     res = call(s, "ct.new", {"id": id, "user": user, "template": template, "version": version,
                              "pool": pool, "hostname": hostname,
                              "dns_resolvers": list(dns_resolvers) or None, "autostart": autostart,
-                             "group": group, "disk": disk, "flavor": flavor,
+                             "group": group, "disk": disk, "flavor": flavor, "node": node,
+                             "server_group": server_group,
                              "limits": limit_args(cpu_limit=cpu_limit, memory=memory, swap=swap,
                                                   pids=pids)})
-    if start_after:
+    if start_after and res.get("node"):  # on another node: started there
+        click.echo(f"created on node {res['node']}: start it there", err=True)
+    elif start_after:
         res = call(s, "ct.start", {"id": f"{res['pool']}:{id}"})
     show(s, res)
 

@@ -47,6 +47,10 @@ GROUPS = {
     "send": ("osctl.cli.transfer:send", "Sending servers to other nodes: this node's send key."),
     "receive": ("osctl.cli.transfer:receive",
                 "Receiving servers from other nodes: the keys they may send with."),
+    "cluster": ("osctl.cli.cluster:cluster",
+                "The cluster on etcd this node is a member of: its nodes and instances."),
+    "server-group": ("osctl.cli.cluster:server_group",
+                     "Server groups: instances kept on one node or on different nodes."),
     "consumption": ("osctl.cli.consumption:consumption",
                     "Consumption records: traffic, running time and disk, per calendar month."),
 }

@@ -57,9 +57,13 @@ def vm():
 @click.option("--ssh-key", "ssh_keys", multiple=True, type=click.File("r"), metavar="FILE",
               help="Public keys (an authorized_keys file) root logs in with; repeatable.")
 @click.option("--start", "start_after", is_flag=True, help="Start it once created.")
+@click.option("--node", "-n", "node", metavar="NAME|auto",
+              help="In a cluster: create it on that node, or (auto) where the leader places it.")
+@click.option("--server-group", metavar="NAME",
+              help="In a cluster: its server group (osctl server-group ls); implies --node auto.")
 @pass_settings
 def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group, hostname,
-        ssh_keys, start_after):
+        ssh_keys, start_after, node, server_group):
     """Create VM ID owned by USER, sized by --flavor or --cores, --memory
     and --disk (which override the flavor's).
 
@@ -67,18 +71,23 @@ def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group
     minutes the first time); the disk is a sparse file in the user's pool.
     Its root filesystem grows to the disk at each boot (after vm set disk).
     Root is locked: give --ssh-key, or set a password with vm passwd.
+    In a cluster, --node auto has the leader place it (see osctl ct new).
 
     \b
     Examples:
       osctl vm new v1 -u alice -c 2 -m 2G -d 20G --start
       osctl vm new db1 -u alice --flavor small --memory 2G
       osctl vm new vm1 -u alice -c 2 -m 1G -d 10G --ssh-key ~/.ssh/id_ed25519.pub
+      osctl vm new db2 -u alice --flavor small --node auto --server-group db
     """
     res = call(s, "vm.new", {"id": id, "user": user, "flavor": flavor, "cores": cores, "memory": memory,
                              "disk": disk, "template": template, "version": version,
                              "pool": pool, "hostname": hostname, "group": group,
-                             "ssh_keys": [f.read() for f in ssh_keys] or None})
-    if start_after:
+                             "ssh_keys": [f.read() for f in ssh_keys] or None, "node": node,
+                             "server_group": server_group})
+    if start_after and res.get("node"):  # on another node: started there
+        click.echo(f"created on node {res['node']}: start it there", err=True)
+    elif start_after:
         res = call(s, "vm.start", {"id": f"{res['pool']}:{id}"})
     show(s, res)
 

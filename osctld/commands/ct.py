@@ -32,7 +32,9 @@ from ..runtime.usage import disk_used
 from ..state import matching
 from ..storage import backend_for
 from ..undo import Undo
-from . import Between, Context, Seconds, Target, command, ct_usage, deletion, given, hold_instance, user_ref
+from ..cluster.sync import ct_size
+from . import (Between, Context, Seconds, Target, cluster, command, ct_usage, deletion, given,
+               hold_instance, user_ref)
 from .instance import creating, group_to, lifecycle
 
 if TYPE_CHECKING:
@@ -151,15 +153,27 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               version: str | None = None, pool: str | None = None,
               hostname: str | None = None, dns_resolvers: list[str] | None = None,
               autostart: bool = False, group: str = DEFAULT_GROUP, limits: dict | None = None,
-              disk: str | int | None = None, flavor: str | None = None) -> dict:
+              disk: str | int | None = None, flavor: str | None = None,
+              node: str | None = None, server_group: str | None = None) -> dict:
     """Create a container from a template, sized by a flavor and the limits
-    and disk given (which override it); nothing is left behind if a step fails."""
-    node = ctx.node
+    and disk given (which override it); nothing is left behind if a step fails.
+    In a cluster, ``node`` (a member, or ``auto``) and ``server_group`` have
+    the leader place it, and that node create it (its user and pool must be there)."""
     check_name("container", id)
-    pstate, u = node.registry.user(user_ref(user, pool))
+    if node is not None or server_group is not None:
+        args = dict(id=id, user=user, template=template, version=version, pool=pool,
+                    hostname=hostname, dns_resolvers=dns_resolvers, autostart=autostart,
+                    group=group, limits=limits, disk=disk, flavor=flavor)
+        # Sized here: flavors are named alike on every member.
+        sized, quota = _flavored(ctx.node.registry.pool(pool), flavor, limits, disk)
+        size = ct_size(_limits(ctx, Limits(), sized), _disk(quota))
+        return await cluster.create_on(ctx, "ct", id, size, node, server_group, args)
+    cluster.check_free(ctx, "ct", id)
+    here = ctx.node
+    pstate, u = here.registry.user(user_ref(user, pool))
     limits, disk = _flavored(pstate, flavor, limits, disk)
     pstate.group(check_group_path(group))
-    tpl = node.templates.get(template)
+    tpl = here.templates.get(template)
     version = tpl.version(version)
     hostname = id if hostname is None else hostname
     ct = Container(id=id, pool=pstate.pool.name, user=u.name, distribution=tpl.distribution,
@@ -177,8 +191,8 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
             await backend.destroy(rootfs)
         undo.push(shutil.rmtree, pstate.pool.ct_dir(id), True)
         await fresh_rootfs(ctx, pstate, ct, tpl, rootfs, undo)
-        undo.push(node.containers.lxc.remove, ct.pool, id)
-        node.containers.write_config(pstate, ct)
+        undo.push(here.containers.lxc.remove, ct.pool, id)
+        here.containers.write_config(pstate, ct)
     return ct.public()
 
 

@@ -253,7 +253,9 @@ async def send_cleanup(ctx: Context, id: str) -> dict:
             save_log(pstate, ct, None)
             return ct.public()
         await node.remove_ct(pstate, ct)
-    node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
+    # Moved, not gone: a cluster's record follows it (osctld/cluster/sync.py).
+    node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group,
+                        moved_to=slog.peer, as_id=slog.as_id)
     if not pstate.instances_of(ct.user):
         with contextlib.suppress(OsctlError):  # taken meanwhile: it stays
             await user_cmd.delete(ctx, f"{pstate.pool.name}:{ct.user}")

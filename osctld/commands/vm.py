@@ -13,6 +13,7 @@ from .. import maintenance
 from ..distconfig import for_distribution
 from ..model.account import Perm
 from ..model.group import DEFAULT_GROUP, check_group_path
+from ..model.cluster import Size
 from ..model.lifecycle import State
 from ..model.naming import check_name
 from ..model.units import parse_size
@@ -23,8 +24,8 @@ from ..runtime.usage import disk_used
 from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
-from . import (Between, Context, LogLines, Seconds, Target, command, ct_usage, deletion, given,
-               hold_instance, user_ref, vm_migrate)
+from . import (Between, Context, LogLines, Seconds, Target, cluster, command, ct_usage, deletion,
+               given, hold_instance, user_ref, vm_migrate)
 from .instance import creating, group_to, lifecycle
 
 MIB = 1 << 20
@@ -76,21 +77,34 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
               memory: int | str | None = None, disk: int | str | None = None,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP,
-              flavor: str | None = None, ssh_keys: list[str] | None = None) -> dict:
+              flavor: str | None = None, ssh_keys: list[str] | None = None,
+              node: str | None = None, server_group: str | None = None) -> dict:
     """Create a VM from a template's VM image, sized by a flavor and the
     cores, memory and disk given (which override it); nothing is left
-    behind if a step fails. ``ssh_keys``: public keys root logs in with."""
-    node = ctx.node
+    behind if a step fails. ``ssh_keys``: public keys root logs in with.
+    In a cluster, ``node`` (a member, or ``auto``) and ``server_group`` have
+    the leader place it, and that node create it (its user and pool must be there)."""
     check_name("vm", id)
     keys = check_ssh_keys(ssh_keys or [])
-    pstate, u = node.registry.user(user_ref(user, pool))
+    elsewhere = node is not None or server_group is not None
+    # Sized here also for another node: flavors are named alike on every member.
+    pstate = ctx.node.registry.pool(pool) if elsewhere else ctx.node.registry.user(user_ref(user, pool))[0]
     cores, memory, disk = _flavored(pstate, flavor, cores, memory, disk)
     if cores is None or memory is None or disk is None:
         raise OsctlError(INVALID, "give the VM's cores, memory and disk, or a flavor")
     memory, disk = memory_size(memory), parse_size(disk, "disk")
     vm_policy(ctx).check(cores, memory, disk)
+    if elsewhere:
+        args = dict(id=id, user=user, cores=cores, memory=memory, disk=disk, template=template,
+                    version=version, pool=pool, hostname=hostname, group=group, flavor=flavor,
+                    ssh_keys=ssh_keys)
+        return await cluster.create_on(ctx, "vm", id, Size(cores, memory, disk), node,
+                                       server_group, args)
+    cluster.check_free(ctx, "vm", id)
+    here = ctx.node
+    pstate, u = here.registry.user(user_ref(user, pool))
     pstate.group(check_group_path(group))
-    tpl = node.templates.get(template)
+    tpl = here.templates.get(template)
     version = tpl.version(version)
     hostname = id if hostname is None else hostname
     vm = VM(id=id, pool=pstate.pool.name, user=u.name, template=tpl.name, version=version,
@@ -99,7 +113,7 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
     files = _files(pstate, vm)
     backend = backend_for(pstate.pool)
     async with creating(ctx, pstate, vm, u) as undo:
-        image = await node.templates.ensure_vm(tpl, version, ctx.progress)
+        image = await here.templates.ensure_vm(tpl, version, ctx.progress)
         ctx.progress({"step": "disk", "message": f"making a {disk >> 30} GiB disk from {tpl.name} {version}"})
         undo.push(backend.destroy, files.dir)
         await backend.create(files.dir)

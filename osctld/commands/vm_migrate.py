@@ -87,7 +87,9 @@ async def migrate(ctx: Context, id: str, dest: str, to_pool: str | None = None) 
             pstate.save_vm(vm)
             raise
         await node.remove_vm(pstate, vm)
-    node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
+    # Moved, not gone: a cluster's record follows it (osctld/cluster/sync.py).
+    node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id, group=vm.group,
+                        moved_to=dest, as_id=vm.id)
     return {"id": vm.id, "pool": vm.pool, "dest": dest, "live": live, **figures}
 
 

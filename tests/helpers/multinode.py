@@ -19,6 +19,7 @@ import signal
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from .node import ROOT, TestNode
 from .wait import wait_for
@@ -152,11 +153,17 @@ class Cluster:
         self.router = Router()
         self.nodes = [Node(str(NET[10 + i]), config) for i in range(count)]
 
-    def start(self) -> "Cluster":
+    def start(self, before_daemons: Callable[[], None] | None = None) -> "Cluster":
+        """The router, the nodes on it, then (after ``before_daemons``, which
+        finds the network up: etcd members) their daemons and sshds."""
         self.router.start()
         for n in self.nodes:
-            n.start()
+            n.make_netns()
             self.router.plug(n, n.ip)
+        if before_daemons is not None:
+            before_daemons()
+        for n in self.nodes:
+            n.start()
             n.start_sshd()
             n.osctl("send", "key", "gen")
         return self

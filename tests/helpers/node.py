@@ -80,11 +80,15 @@ class TestNode:
 
     # --- life -------------------------------------------------------------------
 
-    def start(self, timeout: float = 20) -> "TestNode":
+    def make_netns(self) -> None:
+        """Its directory and network namespace (once), before anything runs in them."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if not Path(f"/run/netns/{self.name}").exists():
             subprocess.run(["ip", "netns", "add", self.name], check=True)
             self.nsexec("ip", "link", "set", "lo", "up")
+
+    def start(self, timeout: float = 20) -> "TestNode":
+        self.make_netns()
         cfg = self.dir / "osctld.yml"
         cfg.write_text(yaml.safe_dump(self.config))
         logf = open(self.log, "ab")

@@ -49,6 +49,7 @@ class Node:
         self.lines: list[tuple[str | None, dict]] = []
         self.history = SimpleNamespace(write=lambda pool, entry: self.lines.append((pool, entry)))
         self.containers = SimpleNamespace(cgroups=None)  # group.ls reads no cgroup
+        self.cluster = None  # alone: no cluster to ask where an instance lives
         pstate = PoolState(Pool("default", "dir", Path("/nonexistent/pools/default")), IdRange())
         self.registry.pools["default"] = pstate
         pstate.users["u"] = SimpleNamespace(name="u")

@@ -33,6 +33,7 @@ class Node:
         self.lines: list[tuple[str | None, dict]] = []
         self.history = SimpleNamespace(write=lambda pool, entry: self.lines.append((pool, entry)))
         self.go = asyncio.Event()
+        self.cluster = None  # alone: no cluster to ask where an instance lives
 
     def add_pool(self, name: str) -> PoolState:
         pstate = PoolState(Pool(name, "dir", Path("/nonexistent/pools") / name), IdRange())

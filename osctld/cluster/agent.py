@@ -1,0 +1,75 @@
+"""The cluster member as the daemon runs it: the store, membership,
+leadership, task runner and record sync of one node, started and stopped
+together. ``node.cluster`` is this object on a node with a ``cluster:``
+section, None on one without.
+
+What commands need without waiting on etcd is kept here too: the instance
+records as last read (``where``), refreshed every second, so that a command
+about an instance of another node is refused with that node's name at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..config import ClusterConfig
+from ..model.cluster import InstanceRecord
+from .errors import EtcdError, EtcdUnavailable
+from .etcd import Etcd
+from .leader import Leader
+from .membership import Membership
+from .store import ClusterStore
+from .sync import RecordSync, node_record
+from .tasks import TaskRunner
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+log = logging.getLogger(__name__)
+
+REFRESH = 1.0
+
+
+class ClusterAgent:
+    def __init__(self, node: Node, config: ClusterConfig):
+        self.config = config
+        self.name = config.node
+        self.store = ClusterStore(Etcd(config.endpoints))
+        self.membership = Membership(self.store, config, lambda: node_record(node))
+        self.leader = Leader(self.store, self.membership, self.name)
+        self.tasks = TaskRunner(self.store, self.name, node)
+        self.sync = RecordSync(self.store, node)
+        self.records: dict[str, InstanceRecord] = {}  # as last read
+        self._jobs: list[asyncio.Task] = []
+
+    def where(self, kind: str, id: str) -> str | None:
+        """The node another than this one that instance ``kind/id`` lives on,
+        as last read; None if it is not known to live elsewhere."""
+        rec = self.records.get(f"{kind}/{id}")
+        return rec.node if rec is not None and rec.node != self.name else None
+
+    async def _refresh(self) -> None:
+        while True:
+            try:
+                self.records = await self.store.instances()
+            except (EtcdUnavailable, EtcdError) as e:
+                log.debug("cluster: records: %s", e)
+            await asyncio.sleep(REFRESH)
+
+    def start(self) -> None:
+        for job in (self.membership.run(), self.leader.run(), self.tasks.run(),
+                    self.sync.run(), self._refresh()):
+            self._jobs.append(asyncio.create_task(job))
+        log.info("cluster: node %s, etcd at %s", self.name, ", ".join(self.config.endpoints))
+
+    async def close(self) -> None:
+        """Stop taking part: leadership is resigned (another node leads at
+        once). The lease is left to expire rather than revoked: the node's
+        containers and VMs keep running while the daemon is away, as on a
+        node without a cluster."""
+        await self.leader.resign()
+        for job in self._jobs:
+            job.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)

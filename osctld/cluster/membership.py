@@ -1,0 +1,111 @@
+"""This node's membership: its NodeRecord under a lease of ``lease_ttl``
+seconds, refreshed every third of it.
+
+A refresh that fails (etcd unreachable, or the lease expired: -1) means the
+others may soon count this node dead and act on its instances. The first
+such failure calls the ``on_lease_lost`` hooks once with the deadline (on
+``time.monotonic()``'s clock) by which the node must have fenced itself:
+the last good refresh plus the TTL plus ``fence_margin``, the time after
+which the leader may restart its HA instances elsewhere. Membership then
+keeps trying; once etcd answers again, the node rejoins on a new lease (its
+old one is gone, with its key) and the ``on_lease_regained`` hooks run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from ..config import ClusterConfig
+from ..model.cluster import NodeRecord
+from .errors import EtcdError, EtcdUnavailable
+from .store import ClusterStore
+
+log = logging.getLogger(__name__)
+
+LeaseLost = Callable[[float], Awaitable[None]]
+
+
+_running: set[asyncio.Task] = set()
+
+
+def spawn(coro: Awaitable[None], what: str) -> None:
+    """Run a hook as a task of its own (it must not hold up the refreshes or
+    the leader's loop), its failure logged."""
+    task = asyncio.ensure_future(coro)
+    _running.add(task)
+
+    def done(t: asyncio.Task) -> None:
+        _running.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("cluster: %s hook failed", what, exc_info=t.exception())
+
+    task.add_done_callback(done)
+
+
+class Membership:
+    def __init__(self, store: ClusterStore, config: ClusterConfig,
+                 record: Callable[[], NodeRecord]):
+        self.store = store
+        self.config = config
+        self.record = record  # this node's record as it is now (capacity read anew)
+        self.lease: int | None = None  # None: not a member now
+        self.last_ok = 0.0  # monotonic time of the last good refresh
+        self.on_lease_lost: list[LeaseLost] = []
+        self.on_lease_regained: list[Callable[[], Awaitable[None]]] = []
+        self.joined = asyncio.Event()  # set while a member
+
+    @property
+    def alive(self) -> bool:
+        return self.lease is not None
+
+    async def join(self) -> None:
+        """A new lease with this node's key on it, and its node-state made
+        online unless it has one (maintenance and fenced outlive a restart)."""
+        etcd = self.store.etcd
+        lease = await etcd.call(etcd.grant, self.config.lease_ttl)
+        await self.store.put_node(self.record(), lease)
+        await self.store.set_node_state(self.config.node, "online", only_if_absent=True)
+        self.lease, self.last_ok = lease, time.monotonic()
+        self.joined.set()
+        log.info("cluster: joined as node %s (lease %x, TTL %d s)", self.config.node, lease,
+                 self.config.lease_ttl)
+
+    async def run(self) -> None:
+        """Join, then keep the lease until cancelled."""
+        every = self.config.lease_ttl / 3
+        while True:
+            try:
+                if self.lease is None:
+                    lost = self.last_ok != 0.0
+                    await self.join()
+                    if lost:
+                        for regained in self.on_lease_regained:
+                            spawn(regained(), "on_lease_regained")
+                else:
+                    etcd = self.store.etcd
+                    if await etcd.call(etcd.refresh, self.lease) <= 0:
+                        raise EtcdError("the lease expired")
+                    self.last_ok = time.monotonic()
+            except (EtcdUnavailable, EtcdError) as e:
+                if self.lease is not None:
+                    await self._lost(str(e))
+                else:
+                    log.debug("cluster: cannot join yet: %s", e)
+            await asyncio.sleep(every)
+
+    async def _lost(self, why: str) -> None:
+        deadline = self.last_ok + self.config.lease_ttl + self.config.fence_margin
+        log.error("cluster: node %s lost its lease (%s); fencing deadline in %.1f s",
+                  self.config.node, why, deadline - time.monotonic())
+        self.lease = None
+        self.joined.clear()
+        for hook in self.on_lease_lost:
+            spawn(hook(deadline), "on_lease_lost")
+
+    async def update(self) -> None:
+        """Write this node's record again (its capacity changed)."""
+        if self.lease is not None:
+            await self.store.put_node(self.record(), self.lease)
