@@ -157,6 +157,8 @@ async def _start(node: Node, inst: Container | VM, what: str, failed: str) -> No
     """Start a container or VM (its driver's start) under its lock and its
     pool's (shared), unless it runs already or its pool has gone; a failure
     is logged."""
+    if node.cluster is not None:  # where it lives may have changed while this node was gone
+        await node.cluster.loaded.wait()
     pstate = node.registry.pools.get(inst.pool)
     if pstate is None or inst.running:
         return

@@ -11,6 +11,7 @@ import click
 from .bulk import act, lifecycle_commands, selection, selection_options
 from .common import (Columns, attr_change, attr_commands, call, change, limit_args, listing_commands, passwd_command, pass_settings,
                      print_log, show, size_value, wire_name, with_examples)
+from .cluster_settings import instance_settings
 from .groups import Group, listing_options
 
 
@@ -867,3 +868,6 @@ def chown(s, id, user):
       osctl ct chown web1 bob
     """
     change(s, "ct.chown", {"id": id, "user": user}, "ct.show", id)
+
+
+instance_settings(set_, "ct")

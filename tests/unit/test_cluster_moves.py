@@ -5,24 +5,15 @@ an instance that cannot move reported with its reason and not run."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from osctl.protocol import CONFLICT, OsctlError
+from osctld.cluster.decide import Move
 from osctld.commands.cluster_ha import run_moves
 
 
-@dataclass(frozen=True)
-class Move:
-    instance_key: str
-    source: str
-    target: str | None
-    action: str = "migrate"
-    reason: str | None = None
-
-
 def test_moves_run_a_few_at_a_time_and_each_is_reported():
-    moves = [Move("ct/a", "n1", "n2"), Move("ct/b", "n1", "n3"), Move("vm/c", "n1", "n2", "live-migrate"),
-             Move("ct/d", "n1", None, reason="anti-affinity group web: no other node"),
+    moves = [Move("ct/a", "n1", "n2", "migrate"), Move("ct/b", "n1", "n3", "migrate"), Move("vm/c", "n1", "n2", "live-migrate"),
+             Move("ct/d", "n1", None, "migrate", reason="anti-affinity group web: no other node"),
              Move("ct/e", "n1", None, "stop", "its evacuate setting is stop")]
     running, most, lines = set(), [0], []
 
