@@ -96,8 +96,9 @@ async def run_moves(moves: list[Move], one: Callable[[Move], Awaitable[str]], pa
                     say: Callable[[str], None]) -> list[Outcome]:
     """Run ``one(move)`` for each move, ``parallel`` at a time, saying
     when each begins and ends (``say``: a progress line). A move without a
-    target is not run (unless it is a stop): reported with its reason. ``one`` returns what it did
-    (a line); its failure is that move's, not the others'."""
+    target is not run (unless it is a stop): reported with its reason.
+    ``one`` returns what it did (a line); its failure is that move's, not
+    the others'. Live moves go first, the others once they are done."""
     sem = asyncio.Semaphore(parallel)
     todo = [m for m in moves if m.target is not None or m.action == "stop"]
     outcomes = [Outcome(m.instance_key, None, False, f"{m.instance_key} cannot move: {m.reason}; "
@@ -123,7 +124,12 @@ async def run_moves(moves: list[Move], one: Callable[[Move], Awaitable[str]], pa
             say(o.message)
             return o
 
-    return outcomes + list(await asyncio.gather(*(run(m) for m in todo)))
+    # Live moves first, before the others: a running VM keeps its
+    # interconnect /30, which a container arriving at the same node first
+    # could be given.
+    live = [m for m in todo if m.action == "live-migrate"]
+    outcomes += await asyncio.gather(*(run(m) for m in live))
+    return outcomes + list(await asyncio.gather(*(run(m) for m in todo if m not in live)))
 
 
 # --- the tasks: what a node does when the leader asks ----------------------------
@@ -156,13 +162,23 @@ async def move_task(node: Node, args: dict, progress: Progress) -> str:
     else:
         _, inst = node.registry.instance(kind, id)
         cold = kind == "vm" and m.action == "migrate" and inst.running
+        done = f"on {m.target}"
         if cold:  # a VM's cold move: stopped here, started there
             await lifecycle(ctx, kind, id, "stop", STOP_TIMEOUT)
-        await move(ctx, kind, id, args["address"])
+        try:
+            await move(ctx, kind, id, args["address"])
+        except OsctlError as e:
+            # A running VM keeps its interconnect /30, which the target may
+            # have given another instance meanwhile: it moves stopped then.
+            if kind != "vm" or not inst.running or e.code != CONFLICT or "interconnect" not in e.message:
+                raise
+            progress(f"{m.instance_key}: {e.message}: moving it stopped")
+            await lifecycle(ctx, kind, id, "stop", STOP_TIMEOUT)
+            await move(ctx, kind, id, args["address"])
+            cold, done = True, f"on {m.target} (moved stopped: its interconnect was taken there)"
         if cold and m.target is not None:
             await tasks.call(cluster.store, m.target, "instance.start", {"kind": kind, "id": id},
                              by=cluster.name)
-        done = f"on {m.target}"
     await cluster.store.update_instance(m.instance_key,
                                         lambda r: None if r is None else decide.after(r, m))
     return done

@@ -338,13 +338,20 @@ async def _user(ctx: Context, pstate, spec: dict) -> tuple:
     if name in pstate.users:
         return pstate.users[name], False
     try:
-        await user_cmd.new(ctx, name, pstate.pool.name, list(spec.get("uid_map") or []),
-                           list(spec.get("gid_map") or []))
+        try:
+            await user_cmd.new(ctx, name, pstate.pool.name, list(spec.get("uid_map") or []),
+                               list(spec.get("gid_map") or []))
+        except OsctlError as e:
+            if e.code != CONFLICT:
+                raise
+            log.info("user %s: its map is taken here (%s); it gets a new block", name, e.message)
+            await user_cmd.new(ctx, name, pstate.pool.name)
     except OsctlError as e:
-        if e.code != CONFLICT:
-            raise
-        log.info("user %s: its map is taken here (%s); it gets a new block", name, e.message)
-        await user_cmd.new(ctx, name, pstate.pool.name)
+        # Another container of this user arriving at the same time (an
+        # evacuation sends several at once) made it first.
+        if e.code == EXISTS and name in pstate.users:
+            return pstate.users[name], False
+        raise
     return pstate.users[name], True
 
 
