@@ -163,8 +163,10 @@ class Daemon:
 
         if cfg.cluster is not None:
             from .cluster.agent import ClusterAgent  # only here: etcd3gw only where configured
+            from .commands import cluster_ha
             node.cluster = ClusterAgent(node, cfg.cluster)
             node.cluster.start()
+            cluster_ha.attach(node)  # fencing, recovery, replicas
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from osctl.protocol import INTERNAL, OsctlError
+from osctl.protocol import CONFLICT, INTERNAL, OsctlError
 
 from . import __version__
 from .accounts import Accounts
@@ -118,6 +118,14 @@ class Node:
                                 netif=n.name)
 
     # --- what commands and start-up share ----------------------------------------
+
+    def check_home(self, inst: Container | VM) -> None:
+        """Refuse to start an instance the cluster says lives on another
+        node now: two copies of one server must never run."""
+        other = self.cluster.where(inst.kind, inst.id) if self.cluster is not None else None
+        if other is not None:
+            raise OsctlError(CONFLICT, f"{inst.noun} {inst.id} lives on node {other} now: "
+                                       "this copy stays stopped (delete it with del)")
 
     def driver(self, kind: str) -> Driver[Any]:
         """The driver of containers (``kind`` "ct") or VMs ("vm")."""

@@ -157,12 +157,15 @@ async def _start(node: Node, inst: Container | VM, what: str, failed: str) -> No
     """Start a container or VM (its driver's start) under its lock and its
     pool's (shared), unless it runs already or its pool has gone; a failure
     is logged."""
+    if node.cluster is not None:  # where it lives may have changed while this node was gone
+        await node.cluster.loaded.wait()
     pstate = node.registry.pools.get(inst.pool)
     if pstate is None or inst.running:
         return
     try:
         async with node.locks.hold(pool_key(inst.pool), what, shared=True), \
                 node.locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
+            node.check_home(inst)  # recovered elsewhere while this node was gone
             await node.driver(inst.kind).start(pstate, inst)
     except Exception as e:
         log.error("%s %s:%s failed: %s", failed, inst.pool, inst.id, e)

@@ -31,7 +31,11 @@ NODE_COLUMNS = Columns({
 INSTANCE_COLUMNS = Columns({
     "kind": "ct or vm", "id": "Its id.", "node": "The node it lives on.",
     "server_group": "its server group", "ha": "Replicated and restarted elsewhere if its node dies.",
-    "standby": "the node its replica is on", "cpus": "CPUs it is sized to.",
+    "standby": "the node its replica is on",
+    "replica_at": "when its last replica was taken (HA)",
+    "evacuate": "what node maintenance does with it: migrate, live-migrate or stop",
+    "evacuated_from": "the node maintenance took it from (it goes back there)",
+    "cpus": "CPUs it is sized to.",
     "memory": "memory it is sized to", "disk": "Disk it is sized to.",
 }, ["kind", "id", "node", "server_group", "ha", "standby", "cpus", "memory", "disk"], {
     "cpus": lambda r: r["size"]["cpus"], "memory": lambda r: r["size"]["memory"],
@@ -143,3 +147,53 @@ def group_del(s, name):
       osctl server-group del db
     """
     show(s, call(s, "servergroup.del", {"name": name}))
+
+
+@node.group("maintenance", cls=Group)
+def maintenance():
+    """Empty a node for maintenance, and fill it again."""
+
+
+def _maintenance(s, name: str, enable: bool) -> None:
+    res = call(s, "cluster.node.maintenance", {"node": name, "enable": enable})
+    if s.format != "table":
+        show(s, res)
+        return
+    for line in res["not_done"]:
+        click.echo(f"not done: {line}")
+    click.echo(f"node {res['node']} is {res['state']}: {len(res['done'])} done, "
+               f"{len(res['not_done'])} not done")
+
+
+@maintenance.command("enable")
+@click.argument("name")
+@pass_settings
+def maintenance_enable(s, name):
+    """Put node NAME into maintenance and move its instances away.
+
+    It receives no new instances. The leader places each of its containers
+    and VMs on another node (by free capacity and server groups) and has
+    NAME move it there, a few at a time (cluster.max_parallel_moves): a
+    container by ct send, a VM by vm migrate (live while it runs). One
+    line of progress as each move begins and ends; an instance that cannot
+    move is reported and stays, running, unless its evacuate setting is
+    stop (osctl ct set evacuate).
+
+    \b
+    Example:
+      osctl cluster node maintenance enable node2
+    """
+    _maintenance(s, name, True)
+
+
+@maintenance.command("disable")
+@click.argument("name")
+@pass_settings
+def maintenance_disable(s, name):
+    """Take node NAME out of maintenance and bring back what left it.
+
+    \b
+    Example:
+      osctl cluster node maintenance disable node2
+    """
+    _maintenance(s, name, False)

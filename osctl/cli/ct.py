@@ -11,6 +11,7 @@ import click
 from .bulk import act, lifecycle_commands, selection, selection_options
 from .common import (Columns, attr_change, attr_commands, call, change, limit_args, listing_commands, passwd_command, pass_settings,
                      print_log, show, size_value, wire_name, with_examples)
+from .cluster_settings import instance_settings
 from .groups import Group, listing_options
 
 
@@ -61,11 +62,15 @@ COLUMNS = Columns({
 
 
 @click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp",
-                                   "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send"},
+                                   "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send",
+                                   "replicate": "osctl.cli.ct_send:replicate",
+                                   "recover": "osctl.cli.ct_send:recover"},
              summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
                         "cp": "Copy a file (or with -r a directory) into or out of a running container.",
                         "mount": "Bind mounts of the node's directories (or files) in containers.",
-                        "send": "Move a container to another node, at once or stage by stage."})
+                        "send": "Move a container to another node, at once or stage by stage.",
+                        "replicate": "One pass of a container's replica on another node (HA).",
+                        "recover": "Start a container from its replica here (its node is gone)."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 
@@ -863,3 +868,6 @@ def chown(s, id, user):
       osctl ct chown web1 bob
     """
     change(s, "ct.chown", {"id": id, "user": user}, "ct.show", id)
+
+
+instance_settings(set_, "ct")

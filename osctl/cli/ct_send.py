@@ -129,3 +129,41 @@ def cancel(s, id, local):
       osctl ct send cancel web1
     """
     show(s, call(s, "ct.send.cancel", {"id": id, "local": local}))
+
+
+@click.command("replicate")
+@click.argument("id")
+@click.argument("dest")
+@to_pool_option
+@pass_settings
+def replicate(s, id, dest, to_pool):
+    """One pass of a container's replica on another node (HA).
+
+    The full copy of container ID to DEST the first time (DEST keeps a
+    staged container that never starts), then what changed since (ct send's
+    sync). A cluster does this on a schedule for
+    containers marked ha; osctl ct send cancel ID drops the replica.
+
+    \b
+    Example:
+      osctl ct replicate web1 node2.example.net
+    """
+    show(s, call(s, "ct.replicate", {"id": id, "dest": dest, "to_pool": to_pool}))
+
+
+@click.command("recover")
+@click.argument("id")
+@no_start_option
+@pass_settings
+def recover(s, id, no_start):
+    """Start a container from its replica here (its node is gone).
+
+    On the node holding its replica: container ID is made of the last pass
+    that arrived, and started with its addresses. What it wrote after the last pass
+    is lost; data_age says how long ago that pass was taken.
+
+    \b
+    Example:
+      osctl ct recover web1
+    """
+    show(s, call(s, "ct.recover", {"id": id, "start": not no_start}))

@@ -13,6 +13,7 @@ from .bulk import lifecycle_commands
 from .common import (Columns, attr_commands, call, change, listing_commands, pass_settings, passwd_command, print_log,
                      show,
                      size_value, with_examples)
+from .cluster_settings import instance_settings
 from .groups import Group
 
 COLUMNS = Columns({
@@ -239,3 +240,6 @@ def migrate(s, id, dest, to_pool):
       osctl vm migrate v1 node2.example.net:2222 --to-pool tank
     """
     show(s, call(s, "vm.migrate", {"id": id, "dest": dest, "to_pool": to_pool}))
+
+
+instance_settings(set_, "vm")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from ..config import ClusterConfig
 from ..model.cluster import InstanceRecord
@@ -42,6 +42,9 @@ class ClusterAgent:
         self.tasks = TaskRunner(self.store, self.name, node)
         self.sync = RecordSync(self.store, node)
         self.records: dict[str, InstanceRecord] = {}  # as last read
+        # Set once the records were read: until then nothing is started at
+        # start-up (an instance may have been recovered elsewhere meanwhile).
+        self.loaded = asyncio.Event()
         self._jobs: list[asyncio.Task] = []
 
     def where(self, kind: str, id: str) -> str | None:
@@ -54,6 +57,7 @@ class ClusterAgent:
         while True:
             try:
                 self.records = await self.store.instances()
+                self.loaded.set()
             except (EtcdUnavailable, EtcdError) as e:
                 log.debug("cluster: records: %s", e)
             await asyncio.sleep(REFRESH)
@@ -63,6 +67,11 @@ class ClusterAgent:
                     self.sync.run(), self._refresh()):
             self._jobs.append(asyncio.create_task(job))
         log.info("cluster: node %s, etcd at %s", self.name, ", ".join(self.config.endpoints))
+
+    def run(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` while the node is a member (cancelled at close):
+        what the commands layer adds (commands/cluster_ha.py: replicas)."""
+        self._jobs.append(asyncio.create_task(job))
 
     async def close(self) -> None:
         """Stop taking part: leadership is resigned (another node leads at

@@ -4,7 +4,8 @@ there, place one as the leader, move one).
 A task is a key ``tasks/<node>/<id>`` holding {"verb", "args", "by",
 "created"}; its node's runner takes it off the queue (a delete at the
 revision read, so it runs once) and runs the handler registered for its
-verb, writing ``results/<id>``: {"state": "running", "progress"}, then
+verb, writing ``results/<id>``: {"state": "running", "progress", "lines"
+(every progress line so far)}, then
 {"state": "done", "value"} or {"state": "failed", "code", "error"}. The
 asker (``call``) polls the result and passes the progress on.
 
@@ -74,10 +75,12 @@ class TaskRunner:
         verb, args = t.get("verb"), t.get("args") or {}
         log.info("cluster: task %s %s from %s", tid[:8], verb, t.get("by"))
         last: list[asyncio.Task] = []
+        lines: list[str] = []  # all of them: the asker polls, and must miss none
 
         def progress(text: str) -> None:
-            last.append(asyncio.ensure_future(
-                self.store.put_result(tid, {"state": "running", "progress": text})))
+            lines.append(text)
+            last.append(asyncio.ensure_future(self.store.put_result(
+                tid, {"state": "running", "progress": text, "lines": list(lines)})))
 
         try:
             handler = TASKS.get(str(verb))
@@ -95,7 +98,7 @@ class TaskRunner:
         if last:
             await asyncio.wait(last)  # a late progress must not overwrite the end
         try:
-            await self.store.put_result(tid, result)
+            await self.store.put_result(tid, {**result, "lines": lines})
         except (EtcdUnavailable, EtcdError) as e:
             log.error("cluster: task %s: its result is lost: %s", tid[:8], e)
 
@@ -107,7 +110,7 @@ async def call(store: ClusterStore, node: str, verb: str, args: dict, by: str,
     within TAKE_TIMEOUT seconds (it is down) or it ran past ``timeout``."""
     tid = await store.submit(node, verb, args, by)
     start = time.monotonic()
-    said = None
+    said = 0  # progress lines passed on
     while True:
         await asyncio.sleep(0.2)
         result = await store.result(tid)
@@ -118,14 +121,16 @@ async def call(store: ClusterStore, node: str, verb: str, args: dict, by: str,
                 raise OsctlError(BUSY, f"node {node} did not take task {verb} within "
                                        f"{TAKE_TIMEOUT:.0f} s: is it up?")
             continue
+        lines = result.get("lines")
+        if progress is not None and isinstance(lines, list) and len(lines) > said:
+            for line in lines[said:]:
+                progress(str(line))
+            said = len(lines)
         if result.get("state") == "done":
             return result.get("value")
         if result.get("state") == "failed":
             code = result.get("code")
             raise OsctlError(code if code in ERROR_CODES else INTERNAL,
                              str(result.get("error")))
-        if progress is not None and result.get("progress") not in (None, said):
-            said = result["progress"]
-            progress(str(said))
         if waited > timeout:
             raise OsctlError(BUSY, f"task {verb} on node {node} runs past {timeout:.0f} s")

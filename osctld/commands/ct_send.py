@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,7 +68,7 @@ async def _destroy_all(backend, directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _save(pstate, ct: Container, log_: SendLog | None) -> None:
+def save_log(pstate, ct: Container, log_: SendLog | None) -> None:
     """The container with its send log as ``log_``: in memory only once written."""
     before, ct.send_log = ct.send_log, log_
     try:
@@ -134,7 +135,7 @@ async def send_config(ctx: Context, id: str, dest: str, as_id: str | None = None
             "btrfs": backend_for(pstate.pool).snapshots,
         })
         try:
-            _save(pstate, ct, SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG,
+            save_log(pstate, ct, SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG,
                                       peer=dest, as_id=as_id or ct.id, pool=reply["pool"],
                                       stream=reply["stream"]))
         except BaseException:
@@ -154,12 +155,14 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
     node = ctx.node
     meter = streams.Meter(ctx.progress, str(step))
     rootfs = pstate.pool.rootfs(ct.id)
+    taken = time.time()
     if slog.stream == "rsync":
         await streams.rsync_send(node, slog.peer, slog.token, rootfs, meter, live)
         reply = {}
         if live:
-            reply = await channel.call(node, slog.peer, "ct.receive.synced", {"token": slog.token})
-        done = slog.after(step)
+            reply = await channel.call(node, slog.peer, "ct.receive.synced",
+                                       {"token": slog.token, "taken": taken})
+        done = slog.after(step, taken=taken)
     else:
         backend = backend_for(pstate.pool)
         n = int(slog.snapshot[1:]) + 1 if slog.snapshot else 1
@@ -170,13 +173,14 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
             undo.push(backend.destroy, snap)
             reply = await streams.btrfs_send(node, slog.peer, "ct.receive.rootfs",
                                              {"token": slog.token, "snapshot": snap.name,
-                                              "parent": slog.snapshot, "state": handover},
+                                              "parent": slog.snapshot, "state": handover,
+                                              "taken": taken},
                                              snap, parent, meter)
         if parent is not None:
             await backend.destroy(parent)
-        done = slog.after(step, snapshot=snap.name)
+        done = slog.after(step, snapshot=snap.name, taken=taken)
     assert done is not None
-    _save(pstate, ct, done)
+    save_log(pstate, ct, done)
     return done, reply
 
 
@@ -231,7 +235,7 @@ async def send_state(ctx: Context, id: str, start: bool = True, clone: bool = Fa
         final = slog.after(Step.STATE, clone=clone)
         if clone:
             node.containers.apply(ct, Event.STAY)
-        _save(pstate, ct, final)
+        save_log(pstate, ct, final)
         if clone and was_running:
             await node.containers.start(pstate, ct)
     return {**ct.public(), "destination": reply}
@@ -248,7 +252,7 @@ async def send_cleanup(ctx: Context, id: str) -> dict:
         slog = _sending(ct, Step.CLEANUP)
         await _destroy_all(backend, _snapshots(pstate, ct.id))
         if slog.clone:
-            _save(pstate, ct, None)
+            save_log(pstate, ct, None)
             return ct.public()
         await node.remove_ct(pstate, ct)
     # Moved, not gone: a cluster's record follows it (osctld/cluster/sync.py).
@@ -276,7 +280,7 @@ async def send_cancel(ctx: Context, id: str, local: bool = False) -> dict:
                 if e.code != NOT_FOUND:  # gone there already: done
                     raise
         await _destroy_all(backend_for(pstate.pool), _snapshots(pstate, ct.id))
-        _save(pstate, ct, None)
+        save_log(pstate, ct, None)
     return ct.public()
 
 
@@ -310,6 +314,12 @@ def _arg(args: dict, key: str, kind: type, required: bool = True):
     return value
 
 
+def _taken(args: dict) -> float | None:
+    """When the pass's copy was taken, as the source says (a replica's age)."""
+    value = args.get("taken")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _transfer(rctx: ReceiveContext, args: dict):
     """The staged container the ``token`` names, sent with this key."""
     token = _arg(args, "token", str)
@@ -330,13 +340,20 @@ async def _user(ctx: Context, pstate, spec: dict) -> tuple:
     if name in pstate.users:
         return pstate.users[name], False
     try:
-        await user_cmd.new(ctx, name, pstate.pool.name, list(spec.get("uid_map") or []),
-                           list(spec.get("gid_map") or []))
+        try:
+            await user_cmd.new(ctx, name, pstate.pool.name, list(spec.get("uid_map") or []),
+                               list(spec.get("gid_map") or []))
+        except OsctlError as e:
+            if e.code != CONFLICT:
+                raise
+            log.info("user %s: its map is taken here (%s); it gets a new block", name, e.message)
+            await user_cmd.new(ctx, name, pstate.pool.name)
     except OsctlError as e:
-        if e.code != CONFLICT:
-            raise
-        log.info("user %s: its map is taken here (%s); it gets a new block", name, e.message)
-        await user_cmd.new(ctx, name, pstate.pool.name)
+        # Another container of this user arriving at the same time (an
+        # evacuation sends several at once) made it first.
+        if e.code == EXISTS and name in pstate.users:
+            return pstate.users[name], False
+        raise
     return pstate.users[name], True
 
 
@@ -411,7 +428,7 @@ async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
     async with Undo() as undo:
         undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
         await streams.btrfs_receive(rctx.stdin, recv)
-        _save(pstate, ct, slog.after(step, snapshot=snapshot))
+        save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
     if parent is not None:
         await backend.destroy(recv / parent)
     handover = args.get("state")
@@ -444,7 +461,8 @@ async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
     pstate, ct = _transfer(rctx, args)
     slog = ct.send_log
     assert slog is not None
-    _save(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC))
+    save_log(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC,
+                                 taken=_taken(args)))
     return {}
 
 
@@ -456,16 +474,28 @@ async def receive_state(rctx: ReceiveContext, args: dict) -> dict:
 
 
 async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -> dict:
+    """The sender's last pass is here: the container is taken over (see
+    ``adopt``), and the key it came with is used up if it was single-use."""
+    node = rctx.node
+    fixed = await adopt(Context(node=node, op=f"receive:{rctx.key.name}"), pstate, ct)
+    if rctx.key.single_use:  # its transfer is done: used up
+        with contextlib.suppress(OsctlError):
+            node.keychain.remove(rctx.key.name)
+    return {**await started(node, pstate, ct, start), "fixups": fixed}
+
+
+async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
     """The staged container becomes an ordinary stopped one (its rootfs a
     writable snapshot of the last one received, or the received tree; its
-    disk quota set again), started if ``start``."""
-    node = rctx.node
+    disk quota set again). Also how a standby turns its replica into the
+    container when its node died (cluster HA, ``ct.recover``). Returns the
+    fix-ups made to a rootfs from an OpenVZ node (none otherwise)."""
+    node = ctx.node
     slog = ct.send_log
     assert slog is not None
     next_stage(DESTINATION, slog.stage, Step.STATE, f"container {ct.id}")
     backend = backend_for(pstate.pool)
     recv, rootfs = _received(pstate, ct.id), pstate.pool.rootfs(ct.id)
-    ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     async with hold_instance(ctx, ct, "ct.receive.state"), Undo() as undo:
         if slog.stream == "btrfs":
             assert slog.snapshot is not None
@@ -483,19 +513,22 @@ async def _take_over(rctx: ReceiveContext, pstate, ct: Container, start: bool) -
         node.containers.write_config(pstate, ct)
         node.containers.apply(ct, Event.ADOPT)
         undo.push(node.containers.apply, ct, Event.STAGE)
-        _save(pstate, ct, None)
+        save_log(pstate, ct, None)
     await _destroy_all(backend, recv)
-    if rctx.key.single_use:  # its transfer is done: used up
-        with contextlib.suppress(OsctlError):
-            node.keychain.remove(rctx.key.name)
-    started, why = False, None
+    return fixed
+
+
+async def started(node, pstate, ct: Container, start: bool) -> dict:
+    """Start the taken-over container if ``start``: a failure is said, not
+    raised (it is here all the same: the operator starts it)."""
+    ok, why = False, None
     if start:
         try:
             await node.containers.start(pstate, ct)
-            started = True
-        except OsctlError as e:  # it is here all the same: the operator starts it
+            ok = True
+        except OsctlError as e:
             why = e.message
-    return {"id": ct.id, "pool": ct.pool, "started": started, "start_error": why, "fixups": fixed}
+    return {"id": ct.id, "pool": ct.pool, "started": ok, "start_error": why}
 
 
 @receive_verb("ct.receive.cancel")

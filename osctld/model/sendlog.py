@@ -101,6 +101,12 @@ class SendLog:
     # destination: where it comes from when not an osctld node: "vz6", an
     # OpenVZ Legacy node (osctl-convert), whose rootfs is fixed at take-over.
     origin: str | None = None
+    # When the copy the last pass carried was taken (the pass's start on the
+    # source): how old the data a replica holds is (cluster HA).
+    taken: float | None = None
+    # A replica (``ct replicate``): kept at sync passes, never handed over
+    # by the schedule; the cluster drops it when HA is turned off.
+    replica: bool = False
 
     def __post_init__(self) -> None:
         if self.role not in (SOURCE, DESTINATION) or self.stream not in STREAMS \

@@ -38,7 +38,14 @@ def pair(make_cluster):
 
 
 @pytest.fixture
-def cluster3(request):
+def cluster3_config() -> dict:
+    """More of each node's osctld.yml for ``cluster3`` (its ``cluster`` key:
+    more of the cluster section); a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def cluster3(request, cluster3_config):
     """Three nodes and their router, a three-member etcd (one member in each
     node's namespace, ``cluster.etcd``: tests/helpers/etcd.py) and each
     osctld a member of the cluster, named as its node (lease TTL 3 s);
@@ -49,9 +56,11 @@ def cluster3(request):
     from tests.helpers.wait import wait_for
 
     require(missing_capability() or missing() or etcd.missing())
-    cluster = Cluster(3)
+    config = dict(cluster3_config)
+    more = config.pop("cluster", {})
+    cluster = Cluster(3, config)
     for n in cluster.nodes:
-        n.config["cluster"] = etcd.cluster_config(n, cluster.nodes)
+        n.config["cluster"] = {**etcd.cluster_config(n, cluster.nodes), **more}
     members = cluster.etcd = etcd.EtcdCluster(cluster.nodes)
     formed = False
     try:

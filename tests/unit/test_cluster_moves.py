@@ -1,0 +1,39 @@
+"""Running an evacuation's moves (commands/cluster_ha.run_moves): a few at a
+time, each reported as it begins and ends, one failure not the others',
+an instance that cannot move reported with its reason and not run."""
+
+from __future__ import annotations
+
+import asyncio
+
+from osctl.protocol import CONFLICT, OsctlError
+from osctld.cluster.decide import Move
+from osctld.commands.cluster_ha import run_moves
+
+
+def test_moves_run_a_few_at_a_time_and_each_is_reported():
+    moves = [Move("ct/a", "n1", "n2", "migrate"), Move("ct/b", "n1", "n3", "migrate"), Move("vm/c", "n1", "n2", "live-migrate"),
+             Move("ct/d", "n1", None, "migrate", reason="anti-affinity group web: no other node"),
+             Move("ct/e", "n1", None, "stop", "its evacuate setting is stop")]
+    running, most, lines = set(), [0], []
+
+    async def one(m: Move) -> str:
+        running.add(m.instance_key)
+        most[0] = max(most[0], len(running))
+        await asyncio.sleep(0.01)
+        running.discard(m.instance_key)
+        if m.instance_key == "ct/b":
+            raise OsctlError(CONFLICT, "address taken there")
+        return f"runs on {m.target}"
+
+    out = asyncio.run(run_moves(moves, one, 2, lines.append))
+    assert most[0] == 2
+    # Live moves first (a running VM keeps its interconnect: nobody may take it first).
+    assert [(o.key, o.ok) for o in out] == [("ct/d", False), ("vm/c", True), ("ct/a", True),
+                                           ("ct/b", False), ("ct/e", True)]
+    assert lines.index("vm/c: live-migrate n1 -> n2") < lines.index("ct/a: migrate n1 -> n2")
+    assert lines[0] == "ct/d cannot move: anti-affinity group web: no other node; it stays on n1"
+    assert "ct/a: migrate n1 -> n2" in lines and "vm/c: live-migrate n1 -> n2" in lines
+    assert "ct/e: stop on n1" in lines
+    assert "ct/b: migrate failed: address taken there" in lines
+    assert any(x.startswith("ct/a: runs on n2 (") for x in lines)
