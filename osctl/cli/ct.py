@@ -61,11 +61,13 @@ COLUMNS = Columns({
 
 
 @click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp",
-                                   "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send"},
+                                   "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send",
+                                   "snapshot": "osctl.cli.snapshots:snapshot"},
              summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
                         "cp": "Copy a file (or with -r a directory) into or out of a running container.",
                         "mount": "Bind mounts of the node's directories (or files) in containers.",
-                        "send": "Move a container to another node, at once or stage by stage."})
+                        "send": "Move a container to another node, at once or stage by stage.",
+                        "snapshot": "Snapshots of containers' root filesystems (btrfs, zfs pools)."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 
@@ -138,7 +140,7 @@ lifecycle_commands(ct, "ct", "container", {
     "del": ("Delete containers and their data, at once or staged (--at).",
             ["osctl ct del web1", "osctl ct del -f -u alice", "osctl ct del web1 --at 2026-12-24",
              "osctl ct del web1 --cancel"]),
-}, _timeout, "Stop a running one first.", start_options=[
+}, _timeout, "Stop a running one first, and delete its snapshots too.", start_options=[
     click.option("--wait", "-w", is_flag=True, default=None,
                  help="Return once the system inside is up (systemd: is-system-running "
                       "no longer 'starting')."),

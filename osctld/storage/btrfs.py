@@ -8,11 +8,12 @@ image that osctld creates at install and mounts when it activates the pool.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 
-from .base import Backend, remove_if_empty, run
+from .base import Backend, Snapshot, remove_if_empty, run
 
 
 def is_mounted(path: Path) -> bool:
@@ -23,6 +24,7 @@ class BtrfsBackend(Backend):
     name = "btrfs"
     quotas = True  # qgroups
     snapshots = True
+    named_snapshots = True
 
     async def install(self, size: int | None = None) -> None:
         pool = self.pool
@@ -99,8 +101,23 @@ class BtrfsBackend(Backend):
     async def qgroup(self, path: Path) -> str:
         return "0/" + await run("btrfs", "inspect-internal", "rootid", str(path), what="btrfs rootid")
 
+    async def snapshot_info(self, path: Path) -> Snapshot:
+        """When the subvolume was made (``subvolume show``) and what only it
+        holds (its qgroup's exclusive bytes)."""
+        out = await run("btrfs", "subvolume", "show", str(path), what=f"btrfs subvolume show {path}")
+        created = next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                       if line.strip().startswith("Creation time:"))
+        await run("btrfs", "filesystem", "sync", str(self.pool.path), what="btrfs filesystem sync")
+        return Snapshot(path.name, datetime.strptime(created, "%Y-%m-%d %H:%M:%S %z").timestamp(),
+                        (await self._counts(path))[1])
+
     async def used(self, path: Path) -> int:
         """Bytes the subvolume refers to (what its quota counts), quotas on."""
+        return (await self._counts(path))[0]
+
+    async def _counts(self, path: Path) -> tuple[int, int]:
+        """The subvolume's referenced and exclusive bytes; quotas turned on
+        (and counted) the first time."""
         qgroup = await self.qgroup(path)
         root = str(self.pool.path)
         try:
@@ -112,7 +129,7 @@ class BtrfsBackend(Backend):
         for line in out.splitlines():
             cols = line.split()
             if cols and cols[0] == qgroup:
-                return int(cols[1])
+                return int(cols[1]), int(cols[2])
         raise OsctlError(INVALID, f"no qgroup {qgroup} for {path}")
 
     async def set_quota(self, path: Path, size: int | None) -> None:
