@@ -62,12 +62,14 @@ COLUMNS = Columns({
 
 @click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp",
                                    "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send",
-                                   "snapshot": "osctl.cli.snapshots:snapshot"},
+                                   "snapshot": "osctl.cli.snapshots:snapshot",
+                                   "dataset": "osctl.cli.datasets:dataset"},
              summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
                         "cp": "Copy a file (or with -r a directory) into or out of a running container.",
                         "mount": "Bind mounts of the node's directories (or files) in containers.",
                         "send": "Move a container to another node, at once or stage by stage.",
-                        "snapshot": "Snapshots of containers' root filesystems (btrfs, zfs pools)."})
+                        "snapshot": "Snapshots of containers' root filesystems (btrfs, zfs pools).",
+                        "dataset": "Containers' own datasets, mounted inside (zfs pools)."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 

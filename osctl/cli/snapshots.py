@@ -15,7 +15,7 @@ def snapshot():
     """Snapshots of containers' root filesystems (btrfs, zfs pools)."""
 
 
-def _done(s, res: dict, what: str) -> None:
+def done(s, res: dict, what: str) -> None:
     if s.format != "table":
         show(s, res)
     elif not s.quiet:
@@ -51,7 +51,7 @@ def new(s, id, name):
       osctl ct snapshot new web1
     """
     res = call(s, "ct.snapshot.new", {"id": id, "name": name})
-    _done(s, res, f"snapshot {res['name']} made")
+    done(s, res, f"snapshot {res['name']} made")
 
 
 @snapshot.command("del")
@@ -66,7 +66,7 @@ def delete(s, id, name):
       osctl ct snapshot del web1 before-upgrade
     """
     res = call(s, "ct.snapshot.del", {"id": id, "name": name})
-    _done(s, res, f"snapshot {name} deleted")
+    done(s, res, f"snapshot {name} deleted")
 
 
 @snapshot.command("rollback")
@@ -89,4 +89,5 @@ def rollback(s, id, name, restart, timeout):
     """
     res = call(s, "ct.snapshot.rollback", {"id": id, "name": name, "restart": restart,
                                            "timeout": timeout})
-    _done(s, res, f"rolled back to {name}")
+    done(s, res, f"rolled back to {name}")
+

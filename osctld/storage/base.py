@@ -9,13 +9,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
+from osctl.protocol import INTERNAL, INVALID, UNSUPPORTED, OsctlError
 
 from ..proc import run_tool
 
 
 # Where tenants' data and configs (ids, names, maps, limits) live, below the pool's path.
 PRIVATE_DIRS = ("ct", "tpl", "vm", "conf")
+SUBDATASETS = "datasets"  # beside a container's rootfs: where its own datasets are mounted (zfs)
 
 
 async def run(*argv: str, what: str) -> str:
@@ -33,6 +34,7 @@ class Snapshot:
     name: str
     created: float  # seconds since the epoch
     used: int | None  # bytes only it holds: what deleting it frees (None: unknown)
+    order: int = 0  # which came first within one second of ``created`` (btrfs: subvolume id)
 
     def public(self) -> dict:
         return {"name": self.name, "created": self.created, "used": self.used}
@@ -47,6 +49,7 @@ class Backend:
     # Whether a container's rootfs has named snapshots (``ct snapshot``): on
     # btrfs read-only ``snapshot``s kept beside it, on zfs its dataset's own.
     named_snapshots = False
+    subdatasets = False  # whether a container can have datasets of its own (ct dataset): zfs
 
     def __init__(self, pool):
         self.pool = pool
@@ -55,6 +58,24 @@ class Backend:
         """Prepare a new pool at its path (create an image, a filesystem, ...)."""
         self.pool.path.mkdir(parents=True, exist_ok=True)
         await self.activate()
+
+    async def new_image(self, size: int | None, *mkfs: str) -> None:
+        """A sparse file of ``size`` bytes at the pool's image, a filesystem
+        made on it by ``mkfs`` (its path last); no file if that fails."""
+        image = self.pool.image
+        assert image is not None
+        if image.exists():
+            raise OsctlError(INVALID, f"image {image} already exists")
+        if not size:
+            raise OsctlError(INVALID, f"a {self.name} image needs --size")
+        image.parent.mkdir(parents=True, exist_ok=True)
+        with open(image, "wb") as f:
+            f.truncate(size)
+        try:
+            await run(*mkfs, str(image), what=mkfs[0])
+        except BaseException:
+            image.unlink(missing_ok=True)
+            raise
 
     async def activate(self) -> None:
         """Make an installed pool usable on this node (mount it); idempotent.
@@ -125,7 +146,7 @@ class Backend:
         self.need_snapshots()
         d = self.snapshot_dir(rootfs)
         snaps = [await self.snapshot_info(p) for p in (d.iterdir() if d.is_dir() else ())]
-        return sorted(snaps, key=lambda s: (s.created, s.name))
+        return sorted(snaps, key=lambda s: (s.created, s.order))
 
     async def snapshot_info(self, path: Path) -> Snapshot:
         raise self._unsupported("snapshots")
@@ -157,6 +178,32 @@ class Backend:
         for p in sorted(d.iterdir()) if d.is_dir() else ():
             await self.destroy(p)
         await self.destroy(rootfs)
+
+    # --- a container's subdatasets (ct dataset): zfs --------------------------------------
+
+    def need_subdatasets(self) -> None:
+        if not self.subdatasets:
+            raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool: "
+                                          "container datasets are on zfs pools only")
+
+    def subdataset_path(self, rootfs: Path, name: str) -> Path:
+        """Where a container's dataset is mounted on the node: beside its rootfs."""
+        return rootfs.parent / SUBDATASETS / name
+
+    async def subdataset_new(self, rootfs: Path, name: str, quota: int | None) -> Path:
+        """A dataset of the container's, ``quota`` bytes at most; where it is mounted on the node."""
+        raise OsctlError(UNSUPPORTED, "no subdatasets")  # need_subdatasets says why first
+
+    async def subdataset_list(self, rootfs: Path) -> list[dict]:
+        """Its datasets: name, used, quota, path (on the node)."""
+        raise OsctlError(UNSUPPORTED, "no subdatasets")
+
+    async def subdataset_del(self, rootfs: Path, name: str) -> None:
+        raise OsctlError(UNSUPPORTED, "no subdatasets")
+
+    def describe(self) -> dict:
+        """What ``pool show`` says about the backend beyond the pool's config."""
+        return {}
 
     def _unsupported(self, what: str) -> OsctlError:
         return OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "

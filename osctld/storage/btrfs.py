@@ -29,19 +29,7 @@ class BtrfsBackend(Backend):
     async def install(self, size: int | None = None) -> None:
         pool = self.pool
         if pool.image is not None:
-            if pool.image.exists():
-                raise OsctlError(INVALID, f"image {pool.image} already exists")
-            if not size:
-                raise OsctlError(INVALID, "a btrfs image needs --size")
-            pool.image.parent.mkdir(parents=True, exist_ok=True)
-            with open(pool.image, "wb") as f:
-                f.truncate(size)
-            try:
-                await run("mkfs.btrfs", "-q", "-L", f"osctld-{pool.name}", str(pool.image),
-                          what="mkfs.btrfs")
-            except BaseException:
-                pool.image.unlink(missing_ok=True)
-                raise
+            await self.new_image(size, "mkfs.btrfs", "-q", "-L", f"osctld-{pool.name}")
         pool.path.mkdir(parents=True, exist_ok=True)
         await self.activate()
 
@@ -105,11 +93,11 @@ class BtrfsBackend(Backend):
         """When the subvolume was made (``subvolume show``) and what only it
         holds (its qgroup's exclusive bytes)."""
         out = await run("btrfs", "subvolume", "show", str(path), what=f"btrfs subvolume show {path}")
-        created = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                       if line.strip().startswith("Creation time:"))
+        fields = dict(line.strip().split(":", 1) for line in out.splitlines()[1:] if ":" in line)
+        created = datetime.strptime(fields["Creation time"].strip(), "%Y-%m-%d %H:%M:%S %z")
         await run("btrfs", "filesystem", "sync", str(self.pool.path), what="btrfs filesystem sync")
-        return Snapshot(path.name, datetime.strptime(created, "%Y-%m-%d %H:%M:%S %z").timestamp(),
-                        (await self._counts(path))[1])
+        return Snapshot(path.name, created.timestamp(), (await self._counts(path))[1],
+                        int(fields["Subvolume ID"]))
 
     async def used(self, path: Path) -> int:
         """Bytes the subvolume refers to (what its quota counts), quotas on."""
