@@ -22,6 +22,24 @@ testing=false
 [ "${1:-}" = --test ] && testing=true
 $testing && PACKAGES+=("${TEST_PACKAGES[@]}")
 
+# The node VM tests (tests/nodevm) build OpenZFS's modules from zfs-dkms of
+# bookworm-backports contrib, downloaded and unpacked, not installed: the
+# suite is added to apt's sources (backports are installed only when asked
+# for by name), and nothing else comes from it.
+BACKPORTS=/etc/apt/sources.list.d/osctld-test-zfs.sources
+if $testing && [ ! -f "$BACKPORTS" ]; then
+    echo "setup: apt: bookworm-backports contrib in $BACKPORTS (the node VM's ZFS module source)"
+    cat > "$BACKPORTS" <<'SOURCES'
+# osctld test suite (scripts/setup.sh --test): zfs-dkms for the node VM.
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    apt-get update -qq
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -114,6 +114,17 @@ def debian_vm_image() -> Path:
     return _vm_image("debian")
 
 
+@pytest.fixture(scope="session")
+def nodevm_image() -> Path:
+    """The node VM's image (tests/helpers/nodevm.py): Debian's cloud kernel
+    with OpenZFS's modules built here for it. Built once into the cache."""
+    from tests.helpers.nodevm import ensure_image
+    from tests.helpers.vm import have_qemu
+
+    require(missing_capability() or have_qemu())
+    return _timed("node VM image", lambda: ensure_image(BUILD_TIMES))
+
+
 def pytest_terminal_summary(terminalreporter):
     """How long each template or image took to get (a build, or a look in the cache)."""
     if BUILD_TIMES:
