@@ -47,8 +47,8 @@ COLUMNS = Columns({
     "uptime": "since when its init runs (asks the node: -o)",
     "rx_bytes": "bytes its netifs received since it started (asks the node: -o)",
     "tx_bytes": "bytes its netifs sent since it started (asks the node: -o)",
-    "disk_used": "what its rootfs holds, btrfs pools (asks the node: -o)",
-    "disk": "its disk quota (btrfs pools)",
+    "disk_used": "what its rootfs holds, btrfs and zfs pools (asks the node: -o)",
+    "disk": "its disk quota (btrfs, zfs pools)",
     "features": "features turned on (tun, fuse, ...)",
     "pending_restart": "changes that wait for its restart (ct restart applies them)",
     "created": "when it was made",
@@ -90,7 +90,7 @@ def ct():
 @click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512M.")
 @click.option("--swap", metavar="SIZE", help="Swap beyond memory.")
 @click.option("--pids", metavar="N", help="Process limit.")
-@click.option("--disk", metavar="SIZE", help="Disk quota (btrfs pools).")
+@click.option("--disk", metavar="SIZE", help="Disk quota (btrfs, zfs pools).")
 @click.option("--flavor", "-f", help="Flavor: its cores as cpu-limit, memory, swap, disk "
                                      "(osctl flavor ls); the options above override it.")
 @pass_settings
@@ -525,7 +525,7 @@ _set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).", "osctl ct set mem
 _set_limit("swap", "Allow VALUE of swap beyond the memory limit.", "osctl ct set swap web1 1G",
            size=True)
 _set_limit("pids", "Limit processes and threads to VALUE.", "osctl ct set pids web1 2000")
-_set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.",
+_set_limit("disk", "Limit the root filesystem to VALUE (btrfs, zfs pools); never below what is used.",
            "osctl ct set disk web1 +10G", size=True)
 
 
@@ -535,7 +535,7 @@ _set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never belo
 @pass_settings
 def set_flavor(s, id, flavor):
     """Give container ID flavor FLAVOR's limits (cores as cpu-limit, memory,
-    swap) and disk (btrfs pools), live on a running container.
+    swap) and disk (btrfs, zfs pools), live on a running container.
 
     \b
     Example:
