@@ -127,9 +127,17 @@ def test_a_subdataset_is_mounted_inside_with_its_own_quota(node_vm, pool):
     p = vm.osctl("ct", "del", f"{POOL}:b1", check=False)
     assert p.rc == 6 and "has snapshots (both)" in p.stderr, p.stderr
     vm.osctl("ct", "snapshot", "del", f"{POOL}:b1", "both")
-    vm.osctl("ct", "dataset", "del", f"{POOL}:b1", "www")
-    assert sh(vm, "b1", "test -e /srv/www/index").rc != 0
-    assert vm.run(f"zfs list {DATASET}/ct/b1/www").rc != 0
+
+    # A rename renames the datasets in ZFS; the dataset is still mounted inside.
+    vm.osctl("ct", "stop", f"{POOL}:b1", "-t", "5")
+    vm.osctl("ct", "rename", f"{POOL}:b1", "b2")
+    vm.osctl("ct", "start", f"{POOL}:b2")
+    assert sh(vm, "b2", "test -e /srv/www/index").rc == 0
+    assert vm.run(f"zfs list {DATASET}/ct/b2/www").rc == 0
+
+    vm.osctl("ct", "dataset", "del", f"{POOL}:b2", "www")
+    assert sh(vm, "b2", "test -e /srv/www/index").rc != 0
+    assert vm.run(f"zfs list {DATASET}/ct/b2/www").rc != 0
 
 
 def test_debian_starts_on_zfs(node_vm, pool):
@@ -151,9 +159,9 @@ def test_export_and_import_bring_every_container_back(node_vm, pool):
     assert vm.run(f"grep -c ' {path}' /proc/mounts").stdout.strip() == "0"  # nothing below either
     vm.osctl("pool", "import", path, "--dataset", DATASET)
     cts = {c["id"]: c for c in vm.osctl("ct", "ls", "--pool", POOL, json=True)}
-    assert sorted(cts) == ["b1", "d1"]
-    vm.osctl("ct", "start", f"{POOL}:b1")
-    assert sh(vm, "b1", "cat /root/keep").stdout == "kept\n"
+    assert sorted(cts) == ["b2", "d1"]
+    vm.osctl("ct", "start", f"{POOL}:b2")
+    assert sh(vm, "b2", "cat /root/keep").stdout == "kept\n"
 
     # A pool on a zpool of its own (a file): export exports the zpool.
     vm.osctl("pool", "install", "zi", "--backend", "zfs", "--image", "/var/lib/zi.img",
