@@ -155,7 +155,7 @@ class Node:
         pstate.store.delete("ct", ct.id)
         del pstate.cts[ct.id]
         self.containers.remove(ct.pool, ct.id)
-        await backend_for(pstate.pool).destroy(pstate.pool.rootfs(ct.id))
+        await backend_for(pstate.pool).destroy_ct(pstate.pool.rootfs(ct.id))
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
 
     async def remove_vm(self, pstate: PoolState, vm: VM) -> None:

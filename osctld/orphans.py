@@ -93,7 +93,7 @@ async def clean_pool(pstate, backend, containers) -> None:
 
     async def remove_ct(ct_id: str) -> None:
         log.warning("removing %s: container %s of pool %s %s", pool.ct_dir(ct_id), ct_id, pool.name, why)
-        await backend.destroy(pool.rootfs(ct_id))
+        await backend.destroy_ct(pool.rootfs(ct_id))
         shutil.rmtree(pool.ct_dir(ct_id))
 
     async def remove_vm(vm_id: str) -> None:

@@ -50,13 +50,23 @@ class PoolList:
             return []
 
 
-async def activate(entry: dict) -> PoolState:
-    """A pool of the list (or one being imported): mounted, its configs read."""
+def mounted_first(entry: dict) -> Pool | None:
+    """The pool as far as the node's list knows it, where its configs are
+    on what must be mounted first: a btrfs image, a zfs dataset."""
     path = Path(entry["path"])
     image = Path(entry["image"]) if entry.get("image") else None
-    if image is not None:
-        await backend_for(Pool(entry["name"], "btrfs", path, image)).activate()
-    pstate = PoolState.load(path, image)
+    if entry.get("dataset"):
+        return Pool(entry["name"], "zfs", path, image, dataset=entry["dataset"])
+    return Pool(entry["name"], "btrfs", path, image) if image is not None else None
+
+
+async def activate(entry: dict) -> PoolState:
+    """A pool of the list (or one being imported): mounted, its configs read."""
+    first = mounted_first(entry)
+    if first is not None:
+        await backend_for(first).activate()
+    pstate = PoolState.load(Path(entry["path"]), first.image if first else None,
+                            entry.get("dataset"))
     await backend_for(pstate.pool).activate()
     return pstate
 
@@ -103,13 +113,17 @@ async def _install_default(node: Node) -> None:
     node.pools.save()
 
 
-async def open_import(node: Node, path: str, image: str | None, undo: Undo) -> PoolState:
+async def open_import(node: Node, path: str, image: str | None, dataset: str | None,
+                      undo: Undo) -> PoolState:
     """A pool exported here or elsewhere, activated and checked against the
     node's (names, ID maps, addresses), not yet part of it."""
-    if image:
-        undo.push(backend_for(Pool("import", "btrfs", Path(path), Path(image))).deactivate)
+    entry = {"name": "import", "path": path, **({"image": image} if image else {}),
+             **({"dataset": dataset} if dataset else {})}
+    first = mounted_first(entry)
+    if first is not None:
+        undo.push(backend_for(first).deactivate)
     try:
-        pstate = await activate({"name": "import", "path": path, **({"image": image} if image else {})})
+        pstate = await activate(entry)
     except FileNotFoundError:
         raise OsctlError(INVALID, f"{path} holds no pool (no conf/pool.yml)") from None
     node.registry.check_pool_free(pstate)

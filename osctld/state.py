@@ -47,9 +47,9 @@ class PoolState:
         return PoolStore(self.pool.conf_dir)
 
     @classmethod
-    def load(cls, path: Path, image: Path | None = None) -> "PoolState":
+    def load(cls, path: Path, image: Path | None = None, dataset: str | None = None) -> "PoolState":
         doc = read_doc(path / "conf" / "pool.yml")
-        pool = Pool(name=doc["name"], backend=doc["backend"], path=path, image=image,
+        pool = Pool(name=doc["name"], backend=doc["backend"], path=path, image=image, dataset=dataset,
                     idmap=doc.get("idmap", "idmapped"), attrs=doc.get("attrs") or {})
         store = PoolStore(pool.conf_dir)
         ranges = store.load_all("id-range")

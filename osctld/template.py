@@ -107,7 +107,7 @@ class Templates:
                 else:
                     await self._build(tpl, version, tmp, progress)
                     await self._cache(tmp, cache)
-                os.rename(tmp, final)
+                await backend.rename(tmp, final)  # zfs: a dataset, renamed in ZFS
             except BaseException:
                 await backend.destroy(tmp)
                 raise
@@ -137,7 +137,7 @@ class Templates:
             try:
                 await self._build(tpl, version, tmp, progress, "vm-build")
                 try:
-                    os.rename(tmp, final)
+                    await backend.rename(tmp, final)  # zfs: a dataset, renamed in ZFS
                 except OSError:
                     if not final.is_dir():
                         raise

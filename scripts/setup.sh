@@ -110,7 +110,7 @@ fi
 # editable install puts an import finder in front of every import, which
 # cost each osctl call 13 ms or more before it said a word.
 finder=$(compgen -G '.venv/lib/python3*/site-packages/__editable___osctld_*_finder.py' || true)
-if [ -n "$finder" ] || ! .venv/bin/python -c 'import osctld, osctl, lxc, pyroute2, prometheus_client, etcd3gw, pytest, mypy' 2>/dev/null; then
+if [ -n "$finder" ] || ! .venv/bin/python -c 'import osctld, osctl, lxc, pyroute2, prometheus_client, etcd3gw, cffi, pytest, mypy' 2>/dev/null; then
     echo "setup: installing osctld into .venv"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat

@@ -48,8 +48,8 @@ COLUMNS = Columns({
     "uptime": "since when its init runs (asks the node: -o)",
     "rx_bytes": "bytes its netifs received since it started (asks the node: -o)",
     "tx_bytes": "bytes its netifs sent since it started (asks the node: -o)",
-    "disk_used": "what its rootfs holds, btrfs pools (asks the node: -o)",
-    "disk": "its disk quota (btrfs pools)",
+    "disk_used": "what its rootfs holds, btrfs and zfs pools (asks the node: -o)",
+    "disk": "its disk quota (btrfs, zfs pools)",
     "features": "features turned on (tun, fuse, ...)",
     "pending_restart": "changes that wait for its restart (ct restart applies them)",
     "created": "when it was made",
@@ -64,13 +64,17 @@ COLUMNS = Columns({
 @click.group("ct", cls=Group, lazy={"netif": "osctl.cli.netif:netif", "cp": "osctl.cli.files:cp",
                                    "mount": "osctl.cli.mounts:mount", "send": "osctl.cli.ct_send:send",
                                    "replicate": "osctl.cli.ct_send:replicate",
-                                   "recover": "osctl.cli.ct_send:recover"},
+                                   "recover": "osctl.cli.ct_send:recover",
+                                   "snapshot": "osctl.cli.snapshots:snapshot",
+                                   "dataset": "osctl.cli.datasets:dataset"},
              summaries={"netif": "Network interfaces of containers: routed (default) or bridged veths.",
                         "cp": "Copy a file (or with -r a directory) into or out of a running container.",
                         "mount": "Bind mounts of the node's directories (or files) in containers.",
                         "send": "Move a container to another node, at once or stage by stage.",
                         "replicate": "One pass of a container's replica on another node (HA).",
-                        "recover": "Start a container from its replica here (its node is gone)."})
+                        "recover": "Start a container from its replica here (its node is gone).",
+                        "snapshot": "Snapshots of containers' root filesystems (btrfs, zfs pools).",
+                        "dataset": "Containers' own datasets, mounted inside (zfs pools)."})
 def ct():
     """Containers: create, start, enter, change, delete."""
 
@@ -91,7 +95,7 @@ def ct():
 @click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512M.")
 @click.option("--swap", metavar="SIZE", help="Swap beyond memory.")
 @click.option("--pids", metavar="N", help="Process limit.")
-@click.option("--disk", metavar="SIZE", help="Disk quota (btrfs pools).")
+@click.option("--disk", metavar="SIZE", help="Disk quota (btrfs, zfs pools).")
 @click.option("--flavor", "-f", help="Flavor: its cores as cpu-limit, memory, swap, disk "
                                      "(osctl flavor ls); the options above override it.")
 @click.option("--node", "-n", "node", metavar="NAME|auto",
@@ -155,7 +159,7 @@ lifecycle_commands(ct, "ct", "container", {
     "del": ("Delete containers and their data, at once or staged (--at).",
             ["osctl ct del web1", "osctl ct del -f -u alice", "osctl ct del web1 --at 2026-12-24",
              "osctl ct del web1 --cancel"]),
-}, _timeout, "Stop a running one first.", start_options=[
+}, _timeout, "Stop a running one first, and delete its snapshots too.", start_options=[
     click.option("--wait", "-w", is_flag=True, default=None,
                  help="Return once the system inside is up (systemd: is-system-running "
                       "no longer 'starting')."),
@@ -538,7 +542,7 @@ _set_limit("memory", "Limit memory to VALUE (e.g. 512M, 2G).", "osctl ct set mem
 _set_limit("swap", "Allow VALUE of swap beyond the memory limit.", "osctl ct set swap web1 1G",
            size=True)
 _set_limit("pids", "Limit processes and threads to VALUE.", "osctl ct set pids web1 2000")
-_set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never below what is used.",
+_set_limit("disk", "Limit the root filesystem to VALUE (btrfs, zfs pools); never below what is used.",
            "osctl ct set disk web1 +10G", size=True)
 
 
@@ -548,7 +552,7 @@ _set_limit("disk", "Limit the root filesystem to VALUE (btrfs pools); never belo
 @pass_settings
 def set_flavor(s, id, flavor):
     """Give container ID flavor FLAVOR's limits (cores as cpu-limit, memory,
-    swap) and disk (btrfs pools), live on a running container.
+    swap) and disk (btrfs, zfs pools), live on a running container.
 
     \b
     Example:

@@ -20,14 +20,16 @@ def pool():
 @click.option("--backend", "-b", type=click.Choice(["dir", "btrfs", "zfs"]), default="dir",
               show_default=True)
 @click.option("--path", help="Where the pool lives [default: <state_dir>/pools/NAME].")
-@click.option("--image", help="btrfs: a loop-file image to create and mount at the path.")
-@click.option("--size", help="btrfs: the image's size, e.g. 20G.")
+@click.option("--image", help="btrfs, zfs: a file to create the filesystem (zfs: a zpool) on.")
+@click.option("--size", help="btrfs, zfs: the image's size, e.g. 20G.")
+@click.option("--dataset", help="zfs: the dataset POOL/PATH to hold the pool (made if missing) "
+                                "[with --image: osctld-NAME].")
 @click.option("--id-base", type=int, default=1_000_000, show_default=True,
               help="First host ID of the pool's id-range.")
 @click.option("--id-block-size", type=int, default=524_288, show_default=True,
               help="IDs per user.")
 @pass_settings
-def install(s, name, backend, path, image, size, id_base, id_block_size):
+def install(s, name, backend, path, image, size, dataset, id_base, id_block_size):
     """Create pool NAME.
 
     It finds out whether the filesystem takes idmapped mounts and says so
@@ -38,9 +40,12 @@ def install(s, name, backend, path, image, size, id_base, id_block_size):
     Examples:
       osctl pool install tank
       osctl pool install fast -b btrfs --image /var/lib/fast.img --size 50G
+      osctl pool install zt -b zfs --dataset tank/osctld
+      osctl pool install zi -b zfs --image /var/lib/zi.img --size 20G
     """
     show(s, call(s, "pool.install", {"name": name, "backend": backend, "path": path,
-                                     "image": image, "size": size, "id_base": id_base,
+                                     "image": image, "size": size, "dataset": dataset,
+                                     "id_base": id_base,
                                      "id_block_size": id_block_size}))
 
 
@@ -102,16 +107,19 @@ def uninstall(s, name):
 
 @pool.command("import")
 @click.argument("path")
-@click.option("--image", help="btrfs image to mount at PATH first.")
+@click.option("--image", help="btrfs image to mount at PATH first; zfs: the file its zpool is on.")
+@click.option("--dataset", help="zfs: the pool's dataset, mounted at PATH (its zpool imported "
+                                "first if need be).")
 @pass_settings
-def import_(s, path, image):
+def import_(s, path, image, dataset):
     """Take over the pool at PATH, with its users and containers.
 
     \b
-    Example:
+    Examples:
       osctl pool import /srv/pools/tank
+      osctl pool import /srv/pools/zt --dataset tank/osctld
     """
-    show(s, call(s, "pool.import", {"path": path, "image": image}))
+    show(s, call(s, "pool.import", {"path": path, "image": image, "dataset": dataset}))
 
 
 

@@ -299,8 +299,7 @@ async def hold_instance(ctx: Context, inst: Container | VM, what: str, new: bool
 
 def load_all() -> None:
     """Import every command module so that their verbs register."""
-    from . import (account, attr, cluster, cluster_ha, consumption, ct, ct_copy, ct_device, ct_feature,  # noqa: F401
-                   ct_import_vz, ct_inside, ct_mount, ct_prlimit, ct_rename, ct_reinstall, ct_replica,
-                   ct_send,
-                   ct_usage, daemon, flavor, group, maintenance, netif, pool, transfer, user, vm,
-                   vm_migrate)
+    from . import (account, attr, cluster, cluster_ha, consumption, ct, ct_copy, ct_dataset,  # noqa: F401
+                   ct_device, ct_feature, ct_import_vz, ct_inside, ct_mount, ct_prlimit, ct_rename,
+                   ct_reinstall, ct_replica, ct_send, ct_snapshot, ct_usage, daemon, flavor, group,
+                   maintenance, netif, pool, transfer, user, vm, vm_migrate)

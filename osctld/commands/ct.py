@@ -335,7 +335,7 @@ async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0
 async def delete(ctx: Context, id: str, force: bool = False, at: str | None = None,
                  cancel: bool = False) -> dict:
     """Delete a stopped (or soft-deleted) container (``force``: stop it
-    first) and its data; or, with ``at``, schedule its staged deletion
+    first, and delete its snapshots too) and its data; or, with ``at``, schedule its staged deletion
     around that date, which ``cancel`` calls off until its hard stage."""
     node = ctx.node
     if cancel:
@@ -348,6 +348,13 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
         # Not what the hooks said last: a container rebooting inside is
         # "stopped" between its post-stop and its next start.
         await node.containers.refresh(ct)
+        backend = backend_for(pstate.pool)
+        if backend.named_snapshots and not force:
+            snaps = await backend.snap_list(pstate.pool.rootfs(ct.id))
+            if snaps:
+                raise OsctlError(CONFLICT, f"container {ct.id} has snapshots "
+                                           f"({', '.join(s.name for s in snaps)}): delete them "
+                                           "or use --force")
         if ct.running or ct.state not in (STOPPED, SOFT_DELETED):
             if not force:
                 raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it or use --force")

@@ -86,14 +86,36 @@ async def add(ctx: Context, id: str, src: str, dst: str, ro: bool = False) -> di
     idmapped = pstate.pool.idmap == IDMAP_MOUNT and await asyncio.to_thread(supports_idmapped_mounts, Path(src))
     m = Mount(src=src, dst=dst, ro=ro, idmapped=idmapped)
     async with hold_instance(ctx, ct, "ct.mount.add"):
-        if any(x.dst == dst for x in ct.mounts):
-            raise OsctlError(EXISTS, f"container {ct.id} has a mount on {dst} already")
-        if len(ct.mounts) >= MAX_MOUNTS:
-            raise OsctlError(INVALID, f"container {ct.id} has {MAX_MOUNTS} mounts, the most it may have")
-        await _put(ctx, pstate, ct, [*ct.mounts, m])
-        note = await _staged(ctx, pstate, ct, lambda: binds.mount_live(ct.id, ct.init_pid, m),
-                            f"mount on {dst}")
+        note = await mount_in(ctx, pstate, ct, m)
     return {"id": ct.id, "pool": ct.pool, **m.to_dict(), "staged": note}
+
+
+def check_free(ct, dst: str) -> None:
+    """Refuse a new mount on ``dst`` where there is one, or too many."""
+    if any(x.dst == dst for x in ct.mounts):
+        raise OsctlError(EXISTS, f"container {ct.id} has a mount on {dst} already")
+    if len(ct.mounts) >= MAX_MOUNTS:
+        raise OsctlError(INVALID, f"container {ct.id} has {MAX_MOUNTS} mounts, the most it may have")
+
+
+async def mount_in(ctx: Context, pstate, ct, m: Mount) -> str | None:
+    """Under the container's lock: ``m`` one of its mounts, mounted at once
+    if it runs; why it waits for the next start (None: it does not)."""
+    check_free(ct, m.dst)
+    await _put(ctx, pstate, ct, [*ct.mounts, m])
+    return await _staged(ctx, pstate, ct, lambda: binds.mount_live(ct.id, ct.init_pid, m),
+                         f"mount on {m.dst}")
+
+
+async def unmount_from(ctx: Context, pstate, ct, dst: str) -> tuple[Mount, str | None]:
+    """Under the container's lock: its mount on ``dst`` gone, unmounted at
+    once if it runs; the mount, and why it waits (None: it does not)."""
+    gone = [m for m in ct.mounts if m.dst == dst]
+    if not gone:
+        raise OsctlError(NOT_FOUND, f"container {ct.id} has no mount on {dst!r}")
+    await _put(ctx, pstate, ct, [m for m in ct.mounts if m.dst != dst])
+    return gone[0], await _staged(ctx, pstate, ct, lambda: binds.umount_live(ct, dst),
+                                  f"unmount of {dst}")
 
 
 @command("ct.mount.del", mutating=True, target=Target("ct", "id"))
@@ -102,10 +124,5 @@ async def delete(ctx: Context, id: str, dst: str) -> dict:
     dst = posixpath.normpath(dst) if dst.startswith("/") else dst
     pstate, ct = find(ctx, id)
     async with hold_instance(ctx, ct, "ct.mount.del"):
-        gone = [m for m in ct.mounts if m.dst == dst]
-        if not gone:
-            raise OsctlError(NOT_FOUND, f"container {ct.id} has no mount on {dst!r}")
-        await _put(ctx, pstate, ct, [m for m in ct.mounts if m.dst != dst])
-        note = await _staged(ctx, pstate, ct, lambda: binds.umount_live(ct, dst),
-                            f"unmount of {dst}")
-    return {"id": ct.id, "pool": ct.pool, **gone[0].to_dict(), "staged": note}
+        gone, note = await unmount_from(ctx, pstate, ct, dst)
+    return {"id": ct.id, "pool": ct.pool, **gone.to_dict(), "staged": note}

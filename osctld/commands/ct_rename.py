@@ -16,11 +16,15 @@ there (``orphans.interrupted_renames``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from osctl.protocol import CONFLICT, EXISTS, NOT_FOUND, OsctlError
 
 from ..locks import ct_key, pool_key
 from ..model.account import Perm
 from ..model.container import STOPPED
+from ..model.mount import Mount
 from ..model.naming import check_name
 from ..storage import backend_for
 from ..undo import Undo
@@ -61,7 +65,9 @@ async def rename(ctx: Context, id: str, new_id: str) -> dict:
         async with Undo() as undo:
             undo.push(node.containers.write_config, pstate, ct)  # last: as it was, under its old id
             undo.push(setattr, ct, "id", old)
+            undo.push(setattr, ct, "mounts", ct.mounts)
             ct.id = new_id
+            ct.mounts = _moved(ct.mounts, pool.ct_dir(old), pool.ct_dir(new_id))
             pstate.save_ct(ct)
             undo.push(pstate.store.delete, "ct", new_id)
             await backend.rename(pool.ct_dir(old), pool.ct_dir(new_id))
@@ -79,6 +85,12 @@ async def rename(ctx: Context, id: str, new_id: str) -> dict:
                         renamed_to=new_id)
     node.events.publish("add", object="ct", pool=ct.pool, id=new_id, group=ct.group, renamed_from=old)
     return {**ct.public(), "renamed_from": old}
+
+
+def _moved(mounts: list[Mount], old: Path, new: Path) -> list[Mount]:
+    """Its mounts, those of its own datasets (zfs: in its directory) from where they are now."""
+    return [replace(m, src=str(new / Path(m.src).relative_to(old))) if Path(m.src).is_relative_to(old)
+            else m for m in mounts]
 
 
 def _machine(pstate, m, machine: str) -> None:

@@ -15,7 +15,7 @@ from ..locks import ct_key, pool_import_key, pool_key, vm_key
 from ..model.container import STOPPED
 from ..model.idmap import DEFAULT_BASE, DEFAULT_BLOCK_SIZE, IdRange
 from ..model.naming import check_name, check_path
-from ..model.pool import Pool
+from ..model.pool import Pool, check_dataset
 from ..model.units import parse_size
 from ..state import PoolState
 from ..storage import backend_for
@@ -27,7 +27,8 @@ def _public(pstate: PoolState) -> dict:
     p, r = pstate.pool, pstate.idrange
     return {
         "name": p.name, "backend": p.backend, "path": str(p.path),
-        "image": str(p.image) if p.image else None, "idmap": p.idmap, "attrs": dict(p.attrs),
+        "image": str(p.image) if p.image else None, "dataset": p.dataset, "idmap": p.idmap,
+        "attrs": dict(p.attrs),
         "users": len(pstate.users), "containers": len(pstate.cts), "vms": len(pstate.vms),
         "running": sum(1 for c in pstate.cts.values() if c.running),
         "id_range": {"base": r.base, "block_size": r.block_size, "blocks": r.block_count,
@@ -44,18 +45,26 @@ def _check_paths(path: str | None, image: str | None) -> None:
 @command("pool.install", mutating=True, target=Target("pool", "name"))
 async def install(ctx: Context, name: str, backend: str = "dir", path: str | None = None,
                   image: str | None = None, size: str | int | None = None,
+                  dataset: str | None = None,
                   id_base: Annotated[int, Between(0, (1 << 32) - 1)] = DEFAULT_BASE,
                   id_block_size: Annotated[int, Between(1, 1 << 32)] = DEFAULT_BLOCK_SIZE) -> dict:
-    """Create a new pool."""
+    """Create a new pool. zfs: on ``dataset`` (POOL/PATH of an existing
+    zpool; made if missing), or on a new zpool on file ``image`` (named by
+    ``dataset``, default ``osctld-<name>``)."""
     node = ctx.node
     check_name("pool", name)
     if name in node.registry.pools:
         raise OsctlError(EXISTS, f"pool {name!r} exists")
-    if image and backend != "btrfs":
-        raise OsctlError(INVALID, "--image is for the btrfs backend")
+    if image and backend not in ("btrfs", "zfs"):
+        raise OsctlError(INVALID, "--image is for the btrfs and zfs backends")
+    if dataset and backend != "zfs":
+        raise OsctlError(INVALID, "--dataset is for the zfs backend")
+    if backend == "zfs" and not (dataset or image):
+        raise OsctlError(INVALID, "a zfs pool needs --dataset POOL/PATH or --image FILE --size SIZE")
     _check_paths(path, image)
     pool = Pool(name, backend, Path(path) if path else node.config.state_dir / "pools" / name,
-                Path(image) if image else None)
+                Path(image) if image else None,
+                dataset=dataset or (f"osctld-{name}" if backend == "zfs" else None))
     if (pool.conf_dir / "pool.yml").exists():
         raise OsctlError(EXISTS, f"{pool.path} already holds a pool: use 'osctl pool import'")
     idrange = IdRange(base=id_base, block_size=id_block_size)
@@ -87,7 +96,7 @@ async def show(ctx: Context, name: str) -> dict:
     for an image pool): what the pool's servers can still grow into."""
     pstate = ctx.node.registry.pool(name)
     st = await asyncio.to_thread(os.statvfs, pstate.pool.path)
-    return {**_public(pstate), "size": st.f_blocks * st.f_frsize,
+    return {**_public(pstate), **backend_for(pstate.pool).describe(), "size": st.f_blocks * st.f_frsize,
             "used": (st.f_blocks - st.f_bfree) * st.f_frsize, "free": st.f_bavail * st.f_frsize}
 
 
@@ -136,12 +145,16 @@ async def uninstall(ctx: Context, name: str) -> dict:
 
 
 @command("pool.import", mutating=True, target=Target("pool_path", "path"))
-async def import_(ctx: Context, path: str, image: str | None = None) -> dict:
-    """Take over a pool exported here or on another node."""
+async def import_(ctx: Context, path: str, image: str | None = None,
+                  dataset: str | None = None) -> dict:
+    """Take over a pool exported here or on another node; a zfs pool by its
+    ``dataset`` (its zpool imported first if need be: from ``image``), mounted at ``path``."""
     node = ctx.node
     _check_paths(path, image)
+    if dataset is not None:
+        check_dataset(dataset)
     async with node.locks.hold(pool_import_key(path), "import"), Undo() as undo:
-        pstate = await pools.open_import(node, path, image, undo)
+        pstate = await pools.open_import(node, path, image, dataset, undo)
         name = pstate.pool.name
         await pools.join(node, pstate, undo)
     node.events.publish("add", object="pool", pool=name)

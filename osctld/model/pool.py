@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ class Pool:
     name: str
     backend: str
     path: Path
-    image: Path | None = None  # btrfs on a loop file that the daemon mounts
+    image: Path | None = None  # btrfs on a loop file that the daemon mounts, a zpool on a file
+    dataset: str | None = None  # zfs: the dataset the pool is, on this node (POOL/PATH)
     idmap: str = IDMAP_MOUNT
     attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
 
@@ -34,6 +36,8 @@ class Pool:
             raise OsctlError(INVALID, f"pool path must be absolute, got {self.path}")
         if self.image is not None:
             self.image = Path(self.image)
+        if self.dataset is not None:
+            check_dataset(self.dataset)
         self.attrs = loaded_attrs(self.attrs, f"pool {self.name}")
 
     # Layout inside the pool (DESIGN.md "On disk").
@@ -72,4 +76,17 @@ class Pool:
         d = {"name": self.name, "path": str(self.path)}
         if self.image:
             d["image"] = str(self.image)
+        if self.dataset:
+            d["dataset"] = self.dataset
         return d
+
+
+DATASET = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$")
+
+
+def check_dataset(name: str) -> str:
+    """A zfs dataset's name as ``--dataset`` takes it: zpool/path, no snapshot."""
+    if not isinstance(name, str) or len(name) > 200 or not DATASET.match(name):
+        raise OsctlError(INVALID, f"invalid zfs dataset {name!r}: give POOL or POOL/PATH "
+                                  "(letters, digits, _ . : -)")
+    return name

@@ -148,13 +148,17 @@ def usage(tree: CgroupTree, rel: str, pid: int | None, now: float) -> dict | Non
 
 def disk_used(pool: Pool, inst: Container | VM) -> int | None:
     """What a VM's sparse disk holds; what a container's subvolume refers to
-    on a btrfs pool with quotas on (its qgroup, from sysfs). None where that
+    on a btrfs pool with quotas on (its qgroup, from sysfs), its dataset on
+zfs. None where that
     cannot be had cheaply (a dir pool would need du)."""
     try:
         if isinstance(inst, VM):
             return VmFiles(pool.vm_dir(inst.id)).disk.stat().st_blocks * 512
         if pool.backend == "btrfs":
             return Quota(str(pool.rootfs(inst.id))).read("referenced")
+        if pool.backend == "zfs":  # statfs of a dataset counts what it refers to
+            st = os.statvfs(pool.ct_dir(inst.id))
+            return (st.f_blocks - st.f_bfree) * st.f_frsize
     except OSError:
         pass
     return None

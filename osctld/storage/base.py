@@ -6,15 +6,17 @@ import asyncio
 import errno
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
+from osctl.protocol import INTERNAL, INVALID, UNSUPPORTED, OsctlError
 
 from ..proc import run_tool
 
 
 # Where tenants' data and configs (ids, names, maps, limits) live, below the pool's path.
 PRIVATE_DIRS = ("ct", "tpl", "vm", "conf")
+SUBDATASETS = "datasets"  # beside a container's rootfs: where its own datasets are mounted (zfs)
 
 
 async def run(*argv: str, what: str) -> str:
@@ -25,12 +27,29 @@ async def run(*argv: str, what: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A container's named snapshot (``ct snapshot``)."""
+
+    name: str
+    created: float  # seconds since the epoch
+    used: int | None  # bytes only it holds: what deleting it frees (None: unknown)
+    order: int = 0  # which came first within one second of ``created`` (btrfs: subvolume id)
+
+    def public(self) -> dict:
+        return {"name": self.name, "created": self.created, "used": self.used}
+
+
 class Backend:
     """A pool's datasets: a dataset is a directory tree a container or template owns."""
 
     name = "base"
     quotas = False  # whether datasets can have a disk quota
     snapshots = False  # whether ``snapshot`` works: instant, read-only, while the dataset is in use
+    # Whether a container's rootfs has named snapshots (``ct snapshot``): on
+    # btrfs read-only ``snapshot``s kept beside it, on zfs its dataset's own.
+    named_snapshots = False
+    subdatasets = False  # whether a container can have datasets of its own (ct dataset): zfs
 
     def __init__(self, pool):
         self.pool = pool
@@ -39,6 +58,24 @@ class Backend:
         """Prepare a new pool at its path (create an image, a filesystem, ...)."""
         self.pool.path.mkdir(parents=True, exist_ok=True)
         await self.activate()
+
+    async def new_image(self, size: int | None, *mkfs: str) -> None:
+        """A sparse file of ``size`` bytes at the pool's image, a filesystem
+        made on it by ``mkfs`` (its path last); no file if that fails."""
+        image = self.pool.image
+        assert image is not None
+        if image.exists():
+            raise OsctlError(INVALID, f"image {image} already exists")
+        if not size:
+            raise OsctlError(INVALID, f"a {self.name} image needs --size")
+        image.parent.mkdir(parents=True, exist_ok=True)
+        with open(image, "wb") as f:
+            f.truncate(size)
+        try:
+            await run(*mkfs, str(image), what=mkfs[0])
+        except BaseException:
+            image.unlink(missing_ok=True)
+            raise
 
     async def activate(self) -> None:
         """Make an installed pool usable on this node (mount it); idempotent.
@@ -86,8 +123,91 @@ class Backend:
         while ``src`` is in use (a running container's rootfs): what an export
         or a transfer reads from, so that it sees one moment of the tree.
         ``destroy(dst)`` removes it. Only where ``snapshots`` is true."""
-        raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
-                                      "snapshots: use a btrfs pool")
+        raise self._unsupported("snapshots")
+
+    # --- a container's named snapshots (ct snapshot) ------------------------------------
+    # Here for backends whose ``snapshot`` makes a path: read-only snapshots
+    # in ``snapshots/`` beside the rootfs (zfs has its own).
+
+    def need_snapshots(self) -> None:
+        """Refuse early where the backend has no named snapshots."""
+        if not self.named_snapshots:
+            raise self._unsupported("snapshots")
+
+    def snapshot_dir(self, rootfs: Path) -> Path:
+        return rootfs.parent / "snapshots"
+
+    async def snap_new(self, rootfs: Path, name: str) -> None:
+        self.need_snapshots()
+        await self.snapshot(rootfs, self.snapshot_dir(rootfs) / name)
+
+    async def snap_list(self, rootfs: Path) -> list[Snapshot]:
+        """The container's snapshots, oldest first."""
+        self.need_snapshots()
+        d = self.snapshot_dir(rootfs)
+        snaps = [await self.snapshot_info(p) for p in (d.iterdir() if d.is_dir() else ())]
+        return sorted(snaps, key=lambda s: (s.created, s.order))
+
+    async def snapshot_info(self, path: Path) -> Snapshot:
+        raise self._unsupported("snapshots")
+
+    async def snap_del(self, rootfs: Path, name: str) -> None:
+        self.need_snapshots()
+        await self.destroy(self.snapshot_dir(rootfs) / name)
+
+    async def snap_rollback(self, rootfs: Path, name: str) -> None:
+        """The rootfs as snapshot ``name`` holds it (a writable clone of it in
+        its place; the snapshot stays); as it was if that fails. The old one
+        is ``rootfs.old`` on the way, which start-up puts back if a crash
+        leaves no rootfs (``orphans``, as after ``ct reinstall``)."""
+        self.need_snapshots()
+        old = rootfs.with_name("rootfs.old")
+        await self.destroy(old)
+        await self.rename(rootfs, old)
+        try:
+            await self.clone(self.snapshot_dir(rootfs) / name, rootfs)
+        except BaseException:
+            await self.destroy(rootfs)
+            await self.rename(old, rootfs)
+            raise
+        await self.destroy(old)
+
+    async def destroy_ct(self, rootfs: Path) -> None:
+        """A container's rootfs and all its snapshots (``ct del``, orphans)."""
+        d = self.snapshot_dir(rootfs)
+        for p in sorted(d.iterdir()) if d.is_dir() else ():
+            await self.destroy(p)
+        await self.destroy(rootfs)
+
+    # --- a container's subdatasets (ct dataset): zfs --------------------------------------
+
+    def need_subdatasets(self) -> None:
+        if not self.subdatasets:
+            raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool: "
+                                          "container datasets are on zfs pools only")
+
+    def subdataset_path(self, rootfs: Path, name: str) -> Path:
+        """Where a container's dataset is mounted on the node: beside its rootfs."""
+        return rootfs.parent / SUBDATASETS / name
+
+    async def subdataset_new(self, rootfs: Path, name: str, quota: int | None) -> Path:
+        """A dataset of the container's, ``quota`` bytes at most; where it is mounted on the node."""
+        raise OsctlError(UNSUPPORTED, "no subdatasets")  # need_subdatasets says why first
+
+    async def subdataset_list(self, rootfs: Path) -> list[dict]:
+        """Its datasets: name, used, quota, path (on the node)."""
+        raise OsctlError(UNSUPPORTED, "no subdatasets")
+
+    async def subdataset_del(self, rootfs: Path, name: str) -> None:
+        raise OsctlError(UNSUPPORTED, "no subdatasets")
+
+    def describe(self) -> dict:
+        """What ``pool show`` says about the backend beyond the pool's config."""
+        return {}
+
+    def _unsupported(self, what: str) -> OsctlError:
+        return OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
+                                       f"{what}: use a btrfs or zfs pool")
 
     async def destroy(self, path: Path) -> None:
         """Remove dataset ``path`` (or a snapshot of one); nothing if it is not there."""
@@ -100,10 +220,8 @@ class Backend:
 
     def need_quotas(self) -> None:
         """Refuse early where the backend has no disk quotas."""
-        if self.quotas:
-            return
-        raise OsctlError(UNSUPPORTED, f"pool {self.pool.name} is a {self.name} pool, which has no "
-                                      "disk quotas: use a btrfs pool")
+        if not self.quotas:
+            raise self._unsupported("disk quotas")
 
 
 def remove_if_empty(path: Path) -> None:

@@ -8,11 +8,12 @@ image that osctld creates at install and mounts when it activates the pool.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 
-from .base import Backend, remove_if_empty, run
+from .base import Backend, Snapshot, remove_if_empty, run
 
 
 def is_mounted(path: Path) -> bool:
@@ -23,23 +24,12 @@ class BtrfsBackend(Backend):
     name = "btrfs"
     quotas = True  # qgroups
     snapshots = True
+    named_snapshots = True
 
     async def install(self, size: int | None = None) -> None:
         pool = self.pool
         if pool.image is not None:
-            if pool.image.exists():
-                raise OsctlError(INVALID, f"image {pool.image} already exists")
-            if not size:
-                raise OsctlError(INVALID, "a btrfs image needs --size")
-            pool.image.parent.mkdir(parents=True, exist_ok=True)
-            with open(pool.image, "wb") as f:
-                f.truncate(size)
-            try:
-                await run("mkfs.btrfs", "-q", "-L", f"osctld-{pool.name}", str(pool.image),
-                          what="mkfs.btrfs")
-            except BaseException:
-                pool.image.unlink(missing_ok=True)
-                raise
+            await self.new_image(size, "mkfs.btrfs", "-q", "-L", f"osctld-{pool.name}")
         pool.path.mkdir(parents=True, exist_ok=True)
         await self.activate()
 
@@ -99,8 +89,23 @@ class BtrfsBackend(Backend):
     async def qgroup(self, path: Path) -> str:
         return "0/" + await run("btrfs", "inspect-internal", "rootid", str(path), what="btrfs rootid")
 
+    async def snapshot_info(self, path: Path) -> Snapshot:
+        """When the subvolume was made (``subvolume show``) and what only it
+        holds (its qgroup's exclusive bytes)."""
+        out = await run("btrfs", "subvolume", "show", str(path), what=f"btrfs subvolume show {path}")
+        fields = dict(line.strip().split(":", 1) for line in out.splitlines()[1:] if ":" in line)
+        created = datetime.strptime(fields["Creation time"].strip(), "%Y-%m-%d %H:%M:%S %z")
+        await run("btrfs", "filesystem", "sync", str(self.pool.path), what="btrfs filesystem sync")
+        return Snapshot(path.name, created.timestamp(), (await self._counts(path))[1],
+                        int(fields["Subvolume ID"]))
+
     async def used(self, path: Path) -> int:
         """Bytes the subvolume refers to (what its quota counts), quotas on."""
+        return (await self._counts(path))[0]
+
+    async def _counts(self, path: Path) -> tuple[int, int]:
+        """The subvolume's referenced and exclusive bytes; quotas turned on
+        (and counted) the first time."""
         qgroup = await self.qgroup(path)
         root = str(self.pool.path)
         try:
@@ -112,7 +117,7 @@ class BtrfsBackend(Backend):
         for line in out.splitlines():
             cols = line.split()
             if cols and cols[0] == qgroup:
-                return int(cols[1])
+                return int(cols[1]), int(cols[2])
         raise OsctlError(INVALID, f"no qgroup {qgroup} for {path}")
 
     async def set_quota(self, path: Path, size: int | None) -> None:

@@ -1,16 +1,401 @@
-"""ZFS through libzfs_core: has its place here; its own issue brings it to life."""
+"""ZFS: each container a dataset, each template a dataset whose snapshot new
+containers clone; the disk quota is ``refquota``.
 
-from osctl.protocol import UNSUPPORTED, OsctlError
+A pool is a dataset ``D`` (``--dataset POOL/PATH`` on an existing zpool, or
+a zpool osctld makes on a file: ``--image FILE --size S``) mounted at the
+pool's path. Below it:
 
-from .base import Backend
+- ``D/ct/<id>`` is container ``<id>``, mounted at ``<path>/ct/<id>``, its
+  rootfs the subdirectory ``rootfs``: the dataset's root (and ``.zfs``,
+  which gives every snapshot's files to whoever reaches it) stays out of
+  the tenant's tree. Its subdatasets (``ct dataset``) are ``D/ct/<id>/<name>``,
+  mounted at ``<path>/ct/<id>/datasets/<name>`` and bound inside.
+- ``D/tpl/<key>`` is a built template (its tree at the dataset's root),
+  snapshotted once as ``@base``; a new container is a clone of that
+  snapshot, whose top-level entries are then moved into ``rootfs/``
+  (renames: nothing is copied).
+- everything else (configs, logs, VM disks) is plain files in ``D``.
+
+Every dataset has ``mountpoint=legacy`` and osctld mounts it itself where
+the layout says, so that the zpool's own mount logic (``zfs mount -a`` at
+boot) never puts a tenant's data elsewhere; a name that starts with a dot
+(a template build) is stored with ``_`` for it (names osctld gives start
+with a letter or digit).
+
+Create, clone, snapshot, destroy, rename and rollback go through
+libzfs_core (``lzc.py``); reading and setting properties through the
+``zfs`` command, which the binding has nothing for (NotImplementedError:
+docs/design-notes.md). OpenZFS 2.2 or later maps a rootfs with idmapped
+mounts (``pool show``: ``idmap``, ``zfs_version``), so nothing is chowned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from osctl.protocol import CONFLICT, EXISTS, INTERNAL, INVALID, NOT_FOUND, OsctlError
+
+from ..proc import run_tool
+from . import lzc
+from .base import SUBDATASETS, Backend, Snapshot, remove_if_empty, run
+
+# The snapshot of a template that new containers are clones of.
+ORIGIN = "base"
+VERSION_FILE = Path("/sys/module/zfs/version")
+
+
+def _stored(part: str) -> str:
+    return "_" + part[1:] if part.startswith(".") else part
+
+
+def _shown(part: str) -> str:
+    return "." + part[1:] if part.startswith("_") else part
+
+
+def zfs_version() -> str | None:
+    """The loaded module's OpenZFS version (2.3.2-2~bpo12+2), None without it."""
+    try:
+        return VERSION_FILE.read_text().strip()
+    except OSError:
+        return None
+
+
+async def call(what: str, fn, *args, **kw):
+    """A libzfs_core call in a thread (it blocks on the ioctl); its errors
+    (``ZFSError`` and kin, each with an errno) become OsctlError."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kw)
+    except OsctlError:
+        raise
+    except Exception as e:
+        if type(e).__module__.startswith(lzc.NAME):
+            raise OsctlError(INTERNAL, f"{what} failed: {type(e).__name__}: {e}") from None
+        raise
 
 
 class ZfsBackend(Backend):
     name = "zfs"
+    quotas = True  # refquota
+    named_snapshots = True
+    subdatasets = True
 
-    async def install(self, size=None) -> None:
-        raise OsctlError(UNSUPPORTED, "the zfs backend is not available yet in this osctld: "
-                                      "use --backend dir or btrfs")
+    @property
+    def lzc(self):
+        return lzc.load()
+
+    @property
+    def dataset(self) -> str:
+        if not self.pool.dataset:
+            raise OsctlError(INVALID, f"zfs pool {self.pool.name} has no dataset: give "
+                                      "--dataset POOL/PATH")
+        return self.pool.dataset
+
+    @property
+    def zpool(self) -> str:
+        return self.dataset.split("/")[0]
+
+    # --- where a path's data is ---------------------------------------------------------
+
+    def place(self, path: Path) -> tuple[str, Path, str] | None:
+        """(dataset, where it is mounted, the tree's subdirectory in it: ""
+        for the whole) of a backend path; None for a plain directory of ``D``."""
+        try:
+            rel = Path(path).relative_to(self.pool.path).parts
+        except ValueError:
+            return None
+        if len(rel) == 2 and rel[0] in ("ct", "tpl"):
+            return f"{self.dataset}/{rel[0]}/{_stored(rel[1])}", Path(path), ""
+        if len(rel) == 3 and rel[0] == "ct":
+            return f"{self.dataset}/ct/{_stored(rel[1])}", Path(path).parent, rel[2]
+        return None
+
+    def mountpoint(self, dataset: str) -> Path | None:
+        """Where the layout mounts ``dataset`` (None: nowhere, ``D/ct`` and ``D/tpl``)."""
+        if dataset == self.dataset:
+            return self.pool.path
+        parts = dataset[len(self.dataset) + 1:].split("/")
+        if len(parts) == 2 and parts[0] in ("ct", "tpl"):
+            return self.pool.path / parts[0] / _shown(parts[1])
+        if len(parts) == 3 and parts[0] == "ct":
+            return self.pool.path / "ct" / _shown(parts[1]) / SUBDATASETS / parts[2]
+        return None
+
+    def ct_dataset(self, rootfs: Path) -> str:
+        place = self.place(rootfs)
+        if place is None:
+            raise OsctlError(INVALID, f"{rootfs} is no container's rootfs in pool {self.pool.name}")
+        return place[0]
+
+    # --- the zfs command: what libzfs_core cannot do ------------------------------------
+
+    async def exists(self, dataset: str) -> bool:
+        return await call(f"looking for {dataset}", self.lzc.lzc_exists, dataset.encode())
+
+    async def tree(self, dataset: str, kind: str = "filesystem") -> list[str]:
+        """``dataset`` and every dataset (or snapshot) below it, parents first."""
+        out = await run("zfs", "list", "-H", "-o", "name", "-t", kind, "-r", dataset,
+                        what=f"zfs list {dataset}")
+        return [n for n in out.splitlines() if n]
+
+    async def get(self, dataset: str, prop: str) -> str:
+        return await run("zfs", "get", "-Hp", "-o", "value", prop, dataset,
+                         what=f"zfs get {prop} {dataset}")
+
+    async def set(self, dataset: str, prop: str, value: str) -> None:
+        await run("zfs", "set", f"{prop}={value}", dataset, what=f"zfs set {prop} {dataset}")
+
+    # --- mounting ------------------------------------------------------------------------
+
+    async def mount(self, dataset: str) -> None:
+        where = self.mountpoint(dataset)
+        if where is None or os.path.ismount(where):
+            return
+        where.mkdir(parents=True, exist_ok=True)
+        await run("mount", "-t", "zfs", dataset, str(where), what=f"mounting {dataset}")
+
+    async def umount_tree(self, dataset: str) -> None:
+        """Unmount ``dataset`` and its children, deepest first."""
+        for name in reversed(await self.tree(dataset)):
+            where = self.mountpoint(name)
+            if where is not None and os.path.ismount(where):
+                await run("umount", str(where), what=f"unmounting {where}")
+
+    async def new_dataset(self, dataset: str, **props: int | bytes) -> None:
+        """A dataset osctld mounts itself (``mountpoint=legacy``)."""
+        kprops = {b"mountpoint": b"legacy", **{k.encode(): v for k, v in props.items()}}
+        await call(f"creating {dataset}", self.lzc.lzc_create, dataset.encode(), props=kprops)
+
+    # --- the pool ------------------------------------------------------------------------
+
+    async def install(self, size: int | None = None) -> None:
+        pool = self.pool
+        if pool.image is not None:
+            await self.new_image(size, "zpool", "create", "-m", "none", self.zpool)
+        if not await self.exists(self.dataset):
+            await self.new_dataset(self.dataset)
+        elif await self.get(self.dataset, "mountpoint") != "legacy":
+            await self.set(self.dataset, "mountpoint", "legacy")  # unmounts it where it was
+        pool.path.mkdir(parents=True, exist_ok=True)
+        await self.activate()
 
     async def activate(self) -> None:
-        await self.install()
+        pool = self.pool
+        if pool.image is not None and not await self._imported():
+            if not pool.image.is_file():
+                raise OsctlError(INVALID, f"zfs image {pool.image} is no file")
+            await run("zpool", "import", "-d", str(pool.image), self.zpool,
+                      what=f"zpool import {self.zpool}")
+        if not await self.exists(self.dataset):
+            raise OsctlError(INVALID, f"there is no zfs dataset {self.dataset}: give an existing "
+                                      "one, or import its zpool")
+        await self.mount(self.dataset)
+        await super().activate()  # ct/, tpl/ ...: root's alone
+        for sub in ("ct", "tpl"):
+            if not await self.exists(f"{self.dataset}/{sub}"):
+                await self.new_dataset(f"{self.dataset}/{sub}", canmount=0)
+        for name in await self.tree(self.dataset):
+            await self.mount(name)
+
+    async def _imported(self) -> bool:
+        rc, _ = await run_tool("zpool", "list", "-H", "-o", "name", self.zpool)
+        return rc == 0
+
+    async def deactivate(self) -> None:
+        """Unmount it all; a zpool that is the pool's alone (an image, or a
+        dataset that is the zpool's root) is exported, so another node can import it."""
+        if not await self._imported():
+            return
+        if await self.exists(self.dataset):
+            await self.umount_tree(self.dataset)
+        if self.pool.image is not None or "/" not in self.dataset:
+            await run("zpool", "export", self.zpool, what=f"zpool export {self.zpool}")
+
+    async def uninstall(self) -> None:
+        """An image pool's data is its image; a dataset below the zpool's
+        root is destroyed with all in it; a whole zpool is left exported."""
+        if self.pool.image is not None:
+            self.pool.image.unlink(missing_ok=True)
+        elif "/" in self.dataset:
+            await self.destroy_dataset(self.dataset)
+        remove_if_empty(self.pool.path)
+
+    def describe(self) -> dict:
+        return {"dataset": self.dataset, "zfs_version": zfs_version()}
+
+    # --- datasets ------------------------------------------------------------------------
+
+    async def create(self, path: Path) -> None:
+        place = self.place(path)
+        if place is None:
+            return await super().create(path)
+        dataset, where, sub = place
+        if not await self.exists(dataset):
+            await self.new_dataset(dataset)
+            await self.mount(dataset)
+        if sub:
+            (where / sub).mkdir()
+
+    async def clone(self, src: Path, dst: Path) -> None:
+        """A template into a new container: a clone of its ``@base``
+        snapshot (taken at the first clone), the tree moved into the rootfs
+        subdirectory by renames. Anything else is copied (``ct reinstall``
+        builds its new rootfs beside the old one, in the same dataset)."""
+        s, d = self.place(src), self.place(dst)
+        if s is None or d is None or s[2] or await self.exists(d[0]):
+            return await super().clone(src, dst)
+        origin = f"{s[0]}@{ORIGIN}"
+        if not await self.exists(origin):
+            await call(f"snapshotting {s[0]}", self.lzc.lzc_snapshot, [origin.encode()])
+        await call(f"cloning {origin}", self.lzc.lzc_clone, d[0].encode(), origin.encode(),
+                   props={b"mountpoint": b"legacy"})
+        await self.mount(d[0])
+        if d[2]:
+            await asyncio.to_thread(_into_subdir, d[1], d[2])
+
+    async def rename(self, src: Path, dst: Path) -> None:
+        """A whole dataset (``ct rename``, a template's build) is renamed in
+        ZFS and mounted at its new place; a directory in one is renamed."""
+        s, d = self.place(src), self.place(dst)
+        if s is None or d is None or s[2] or d[2] or not await self.exists(s[0]):
+            return await super().rename(src, dst)
+        await self.umount_tree(s[0])
+        try:
+            await call(f"renaming {s[0]}", self.lzc.lzc_rename, s[0].encode(), d[0].encode())
+        except BaseException:
+            await self.mount_tree(s[0])
+            raise
+        remove_if_empty(src)
+        await self.mount_tree(d[0])
+
+    async def mount_tree(self, dataset: str) -> None:
+        for name in await self.tree(dataset):
+            await self.mount(name)
+
+    async def destroy(self, path: Path) -> None:
+        """A container's rootfs or a template: its dataset, with its
+        snapshots and subdatasets. A directory in one (``rootfs.old``): removed."""
+        place = self.place(path)
+        if place is None or place[2] not in ("", "rootfs"):
+            return await super().destroy(path)
+        dataset, where, _ = place
+        if await self.exists(dataset):
+            await self.destroy_dataset(dataset)
+        await asyncio.to_thread(shutil.rmtree, where, True)
+
+    async def destroy_dataset(self, dataset: str) -> None:
+        """``zfs destroy -r``: unmounted, its snapshots, then its
+        filesystems deepest first (lzc_destroy removes one at a time)."""
+        await self.umount_tree(dataset)
+        snaps = await self.tree(dataset, "snapshot")
+        if snaps:
+            await call(f"destroying the snapshots of {dataset}", self.lzc.lzc_destroy_snaps,
+                       [s.encode() for s in snaps], False)
+        for name in reversed(await self.tree(dataset)):
+            await call(f"destroying {name}", self.lzc.lzc_destroy, name.encode())
+
+    async def destroy_ct(self, rootfs: Path) -> None:
+        await self.destroy(rootfs)  # its snapshots and subdatasets go with the dataset
+
+    async def set_quota(self, path: Path, size: int | None) -> None:
+        """``refquota``: what the dataset itself refers to (shared blocks of
+        the template's snapshot count, its own snapshots do not); ``df``
+        inside shows it as the size. Refused below what it holds already."""
+        dataset = self.ct_dataset(path)
+        if size is not None:
+            used = int(await self.get(dataset, "referenced"))
+            if size < used:
+                raise OsctlError(CONFLICT, f"disk quota {size} is below what {path.parent.name} "
+                                           f"holds already ({used} bytes)")
+        await self.set(dataset, "refquota", str(size) if size else "none")
+
+    # --- a container's named snapshots: its dataset's and its subdatasets' ---------------
+
+    async def snap_new(self, rootfs: Path, name: str) -> None:
+        """One atomic snapshot of the container's dataset and its subdatasets."""
+        names = [f"{d}@{name}".encode() for d in await self.tree(self.ct_dataset(rootfs))]
+        await call(f"snapshot {name}", self.lzc.lzc_snapshot, names)
+
+    async def snap_list(self, rootfs: Path) -> list[Snapshot]:
+        dataset = self.ct_dataset(rootfs)
+        out = await run("zfs", "list", "-Hp", "-t", "snapshot", "-d", "1", "-s", "createtxg",
+                        "-o", "name,creation,used", dataset, what=f"zfs list {dataset}")
+        snaps = []
+        for line in out.splitlines():
+            full, created, used = line.split("\t")
+            snaps.append(Snapshot(full.split("@", 1)[1], float(created), int(used)))
+        return snaps
+
+    async def snap_del(self, rootfs: Path, name: str) -> None:
+        snaps = [s for s in await self.tree(self.ct_dataset(rootfs), "snapshot")
+                 if s.endswith(f"@{name}")]
+        await call(f"destroying snapshot {name}", self.lzc.lzc_destroy_snaps,
+                   [s.encode() for s in snaps], False)
+
+    async def snap_rollback(self, rootfs: Path, name: str) -> None:
+        """ZFS rolls a dataset back to its latest snapshot only: with later
+        ones it is refused, naming them (``zfs rollback -r`` would destroy them)."""
+        names = [s.name for s in await self.snap_list(rootfs)]
+        if name not in names:
+            raise OsctlError(NOT_FOUND, f"no snapshot {name!r}")
+        later = names[names.index(name) + 1:]
+        if later:
+            raise OsctlError(CONFLICT, f"snapshot {name} is not the latest: zfs rolls back to the "
+                                       f"latest only; delete {', '.join(later)} first")
+        for d in await self.tree(self.ct_dataset(rootfs)):
+            snap = f"{d}@{name}"
+            if await self.exists(snap):  # a subdataset made since has none: it stays
+                await call(f"rolling {d} back", self.lzc.lzc_rollback_to, d.encode(), snap.encode())
+
+    # --- a container's subdatasets (ct dataset) ------------------------------------------
+
+    async def subdataset_new(self, rootfs: Path, name: str, quota: int | None) -> Path:
+        """``D/ct/<id>/<name>`` mounted beside the rootfs, its root the
+        container's root's (idmapped: uid 0 on disk); where it is mounted."""
+        dataset = f"{self.ct_dataset(rootfs)}/{name}"
+        if await self.exists(dataset):
+            raise OsctlError(EXISTS, f"dataset {name} exists")
+        await self.new_dataset(dataset, **({"refquota": quota} if quota else {}))
+        try:
+            await self.mount(dataset)
+        except BaseException:
+            await self.destroy_dataset(dataset)
+            raise
+        return self.subdataset_path(rootfs, name)
+
+    async def subdataset_list(self, rootfs: Path) -> list[dict]:
+        dataset = self.ct_dataset(rootfs)
+        out = await run("zfs", "list", "-Hp", "-d", "1", "-t", "filesystem",
+                        "-o", "name,used,refquota", dataset, what=f"zfs list {dataset}")
+        rows = []
+        for line in out.splitlines():
+            full, used, quota = line.split("\t")
+            if full != dataset:
+                name = full.rsplit("/", 1)[1]
+                rows.append({"name": name, "used": int(used), "quota": int(quota) or None,
+                             "path": str(self.subdataset_path(rootfs, name))})
+        return rows
+
+    async def subdataset_del(self, rootfs: Path, name: str) -> None:
+        dataset = f"{self.ct_dataset(rootfs)}/{name}"
+        if not await self.exists(dataset):
+            raise OsctlError(NOT_FOUND, f"no dataset {name}")
+        await self.destroy_dataset(dataset)
+        remove_if_empty(self.subdataset_path(rootfs, name))
+
+
+def _into_subdir(root: Path, sub: str) -> None:
+    """Every entry of a fresh clone's root moved into ``root/sub``, which
+    gets the root's owner and mode; the root becomes root's alone."""
+    st = root.stat()
+    entries = [e for e in root.iterdir() if e.name != ".zfs"]
+    target = root / sub
+    target.mkdir()
+    os.chown(target, st.st_uid, st.st_gid)
+    os.chmod(target, st.st_mode & 0o7777)
+    for entry in entries:
+        os.rename(entry, target / entry.name)
+    os.chown(root, 0, 0)
+    os.chmod(root, 0o700)

@@ -114,9 +114,14 @@ def test_btrfs_pool_on_a_loop_image(node):
     assert not os.path.ismount(path)
 
 
-def test_zfs_is_unsupported_and_leaves_nothing(node):
+def test_zfs_needs_a_dataset_and_without_zfs_leaves_nothing(node):
+    """This node has no ZFS (the node VM tests it: tests/nodevm/test_zfs.py)."""
     p = node.osctl("pool", "install", "z", "--backend", "zfs", check=False)
-    assert p.returncode == 8 and "zfs" in p.stderr
+    assert p.returncode == 2 and "--dataset POOL/PATH" in p.stderr, p.stderr
+    p = node.osctl("pool", "install", "z", "--backend", "zfs", "--dataset", "tank@x", check=False)
+    assert p.returncode == 2 and "invalid zfs dataset" in p.stderr, p.stderr
+    p = node.osctl("pool", "install", "z", "--backend", "zfs", "--dataset", "tank/z", check=False)
+    assert p.returncode != 0 and ("libzfs_core" in p.stderr or "zfs" in p.stderr), p.stderr
     assert [p["name"] for p in node.osctl_json("pool", "ls")] == ["default"]
     assert not (node.state_dir / "pools" / "z").exists()
 
