@@ -252,7 +252,9 @@ async def on_node_lost(node: Node, name: str, since: float) -> None:
     """(Leader) a node's lease expired: once the fencing margin passed (it
     has killed its HA instances by then, or is dead), each of its HA
     containers starts on its standby from the last replica. The node is
-    marked fenced first: a leader after us does not recover it again."""
+    marked fenced afterwards: a leader after us does not look at it again
+    (one that took over half way recovers the rest: each recovery takes
+    its record over only if it still names the dead node)."""
     cluster = agent(node)
     await asyncio.sleep(max(0.0, since + cluster.config.fence_margin - time.time()))
     store = cluster.store
@@ -260,9 +262,7 @@ async def on_node_lost(node: Node, name: str, since: float) -> None:
     if not cluster.leader.is_leader or view.nodes.get(name) is None \
             or view.nodes[name].state != "offline":
         return  # back, or not ours to decide, or done already
-    plan = decide.recovery_plan(view, name, time.time())
-    await store.set_node_state(name, "fenced")
-    for step in plan:
+    for step in decide.recovery_plan(view, name, time.time()):
         if isinstance(step, decide.Skip):
             log.warning("node %s lost: %s not recovered: %s", name, step.instance_key, step.reason)
             continue
@@ -274,6 +274,7 @@ async def on_node_lost(node: Node, name: str, since: float) -> None:
         except OsctlError as e:
             log.error("node %s lost: %s not recovered on %s: %s", name, step.instance_key,
                       step.target, e.message)
+    await store.set_node_state(name, "fenced")
 
 
 # --- every member: fencing and replicas -----------------------------------------
