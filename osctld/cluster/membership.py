@@ -1,14 +1,15 @@
 """This node's membership: its NodeRecord under a lease of ``lease_ttl``
 seconds, refreshed every third of it.
 
-A refresh that fails (etcd unreachable, or the lease expired: -1) means the
-others may soon count this node dead and act on its instances. The first
-such failure calls the ``on_lease_lost`` hooks once with the deadline (on
-``time.monotonic()``'s clock) by which the node must have fenced itself:
-the last good refresh plus the TTL plus ``fence_margin``, the time after
-which the leader may restart its HA instances elsewhere. Membership then
-keeps trying; once etcd answers again, the node rejoins on a new lease (its
-old one is gone, with its key) and the ``on_lease_regained`` hooks run.
+A refresh that fails (etcd unreachable or too slow, or the lease expired:
+-1) means the others may soon count this node dead and act on its
+instances. The first such failure calls the ``on_lease_lost`` hooks once
+with the deadline (on ``time.monotonic()``'s clock) by which the node must
+have fenced itself: the last good refresh plus the TTL plus
+``fence_margin``, the time after which the leader may restart its HA
+instances elsewhere. Membership keeps trying: a later refresh of the same
+lease, or (once it has expired) a new lease with the key put again, calls
+the ``on_lease_regained`` hooks.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Membership:
         self.record = record  # this node's record as it is now (capacity read anew)
         self.lease: int | None = None  # None: not a member now
         self.last_ok = 0.0  # monotonic time of the last good refresh
+        self.lost = False  # on_lease_lost said, on_lease_regained not yet
         self.on_lease_lost: list[LeaseLost] = []
         self.on_lease_regained: list[Callable[[], Awaitable[None]]] = []
         self.joined = asyncio.Event()  # set while a member
@@ -74,36 +76,48 @@ class Membership:
                  self.config.lease_ttl)
 
     async def run(self) -> None:
-        """Join, then keep the lease until cancelled."""
+        """Join, then keep the lease until cancelled. A refresh waits half
+        the TTL at most: a node cut off from etcd (where a connection hangs
+        rather than fails) learns it while there is time left to fence."""
         every = self.config.lease_ttl / 3
+        etcd = self.store.etcd
         while True:
             try:
                 if self.lease is None:
-                    lost = self.last_ok != 0.0
                     await self.join()
-                    if lost:
-                        for regained in self.on_lease_regained:
-                            spawn(regained(), "on_lease_regained")
+                    self._back()
                 else:
-                    etcd = self.store.etcd
-                    if await etcd.call(etcd.refresh, self.lease) <= 0:
+                    ttl = await asyncio.wait_for(etcd.call(etcd.refresh, self.lease),
+                                                 self.config.lease_ttl / 2)
+                    if ttl <= 0:
+                        self.lease = None  # expired: the key went with it; join anew
+                        self.joined.clear()
                         raise EtcdError("the lease expired")
                     self.last_ok = time.monotonic()
-            except (EtcdUnavailable, EtcdError) as e:
-                if self.lease is not None:
-                    await self._lost(str(e))
-                else:
-                    log.debug("cluster: cannot join yet: %s", e)
+                    self._back()
+            except (EtcdUnavailable, EtcdError, asyncio.TimeoutError) as e:
+                if self.last_ok and not self.lost:
+                    self._lost(str(e) or "etcd did not answer in time")
+                if self.lease is not None and time.monotonic() - self.last_ok > self.config.lease_ttl:
+                    self.lease = None  # gone by now whatever etcd says later
+                    self.joined.clear()
+                log.debug("cluster: membership: %s", e)
             await asyncio.sleep(every)
 
-    async def _lost(self, why: str) -> None:
+    def _lost(self, why: str) -> None:
         deadline = self.last_ok + self.config.lease_ttl + self.config.fence_margin
-        log.error("cluster: node %s lost its lease (%s); fencing deadline in %.1f s",
+        log.error("cluster: node %s cannot refresh its lease (%s); fencing deadline in %.1f s",
                   self.config.node, why, deadline - time.monotonic())
-        self.lease = None
-        self.joined.clear()
+        self.lost = True
         for hook in self.on_lease_lost:
             spawn(hook(deadline), "on_lease_lost")
+
+    def _back(self) -> None:
+        if self.lost:
+            self.lost = False
+            log.warning("cluster: node %s is a member again", self.config.node)
+            for hook in self.on_lease_regained:
+                spawn(hook(), "on_lease_regained")
 
     async def update(self) -> None:
         """Write this node's record again (its capacity changed)."""

@@ -2,7 +2,8 @@
 
 Records: each local container and VM has ``instances/<kind>/<id>`` naming
 this node, with its size. The events of the node say when (created,
-received, renamed: ``add``; deleted, sent away: ``remove``), and every
+received: ``add``; deleted, sent away: ``remove``; renamed: both, the
+record taken over under the new id), and every
 RECONCILE seconds the local instances are compared with the records, so
 that one missed (etcd down at the time) is written later. A record naming
 another node is never written back from here: that instance lives there now
@@ -106,8 +107,9 @@ class RecordSync:
         return fn
 
     async def reconcile(self) -> None:
+        local = self._local()  # before the records: what changes meanwhile, events say
         records = await self.store.instances()
-        for ikey, inst in self._local().items():
+        for ikey, inst in local.items():
             rec = records.get(ikey)
             if rec is None or (rec.node == self.name and rec.size != size_of(inst)):
                 await self.store.update_instance(ikey, self._mine(inst))
@@ -121,6 +123,14 @@ class RecordSync:
             if inst is not None:
                 await self.store.update_instance(ikey, self._mine(inst))
             return
+        renamed_to = ev.get("renamed_to")
+        if renamed_to:  # its record goes along, server group and HA settings kept
+            rec = await self.store.instance(ikey)
+            if rec is not None and rec.node == self.name:
+                # Over one a reconcile may have written meanwhile, without them.
+                await self.store.update_instance(
+                    f"{ev['object']}/{renamed_to}",
+                    lambda r: replace(rec, id=renamed_to) if r is None or r.node == self.name else r)
         moved_to = ev.get("moved_to")
         target = None
         if moved_to and ev.get("as_id") == ev["id"]:

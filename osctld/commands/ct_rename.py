@@ -24,7 +24,7 @@ from ..model.container import STOPPED
 from ..model.naming import check_name
 from ..storage import backend_for
 from ..undo import Undo
-from . import Context, Target, command
+from . import Context, Target, cluster, command
 
 
 @command("ct.rename", mutating=True, target=Target("ct", "id"), needs=Perm.MANAGER)
@@ -32,6 +32,7 @@ async def rename(ctx: Context, id: str, new_id: str) -> dict:
     """Container ``id`` is ``new_id`` from now on (stopped containers only)."""
     node = ctx.node
     check_name("container", new_id)
+    cluster.check_free(ctx, "ct", new_id)  # in a cluster, an id is taken once
     pstate, ct = node.registry.ct(id)
     old = ct.id
     pool = pstate.pool
@@ -74,7 +75,8 @@ async def rename(ctx: Context, id: str, new_id: str) -> dict:
                 undo.push(_machine, pstate, m, old)
             pstate.store.delete("ct", old)
         pstate.cts[new_id] = pstate.cts.pop(old)
-    node.events.publish("remove", object="ct", pool=ct.pool, id=old, group=ct.group)
+    node.events.publish("remove", object="ct", pool=ct.pool, id=old, group=ct.group,
+                        renamed_to=new_id)
     node.events.publish("add", object="ct", pool=ct.pool, id=new_id, group=ct.group, renamed_from=old)
     return {**ct.public(), "renamed_from": old}
 

@@ -3,6 +3,7 @@ membership, leadership, and placement of new containers."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -33,6 +34,7 @@ def test_every_node_sees_three_online_and_a_killed_one_goes_offline_after_the_tt
         assert mine["capacity"]["memory"] > 0 and mine["capacity"]["disk"] > 0
     table = a.osctl("cluster", "node", "ls").stdout
     assert c.name in table and "online" in table
+    assert re.search(r" \d+(\.\d)?[MGT] ", table), table  # sizes in human units
     killed = c if leader(a) != c.name else b
     killed.kill()
     start = time.monotonic()
@@ -54,3 +56,63 @@ def test_the_leader_dying_makes_another_node_leader(cluster3):
                    ignore=(Exception,))
     assert new in {n.name for n in alive} and leader(alive[1]) == new
     assert states(alive[1])[old] == "offline"
+
+
+def test_server_groups_place_apart_and_together_with_real_containers(cluster3):
+    a, b, c = cluster3.nodes
+    names = {a.name, b.name, c.name}
+    for n in cluster3.nodes:
+        n.osctl("user", "new", "alice")
+    a.osctl("server-group", "new", "web", "--policy", "anti-affinity")
+    b.osctl("server-group", "new", "db", "--policy", "affinity")
+    placed = {}
+    for i, via in enumerate((a, b, c), 1):  # any member asks
+        out = via.osctl_json("ct", "new", f"web{i}", "-u", "alice", "--memory", "64M",
+                             "--server-group", "web")
+        placed[f"web{i}"] = out["node"]
+    assert set(placed.values()) == names
+    refused = a.osctl("ct", "new", "web4", "-u", "alice", "--server-group", "web", check=False)
+    assert refused.returncode == 6, refused.stderr  # conflict: the hard policy cannot be met
+    assert "web" in refused.stderr and "anti-affinity" in refused.stderr
+    for i in (1, 2):
+        placed[f"db{i}"] = c.osctl_json("ct", "new", f"db{i}", "-u", "alice",
+                                         "--server-group", "db")["node"]
+    assert placed["db1"] == placed["db2"]
+
+    by_name = {n.name: n for n in cluster3.nodes}
+    for ct, node in placed.items():  # created there, for real: they run
+        by_name[node].osctl("ct", "start", ct)
+        assert by_name[node].exec(ct, "true").returncode == 0
+    listing = {r["id"]: r for r in b.osctl_json("cluster", "ls")}
+    assert {k: r["node"] for k, r in listing.items()} == placed
+    assert listing["web1"]["server_group"] == "web" and listing["web1"]["size"]["memory"] == 64 << 20
+    assert "web4" not in listing and all(x["id"] != "web4" for n in cluster3.nodes
+                                         for x in n.osctl_json("ct", "ls"))
+    used = {r["name"]: r for r in a.osctl_json("cluster", "node", "ls")}
+    assert used[placed["web1"]]["used"]["memory"] >= 64 << 20
+
+    other = next(n for n in cluster3.nodes if n.name != placed["web1"])
+    there = other.osctl("ct", "stop", "web1", check=False)
+    assert there.returncode == 3 and f"lives on node {placed['web1']}" in there.stderr
+
+    gone = by_name[placed["web3"]]
+    gone.osctl("ct", "del", "web3", "--force")
+    db = by_name[placed["db2"]]
+    db.osctl("ct", "stop", "db2")
+    elsewhere = next(w for w in ("web1", "web2") if placed[w] != placed["db2"])
+    taken = db.osctl("ct", "rename", "db2", elsewhere, check=False)  # an id is taken once
+    assert taken.returncode == 4 and f"exists on node {placed[elsewhere]}" in taken.stderr
+    db.osctl("ct", "rename", "db2", "db3")
+    records = wait_for(lambda: {r["id"]: r for r in a.osctl_json("cluster", "ls")}, 10, 0.3,
+                       "web3's record gone, db2's renamed",
+                       until=lambda rs: {"web3", "db2"}.isdisjoint(rs) and "db3" in rs)
+    assert records["db3"]["server_group"] == "db" and records["db3"]["node"] == placed["db2"]
+
+
+def test_members_trust_each_others_send_keys(cluster3):
+    a, b, c = cluster3.nodes
+    wait_for(lambda: {k["name"] for k in a.osctl_json("receive", "authorized-keys", "ls")}, 15,
+             0.5, "the other members' keys on a",
+             until=lambda names: names >= {f"cluster-{b.name}", f"cluster-{c.name}"})
+    wait_for(lambda: b.osctl("send", "check", a.ip, check=False).returncode == 0, 15, 0.5,
+             "b's send key taken by a")
