@@ -97,7 +97,7 @@ class Leader:
                    for kv in await etcd.call(etcd.get_prefix, key("nodes", ""))}
         now = time.time()
         for name in sorted((self._seen | set(self._lost)) - present):
-            if name in self._lost:
+            if name in self._lost or name == self.name:  # our own key: membership's business
                 continue
             self._lost[name] = now
             log.warning("cluster: node %s lost its lease", name)

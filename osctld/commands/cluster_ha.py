@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 from osctl.protocol import BUSY, CONFLICT, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
@@ -252,7 +252,9 @@ async def on_node_lost(node: Node, name: str, since: float) -> None:
     """(Leader) a node's lease expired: once the fencing margin passed (it
     has killed its HA instances by then, or is dead), each of its HA
     containers starts on its standby from the last replica. The node is
-    marked fenced first: a leader after us does not recover it again."""
+    marked fenced afterwards: a leader after us does not look at it again
+    (one that took over half way recovers the rest: each recovery takes
+    its record over only if it still names the dead node)."""
     cluster = agent(node)
     await asyncio.sleep(max(0.0, since + cluster.config.fence_margin - time.time()))
     store = cluster.store
@@ -260,9 +262,7 @@ async def on_node_lost(node: Node, name: str, since: float) -> None:
     if not cluster.leader.is_leader or view.nodes.get(name) is None \
             or view.nodes[name].state != "offline":
         return  # back, or not ours to decide, or done already
-    plan = decide.recovery_plan(view, name, time.time())
-    await store.set_node_state(name, "fenced")
-    for step in plan:
+    for step in decide.recovery_plan(view, name, time.time()):
         if isinstance(step, decide.Skip):
             log.warning("node %s lost: %s not recovered: %s", name, step.instance_key, step.reason)
             continue
@@ -274,28 +274,58 @@ async def on_node_lost(node: Node, name: str, since: float) -> None:
         except OsctlError as e:
             log.error("node %s lost: %s not recovered on %s: %s", name, step.instance_key,
                       step.target, e.message)
+    await store.set_node_state(name, "fenced")
 
 
 # --- every member: fencing and replicas -----------------------------------------
 
-async def on_lease_lost(node: Node, deadline: float) -> None:
+@dataclass
+class Fenced:
+    """What this node killed when it fenced itself, and under which lease."""
+
+    lease: int | None = None
+    keys: list[str] = field(default_factory=list)
+
+
+async def on_lease_lost(node: Node, fenced: Fenced, deadline: float) -> None:
     """This node's lease could not be refreshed: its HA instances (as the
     records last read say) are killed before ``deadline``, after which the
     leader may start them on their standby."""
     cluster = agent(node)
     view = ClusterView(instances=dict(cluster.records))
     keys = decide.self_fence(view, cluster.name)
+    fenced.lease = cluster.membership.lease
+    fenced.keys = [k for k in keys if _running(node, k)]
     left = await fence(node, [_split(k) for k in keys], deadline)
     log.error("cluster: node %s fenced itself: %s killed%s", cluster.name,
-              ", ".join(keys) or "nothing", f"; NOT stopped: {', '.join(left)}" if left else "")
+              ", ".join(fenced.keys) or "nothing", f"; NOT stopped: {', '.join(left)}" if left else "")
 
 
-async def on_lease_regained(node: Node) -> None:
-    """Back in the cluster (also after a restart): a node the leader marked
-    fenced is online again (what it held was recovered elsewhere; its
-    records say where)."""
+def _running(node: Node, ikey: str) -> bool:
+    try:
+        return node.registry.instance(*_split(ikey))[1].running
+    except OsctlError:
+        return False
+
+
+async def on_lease_regained(node: Node, fenced: Fenced) -> None:
+    """Back in the cluster (also after a restart). Its lease never expired
+    (a short blip): nobody started its HA instances elsewhere, so the ones
+    it killed start again here. Else the leader recovers them on their
+    standby (the records say where they live); a node it marked fenced is
+    online again."""
     cluster = agent(node)
     await cluster.membership.joined.wait()
+    if fenced.keys and fenced.lease is not None and cluster.membership.lease == fenced.lease:
+        ctx = Context(node=node, op="cluster:unfence")
+        for k in fenced.keys:
+            try:
+                await lifecycle(ctx, *_split(k), "start")
+            except OsctlError as e:
+                log.error("cluster: %s fenced and not started again: %s", k, e.message)
+        log.warning("cluster: node %s kept its lease: %s started again", cluster.name,
+                    ", ".join(fenced.keys))
+    fenced.keys = []
     states = await cluster.store.node_states()
     if (states.get(cluster.name) or {}).get("state") == "fenced":
         await cluster.store.set_node_state(cluster.name, "online")
@@ -348,11 +378,12 @@ def attach(node: Node) -> None:
     """Hook this module into the node's cluster member (the daemon calls
     this once it made ``node.cluster``): fencing, recovery, replicas."""
     cluster = agent(node)
-    cluster.membership.on_lease_lost.append(lambda deadline: on_lease_lost(node, deadline))
-    cluster.membership.on_lease_regained.append(lambda: on_lease_regained(node))
+    fenced = Fenced()
+    cluster.membership.on_lease_lost.append(lambda deadline: on_lease_lost(node, fenced, deadline))
+    cluster.membership.on_lease_regained.append(lambda: on_lease_regained(node, fenced))
     cluster.leader.on_node_lost.append(lambda name, since: on_node_lost(node, name, since))
     cluster.run(replication(node))
-    cluster.run(on_lease_regained(node))  # the first join, after a restart
+    cluster.run(on_lease_regained(node, fenced))  # the first join, after a restart
 
 
 # --- the verbs ---------------------------------------------------------------------

@@ -3,6 +3,7 @@ membership, leadership, and placement of new containers."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -33,6 +34,7 @@ def test_every_node_sees_three_online_and_a_killed_one_goes_offline_after_the_tt
         assert mine["capacity"]["memory"] > 0 and mine["capacity"]["disk"] > 0
     table = a.osctl("cluster", "node", "ls").stdout
     assert c.name in table and "online" in table
+    assert re.search(r" \d+(\.\d)?[MGT] ", table), table  # sizes in human units
     killed = c if leader(a) != c.name else b
     killed.kill()
     start = time.monotonic()

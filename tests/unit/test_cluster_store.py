@@ -234,3 +234,38 @@ def test_a_node_cut_off_from_etcd_is_told_its_fencing_deadline_once_and_when_it_
         job.cancel()
     asyncio.run(main())
     assert said == [("lost", 3.0), ("back",)]
+
+
+def test_a_placed_creation_that_fails_on_its_node_takes_its_record_back():
+    from types import SimpleNamespace
+
+    from osctld.commands import Context
+    from osctld.commands.cluster import create_on
+
+    load_all()
+    etcd = FakeEtcd()
+    etcd.leader = lambda name: KV("osctld-leader/1", "n1", 1, 1)
+    store = ClusterStore(etcd)  # type: ignore[arg-type]
+    for name, memory in (("n1", 1 << 30), ("n2", 4 << 30)):
+        etcd.put(f"/osctld/nodes/{name}",
+                 NodeRecord(name, "198.51.100.1", "online", 2, memory, 10 << 30).to_json())
+    cluster = SimpleNamespace(name="n1", store=store, leader=SimpleNamespace(is_leader=True))
+    # n2 has no pools: its ct.new fails there, after the leader wrote the record.
+    node = SimpleNamespace(cluster=cluster, registry=None)
+    said: list = []
+
+    async def main():
+        jobs = [asyncio.create_task(TaskRunner(store, n, node).run())  # type: ignore[arg-type]
+                for n in ("n1", "n2")]
+        try:
+            with pytest.raises(protocol.OsctlError) as e:
+                await create_on(Context(node=node, op="t", progress=said.append),  # type: ignore[arg-type]
+                                "ct", "web", Size(1, 1 << 30, 0), "auto", None,
+                                {"id": "web", "user": "alice"})
+            assert e.value.code == protocol.INTERNAL and "on node n2" in e.value.message
+        finally:
+            for job in jobs:
+                job.cancel()
+    asyncio.run(main())
+    assert [d["message"] for d in said][:2] == ["asking the leader, node n1, where", "on node n2"]
+    assert etcd.get_prefix("/osctld/instances/") == []  # taken back
