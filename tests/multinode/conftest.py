@@ -38,6 +38,48 @@ def pair(make_cluster):
 
 
 @pytest.fixture
+def make_cluster3(request):
+    """``make(**config)``: three nodes and their router, a three-member etcd
+    (one member in each node's namespace, ``cluster.etcd``:
+    tests/helpers/etcd.py) and each osctld (with ``config``) a member of the
+    cluster, named as its node (lease TTL 3 s); returned once every node is
+    online and one leads. Cleaned up after the test (the daemons' and etcd's
+    logs shown if it failed)."""
+    from tests.helpers import etcd
+    from tests.helpers.multinode import Cluster, missing
+    from tests.helpers.wait import wait_for
+
+    require(missing_capability() or missing() or etcd.missing())
+    made = []
+
+    def make(**config):
+        more = config.pop("cluster", {})  # more of the cluster section
+        cluster = Cluster(3, config)
+        for n in cluster.nodes:
+            n.config["cluster"] = {**etcd.cluster_config(n, cluster.nodes), **more}
+        cluster.etcd = etcd.EtcdCluster(cluster.nodes)
+        made.append(cluster)
+        cluster.start(cluster.etcd.start)
+        a = cluster.nodes[0]
+        wait_for(lambda: a.osctl_json("cluster", "node", "ls"), 30, 0.5,
+                 "three online nodes and a leader",
+                 until=lambda rows: len([r for r in rows if r["state"] == "online"]) == 3
+                 and any(r["leader"] for r in rows))
+        cluster.formed = True
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            if not getattr(cluster, "formed", False) or getattr(request.node, "rep_call_failed", False):
+                print(*(n.log_tail(60) for n in cluster.nodes),
+                      *(cluster.etcd.log_tail(n) for n in cluster.nodes), sep="\n")
+            cluster.cleanup()
+            cluster.etcd.cleanup()
+
+
+@pytest.fixture
 def cluster3_config() -> dict:
     """More of each node's osctld.yml for ``cluster3`` (its ``cluster`` key:
     more of the cluster section); a test module overrides this fixture."""
@@ -45,36 +87,6 @@ def cluster3_config() -> dict:
 
 
 @pytest.fixture
-def cluster3(request, cluster3_config):
-    """Three nodes and their router, a three-member etcd (one member in each
-    node's namespace, ``cluster.etcd``: tests/helpers/etcd.py) and each
-    osctld a member of the cluster, named as its node (lease TTL 3 s);
-    returned once every node is online and one leads. Cleaned up after the
-    test (the daemons' and etcd's logs shown if it failed)."""
-    from tests.helpers import etcd
-    from tests.helpers.multinode import Cluster, missing
-    from tests.helpers.wait import wait_for
-
-    require(missing_capability() or missing() or etcd.missing())
-    config = dict(cluster3_config)
-    more = config.pop("cluster", {})
-    cluster = Cluster(3, config)
-    for n in cluster.nodes:
-        n.config["cluster"] = {**etcd.cluster_config(n, cluster.nodes), **more}
-    members = cluster.etcd = etcd.EtcdCluster(cluster.nodes)
-    formed = False
-    try:
-        cluster.start(members.start)
-        a = cluster.nodes[0]
-        wait_for(lambda: a.osctl_json("cluster", "node", "ls"), 30, 0.5,
-                 "three online nodes and a leader",
-                 until=lambda rows: len([r for r in rows if r["state"] == "online"]) == 3
-                 and any(r["leader"] for r in rows))
-        formed = True
-        yield cluster
-    finally:
-        if not formed or getattr(request.node, "rep_call_failed", False):
-            print(*(n.log_tail(60) for n in cluster.nodes),
-                  *(members.log_tail(n) for n in cluster.nodes), sep="\n")
-        cluster.cleanup()
-        members.cleanup()
+def cluster3(make_cluster3, cluster3_config):
+    """Three nodes of one cluster on etcd (``make_cluster3(**cluster3_config)``)."""
+    return make_cluster3(**dict(cluster3_config))

@@ -116,3 +116,23 @@ def test_members_trust_each_others_send_keys(cluster3):
              until=lambda names: names >= {f"cluster-{b.name}", f"cluster-{c.name}"})
     wait_for(lambda: b.osctl("send", "check", a.ip, check=False).returncode == 0, 15, 0.5,
              "b's send key taken by a")
+
+
+def test_a_vm_is_created_on_the_node_asked_for(make_cluster3, tinyvm_image, tmp_path):
+    from tests.conftest import require
+    from tests.helpers.vm import have_qemu, vm_node_config
+
+    require(have_qemu())
+    cluster = make_cluster3(**vm_node_config(tmp_path))
+    a, b, c = cluster.nodes
+    for n in cluster.nodes:
+        n.osctl("user", "new", "vmuser")
+    out = a.osctl_json("vm", "new", "v1", "--user", "vmuser", "--template", "tinyvm",
+                       "-c", "1", "-m", "256M", "-d", "10G", "--node", c.name)
+    assert out["node"] == c.name
+    assert [v["id"] for v in c.osctl_json("vm", "ls")] == ["v1"] and a.osctl_json("vm", "ls") == []
+    rec = next(r for r in b.osctl_json("cluster", "ls") if r["id"] == "v1")
+    assert (rec["kind"], rec["node"], rec["size"]["memory"]) == ("vm", c.name, 256 << 20)
+    again = b.osctl("vm", "new", "v1", "--user", "vmuser", "--template", "tinyvm",
+                    "-c", "1", "-m", "256M", "-d", "10G", "--node", "auto", check=False)
+    assert again.returncode == 4 and f"exists on node {c.name}" in again.stderr
