@@ -27,8 +27,8 @@ def zfs_value(vm, prop: str, dataset: str) -> str:
 
 
 def df_total_used(vm, ct: str, path: str = "/") -> tuple[int, int]:
-    """What ``df -k PATH`` inside says: total and used bytes."""
-    p = sh(vm, ct, f"df -k {shlex.quote(path)} | tail -n 1")
+    """What ``df -Pk PATH`` inside says: total and used bytes."""
+    p = sh(vm, ct, f"df -Pk {shlex.quote(path)} | tail -n 1")  # -P: one line, however long the name
     assert p.rc == 0, p.stderr
     cols = p.stdout.split()
     return int(cols[1]) * 1024, int(cols[2]) * 1024
