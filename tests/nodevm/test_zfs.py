@@ -38,11 +38,6 @@ def df_total_used(vm, ct: str, path: str = "/") -> tuple[int, int]:
 def pool(node_vm):
     """Pool ``zt`` on dataset tank/osctld of a zpool on the VM's virtual disk."""
     vm = node_vm
-    # TEMPORARY until the unified-cgroup fix (helper E): osctld and its helpers
-    # out of the service's own cgroup, which can then hand controllers down.
-    svc = "/sys/fs/cgroup/system.slice/osctld-test.service"
-    vm.run(f"mkdir -p {svc}/daemon && for p in $(cat {svc}/cgroup.procs); do "
-           f"echo $p > {svc}/daemon/cgroup.procs; done", check=True)
     vm.run(f"zpool create -f -m none tank {vm.zpool_disk}", check=True)
     vm.osctl("pool", "install", POOL, "--backend", "zfs", "--dataset", DATASET,
              "--id-base", str(ID_BASE))
