@@ -70,7 +70,7 @@ class Daemon:
         templates = Templates(config.templates_dir, config.cache_dir)
         # Detected once: the daemon's own cgroups are the base of its tree.
         layout = cgroups.detect()
-        tree = CgroupTree(layout, config.cgroup_root)
+        self.cgroups = tree = CgroupTree(layout, config.cgroup_root)
         net = Network(config.net, registry)
         containers = Containers(
             LxcRuntime(config.lxc_dir, lambda pool: registry.pools[pool].pool.log_dir), templates, Hooks(config.hook_socket), tree,
@@ -132,6 +132,13 @@ class Daemon:
         log.info("cgroups: %s; containers below %s", node.cgroup_layout.mode, ", ".join(
             f"{h.mount}{h.base.rstrip('/')}/{cfg.cgroup_root}" for h in node.cgroup_layout.hierarchies
             if h.controllers & {"cpu", "memory", "pids"}))
+        # Before it starts anything: on cgroup v2 the daemon leaves the cgroup
+        # its tree hangs from, for a leaf of its own (CgroupTree.settle).
+        crowd = self.cgroups.settle(os.getpid())
+        if crowd:
+            log.error("cgroup v2: processes %s share osctld's cgroup, so containers cannot get "
+                      "limits: run osctld in a cgroup of its own (a systemd unit with "
+                      "Delegate=yes)", ", ".join(map(str, crowd)))
         # Before any container starts: with the kernel's defaults a node runs
         # out of ptys, inotify instances and keys long before memory.
         node.sysctls = await asyncio.to_thread(sysctls.raise_all, sysctls.wanted(cfg.sysctls))

@@ -93,12 +93,17 @@ def mount(pid: int, src: str, dst: str, ro: bool, idmap: bool) -> None:
     checked(libc.unshare(CLONE_NEWNS), "a private mount namespace")
     checked(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making it private")
     attach(tree, src)
+    # From SRC's directory, which a new mount namespace keeps as the working
+    # one: the container's root could not walk there by the full path when
+    # a directory on the way is the node's root's alone (a pool's ct/, which
+    # holds a zfs container's own datasets).
+    os.chdir(os.path.dirname(src))
     # Copied into a namespace of the container's user namespace: locked there.
     enter(pid, "user")
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)  # the container's root from here on
     checked(libc.unshare(CLONE_NEWNS), "a mount namespace of the container's user namespace")
-    locked = detached(src)
+    locked = detached(os.path.basename(src) or ".")
     enter(pid, "mnt")
     make_target(dst, is_dir)
     attach(locked, dst)

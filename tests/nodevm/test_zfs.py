@@ -27,8 +27,8 @@ def zfs_value(vm, prop: str, dataset: str) -> str:
 
 
 def df_total_used(vm, ct: str, path: str = "/") -> tuple[int, int]:
-    """What ``df -k PATH`` inside says: total and used bytes."""
-    p = sh(vm, ct, f"df -k {shlex.quote(path)} | tail -n 1")
+    """What ``df -Pk PATH`` inside says: total and used bytes."""
+    p = sh(vm, ct, f"df -Pk {shlex.quote(path)} | tail -n 1")  # -P: one line, however long the name
     assert p.rc == 0, p.stderr
     cols = p.stdout.split()
     return int(cols[1]) * 1024, int(cols[2]) * 1024
@@ -75,7 +75,7 @@ def test_refquota_is_what_df_shows_and_writing_past_it_fails(node_vm, pool):
     vm.osctl("ct", "start", f"{POOL}:q1")
     total, _ = df_total_used(vm, "q1")
     assert abs(total - 32 * MIB) < 2 * MIB, total
-    p = sh(vm, "q1", "dd if=/dev/zero of=/root/fill bs=1M count=48 2>&1; sync")
+    p = sh(vm, "q1", "dd if=/dev/urandom of=/root/fill bs=1M count=48 2>&1; sync")  # zeros compress
     assert "Disk quota exceeded" in p.stdout + p.stderr, p.stdout + p.stderr
     vm.osctl("ct", "set", "disk", f"{POOL}:q1", "64M")  # grows live
     assert abs(df_total_used(vm, "q1")[0] - 64 * MIB) < 2 * MIB
@@ -116,7 +116,7 @@ def test_a_subdataset_is_mounted_inside_with_its_own_quota(node_vm, pool):
     assert abs(total - 16 * MIB) < 2 * MIB, total
     assert sh(vm, "b1", "touch /srv/www/index && stat -c %u /srv/www/index").stdout.strip() == "0"
     assert vm.run(f"stat -c %u {res['path']}/index").stdout.strip() == "0"
-    p = sh(vm, "b1", "dd if=/dev/zero of=/srv/www/big bs=1M count=24 2>&1")
+    p = sh(vm, "b1", "dd if=/dev/urandom of=/srv/www/big bs=1M count=24 2>&1")
     assert "Disk quota exceeded" in p.stdout + p.stderr, p.stdout
     rows = vm.osctl("ct", "dataset", "ls", f"{POOL}:b1", json=True)
     assert [(r["name"], r["mountpoint"], r["quota"]) for r in rows] == [("www", "/srv/www", 16 * MIB)]

@@ -39,3 +39,25 @@ def test_legacy_node_with_comounted_controllers():
     assert layout.mode == LEGACY
     assert layout.v1["cpu"] == layout.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
     assert layout.version("devices") == 1
+
+
+def test_lxc_paths_relative_on_v1_absolute_on_a_unified_node():
+    """On a unified node the daemon lives in a leaf of its tree (settle), so
+    LXC's paths relative to lxc-start's cgroup would land below that leaf:
+    there they are absolute, through the daemon's base."""
+    from pathlib import Path
+
+    from osctld.model.limits import Limits
+    from osctld.runtime.cgroup.layout import CgroupLayout, Hierarchy
+    from osctld.runtime.cgroup.tree import CgroupTree
+
+    v2 = Hierarchy(2, Path("/sys/fs/cgroup"), "/", frozenset({"cpu", "memory", "pids"}),
+                   "/system.slice/osctld.service")
+    lines = CgroupTree(CgroupLayout((v2,)), "osctl").lxc_lines("p", "/", "c1", Limits())
+    assert "lxc.cgroup.relative = 1" not in lines
+    assert "lxc.cgroup.dir.container = system.slice/osctld.service/osctl/pool.p/ct.c1" in lines
+    assert "lxc.cgroup.dir.monitor.pivot = system.slice/osctld.service/osctl/monitor" in lines
+
+    v1 = Hierarchy(1, Path("/sys/fs/cgroup/memory"), "/", frozenset({"memory"}), "/osctld")
+    lines = CgroupTree(CgroupLayout((v1, v2)), "osctl").lxc_lines("p", "/", "c1", Limits())
+    assert lines[:2] == ["lxc.cgroup.relative = 1", "lxc.cgroup.dir.container = osctl/pool.p/ct.c1"]

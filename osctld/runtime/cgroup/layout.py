@@ -172,20 +172,26 @@ def write(path: Path, value: str) -> None:
         raise OsctlError(INTERNAL, f"cannot write {path}: {e}") from None
 
 
-def make(layout: CgroupLayout, rel: str, controllers: tuple[str, ...]) -> None:
+def make(layout: CgroupLayout, rel: str, controllers: tuple[str, ...], delegate: bool = False) -> None:
     """Create cgroup ``rel`` (and its parents) in the hierarchies of ``controllers``.
 
     Only those: LXC makes its own cgroups in the others, and a pre-made cpuset
-    cgroup would start with no CPUs.
+    cgroup would start with no CPUs. On cgroup v2 each level hands the
+    controllers down to the next; with ``delegate`` ``rel`` too hands them
+    down to the children others make in it (LXC's container cgroup below a
+    group, the inner one below a container's). Such a cgroup can hold no
+    process itself (v2's "no internal processes").
     """
     for h in {layout.for_controller(c) for c in controllers} - {None}:
         h.dir(rel).mkdir(parents=True, exist_ok=True)
-        if h.version == 2:  # v2: each level hands the controllers down to the next
+        if h.version == 2:
             enable = " ".join(f"+{c}" for c in controllers if c in h.controllers)
             level = h.dir("")
             for part in PurePosixPath(rel).parts:
                 write(level / "cgroup.subtree_control", enable)
                 level = level / part
+            if delegate:
+                write(level / "cgroup.subtree_control", enable)
 
 
 def remove(layout: CgroupLayout, rel: str) -> None:

@@ -100,6 +100,33 @@ class CgroupTree:
     def monitor(self, pool: str, ct_id: str) -> str:
         return f"{self.root}/monitor/{ct_id}@{pool}"  # "@" is in no name: no two collide
 
+    def daemon(self) -> str:
+        return f"{self.root}/daemon"
+
+    # --- the daemon's own place -----------------------------------------------------
+
+    def settle(self, pid: int) -> list[int]:
+        """Move the daemon (``pid``) out of its own cgroup into ``<root>/daemon``
+        in each cgroup2 hierarchy that drives a controller of the tree.
+
+        cgroup v2 lets no cgroup both hold processes and hand controllers
+        down to its children ("no internal processes"), and the daemon's own
+        cgroup must hand them down to ``<root>``: so the daemon, and what it
+        starts after (lxcfs, the statfs proxy), live in a leaf of the tree.
+        A systemd unit with ``Delegate=yes`` gives the daemon a cgroup to
+        itself. v1 has no such rule: there the daemon stays where it is.
+        Returns the PIDs other than the daemon's still in its old cgroup:
+        they keep containers from getting limits (the caller says so)."""
+        others: set[int] = set()
+        for h in {self.layout.for_controller(c) for c in CONTROLLERS} - {None}:
+            if h.version != 2:
+                continue
+            leaf = h.dir(self.daemon())
+            leaf.mkdir(parents=True, exist_ok=True)
+            cgroups.write(leaf / "cgroup.procs", str(pid))
+            others |= {int(p) for p in (cgroups.read(h.dir("") / "cgroup.procs") or "").split()}
+        return sorted(others)
+
     # --- limits -------------------------------------------------------------------
 
     def settings(self, limits: Limits, live: bool = False) -> list[Setting]:
@@ -138,13 +165,23 @@ class CgroupTree:
         return h.version == 2 or (h.mount / "memory.memsw.limit_in_bytes").exists()
 
     def lxc_lines(self, pool: str, group: str, ct_id: str, limits: Limits) -> list[str]:
-        """LXC keys that place the container in its group and set its limits at start."""
-        lines = [
-            "lxc.cgroup.relative = 1",
-            f"lxc.cgroup.dir.container = {self.ct(pool, group, ct_id)}",
+        """LXC keys that place the container in its group and set its limits at start.
+
+        Paths relative to lxc-start's own cgroup (the daemon's) where the
+        daemon's cgroup is the tree's base; on a unified node the daemon
+        lives in a leaf of the tree (``settle``), so there they are absolute:
+        from the hierarchy's root, through the base."""
+        unified = next((h for h in self.layout.hierarchies if h.version == 2), None)
+        if self.layout.mode == cgroups.UNIFIED and unified is not None:
+            top = str(unified.dir("").relative_to(unified.mount))
+            lines, where = [], lambda rel: f"{top}/{rel}" if top != "." else rel
+        else:
+            lines, where = ["lxc.cgroup.relative = 1"], lambda rel: rel
+        lines += [
+            f"lxc.cgroup.dir.container = {where(self.ct(pool, group, ct_id))}",
             f"lxc.cgroup.dir.container.inner = {INNER}",
-            f"lxc.cgroup.dir.monitor = {self.monitor(pool, ct_id)}",
-            f"lxc.cgroup.dir.monitor.pivot = {self.root}/monitor",
+            f"lxc.cgroup.dir.monitor = {where(self.monitor(pool, ct_id))}",
+            f"lxc.cgroup.dir.monitor.pivot = {where(self.root + '/monitor')}",
         ]
         lines += [f"{self.layout.lxc_key(s.controller, s.file)} = {s.value}"
                   for s in self.settings(limits)]
@@ -156,9 +193,10 @@ class CgroupTree:
         for p in reversed(ancestors(path)):
             self.apply(self.group(pstate.pool.name, p), pstate.groups[p].limits)
 
-    def make(self, rel: str) -> None:
-        """Create cgroup ``rel`` where groups and their limits are (see ``apply``)."""
-        cgroups.make(self.layout, rel, CONTROLLERS + ACCOUNTING)
+    def make(self, rel: str, delegate: bool = False) -> None:
+        """Create cgroup ``rel`` where groups and their limits are (see ``apply``);
+        ``delegate``: one that holds no process, only cgroups (layout.make)."""
+        cgroups.make(self.layout, rel, CONTROLLERS + ACCOUNTING, delegate)
 
     def run_in(self, rel: str, argv: list[str]) -> list[str]:
         """``argv`` made to run in cgroup ``rel`` (made before) in each of those hierarchies."""
@@ -167,8 +205,10 @@ class CgroupTree:
         return ["/bin/sh", "-c", _JOIN, "osctld-join", *procs, "--", *argv]
 
     def apply(self, rel: str, limits: Limits) -> None:
-        """Write ``limits`` to cgroup ``rel`` now (made if missing), lifting unset ones."""
-        self.make(rel)
+        """Write ``limits`` to cgroup ``rel`` now (made if missing), lifting unset
+        ones. ``rel`` is a group's or a container's: its processes are in the
+        cgroups below it (a container's in its inner one), so it delegates."""
+        self.make(rel, delegate=True)
         for s in self.settings(limits, live=True):
             h = self.layout.for_controller(s.controller)
             cgroups.write(h.dir(rel) / s.file, s.value)

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 
 def run(req: dict) -> dict:
@@ -37,8 +38,6 @@ def main(port: str) -> None:
         while True:
             chunk = rx.read(65536)
             if not chunk:  # the host is not connected yet: a virtio port reads EOF
-                import time
-
                 time.sleep(0.2)
                 continue
             buf += chunk
