@@ -362,3 +362,10 @@ class NodeVM:
         res = self.run(f"tail -n {n} {GUEST_OSCTLD_DIR / 'osctld.log'}", timeout=30)
         return f"--- osctld log in the node VM:\n{res.stdout}"
 
+
+
+if __name__ == "__main__":
+    # scripts/test.sh builds the image this way, in the background, while
+    # the host's tests run (the fixture then finds it built, or waits on
+    # the build lock for it).
+    print(ensure_image())
