@@ -285,18 +285,36 @@ class Fenced:
 
     lease: int | None = None
     keys: list[str] = field(default_factory=list)
+    # Held while a fencing runs: a lease regained meanwhile starts again what
+    # was killed only once the kills are over (else a kill still under way
+    # would stop the instance just started again).
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 async def on_lease_lost(node: Node, fenced: Fenced, deadline: float) -> None:
     """This node's lease could not be refreshed: its HA instances (as the
     records last read say) are killed before ``deadline``, after which the
-    leader may start them on their standby."""
+    leader may start them on their standby. While the lease may still be
+    alive (its TTL since the last good refresh) the kills wait for a good
+    refresh of it: one refresh that was only slow (a loaded node) is most
+    often followed by a good one, and then nothing is killed; the fencing
+    margin is the kills' time. A lease etcd said expired is fenced at once."""
     cluster = agent(node)
-    view = ClusterView(instances=dict(cluster.records))
-    keys = decide.self_fence(view, cluster.name)
-    fenced.lease = cluster.membership.lease
-    fenced.keys = [k for k in keys if _running(node, k)]
-    left = await fence(node, [_split(k) for k in keys], deadline)
+    membership = cluster.membership
+    lease = membership.lease  # None: expired already
+    async with fenced.busy:
+        kill_at = deadline - cluster.config.fence_margin
+        while lease is not None and membership.lost and time.monotonic() < kill_at:
+            await asyncio.sleep(0.1)
+        if lease is not None and membership.lease == lease and not membership.lost:
+            log.warning("cluster: node %s refreshed its lease again in time: nothing fenced",
+                        cluster.name)
+            return
+        view = ClusterView(instances=dict(cluster.records))
+        keys = decide.self_fence(view, cluster.name)
+        fenced.lease = lease
+        fenced.keys = [k for k in keys if _running(node, k)]
+        left = await fence(node, [_split(k) for k in keys], deadline)
     log.error("cluster: node %s fenced itself: %s killed%s", cluster.name,
               ", ".join(fenced.keys) or "nothing", f"; NOT stopped: {', '.join(left)}" if left else "")
 
@@ -316,16 +334,17 @@ async def on_lease_regained(node: Node, fenced: Fenced) -> None:
     online again."""
     cluster = agent(node)
     await cluster.membership.joined.wait()
-    if fenced.keys and fenced.lease is not None and cluster.membership.lease == fenced.lease:
-        ctx = Context(node=node, op="cluster:unfence")
-        for k in fenced.keys:
-            try:
-                await lifecycle(ctx, *_split(k), "start")
-            except OsctlError as e:
-                log.error("cluster: %s fenced and not started again: %s", k, e.message)
-        log.warning("cluster: node %s kept its lease: %s started again", cluster.name,
-                    ", ".join(fenced.keys))
-    fenced.keys = []
+    async with fenced.busy:
+        if fenced.keys and fenced.lease is not None and cluster.membership.lease == fenced.lease:
+            ctx = Context(node=node, op="cluster:unfence")
+            for k in fenced.keys:
+                try:
+                    await lifecycle(ctx, *_split(k), "start")
+                except OsctlError as e:
+                    log.error("cluster: %s fenced and not started again: %s", k, e.message)
+            log.warning("cluster: node %s kept its lease: %s started again", cluster.name,
+                        ", ".join(fenced.keys))
+        fenced.keys = []
     states = await cluster.store.node_states()
     if (states.get(cluster.name) or {}).get("state") == "fenced":
         await cluster.store.set_node_state(cluster.name, "online")
