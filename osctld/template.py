@@ -137,7 +137,7 @@ class Templates:
             try:
                 await self._build(tpl, version, tmp, progress, "vm-build")
                 try:
-                    await backend.rename(tmp, final)  # zfs: a dataset, renamed in ZFS
+                    os.rename(tmp, final)  # the node cache: a plain directory
                 except OSError:
                     if not final.is_dir():
                         raise
@@ -152,6 +152,7 @@ class Templates:
             str(tpl.path / recipe), str(rootfs), version,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        assert proc.stdout is not None
         tail: list[str] = []
         try:
             async for raw in proc.stdout:

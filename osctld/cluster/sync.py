@@ -90,8 +90,8 @@ class RecordSync:
         self.name = node.config.cluster.node
 
     def _local(self) -> dict[str, Any]:
-        return {f"{i.kind}/{i.id}": i
-                for i in [*self.node.registry.all_cts(), *self.node.registry.all_vms()]}
+        insts: list[Any] = [*self.node.registry.all_cts(), *self.node.registry.all_vms()]
+        return {f"{i.kind}/{i.id}": i for i in insts}
 
     def _mine(self, inst: Any):
         """The record update of a local instance: created if missing, its

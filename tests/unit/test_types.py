@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ["-p", "osctld.commands", "-p", "osctld.model", "-p", "osctl",
            "-m", "osctld.node", "-m", "osctld.pools", "-m", "osctld.startup",
            "-m", "osctld.hooksock", "-m", "osctld.history",
-           "-m", "osctld.consumption", "-m", "osctld.metrics", "-m", "osctld.cluster.decide"]
+           "-m", "osctld.consumption", "-m", "osctld.metrics", "-p", "osctld.cluster",
+           "-p", "osctld.storage", "-m", "osctld.template"]
 
 
 def test_mypy_passes():
