@@ -137,7 +137,10 @@ async def read_metadata(fd: int, compression: str) -> dict:
         finally:
             if proc.returncode is None:
                 proc.kill()
-            await proc.wait()
+            # Drained to its end, not only waited for: a stdout left unread
+            # (its transport paused on a full buffer) never sees the EOF, and
+            # wait() then waits for that pipe for ever (a CI run hung so).
+            await proc.communicate()
         return await asyncio.to_thread(_first_member, io.BytesIO(data))
     finally:
         os.close(src)
