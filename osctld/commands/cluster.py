@@ -37,7 +37,7 @@ def agent(node: Node) -> ClusterAgent:
     return node.cluster
 
 
-async def _etcd(coro: Any) -> Any:
+async def via_etcd(coro: Any) -> Any:
     """``coro``'s value; etcd out of reach is ``busy``, with why."""
     try:
         return await coro
@@ -48,7 +48,7 @@ async def _etcd(coro: Any) -> Any:
 @command("cluster.node.ls")
 async def node_ls(ctx: Context) -> list:
     """The cluster's nodes: address, state, capacity used and free, instances, leader."""
-    view = await _etcd(agent(ctx.node).store.view())
+    view = await via_etcd(agent(ctx.node).store.view())
     out = []
     for name, n in sorted(view.nodes.items()):
         used = view.used(name)
@@ -62,7 +62,7 @@ async def node_ls(ctx: Context) -> list:
 @command("cluster.ls")
 async def ls(ctx: Context) -> list:
     """Every instance of the cluster and the node it lives on."""
-    records = await _etcd(agent(ctx.node).store.instances())
+    records = await via_etcd(agent(ctx.node).store.instances())
     return [{**asdict(r), "size": asdict(r.size)} for _, r in sorted(records.items())]
 
 
@@ -74,7 +74,7 @@ async def group_new(ctx: Context, name: str, policy: str) -> dict:
     if policy not in POLICIES:
         raise OsctlError("invalid", f"policy must be one of {', '.join(POLICIES)}")
     group = ServerGroup(name, policy)
-    if not await _etcd(agent(ctx.node).store.create_group(group)):
+    if not await via_etcd(agent(ctx.node).store.create_group(group)):
         raise OsctlError(EXISTS, f"server group {name} exists")
     return asdict(group)
 
@@ -82,7 +82,7 @@ async def group_new(ctx: Context, name: str, policy: str) -> dict:
 @command("servergroup.ls")
 async def group_ls(ctx: Context) -> list:
     """The server groups, with their members."""
-    view = await _etcd(agent(ctx.node).store.view())
+    view = await via_etcd(agent(ctx.node).store.view())
     return [{**asdict(g), "members": [r.key for r in view.members(g.name)]}
             for _, g in sorted(view.groups.items())]
 
@@ -91,14 +91,14 @@ async def group_ls(ctx: Context) -> list:
 async def group_del(ctx: Context, name: str) -> dict:
     """Delete a server group no instance is in."""
     store = agent(ctx.node).store
-    view = await _etcd(store.view())
+    view = await via_etcd(store.view())
     if name not in view.groups:
         raise OsctlError(NOT_FOUND, f"no server group {name}")
     members = [r.key for r in view.members(name)]
     if members:
         raise OsctlError(CONFLICT, f"server group {name} has {', '.join(members)}: "
                                    "delete them first")
-    await _etcd(store.delete_group(name))
+    await via_etcd(store.delete_group(name))
     return asdict(view.groups[name])
 
 
@@ -121,21 +121,21 @@ async def create_on(ctx: Context, kind: str, id: str, size: Size, where: str | N
     takes the record back."""
     cluster = agent(ctx.node)
     store = cluster.store
-    leader = await _etcd(store.leader())
+    leader = await via_etcd(store.leader())
     if leader is None:
         raise OsctlError(BUSY, "the cluster has no leader at the moment: try again in a few seconds")
     ctx.progress({"step": "place", "message": f"asking the leader, node {leader}, where"})
-    placed = await _etcd(tasks.call(store, leader, "cluster.place", {
+    placed = await via_etcd(tasks.call(store, leader, "cluster.place", {
         "kind": kind, "id": id, "size": asdict(size), "server_group": group,
         "node": None if where in (None, "auto") else where}, by=cluster.name))
     target, note = placed["node"], placed.get("note")
     ctx.progress({"step": "place", "message": f"on node {target}" + (f" ({note})" if note else "")})
     try:
-        value = await _etcd(tasks.call(
+        value = await via_etcd(tasks.call(
             store, target, f"{kind}.new", args, by=cluster.name,
             progress=lambda text: ctx.progress({"step": "create", "message": f"{target}: {text}"})))
     except BaseException:
-        await asyncio.shield(_etcd(store.update_instance(
+        await asyncio.shield(via_etcd(store.update_instance(
             f"{kind}/{id}", lambda r: None if r is not None and r.node == target else r)))
         raise
     return {**value, "node": target, "note": note}

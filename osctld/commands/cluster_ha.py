@@ -29,7 +29,7 @@ from ..cluster.decide import Move
 from ..cluster.tasks import Progress, task
 from ..model.cluster import EVACUATE, KINDS, ClusterView, InstanceRecord
 from . import Context, command
-from .cluster import NOUN, _etcd, agent
+from .cluster import NOUN, via_etcd, agent
 from .ct_replica import drop, recover, replicate
 from .ct_send import STOP_TIMEOUT, send
 from .instance import lifecycle
@@ -413,10 +413,10 @@ async def maintenance(ctx: Context, node: str, enable: bool) -> dict:
     and the leader moves its instances away, a few at a time, each line of
     progress said), or out of it (online; what left it comes back)."""
     cluster = agent(ctx.node)
-    leader = await _etcd(cluster.store.leader())
+    leader = await via_etcd(cluster.store.leader())
     if leader is None:
         raise OsctlError(BUSY, "the cluster has no leader at the moment: try again in a few seconds")
-    return await _etcd(tasks.call(
+    return await via_etcd(tasks.call(
         cluster.store, leader, "maintenance", {"node": node, "enable": enable}, by=cluster.name,
         progress=lambda text: ctx.progress({"step": "maintenance", "message": text})))
 
@@ -440,7 +440,7 @@ async def instance_set(ctx: Context, kind: str, id: str, ha: bool | None = None,
         raise OsctlError(INVALID, "ha needs a standby node (--standby NODE)")
     if standby is not None and not ha:
         raise OsctlError(INVALID, "a standby node goes with ha on")
-    view = await _etcd(cluster.store.view())
+    view = await via_etcd(cluster.store.view())
     ikey = f"{kind}/{id}"
     rec = view.instances.get(ikey)
     if rec is None:
@@ -460,6 +460,6 @@ async def instance_set(ctx: Context, kind: str, id: str, ha: bool | None = None,
             changes.update(ha=ha, standby=standby if ha else None,
                            replica_at=r.replica_at if ha and r.standby == standby else None)
         return replace(r, **changes)
-    new = await _etcd(cluster.store.update_instance(ikey, fn))
+    new = await via_etcd(cluster.store.update_instance(ikey, fn))
     assert new is not None
     return {**asdict(new), "size": asdict(new.size)}
