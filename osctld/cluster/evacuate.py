@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from osctl.protocol import BUSY, CONFLICT, NOT_FOUND, OsctlError
 
+from ..model.lifecycle import State, at_rest
 from . import decide, tasks
 from .actions import Actions, split_key
 from .decide import Move
@@ -106,11 +107,18 @@ async def move_step(node: Node, m: Move, address: str | None, act: Actions,
                     progress: Progress) -> str:
     """(The instance's node) one step of an evacuation or restore: move the
     instance to the target (at ``address``), stop it here, or start it
-    here again; then its record says so (``decide.after``)."""
+    here again; then its record says so (``decide.after``). A stop of one
+    already stopped, or a start of one already running, does nothing."""
     cluster = node.cluster
     assert cluster is not None
     kind, id = split_key(m.instance_key)
-    if m.action == "stop":
+    _, inst = node.registry.instance(kind, id)
+    if m.action == "stop" and at_rest(inst.state):
+        # Its record unchanged: the restore starts only what the evacuation stopped.
+        return f"stopped on {m.source} already"
+    if m.action == "start" and inst.state == State.RUNNING:
+        done = f"running on {m.source} already"
+    elif m.action == "stop":
         await act.stop(kind, id)
         done = f"stopped on {m.source}"
     elif m.action == "start":
@@ -118,7 +126,6 @@ async def move_step(node: Node, m: Move, address: str | None, act: Actions,
         done = f"started on {m.source}"
     else:
         assert address is not None
-        _, inst = node.registry.instance(kind, id)
         cold = kind == "vm" and m.action == "migrate" and inst.running
         done = f"on {m.target}"
         if cold:  # a VM's cold move: stopped here, started there

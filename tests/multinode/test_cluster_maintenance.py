@@ -2,7 +2,9 @@
 outside: a node with two containers and a VM is emptied (the containers
 sent, the VM moved live), each runs on another node with its address
 answering from the router during and after; the node holds nothing and is
-in maintenance; disabled, they all come back to it."""
+in maintenance; disabled, they all come back to it. What cannot move (its
+evacuate setting is stop, or a hard affinity keeps it) is reported and
+stays, stopped or running, and the node goes into maintenance all the same."""
 
 from __future__ import annotations
 
@@ -117,3 +119,51 @@ def test_maintenance_empties_a_node_and_disable_brings_all_back(cluster3, tinyvm
     for addr in ADDRS:
         wait_for(lambda: router.pings(addr), 10, message=f"{addr} to answer back on A")
     assert all(r.get("evacuated_from") is None for r in b.osctl_json("cluster", "ls"))
+
+
+def test_maintenance_reports_and_keeps_what_cannot_move(cluster3):
+    """On A: keep (evacuate stop, running) and tied (migrate, running) in
+    affinity group pair, moves (running), idle (evacuate stop, stopped).
+    Enable: keep is stopped on A, tied cannot follow it anywhere (reported
+    with the group's reason) and runs on, idle needs nothing, moves runs on
+    another node; A is in maintenance all the same. Disable: moves comes
+    back, keep starts again, idle stays stopped."""
+    a, b, c = cluster3.nodes
+    a.osctl("user", "new", "bob")
+    a.osctl("server-group", "new", "pair", "--policy", "affinity")
+    for ct in ("keep", "tied"):
+        a.osctl("ct", "new", ct, "--user", "bob", "--node", a.name, "--server-group", "pair")
+    for ct in ("moves", "idle"):
+        a.osctl("ct", "new", ct, "--user", "bob")
+    for ct in ("keep", "tied", "moves"):
+        a.osctl("ct", "start", ct)
+    keys = ["ct/idle", "ct/keep", "ct/moves", "ct/tied"]
+    wait_for(lambda: placed(b, keys), 15, 0.3, "the records on A",
+             until=lambda p: set(p.values()) == {a.name})
+    for ct in ("keep", "idle"):
+        a.osctl("ct", "set", "evacuate", ct, "stop")
+
+    began = time.monotonic()
+    res = __import__("json").loads(b.osctl("-j", "cluster", "node", "maintenance", "enable",
+                                           a.name).stdout)
+    print(f"maintenance enable with one move took {time.monotonic() - began:.1f} s")
+    assert [line.split(" (")[0] for line in sorted(res["done"])] == [
+        f"ct/idle: stopped on {a.name} already", f"ct/keep: stopped on {a.name}",
+        f"ct/moves: on {placed(c, ['ct/moves'])['ct/moves']}"], res
+    [tied] = res["not_done"]
+    assert tied.startswith("ct/tied cannot move: server group pair (affinity): its members are "
+                           f"on {a.name}") and tied.endswith(f"it stays on {a.name}"), tied
+    assert node_state(c, a.name) == "maintenance"
+    states = {r["id"]: r["state"] for r in a.osctl_json("ct", "ls")}
+    assert states == {"idle": "stopped", "keep": "stopped", "tied": "running"}, states
+    assert placed(c, keys)["ct/moves"] in (b.name, c.name)
+    assert running_on([b, c], "ct", "moves") == [placed(c, keys)["ct/moves"]]
+
+    res = __import__("json").loads(c.osctl("-j", "cluster", "node", "maintenance", "disable",
+                                           a.name).stdout)
+    assert res["not_done"] == [] and [line.split(" (")[0] for line in sorted(res["done"])] == [
+        f"ct/keep: started on {a.name}", f"ct/moves: on {a.name}"], res
+    states = {r["id"]: r["state"] for r in a.osctl_json("ct", "ls")}
+    assert states == {"idle": "stopped", "keep": "running", "moves": "running",
+                      "tied": "running"}, states
+    assert node_state(c, a.name) == "online" and placed(b, keys) == dict.fromkeys(keys, a.name)

@@ -1,14 +1,18 @@
 """Running an evacuation's moves (cluster/evacuate.run_moves): a few at a
 time, each reported as it begins and ends, one failure not the others',
-an instance that cannot move reported with its reason and not run."""
+an instance that cannot move reported with its reason and not run; a
+node's stop or start in place that has nothing to do."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from osctl.protocol import CONFLICT, OsctlError
 from osctld.cluster.decide import Move
-from osctld.cluster.evacuate import run_moves
+from osctld.cluster.evacuate import move_step, run_moves
+from osctld.model.cluster import InstanceRecord, Size
+from osctld.model.lifecycle import State
 
 
 def test_moves_run_a_few_at_a_time_and_each_is_reported():
@@ -37,3 +41,39 @@ def test_moves_run_a_few_at_a_time_and_each_is_reported():
     assert "ct/e: stop on n1" in lines
     assert "ct/b: migrate failed: address taken there" in lines
     assert any(x.startswith("ct/a: runs on n2 (") for x in lines)
+
+
+def _step(state: str, move: Move) -> tuple[str, list[str], InstanceRecord | None]:
+    """``move_step`` of ``move`` on a fake node whose ct/x is ``state``:
+    what it said, what it had done, the record afterwards."""
+    done: list[str] = []
+    rec = InstanceRecord("ct", "x", "n1", Size(1, 1 << 30, 1 << 30), evacuate="stop")
+    records = {"ct/x": rec}
+
+    async def update_instance(key, fn):
+        records[key] = fn(records[key])
+        return records[key]
+
+    class Act:
+        async def stop(self, kind, id):
+            done.append(f"stop {kind}/{id}")
+
+        async def start(self, kind, id):
+            done.append(f"start {kind}/{id}")
+
+    inst = SimpleNamespace(state=State(state))
+    node = SimpleNamespace(cluster=SimpleNamespace(store=SimpleNamespace(update_instance=update_instance)),
+                           registry=SimpleNamespace(instance=lambda kind, id: (None, inst)))
+    said = asyncio.run(move_step(node, move, None, Act(), lambda line: None))
+    return said, done, records["ct/x"]
+
+
+def test_a_stop_in_place_is_recorded_for_the_restore_unless_it_was_stopped_already():
+    stop = Move("ct/x", "n1", None, "stop", "its evacuate setting is stop")
+    said, done, rec = _step("running", stop)
+    assert (said, done, rec and rec.evacuated_from) == ("stopped on n1", ["stop ct/x"], "n1")
+    said, done, rec = _step("stopped", stop)  # the restore must not start it
+    assert (said, done, rec and rec.evacuated_from) == ("stopped on n1 already", [], None)
+    start = Move("ct/x", "n1", "n1", "start")
+    assert _step("running", start)[:2] == ("running on n1 already", [])
+    assert _step("stopped", start)[:2] == ("started on n1", ["start ct/x"])
