@@ -89,7 +89,8 @@ def ct():
 @click.option("--hostname", help="Hostname inside [default: the container's id].")
 @click.option("--dns", "dns_resolvers", multiple=True, metavar="IP", help="DNS resolver (repeatable).")
 @click.option("--autostart", is_flag=True, help="Start when osctld starts.")
-@click.option("--start", "start_after", is_flag=True, help="Start it once created.")
+@click.option("--start", "start_after", is_flag=True,
+              help="Start it once created (with --node: on that node).")
 @click.option("--group", "-g", default="/default", show_default=True, help="Resource group.")
 @click.option("--cpu-limit", metavar="CORES", help="CPU limit in cores, e.g. 0.5.")
 @click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512M.")
@@ -113,25 +114,21 @@ def new(s, id, user, template, version, pool, hostname, dns_resolvers, autostart
 
     In a cluster, --node auto has the leader place it by free capacity and
     its server group's policy, and that node create it (its user must be
-    there); the reply names the node.
+    there) and, with --start, start it; the reply names the node.
 
     \b
     Examples:
       osctl ct new web1 -u alice
       osctl ct new db1 -u alice -t debian --memory 2G --start
-      osctl ct new web2 -u alice --flavor small --node auto --server-group web
+      osctl ct new web2 -u alice --flavor small --node auto --server-group web --start
     """
     res = call(s, "ct.new", {"id": id, "user": user, "template": template, "version": version,
                              "pool": pool, "hostname": hostname,
                              "dns_resolvers": list(dns_resolvers) or None, "autostart": autostart,
                              "group": group, "disk": disk, "flavor": flavor, "node": node,
-                             "server_group": server_group,
+                             "server_group": server_group, "start": start_after,
                              "limits": limit_args(cpu_limit=cpu_limit, memory=memory, swap=swap,
                                                   pids=pids)})
-    if start_after and res.get("node"):  # on another node: started there
-        click.echo(f"created on node {res['node']}: start it there", err=True)
-    elif start_after:
-        res = call(s, "ct.start", {"id": f"{res['pool']}:{id}"})
     show(s, res)
 
 

@@ -57,7 +57,8 @@ def vm():
 @click.option("--hostname", help="Hostname inside [default: the VM's id].")
 @click.option("--ssh-key", "ssh_keys", multiple=True, type=click.File("r"), metavar="FILE",
               help="Public keys (an authorized_keys file) root logs in with; repeatable.")
-@click.option("--start", "start_after", is_flag=True, help="Start it once created.")
+@click.option("--start", "start_after", is_flag=True,
+              help="Start it once created (with --node: on that node).")
 @click.option("--node", "-n", "node", metavar="NAME|auto",
               help="In a cluster: create it on that node, or (auto) where the leader places it.")
 @click.option("--server-group", metavar="NAME",
@@ -72,7 +73,8 @@ def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group
     minutes the first time); the disk is a sparse file in the user's pool.
     Its root filesystem grows to the disk at each boot (after vm set disk).
     Root is locked: give --ssh-key, or set a password with vm passwd.
-    In a cluster, --node auto has the leader place it (see osctl ct new).
+    In a cluster, --node auto has the leader place it (see osctl ct new);
+    --start starts it there.
 
     \b
     Examples:
@@ -85,11 +87,7 @@ def new(s, id, user, flavor, cores, memory, disk, template, version, pool, group
                              "disk": disk, "template": template, "version": version,
                              "pool": pool, "hostname": hostname, "group": group,
                              "ssh_keys": [f.read() for f in ssh_keys] or None, "node": node,
-                             "server_group": server_group})
-    if start_after and res.get("node"):  # on another node: started there
-        click.echo(f"created on node {res['node']}: start it there", err=True)
-    elif start_after:
-        res = call(s, "vm.start", {"id": f"{res['pool']}:{id}"})
+                             "server_group": server_group, "start": start_after})
     show(s, res)
 
 

@@ -154,16 +154,19 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
               hostname: str | None = None, dns_resolvers: list[str] | None = None,
               autostart: bool = False, group: str = DEFAULT_GROUP, limits: dict | None = None,
               disk: str | int | None = None, flavor: str | None = None,
-              node: str | None = None, server_group: str | None = None) -> dict:
+              node: str | None = None, server_group: str | None = None,
+              start: bool = False) -> dict:
     """Create a container from a template, sized by a flavor and the limits
     and disk given (which override it); nothing is left behind if a step fails.
     In a cluster, ``node`` (a member, or ``auto``) and ``server_group`` have
-    the leader place it, and that node create it (its user and pool must be there)."""
+    the leader place it, and that node create it (its user and pool must be there).
+    ``start``: started once created, on its node (a start that fails leaves
+    it created, stopped, as ``ct.start`` after ``ct.new`` would)."""
     check_name("container", id)
     if node is not None or server_group is not None:
         args = dict(id=id, user=user, template=template, version=version, pool=pool,
                     hostname=hostname, dns_resolvers=dns_resolvers, autostart=autostart,
-                    group=group, limits=limits, disk=disk, flavor=flavor)
+                    group=group, limits=limits, disk=disk, flavor=flavor, start=start)
         # Sized here: flavors are named alike on every member.
         sized, quota = _flavored(ctx.node.registry.pool(pool), flavor, limits, disk)
         size = ct_size(_limits(ctx, Limits(), sized), _disk(quota))
@@ -193,7 +196,7 @@ async def new(ctx: Context, id: str, user: str, template: str = "busybox",
         await fresh_rootfs(ctx, pstate, ct, tpl, rootfs, undo)
         undo.push(here.containers.lxc.remove, ct.pool, id)
         here.containers.write_config(pstate, ct)
-    return ct.public()
+    return await lifecycle(ctx, "ct", f"{ct.pool}:{id}", "start") if start else ct.public()
 
 
 async def fresh_rootfs(ctx: Context, pstate, ct: Container, tpl: Template, dest: Path,

@@ -78,12 +78,15 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
               template: str = "debian", version: str | None = None, pool: str | None = None,
               hostname: str | None = None, group: str = DEFAULT_GROUP,
               flavor: str | None = None, ssh_keys: list[str] | None = None,
-              node: str | None = None, server_group: str | None = None) -> dict:
+              node: str | None = None, server_group: str | None = None,
+              start: bool = False) -> dict:
     """Create a VM from a template's VM image, sized by a flavor and the
     cores, memory and disk given (which override it); nothing is left
     behind if a step fails. ``ssh_keys``: public keys root logs in with.
     In a cluster, ``node`` (a member, or ``auto``) and ``server_group`` have
-    the leader place it, and that node create it (its user and pool must be there)."""
+    the leader place it, and that node create it (its user and pool must be there).
+    ``start``: started once created, on its node (a start that fails leaves
+    it created, stopped)."""
     check_name("vm", id)
     keys = check_ssh_keys(ssh_keys or [])
     elsewhere = node is not None or server_group is not None
@@ -97,7 +100,7 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
     if elsewhere:
         args = dict(id=id, user=user, cores=cores, memory=memory, disk=disk, template=template,
                     version=version, pool=pool, hostname=hostname, group=group, flavor=flavor,
-                    ssh_keys=ssh_keys)
+                    ssh_keys=ssh_keys, start=start)
         return await cluster.create_on(ctx, "vm", id, Size(cores, memory, disk), node,
                                        server_group, args)
     cluster.check_free(ctx, "vm", id)
@@ -123,7 +126,7 @@ async def new(ctx: Context, id: str, user: str, cores: Cores | None = None,
             prepare_guest(rootfs, keys)
 
         await files.install(image, disk, customize)
-    return vm.public()
+    return await lifecycle(ctx, "vm", f"{vm.pool}:{id}", "start") if start else vm.public()
 
 
 @command("vm.ls", needs=Perm.STATS)

@@ -75,11 +75,14 @@ def test_server_groups_place_apart_and_together_with_real_containers(cluster3):
     assert refused.returncode == 6, refused.stderr  # conflict: the hard policy cannot be met
     assert "web" in refused.stderr and "anti-affinity" in refused.stderr
     for i in (1, 2):
-        placed[f"db{i}"] = c.osctl_json("ct", "new", f"db{i}", "-u", "alice",
-                                         "--server-group", "db")["node"]
+        out = c.osctl_json("ct", "new", f"db{i}", "-u", "alice", "--server-group", "db", "--start")
+        placed[f"db{i}"] = out["node"]
+        assert out["state"] == "running", out  # started on its node, not on c
     assert placed["db1"] == placed["db2"]
-
     by_name = {n.name: n for n in cluster3.nodes}
+    assert {r["id"]: r["state"] for r in by_name[placed["db1"]].osctl_json("ct", "ls")
+            if r["id"].startswith("db")} == {"db1": "running", "db2": "running"}
+
     for ct, node in placed.items():  # created there, for real: they run
         by_name[node].osctl("ct", "start", ct)
         assert by_name[node].exec(ct, "true").returncode == 0
@@ -128,9 +131,10 @@ def test_a_vm_is_created_on_the_node_asked_for(make_cluster3, tinyvm_image, tmp_
     for n in cluster.nodes:
         n.osctl("user", "new", "vmuser")
     out = a.osctl_json("vm", "new", "v1", "--user", "vmuser", "--template", "tinyvm",
-                       "-c", "1", "-m", "256M", "-d", "10G", "--node", c.name)
+                       "-c", "1", "-m", "256M", "-d", "10G", "--node", c.name, "--start")
     assert out["node"] == c.name
-    assert [v["id"] for v in c.osctl_json("vm", "ls")] == ["v1"] and a.osctl_json("vm", "ls") == []
+    assert [(v["id"], v["state"]) for v in c.osctl_json("vm", "ls")] == [("v1", "running")]
+    assert a.osctl_json("vm", "ls") == []
     rec = next(r for r in b.osctl_json("cluster", "ls") if r["id"] == "v1")
     assert (rec["kind"], rec["node"], rec["size"]["memory"]) == ("vm", c.name, 256 << 20)
     again = b.osctl("vm", "new", "v1", "--user", "vmuser", "--template", "tinyvm",
