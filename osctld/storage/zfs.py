@@ -185,6 +185,7 @@ class ZfsBackend(Backend):
         was there is never destroyed (its mountpoint is put back, and the
         ``ct``, ``tpl`` datasets and empty directories made in it go)."""
         pool, ds = self.pool, self.dataset
+        lzc.load()  # a node without ZFS: unsupported, before anything is made
         if pool.image is not None:
             await self.new_image(size, undo, "zpool", "create", "-m", "none", self.zpool)
             undo.push(self.destroy_zpool)
