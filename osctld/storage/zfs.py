@@ -39,8 +39,8 @@ from pathlib import Path
 from osctl.protocol import CONFLICT, EXISTS, INTERNAL, INVALID, NOT_FOUND, OsctlError
 
 from ..proc import run_tool
-from . import lzc
 from ..undo import Undo
+from . import lzc
 from .base import PRIVATE_DIRS, SUBDATASETS, Backend, Snapshot, remove_if_empty, run
 
 # The snapshot of a template that new containers are clones of.

@@ -443,6 +443,10 @@ class NodeVM:
         else a module makes in the VM it removes itself (and a loaded
         kernel module may stay)."""
         try:
+            # Killed first: a clean stop is no module's business here, and
+            # busybox's init may keep an export waiting out its timeout.
+            running = [c["pool"] + ":" + c["id"] for c in self.call("ct.ls", {"state": "running"})]
+            self.call_all(*(("ct.kill", {"id": c}) for c in running), timeout=60)
             pools = [p["name"] for p in self.call("pool.ls", timeout=30)]
             self.call_all(*(("pool.export", {"name": p, "force": True, "timeout": 5}) for p in pools),
                           timeout=120)

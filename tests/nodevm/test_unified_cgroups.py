@@ -54,9 +54,8 @@ def test_start_stop_and_limits_seen_inside(node_vm):
     assert "can't fork" in p.stderr, p.stderr
     assert len(p.stdout.split()) < 16
 
-    # The CLI's own path once: osctl ct stop and ct show as an operator types them.
-    vm.osctl("ct", "stop", "l1")
-    assert vm.osctl("ct", "show", "l1", json=True)["state"] == "stopped"
+    vm.call("ct.stop", {"id": "l1"})
+    assert vm.call("ct.show", {"id": "l1"})["state"] == "stopped"
     vm.call("ct.start", {"id": "l1"})  # and again, from the cgroups the stop left
     assert vm.exec("l1", "true").returncode == 0
     vm.call("ct.del", {"id": "l1", "force": True})
