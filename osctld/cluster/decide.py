@@ -283,9 +283,14 @@ def after(rec: InstanceRecord, step: Move | Recover) -> InstanceRecord:
     """``rec`` as its record reads once ``step`` is done (the CAS update's
     function). An evacuation records where it came from; a restore, a
     recovery and a start clear that. A recovered instance's standby becomes
-    the node it left: replicas go back there once it returns."""
+    the node it left: replicas go back there once it returns. It has no
+    replica there yet (what the node left holds is its old copy, no
+    replica of the recovered one): ``replica_at`` is cleared, so that its
+    new node dying before a replica reached the old one is no recovery onto
+    a copy that is not there."""
     if isinstance(step, Recover):
-        return replace(rec, node=step.target, standby=step.source, evacuated_from=None)
+        return replace(rec, node=step.target, standby=step.source, evacuated_from=None,
+                       replica_at=None)
     if step.action == "start":
         return replace(rec, evacuated_from=None)
     if step.target is None:

@@ -156,6 +156,16 @@ def test_recovery_is_decided_once_even_when_a_leader_died_half_way():
     assert v.instances["ct/a"].node == "n2" and v.instances["ct/a"].standby == "n1"
 
 
+def test_a_recovered_instance_is_not_recovered_again_before_a_replica_went_back():
+    v = view([node("n1", "offline"), node("n2")], [ct("a", "n1", ha=True, standby="n2",
+                                                      replica_at=0.0)])
+    rec = after(v.instances["ct/a"], recovery_plan(v, "n1", 10.0)[0])
+    assert (rec.node, rec.standby, rec.replica_at) == ("n2", "n1", None)
+    # n1 came back with its old copy; n2 dies before it replicated there.
+    v = view([node("n1"), node("n2", "offline")], [rec])
+    assert recovery_plan(v, "n2", 20.0) == [Skip("ct/a", "n2", "no replica of it on n1 yet")]
+
+
 def test_recovery_onto_a_full_standby_starts_it_and_says_so():
     v = view([node("n1", "fenced"), node("n2", cap=Size(1, G, 10 * G))],
              [ct("a", "n1", ha=True, standby="n2", replica_at=0.0),
