@@ -311,6 +311,17 @@ def self_fence(view: ClusterView, node: str, *, events: list[str] | None = None)
     return ha
 
 
+def stale_copy(rec: InstanceRecord | None, here: str, sender: str) -> bool:
+    """Whether this node's (``here``) copy of an instance is a stale one
+    that a replica from ``sender`` replaces: its record places it on the
+    sender and names this node its standby. That is a node back after the
+    instance was recovered elsewhere (the record names the node it left as
+    the standby): its copy holds the instance as it was when this node was
+    cut off, and what it holds beyond the replica the recovery started from
+    is the data the recovery lost anyway."""
+    return rec is not None and rec.node == sender != here and rec.standby == here
+
+
 def recovery_plan(view: ClusterView, dead_node: str, now: float,
                   replica_ages: Mapping[str, float] | None = None, *,
                   events: list[str] | None = None) -> list[Recover | Skip]:

@@ -12,7 +12,7 @@ import pytest
 
 from osctl.protocol import OsctlError
 from osctld.cluster.decide import (Move, NoPlacement, Recover, Skip, after, evacuation_plan, move_action,
-                                   place, recovery_plan, restore_plan, self_fence)
+                                   place, recovery_plan, restore_plan, self_fence, stale_copy)
 from osctld.model.cluster import ClusterView, InstanceRecord, NodeRecord, ServerGroup, Size
 
 G = 1 << 30
@@ -256,3 +256,12 @@ def test_self_fence_stops_only_ha_instances():
     assert self_fence(v, "n1", events=events) == ["ct/a"]
     assert self_fence(v, "n3", events=events) == []
     assert events == ["fence n1: stop ct/a", "fence n3: stop nothing (no HA instance)"]
+
+
+def test_a_copy_is_stale_where_the_record_names_its_sender_home_and_this_node_standby():
+    rec = ct("a", "n2", ha=True, standby="n1")
+    assert stale_copy(rec, "n1", "n2")
+    assert not stale_copy(rec, "n1", "n3")  # another node sends: not the instance's home
+    assert not stale_copy(rec, "n3", "n2")  # not its standby: left to the operator
+    assert not stale_copy(ct("a", "n1", ha=True, standby="n2"), "n1", "n2")  # it lives here
+    assert not stale_copy(None, "n1", "n2")
