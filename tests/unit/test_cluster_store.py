@@ -244,9 +244,14 @@ def test_a_lease_etcd_still_keeps_after_its_stall_is_taken_again_and_an_expired_
         etcd = FakeEtcd()
         down = {"now": False}
         leases = iter(range(7, 99))
-        etcd.grant = lambda ttl: next(leases)
-        etcd.refresh = lambda lease: (_ for _ in ()).throw(EtcdUnavailable("no answer")) \
-            if down["now"] else (2 if alive or lease != 7 else -1)
+
+        def answer(value):
+            if down["now"]:
+                raise EtcdUnavailable("no etcd endpoint answered")
+            return value
+
+        etcd.grant = lambda ttl: answer(next(leases))
+        etcd.refresh = lambda lease: answer(2 if alive or lease != 7 else -1)
         cfg = ClusterConfig(**GOOD, lease_ttl=2, fence_margin=1)
         record = NodeRecord("n1", "198.51.100.10", "online", 2, 1 << 30, 1 << 30)
         membership = Membership(ClusterStore(etcd), cfg, lambda: record)  # type: ignore[arg-type]
