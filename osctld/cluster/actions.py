@@ -32,6 +32,10 @@ class Actions(Protocol):
     async def drop(self, id: str) -> None:
         """Container ``id``'s replica goes, if it has one."""
 
+    def unrecoverable(self, id: str) -> str | None:
+        """Why container ``id`` cannot be recovered here (no complete replica
+        of it here); None if it can."""
+
     async def recover(self, id: str) -> dict:
         """The staged replica of container ``id`` here becomes the container, started."""
 

@@ -27,10 +27,16 @@ async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions
     """(The standby) start a dead node's HA container from the replica
     here. Its record is taken over first, by compare-and-swap, only if it
     still names the dead node: a recovery runs once, and a node that came
-    back in between keeps its container."""
+    back in between keeps its container. A standby without a complete
+    replica refuses before that: a record taken over by a node that cannot
+    start the container leaves it stopped everywhere, the node it names
+    never starting its own copy."""
     kind, id = split_key(step.instance_key)
     if kind != "ct":
         raise OsctlError(UNSUPPORTED, f"{step.instance_key}: only containers have replicas")
+    why = act.unrecoverable(id)
+    if why is not None:
+        raise OsctlError(CONFLICT, f"{step.instance_key} not recovered on {cluster.name}: {why}")
     rec = await cluster.store.update_instance(
         step.instance_key, lambda r: decide.after(r, step) if r is not None and r.node == step.source else r)
     if rec is None or rec.node != cluster.name:

@@ -23,7 +23,7 @@ from ..cluster.tasks import Progress, task
 from ..model.cluster import EVACUATE, KINDS, InstanceRecord
 from . import Context, command
 from .cluster import NOUN, via_etcd, agent
-from .ct_replica import drop, recover, replicate
+from .ct_replica import drop, recover, replicate, unrecoverable
 from .ct_send import STOP_TIMEOUT, send
 from .instance import lifecycle
 from .vm_migrate import migrate
@@ -55,6 +55,12 @@ class CommandActions:
 
     async def drop(self, id: str) -> None:
         await drop(self.ctx, id)
+
+    def unrecoverable(self, id: str) -> str | None:
+        try:
+            return unrecoverable(self.ctx.node.registry.ct(id)[1])
+        except OsctlError as e:
+            return e.message
 
     async def recover(self, id: str) -> dict:
         return await recover(self.ctx, id)

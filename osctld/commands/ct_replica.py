@@ -23,6 +23,7 @@ from dataclasses import replace
 
 from osctl.protocol import CONFLICT, OsctlError
 
+from ..model.container import Container
 from ..model.sendlog import DESTINATION, SOURCE, Stage
 from . import Context, Target, command, hold_instance
 from .ct_send import adopt, save_log, send_cancel, send_config, send_rootfs, send_sync, started
@@ -68,6 +69,17 @@ async def drop(ctx: Context, id: str) -> None:
         await send_cancel(ctx, id, local=True)
 
 
+def unrecoverable(ct: Container) -> str | None:
+    """Why container ``ct`` here cannot be recovered (no complete replica of
+    it is staged here); None if it can."""
+    slog = ct.send_log
+    if slog is None or slog.role != DESTINATION:
+        return f"container {ct.id} is no replica here (it is {ct.state})"
+    if slog.stage == Stage.CONFIG:
+        return f"the replica of container {ct.id} is not complete: its full copy never arrived"
+    return None
+
+
 @command("ct.recover", mutating=True, target=Target("ct", "id"))
 async def recover(ctx: Context, id: str, start: bool = True) -> dict:
     """Turn the replica of container ``id`` held here into the container and
@@ -76,12 +88,11 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
     ``data_age`` says how much time that is)."""
     node = ctx.node
     pstate, ct = node.registry.ct(id)
+    why = unrecoverable(ct)
+    if why is not None:
+        raise OsctlError(CONFLICT, why)
     slog = ct.send_log
-    if slog is None or slog.role != DESTINATION:
-        raise OsctlError(CONFLICT, f"container {ct.id} is no replica here (it is {ct.state})")
-    if slog.stage == Stage.CONFIG:
-        raise OsctlError(CONFLICT, f"the replica of container {ct.id} is not complete: "
-                                   "its full copy never arrived")
+    assert slog is not None
     taken = slog.taken
     await adopt(ctx, pstate, ct)
     result = await started(node, pstate, ct, start)

@@ -77,3 +77,23 @@ def test_a_stop_in_place_is_recorded_for_the_restore_unless_it_was_stopped_alrea
     start = Move("ct/x", "n1", "n1", "start")
     assert _step("running", start)[:2] == ("running on n1 already", [])
     assert _step("stopped", start)[:2] == ("started on n1", ["start ct/x"])
+def test_a_standby_without_a_complete_replica_refuses_before_taking_the_record():
+    """A record taken over by a node that cannot start the container would
+    leave it stopped everywhere (its old node never starts it again)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from osctld.cluster.decide import Recover
+    from osctld.cluster.recovery import recover_here
+
+    updates = []
+
+    async def update_instance(key, fn):
+        updates.append(key)
+
+    act = SimpleNamespace(unrecoverable=lambda id: f"container {id} is no replica here (it is stopped)")
+    cluster = SimpleNamespace(name="n2", store=SimpleNamespace(update_instance=update_instance))
+    with pytest.raises(OsctlError, match="ct/a not recovered on n2: container a is no replica here"):
+        asyncio.run(recover_here(cluster, Recover("ct/a", "n1", "n2", 3.0), act))
+    assert updates == []
