@@ -80,8 +80,6 @@ def test_a_stop_in_place_is_recorded_for_the_restore_unless_it_was_stopped_alrea
 def test_a_standby_without_a_complete_replica_refuses_before_taking_the_record():
     """A record taken over by a node that cannot start the container would
     leave it stopped everywhere (its old node never starts it again)."""
-    from types import SimpleNamespace
-
     import pytest
 
     from osctld.cluster.decide import Recover
