@@ -25,6 +25,7 @@ class BtrfsBackend(Backend):
     quotas = True  # qgroups
     snapshots = True
     named_snapshots = True
+    send_stream = "btrfs"
 
     async def install(self, size: int | None = None) -> None:
         pool = self.pool
