@@ -50,8 +50,9 @@ ORIGIN = "base"
 # no ``ct snapshot`` name starts with "_", so they are never a tenant's.
 SEND_PREFIX = "_send-"
 # lzc_send: records as large as the dataset's, small files inline, blocks
-# as compressed on disk (not re-inflated for the wire).
-SEND_FLAGS = [b"large_blocks", b"embedded_data", b"compress"]
+# as compressed on disk (not re-inflated for the wire). str, not bytes: the
+# binding looks them up in a dict of str (names are bytes everywhere else).
+SEND_FLAGS = ["large_blocks", "embedded_data", "compress"]
 VERSION_FILE = Path("/sys/module/zfs/version")
 
 

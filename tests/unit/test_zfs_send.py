@@ -19,6 +19,7 @@ from osctld.storage import backend_for, lzc, zfs
 from osctld.transfer import channel, streams
 
 CT = "tank/osctld/ct/web1"
+FLAGS = {"embedded_data", "large_blocks", "compress", "raw"}  # the binding's: str
 
 
 class ZfsError(Exception):
@@ -54,9 +55,11 @@ class SimZfs(types.ModuleType):
         self.datasets.discard(name.decode())
 
     def lzc_send(self, snap, base, fd, flags):
+        assert set(flags) <= FLAGS, flags
         self.calls.append(("lzc_send", snap, base))
 
     def lzc_send_space(self, snap, base, flags):
+        assert set(flags) <= FLAGS, flags
         return 4096 if base else 1 << 20
 
     def lzc_receive(self, snap, fd, force=False):
