@@ -472,25 +472,33 @@ class ZfsBackend(Backend):
         rels = [check_name("dataset", rel) if rel else rel for rel, _ in plan]
         if not plan or plan[0] != ["", parent is not None]:
             raise OsctlError(INVALID, "a zfs pass begins with the container's own dataset")
-        made: list[str] = []  # new datasets, or the snapshots received into old ones
+        top = self.ct_dataset(rootfs)
+        if parent is None and await self.exists(top):
+            raise OsctlError(CONFLICT, f"dataset {top} exists here: not received over it")
+        # What each receive may make (a new dataset, or the snapshot received
+        # into an old one), noted before it runs: one that ended as the pass
+        # was cancelled is taken back too.
+        made: list[str] = []
         try:
             for ds, (rel, incremental) in zip(self._datasets(rootfs, rels), plan):
                 snap = self._send_snap(ds, name)
                 if not incremental and rel and await self.exists(ds):
                     await self.destroy_dataset(ds)  # made anew on the source since
+                made.append(snap if incremental else ds)
                 # force: rolled back to the base first, should anything have touched it
                 await call_through(f"zfs receive {snap}", self.lzc.lzc_receive, snap.encode(), fd,
                                    force=incremental)
-                made.append(snap if incremental else ds)
         except BaseException:
             for what in reversed(made):
+                if not await self.exists(what):
+                    continue
                 if "@" in what:
                     await call(f"destroying {what}", self.lzc.lzc_destroy_snaps, [what.encode()], False)
                 else:
                     await self.destroy_dataset(what)
             raise
         wanted = set(self._datasets(rootfs, rels))
-        for ds in reversed(await self.tree(self.ct_dataset(rootfs))):
+        for ds in reversed(await self.tree(top)):
             if ds not in wanted:
                 await self.destroy_dataset(ds)
         if parent is not None:

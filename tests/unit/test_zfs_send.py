@@ -136,6 +136,14 @@ def test_a_failed_full_pass_leaves_no_dataset_and_a_failed_incremental_no_new_sn
     assert sim.snapshots == {f"{CT}@_send-s1", f"{CT}/www@_send-s1"}  # the base is kept
 
 
+def test_a_first_pass_is_not_received_over_a_dataset_that_is_there(backend, sim):
+    sim.datasets |= {CT}
+    with pytest.raises(OsctlError) as e:
+        asyncio.run(backend.receive_streams(backend.pool.rootfs("web1"), "s1", None, [["", False]], 0))
+    assert e.value.code == CONFLICT and sim.datasets == {CT}
+    assert not [c for c in sim.calls if c[0] != "lzc_exists"]
+
+
 @pytest.mark.parametrize("plan", [
     [], [["www", False]], [["", True]],  # the container's dataset first; full without a parent
     [["", False], ["../x", False]], [["", False], "www"], [["", False], ["www", 1]],
