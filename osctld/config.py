@@ -26,8 +26,20 @@ class DefaultPool:
     name: str = "default"
     backend: str = "dir"
     path: str | None = None  # default: <state_dir>/pools/<name>
+    dataset: str | None = None  # zfs: POOL/PATH on an existing zpool (made if missing)
     id_base: int = 1_000_000
     id_block_size: int = 524_288
+
+    def __post_init__(self) -> None:
+        # Said when the config is read: at the first start, a daemon would
+        # otherwise stop on a pool it cannot install.
+        if self.backend not in ("dir", "btrfs", "zfs"):
+            raise ValueError(f"default_pool: backend must be dir, btrfs or zfs, not {self.backend!r}")
+        if self.backend == "zfs" and not self.dataset:
+            raise ValueError("default_pool: a zfs default pool needs dataset: POOL/PATH "
+                             "(on an existing zpool; the dataset is made if missing)")
+        if self.dataset is not None and self.backend != "zfs":
+            raise ValueError("default_pool: dataset is for backend zfs")
 
 
 ACCELERATORS = ("kvm", "tcg")

@@ -9,12 +9,13 @@ the steps that bring a pool onto the node and take it off again are here.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from osctl.protocol import INVALID, OsctlError
+from osctl.protocol import EXISTS, INVALID, OsctlError
 
 from .model.idmap import IdRange
 from .model.pool import IDMAP_CHOWN, IDMAP_MOUNT, Pool
@@ -71,12 +72,13 @@ async def activate(entry: dict) -> PoolState:
     return pstate
 
 
-async def install(pool: Pool, idrange: IdRange, size: int | None = None) -> PoolState:
+async def install(pool: Pool, idrange: IdRange, size: int | None, undo: Undo) -> PoolState:
     """A new pool at ``pool.path``: its backend's filesystem, the ID-mapping
-    method that filesystem allows, its config."""
-    await backend_for(pool).install(size)
+    method that filesystem allows, its config; ``undo`` takes each step back."""
+    await backend_for(pool).install(size, undo)
     pool.idmap = IDMAP_MOUNT if supports_idmapped_mounts(pool.path) else IDMAP_CHOWN
     pstate = PoolState(pool, idrange)
+    undo.push(shutil.rmtree, pool.conf_dir, True)
     pstate.save_pool()
     return pstate
 
@@ -103,12 +105,22 @@ async def _install_default(node: Node) -> None:
     dp = node.config.default_pool
     assert dp is not None
     path = Path(dp.path) if dp.path else node.config.state_dir / "pools" / dp.name
+    entry = {"name": dp.name, "path": str(path), **({"dataset": dp.dataset} if dp.dataset else {})}
     if (path / "conf" / "pool.yml").exists():
-        pstate = await activate({"name": dp.name, "path": str(path)})
+        pstate = await activate(entry)
     else:
         log.info("installing the default pool %s (%s) at %s", dp.name, dp.backend, path)
-        pstate = await install(Pool(dp.name, dp.backend, path),
-                               IdRange(base=dp.id_base, block_size=dp.id_block_size))
+        try:
+            async with Undo() as undo:
+                pstate = await install(Pool(dp.name, dp.backend, path, dataset=dp.dataset),
+                                       IdRange(base=dp.id_base, block_size=dp.id_block_size), None, undo)
+        except OsctlError as e:
+            if e.code != EXISTS:  # the daemon stops on it: say which pool, from the config
+                raise OsctlError(e.code, f"the default pool {dp.name} ({dp.backend}, config "
+                                         f"default_pool) cannot be installed: {e.message}") from None
+            # Its dataset holds it (the pool exported, or the node's list
+            # lost): taken back, as a dir pool's pool.yml is above.
+            pstate = await activate(entry)
     node.registry.pools[pstate.pool.name] = pstate
     node.pools.save()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -69,14 +68,9 @@ async def install(ctx: Context, name: str, backend: str = "dir", path: str | Non
         raise OsctlError(EXISTS, f"{pool.path} already holds a pool: use 'osctl pool import'")
     idrange = IdRange(base=id_base, block_size=id_block_size)
     async with node.locks.hold(pool_key(name), "install"), Undo() as undo:
-        # Undone newest first: unmount, then the image, then the directory.
-        if not pool.path.exists():
-            undo.push(shutil.rmtree, pool.path, True)
-        if pool.image:
-            undo.push(pool.image.unlink, True)
-        undo.push(backend_for(pool).deactivate)
-        pstate = await pools.install(pool, idrange, parse_size(size, "pool size") if size is not None else None)
-        undo.push(shutil.rmtree, pool.conf_dir, True)
+        # Each step's undo is pushed by the step (the backend's: what it made).
+        pstate = await pools.install(pool, idrange, parse_size(size, "pool size") if size is not None else None,
+                                     undo)
         node.registry.pools[name] = pstate
         undo.push(node.registry.pools.pop, name)
         node.pools.save()

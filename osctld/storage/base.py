@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -12,6 +13,9 @@ from pathlib import Path
 from osctl.protocol import INTERNAL, INVALID, UNSUPPORTED, OsctlError
 
 from ..proc import run_tool
+from ..undo import Undo
+
+log = logging.getLogger(__name__)
 
 
 # Where tenants' data and configs (ids, names, maps, limits) live, below the pool's path.
@@ -57,14 +61,25 @@ class Backend:
     def __init__(self, pool):
         self.pool = pool
 
-    async def install(self, size: int | None = None) -> None:
-        """Prepare a new pool at its path (create an image, a filesystem, ...)."""
-        self.pool.path.mkdir(parents=True, exist_ok=True)
+    async def install(self, size: int | None, undo: Undo) -> None:
+        """Prepare a new pool at its path (create an image, a filesystem,
+        ...), pushing on ``undo`` what takes each step back: a failed
+        install (here or in a later step of the command) leaves the node
+        as it was."""
+        self.new_path(undo)
+        undo.push(self.deactivate)
         await self.activate()
 
-    async def new_image(self, size: int | None, *mkfs: str) -> None:
+    def new_path(self, undo: Undo) -> None:
+        """The pool's directory, made if missing, and then removed by ``undo``."""
+        if not self.pool.path.exists():
+            undo.push(remove_unless_mounted, self.pool.path)
+        self.pool.path.mkdir(parents=True, exist_ok=True)
+
+    async def new_image(self, size: int | None, undo: Undo, *mkfs: str) -> None:
         """A sparse file of ``size`` bytes at the pool's image, a filesystem
-        made on it by ``mkfs`` (its path last); no file if that fails."""
+        made on it by ``mkfs`` (its path last); no file if that fails, and
+        ``undo`` removes it."""
         image = self.pool.image
         assert image is not None
         if image.exists():
@@ -79,6 +94,7 @@ class Backend:
         except BaseException:
             image.unlink(missing_ok=True)
             raise
+        undo.push(image.unlink, True)
 
     async def activate(self) -> None:
         """Make an installed pool usable on this node (mount it); idempotent.
@@ -225,6 +241,16 @@ class Backend:
         """Refuse early where the backend has no disk quotas."""
         if not self.quotas:
             raise self._unsupported("disk quotas")
+
+
+def remove_unless_mounted(path: Path) -> None:
+    """A directory osctld made, with what is in it; never through a mount
+    still on it (an unmount that failed in a rollback), which would remove
+    what the filesystem holds."""
+    if os.path.ismount(path):
+        log.error("%s is still mounted: left as it is", path)
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_if_empty(path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from osctl.protocol import CONFLICT, INVALID, OsctlError
 
+from ..undo import Undo
 from .base import Backend, Snapshot, remove_if_empty, run
 
 
@@ -27,12 +28,11 @@ class BtrfsBackend(Backend):
     named_snapshots = True
     send_stream = "btrfs"
 
-    async def install(self, size: int | None = None) -> None:
+    async def install(self, size: int | None, undo: Undo) -> None:
         pool = self.pool
         if pool.image is not None:
-            await self.new_image(size, "mkfs.btrfs", "-q", "-L", f"osctld-{pool.name}")
-        pool.path.mkdir(parents=True, exist_ok=True)
-        await self.activate()
+            await self.new_image(size, undo, "mkfs.btrfs", "-q", "-L", f"osctld-{pool.name}")
+        await super().install(size, undo)
 
     async def activate(self) -> None:
         pool = self.pool

@@ -42,7 +42,8 @@ from osctl.protocol import CONFLICT, EXISTS, INTERNAL, INVALID, NOT_FOUND, Osctl
 from ..proc import run_tool
 from . import lzc
 from ..model.naming import check_name
-from .base import SUBDATASETS, Backend, Snapshot, remove_if_empty, run
+from ..undo import Undo
+from .base import PRIVATE_DIRS, SUBDATASETS, Backend, Snapshot, remove_if_empty, run
 
 # The snapshot of a template that new containers are clones of.
 ORIGIN = "base"
@@ -171,6 +172,13 @@ class ZfsBackend(Backend):
     async def set(self, dataset: str, prop: str, value: str) -> None:
         await run("zfs", "set", f"{prop}={value}", dataset, what=f"zfs set {prop} {dataset}")
 
+    async def put_back(self, dataset: str, prop: str, value: str | None) -> None:
+        """A property as it was: set locally to ``value``, or (None) inherited."""
+        if value is None:
+            await run("zfs", "inherit", prop, dataset, what=f"zfs inherit {prop} {dataset}")
+        else:
+            await self.set(dataset, prop, value)
+
     # --- mounting ------------------------------------------------------------------------
 
     async def mount(self, dataset: str) -> None:
@@ -194,16 +202,40 @@ class ZfsBackend(Backend):
 
     # --- the pool ------------------------------------------------------------------------
 
-    async def install(self, size: int | None = None) -> None:
-        pool = self.pool
+    async def install(self, size: int | None, undo: Undo) -> None:
+        """On a new zpool on the image, or on a zpool that is imported; the
+        dataset made if missing. ``undo`` takes back only what this made: a
+        zpool it created is destroyed, a dataset it created too; one that
+        was there is never destroyed (its mountpoint is put back, and the
+        ``ct``, ``tpl`` datasets and empty directories made in it go)."""
+        pool, ds = self.pool, self.dataset
         if pool.image is not None:
-            await self.new_image(size, "zpool", "create", "-m", "none", self.zpool)
-        if not await self.exists(self.dataset):
-            await self.new_dataset(self.dataset)
-        elif await self.get(self.dataset, "mountpoint") != "legacy":
-            await self.set(self.dataset, "mountpoint", "legacy")  # unmounts it where it was
-        pool.path.mkdir(parents=True, exist_ok=True)
+            await self.new_image(size, undo, "zpool", "create", "-m", "none", self.zpool)
+            undo.push(self.destroy_zpool)
+        elif not await self._imported():
+            raise OsctlError(INVALID, f"there is no zpool {self.zpool} (zpool list): create or "
+                                      "import it first, or give --image FILE --size SIZE")
+        if await self.exists(ds):
+            mountpoint, source = (await run("zfs", "get", "-Hp", "-o", "value,source", "mountpoint", ds,
+                                            what=f"zfs get mountpoint {ds}")).split("\t")
+            if mountpoint != "legacy":
+                await self.set(ds, "mountpoint", "legacy")  # unmounts it where it was
+                undo.push(self.put_back, ds, "mountpoint", mountpoint if source == "local" else None)
+        else:
+            parent = ds.rpartition("/")[0]
+            if parent and not await self.exists(parent):
+                raise OsctlError(INVALID, f"there is no zfs dataset {parent} to make {ds} in")
+            await self.new_dataset(ds)
+            undo.push(self.destroy_dataset, ds)
+        for made in await self.new_parents():
+            undo.push(self.destroy_dataset, made)
+        self.new_path(undo)
+        undo.push(self.umount_tree, ds)
+        undo.push(self.remove_empty_dirs)
         await self.activate()
+        if (pool.conf_dir / "pool.yml").exists():
+            raise OsctlError(EXISTS, f"dataset {ds} holds a pool already: use 'osctl pool import "
+                                     f"{pool.path} --dataset {ds}'")
 
     async def activate(self) -> None:
         pool = self.pool
@@ -217,11 +249,26 @@ class ZfsBackend(Backend):
                                       "one, or import its zpool")
         await self.mount(self.dataset)
         await super().activate()  # ct/, tpl/ ...: root's alone
-        for sub in ("ct", "tpl"):
-            if not await self.exists(f"{self.dataset}/{sub}"):
-                await self.new_dataset(f"{self.dataset}/{sub}", canmount=0)
+        await self.new_parents()
         for name in await self.tree(self.dataset):
             await self.mount(name)
+
+    async def new_parents(self) -> list[str]:
+        """``D/ct`` and ``D/tpl`` (mounted nowhere), those missing: the ones made."""
+        made = []
+        for sub in (f"{self.dataset}/ct", f"{self.dataset}/tpl"):
+            if not await self.exists(sub):
+                await self.new_dataset(sub, canmount=0)
+                made.append(sub)
+        return made
+
+    async def destroy_zpool(self) -> None:
+        await run("zpool", "destroy", "-f", self.zpool, what=f"zpool destroy {self.zpool}")
+
+    def remove_empty_dirs(self) -> None:
+        """The directories ``activate`` made in a dataset, if nothing was put in them."""
+        for sub in PRIVATE_DIRS:
+            remove_if_empty(self.pool.path / sub)
 
     async def _imported(self) -> bool:
         rc, _ = await run_tool("zpool", "list", "-H", "-o", "name", self.zpool)

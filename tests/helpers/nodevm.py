@@ -18,11 +18,21 @@ inside.
 
 The channel: a virtio serial port (QEMU ``virtserialport`` named
 ``nodevm``, a Unix socket on this side). In the VM, nodevm-init mounts the
-shares and runs tests/nodevm/image/agent.py on /dev/virtio-ports/nodevm.
-Each ``run`` sends one JSON line (id, shell command, timeout) and reads the
-line that answers it (id, exit code, stdout, stderr). No network, no ssh
-keys, nothing listening in the VM but the port; commands run one at a time.
-The kernel's console goes to ``console.log`` in the VM's directory.
+shares and runs tests/nodevm/image/agent.py (read from the shared worktree
+at boot, so changing it rebuilds no image) on /dev/virtio-ports/nodevm,
+under the tests' .venv python. Each request is one JSON line and its answer
+another (see agent.py): ``run`` a shell command (exit code, stdout,
+stderr); ``call`` one osctld request, which the long-running agent makes
+with the project's client (osctl.client) in milliseconds, where an
+``osctl`` process takes 2-3 s to start under tcg; ``run_all`` and
+``call_all`` several in one round trip. ``osctl`` (the real CLI) is for
+what tests of the CLI's output need. No network, no ssh keys, nothing
+listening in the VM but the port; requests run one at a time. The kernel's
+console goes to ``console.log`` in the VM's directory.
+
+One boot serves every test module (tests/nodevm/conftest.py): ``reset``
+puts the VM back as it booted between modules (see its docstring for what
+a module may leave and what it must not).
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ from pathlib import Path
 
 import yaml
 
+from osctl.protocol import OsctlError
+
 from .node import CACHE, ROOT, VENV_BIN, WORK
 from .templates import build_lock
 from .wait import wait_for
@@ -52,7 +64,9 @@ IMAGE_RECIPE = ROOT / "tests" / "nodevm" / "image"
 ZFS_VERSION = "2.3.2-2~bpo12+2"  # bookworm-backports: idmapped mounts on ZFS (2.2 and later)
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"  # qemu-system-common
 GUEST_OSCTLD_DIR = Path("/var/lib/nodevm-osctld")
-GUEST_SOCKET = "/run/osctld/osctld.sock"
+GUEST_RUN_DIR = "/run/osctld"
+GUEST_SOCKET = f"{GUEST_RUN_DIR}/osctld.sock"
+BOOT_COPY = "/run/nodevm-boot"  # what the VM's /etc/subuid and /etc/subgid were at boot
 GUEST_UNIT = "osctld-test"
 
 
@@ -145,13 +159,14 @@ class Result:
 class NodeVM:
     """One booted node VM (see the module's docstring)."""
 
+    zpool_disk = "/dev/disk/by-id/virtio-zpool"  # the second disk, empty at boot
+
     def __init__(self, image: Path, memory: str = "3G", cpus: int = 2, zpool_disk: str = "2G"):
         self.image = image
         self.memory, self.cpus, self.zpool_disk_size = memory, cpus, zpool_disk
         self.dir = WORK / f"nodevm-{uuid.uuid4().hex[:8]}"
         self.console = self.dir / "console.log"
         self.agent_socket = self.dir / "agent.sock"
-        self.zpool_disk = "/dev/disk/by-id/virtio-zpool"
         self.venv_bin = VENV_BIN
         self.proc: subprocess.Popen | None = None
         self.fsd: list[subprocess.Popen] = []
@@ -179,7 +194,7 @@ class NodeVM:
                    else "root=/dev/vda rw console=ttyS0",
                    "systemd.unified_cgroup_hierarchy=1", "zfs.zfs_arc_max=268435456",
                    *(f"nodevm.share={tag}:{path}" for tag, path in shares.items()),
-                   f"nodevm.agent={IMAGE_RECIPE / 'agent.py'}"]
+                   f"nodevm.agent={IMAGE_RECIPE / 'agent.py'}", f"nodevm.python={self.venv_bin / 'python'}"]
         argv = ["qemu-system-x86_64", "-machine", "pc", "-accel", "tcg", "-smp", str(self.cpus),
                 "-m", self.memory, "-nodefaults", "-no-user-config", "-display", "none", "-nic", "none",
                 "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
@@ -229,6 +244,8 @@ class NodeVM:
         # Boot is over when systemd says so ("degraded" counts: a unit that
         # failed is the test's business, shown by `systemctl --failed`).
         self.run("systemctl is-system-running --wait", timeout=max(10, timeout - (time.monotonic() - t0)))
+        # What reset() puts back: the ID files osctld edits.
+        self.run(f"mkdir -p {BOOT_COPY} && cp -a /etc/subuid /etc/subgid {BOOT_COPY}/", check=True)
         self.boot_seconds = time.monotonic() - t0
         self.booted = True
         return self
@@ -244,26 +261,27 @@ class NodeVM:
         # The guest's port opens late in its boot: until the agent answers,
         # ask again (an answer to an earlier ping is skipped by its id).
         try:
-            return self._request("true", timeout=5, wait=3).rc == 0
+            return self._request({"cmd": "true", "timeout": 5}, wait=3)["rc"] == 0
         except TimeoutError:
             return False
 
-    def _request(self, cmd: str, timeout: float, wait: float) -> Result:
+    def _request(self, req: dict, wait: float) -> dict:
+        """Send one request to the agent and return its answer (agent.py)."""
         with self._lock:
             assert self._sock is not None
             self._seq += 1
             rid = self._seq
-            self._sock.sendall(json.dumps({"id": rid, "cmd": cmd, "timeout": timeout}).encode() + b"\n")
+            self._sock.sendall(json.dumps({"id": rid, **req}).encode() + b"\n")
             deadline = time.monotonic() + wait
             while True:
                 while b"\n" in self._rx:
                     line, self._rx = self._rx.split(b"\n", 1)
                     ans = json.loads(line)
                     if ans["id"] == rid:
-                        return Result(cmd, ans["rc"], ans["stdout"], ans["stderr"])
+                        return ans
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no answer from the node VM's agent to {cmd!r} in {wait:.0f} s")
+                    raise TimeoutError(f"no answer from the node VM's agent to {req} in {wait:.0f} s")
                 self._sock.settimeout(left)
                 try:
                     chunk = self._sock.recv(1 << 16)
@@ -287,7 +305,7 @@ class NodeVM:
             self.stop_osctld()
         if self.proc is not None and self.proc.poll() is None:
             try:
-                self._request("systemctl --no-block poweroff", timeout=10, wait=15)
+                self._request({"cmd": "systemctl --no-block poweroff", "timeout": 10}, wait=15)
             except (OSError, TimeoutError, AssertionError):
                 pass
             try:
@@ -311,8 +329,21 @@ class NodeVM:
 
     def run(self, cmd: str, timeout: float = 120, check: bool = False) -> Result:
         """Run a shell command in the VM (as root): its exit code and output."""
-        res = self._request(cmd, timeout=timeout, wait=timeout + 30)
+        ans = self._request({"cmd": cmd, "timeout": timeout}, wait=timeout + 30)
+        res = Result(cmd, ans["rc"], ans["stdout"], ans["stderr"])
         return res.check() if check else res
+
+    def run_all(self, *cmds: str, timeout: float = 120, check: bool = False) -> list[Result]:
+        """Several shell commands, one after the other, in one round trip
+        (``timeout`` each): their results, in order. All run, whatever the
+        exit codes; ``check`` then raises for the first that failed."""
+        ans = self._request({"batch": [{"cmd": c, "timeout": timeout} for c in cmds]},
+                            wait=timeout * len(cmds) + 30)
+        res = [Result(c, a["rc"], a["stdout"], a["stderr"]) for c, a in zip(cmds, ans["results"])]
+        if check:
+            for r in res:
+                r.check()
+        return res
 
     def write_file(self, path: str, data: str | bytes) -> None:
         raw = data.encode() if isinstance(data, str) else data
@@ -320,9 +351,43 @@ class NodeVM:
         self.run(f"mkdir -p {shlex.quote(str(Path(path).parent))} && "
                  f"echo {b64} | base64 -d > {shlex.quote(path)}", check=True)
 
+    def call(self, verb: str, args: dict | None = None, *, timeout: float = 300):
+        """One request to the VM's osctld, as ``osctl`` would send it (the
+        wire names of osctl/cli; sizes as strings, "64M"), made by the agent:
+        its result, or the daemon's OsctlError raised (``.code``,
+        ``.message``)."""
+        return self._answer(self._request(self._call_req(verb, args, timeout), wait=timeout + 30))
+
+    def call_all(self, *calls: tuple[str, dict | None], timeout: float = 300) -> list:
+        """Several requests (verb, args), one after the other, in one round
+        trip: their results; the first error is raised, after all ran."""
+        ans = self._request({"batch": [self._call_req(v, a, timeout) for v, a in calls]},
+                            wait=timeout * len(calls) + 30)
+        return [self._answer(a) for a in ans["results"]]
+
+    @staticmethod
+    def _call_req(verb: str, args: dict | None, timeout: float) -> dict:
+        return {"call": verb, "args": args or {}, "socket": GUEST_SOCKET, "timeout": timeout}
+
+    @staticmethod
+    def _answer(ans: dict):
+        if "error" in ans:
+            raise OsctlError.from_wire(ans["error"])
+        return ans["ok"]
+
+    def exec(self, ct: str, script: str, timeout: float = 120) -> Result:
+        """``sh -c script`` in running container ``ct`` ([POOL:]ID), as
+        ``osctl ct exec`` runs it (ct.exec, lxc-attach), its output captured
+        by osctld: exit code, stdout, stderr."""
+        res = self.call("ct.exec", {"id": ct, "argv": ["sh", "-c", script]},
+                        timeout=timeout + 30)
+        return Result(f"{ct}: {script}", res["exit_code"], res["stdout"], res["stderr"])
+
     def osctl(self, *args: str, json: bool = False, check: bool = True, timeout: float = 300):
         """The project's osctl in the VM, talking to the VM's osctld: its
-        Result, or with ``json`` what ``osctl -j`` printed, parsed."""
+        Result, or with ``json`` what ``osctl -j`` printed, parsed. A new
+        python each time (2-3 s under tcg): for tests of the CLI itself;
+        everything else ``call``."""
         argv = [str(self.venv_bin / "osctl"), "--socket", GUEST_SOCKET, *(["-j"] if json else []), *args]
         res = self.run(shlex.join(argv), timeout=timeout)
         if check and res.rc != 0:
@@ -335,7 +400,7 @@ class NodeVM:
         over a test default (its dirs on the VM's disk, the shared cache)."""
         self.osctld_config = {
             "state_dir": str(GUEST_OSCTLD_DIR / "state"),
-            "run_dir": "/run/osctld",
+            "run_dir": GUEST_RUN_DIR,
             "cache_dir": str(CACHE),
             "log_level": "debug",
             **(config or {}),
@@ -348,8 +413,15 @@ class NodeVM:
                  f"--property=StandardOutput=append:{GUEST_OSCTLD_DIR / 'osctld.log'} "
                  f"--property=StandardError=append:{GUEST_OSCTLD_DIR / 'osctld.log'} "
                  f"{self.venv_bin / 'osctld'} --config {cfg}", check=True)
-        wait_for(lambda: self.osctl("status", check=False).rc == 0, timeout, 0.5,
-                 lambda: f"osctld in the node VM to answer:\n{self.log_tail()}")
+
+        def answers() -> bool:
+            if self.run(f"systemctl is-active -q {GUEST_UNIT}").rc != 0:
+                raise RuntimeError(f"osctld in the node VM exited:\n{self.log_tail()}")
+            self.call("daemon.status", timeout=10)
+            return True
+
+        wait_for(answers, timeout, 0.2, lambda: f"osctld in the node VM to answer:\n{self.log_tail()}",
+                 ignore=(OsctlError,))
 
     def stop_osctld(self, timeout: float = 60) -> None:
         """Stop the VM's osctld, if it runs (its containers run on)."""
@@ -358,10 +430,46 @@ class NodeVM:
         self.run(f"systemctl stop {GUEST_UNIT}; systemctl reset-failed {GUEST_UNIT}",
                  timeout=timeout)
 
+    def reset(self) -> None:
+        """Put the VM back as it booted, for the next test module, and fail
+        if that cannot be done. The rule for a module: it may leave
+        anything osctld made (pools, users, running containers: every pool
+        is exported with --force here, then osctld, its lxcfs and whatever
+        still runs in its unit are killed) and anything under
+        GUEST_OSCTLD_DIR (removed, mounts below it unmounted: put scratch
+        files such as zpool images there); zpools are destroyed, whatever
+        their disks (/dev/vdb, files), and the disk's labels cleared;
+        /etc/subuid and /etc/subgid are put back as they booted. Anything
+        else a module makes in the VM it removes itself (and a loaded
+        kernel module may stay)."""
+        try:
+            pools = [p["name"] for p in self.call("pool.ls", timeout=30)]
+            self.call_all(*(("pool.export", {"name": p, "force": True, "timeout": 5}) for p in pools),
+                          timeout=120)
+        except OsctlError as e:  # it is down, or an export failed: the rest cleans up
+            print(f"node VM reset: pool export: {e}", file=sys.stderr)
+        dirs = f"{GUEST_OSCTLD_DIR} {GUEST_RUN_DIR}"
+        self.run(f"""
+            systemctl kill -s KILL {GUEST_UNIT} 2>/dev/null
+            systemctl stop {GUEST_UNIT} 2>/dev/null; systemctl reset-failed {GUEST_UNIT} 2>/dev/null
+            for m in $(findmnt -rn -o TARGET | grep -E '^({GUEST_OSCTLD_DIR}|{GUEST_RUN_DIR})(/|$)' | sort -r); do
+                umount -l "$m"
+            done
+            for z in $(zpool list -H -o name); do zpool destroy -f "$z"; done
+            zpool labelclear -f {self.zpool_disk} 2>/dev/null
+            rm -rf {dirs}
+            cp -a {BOOT_COPY}/subuid {BOOT_COPY}/subgid /etc/
+            """, timeout=120)
+        left = self.run_all(f"systemctl is-active {GUEST_UNIT}", "zpool list -H -o name",
+                            f"findmnt -rn -o TARGET | grep -E '^({GUEST_OSCTLD_DIR}|{GUEST_RUN_DIR})(/|$)'",
+                            f"ls -d {dirs}")
+        if left[0].stdout.strip() == "active" or any(r.stdout.strip() for r in left[1:]):
+            raise AssertionError("the node VM could not be reset for the next module: "
+                                 + "; ".join(f"{r.cmd}: {r.stdout.strip()}" for r in left))
+
     def log_tail(self, n: int = 60) -> str:
         res = self.run(f"tail -n {n} {GUEST_OSCTLD_DIR / 'osctld.log'}", timeout=30)
         return f"--- osctld log in the node VM:\n{res.stdout}"
-
 
 
 if __name__ == "__main__":

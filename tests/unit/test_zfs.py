@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from osctl.protocol import CONFLICT, INVALID, UNSUPPORTED, OsctlError
+from osctl.protocol import CONFLICT, EXISTS, INVALID, UNSUPPORTED, OsctlError
 from osctld.model.pool import Pool
-from osctld.storage import backend_for, lzc, zfs
+from osctld.storage import backend_for, base, lzc, zfs
+from osctld.undo import Undo
 
 
 @pytest.fixture
@@ -157,3 +158,158 @@ def test_dir_pools_have_no_snapshots_nor_datasets(tmp_path):
         with pytest.raises(OsctlError) as e:
             call()
         assert e.value.code == UNSUPPORTED
+
+
+class Zpools:
+    """libzfs_core, the zfs and zpool commands and mount over a table of
+    datasets (name -> mountpoint property, or None where inherited): enough
+    ZFS to install a pool and roll that back. Unmounting a pool's path hides
+    its conf (one pool's, in the tests below)."""
+
+    def __init__(self, monkeypatch, zpools=("tank",), datasets=()):
+        self.zpools = set(zpools)
+        self.datasets: dict[str, str | None] = {z: None for z in zpools} | dict(datasets)
+        self.ran: list[tuple] = []
+        self.mounted: set[str] = set()
+        monkeypatch.setattr(os.path, "ismount", lambda p: str(p) in self.mounted)
+        lzc_mod = FakeLzc()
+        lzc_mod.lzc_exists = lambda name: name.decode() in self.datasets
+        lzc_mod.lzc_create = lambda name, props: self.datasets.__setitem__(
+            name.decode(), props[b"mountpoint"].decode())
+        lzc_mod.lzc_destroy = lambda name: self.datasets.pop(name.decode())
+        monkeypatch.setitem(sys.modules, lzc.NAME, lzc_mod)
+        monkeypatch.setattr(zfs, "run", self.run)
+        monkeypatch.setattr(base, "run", self.run)  # new_image's
+        monkeypatch.setattr(zfs, "run_tool", self.run_tool)
+
+    async def run_tool(self, *argv):
+        self.ran.append(argv)
+        return (0 if argv[-1] in self.zpools else 1), ""
+
+    async def run(self, *argv, what):
+        self.ran.append(argv)
+        match argv:
+            case ("zfs", "list", *_, "-t", "snapshot", "-r", _):
+                return ""
+            case ("zfs", "list", *_, "-r", top):
+                return "\n".join(sorted(d for d in self.datasets if d == top or d.startswith(top + "/")))
+            case ("zfs", "get", "-Hp", "-o", "value,source", "mountpoint", ds):
+                mp = self.datasets[ds]
+                return f"{mp}\tlocal" if mp else f"/{ds}\tdefault"
+            case ("zfs", "set", prop, ds):
+                self.datasets[ds] = prop.split("=", 1)[1]
+            case ("zfs", "inherit", "mountpoint", ds):
+                self.datasets[ds] = None
+            case ("zpool", "create", *_, zpool, image):
+                self.zpools.add(zpool)
+                self.datasets[zpool] = "none"
+            case ("umount", where):  # what the dataset holds goes out of sight
+                self.mounted.discard(where)
+                if (Path(where) / "conf").is_dir():
+                    (Path(where) / "conf").rename(Path(where).with_name(".unmounted-conf"))
+            case ("mount", "-t", "zfs", _, where):
+                self.mounted.add(where)
+                if Path(where).with_name(".unmounted-conf").is_dir():
+                    Path(where).with_name(".unmounted-conf").rename(Path(where) / "conf")
+            case ("zpool", "destroy", "-f", zpool):
+                self.zpools.discard(zpool)
+                for d in [d for d in self.datasets if d.split("/")[0] == zpool]:
+                    del self.datasets[d]
+        return ""
+
+
+def install(backend, size=None, then_fail=False):
+    """Install as the command does, in an Undo; ``then_fail``: a later step
+    of the command fails (the RuntimeError is expected)."""
+    async def go():
+        async with Undo() as undo:
+            await backend.install(size, undo)
+            if then_fail:
+                raise RuntimeError("a later step")
+    if not then_fail:
+        return asyncio.run(go())
+    with pytest.raises(RuntimeError):
+        asyncio.run(go())
+
+
+def test_a_failed_install_destroys_the_dataset_it_made_and_nothing_more(backend, monkeypatch):
+    zp = Zpools(monkeypatch)
+    install(backend, then_fail=True)
+    assert zp.datasets == {"tank": None}
+    assert not backend.pool.path.exists() and not zp.mounted
+    install(backend)  # and when nothing fails, it is all there
+    assert zp.datasets == {"tank": None, "tank/osctld": "legacy", "tank/osctld/ct": "legacy",
+                           "tank/osctld/tpl": "legacy"}
+
+
+def test_a_failed_install_on_a_dataset_that_was_there_keeps_it_as_it_was(backend, monkeypatch):
+    for mountpoint in ("/srv/osctld", None):  # set locally, or inherited
+        zp = Zpools(monkeypatch, datasets={"tank/osctld": mountpoint})
+        install(backend, then_fail=True)
+        assert zp.datasets == {"tank": None, "tank/osctld": mountpoint} and not zp.mounted
+        assert not any(a[:2] == ("zpool", "destroy") for a in zp.ran)
+
+
+def test_a_dataset_holding_a_pool_is_refused_and_left_as_it_was(backend, monkeypatch):
+    zp = Zpools(monkeypatch, datasets={"tank/osctld": "legacy", "tank/osctld/ct": "legacy",
+                                       "tank/osctld/tpl": "legacy"})
+    held = backend.pool.path.with_name(".unmounted-conf")  # in the dataset, seen once it is mounted
+    held.mkdir(parents=True)
+    (held / "pool.yml").write_text("name: old\n")
+    with pytest.raises(OsctlError) as e:
+        install(backend)
+    assert e.value.code == EXISTS and "osctl pool import" in e.value.message
+    assert (held / "pool.yml").read_text() == "name: old\n" and not zp.mounted
+    assert len(zp.datasets) == 4
+
+
+def test_install_needs_the_zpool_and_the_datasets_parent(backend, tmp_path, monkeypatch):
+    zp = Zpools(monkeypatch, zpools=())
+    with pytest.raises(OsctlError) as e:
+        install(backend)
+    assert e.value.code == INVALID and "there is no zpool tank" in e.value.message
+    deep = backend_for(Pool("z", "zfs", tmp_path / "d", dataset="tank/a/osctld"))
+    zp = Zpools(monkeypatch)
+    with pytest.raises(OsctlError) as e:
+        install(deep)
+    assert e.value.code == INVALID and "no zfs dataset tank/a " in e.value.message
+    assert zp.datasets == {"tank": None} and not (tmp_path / "d").exists()
+
+
+def test_a_failed_install_on_an_image_destroys_its_zpool_and_file(tmp_path, monkeypatch):
+    image = tmp_path / "zi.img"
+    backend = backend_for(Pool("zi", "zfs", tmp_path / "zi", image, dataset="osctld-zi"))
+    zp = Zpools(monkeypatch, zpools=())
+    install(backend, 64 << 20, then_fail=True)
+    assert zp.zpools == set() and zp.datasets == {} and not image.exists()
+    assert not (tmp_path / "zi").exists()
+
+
+def test_a_zfs_default_pool_installs_on_its_dataset_or_says_why_not(tmp_path, monkeypatch):
+    from osctld import pools
+    from osctld.config import Config
+
+    with pytest.raises(ValueError, match="needs dataset: POOL/PATH"):
+        Config(default_pool={"backend": "zfs"})
+    with pytest.raises(ValueError, match="dataset is for backend zfs"):
+        Config(default_pool={"dataset": "tank/osctld"})
+    config = Config(state_dir=tmp_path, default_pool={"backend": "zfs", "dataset": "tank/osctld"})
+    node = types.SimpleNamespace(config=config, registry=types.SimpleNamespace(pools={}),
+                                 pools=types.SimpleNamespace(save=lambda: None))
+    zp = Zpools(monkeypatch, zpools=())
+    with pytest.raises(OsctlError) as e:
+        asyncio.run(pools._install_default(node))
+    assert e.value.code == INVALID and e.value.message.startswith(
+        "the default pool default (zfs, config default_pool) cannot be installed: there is no zpool tank")
+    assert not (tmp_path / "pools" / "default").exists() and node.registry.pools == {}
+    zp = Zpools(monkeypatch)
+    asyncio.run(pools._install_default(node))
+    assert node.registry.pools["default"].pool.dataset == "tank/osctld"
+    assert zp.datasets["tank/osctld"] == "legacy"
+    # Exported, then this daemon restarted with no pool in its list: taken back.
+    del node.registry.pools["default"]
+    asyncio.run(zfs.ZfsBackend(Pool("default", "zfs", tmp_path / "pools" / "default",
+                                    dataset="tank/osctld")).deactivate())
+    assert not (tmp_path / "pools" / "default" / "conf").exists()
+    asyncio.run(pools._install_default(node))
+    assert node.registry.pools["default"].pool.dataset == "tank/osctld"
