@@ -52,15 +52,17 @@ class Node:
         assert res["exit_code"] == 0, res
         return res["stdout"]
 
-    def running_ct(self, name: str) -> None:
-        """A busybox container of user u (made again: a send's cleanup takes a user with its last container)."""
+    def running_ct(self, name: str, pool: str | None = None, **opts) -> None:
+        """A busybox container of user u (made again: a send's cleanup takes
+        a user with its last container), in the zfs pool or ``pool``."""
+        pool = pool or self.pool
         try:
-            self.call("user.new", {"name": "u", "pool": self.pool})
+            self.call("user.new", {"name": "u", "pool": pool})
         except OsctlError as e:
             if e.code != "exists":
                 raise
-        self.call("ct.new", {"id": name, "user": f"{self.pool}:u"})
-        self.call("ct.start", {"id": self.ct(name)})
+        self.call("ct.new", {"id": name, "user": f"{pool}:u", **opts})
+        self.call("ct.start", {"id": f"{pool}:{name}"})
 
 
 def zfs_names(vm: NodeVM, kind: str = "filesystem") -> list[str]:
@@ -185,6 +187,18 @@ def test_a_failed_or_cancelled_send_leaves_no_dataset_there_and_no_snapshot_here
     assert f"{b.dataset}/ct/f1" not in zfs_names(vm)
     assert send_snapshots(vm) == []
     assert a.call("ct.show", {"id": a.ct("f1")})["state"] == "running"
+
+
+def test_from_a_dir_pool_rsync_writes_into_the_containers_own_dataset(node_vm, nodes):
+    """Mixed pools keep rsync; on the zfs end the rootfs is in the
+    container's own dataset, not a plain directory of the pool's."""
+    vm, (a, b) = node_vm, nodes
+    a.running_ct("d1", pool="default")
+    a.call("ct.exec", {"id": "default:d1", "argv": ["sh", "-c", "echo dir > /root/from"]})
+    a.call("ct.send", {"id": "default:d1", "dest": b.dest, "to_pool": b.pool})
+    assert b.exec("d1", "cat /root/from") == "dir\n"
+    rootfs = b.call("ct.show", {"id": b.ct("d1")})["rootfs"]
+    assert vm.run(f"findmnt -n -o SOURCE -T {rootfs}").stdout.strip() == f"{b.dataset}/ct/d1"
 
 
 def test_the_cli_says_what_a_pass_sent(node_vm, nodes):
