@@ -25,6 +25,7 @@ import secrets
 import shutil
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from osctl.protocol import CONFLICT, DENIED, EXISTS, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
@@ -40,6 +41,7 @@ from ..model.netif import ROUTED
 from ..model.pool import IDMAP_CHOWN
 from ..model.sendlog import DESTINATION, SOURCE, SendLog, Stage, Step, next_stage
 from ..storage import backend_for
+from ..storage.zfs import ZfsBackend
 from ..transfer import channel, streams
 from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from ..undo import Undo
@@ -60,6 +62,26 @@ def _snapshots(pstate, ct_id: str) -> Path:
 def _received(pstate, ct_id: str) -> Path:
     """What the destination received so far: snapshots (btrfs), or the tree (rsync)."""
     return pstate.pool.ct_dir(ct_id) / "recv"
+
+
+def _rsync_tree(pstate, backend, ct_id: str) -> Path:
+    """Where rsync writes on the destination: on zfs the rootfs itself, in
+    the container's own dataset (a tree renamed into place would be a
+    directory of the pool's dataset, with no quota or snapshots); else a
+    tree in ``recv/``, renamed into place at the take-over."""
+    if isinstance(backend, ZfsBackend):
+        return pstate.pool.rootfs(ct_id)
+    return _received(pstate, ct_id) / "rootfs"
+
+
+async def _drop_sent(backend, pstate, ct_id: str, name: str | None = None) -> None:
+    """The source's snapshot ``name`` of a pass (None: of every pass)."""
+    if isinstance(backend, ZfsBackend):
+        await backend.send_drop(pstate.pool.rootfs(ct_id), name)
+    elif name is None:
+        await _destroy_all(backend, _snapshots(pstate, ct_id))
+    else:
+        await backend.destroy(_snapshots(pstate, ct_id) / name)
 
 
 async def _destroy_all(backend, directory: Path) -> None:
@@ -134,7 +156,7 @@ async def send_config(ctx: Context, id: str, dest: str, as_id: str | None = None
             "user": {"name": user.name, "uid_map": [str(e) for e in user.uid_map],
                      "gid_map": [str(e) for e in user.gid_map]},
             "size": await _rsync_size(pstate.pool.rootfs(ct.id)),
-            "btrfs": backend_for(pstate.pool).snapshots,
+            "stream": backend_for(pstate.pool).send_stream,
         })
         try:
             save_log(pstate, ct, SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG,
@@ -148,12 +170,13 @@ async def send_config(ctx: Context, id: str, dest: str, as_id: str | None = None
 
 
 async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, live: bool,
-                handover: dict | None = None) -> tuple[SendLog, dict]:
+                handover: dict | None = None) -> tuple[SendLog, dict, int]:
     """One copy of the rootfs to the destination (full at ``rootfs``, else
-    incremental from the last one), its stage saved on both ends, and the
-    destination's reply. The last pass (not ``live``) is saved there by its
-    take-over; a btrfs stream carries the take-over itself (``handover``):
-    one SSH session less in the downtime."""
+    incremental from the last one), its stage saved on both ends; the
+    destination's reply and the bytes the stream took (``Meter.sent``). The
+    last pass (not ``live``) is saved there by its take-over; a btrfs or zfs
+    stream carries the take-over itself (``handover``): one SSH session
+    less in the downtime."""
     node = ctx.node
     meter = streams.Meter(ctx.progress, str(step))
     rootfs = pstate.pool.rootfs(ct.id)
@@ -167,23 +190,31 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
         done = slog.after(step, taken=taken)
     else:
         backend = backend_for(pstate.pool)
-        n = int(slog.snapshot[1:]) + 1 if slog.snapshot else 1
-        snaps = _snapshots(pstate, ct.id)
-        snap, parent = snaps / f"s{n}", (snaps / slog.snapshot if slog.snapshot else None)
+        name = f"s{int(slog.snapshot[1:]) + 1}" if slog.snapshot else "s1"
+        args = {"token": slog.token, "snapshot": name, "parent": slog.snapshot,
+                "state": handover, "taken": taken}
         async with Undo() as undo:
-            await backend.snapshot(rootfs, snap)
-            undo.push(backend.destroy, snap)
-            reply = await streams.btrfs_send(node, slog.peer, "ct.receive.rootfs",
-                                             {"token": slog.token, "snapshot": snap.name,
-                                              "parent": slog.snapshot, "state": handover,
-                                              "taken": taken},
-                                             snap, parent, meter)
-        if parent is not None:
-            await backend.destroy(parent)
-        done = slog.after(step, snapshot=snap.name, taken=taken)
+            if slog.stream == "zfs":
+                assert isinstance(backend, ZfsBackend)
+                plan = await backend.send_snapshot(rootfs, name, slog.snapshot)
+                undo.push(backend.send_drop, rootfs, name)
+                meter.size = await backend.send_size(rootfs, name, slog.snapshot, plan)
+                reply = await streams.send_stream(
+                    node, slog.peer, "ct.receive.rootfs", {**args, "datasets": plan},
+                    partial(backend.send_streams, rootfs, name, slog.snapshot, plan), meter)
+            else:
+                snaps = _snapshots(pstate, ct.id)
+                parent = snaps / slog.snapshot if slog.snapshot else None
+                await backend.snapshot(rootfs, snaps / name)
+                undo.push(backend.destroy, snaps / name)
+                reply = await streams.send_stream(node, slog.peer, "ct.receive.rootfs", args,
+                                                  streams.btrfs_writer(snaps / name, parent), meter)
+        if slog.snapshot is not None:
+            await _drop_sent(backend, pstate, ct.id, slog.snapshot)
+        done = slog.after(step, snapshot=name, taken=taken)
     assert done is not None
     save_log(pstate, ct, done)
-    return done, reply
+    return done, reply, meter.sent
 
 
 @command("ct.send.rootfs", mutating=True, target=Target("ct", "id"))
@@ -201,8 +232,8 @@ async def send_sync(ctx: Context, id: str) -> dict:
 async def _stage(ctx: Context, id: str, step: Step) -> dict:
     pstate, ct = ctx.node.registry.ct(id)
     async with hold_instance(ctx, ct, f"ct.send.{step}"):
-        await _pass(ctx, pstate, ct, _sending(ct, step), step, live=True)
-    return ct.public()
+        _, _, sent = await _pass(ctx, pstate, ct, _sending(ct, step), step, live=True)
+    return {**ct.public(), "sent": sent}
 
 
 @command("ct.send.state", mutating=True, target=Target("ct", "id"))
@@ -225,13 +256,13 @@ async def send_state(ctx: Context, id: str, start: bool = True, clone: bool = Fa
             undo.push(node.containers.apply, ct, Event.STAY)
             # The last pass: the state it stopped in (no vanished file is fine
             # now), then the take-over: once it answers, the destination holds
-            # the container. A btrfs stream carries the take-over along.
+            # the container. A btrfs or zfs stream carries the take-over along.
             handover = {"start": was_running and start and not clone}
             ctx.progress({"step": "state", "message": f"last changes, then {slog.peer} takes it over"})
-            if slog.stream == "btrfs":
-                slog, reply = await _pass(ctx, pstate, ct, slog, Step.SYNC, False, handover)
+            if slog.stream != "rsync":
+                slog, reply, _ = await _pass(ctx, pstate, ct, slog, Step.SYNC, False, handover)
             else:
-                slog, _ = await _pass(ctx, pstate, ct, slog, Step.SYNC, live=False)
+                slog, _, _ = await _pass(ctx, pstate, ct, slog, Step.SYNC, live=False)
                 reply = await channel.call(node, slog.peer, "ct.receive.state",
                                            {"token": slog.token, **handover})
         final = slog.after(Step.STATE, clone=clone)
@@ -252,7 +283,7 @@ async def send_cleanup(ctx: Context, id: str) -> dict:
     backend = backend_for(pstate.pool)
     async with hold_instance(ctx, ct, "ct.send.cleanup"):
         slog = _sending(ct, Step.CLEANUP)
-        await _destroy_all(backend, _snapshots(pstate, ct.id))
+        await _drop_sent(backend, pstate, ct.id)
         if slog.clone:
             save_log(pstate, ct, None)
             return ct.public()
@@ -281,7 +312,7 @@ async def send_cancel(ctx: Context, id: str, local: bool = False) -> dict:
             except OsctlError as e:
                 if e.code != NOT_FOUND:  # gone there already: done
                     raise
-        await _destroy_all(backend_for(pstate.pool), _snapshots(pstate, ct.id))
+        await _drop_sent(backend_for(pstate.pool), pstate, ct.id)
         save_log(pstate, ct, None)
     return ct.public()
 
@@ -369,7 +400,7 @@ async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
     except (TypeError, KeyError) as e:
         raise OsctlError(INVALID, f"bad container config: {e}") from None
     return await stage(rctx, pstate, ct, _arg(args, "user", dict), _arg(args, "size", int),
-                       btrfs=args.get("btrfs") is True)
+                       stream=args.get("stream"))
 
 
 async def _drop_stale_copy(rctx: ReceiveContext, id: str) -> None:
@@ -407,11 +438,13 @@ async def _drop_stale_copy(rctx: ReceiveContext, id: str) -> None:
 
 
 async def stage(rctx: ReceiveContext, pstate, ct: Container, user_spec: dict, size: int,
-                btrfs: bool = False, origin: str | None = None) -> dict:
+                stream: object = None, origin: str | None = None) -> dict:
     """Register ``ct`` (the sender's config, made here) as a staged
     container of the user ``user_spec`` names, once its id, addresses and
     size fit here: the config stage of every transfer to this node, from an
-    osctld node or (``origin``) an OpenVZ one."""
+    osctld node or (``origin``) an OpenVZ one. The rootfs comes as the
+    ``stream`` the source offers where this pool has the same kind, else
+    by rsync."""
     node = rctx.node
     ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     backend = backend_for(pstate.pool)
@@ -428,7 +461,7 @@ async def stage(rctx: ReceiveContext, pstate, ct: Container, user_spec: dict, si
     for n in ct.netifs:  # before anything is made: an address taken here refuses it
         await node.net.check_free(n.held(), n.type == ROUTED)
     token = secrets.token_hex(20)
-    stream = "btrfs" if btrfs and backend.snapshots else "rsync"
+    stream = backend.send_stream if stream == backend.send_stream else "rsync"
     async with Undo() as undo:
         user, made = await _user(ctx, pstate, user_spec)
         if made:
@@ -447,7 +480,7 @@ async def stage(rctx: ReceiveContext, pstate, ct: Container, user_spec: dict, si
 
 @receive_verb("ct.receive.rootfs")
 async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
-    """A btrfs stream: the full one, or an incremental from ``parent``."""
+    """A btrfs or zfs pass: the full one, or an incremental from ``parent``."""
     pstate, ct = _transfer(rctx, args)
     slog = ct.send_log
     assert slog is not None
@@ -455,19 +488,24 @@ async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
     parent = _arg(args, "parent", str, required=False)
     step = Step.ROOTFS if parent is None else Step.SYNC
     next_stage(DESTINATION, slog.stage, step, f"container {ct.id}")
-    if slog.stream != "btrfs" or parent != slog.snapshot:
+    if slog.stream == "rsync" or parent != slog.snapshot:
         raise OsctlError(CONFLICT, f"container {ct.id}: expected a {slog.stream} stream from "
                                    f"{slog.snapshot or 'nothing'}")
     if rctx.stdin is None:
         raise OsctlError(INVALID, "the stream comes on stdin")
     backend = backend_for(pstate.pool)
     recv = _received(pstate, ct.id)
-    async with Undo() as undo:
-        undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
-        await streams.btrfs_receive(rctx.stdin, recv)
+    if isinstance(backend, ZfsBackend):  # what a failed pass made, it takes back itself
+        await backend.receive_streams(pstate.pool.rootfs(ct.id), snapshot, parent,
+                                      _arg(args, "datasets", list), rctx.stdin)
         save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
-    if parent is not None:
-        await backend.destroy(recv / parent)
+    else:
+        async with Undo() as undo:
+            undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
+            await streams.btrfs_receive(rctx.stdin, recv)
+            save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
+        if parent is not None:
+            await backend.destroy(recv / parent)
     handover = args.get("state")
     if isinstance(handover, dict):  # the last one: take the container over now
         return await _take_over(rctx, pstate, ct, handover.get("start") is True)
@@ -484,10 +522,11 @@ async def receive_rsync(rctx: ReceiveContext, args: dict) -> dict:
     if slog.stream != "rsync":
         raise OsctlError(CONFLICT, f"container {ct.id}: expected a {slog.stream} stream")
     next_stage(DESTINATION, slog.stage, Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC)
-    tree = _received(pstate, ct.id) / "rootfs"
+    backend = backend_for(pstate.pool)
+    tree = _rsync_tree(pstate, backend, ct.id)
     if not tree.exists():
         tree.parent.mkdir(parents=True, exist_ok=True)
-        await backend_for(pstate.pool).create(tree)
+        await backend.create(tree)
     await streams.rsync_receive(_arg(args, "argv", list), tree, rctx.stdin, rctx.stdout)
     return {}
 
@@ -538,9 +577,13 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
             assert slog.snapshot is not None
             await backend.clone(recv / slog.snapshot, rootfs)
             undo.push(backend.destroy, rootfs)
-        else:
-            os.rename(recv / "rootfs", rootfs)
-            undo.push(os.rename, rootfs, recv / "rootfs")
+        elif slog.stream == "zfs":  # received in place: its datasets mounted
+            assert slog.snapshot is not None and isinstance(backend, ZfsBackend)
+            await backend.received(rootfs, slog.snapshot)
+            undo.push(backend.umount_tree, backend.ct_dataset(rootfs))
+        elif (tree := _rsync_tree(pstate, backend, ct.id)) != rootfs:
+            os.rename(tree, rootfs)
+            undo.push(os.rename, rootfs, tree)
         fixed = []
         if slog.origin == "vz6":  # what vzctl left that breaks under LXC (osctl_convert.fixups)
             changes = await asyncio.to_thread(fixups.fix, RootFS(rootfs), ct.distribution)

@@ -26,8 +26,8 @@ from .lifecycle import State
 
 SOURCE, DESTINATION = "source", "destination"
 # How the root filesystem travels: btrfs send/receive between two btrfs
-# pools, rsync otherwise.
-STREAMS = ("btrfs", "rsync")
+# pools, zfs send/receive between two zfs pools, rsync otherwise.
+STREAMS = ("btrfs", "zfs", "rsync")
 ORIGINS = (None, "vz6")
 
 
@@ -94,8 +94,8 @@ class SendLog:
     peer: str
     as_id: str  # the container's id at the destination
     pool: str  # its pool at the destination
-    stream: str  # btrfs or rsync
-    snapshot: str | None = None  # btrfs: the last snapshot both ends hold, the next parent
+    stream: str  # btrfs, zfs or rsync
+    snapshot: str | None = None  # btrfs, zfs: the last snapshot both ends hold, the next parent
     clone: bool = False  # source: kept after state (its copy started again, if it ran)
     user_created: bool = False  # destination: its user was made for this transfer
     # destination: where it comes from when not an osctld node: "vz6", an

@@ -54,6 +54,9 @@ class Backend:
     # btrfs read-only ``snapshot``s kept beside it, on zfs its dataset's own.
     named_snapshots = False
     subdatasets = False  # whether a container can have datasets of its own (ct dataset): zfs
+    # How ``ct send`` streams a rootfs to a pool of the same backend (to any
+    # other: rsync): btrfs or zfs send/receive (transfer/streams.py).
+    send_stream = "rsync"
 
     def __init__(self, pool):
         self.pool = pool

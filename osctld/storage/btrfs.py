@@ -26,6 +26,7 @@ class BtrfsBackend(Backend):
     quotas = True  # qgroups
     snapshots = True
     named_snapshots = True
+    send_stream = "btrfs"
 
     async def install(self, size: int | None, undo: Undo) -> None:
         pool = self.pool

@@ -32,6 +32,7 @@ mounts (``pool show``: ``idmap``, ``zfs_version``), so nothing is chowned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -39,12 +40,20 @@ from pathlib import Path
 from osctl.protocol import CONFLICT, EXISTS, INTERNAL, INVALID, NOT_FOUND, OsctlError
 
 from ..proc import run_tool
+from ..model.naming import check_name
 from ..undo import Undo
 from . import lzc
 from .base import PRIVATE_DIRS, SUBDATASETS, Backend, Snapshot, remove_if_empty, run
 
 # The snapshot of a template that new containers are clones of.
 ORIGIN = "base"
+# A send's snapshots (``ct send``, ``ct replicate``) are ``@_send-<name>``:
+# no ``ct snapshot`` name starts with "_", so they are never a tenant's.
+SEND_PREFIX = "_send-"
+# lzc_send: records as large as the dataset's, small files inline, blocks
+# as compressed on disk (not re-inflated for the wire). str, not bytes: the
+# binding looks them up in a dict of str (names are bytes everywhere else).
+SEND_FLAGS = ["large_blocks", "embedded_data", "compress"]
 VERSION_FILE = Path("/sys/module/zfs/version")
 
 
@@ -62,6 +71,20 @@ def zfs_version() -> str | None:
         return VERSION_FILE.read_text().strip()
     except OSError:
         return None
+
+
+async def call_through(what: str, fn, *args, **kw):
+    """``call`` for a send or a receive, which ends when its descriptor
+    does: cancelled, it waits for the thread to end (the other side of the
+    pipe closes with the SSH session) before its caller undoes what it
+    made, and re-raises the cancellation."""
+    running = asyncio.ensure_future(call(what, fn, *args, **kw))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await running
+        raise
 
 
 async def call(what: str, fn, *args, **kw):
@@ -82,6 +105,7 @@ class ZfsBackend(Backend):
     quotas = True  # refquota
     named_snapshots = True
     subdatasets = True
+    send_stream = "zfs"
 
     @property
     def lzc(self):
@@ -367,6 +391,10 @@ class ZfsBackend(Backend):
         await call(f"snapshot {name}", self.lzc.lzc_snapshot, names)
 
     async def snap_list(self, rootfs: Path) -> list[Snapshot]:
+        """The tenant's snapshots (a send's are not listed)."""
+        return [s for s in await self._snaps(rootfs) if not s.name.startswith(SEND_PREFIX)]
+
+    async def _snaps(self, rootfs: Path) -> list[Snapshot]:
         dataset = self.ct_dataset(rootfs)
         out = await run("zfs", "list", "-Hp", "-t", "snapshot", "-d", "1", "-s", "createtxg",
                         "-o", "name,creation,used", dataset, what=f"zfs list {dataset}")
@@ -385,10 +413,13 @@ class ZfsBackend(Backend):
     async def snap_rollback(self, rootfs: Path, name: str) -> None:
         """ZFS rolls a dataset back to its latest snapshot only: with later
         ones it is refused, naming them (``zfs rollback -r`` would destroy them)."""
-        names = [s.name for s in await self.snap_list(rootfs)]
-        if name not in names:
+        names = [s.name for s in await self._snaps(rootfs)]
+        if name not in names or name.startswith(SEND_PREFIX):
             raise OsctlError(NOT_FOUND, f"no snapshot {name!r}")
         later = names[names.index(name) + 1:]
+        if any(n.startswith(SEND_PREFIX) for n in later):
+            raise OsctlError(CONFLICT, f"{rootfs.parent.name} is being sent or replicated since "
+                                       f"snapshot {name}: cancel that first (ct send cancel)")
         if later:
             raise OsctlError(CONFLICT, f"snapshot {name} is not the latest: zfs rolls back to the "
                                        f"latest only; delete {', '.join(later)} first")
@@ -425,6 +456,122 @@ class ZfsBackend(Backend):
                 rows.append({"name": name, "used": int(used), "quota": int(quota) or None,
                              "path": str(self.subdataset_path(rootfs, name))})
         return rows
+
+    # --- send and receive: a container's datasets as zfs streams --------------------------
+    # A pass (``ct send``'s rootfs, sync, state) is one atomic snapshot
+    # ``@_send-<name>`` of the container's dataset and its subdatasets, sent
+    # as one zfs stream each, in that order, on one descriptor: incremental
+    # from the last pass's snapshot where the dataset has it, full where it
+    # is new. The destination receives them into its own layout with
+    # lzc_receive (each reads its stream to its END record, so the next
+    # follows on the same descriptor); both ends keep the last snapshot as
+    # the next pass's base and drop the one before.
+
+    def _send_snap(self, dataset: str, name: str) -> str:
+        return f"{dataset}@{SEND_PREFIX}{name}"
+
+    def _datasets(self, rootfs: Path, rels: list[str]) -> list[str]:
+        top = self.ct_dataset(rootfs)
+        return [f"{top}/{rel}" if rel else top for rel in rels]
+
+    async def send_snapshot(self, rootfs: Path, name: str, parent: str | None) -> list[list]:
+        """Snapshot the container's datasets for a pass; what it will send:
+        ``[relative name ("" the container's), incremental]`` each, in order."""
+        top = self.ct_dataset(rootfs)
+        tree = await self.tree(top)
+        await self.send_drop(rootfs, name)  # left by a pass the daemon did not live through
+        await call(f"snapshotting {top} to send it", self.lzc.lzc_snapshot,
+                   [self._send_snap(d, name).encode() for d in tree])
+        return [[d[len(top) + 1:],
+                 parent is not None and await self.exists(self._send_snap(d, parent))]
+                for d in tree]
+
+    async def send_streams(self, rootfs: Path, name: str, parent: str | None, plan: list[list],
+                           fd: int) -> None:
+        """Write the pass's streams to ``fd`` (left open)."""
+        lzc_send = self.lzc.lzc_send
+        streams = [(self._send_snap(d, name).encode(),
+                    self._send_snap(d, parent).encode() if incremental and parent else None)
+                   for d, (_, incremental) in zip(self._datasets(rootfs, [p[0] for p in plan]), plan)]
+
+        def send() -> None:
+            for snap, base in streams:
+                lzc_send(snap, base, fd, flags=SEND_FLAGS)
+        await call_through(f"zfs send {streams[0][0].decode()}", send)
+
+    async def send_size(self, rootfs: Path, name: str, parent: str | None, plan: list[list]) -> int:
+        """What the pass's streams weigh (libzfs_core's estimate, compressed)."""
+        total = 0
+        for d, (_, incremental) in zip(self._datasets(rootfs, [p[0] for p in plan]), plan):
+            base = self._send_snap(d, parent).encode() if incremental and parent else None
+            total += await call(f"sizing the stream of {d}", self.lzc.lzc_send_space,
+                                self._send_snap(d, name).encode(), base, SEND_FLAGS)
+        return total
+
+    async def receive_streams(self, rootfs: Path, name: str, parent: str | None,
+                              plan: list[list], fd: int) -> None:
+        """Receive a pass's streams from ``fd`` into the container's dataset
+        and subdatasets (not mounted until ``received``). A failure takes
+        back what this pass made; once all arrived, the last pass's
+        snapshots go, and so does a subdataset the source no longer has."""
+        if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+                   and isinstance(p[1], bool) for p in plan):
+            raise OsctlError(INVALID, "datasets: [name, incremental] pairs")
+        rels = [check_name("dataset", rel) if rel else rel for rel, _ in plan]
+        if not plan or plan[0] != ["", parent is not None]:
+            raise OsctlError(INVALID, "a zfs pass begins with the container's own dataset")
+        top = self.ct_dataset(rootfs)
+        if parent is None and await self.exists(top):
+            raise OsctlError(CONFLICT, f"dataset {top} exists here: not received over it")
+        # What each receive may make (a new dataset, or the snapshot received
+        # into an old one), noted before it runs: one that ended as the pass
+        # was cancelled is taken back too.
+        made: list[str] = []
+        try:
+            for ds, (rel, incremental) in zip(self._datasets(rootfs, rels), plan):
+                snap = self._send_snap(ds, name)
+                if not incremental and rel and await self.exists(ds):
+                    await self.destroy_dataset(ds)  # made anew on the source since
+                made.append(snap if incremental else ds)
+                # force: rolled back to the base first, should anything have touched it
+                await call_through(f"zfs receive {snap}", self.lzc.lzc_receive, snap.encode(), fd,
+                                   force=incremental)
+        except BaseException:
+            for what in reversed(made):
+                if not await self.exists(what):
+                    continue
+                if "@" in what:
+                    await call(f"destroying {what}", self.lzc.lzc_destroy_snaps, [what.encode()], False)
+                else:
+                    await self.destroy_dataset(what)
+            raise
+        wanted = set(self._datasets(rootfs, rels))
+        for ds in reversed(await self.tree(top)):
+            if ds not in wanted:
+                await self.destroy_dataset(ds)
+        if parent is not None:
+            await self.send_drop(rootfs, parent)
+
+    async def send_drop(self, rootfs: Path, name: str | None = None) -> None:
+        """A pass's snapshots (``name`` None: every pass's) of the container's datasets."""
+        try:
+            top = self.ct_dataset(rootfs)
+        except OsctlError:
+            return
+        if not await self.exists(top):
+            return
+        mark = f"@{SEND_PREFIX}{name}" if name else f"@{SEND_PREFIX}"
+        snaps = [s for s in await self.tree(top, "snapshot")
+                 if (s.endswith(mark) if name else mark in s)]
+        if snaps:
+            await call(f"destroying the send snapshots of {top}", self.lzc.lzc_destroy_snaps,
+                       [s.encode() for s in snaps], False)
+
+    async def received(self, rootfs: Path, name: str) -> None:
+        """The received datasets become the container's: the last pass's
+        snapshots go, and they are mounted where the layout says."""
+        await self.send_drop(rootfs, name)
+        await self.mount_tree(self.ct_dataset(rootfs))
 
     async def subdataset_del(self, rootfs: Path, name: str) -> None:
         dataset = f"{self.ct_dataset(rootfs)}/{name}"

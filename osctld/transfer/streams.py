@@ -1,9 +1,12 @@
-"""Root filesystems between nodes: btrfs send/receive, or rsync.
+"""Root filesystems between nodes: btrfs or zfs send/receive, or rsync.
 
 Between two btrfs pools a pass is ``btrfs send [-p PARENT] SNAPSHOT`` of a
 read-only snapshot of the running rootfs, fed to the SSH channel
 (``channel.call``) and read on the destination by ``btrfs receive`` straight
-from the session's stdin. Anything else goes by rsync (``-aHAXSx
+from the session's stdin. Between two zfs pools it is the same with
+libzfs_core: ``lzc_send`` of a snapshot of the container's datasets
+(storage/zfs.py) written to the channel, ``lzc_receive`` reading the
+session's stdin. Anything else goes by rsync (``-aHAXSx
 --numeric-ids --delete``): its client runs ``ssh`` as its remote shell, so
 its server end is the destination's receive verb ``ct.receive.rsync``,
 which runs ``rsync --server`` on the session's stdin and stdout, with the
@@ -15,12 +18,13 @@ is needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from osctl.protocol import INTERNAL, INVALID, OsctlError
 
@@ -51,15 +55,24 @@ def rsync_server_argv(argv: list[str], target: Path) -> list[str]:
 
 
 class Meter:
-    """Bytes so far and their rate, told to ``report`` at most twice a second."""
+    """Bytes so far and their rate, told to ``report`` at most twice a second.
+    ``size``: what the whole stream weighs, where the sender knows it (zfs)."""
 
     def __init__(self, report: Callable[[dict], None], step: str):
         self.report = report
         self.step = step
         self.start = time.monotonic()
         self.last = 0.0
+        self.done = 0
+        self.size: int | None = None
+
+    @property
+    def sent(self) -> int:
+        """The stream's size, else the bytes seen last (ssh's reads, sampled)."""
+        return self.size if self.size is not None else self.done
 
     def __call__(self, done: int) -> None:
+        self.done = done
         now = time.monotonic()
         if now - self.last < 0.5:
             return
@@ -69,30 +82,48 @@ class Meter:
                      "message": f"{done / 2**20:.1f} MiB, {rate / 2**20:.1f} MiB/s"})
 
 
-async def btrfs_send(node: Node, dest: str, verb: str, args: dict, snapshot: Path,
-                     parent: Path | None, progress: Progress) -> dict:
-    """Stream ``snapshot`` (incremental from ``parent``) to receive verb ``verb``."""
+Writer = Callable[[int], Awaitable[None]]
+
+
+async def send_stream(node: Node, dest: str, verb: str, args: dict, write: Writer,
+                      progress: Progress) -> dict:
+    """Call receive verb ``verb`` with the stream ``write(fd)`` writes (and
+    returns when it has written it all) as its stdin. The pipe's write end
+    is closed only once ``write`` is done (a thread writing to it must not
+    find the number reused); a destination that fails or hangs up closes
+    the read end, and the writer's next write fails (EPIPE)."""
     r, w = os.pipe()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "btrfs", "send", "-q", *(["-p", str(parent)] if parent else []), str(snapshot),
-            stdin=asyncio.subprocess.DEVNULL, stdout=w, stderr=asyncio.subprocess.PIPE)
-    finally:
-        os.close(w)
+    writing = asyncio.ensure_future(_write_all(write, w))
     try:
         reply = await channel.call(node, dest, verb, args, stdin=r, progress=progress)
     except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-        raise
-    finally:
         os.close(r)
-        assert proc.stderr is not None
-        err = await proc.stderr.read()
-        await asyncio.shield(proc.wait())
-    if proc.returncode != 0:
-        raise OsctlError(INTERNAL, f"btrfs send {snapshot.name}: {err.decode(errors='replace').strip()}")
+        with contextlib.suppress(Exception):
+            await asyncio.shield(writing)
+        raise
+    os.close(r)
+    await writing
     return reply
+
+
+async def _write_all(write: Writer, w: int) -> None:
+    try:
+        await write(w)
+    finally:
+        os.close(w)
+
+
+def btrfs_writer(snapshot: Path, parent: Path | None) -> Writer:
+    """``btrfs send [-p PARENT] SNAPSHOT``."""
+    async def write(fd: int) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "btrfs", "send", "-q", *(["-p", str(parent)] if parent else []), str(snapshot),
+            stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=asyncio.subprocess.PIPE)
+        _, err = await finish(proc)
+        if proc.returncode != 0:
+            raise OsctlError(INTERNAL, f"btrfs send {snapshot.name}: "
+                                       f"{err.decode(errors='replace').strip()}")
+    return write
 
 
 async def _on(argv: list[str], stdin: int, stdout: int) -> tuple[int, str]:
