@@ -37,6 +37,7 @@ from ..model.naming import check_name
 from ..model.netif import ROUTED
 from ..model.pool import IDMAP_CHOWN
 from ..model.sendlog import DESTINATION, SOURCE, SendLog, Stage, Step, next_stage
+from ..model.vm import VM
 from ..storage import backend_for
 from ..transfer import channel, streams
 from ..transfer.receive_verbs import ReceiveContext, receive_verb
@@ -60,7 +61,7 @@ def _received(pstate, ct_id: str) -> Path:
     return pstate.pool.ct_dir(ct_id) / "recv"
 
 
-async def _destroy_all(backend, directory: Path) -> None:
+async def destroy_all(backend, directory: Path) -> None:
     """Every dataset (snapshot) in ``directory``, then the directory."""
     if directory.is_dir():
         for p in sorted(directory.iterdir()):
@@ -68,13 +69,14 @@ async def _destroy_all(backend, directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def save_log(pstate, ct: Container, log_: SendLog | None) -> None:
-    """The container with its send log as ``log_``: in memory only once written."""
-    before, ct.send_log = ct.send_log, log_
+def save_log(pstate, inst: Container | VM, log_: SendLog | None) -> None:
+    """The container (or VM: its replica) with its send log as ``log_``: in
+    memory only once written."""
+    before, inst.send_log = inst.send_log, log_
     try:
-        pstate.save_ct(ct)
+        pstate.store.save(inst.kind, inst.id, inst.to_dict())
     except BaseException:
-        ct.send_log = before
+        inst.send_log = before
         raise
 
 
@@ -155,8 +157,8 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
     node = ctx.node
     meter = streams.Meter(ctx.progress, str(step))
     rootfs = pstate.pool.rootfs(ct.id)
-    taken = time.time()
     if slog.stream == "rsync":
+        taken = time.time()
         await streams.rsync_send(node, slog.peer, slog.token, rootfs, meter, live)
         reply = {}
         if live:
@@ -164,24 +166,37 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
                                        {"token": slog.token, "taken": taken})
         done = slog.after(step, taken=taken)
     else:
-        backend = backend_for(pstate.pool)
-        n = int(slog.snapshot[1:]) + 1 if slog.snapshot else 1
-        snaps = _snapshots(pstate, ct.id)
-        snap, parent = snaps / f"s{n}", (snaps / slog.snapshot if slog.snapshot else None)
-        async with Undo() as undo:
-            await backend.snapshot(rootfs, snap)
-            undo.push(backend.destroy, snap)
-            reply = await streams.btrfs_send(node, slog.peer, "ct.receive.rootfs",
-                                             {"token": slog.token, "snapshot": snap.name,
-                                              "parent": slog.snapshot, "state": handover,
-                                              "taken": taken},
-                                             snap, parent, meter)
-        if parent is not None:
-            await backend.destroy(parent)
-        done = slog.after(step, snapshot=snap.name, taken=taken)
+        name, taken, reply = await btrfs_pass(node, pstate, rootfs, _snapshots(pstate, ct.id), slog,
+                                              "ct.receive.rootfs",
+                                              {"token": slog.token, "state": handover}, meter)
+        done = slog.after(step, snapshot=name, taken=taken)
     assert done is not None
     save_log(pstate, ct, done)
     return done, reply
+
+
+async def btrfs_pass(node, pstate, src: Path, snaps: Path, slog: SendLog, verb: str, args: dict,
+                     meter: streams.Progress,
+                     still: contextlib.AbstractAsyncContextManager | None = None) -> tuple[str, float, dict]:
+    """A read-only snapshot of ``src`` in ``snaps`` (taken within ``still``:
+    a VM's guest paused), streamed to receive verb ``verb`` at the peer
+    (``args`` and the snapshot's name, parent and time), incrementally from
+    the last one, which goes once it is sent. Returns the snapshot's name,
+    when it was taken, and the verb's reply."""
+    backend = backend_for(pstate.pool)
+    n = int(slog.snapshot[1:]) + 1 if slog.snapshot else 1
+    snap, parent = snaps / f"s{n}", (snaps / slog.snapshot if slog.snapshot else None)
+    async with Undo() as undo:
+        async with still or contextlib.nullcontext():
+            taken = time.time()
+            await backend.snapshot(src, snap)
+        undo.push(backend.destroy, snap)
+        reply = await streams.btrfs_send(node, slog.peer, verb,
+                                         {**args, "snapshot": snap.name, "parent": slog.snapshot,
+                                          "taken": taken}, snap, parent, meter)
+    if parent is not None:
+        await backend.destroy(parent)
+    return snap.name, taken, reply
 
 
 @command("ct.send.rootfs", mutating=True, target=Target("ct", "id"))
@@ -250,7 +265,7 @@ async def send_cleanup(ctx: Context, id: str) -> dict:
     backend = backend_for(pstate.pool)
     async with hold_instance(ctx, ct, "ct.send.cleanup"):
         slog = _sending(ct, Step.CLEANUP)
-        await _destroy_all(backend, _snapshots(pstate, ct.id))
+        await destroy_all(backend, _snapshots(pstate, ct.id))
         if slog.clone:
             save_log(pstate, ct, None)
             return ct.public()
@@ -279,7 +294,7 @@ async def send_cancel(ctx: Context, id: str, local: bool = False) -> dict:
             except OsctlError as e:
                 if e.code != NOT_FOUND:  # gone there already: done
                     raise
-        await _destroy_all(backend_for(pstate.pool), _snapshots(pstate, ct.id))
+        await destroy_all(backend_for(pstate.pool), _snapshots(pstate, ct.id))
         save_log(pstate, ct, None)
     return ct.public()
 
@@ -314,7 +329,7 @@ def _arg(args: dict, key: str, kind: type, required: bool = True):
     return value
 
 
-def _taken(args: dict) -> float | None:
+def pass_taken(args: dict) -> float | None:
     """When the pass's copy was taken, as the source says (a replica's age)."""
     value = args.get("taken")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -408,29 +423,39 @@ async def stage(rctx: ReceiveContext, pstate, ct: Container, user_spec: dict, si
     return {"token": token, "pool": pstate.pool.name, "stream": stream, "id": ct.id}
 
 
+async def btrfs_received(rctx: ReceiveContext, pstate, inst: Container | VM, step: Step,
+                         recv: Path, args: dict) -> None:
+    """A btrfs pass on the session's stdin into ``recv``: the snapshot
+    ``args`` name, incremental from their ``parent``, which must be the
+    last one received here (it goes once the new one is in); the send log
+    saved at ``step``."""
+    slog = inst.send_log
+    assert slog is not None
+    snapshot = check_name("snapshot", _arg(args, "snapshot", str))
+    parent = _arg(args, "parent", str, required=False)
+    if slog.stream != "btrfs" or parent != slog.snapshot:
+        raise OsctlError(CONFLICT, f"{inst.noun} {inst.id}: expected a {slog.stream} stream from "
+                                   f"{slog.snapshot or 'nothing'}")
+    if rctx.stdin is None:
+        raise OsctlError(INVALID, "the stream comes on stdin")
+    backend = backend_for(pstate.pool)
+    async with Undo() as undo:
+        undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
+        await streams.btrfs_receive(rctx.stdin, recv)
+        save_log(pstate, inst, slog.after(step, snapshot=snapshot, taken=pass_taken(args)))
+    if parent is not None:
+        await backend.destroy(recv / parent)
+
+
 @receive_verb("ct.receive.rootfs")
 async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
     """A btrfs stream: the full one, or an incremental from ``parent``."""
     pstate, ct = _transfer(rctx, args)
     slog = ct.send_log
     assert slog is not None
-    snapshot = check_name("snapshot", _arg(args, "snapshot", str))
-    parent = _arg(args, "parent", str, required=False)
-    step = Step.ROOTFS if parent is None else Step.SYNC
+    step = Step.ROOTFS if args.get("parent") is None else Step.SYNC
     next_stage(DESTINATION, slog.stage, step, f"container {ct.id}")
-    if slog.stream != "btrfs" or parent != slog.snapshot:
-        raise OsctlError(CONFLICT, f"container {ct.id}: expected a {slog.stream} stream from "
-                                   f"{slog.snapshot or 'nothing'}")
-    if rctx.stdin is None:
-        raise OsctlError(INVALID, "the stream comes on stdin")
-    backend = backend_for(pstate.pool)
-    recv = _received(pstate, ct.id)
-    async with Undo() as undo:
-        undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
-        await streams.btrfs_receive(rctx.stdin, recv)
-        save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
-    if parent is not None:
-        await backend.destroy(recv / parent)
+    await btrfs_received(rctx, pstate, ct, step, _received(pstate, ct.id), args)
     handover = args.get("state")
     if isinstance(handover, dict):  # the last one: take the container over now
         return await _take_over(rctx, pstate, ct, handover.get("start") is True)
@@ -462,7 +487,7 @@ async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
     slog = ct.send_log
     assert slog is not None
     save_log(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC,
-                                 taken=_taken(args)))
+                                 taken=pass_taken(args)))
     return {}
 
 
@@ -514,7 +539,7 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
         node.containers.apply(ct, Event.ADOPT)
         undo.push(node.containers.apply, ct, Event.STAGE)
         save_log(pstate, ct, None)
-    await _destroy_all(backend, recv)
+    await destroy_all(backend, recv)
     return fixed
 
 
@@ -542,7 +567,7 @@ async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
     next_stage(DESTINATION, slog.stage, Step.CANCEL, f"container {ct.id}")
     ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     async with hold_instance(ctx, ct, "ct.receive.cancel"):
-        await _destroy_all(backend_for(pstate.pool), _received(pstate, ct.id))
+        await destroy_all(backend_for(pstate.pool), _received(pstate, ct.id))
         await node.remove_ct(pstate, ct)
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     if slog.user_created and not pstate.instances_of(ct.user):

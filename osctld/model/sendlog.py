@@ -26,8 +26,9 @@ from .lifecycle import State
 
 SOURCE, DESTINATION = "source", "destination"
 # How the root filesystem travels: btrfs send/receive between two btrfs
-# pools, rsync otherwise.
-STREAMS = ("btrfs", "rsync")
+# pools, rsync otherwise; a VM's files (its replica) from a pool without
+# snapshots go as a whole (sparse) tar each pass.
+STREAMS = ("btrfs", "rsync", "tar")
 ORIGINS = (None, "vz6")
 
 

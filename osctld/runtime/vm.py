@@ -22,13 +22,14 @@ until its next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
 
@@ -374,6 +375,25 @@ class Vms:
         if qmp is None:
             raise OsctlError(INTERNAL, f"VM {vm.id} has no QMP connection")
         await qmp.execute("block_resize", {"node-name": DISK_NODE, "size": size})
+
+    @contextlib.asynccontextmanager
+    async def paused(self, vm: VM) -> AsyncIterator[None]:
+        """The guest paused for the block, then run on (if it ran: a VM not
+        running, or one paused by someone else, is left as it is). QEMU's
+        ``stop`` drains and flushes the guest's in-flight writes, so a
+        snapshot of its disk taken meanwhile is the disk at one instant:
+        what a power cut would have left (a replica's copy, cluster HA)."""
+        qmp = self.monitors.get((vm.pool, vm.id)) if vm.running else None
+        ran = qmp is not None and (await qmp.execute("query-status")).get("status") == "running"
+        if ran:
+            assert qmp is not None
+            await qmp.execute("stop")
+        try:
+            yield
+        finally:
+            if ran:
+                assert qmp is not None
+                await qmp.execute("cont")
 
     # --- live migration (runtime/vm_migrate.py) -------------------------------------------
 
