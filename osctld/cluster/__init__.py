@@ -17,7 +17,16 @@ before:
   members' send keys authorized here;
 - ``agent.py``: all of it started and stopped with the daemon;
 - ``decide.py``: the decisions (placement, evacuation and restore plans,
-  HA recovery), pure: no etcd, no clock.
+  HA recovery), pure: no etcd, no clock;
+- ``actions.py``: what the mechanism below has the node's commands do
+  (start, stop, move, replicate, recover), as an object the commands
+  layer hands in: nothing here imports a command;
+- ``evacuate.py``: maintenance done: the leader runs an evacuation or
+  restore plan's moves, each node does its step;
+- ``fencing.py``: a node that lost its lease kills its HA instances;
+- ``replication.py``: each node's replica passes to the standbys;
+- ``recovery.py``: the leader recovers a lost node's HA containers on
+  their standby, which takes their records over.
 
 docs/design-notes.md ("Cluster") says why each is as it is.
 """

@@ -1,4 +1,4 @@
-"""Self-fencing (commands/cluster_ha.on_lease_lost), with a fake node: a
+"""Self-fencing (cluster/fencing.on_lease_lost), with a fake node: a
 lease refreshed again before its TTL ran out kills nothing (one slow
 refresh on a loaded node must not stop a tenant); one not refreshed in
 time has its HA instances killed before the deadline, and regaining that
@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from osctld.commands.cluster_ha import Fenced, on_lease_lost, on_lease_regained
+from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained
 from osctld.model.cluster import InstanceRecord, Size
 
 
@@ -82,21 +82,19 @@ def test_an_expired_lease_is_fenced_at_once():
     assert node.events == ["killed web"] and time.monotonic() - start < 1
 
 
-def test_the_same_lease_regained_during_the_kill_starts_again_after_it(monkeypatch):
+def test_the_same_lease_regained_during_the_kill_starts_again_after_it():
     started = []
 
-    async def lifecycle(ctx, kind, id, verb):
+    async def start(kind, id):
         started.append((id, node.instances[id].running))
         node.instances[id].running = True
-
-    monkeypatch.setattr("osctld.commands.cluster_ha.lifecycle", lifecycle)
 
     async def scenario() -> None:
         fenced = Fenced()
         lost = asyncio.ensure_future(on_lease_lost(node, fenced, time.monotonic() + 0.5))
         await asyncio.sleep(0.25)  # the kill is under way
         node.cluster.membership.lost = False
-        await asyncio.gather(lost, on_lease_regained(node, fenced))
+        await asyncio.gather(lost, on_lease_regained(node, fenced, SimpleNamespace(start=start)))
 
     node = FakeNode()
     asyncio.run(scenario())

@@ -1,4 +1,4 @@
-"""Running an evacuation's moves (commands/cluster_ha.run_moves): a few at a
+"""Running an evacuation's moves (cluster/evacuate.run_moves): a few at a
 time, each reported as it begins and ends, one failure not the others',
 an instance that cannot move reported with its reason and not run."""
 
@@ -8,7 +8,7 @@ import asyncio
 
 from osctl.protocol import CONFLICT, OsctlError
 from osctld.cluster.decide import Move
-from osctld.commands.cluster_ha import run_moves
+from osctld.cluster.evacuate import run_moves
 
 
 def test_moves_run_a_few_at_a_time_and_each_is_reported():

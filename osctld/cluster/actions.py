@@ -1,0 +1,42 @@
+"""What the cluster's mechanism (evacuation, fencing, replication,
+recovery) has this node's commands do: start, stop, move, replicate,
+recover an instance.
+
+``cluster/`` never imports a command (the commands import it), so the
+mechanism gets these as an object: ``commands/cluster_ha.py`` implements
+``Actions`` over the verbs (``ct send``, ``vm migrate``, ``ct replicate``,
+``ct recover``, the lifecycle verbs), each under the locks and with the
+history those verbs keep, on one Context made for the task or loop that
+asks.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Actions(Protocol):
+    async def start(self, kind: str, id: str) -> dict:
+        """Start the instance here."""
+
+    async def stop(self, kind: str, id: str) -> dict:
+        """Stop the instance here (cleanly, with the send's stop timeout)."""
+
+    async def move(self, kind: str, id: str, dest: str) -> dict:
+        """Move the instance to the node at ``dest``: running, it runs
+        there afterwards (a VM live), stopped it stays stopped."""
+
+    async def replicate(self, id: str, dest: str) -> dict:
+        """One replica pass of container ``id`` to ``dest`` (its ``taken``)."""
+
+    async def drop(self, id: str) -> None:
+        """Container ``id``'s replica goes, if it has one."""
+
+    async def recover(self, id: str) -> dict:
+        """The staged replica of container ``id`` here becomes the container, started."""
+
+
+def split_key(ikey: str) -> tuple[str, str]:
+    """An instance key ``kind/id`` as (kind, id)."""
+    kind, _, id = ikey.partition("/")
+    return kind, id

@@ -1,0 +1,71 @@
+"""HA recovery, done: the leader waits out a lost node's fencing margin and
+has each of its HA containers started on its standby from the last replica
+(``decide.recovery_plan``), as an ``ha.recover`` task there
+(``recover_here``); the dead node is marked fenced afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from osctl.protocol import CONFLICT, UNSUPPORTED, OsctlError
+
+from . import decide, tasks
+from .actions import Actions, split_key
+
+if TYPE_CHECKING:
+    from .agent import ClusterAgent
+
+log = logging.getLogger(__name__)
+
+
+async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions) -> dict:
+    """(The standby) start a dead node's HA container from the replica
+    here. Its record is taken over first, by compare-and-swap, only if it
+    still names the dead node: a recovery runs once, and a node that came
+    back in between keeps its container."""
+    kind, id = split_key(step.instance_key)
+    if kind != "ct":
+        raise OsctlError(UNSUPPORTED, f"{step.instance_key}: only containers have replicas")
+    rec = await cluster.store.update_instance(
+        step.instance_key, lambda r: decide.after(r, step) if r is not None and r.node == step.source else r)
+    if rec is None or rec.node != cluster.name:
+        raise OsctlError(CONFLICT, f"{step.instance_key} lives on node "
+                                   f"{rec.node if rec else '(none)'} now: not recovered")
+    out = await act.recover(id)
+    log.warning("recovered %s of dead node %s here from a replica %.0f s old (what it wrote since "
+                "is lost)%s", step.instance_key, step.source, out["data_age"] or 0,
+                "" if out["started"] else f"; it did not start: {out['start_error']}")
+    return out
+
+
+async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
+    """(Leader) a node's lease expired: once the fencing margin passed (it
+    has killed its HA instances by then, or is dead), each of its HA
+    containers starts on its standby from the last replica. The node is
+    marked fenced afterwards: a leader after us does not look at it again
+    (one that took over half way recovers the rest: each recovery takes
+    its record over only if it still names the dead node)."""
+    await asyncio.sleep(max(0.0, since + cluster.config.fence_margin - time.time()))
+    store = cluster.store
+    view = await store.view()
+    if not cluster.leader.is_leader or view.nodes.get(name) is None \
+            or view.nodes[name].state != "offline":
+        return  # back, or not ours to decide, or done already
+    for step in decide.recovery_plan(view, name, time.time()):
+        if isinstance(step, decide.Skip):
+            log.warning("node %s lost: %s not recovered: %s", name, step.instance_key, step.reason)
+            continue
+        log.warning("node %s lost: recovering %s on %s from a replica %.0f s old", name,
+                    step.instance_key, step.target, step.age)
+        try:
+            await tasks.call(store, step.target, "ha.recover", {"recover": asdict(step)},
+                             by=cluster.name)
+        except OsctlError as e:
+            log.error("node %s lost: %s not recovered on %s: %s", name, step.instance_key,
+                      step.target, e.message)
+    await store.set_node_state(name, "fenced")
