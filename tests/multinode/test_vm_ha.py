@@ -2,10 +2,12 @@
 tcg): between btrfs pools each pass is a snapshot of the running guest's
 disk, sent incrementally; the replica is a staged VM that does not start;
 recovered there (its node gone), it boots with the disk of the last pass.
-From a dir pool only a stopped VM is replicated (a whole copy)."""
+From a dir pool only a stopped VM is replicated (a whole copy). On the
+three-node cluster, an HA VM whose node dies runs on its standby."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,30 +17,38 @@ from tests.conftest import require
 from tests.helpers.multinode import btrfs_pool
 from tests.helpers.vm import (COUNTER, counted, disk_counter, have_qemu, type_on_console,
                               vm_node_config, wait_console)
+from tests.helpers.etcd import FENCE_MARGIN, LEASE_TTL
 from tests.helpers.wait import wait_for
 
+from .test_cluster_ha import kill_node, record
 from .test_vm_migrate import _console, _console_socket
 
 pytestmark = pytest.mark.root
 ADDR = "192.0.2.20"
 
 
-@pytest.fixture
-def vm_pair(make_cluster, tinyvm_image, tmp_path):
-    """Nodes A and B that run VMs; B trusts A; a btrfs pool ``bt`` and user
-    vmuser in it on both; VM v1 on A's (stopped) with a public address."""
-    require(have_qemu())
-    cluster = make_cluster(**vm_node_config(tmp_path))
-    a, b = cluster.nodes
-    cluster.trust(a, b, "a")
+def btrfs_vm(cluster) -> None:
+    """A btrfs pool ``bt`` and user vmuser in it (and in the default pool)
+    on each node; VM v1 on the first node's (stopped), with a public address."""
     for n in cluster.nodes:
         btrfs_pool(n)
         n.osctl("user", "new", "vmuser", "--pool", "bt")
         n.osctl("user", "new", "vmuser")
+    a = cluster.nodes[0]
     a.osctl("vm", "new", "v1", "--user", "bt:vmuser", "--template", "tinyvm",
             "-c", "1", "-m", "256M", "-d", "10G")
     a.osctl("vm", "netif", "new", "v1", "eth0")
     a.osctl("vm", "netif", "ip", "add", "v1", "eth0", ADDR)
+
+
+@pytest.fixture
+def vm_pair(make_cluster, tinyvm_image, tmp_path):
+    """Nodes A and B that run VMs; B trusts A; ``btrfs_vm`` on them."""
+    require(have_qemu())
+    cluster = make_cluster(**vm_node_config(tmp_path))
+    a, b = cluster.nodes
+    cluster.trust(a, b, "a")
+    btrfs_vm(cluster)
     return cluster
 
 
@@ -105,3 +115,38 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     assert a.osctl_json("vm", "show", "v1")["send_log"] is None
     assert [v["id"] for v in b.osctl_json("vm", "ls")] == ["v2"]
     assert not list((b.dir).glob("**/vm/.v1.*"))
+
+
+def vm_state(node) -> str | None:
+    shown = node.osctl("vm", "show", "v1", "-j", check=False)
+    return None if shown.returncode else json.loads(shown.stdout)["state"]
+
+
+def test_a_dead_nodes_ha_vm_boots_on_its_standby(make_cluster3, tinyvm_image, tmp_path):
+    require(have_qemu())
+    cluster = make_cluster3(**vm_node_config(tmp_path), cluster={"replication_interval": 5})
+    a, b, c = cluster.nodes
+    btrfs_vm(cluster)
+    a.osctl("vm", "start", "v1")
+    wait_console(a, "v1", r"/ # ", timeout=60)
+    type_on_console(_console_socket(a), b"printf '%08d' 7 | dd of=/dev/vda bs=512 seek=1 "
+                                        b"conv=notrunc,fsync 2>/dev/null; echo WRIT''TEN\n")
+    wait_console(a, "v1", r"WRITTEN", timeout=20)
+    wait_for(lambda: record(a, "vm/v1"), 15, 0.3, "the record of v1")
+    a.osctl("vm", "set", "ha", "v1", "on", "--standby", b.name)
+    since = time.time()
+    wait_for(lambda: (record(a, "vm/v1") or {}).get("replica_at"), 20, 0.3, "a replica of v1",
+             until=lambda at: at is not None and at > since)
+    assert vm_state(b) == "staged" and vm_state(a) == "running"
+    wait_for(lambda: cluster.router.pings(ADDR), 30, message=f"{ADDR} to answer on A")
+
+    kill_node(cluster, a)  # its QEMU too: every process in its namespace
+    start = time.monotonic()
+    wait_for(lambda: vm_state(b), LEASE_TTL + FENCE_MARGIN + 15, 0.3, "v1 to run on the standby",
+             until=lambda s: s == "running")
+    print(f"v1 running on the standby {time.monotonic() - start:.1f} s after the kill")
+    rec = record(c, "vm/v1")
+    assert rec is not None and (rec["node"], rec["standby"]) == (b.name, a.name)
+    assert disk_counter(Path(b.osctl_json("vm", "show", "v1")["disk_path"])) == [7]
+    wait_console(b, "v1", r"OSCTLD-VM-UP", timeout=60)
+    wait_for(lambda: cluster.router.pings(ADDR), 30, message=f"{ADDR} to answer on the standby")
