@@ -215,6 +215,13 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
             "taken": slog.taken, "data_age": None if slog.taken is None else time.time() - slog.taken}
 
 
+async def drop_received(pstate, vm: VM) -> None:
+    """Every pass the replica ``vm`` here received, if it is one (``vm del
+    --force`` of a replica)."""
+    if vm.send_log is not None and vm.send_log.role == DESTINATION:
+        await _drop_received(backend_for(pstate.pool), _received(pstate, vm.id), vm.send_log.stream)
+
+
 async def _drop_received(backend, recv: Path, stream: str) -> None:
     """Every pass the replica received (a half-received one too)."""
     if stream == "btrfs":

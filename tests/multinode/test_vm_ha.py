@@ -111,6 +111,8 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     # A replica dropped leaves nothing at its node.
     a.osctl_json("vm", "replicate", "v1", b.dest, "--to-pool", "bt")
     assert b.osctl_json("vm", "show", "v1")["state"] == "staged"
+    p = a.osctl("vm", "del", "v1", check=False)
+    assert p.returncode == 6 and "drop it first" in p.stderr, p.stderr
     a.osctl("vm", "drop-replica", "v1")
     assert a.osctl_json("vm", "show", "v1")["send_log"] is None
     assert [v["id"] for v in b.osctl_json("vm", "ls")] == ["v2"]
