@@ -41,6 +41,7 @@ from osctl.protocol import CONFLICT, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
 from ..model.lifecycle import Event
 from ..model.sendlog import DESTINATION, SOURCE, SendLog, Stage, Step, next_stage
 from ..model.vm import RUNNING, STOPPED, VM
+from ..runtime.vm import Pause
 from ..runtime.vmimage import VmFiles
 from ..storage import backend_for
 from ..transfer import channel, streams
@@ -88,9 +89,10 @@ async def replicate(ctx: Context, id: str, dest: str, to_pool: str | None = None
             _torn(vm, "btrfs" if backend.snapshots else "tar", f"pool {pstate.pool.name}")
             slog = await _register(ctx, pstate, vm, dest, to_pool)
         _torn(vm, slog.stream, f"its replica's pool {slog.pool} at {slog.peer}")
-        slog = await _pass(ctx, pstate, vm, slog)
+        pause = Pause()
+        slog = await _pass(ctx, pstate, vm, slog, pause)
     return {"id": vm.id, "pool": vm.pool, "dest": dest, "taken": slog.taken,
-            "stream": slog.stream}
+            "stream": slog.stream, "paused": pause.seconds}
 
 
 def _torn(vm: VM, stream: str, where: str) -> None:
@@ -120,8 +122,9 @@ async def _register(ctx: Context, pstate, vm: VM, dest: str, to_pool: str | None
     return slog
 
 
-async def _pass(ctx: Context, pstate, vm: VM, slog: SendLog) -> SendLog:
-    """One copy of the VM's files at the replica, its stage saved on both ends."""
+async def _pass(ctx: Context, pstate, vm: VM, slog: SendLog, pause: Pause) -> SendLog:
+    """One copy of the VM's files at the replica, its stage saved on both
+    ends (``pause``: how long its guest was paused for it)."""
     node = ctx.node
     step = Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC
     meter = streams.Meter(ctx.progress, str(step))
@@ -136,7 +139,7 @@ async def _pass(ctx: Context, pstate, vm: VM, slog: SendLog) -> SendLog:
     else:
         name, taken, _ = await btrfs_pass(node, pstate, files.dir, _snapshots(pstate, vm.id), slog,
                                           "vm.receive.replica.pass", args, meter,
-                                          node.vms.paused(vm))
+                                          node.vms.paused(vm, pause))
         done = slog.after(step, f"VM {vm.id}", snapshot=name, taken=taken)
     assert done is not None
     save_log(pstate, vm, done)

@@ -71,6 +71,8 @@ def test_a_running_vms_replica_boots_on_its_node_with_the_last_pass(vm_pair):
     second = a.osctl_json("vm", "replicate", "v1", b.dest)
     after = counted(_console(a))[-1]
     assert second["taken"] > first["taken"]
+    assert 0 < second["paused"] < 2, second  # the guest paused for the snapshot only
+    print(f"pass 2: the guest paused {second['paused'] * 1000:.0f} ms")
     assert b.osctl_json("vm", "show", "v1")["send_log"]["stage"] == "sync"
     assert a.osctl_json("vm", "show", "v1")["state"] == "running"  # paused only for the snapshot
     wait_for(lambda: counted(_console(a))[-1] > after + 5, 10, 0.2, "the counter to go on")
@@ -91,7 +93,7 @@ def test_a_running_vms_replica_boots_on_its_node_with_the_last_pass(vm_pair):
 
 def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     a, b = vm_pair.nodes
-    a.osctl("vm", "new", "v2", "--user", "vmuser", "--template", "tinyvm",
+    a.osctl("vm", "new", "v2", "--user", "default:vmuser", "--template", "tinyvm",
             "-c", "1", "-m", "256M", "-d", "10G")
     disk = Path(a.osctl_json("vm", "show", "v2")["disk_path"])
     with open(disk, "r+b") as f:  # something of its own on its disk
