@@ -543,13 +543,15 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
     return fixed
 
 
-async def started(node, pstate, ct: Container, start: bool) -> dict:
-    """Start the taken-over container if ``start``: a failure is said, not
-    raised (it is here all the same: the operator starts it)."""
+async def started(node, pstate, ct: Container | VM, start: bool) -> dict:
+    """Start the taken-over container (or recovered VM) if ``start``: a
+    failure is said, not raised (it is here all the same: the operator
+    starts it). Not the start verb: the cluster's records, as this node
+    last read them, may not yet say that a recovered instance lives here."""
     ok, why = False, None
     if start:
         try:
-            await node.containers.start(pstate, ct)
+            await node.driver(ct.kind).start(pstate, ct)
             ok = True
         except OsctlError as e:
             why = e.message

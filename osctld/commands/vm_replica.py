@@ -49,8 +49,7 @@ from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from ..undo import Undo
 from . import Context, Target, command, hold_instance
 from .ct_replica import drop_with, replica_here
-from .ct_send import btrfs_pass, btrfs_received, destroy_all, pass_taken, save_log
-from .instance import lifecycle
+from .ct_send import btrfs_pass, btrfs_received, destroy_all, pass_taken, save_log, started
 from .vm_migrate import BOOT_FILES, held, received_vm, reserve, tar, untar
 
 
@@ -207,15 +206,8 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
             save_log(pstate, vm, None)
         await _drop_received(backend, recv, slog.stream)
     node.events.publish("add", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
-    ok, why = False, None
-    if start:
-        try:
-            await lifecycle(ctx, "vm", vm.id, "start")
-            ok = True
-        except OsctlError as e:  # it is here all the same: the operator starts it
-            why = e.message
-    return {"id": vm.id, "pool": vm.pool, "started": ok, "start_error": why,
-            "taken": slog.taken, "data_age": None if slog.taken is None else time.time() - slog.taken}
+    return {**await started(node, pstate, vm, start), "taken": slog.taken,
+            "data_age": None if slog.taken is None else time.time() - slog.taken}
 
 
 async def drop_received(pstate, vm: VM) -> None:
