@@ -53,7 +53,10 @@ class CommandActions:
     async def replicate(self, kind: str, id: str, dest: str) -> dict:
         if kind == "ct":
             return await ct_replica.replicate(self.ctx, id, dest)
-        return await vm_replica.replicate(self.ctx, id, dest)
+        # Into the standby's pool of the same name: a running VM's replica
+        # needs a btrfs pool there, which its default one may not be.
+        _, vm = self.ctx.node.registry.vm(id)
+        return await vm_replica.replicate(self.ctx, id, dest, vm.pool)
 
     async def drop(self, kind: str, id: str) -> None:
         if kind == "ct":

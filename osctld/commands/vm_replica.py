@@ -87,6 +87,12 @@ async def replicate(ctx: Context, id: str, dest: str, to_pool: str | None = None
         if slog is None:
             _torn(vm, "btrfs" if backend.snapshots else "tar", f"pool {pstate.pool.name}")
             slog = await _register(ctx, pstate, vm, dest, to_pool)
+            try:
+                _torn(vm, slog.stream, f"pool {slog.pool} at {dest}")
+            except OsctlError:  # not kept: another pool there may do
+                await _cancel_at(ctx, slog)
+                save_log(pstate, vm, None)
+                raise
         _torn(vm, slog.stream, f"its replica's pool {slog.pool} at {slog.peer}")
         pause = Pause()
         slog = await _pass(ctx, pstate, vm, slog, pause)
