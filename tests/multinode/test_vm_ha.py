@@ -110,6 +110,14 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     a.osctl_json("vm", "replicate", "v2", b.dest)
     b.osctl_json("vm", "recover", "v2", "--no-start")
     assert disk_counter(Path(b.osctl_json("vm", "show", "v2")["disk_path"])) == [1]
+    # A running VM's replica into a pool without snapshots is refused, and
+    # leaves nothing there.
+    a.osctl("vm", "start", "v1")
+    p = a.osctl("vm", "replicate", "v1", b.dest, check=False)
+    assert p.returncode != 0 and "pool default at" in p.stderr, p.stderr
+    assert [v["id"] for v in b.osctl_json("vm", "ls")] == ["v2"]
+    assert a.osctl_json("vm", "show", "v1")["send_log"] is None
+    a.osctl("vm", "kill", "v1")
     # A replica dropped leaves nothing at its node.
     a.osctl_json("vm", "replicate", "v1", b.dest, "--to-pool", "bt")
     assert b.osctl_json("vm", "show", "v1")["state"] == "staged"
