@@ -32,6 +32,10 @@ class Actions(Protocol):
     async def drop(self, kind: str, id: str) -> None:
         """The instance's replica goes, if it has one."""
 
+    def unrecoverable(self, kind: str, id: str) -> str | None:
+        """Why the instance cannot be recovered here (no complete replica
+        of it here); None if it can."""
+
     async def recover(self, kind: str, id: str) -> dict:
         """The staged replica of the instance here becomes the instance, started."""
 

@@ -283,9 +283,14 @@ def after(rec: InstanceRecord, step: Move | Recover) -> InstanceRecord:
     """``rec`` as its record reads once ``step`` is done (the CAS update's
     function). An evacuation records where it came from; a restore, a
     recovery and a start clear that. A recovered instance's standby becomes
-    the node it left: replicas go back there once it returns."""
+    the node it left: replicas go back there once it returns. It has no
+    replica there yet (what the node left holds is its old copy, no
+    replica of the recovered one): ``replica_at`` is cleared, so that its
+    new node dying before a replica reached the old one is no recovery onto
+    a copy that is not there."""
     if isinstance(step, Recover):
-        return replace(rec, node=step.target, standby=step.source, evacuated_from=None)
+        return replace(rec, node=step.target, standby=step.source, evacuated_from=None,
+                       replica_at=None)
     if step.action == "start":
         return replace(rec, evacuated_from=None)
     if step.target is None:
@@ -304,6 +309,17 @@ def self_fence(view: ClusterView, node: str, *, events: list[str] | None = None)
     ha = [r.key for r in view.on(node) if r.ha]
     _log(events, f"fence {node}: stop " + (", ".join(ha) if ha else "nothing (no HA instance)"))
     return ha
+
+
+def stale_copy(rec: InstanceRecord | None, here: str, sender: str) -> bool:
+    """Whether this node's (``here``) copy of an instance is a stale one
+    that a replica from ``sender`` replaces: its record places it on the
+    sender and names this node its standby. That is a node back after the
+    instance was recovered elsewhere (the record names the node it left as
+    the standby): its copy holds the instance as it was when this node was
+    cut off, and what it holds beyond the replica the recovery started from
+    is the data the recovery lost anyway."""
+    return rec is not None and rec.node == sender != here and rec.standby == here
 
 
 def recovery_plan(view: ClusterView, dead_node: str, now: float,

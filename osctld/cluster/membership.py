@@ -10,6 +10,15 @@ have fenced itself: the last good refresh plus the TTL plus
 instances elsewhere. Membership keeps trying: a later refresh of the same
 lease, or (once it has expired) a new lease with the key put again, calls
 the ``on_lease_regained`` hooks.
+
+A lease given up here (its TTL passed without a good refresh) is refreshed
+once more when etcd answers again, before a new one is taken: etcd extends
+every lease when it elects a new leader of its own, so after a stall of
+etcd itself (the member that led it gone: every node's refreshes fail for
+a few seconds) the lease is most often still alive. The node is then a
+member as before: its key never vanished, so nobody recovered its HA
+instances, and those it killed start again here (same lease). A new lease
+instead would have left them stopped everywhere.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ class Membership:
         self.config = config
         self.record = record  # this node's record as it is now (capacity read anew)
         self.lease: int | None = None  # None: not a member now
+        self.given_up: int | None = None  # the lease dropped here, maybe alive in etcd
         self.last_ok = 0.0  # monotonic time of the last good refresh
         self.lost = False  # on_lease_lost said, on_lease_regained not yet
         self.on_lease_lost: list[LeaseLost] = []
@@ -84,7 +94,8 @@ class Membership:
         while True:
             try:
                 if self.lease is None:
-                    await self.join()
+                    if not await self._resume():
+                        await self.join()
                     self._back()
                 else:
                     ttl = await asyncio.wait_for(etcd.call(etcd.refresh, self.lease),
@@ -99,10 +110,28 @@ class Membership:
                 if self.last_ok and not self.lost:
                     self._lost(str(e) or "etcd did not answer in time")
                 if self.lease is not None and time.monotonic() - self.last_ok > self.config.lease_ttl:
-                    self.lease = None  # gone by now whatever etcd says later
+                    # Gone by now as far as this node can tell: nothing may lean on it.
+                    self.given_up, self.lease = self.lease, None
                     self.joined.clear()
                 log.debug("cluster: membership: %s", e)
             await asyncio.sleep(every)
+
+    async def _resume(self) -> bool:
+        """The lease given up here taken again if etcd still keeps it (a
+        refresh answers with its TTL); False if there is none, or etcd says
+        it expired. etcd out of reach raises: asked again next round."""
+        lease = self.given_up
+        if lease is None:
+            return False
+        etcd = self.store.etcd
+        ttl = await asyncio.wait_for(etcd.call(etcd.refresh, lease), self.config.lease_ttl / 2)
+        self.given_up = None
+        if ttl <= 0:
+            return False
+        self.lease, self.last_ok = lease, time.monotonic()
+        self.joined.set()
+        log.warning("cluster: node %s kept its lease %x: etcd still had it", self.config.node, lease)
+        return True
 
     def _lost(self, why: str) -> None:
         deadline = self.last_ok + self.config.lease_ttl + self.config.fence_margin

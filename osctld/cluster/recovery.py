@@ -27,8 +27,14 @@ async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions
     """(The standby) start a dead node's HA instance from the replica
     here. Its record is taken over first, by compare-and-swap, only if it
     still names the dead node: a recovery runs once, and a node that came
-    back in between keeps its instance."""
+    back in between keeps its instance. A standby without a complete
+    replica refuses before that: a record taken over by a node that cannot
+    start the instance leaves it stopped everywhere, the node it names
+    never starting its own copy."""
     kind, id = split_key(step.instance_key)
+    why = act.unrecoverable(kind, id)
+    if why is not None:
+        raise OsctlError(CONFLICT, f"{step.instance_key} not recovered on {cluster.name}: {why}")
     rec = await cluster.store.update_instance(
         step.instance_key, lambda r: decide.after(r, step) if r is not None and r.node == step.source else r)
     if rec is None or rec.node != cluster.name:

@@ -64,6 +64,12 @@ class CommandActions:
         else:
             await vm_replica.drop(self.ctx, id)
 
+    def unrecoverable(self, kind: str, id: str) -> str | None:
+        try:
+            return ct_replica.unrecoverable(self.ctx.node.registry.instance(kind, id)[1])
+        except OsctlError as e:
+            return e.message
+
     async def recover(self, kind: str, id: str) -> dict:
         if kind == "ct":
             return await ct_replica.recover(self.ctx, id)

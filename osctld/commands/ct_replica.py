@@ -77,16 +77,24 @@ async def drop_with(inst: Container | VM, cancel: Callable[[bool], Awaitable]) -
         await cancel(True)
 
 
-def replica_here(inst: Container | VM) -> SendLog:
-    """The send log of the replica ``inst`` is here, once its full copy
-    arrived; a conflict for anything else."""
+def unrecoverable(inst: Container | VM) -> str | None:
+    """Why container (or VM) ``inst`` here cannot be recovered (no complete
+    replica of it is staged here); None if it can."""
     slog = inst.send_log
     if slog is None or slog.role != DESTINATION:
-        raise OsctlError(CONFLICT, f"{inst.noun} {inst.id} is no replica here (it is {inst.state})")
+        return f"{inst.noun} {inst.id} is no replica here (it is {inst.state})"
     if slog.stage == Stage.CONFIG:
-        raise OsctlError(CONFLICT, f"the replica of {inst.noun} {inst.id} is not complete: "
-                                   "its full copy never arrived")
-    return slog
+        return f"the replica of {inst.noun} {inst.id} is not complete: its full copy never arrived"
+    return None
+
+
+def replica_here(inst: Container | VM) -> SendLog:
+    """The send log of the complete replica ``inst`` here; a conflict if it is none."""
+    why = unrecoverable(inst)
+    if why is not None:
+        raise OsctlError(CONFLICT, why)
+    assert inst.send_log is not None
+    return inst.send_log
 
 
 @command("ct.recover", mutating=True, target=Target("ct", "id"))

@@ -30,6 +30,8 @@ from pathlib import Path
 from osctl.protocol import CONFLICT, DENIED, EXISTS, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
 from osctl_convert import fixups
 
+from ..cluster import decide
+from ..cluster.errors import EtcdError, EtcdUnavailable
 from ..distconfig.rootfs import RootFS
 from ..model.container import Container
 from ..model.lifecycle import Event, State
@@ -376,12 +378,47 @@ async def _user(ctx: Context, pstate, spec: dict) -> tuple:
 async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
     pstate = rctx.node.registry.pool(_arg(args, "pool", str, required=False))
     ct_id = check_name("container", _arg(args, "id", str))
+    await _drop_stale_copy(rctx, ct_id)
     try:
         ct = Container.from_dict({**_arg(args, "config", dict), "id": ct_id}, pstate.pool.name)
     except (TypeError, KeyError) as e:
         raise OsctlError(INVALID, f"bad container config: {e}") from None
     return await stage(rctx, pstate, ct, _arg(args, "user", dict), _arg(args, "size", int),
                        btrfs=args.get("btrfs") is True)
+
+
+async def _drop_stale_copy(rctx: ReceiveContext, id: str) -> None:
+    """In a cluster, a stopped container ``id`` here that was recovered on
+    the sending node while this one was gone (``decide.stale_copy``: its
+    record places it there and names this node its standby) is removed, so
+    that its replica (or the container itself) can come back here: a stale
+    copy holds its addresses and id. Only when the sender's copy arrives,
+    never at the node's return: until then the operator may look into it.
+    What it holds beyond the replica the recovery started from is the data
+    the recovery lost (README, High availability). Anything else, and etcd
+    out of reach, is left to ``stage``'s refusal (exists)."""
+    node = rctx.node
+    cluster = node.cluster
+    if cluster is None:
+        return
+    try:
+        pstate, old = node.registry.ct(id)
+        view = await cluster.store.view()
+    except (OsctlError, EtcdUnavailable, EtcdError):
+        return
+    sender = next((n.name for n in view.nodes.values() if n.address == rctx.peer_ip), None)
+    if sender is None or not decide.stale_copy(view.instances.get(f"ct/{id}"), cluster.name, sender):
+        return
+    async with hold_instance(Context(node=node, op=f"receive:{rctx.key.name}"), old,
+                             "ct.receive.config"):
+        # Stopped, and no transfer's end here (an old replica's source end is).
+        if old.running or old.state != State.STOPPED or \
+                (old.send_log is not None and old.send_log.role != SOURCE):
+            return
+        await node.remove_ct(pstate, old)
+    node.events.publish("remove", object="ct", pool=old.pool, id=old.id, group=old.group)
+    log.warning("container %s: the stale copy here (recovered on node %s while this node was "
+                "gone) is replaced by the one %s sends", id, sender, sender)
 
 
 async def stage(rctx: ReceiveContext, pstate, ct: Container, user_spec: dict, size: int,

@@ -12,7 +12,7 @@ import pytest
 
 from osctl.protocol import OsctlError
 from osctld.cluster.decide import (Move, NoPlacement, Recover, Skip, after, evacuation_plan, move_action,
-                                   place, recovery_plan, restore_plan, self_fence)
+                                   place, recovery_plan, restore_plan, self_fence, stale_copy)
 from osctld.model.cluster import ClusterView, InstanceRecord, NodeRecord, ServerGroup, Size
 
 G = 1 << 30
@@ -156,6 +156,16 @@ def test_recovery_is_decided_once_even_when_a_leader_died_half_way():
     assert v.instances["ct/a"].node == "n2" and v.instances["ct/a"].standby == "n1"
 
 
+def test_a_recovered_instance_is_not_recovered_again_before_a_replica_went_back():
+    v = view([node("n1", "offline"), node("n2")], [ct("a", "n1", ha=True, standby="n2",
+                                                      replica_at=0.0)])
+    rec = after(v.instances["ct/a"], recovery_plan(v, "n1", 10.0)[0])
+    assert (rec.node, rec.standby, rec.replica_at) == ("n2", "n1", None)
+    # n1 came back with its old copy; n2 dies before it replicated there.
+    v = view([node("n1"), node("n2", "offline")], [rec])
+    assert recovery_plan(v, "n2", 20.0) == [Skip("ct/a", "n2", "no replica of it on n1 yet")]
+
+
 def test_recovery_onto_a_full_standby_starts_it_and_says_so():
     v = view([node("n1", "fenced"), node("n2", cap=Size(1, G, 10 * G))],
              [ct("a", "n1", ha=True, standby="n2", replica_at=0.0),
@@ -246,3 +256,12 @@ def test_self_fence_stops_only_ha_instances():
     assert self_fence(v, "n1", events=events) == ["ct/a"]
     assert self_fence(v, "n3", events=events) == []
     assert events == ["fence n1: stop ct/a", "fence n3: stop nothing (no HA instance)"]
+
+
+def test_a_copy_is_stale_where_the_record_names_its_sender_home_and_this_node_standby():
+    rec = ct("a", "n2", ha=True, standby="n1")
+    assert stale_copy(rec, "n1", "n2")
+    assert not stale_copy(rec, "n1", "n3")  # another node sends: not the instance's home
+    assert not stale_copy(rec, "n3", "n2")  # not its standby: left to the operator
+    assert not stale_copy(ct("a", "n1", ha=True, standby="n2"), "n1", "n2")  # it lives here
+    assert not stale_copy(None, "n1", "n2")

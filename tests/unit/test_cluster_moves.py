@@ -37,3 +37,25 @@ def test_moves_run_a_few_at_a_time_and_each_is_reported():
     assert "ct/e: stop on n1" in lines
     assert "ct/b: migrate failed: address taken there" in lines
     assert any(x.startswith("ct/a: runs on n2 (") for x in lines)
+
+
+def test_a_standby_without_a_complete_replica_refuses_before_taking_the_record():
+    """A record taken over by a node that cannot start the container would
+    leave it stopped everywhere (its old node never starts it again)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from osctld.cluster.decide import Recover
+    from osctld.cluster.recovery import recover_here
+
+    updates = []
+
+    async def update_instance(key, fn):
+        updates.append(key)
+
+    act = SimpleNamespace(unrecoverable=lambda kind, id: f"container {id} is no replica here (it is stopped)")
+    cluster = SimpleNamespace(name="n2", store=SimpleNamespace(update_instance=update_instance))
+    with pytest.raises(OsctlError, match="ct/a not recovered on n2: container a is no replica here"):
+        asyncio.run(recover_here(cluster, Recover("ct/a", "n1", "n2", 3.0), act))
+    assert updates == []

@@ -236,6 +236,41 @@ def test_a_node_cut_off_from_etcd_is_told_its_fencing_deadline_once_and_when_it_
     assert said == [("lost", 3.0), ("back",)]
 
 
+def test_a_lease_etcd_still_keeps_after_its_stall_is_taken_again_and_an_expired_one_is_not():
+    """etcd extends every lease when it elects a new leader: a node whose
+    refreshes failed for longer than the TTL (etcd's leader member gone)
+    keeps its lease, so the HA instances it killed start again (same lease)."""
+    for alive in (True, False):
+        etcd = FakeEtcd()
+        down = {"now": False}
+        leases = iter(range(7, 99))
+        etcd.grant = lambda ttl: next(leases)
+        etcd.refresh = lambda lease: (_ for _ in ()).throw(EtcdUnavailable("no answer")) \
+            if down["now"] else (2 if alive or lease != 7 else -1)
+        cfg = ClusterConfig(**GOOD, lease_ttl=2, fence_margin=1)
+        record = NodeRecord("n1", "198.51.100.10", "online", 2, 1 << 30, 1 << 30)
+        membership = Membership(ClusterStore(etcd), cfg, lambda: record)  # type: ignore[arg-type]
+        back: list = []
+
+        async def regained():
+            back.append(membership.lease)
+
+        membership.on_lease_regained.append(regained)
+
+        async def main():
+            job = asyncio.create_task(membership.run())
+            await asyncio.sleep(0.2)
+            assert membership.lease == 7
+            down["now"] = True
+            await asyncio.sleep(2.6)  # past the TTL: given up here
+            assert membership.lease is None
+            down["now"] = False
+            await asyncio.sleep(0.8)
+            job.cancel()
+        asyncio.run(main())
+        assert back == ([7] if alive else [8])
+
+
 def test_a_placed_creation_that_fails_on_its_node_takes_its_record_back():
     from types import SimpleNamespace
 
