@@ -240,4 +240,61 @@ def migrate(s, id, dest, to_pool):
     show(s, call(s, "vm.migrate", {"id": id, "dest": dest, "to_pool": to_pool}))
 
 
+@vm.command("replicate")
+@click.argument("id")
+@click.argument("dest")
+@click.option("--to-pool", metavar="POOL", help="Its pool at DEST (the first pass).")
+@pass_settings
+def replicate(s, id, dest, to_pool):
+    """One pass of a VM's replica on another node (HA).
+
+    The first time, DEST registers VM ID as a staged VM that never starts
+    and gets its files; each later pass sends what changed. Between two
+    btrfs pools a pass is a snapshot taken with the guest paused for its
+    instant, sent incrementally (btrfs send); from or to another pool the
+    whole disk goes each time, and only while the VM is stopped. A replica
+    of a running VM is crash-consistent: its disk as a power cut would
+    leave it. A cluster does this on a schedule for VMs marked ha;
+    osctl vm drop-replica ID drops the replica.
+
+    \b
+    Example:
+      osctl vm replicate v1 node2.example.net
+    """
+    show(s, call(s, "vm.replicate", {"id": id, "dest": dest, "to_pool": to_pool}))
+
+
+@vm.command("drop-replica")
+@click.argument("id")
+@click.option("--local", is_flag=True, help="Only here: its node is gone.")
+@pass_settings
+def drop_replica(s, id, local):
+    """Drop VM ID's replica, at its node and here.
+
+    \b
+    Examples:
+      osctl vm drop-replica v1
+      osctl vm drop-replica v1 --local
+    """
+    show(s, call(s, "vm.replica.drop", {"id": id, "local": local}))
+
+
+@vm.command("recover")
+@click.argument("id")
+@click.option("--no-start", is_flag=True, help="Leave it stopped.")
+@pass_settings
+def recover(s, id, no_start):
+    """Start a VM from its replica here (its node is gone).
+
+    On the node holding its replica: VM ID is made of the last pass that
+    arrived, and started with its addresses. What it wrote after the last
+    pass is lost; data_age says how long ago that pass was taken.
+
+    \b
+    Example:
+      osctl vm recover v1
+    """
+    show(s, call(s, "vm.recover", {"id": id, "start": not no_start}))
+
+
 instance_settings(set_, "vm")

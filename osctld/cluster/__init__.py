@@ -25,7 +25,7 @@ before:
   restore plan's moves, each node does its step;
 - ``fencing.py``: a node that lost its lease kills its HA instances;
 - ``replication.py``: each node's replica passes to the standbys;
-- ``recovery.py``: the leader recovers a lost node's HA containers on
+- ``recovery.py``: the leader recovers a lost node's HA instances on
   their standby, which takes their records over.
 
 docs/design-notes.md ("Cluster") says why each is as it is.

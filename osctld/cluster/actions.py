@@ -4,8 +4,8 @@ recover an instance.
 
 ``cluster/`` never imports a command (the commands import it), so the
 mechanism gets these as an object: ``commands/cluster_ha.py`` implements
-``Actions`` over the verbs (``ct send``, ``vm migrate``, ``ct replicate``,
-``ct recover``, the lifecycle verbs), each under the locks and with the
+``Actions`` over the verbs (``ct send``, ``vm migrate``, ``ct replicate``
+and ``vm replicate``, ``ct recover`` and ``vm recover``, the lifecycle verbs), each under the locks and with the
 history those verbs keep, on one Context made for the task or loop that
 asks.
 """
@@ -26,18 +26,18 @@ class Actions(Protocol):
         """Move the instance to the node at ``dest``: running, it runs
         there afterwards (a VM live), stopped it stays stopped."""
 
-    async def replicate(self, id: str, dest: str) -> dict:
-        """One replica pass of container ``id`` to ``dest`` (its ``taken``)."""
+    async def replicate(self, kind: str, id: str, dest: str) -> dict:
+        """One replica pass of the instance to ``dest`` (its ``taken``)."""
 
-    async def drop(self, id: str) -> None:
-        """Container ``id``'s replica goes, if it has one."""
+    async def drop(self, kind: str, id: str) -> None:
+        """The instance's replica goes, if it has one."""
 
-    def unrecoverable(self, id: str) -> str | None:
-        """Why container ``id`` cannot be recovered here (no complete replica
+    def unrecoverable(self, kind: str, id: str) -> str | None:
+        """Why the instance cannot be recovered here (no complete replica
         of it here); None if it can."""
 
-    async def recover(self, id: str) -> dict:
-        """The staged replica of container ``id`` here becomes the container, started."""
+    async def recover(self, kind: str, id: str) -> dict:
+        """The staged replica of the instance here becomes the instance, started."""
 
 
 def split_key(ikey: str) -> tuple[str, str]:

@@ -1,5 +1,5 @@
 """HA recovery, done: the leader waits out a lost node's fencing margin and
-has each of its HA containers started on its standby from the last replica
+has each of its HA instances started on its standby from the last replica
 (``decide.recovery_plan``), as an ``ha.recover`` task there
 (``recover_here``); the dead node is marked fenced afterwards.
 """
@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from osctl.protocol import CONFLICT, UNSUPPORTED, OsctlError
+from osctl.protocol import CONFLICT, OsctlError
 
 from . import decide, tasks
 from .actions import Actions, split_key
@@ -24,17 +24,15 @@ log = logging.getLogger(__name__)
 
 
 async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions) -> dict:
-    """(The standby) start a dead node's HA container from the replica
+    """(The standby) start a dead node's HA instance from the replica
     here. Its record is taken over first, by compare-and-swap, only if it
     still names the dead node: a recovery runs once, and a node that came
-    back in between keeps its container. A standby without a complete
+    back in between keeps its instance. A standby without a complete
     replica refuses before that: a record taken over by a node that cannot
-    start the container leaves it stopped everywhere, the node it names
+    start the instance leaves it stopped everywhere, the node it names
     never starting its own copy."""
     kind, id = split_key(step.instance_key)
-    if kind != "ct":
-        raise OsctlError(UNSUPPORTED, f"{step.instance_key}: only containers have replicas")
-    why = act.unrecoverable(id)
+    why = act.unrecoverable(kind, id)
     if why is not None:
         raise OsctlError(CONFLICT, f"{step.instance_key} not recovered on {cluster.name}: {why}")
     rec = await cluster.store.update_instance(
@@ -42,7 +40,7 @@ async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions
     if rec is None or rec.node != cluster.name:
         raise OsctlError(CONFLICT, f"{step.instance_key} lives on node "
                                    f"{rec.node if rec else '(none)'} now: not recovered")
-    out = await act.recover(id)
+    out = await act.recover(kind, id)
     log.warning("recovered %s of dead node %s here from a replica %.0f s old (what it wrote since "
                 "is lost)%s", step.instance_key, step.source, out["data_age"] or 0,
                 "" if out["started"] else f"; it did not start: {out['start_error']}")
@@ -52,7 +50,7 @@ async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions
 async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
     """(Leader) a node's lease expired: once the fencing margin passed (it
     has killed its HA instances by then, or is dead), each of its HA
-    containers starts on its standby from the last replica. The node is
+    instances starts on its standby from the last replica. The node is
     marked fenced afterwards: a leader after us does not look at it again
     (one that took over half way recovers the rest: each recovery takes
     its record over only if it still names the dead node)."""

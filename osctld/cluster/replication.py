@@ -1,7 +1,8 @@
 """HA replicas, kept: every ``replication_interval`` each member sends a
-replica pass of the HA containers its records name it for to their standby
-(``ct replicate``: ``ct send`` without ``state``), and drops a replica at
-another node than the standby, or of a container no longer HA.
+replica pass of the HA instances its records name it for to their standby
+(``ct replicate``: ``ct send`` without ``state``; ``vm replicate``: a
+snapshot of the VM's files), and drops a replica at another node than the
+standby, or of an instance no longer HA.
 """
 
 from __future__ import annotations
@@ -24,25 +25,26 @@ log = logging.getLogger(__name__)
 
 
 async def replicate_here(node: Node, act: Actions) -> None:
-    """One replica pass of each HA container this node holds, to its
-    standby (a replica at another node is dropped first; one of a container
+    """One replica pass of each HA instance this node holds, to its
+    standby (a replica at another node is dropped first; one of an instance
     no longer HA goes), its record's ``replica_at`` set. A pass that fails
     is logged: the next round tries again."""
     cluster = node.cluster
     assert cluster is not None
     view = await cluster.store.view()
     for rec in view.on(cluster.name):
-        if rec.kind != "ct" or rec.id not in {c.id for c in node.registry.all_cts()}:
+        try:
+            _, inst = node.registry.instance(rec.kind, rec.id)
+        except OsctlError:
             continue
-        _, ct = node.registry.ct(rec.id)
         standby = view.nodes.get(rec.standby) if rec.ha and rec.standby else None
-        old = ct.send_log if ct.send_log is not None and ct.send_log.replica else None
+        old = inst.send_log if inst.send_log is not None and inst.send_log.replica else None
         try:
             if old is not None and (standby is None or old.peer != standby.address):
-                await act.drop(rec.id)
+                await act.drop(rec.kind, rec.id)
             if standby is None or standby.state not in ("online", "maintenance"):
                 continue
-            out = await act.replicate(rec.id, standby.address)
+            out = await act.replicate(rec.kind, rec.id, standby.address)
         except OsctlError as e:
             log.warning("replica of %s on %s: %s", rec.key, rec.standby, e.message)
             continue

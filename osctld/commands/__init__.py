@@ -302,4 +302,4 @@ def load_all() -> None:
     from . import (account, attr, cluster, cluster_ha, consumption, ct, ct_copy, ct_dataset,  # noqa: F401
                    ct_device, ct_feature, ct_import_vz, ct_inside, ct_mount, ct_prlimit, ct_rename,
                    ct_reinstall, ct_replica, ct_send, ct_snapshot, ct_usage, daemon, flavor, group,
-                   maintenance, netif, pool, transfer, user, vm, vm_migrate)
+                   maintenance, netif, pool, transfer, user, vm, vm_migrate, vm_replica)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
-from osctl.protocol import BUSY, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
+from osctl.protocol import BUSY, INVALID, NOT_FOUND, OsctlError
 
 from ..cluster import decide, evacuate, fencing, recovery, replication, tasks
 from ..cluster.decide import Move
@@ -23,7 +23,7 @@ from ..cluster.tasks import Progress, task
 from ..model.cluster import EVACUATE, KINDS, InstanceRecord
 from . import Context, command
 from .cluster import NOUN, via_etcd, agent
-from .ct_replica import drop, recover, replicate, unrecoverable
+from . import ct_replica, vm_replica
 from .ct_send import STOP_TIMEOUT, send
 from .instance import lifecycle
 from .vm_migrate import migrate
@@ -45,25 +45,35 @@ class CommandActions:
         return await lifecycle(self.ctx, kind, id, "stop", STOP_TIMEOUT)
 
     async def move(self, kind: str, id: str, dest: str) -> dict:
+        await self.drop(kind, id)  # a send or a migration cannot begin while it has one
         if kind == "ct":
-            await drop(self.ctx, id)
             return await send(self.ctx, id, dest)
         return await migrate(self.ctx, id, dest)
 
-    async def replicate(self, id: str, dest: str) -> dict:
-        return await replicate(self.ctx, id, dest)
+    async def replicate(self, kind: str, id: str, dest: str) -> dict:
+        if kind == "ct":
+            return await ct_replica.replicate(self.ctx, id, dest)
+        # Into the standby's pool of the same name: a running VM's replica
+        # needs a btrfs pool there, which its default one may not be.
+        _, vm = self.ctx.node.registry.vm(id)
+        return await vm_replica.replicate(self.ctx, id, dest, vm.pool)
 
-    async def drop(self, id: str) -> None:
-        await drop(self.ctx, id)
+    async def drop(self, kind: str, id: str) -> None:
+        if kind == "ct":
+            await ct_replica.drop(self.ctx, id)
+        else:
+            await vm_replica.drop(self.ctx, id)
 
-    def unrecoverable(self, id: str) -> str | None:
+    def unrecoverable(self, kind: str, id: str) -> str | None:
         try:
-            return unrecoverable(self.ctx.node.registry.ct(id)[1])
+            return ct_replica.unrecoverable(self.ctx.node.registry.instance(kind, id)[1])
         except OsctlError as e:
             return e.message
 
-    async def recover(self, id: str) -> dict:
-        return await recover(self.ctx, id)
+    async def recover(self, kind: str, id: str) -> dict:
+        if kind == "ct":
+            return await ct_replica.recover(self.ctx, id)
+        return await vm_replica.recover(self.ctx, id)
 
 
 def _actions(node: Node, what: str, progress: Progress) -> CommandActions:
@@ -136,18 +146,15 @@ async def maintenance(ctx: Context, node: str, enable: bool) -> dict:
 @command("cluster.instance.set")
 async def instance_set(ctx: Context, kind: str, id: str, ha: bool | None = None,
                        standby: str | None = None, evacuate: str | None = None) -> dict:
-    """An instance's cluster settings: ``ha`` (containers: replicated to
-    ``standby`` every replication interval, started there if its node
-    dies; off: its replica goes) and ``evacuate`` (what maintenance does
+    """An instance's cluster settings: ``ha`` (replicated to ``standby``
+    every replication interval, started there if its node dies; off: its
+    replica goes) and ``evacuate`` (what maintenance does
     with it: migrate, live-migrate or stop)."""
     cluster = agent(ctx.node)
     if kind not in KINDS:
         raise OsctlError(INVALID, f"kind must be one of {', '.join(KINDS)}")
     if evacuate is not None and evacuate not in EVACUATE:
         raise OsctlError(INVALID, f"evacuate must be one of {', '.join(EVACUATE)}")
-    if ha and kind != "ct":
-        raise OsctlError(UNSUPPORTED, "only containers are replicated (HA): a VM is moved live by "
-                                      "maintenance, not restarted elsewhere")
     if ha and standby is None:
         raise OsctlError(INVALID, "ha needs a standby node (--standby NODE)")
     if standby is not None and not ha:

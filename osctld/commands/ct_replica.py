@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Awaitable, Callable
 
 from osctl.protocol import CONFLICT, OsctlError
 
 from ..model.container import Container
-from ..model.sendlog import DESTINATION, SOURCE, Stage
+from ..model.sendlog import DESTINATION, SOURCE, SendLog, Stage
+from ..model.vm import VM
 from . import Context, Target, command, hold_instance
 from .ct_send import adopt, save_log, send_cancel, send_config, send_rootfs, send_sync, started
 
@@ -61,23 +63,38 @@ async def drop(ctx: Context, id: str) -> None:
     it has one: it stops being replicated, or moves (a send cannot start
     while a replica's send log is open)."""
     _, ct = ctx.node.registry.ct(id)
-    if ct.send_log is None or not ct.send_log.replica or ct.send_log.role != SOURCE:
+    await drop_with(ct, lambda local: send_cancel(ctx, id, local=local))
+
+
+async def drop_with(inst: Container | VM, cancel: Callable[[bool], Awaitable]) -> None:
+    """``cancel(local)`` the replica of ``inst`` if it has one: at its node
+    too (False) if that answers, else only here (True)."""
+    if inst.send_log is None or not inst.send_log.replica or inst.send_log.role != SOURCE:
         return
     try:
-        await send_cancel(ctx, id)
+        await cancel(False)
     except OsctlError:  # its node is gone or refuses: only this end
-        await send_cancel(ctx, id, local=True)
+        await cancel(True)
 
 
-def unrecoverable(ct: Container) -> str | None:
-    """Why container ``ct`` here cannot be recovered (no complete replica of
-    it is staged here); None if it can."""
-    slog = ct.send_log
+def unrecoverable(inst: Container | VM) -> str | None:
+    """Why container (or VM) ``inst`` here cannot be recovered (no complete
+    replica of it is staged here); None if it can."""
+    slog = inst.send_log
     if slog is None or slog.role != DESTINATION:
-        return f"container {ct.id} is no replica here (it is {ct.state})"
+        return f"{inst.noun} {inst.id} is no replica here (it is {inst.state})"
     if slog.stage == Stage.CONFIG:
-        return f"the replica of container {ct.id} is not complete: its full copy never arrived"
+        return f"the replica of {inst.noun} {inst.id} is not complete: its full copy never arrived"
     return None
+
+
+def replica_here(inst: Container | VM) -> SendLog:
+    """The send log of the complete replica ``inst`` here; a conflict if it is none."""
+    why = unrecoverable(inst)
+    if why is not None:
+        raise OsctlError(CONFLICT, why)
+    assert inst.send_log is not None
+    return inst.send_log
 
 
 @command("ct.recover", mutating=True, target=Target("ct", "id"))
@@ -88,12 +105,7 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
     ``data_age`` says how much time that is)."""
     node = ctx.node
     pstate, ct = node.registry.ct(id)
-    why = unrecoverable(ct)
-    if why is not None:
-        raise OsctlError(CONFLICT, why)
-    slog = ct.send_log
-    assert slog is not None
-    taken = slog.taken
+    taken = replica_here(ct).taken
     await adopt(ctx, pstate, ct)
     result = await started(node, pstate, ct, start)
     return {**result, "taken": taken, "data_age": None if taken is None else time.time() - taken}

@@ -40,6 +40,7 @@ from ..model.naming import check_name
 from ..model.netif import ROUTED
 from ..model.pool import IDMAP_CHOWN
 from ..model.sendlog import DESTINATION, SOURCE, SendLog, Stage, Step, next_stage
+from ..model.vm import VM
 from ..storage import backend_for
 from ..storage.zfs import ZfsBackend
 from ..transfer import channel, streams
@@ -79,12 +80,12 @@ async def _drop_sent(backend, pstate, ct_id: str, name: str | None = None) -> No
     if isinstance(backend, ZfsBackend):
         await backend.send_drop(pstate.pool.rootfs(ct_id), name)
     elif name is None:
-        await _destroy_all(backend, _snapshots(pstate, ct_id))
+        await destroy_all(backend, _snapshots(pstate, ct_id))
     else:
         await backend.destroy(_snapshots(pstate, ct_id) / name)
 
 
-async def _destroy_all(backend, directory: Path) -> None:
+async def destroy_all(backend, directory: Path) -> None:
     """Every dataset (snapshot) in ``directory``, then the directory."""
     if directory.is_dir():
         for p in sorted(directory.iterdir()):
@@ -92,13 +93,14 @@ async def _destroy_all(backend, directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def save_log(pstate, ct: Container, log_: SendLog | None) -> None:
-    """The container with its send log as ``log_``: in memory only once written."""
-    before, ct.send_log = ct.send_log, log_
+def save_log(pstate, inst: Container | VM, log_: SendLog | None) -> None:
+    """The container (or VM: its replica) with its send log as ``log_``: in
+    memory only once written."""
+    before, inst.send_log = inst.send_log, log_
     try:
-        pstate.save_ct(ct)
+        pstate.store.save(inst.kind, inst.id, inst.to_dict())
     except BaseException:
-        ct.send_log = before
+        inst.send_log = before
         raise
 
 
@@ -180,8 +182,8 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
     node = ctx.node
     meter = streams.Meter(ctx.progress, str(step))
     rootfs = pstate.pool.rootfs(ct.id)
-    taken = time.time()
     if slog.stream == "rsync":
+        taken = time.time()
         await streams.rsync_send(node, slog.peer, slog.token, rootfs, meter, live)
         reply = {}
         if live:
@@ -190,31 +192,67 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
         done = slog.after(step, taken=taken)
     else:
         backend = backend_for(pstate.pool)
-        name = f"s{int(slog.snapshot[1:]) + 1}" if slog.snapshot else "s1"
-        args = {"token": slog.token, "snapshot": name, "parent": slog.snapshot,
-                "state": handover, "taken": taken}
-        async with Undo() as undo:
-            if slog.stream == "zfs":
-                assert isinstance(backend, ZfsBackend)
-                plan = await backend.send_snapshot(rootfs, name, slog.snapshot)
-                undo.push(backend.send_drop, rootfs, name)
-                meter.size = await backend.send_size(rootfs, name, slog.snapshot, plan)
-                reply = await streams.send_stream(
-                    node, slog.peer, "ct.receive.rootfs", {**args, "datasets": plan},
-                    partial(backend.send_streams, rootfs, name, slog.snapshot, plan), meter)
-            else:
-                snaps = _snapshots(pstate, ct.id)
-                parent = snaps / slog.snapshot if slog.snapshot else None
-                await backend.snapshot(rootfs, snaps / name)
-                undo.push(backend.destroy, snaps / name)
-                reply = await streams.send_stream(node, slog.peer, "ct.receive.rootfs", args,
-                                                  streams.btrfs_writer(snaps / name, parent), meter)
-        if slog.snapshot is not None:
-            await _drop_sent(backend, pstate, ct.id, slog.snapshot)
+        if slog.stream == "zfs":
+            assert isinstance(backend, ZfsBackend)
+            name, taken, reply = await _zfs_pass(node, backend, rootfs, slog, handover, meter)
+        else:
+            name, taken, reply = await btrfs_pass(node, pstate, rootfs, _snapshots(pstate, ct.id), slog,
+                                                  "ct.receive.rootfs",
+                                                  {"token": slog.token, "state": handover}, meter)
         done = slog.after(step, snapshot=name, taken=taken)
     assert done is not None
     save_log(pstate, ct, done)
     return done, reply, meter.sent
+
+
+async def btrfs_pass(node, pstate, src: Path, snaps: Path, slog: SendLog, verb: str, args: dict,
+                     meter: streams.Meter,
+                     still: contextlib.AbstractAsyncContextManager | None = None) -> tuple[str, float, dict]:
+    """A read-only snapshot of ``src`` in ``snaps`` (taken within ``still``:
+    a VM's guest paused), streamed to receive verb ``verb`` at the peer
+    (``args`` and the snapshot's name, parent and time), incrementally from
+    the last one, which goes once it is sent. Returns the snapshot's name,
+    when it was taken, and the verb's reply."""
+    backend = backend_for(pstate.pool)
+    snap, parent = snaps / _next_snapshot(slog), (snaps / slog.snapshot if slog.snapshot else None)
+    async with Undo() as undo:
+        async with still or contextlib.nullcontext():
+            taken = time.time()
+            await backend.snapshot(src, snap)
+        undo.push(backend.destroy, snap)
+        reply = await streams.send_stream(node, slog.peer, verb,
+                                          {**args, "snapshot": snap.name, "parent": slog.snapshot,
+                                           "taken": taken}, streams.btrfs_writer(snap, parent), meter)
+    if parent is not None:
+        await backend.destroy(parent)
+    return snap.name, taken, reply
+
+
+def _next_snapshot(slog: SendLog) -> str:
+    """The name of a send's next pass's snapshot: s1, s2, ..."""
+    return f"s{int(slog.snapshot[1:]) + 1}" if slog.snapshot else "s1"
+
+
+async def _zfs_pass(node, backend: ZfsBackend, rootfs: Path, slog: SendLog, handover: dict | None,
+                    meter: streams.Meter) -> tuple[str, float, dict]:
+    """One atomic snapshot of the container's datasets, each streamed (from
+    the last pass's snapshot where it has one) to the peer's
+    ``ct.receive.rootfs`` on one session; the last pass's snapshot goes
+    once this one is in. Returns the snapshot's name, when it was taken,
+    and the verb's reply."""
+    name, taken = _next_snapshot(slog), time.time()
+    async with Undo() as undo:
+        plan = await backend.send_snapshot(rootfs, name, slog.snapshot)
+        undo.push(backend.send_drop, rootfs, name)
+        meter.size = await backend.send_size(rootfs, name, slog.snapshot, plan)
+        reply = await streams.send_stream(
+            node, slog.peer, "ct.receive.rootfs",
+            {"token": slog.token, "snapshot": name, "parent": slog.snapshot, "state": handover,
+             "taken": taken, "datasets": plan},
+            partial(backend.send_streams, rootfs, name, slog.snapshot, plan), meter)
+    if slog.snapshot is not None:
+        await backend.send_drop(rootfs, slog.snapshot)
+    return name, taken, reply
 
 
 @command("ct.send.rootfs", mutating=True, target=Target("ct", "id"))
@@ -347,7 +385,7 @@ def _arg(args: dict, key: str, kind: type, required: bool = True):
     return value
 
 
-def _taken(args: dict) -> float | None:
+def pass_taken(args: dict) -> float | None:
     """When the pass's copy was taken, as the source says (a replica's age)."""
     value = args.get("taken")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -478,34 +516,54 @@ async def stage(rctx: ReceiveContext, pstate, ct: Container, user_spec: dict, si
     return {"token": token, "pool": pstate.pool.name, "stream": stream, "id": ct.id}
 
 
+def _expected_pass(rctx: ReceiveContext, inst: Container | VM, slog: SendLog, args: dict,
+                   stream: str) -> tuple[str, str | None, int]:
+    """The snapshot a ``stream`` pass brings and its parent, which must be
+    the last one received here, and the session's stdin it comes on."""
+    snapshot = check_name("snapshot", _arg(args, "snapshot", str))
+    parent = _arg(args, "parent", str, required=False)
+    if slog.stream != stream or parent != slog.snapshot:
+        raise OsctlError(CONFLICT, f"{inst.noun} {inst.id}: expected a {slog.stream} stream from "
+                                   f"{slog.snapshot or 'nothing'}")
+    if rctx.stdin is None:
+        raise OsctlError(INVALID, "the stream comes on stdin")
+    return snapshot, parent, rctx.stdin
+
+
+async def btrfs_received(rctx: ReceiveContext, pstate, inst: Container | VM, step: Step,
+                         recv: Path, args: dict) -> None:
+    """A btrfs pass on the session's stdin into ``recv``: the snapshot
+    ``args`` name, incremental from their ``parent``, which must be the
+    last one received here (it goes once the new one is in); the send log
+    saved at ``step``."""
+    slog = inst.send_log
+    assert slog is not None
+    snapshot, parent, stdin = _expected_pass(rctx, inst, slog, args, "btrfs")
+    backend = backend_for(pstate.pool)
+    async with Undo() as undo:
+        undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
+        await streams.btrfs_receive(stdin, recv)
+        save_log(pstate, inst, slog.after(step, snapshot=snapshot, taken=pass_taken(args)))
+    if parent is not None:
+        await backend.destroy(recv / parent)
+
+
 @receive_verb("ct.receive.rootfs")
 async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
     """A btrfs or zfs pass: the full one, or an incremental from ``parent``."""
     pstate, ct = _transfer(rctx, args)
     slog = ct.send_log
     assert slog is not None
-    snapshot = check_name("snapshot", _arg(args, "snapshot", str))
-    parent = _arg(args, "parent", str, required=False)
-    step = Step.ROOTFS if parent is None else Step.SYNC
+    step = Step.ROOTFS if args.get("parent") is None else Step.SYNC
     next_stage(DESTINATION, slog.stage, step, f"container {ct.id}")
-    if slog.stream == "rsync" or parent != slog.snapshot:
-        raise OsctlError(CONFLICT, f"container {ct.id}: expected a {slog.stream} stream from "
-                                   f"{slog.snapshot or 'nothing'}")
-    if rctx.stdin is None:
-        raise OsctlError(INVALID, "the stream comes on stdin")
     backend = backend_for(pstate.pool)
-    recv = _received(pstate, ct.id)
     if isinstance(backend, ZfsBackend):  # what a failed pass made, it takes back itself
+        snapshot, parent, stdin = _expected_pass(rctx, ct, slog, args, "zfs")
         await backend.receive_streams(pstate.pool.rootfs(ct.id), snapshot, parent,
-                                      _arg(args, "datasets", list), rctx.stdin)
-        save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
+                                      _arg(args, "datasets", list), stdin)
+        save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=pass_taken(args)))
     else:
-        async with Undo() as undo:
-            undo.push(backend.destroy, recv / snapshot)  # what a failed receive left
-            await streams.btrfs_receive(rctx.stdin, recv)
-            save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=_taken(args)))
-        if parent is not None:
-            await backend.destroy(recv / parent)
+        await btrfs_received(rctx, pstate, ct, step, _received(pstate, ct.id), args)
     handover = args.get("state")
     if isinstance(handover, dict):  # the last one: take the container over now
         return await _take_over(rctx, pstate, ct, handover.get("start") is True)
@@ -538,7 +596,7 @@ async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
     slog = ct.send_log
     assert slog is not None
     save_log(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC,
-                                 taken=_taken(args)))
+                                 taken=pass_taken(args)))
     return {}
 
 
@@ -594,17 +652,19 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
         node.containers.apply(ct, Event.ADOPT)
         undo.push(node.containers.apply, ct, Event.STAGE)
         save_log(pstate, ct, None)
-    await _destroy_all(backend, recv)
+    await destroy_all(backend, recv)
     return fixed
 
 
-async def started(node, pstate, ct: Container, start: bool) -> dict:
-    """Start the taken-over container if ``start``: a failure is said, not
-    raised (it is here all the same: the operator starts it)."""
+async def started(node, pstate, ct: Container | VM, start: bool) -> dict:
+    """Start the taken-over container (or recovered VM) if ``start``: a
+    failure is said, not raised (it is here all the same: the operator
+    starts it). Not the start verb: the cluster's records, as this node
+    last read them, may not yet say that a recovered instance lives here."""
     ok, why = False, None
     if start:
         try:
-            await node.containers.start(pstate, ct)
+            await node.driver(ct.kind).start(pstate, ct)
             ok = True
         except OsctlError as e:
             why = e.message
@@ -622,7 +682,7 @@ async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
     next_stage(DESTINATION, slog.stage, Step.CANCEL, f"container {ct.id}")
     ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     async with hold_instance(ctx, ct, "ct.receive.cancel"):
-        await _destroy_all(backend_for(pstate.pool), _received(pstate, ct.id))
+        await destroy_all(backend_for(pstate.pool), _received(pstate, ct.id))
         await node.remove_ct(pstate, ct)
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     if slog.user_created and not pstate.instances_of(ct.user):

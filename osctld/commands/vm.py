@@ -16,6 +16,7 @@ from ..model.group import DEFAULT_GROUP, check_group_path
 from ..model.cluster import Size
 from ..model.lifecycle import State
 from ..model.naming import check_name
+from ..model.sendlog import SOURCE
 from ..model.units import parse_size
 from ..model.vm import STOPPED, VM, VmLimits
 from ..runtime import logtail
@@ -25,7 +26,7 @@ from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
 from . import (Between, Context, LogLines, Seconds, Target, cluster, command, ct_usage, deletion,
-               given, hold_instance, user_ref, vm_migrate)
+               given, hold_instance, user_ref, vm_migrate, vm_replica)
 from .instance import creating, group_to, lifecycle
 
 MIB = 1 << 20
@@ -222,11 +223,15 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
     if vm.state == State.STAGED and force:
         await vm_migrate.stop_waiting(vm)  # a finish waiting for its guest holds its lock
     async with hold_instance(ctx, vm, "vm.del"):
+        if vm.send_log is not None and vm.send_log.role == SOURCE:
+            raise OsctlError(CONFLICT, f"VM {vm.id} has a replica at {vm.send_log.peer}: drop it "
+                                       "first (osctl vm drop-replica)")
         if vm.state not in (STOPPED, State.SOFT_DELETED):
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
             if vm.state == State.STAGED:  # received in part: its incoming QEMU goes too
                 await node.vms.drop_incoming(vm)
+                await vm_replica.drop_received(pstate, vm)  # or a replica: its passes
             else:
                 await node.vms.stop(vm, 0, kill=True)
         await node.remove_vm(pstate, vm)

@@ -67,6 +67,9 @@ async def migrate(ctx: Context, id: str, dest: str, to_pool: str | None = None) 
         if vm.state not in (RUNNING, STOPPED):
             raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: only a running or a stopped "
                                        "VM moves")
+        if vm.send_log is not None:  # (a replica held here is staged: refused above)
+            raise OsctlError(CONFLICT, f"VM {vm.id} has a replica at {vm.send_log.peer}: drop it "
+                                       "first (osctl vm drop-replica)")
         if vm.running and vm.net_pending:
             raise OsctlError(CONFLICT, f"VM {vm.id}'s netifs changed since it started: restart "
                                        "it first (the guest moves with the network it runs)")
@@ -141,7 +144,7 @@ class Destination:
             self.sent = n
             meter(n)
 
-        async with _tar(self.files, names) as stream:
+        async with tar(self.files, names) as stream:
             return await channel.call(self.ctx.node, self.dest, "vm.receive.prepare",
                                       self._args(vm=self.vm.to_dict(), running=running),
                                       stdin=stream, progress=sent)
@@ -189,7 +192,7 @@ def _every(progress: Callable[[dict], None], seconds: float) -> Callable[[dict],
 
 
 @contextlib.asynccontextmanager
-async def _tar(files: VmFiles, names: list[str]) -> AsyncIterator[int]:
+async def tar(files: VmFiles, names: list[str]) -> AsyncIterator[int]:
     """A tar of ``names`` in the VM's directory (holes kept as holes), as the
     read end of a pipe; the tar must have succeeded when the block ends."""
     r, w = os.pipe()
@@ -232,7 +235,7 @@ def _staged(rctx: ReceiveContext, args: dict):
 
 
 @contextlib.asynccontextmanager
-async def _held(rctx: ReceiveContext, vm: VM, what: str) -> AsyncIterator[None]:
+async def held(rctx: ReceiveContext, vm: VM, what: str) -> AsyncIterator[None]:
     locks = rctx.node.locks
     async with locks.hold(pool_key(vm.pool), what, shared=True), \
             locks.hold(instance_key("vm", vm.pool, vm.id), what):
@@ -247,21 +250,50 @@ def _sized(vm: VM, running: dict) -> VM:
         raise OsctlError(INVALID, "running must give the source's cores and memory") from None
 
 
+def received_vm(rctx: ReceiveContext, args: dict) -> tuple:
+    """The pool ``args`` name here (or the default) and the VM config they
+    carry (``vm``, of VM ``id``), as nothing of this node's yet: no
+    transfer, deletion or replica of the source's."""
+    pstate = rctx.node.registry.pool(args.get("pool") or None)
+    if not isinstance(args.get("vm"), dict):
+        raise OsctlError(INVALID, "vm must be the VM's config")
+    try:
+        vm = VM.from_dict({**args["vm"], "deletion": None, "transfer": None, "send_log": None},
+                          pstate.pool.name)
+    except (KeyError, TypeError, ValueError) as e:
+        raise OsctlError(INVALID, f"not a VM config: {e}") from None
+    if vm.id != _text(args, "id"):
+        raise OsctlError(INVALID, f"the config is of VM {vm.id}, not {args['id']}")
+    return pstate, vm
+
+
+async def reserve(node, pstate, vm: VM, live: bool, undo: Undo) -> None:
+    """Register ``vm`` staged in ``pstate``'s table (the id, quota and
+    netifs' addresses and indices held from now on; ``undo`` gives them
+    back), once its id is free, its user and group are here, its quota
+    allows it and its addresses are free (see ``_netifs_free``)."""
+    table = pstate.vms
+    if vm.id in table:
+        raise OsctlError(EXISTS, f"VM {vm.id!r} exists in pool {pstate.pool.name}")
+    pstate.check_name_free("vm", "VM", vm.id)
+    if vm.user not in pstate.users:
+        raise OsctlError(NOT_FOUND, f"user {vm.user} does not exist in pool "
+                                    f"{pstate.pool.name} here: create it first")
+    pstate.group(vm.group)
+    pstate.check_quota(vm)
+    await _netifs_free(node, vm, live)
+    table[vm.id] = vm
+    undo.push(table.pop, vm.id)
+    node.vms.apply(vm, Event.STAGE)
+
+
 @receive_verb("vm.receive.prepare")
 async def receive_prepare(rctx: ReceiveContext, args: dict) -> dict:
     """Register the VM staged, take its files from stdin, and for a live
     move start its incoming QEMU; nothing is left if a step fails."""
     node = rctx.node
-    pstate = node.registry.pool(args.get("pool") or None)
+    pstate, vm = received_vm(rctx, args)
     token = _text(args, "token")
-    if not isinstance(args.get("vm"), dict):
-        raise OsctlError(INVALID, "vm must be the VM's config")
-    try:
-        vm = VM.from_dict({**args["vm"], "deletion": None, "transfer": None}, pstate.pool.name)
-    except (KeyError, TypeError, ValueError) as e:
-        raise OsctlError(INVALID, f"not a VM config: {e}") from None
-    if vm.id != _text(args, "id"):
-        raise OsctlError(INVALID, f"the config is of VM {vm.id}, not {args['id']}")
     running = args.get("running")
     if running is not None and not isinstance(running, dict):
         raise OsctlError(INVALID, "running must be the source's cores, memory and interconnect")
@@ -279,23 +311,11 @@ async def receive_prepare(rctx: ReceiveContext, args: dict) -> dict:
     vm.transfer = VmTransfer(IN, rctx.peer_ip, live, token)
     files = VmFiles(pstate.pool.vm_dir(vm.id))
     backend = backend_for(pstate.pool)
-    table = pstate.vms
-    async with _held(rctx, vm, "vm.receive.prepare"), Undo() as undo:
-        if vm.id in table:
-            raise OsctlError(EXISTS, f"VM {vm.id!r} exists in pool {pstate.pool.name}")
-        pstate.check_name_free("vm", "VM", vm.id)
-        if vm.user not in pstate.users:
-            raise OsctlError(NOT_FOUND, f"user {vm.user} does not exist in pool "
-                                        f"{pstate.pool.name} here: create it first")
-        pstate.group(vm.group)
-        pstate.check_quota(vm)
-        await _netifs_free(node, vm, live)
-        table[vm.id] = vm  # reserves the id, the quota and the netifs' addresses and indices
-        undo.push(table.pop, vm.id)
-        node.vms.apply(vm, Event.STAGE)
+    async with held(rctx, vm, "vm.receive.prepare"), Undo() as undo:
+        await reserve(node, pstate, vm, live, undo)
         undo.push(backend.destroy, files.dir)
         await backend.create(files.dir)
-        await _untar(files, rctx.stdin, with_disk=not live)
+        await untar(files, rctx.stdin, with_disk=not live)
         if live:
             with open(files.disk, "wb") as f:
                 f.truncate(vm.disk)
@@ -324,7 +344,7 @@ async def _netifs_free(node, vm: VM, live: bool) -> None:
         used.add(n.index)
 
 
-async def _untar(files: VmFiles, stdin: int, with_disk: bool) -> None:
+async def untar(files: VmFiles, stdin: int, with_disk: bool) -> None:
     """The VM's files from the tar on ``stdin``: those named, nothing else."""
     names = [*BOOT_FILES, *([files.disk.name] if with_disk else [])]
     proc = await asyncio.create_subprocess_exec(
@@ -366,7 +386,7 @@ async def receive_finish(rctx: ReceiveContext, args: dict) -> dict:
     assert task is not None
     _waiting[key] = task
     try:
-        async with _held(rctx, vm, "vm.receive.finish"):
+        async with held(rctx, vm, "vm.receive.finish"):
             if vm.transfer.live:
                 await node.vms.arrive(vm)
             else:
@@ -391,7 +411,7 @@ async def receive_abort(rctx: ReceiveContext, args: dict) -> dict:
         raise OsctlError(CONFLICT, f"VM {args.get('id')} arrived here already")
     pstate, vm = _staged(rctx, args)
     await stop_waiting(vm)
-    async with _held(rctx, vm, "vm.receive.abort"):
+    async with held(rctx, vm, "vm.receive.abort"):
         if vm.state != STAGED:
             raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: it arrived already")
         await node.vms.drop_incoming(vm)

@@ -26,8 +26,10 @@ from .lifecycle import State
 
 SOURCE, DESTINATION = "source", "destination"
 # How the root filesystem travels: btrfs send/receive between two btrfs
-# pools, zfs send/receive between two zfs pools, rsync otherwise.
-STREAMS = ("btrfs", "zfs", "rsync")
+# pools, zfs send/receive between two zfs pools, rsync otherwise; a VM's
+# files (its replica) from a pool without snapshots go as a whole (sparse)
+# tar each pass.
+STREAMS = ("btrfs", "zfs", "rsync", "tar")
 ORIGINS = (None, "vz6")
 
 

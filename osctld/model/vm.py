@@ -19,6 +19,7 @@ from .group import DEFAULT_GROUP, check_group_path
 from .naming import check_hostname, check_name
 from .lifecycle import State
 from .netif import NetIf
+from .sendlog import SendLog, held_state
 from .units import SIZE_RANGE
 
 STOPPED, STARTING, RUNNING, STOPPING = State.STOPPED, State.STARTING, State.RUNNING, State.STOPPING
@@ -106,6 +107,9 @@ class VM:
     deletion: Deletion | None = None  # a staged deletion (model/deletion.py)
     attrs: dict[str, str] = field(default_factory=dict)  # frontends' metadata (model/attrs.py)
     transfer: VmTransfer | None = None  # a move to or from another node under way
+    # Its replica at another node (``vm replicate``, cluster HA), as a
+    # container's send log: the source's, or the staged replica's here.
+    send_log: SendLog | None = None
     # Runtime, never persisted: learnt from QEMU (pidfile, QMP).
     state: State = field(default=STOPPED, compare=False)
     pid: int | None = field(default=None, compare=False)
@@ -117,7 +121,7 @@ class VM:
 
     PERSISTED = ("id", "user", "template", "version", "cores", "memory", "disk",
                  "hostname", "group", "online", "created", "netifs", "flavor", "deletion",
-                 "attrs", "transfer")
+                 "attrs", "transfer", "send_log")
 
     def __post_init__(self) -> None:
         check_name("vm", self.id)
@@ -134,6 +138,7 @@ class VM:
         self.deletion = Deletion.from_dict(self.deletion)
         self.attrs = loaded_attrs(self.attrs, where)
         self.transfer = VmTransfer.from_dict(self.transfer)
+        self.send_log = SendLog.from_dict(self.send_log)
 
     def netif(self, name: str) -> NetIf:
         for n in self.netifs:
@@ -157,6 +162,7 @@ class VM:
         d["deletion"] = self.deletion and self.deletion.to_dict()
         d["attrs"] = dict(self.attrs)
         d["transfer"] = self.transfer and self.transfer.to_dict()
+        d["send_log"] = self.send_log and self.send_log.to_dict()
         return d
 
     @classmethod
@@ -166,6 +172,8 @@ class VM:
             vm.state = vm.deletion.held_state(vm.state)
         if vm.transfer and vm.transfer.direction == IN:
             vm.state = STAGED  # received, not yet arrived: not startable
+        if vm.send_log:
+            vm.state = held_state(vm.send_log, vm.state)  # a replica here: staged
         return vm
 
     def public(self) -> dict:

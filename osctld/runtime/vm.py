@@ -22,13 +22,15 @@ until its next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from osctl.protocol import INTERNAL, UNSUPPORTED, OsctlError
 
@@ -122,6 +124,13 @@ def _alive_qemu(pid: int, qmp_path: Path) -> bool:
     except OSError:
         return False
     return str(qmp_path).encode() in cmdline
+
+
+@dataclass
+class Pause:
+    """How long ``Vms.paused`` held a guest paused (None: it did not run)."""
+
+    seconds: float | None = None
 
 
 class Vms:
@@ -374,6 +383,28 @@ class Vms:
         if qmp is None:
             raise OsctlError(INTERNAL, f"VM {vm.id} has no QMP connection")
         await qmp.execute("block_resize", {"node-name": DISK_NODE, "size": size})
+
+    @contextlib.asynccontextmanager
+    async def paused(self, vm: VM, pause: Pause) -> AsyncIterator[None]:
+        """The guest paused for the block, then run on (if it ran: a VM not
+        running, or one paused by someone else, is left as it is); ``pause``
+        says for how long. QEMU's ``stop`` drains and flushes the guest's
+        in-flight writes, so a snapshot of its disk taken meanwhile is the
+        disk at one instant: what a power cut would have left (a replica's
+        copy, cluster HA)."""
+        qmp = self.monitors.get((vm.pool, vm.id)) if vm.running else None
+        ran = qmp is not None and (await qmp.execute("query-status")).get("status") == "running"
+        began = time.monotonic()
+        if ran:
+            assert qmp is not None
+            await qmp.execute("stop")
+        try:
+            yield
+        finally:
+            if ran:
+                assert qmp is not None
+                await qmp.execute("cont")
+                pause.seconds = time.monotonic() - began
 
     # --- live migration (runtime/vm_migrate.py) -------------------------------------------
 

@@ -90,7 +90,7 @@ def test_a_standby_without_a_complete_replica_refuses_before_taking_the_record()
     async def update_instance(key, fn):
         updates.append(key)
 
-    act = SimpleNamespace(unrecoverable=lambda id: f"container {id} is no replica here (it is stopped)")
+    act = SimpleNamespace(unrecoverable=lambda kind, id: f"container {id} is no replica here (it is stopped)")
     cluster = SimpleNamespace(name="n2", store=SimpleNamespace(update_instance=update_instance))
     with pytest.raises(OsctlError, match="ct/a not recovered on n2: container a is no replica here"):
         asyncio.run(recover_here(cluster, Recover("ct/a", "n1", "n2", 3.0), act))

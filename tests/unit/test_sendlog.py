@@ -71,3 +71,14 @@ def test_the_log_is_kept_in_the_config_and_holds_the_state():
         assert back.send_log == ct.send_log and back.state == held
         assert held_state(ct.send_log, State.STOPPED) == held
     assert Container.from_dict({**ct.to_dict(), "send_log": None}, "p").send_log is None
+
+
+def test_a_vms_replica_log_is_kept_in_its_config_and_holds_it_staged_there():
+    from osctld.model.vm import VM
+    for role, held in ((DESTINATION, State.STAGED), (SOURCE, State.STOPPED)):
+        vm = VM(id="v1", pool="p", user="u", template="tinyvm", version="1", cores=1,
+                memory=256 << 20, disk=10 << 30, send_log=log(role, Stage.SYNC, replica=True))
+        back = VM.from_dict(vm.to_dict(), "p")
+        assert back.send_log == vm.send_log and back.state == held
+    assert VM.from_dict({k: v for k, v in vm.to_dict().items() if k != "send_log"},
+                        "p").send_log is None  # a config from before replicas
