@@ -36,12 +36,14 @@ from ..cluster.errors import EtcdError, EtcdUnavailable
 from ..distconfig.rootfs import RootFS
 from ..model.container import Container
 from ..model.lifecycle import Event, State
+from ..model.mount import Mount
 from ..model.naming import check_name
 from ..model.netif import ROUTED
 from ..model.pool import IDMAP_CHOWN
 from ..model.sendlog import DESTINATION, SOURCE, SendLog, Stage, Step, next_stage
 from ..model.vm import VM
 from ..storage import backend_for
+from ..storage.base import SUBDATASETS, Backend
 from ..storage.zfs import ZfsBackend
 from ..transfer import channel, streams
 from ..transfer.receive_verbs import ReceiveContext, receive_verb
@@ -159,6 +161,7 @@ async def send_config(ctx: Context, id: str, dest: str, as_id: str | None = None
                      "gid_map": [str(e) for e in user.gid_map]},
             "size": await _rsync_size(pstate.pool.rootfs(ct.id)),
             "stream": backend_for(pstate.pool).send_stream,
+            "rootfs": str(pstate.pool.rootfs(ct.id)),  # where its own datasets are mounted
         })
         try:
             save_log(pstate, ct, SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG,
@@ -437,8 +440,35 @@ async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
         ct = Container.from_dict({**_arg(args, "config", dict), "id": ct_id}, pstate.pool.name)
     except (TypeError, KeyError) as e:
         raise OsctlError(INVALID, f"bad container config: {e}") from None
+    ct.mounts = datasets_here(ct.mounts, _arg(args, "rootfs", str, required=False),
+                              pstate.pool.rootfs(ct_id), backend_for(pstate.pool), args.get("stream"))
     return await stage(rctx, pstate, ct, _arg(args, "user", dict), _arg(args, "size", int),
                        stream=args.get("stream"))
+
+
+def datasets_here(mounts: list[Mount], sender_rootfs: str | None, rootfs: Path, backend: Backend,
+                  stream: object) -> list[Mount]:
+    """``mounts`` with those of the container's own datasets (``ct
+    dataset``: on the sender beside its rootfs ``sender_rootfs``) where
+    they will be mounted here; the sender's paths would not exist here, or
+    be another container's (``--as-id``, another pool). The datasets
+    travel only in a zfs stream into a zfs pool (rsync stays in the
+    rootfs's filesystem): anything else is refused, before anything is
+    made."""
+    if sender_rootfs is None:
+        return mounts
+    theirs = Path(sender_rootfs).parent / SUBDATASETS
+    out = []
+    for m in mounts:
+        src = Path(m.src)
+        if src.parent != theirs:
+            out.append(m)
+        elif stream != "zfs" or backend.send_stream != "zfs":
+            raise OsctlError(UNSUPPORTED, f"the container's dataset {src.name} (ct dataset ls) goes "
+                                          "only to a zfs pool, from a zfs pool")
+        else:
+            out.append(replace(m, src=str(backend.subdataset_path(rootfs, src.name))))
+    return out
 
 
 async def _drop_stale_copy(rctx: ReceiveContext, id: str) -> None:

@@ -151,15 +151,21 @@ def test_a_running_container_moves_by_zfs_streams_and_incrementals_send_little(n
 
 
 def test_a_whole_send_of_a_small_container(node_vm, nodes):
-    """The figure the report quotes: ct send of a running busybox container, every stage."""
+    """The figure the report quotes: ct send of a running busybox container
+    (with a dataset of its own), every stage. The two pools are at other
+    paths: the dataset is mounted inside from where it lands on B."""
     vm, (a, b) = node_vm, nodes
     a.running_ct("w1")
+    a.call("ct.dataset.new", {"id": a.ct("w1"), "name": "data", "quota": "32M"})
+    a.exec("w1", "echo kept > /data/f")
     t0 = time.monotonic()
     a.call("ct.send", {"id": a.ct("w1"), "dest": b.dest, "to_pool": b.pool})
     print(f"\nct send (running busybox, zfs to zfs, every stage, node VM under tcg): "
           f"{time.monotonic() - t0:.1f} s")
     assert b.call("ct.show", {"id": b.ct("w1")})["state"] == "running"
     assert f"{a.dataset}/ct/w1" not in zfs_names(vm)
+    assert b.exec("w1", "cat /data/f") == "kept\n"
+    assert [d["name"] for d in b.call("ct.dataset.ls", {"id": b.ct("w1")})] == ["data"]
 
 
 def test_a_failed_or_cancelled_send_leaves_no_dataset_there_and_no_snapshot_here(node_vm, nodes):

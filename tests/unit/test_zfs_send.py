@@ -212,3 +212,23 @@ def test_a_destination_that_fails_stops_the_writer_and_its_error_is_raised(monke
     assert e.value.message == "d: zfs receive failed"
     assert outcome.get("errno") == 32  # EPIPE: the writer ended before send_stream did
     assert len(os.listdir("/proc/self/fd")) == fds  # both ends closed
+
+
+def test_a_containers_own_datasets_are_mounted_from_where_they_land_here(backend, tmp_path):
+    """The sender's config names its own node's paths; on another pool (or
+    ``--as-id``) they would be missing, or another container's."""
+    from osctld.commands.ct_send import datasets_here
+    from osctld.model.mount import Mount
+
+    theirs = "/tank/a/ct/m1/rootfs"
+    bind = Mount("/srv/shared", "/shared")
+    data = Mount("/tank/a/ct/m1/datasets/data", "/data", idmapped=True)
+    here = tmp_path / "ct" / "m2" / "rootfs"
+    moved = datasets_here([bind, data], theirs, here, backend, "zfs")
+    assert moved == [bind, Mount(str(tmp_path / "ct" / "m2" / "datasets" / "data"), "/data", idmapped=True)]
+    assert datasets_here([bind, data], None, here, backend, "zfs") == [bind, data]  # no rootfs said
+    dir_pool = backend_for(Pool(name="d", path=tmp_path, backend="dir"))
+    for where, stream in ((backend, "rsync"), (dir_pool, "zfs")):  # rsync stays in the rootfs
+        with pytest.raises(OsctlError, match="dataset data .* only to a zfs pool"):
+            datasets_here([bind, data], theirs, here, where, stream)
+    assert datasets_here([bind], theirs, here, dir_pool, "rsync") == [bind]
