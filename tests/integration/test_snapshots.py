@@ -15,6 +15,7 @@ import pytest
 
 from osctld.model.pool import Pool
 from osctld.storage import backend_for
+from osctld.undo import Undo
 from tests.conftest import require
 from tests.helpers.node import BLOCK
 from tests.integration.test_limits import df_k
@@ -26,7 +27,12 @@ def btrfs_pool(tmp_path):
     require(None if shutil.which("mkfs.btrfs") else "mkfs.btrfs missing (btrfs-progs)")
     pool = Pool("snaps", "btrfs", tmp_path / "mnt", tmp_path / "snaps.img")
     backend = backend_for(pool)
-    asyncio.run(backend.install(256 << 20))
+
+    async def install() -> None:
+        async with Undo() as undo:  # as the command does: a failed install takes itself back
+            await backend.install(256 << 20, undo)
+
+    asyncio.run(install())
     try:
         yield backend
     finally:
