@@ -200,7 +200,7 @@ class Zpools:
                 self.datasets[ds] = prop.split("=", 1)[1]
             case ("zfs", "inherit", "mountpoint", ds):
                 self.datasets[ds] = None
-            case ("zpool", "create", *_, zpool, image):
+            case ("zpool", "create", *_, zpool, _):
                 self.zpools.add(zpool)
                 self.datasets[zpool] = "none"
             case ("umount", where):  # what the dataset holds goes out of sight
