@@ -15,6 +15,7 @@ from osctl.protocol import OsctlError
 
 from . import sysctls as _sysctls
 from .model.naming import check_name
+from .model.pool import BACKENDS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -33,7 +34,7 @@ class DefaultPool:
     def __post_init__(self) -> None:
         # Said when the config is read: at the first start, a daemon would
         # otherwise stop on a pool it cannot install.
-        if self.backend not in ("dir", "btrfs", "zfs"):
+        if self.backend not in BACKENDS:
             raise ValueError(f"default_pool: backend must be dir, btrfs or zfs, not {self.backend!r}")
         if self.backend == "zfs" and not self.dataset:
             raise ValueError("default_pool: a zfs default pool needs dataset: POOL/PATH "

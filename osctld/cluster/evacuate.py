@@ -10,6 +10,7 @@ meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
@@ -32,7 +33,6 @@ class Outcome:
     """How one move of an evacuation or restore went."""
 
     key: str
-    target: str | None
     ok: bool
     message: str
 
@@ -46,7 +46,7 @@ async def run_moves(moves: list[Move], one: Callable[[Move], Awaitable[str]], pa
     the others'. Live moves go first, the others once they are done."""
     sem = asyncio.Semaphore(parallel)
     todo = [m for m in moves if m.target is not None or m.action == "stop"]
-    outcomes = [Outcome(m.instance_key, None, False, f"{m.instance_key} cannot move: {m.reason}; "
+    outcomes = [Outcome(m.instance_key, False, f"{m.instance_key} cannot move: {m.reason}; "
                                                      f"it stays on {m.source}")
                 for m in moves if m not in todo]
     for o in outcomes:
@@ -61,10 +61,10 @@ async def run_moves(moves: list[Move], one: Callable[[Move], Awaitable[str]], pa
                 done = await one(m)
             except Exception as e:
                 message = e.message if isinstance(e, OsctlError) else str(e)
-                o = Outcome(m.instance_key, m.target, False,
+                o = Outcome(m.instance_key, False,
                             f"{m.instance_key}: {m.action} failed: {message}")
             else:
-                o = Outcome(m.instance_key, m.target, True,
+                o = Outcome(m.instance_key, True,
                             f"{m.instance_key}: {done} ({time.monotonic() - began:.1f} s)")
             say(o.message)
             return o
@@ -128,22 +128,39 @@ async def move_step(node: Node, m: Move, address: str | None, act: Actions,
         assert address is not None
         cold = kind == "vm" and m.action == "migrate" and inst.running
         done = f"on {m.target}"
-        if cold:  # a VM's cold move: stopped here, started there
-            await act.stop(kind, id)
+        stopped_here = False
         try:
-            await act.move(kind, id, address)
-        except OsctlError as e:
-            # A running VM keeps its interconnect /30, which the target may
-            # have given another instance meanwhile: it moves stopped then.
-            if kind != "vm" or not inst.running or e.code != CONFLICT or "interconnect" not in e.message:
-                raise
-            progress(f"{m.instance_key}: {e.message}: moving it stopped")
-            await act.stop(kind, id)
-            await act.move(kind, id, address)
-            cold, done = True, f"on {m.target} (moved stopped: its interconnect was taken there)"
+            if cold:  # a VM's cold move: stopped here, started there
+                await act.stop(kind, id)
+                stopped_here = True
+            try:
+                await act.move(kind, id, address)
+            except OsctlError as e:
+                # A running VM keeps its interconnect /30, which the target may
+                # have given another instance meanwhile: it moves stopped then.
+                if kind != "vm" or not inst.running or e.code != CONFLICT or "interconnect" not in e.message:
+                    raise
+                progress(f"{m.instance_key}: {e.message}: moving it stopped")
+                await act.stop(kind, id)
+                stopped_here = True
+                await act.move(kind, id, address)
+                cold, done = True, f"on {m.target} (moved stopped: its interconnect was taken there)"
+        except BaseException:
+            if stopped_here:  # the move failed: it runs on here, as it did
+                with contextlib.suppress(Exception):
+                    await act.start(kind, id)
+            raise
+        # Its record first: a start failing there must not leave it recorded here.
+        await _record(cluster, m)
         if cold and m.target is not None:
             await tasks.call(cluster.store, m.target, "instance.start", {"kind": kind, "id": id},
                              by=cluster.name)
+        return done
+    await _record(cluster, m)
+    return done
+
+
+async def _record(cluster, m: Move) -> None:
+    """The instance's record once ``m`` is done (``decide.after``)."""
     await cluster.store.update_instance(m.instance_key,
                                         lambda r: None if r is None else decide.after(r, m))
-    return done

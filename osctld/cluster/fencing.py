@@ -32,14 +32,16 @@ def _agent(node: Node) -> ClusterAgent:
     return node.cluster
 
 
-async def fence(node, instances: Iterable[tuple[str, str]], deadline: float) -> list[str]:
+async def fence(node, instances: Iterable[tuple[str, str]], deadline: float) -> tuple[list[str], list[str]]:
     """Kill the running instances named (``(kind, id)``) at once, all
-    together, by ``deadline`` (time.monotonic()); returns what is still not
-    stopped then (logged as an error: the leader may start it elsewhere)."""
+    together, by ``deadline`` (time.monotonic()); returns the keys of those
+    it killed and of those still not stopped then (logged as an error: the
+    leader may start them elsewhere). It returns once every kill is over:
+    one still under way would stop an instance started again meanwhile."""
     todo = []
     for kind, id in instances:
         try:
-            pstate, inst = node.registry.instance(kind, id)
+            _, inst = node.registry.instance(kind, id)
         except OsctlError:
             continue
         if inst.running:
@@ -54,14 +56,16 @@ async def fence(node, instances: Iterable[tuple[str, str]], deadline: float) -> 
             log.error("fencing: %s %s not killed: %s", inst.kind, inst.id, e)
 
     if not todo:
-        return []
-    log.warning("fencing: killing %s", ", ".join(f"{i.kind}/{i.id}" for i in todo))
+        return [], []
+    killed = [f"{i.kind}/{i.id}" for i in todo]
+    log.warning("fencing: killing %s", ", ".join(killed))
     jobs = [asyncio.ensure_future(kill(i)) for i in todo]
     await asyncio.wait(jobs, timeout=max(0.0, deadline - time.monotonic()))
     left = [f"{i.kind}/{i.id}" for i in todo if i.running]
     if left:
         log.error("fencing: still running at the deadline: %s", ", ".join(left))
-    return left
+    await asyncio.gather(*jobs)  # kill() says its own errors
+    return killed, left
 
 
 @dataclass
@@ -98,17 +102,9 @@ async def on_lease_lost(node: Node, fenced: Fenced, deadline: float) -> None:
         view = ClusterView(instances=dict(cluster.records))
         keys = decide.self_fence(view, cluster.name)
         fenced.lease = lease
-        fenced.keys = [k for k in keys if _running(node, k)]
-        left = await fence(node, [split_key(k) for k in keys], deadline)
+        fenced.keys, left = await fence(node, [split_key(k) for k in keys], deadline)
     log.error("cluster: node %s fenced itself: %s killed%s", cluster.name,
               ", ".join(fenced.keys) or "nothing", f"; NOT stopped: {', '.join(left)}" if left else "")
-
-
-def _running(node: Node, ikey: str) -> bool:
-    try:
-        return node.registry.instance(*split_key(ikey))[1].running
-    except OsctlError:
-        return False
 
 
 async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:

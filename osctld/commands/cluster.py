@@ -170,12 +170,16 @@ async def place_task(node: Node, args: dict, progress: Progress) -> dict:
     return {"node": placed.node, "note": placed.note}
 
 
+def task_context(node: Node, what: str, progress: Progress) -> Context:
+    """A command's context in a task another node asked for: its progress
+    lines go to the task's record."""
+    return Context(node=node, op=f"task:{what}", progress=lambda d: progress(str(d.get("message") or d)))
+
+
 def _creating(verb: str):
     async def create(node: Node, args: dict, progress: Progress) -> Any:
         """Create the instance here (its record was written by the leader)."""
-        ctx = Context(node=node, op=f"task:{verb}",
-                      progress=lambda d: progress(str(d.get("message") or d)))
-        return await REGISTRY[verb].run(ctx, args)
+        return await REGISTRY[verb].run(task_context(node, verb, progress), args)
     return create
 
 

@@ -22,7 +22,7 @@ from ..cluster.decide import Move
 from ..cluster.tasks import Progress, task
 from ..model.cluster import EVACUATE, KINDS, InstanceRecord
 from . import Context, command
-from .cluster import NOUN, via_etcd, agent
+from .cluster import NOUN, agent, task_context, via_etcd
 from . import ct_replica, vm_replica
 from .ct_send import STOP_TIMEOUT, send
 from .instance import lifecycle
@@ -77,8 +77,7 @@ class CommandActions:
 
 
 def _actions(node: Node, what: str, progress: Progress) -> CommandActions:
-    return CommandActions(Context(node=node, op=f"task:{what}",
-                                  progress=lambda d: progress(str(d.get("message") or d))))
+    return CommandActions(task_context(node, what, progress))
 
 
 # --- the tasks: what a node does when another asks -------------------------------

@@ -77,22 +77,10 @@ def _rsync_tree(pstate, backend, ct_id: str) -> Path:
     return _received(pstate, ct_id) / "rootfs"
 
 
-async def _drop_sent(backend, pstate, ct_id: str, name: str | None = None) -> None:
-    """The source's snapshot ``name`` of a pass (None: of every pass)."""
-    if isinstance(backend, ZfsBackend):
-        await backend.send_drop(pstate.pool.rootfs(ct_id), name)
-    elif name is None:
-        await destroy_all(backend, _snapshots(pstate, ct_id))
-    else:
-        await backend.destroy(_snapshots(pstate, ct_id) / name)
-
-
-async def destroy_all(backend, directory: Path) -> None:
-    """Every dataset (snapshot) in ``directory``, then the directory."""
-    if directory.is_dir():
-        for p in sorted(directory.iterdir()):
-            await backend.destroy(p)
-        shutil.rmtree(directory, ignore_errors=True)
+async def _drop_sent(backend, pstate, ct_id: str) -> None:
+    """The source's snapshots of every pass: its pool's own (zfs) or in ``send/``."""
+    await backend.send_drop(pstate.pool.rootfs(ct_id))
+    await backend.destroy_all(_snapshots(pstate, ct_id))
 
 
 def save_log(pstate, inst: Container | VM, log_: SendLog | None) -> None:
@@ -100,7 +88,7 @@ def save_log(pstate, inst: Container | VM, log_: SendLog | None) -> None:
     memory only once written."""
     before, inst.send_log = inst.send_log, log_
     try:
-        pstate.store.save(inst.kind, inst.id, inst.to_dict())
+        pstate.save_instance(inst)
     except BaseException:
         inst.send_log = before
         raise
@@ -245,8 +233,8 @@ async def _zfs_pass(node, backend: ZfsBackend, rootfs: Path, slog: SendLog, hand
     and the verb's reply."""
     name, taken = _next_snapshot(slog), time.time()
     async with Undo() as undo:
+        undo.push(backend.send_drop, rootfs, name)  # made on some datasets when it fails half way
         plan = await backend.send_snapshot(rootfs, name, slog.snapshot)
-        undo.push(backend.send_drop, rootfs, name)
         meter.size = await backend.send_size(rootfs, name, slog.snapshot, plan)
         reply = await streams.send_stream(
             node, slog.peer, "ct.receive.rootfs",
@@ -435,13 +423,13 @@ async def _user(ctx: Context, pstate, spec: dict) -> tuple:
 async def receive_config(rctx: ReceiveContext, args: dict) -> dict:
     pstate = rctx.node.registry.pool(_arg(args, "pool", str, required=False))
     ct_id = check_name("container", _arg(args, "id", str))
-    await _drop_stale_copy(rctx, ct_id)
     try:
         ct = Container.from_dict({**_arg(args, "config", dict), "id": ct_id}, pstate.pool.name)
     except (TypeError, KeyError) as e:
         raise OsctlError(INVALID, f"bad container config: {e}") from None
     ct.mounts = datasets_here(ct.mounts, _arg(args, "rootfs", str, required=False),
                               pstate.pool.rootfs(ct_id), backend_for(pstate.pool), args.get("stream"))
+    await _drop_stale_copy(rctx, ct_id)  # once what is sent is known to be acceptable
     return await stage(rctx, pstate, ct, _arg(args, "user", dict), _arg(args, "size", int),
                        stream=args.get("stream"))
 
@@ -589,9 +577,9 @@ async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
     backend = backend_for(pstate.pool)
     if isinstance(backend, ZfsBackend):  # what a failed pass made, it takes back itself
         snapshot, parent, stdin = _expected_pass(rctx, ct, slog, args, "zfs")
-        await backend.receive_streams(pstate.pool.rootfs(ct.id), snapshot, parent,
-                                      _arg(args, "datasets", list), stdin)
-        save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=pass_taken(args)))
+        await backend.receive_streams(
+            pstate.pool.rootfs(ct.id), snapshot, parent, _arg(args, "datasets", list), stdin,
+            lambda: save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=pass_taken(args))))
     else:
         await btrfs_received(rctx, pstate, ct, step, _received(pstate, ct.id), args)
     handover = args.get("state")
@@ -609,7 +597,7 @@ async def receive_rsync(rctx: ReceiveContext, args: dict) -> dict:
     assert slog is not None
     if slog.stream != "rsync":
         raise OsctlError(CONFLICT, f"container {ct.id}: expected a {slog.stream} stream")
-    next_stage(DESTINATION, slog.stage, Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC)
+    next_stage(DESTINATION, slog.stage, slog.next_pass)
     backend = backend_for(pstate.pool)
     tree = _rsync_tree(pstate, backend, ct.id)
     if not tree.exists():
@@ -625,7 +613,7 @@ async def receive_synced(rctx: ReceiveContext, args: dict) -> dict:
     pstate, ct = _transfer(rctx, args)
     slog = ct.send_log
     assert slog is not None
-    save_log(pstate, ct, slog.after(Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC,
+    save_log(pstate, ct, slog.after(slog.next_pass,
                                  taken=pass_taken(args)))
     return {}
 
@@ -682,7 +670,7 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
         node.containers.apply(ct, Event.ADOPT)
         undo.push(node.containers.apply, ct, Event.STAGE)
         save_log(pstate, ct, None)
-    await destroy_all(backend, recv)
+    await backend.destroy_all(recv)
     return fixed
 
 
@@ -712,7 +700,7 @@ async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
     next_stage(DESTINATION, slog.stage, Step.CANCEL, f"container {ct.id}")
     ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     async with hold_instance(ctx, ct, "ct.receive.cancel"):
-        await destroy_all(backend_for(pstate.pool), _received(pstate, ct.id))
+        await backend_for(pstate.pool).destroy_all(_received(pstate, ct.id))
         await node.remove_ct(pstate, ct)
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     if slog.user_created and not pstate.instances_of(ct.user):

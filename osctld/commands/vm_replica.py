@@ -31,6 +31,7 @@ standby changes or the VM moves).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -49,13 +50,19 @@ from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from ..undo import Undo
 from . import Context, Target, command, hold_instance
 from .ct_replica import drop_with, replica_here
-from .ct_send import btrfs_pass, btrfs_received, destroy_all, pass_taken, save_log, started
+from .ct_send import btrfs_pass, btrfs_received, pass_taken, save_log, started
 from .vm_migrate import BOOT_FILES, held, received_vm, reserve, tar, untar
 
 
 def _snapshots(pstate, vm_id: str) -> Path:
     """The source's read-only snapshots of the VM's subvolume (btrfs)."""
     return pstate.pool.path / "vm" / f".{vm_id}.send"
+
+
+def _stream(backend) -> str:
+    """How a VM's passes go from or into ``backend``'s pool: btrfs streams
+    between btrfs pools, else the files whole (tar)."""
+    return "btrfs" if backend.send_stream == "btrfs" else "tar"
 
 
 def _received(pstate, vm_id: str) -> Path:
@@ -85,15 +92,16 @@ async def replicate(ctx: Context, id: str, dest: str, to_pool: str | None = None
             raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: only a running or a stopped "
                                        "VM is replicated")
         if slog is None:
-            _torn(vm, "btrfs" if backend.snapshots else "tar", f"pool {pstate.pool.name}")
-            slog = await _register(ctx, pstate, vm, dest, to_pool)
+            _torn(vm, _stream(backend), f"pool {pstate.pool.name}")
+            slog = await _register(ctx, pstate, vm, dest, to_pool, _stream(backend))
             try:
                 _torn(vm, slog.stream, f"pool {slog.pool} at {dest}")
             except OsctlError:  # not kept: another pool there may do
                 await _cancel_at(ctx, slog)
                 save_log(pstate, vm, None)
                 raise
-        _torn(vm, slog.stream, f"its replica's pool {slog.pool} at {slog.peer}")
+        else:
+            _torn(vm, slog.stream, f"its replica's pool {slog.pool} at {slog.peer}")
         pause = Pause()
         slog = await _pass(ctx, pstate, vm, slog, pause)
     return {"id": vm.id, "pool": vm.pool, "dest": dest, "taken": slog.taken,
@@ -109,14 +117,14 @@ def _torn(vm: VM, stream: str, where: str) -> None:
                                       "instant); stop it first")
 
 
-async def _register(ctx: Context, pstate, vm: VM, dest: str, to_pool: str | None) -> SendLog:
-    """The staged VM at ``dest``, and the send log here that names it."""
+async def _register(ctx: Context, pstate, vm: VM, dest: str, to_pool: str | None,
+                    stream: str) -> SendLog:
+    """The staged VM at ``dest`` (its passes as ``stream`` if it can take
+    them), and the send log here that names it."""
     node = ctx.node
     ctx.progress({"step": "config", "message": f"registering {vm.id} at {dest}"})
-    config = {k: v for k, v in vm.to_dict().items() if k not in ("send_log", "transfer", "deletion")}
     reply = await channel.call(node, dest, "vm.receive.replica", {
-        "id": vm.id, "pool": to_pool, "vm": config,
-        "stream": "btrfs" if backend_for(pstate.pool).send_stream == "btrfs" else "tar"})
+        "id": vm.id, "pool": to_pool, "vm": vm.to_dict(), "stream": stream})
     slog = SendLog(role=SOURCE, token=reply["token"], stage=Stage.CONFIG, peer=dest, as_id=vm.id,
                    pool=reply["pool"], stream=reply["stream"], replica=True)
     try:
@@ -131,7 +139,7 @@ async def _pass(ctx: Context, pstate, vm: VM, slog: SendLog, pause: Pause) -> Se
     """One copy of the VM's files at the replica, its stage saved on both
     ends (``pause``: how long its guest was paused for it)."""
     node = ctx.node
-    step = Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC
+    step = slog.next_pass
     meter = streams.Meter(ctx.progress, str(step))
     files = VmFiles(pstate.pool.vm_dir(vm.id))
     args = {"id": vm.id, "pool": slog.pool, "token": slog.token}
@@ -172,7 +180,7 @@ async def drop_replica(ctx: Context, id: str, local: bool = False) -> dict:
             raise OsctlError(CONFLICT, f"VM {vm.id} has no replica")
         if not local:
             await _cancel_at(ctx, slog)
-        await destroy_all(backend_for(pstate.pool), _snapshots(pstate, vm.id))
+        await backend_for(pstate.pool).destroy_all(_snapshots(pstate, vm.id))
         save_log(pstate, vm, None)
     return vm.public()
 
@@ -205,6 +213,7 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
                 await backend.clone(recv / slog.snapshot, home)
                 undo.push(backend.destroy, home)
             else:
+                _settled(recv)
                 os.rename(recv, home)
                 undo.push(os.rename, home, recv)
             node.vms.apply(vm, Event.ADOPT)
@@ -226,10 +235,28 @@ async def drop_received(pstate, vm: VM) -> None:
 async def _drop_received(backend, recv: Path, stream: str) -> None:
     """Every pass the replica received (a half-received one too)."""
     if stream == "btrfs":
-        await destroy_all(backend, recv)
+        await backend.destroy_all(recv)
     else:
-        await backend.destroy(recv)
-        await backend.destroy(recv.with_name(recv.name + ".new"))
+        for p in (recv, recv.with_name(recv.name + ".new"), recv.with_name(recv.name + ".old")):
+            await backend.destroy(p)
+
+
+def _settled(recv: Path) -> None:
+    """A tar pass's swap that a crash cut short between its renames: the
+    last good copy (``.old``, which the send log still names) back in place."""
+    old = recv.with_name(recv.name + ".old")
+    if old.exists() and not recv.exists():
+        os.rename(old, recv)
+
+
+@contextlib.asynccontextmanager
+async def _held_replica(rctx: ReceiveContext, args: dict, what: str):
+    """The staged replica ``args`` name, locked, and looked up again once
+    locked: a cancel or ``vm del --force`` that held the lock first leaves
+    nothing a pass waiting behind it could write into again."""
+    _, vm, _ = _replica(rctx, args)
+    async with held(rctx, vm, what):
+        yield _replica(rctx, args)
 
 
 def _replica(rctx: ReceiveContext, args: dict):
@@ -251,7 +278,7 @@ async def receive_replica(rctx: ReceiveContext, args: dict) -> dict:
     node = rctx.node
     pstate, vm = received_vm(rctx, args)
     vm.online = False  # not started with the daemon: recover starts it
-    stream = "btrfs" if args.get("stream") == backend_for(pstate.pool).send_stream == "btrfs" else "tar"
+    stream = _stream(backend_for(pstate.pool)) if args.get("stream") == "btrfs" else "tar"
     token = secrets.token_hex(20)
     async with held(rctx, vm, "vm.receive.replica"), Undo() as undo:
         await reserve(node, pstate, vm, False, undo)
@@ -265,11 +292,10 @@ async def receive_replica(rctx: ReceiveContext, args: dict) -> dict:
 @receive_verb("vm.receive.replica.pass")
 async def receive_pass(rctx: ReceiveContext, args: dict) -> dict:
     """One pass on stdin: a btrfs stream (from ``parent``), or the whole tar."""
-    pstate, vm, slog = _replica(rctx, args)
-    step = Step.ROOTFS if slog.stage == Stage.CONFIG else Step.SYNC
-    next_stage(DESTINATION, slog.stage, step, f"VM {vm.id}")
-    recv = _received(pstate, vm.id)
-    async with held(rctx, vm, "vm.receive.replica.pass"):
+    async with _held_replica(rctx, args, "vm.receive.replica.pass") as (pstate, vm, slog):
+        step = slog.next_pass
+        next_stage(DESTINATION, slog.stage, step, f"VM {vm.id}")
+        recv = _received(pstate, vm.id)
         if slog.stream == "btrfs":
             await btrfs_received(rctx, pstate, vm, step, recv, args)
             return {"stage": str(step)}
@@ -282,9 +308,14 @@ async def receive_pass(rctx: ReceiveContext, args: dict) -> dict:
             undo.push(backend.destroy, new)
             await backend.create(new)
             await untar(VmFiles(new), rctx.stdin, with_disk=True)
-        await backend.destroy(recv)
+        _settled(recv)
+        old = recv.with_name(recv.name + ".old")  # the last good copy, until the new one is said
+        await backend.destroy(old)
+        if recv.exists():
+            os.rename(recv, old)
         os.rename(new, recv)
         save_log(pstate, vm, slog.after(step, taken=pass_taken(args)))
+        await backend.destroy(old)
     return {"stage": str(step)}
 
 
@@ -292,8 +323,7 @@ async def receive_pass(rctx: ReceiveContext, args: dict) -> dict:
 async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
     """The staged replica and every pass received go."""
     node = rctx.node
-    pstate, vm, slog = _replica(rctx, args)
-    async with held(rctx, vm, "vm.receive.replica.cancel"):
+    async with _held_replica(rctx, args, "vm.receive.replica.cancel") as (pstate, vm, slog):
         await _drop_received(backend_for(pstate.pool), _received(pstate, vm.id), slog.stream)
         await node.remove_vm(pstate, vm)
     return {"id": vm.id, "cancelled": True}

@@ -117,6 +117,11 @@ class SendLog:
                                       f"or origin {self.origin!r}")
         object.__setattr__(self, "stage", Stage(self.stage))
 
+    @property
+    def next_pass(self) -> Step:
+        """The step of the next copy: the full one after the config, else a sync."""
+        return Step.ROOTFS if self.stage == Stage.CONFIG else Step.SYNC
+
     def after(self, step: Step, what: str = "the container", **changes: Any) -> SendLog | None:
         """The log once ``step`` is done (None: the transfer is over)."""
         stage = next_stage(self.role, self.stage, step, what)

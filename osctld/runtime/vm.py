@@ -395,15 +395,15 @@ class Vms:
         qmp = self.monitors.get((vm.pool, vm.id)) if vm.running else None
         ran = qmp is not None and (await qmp.execute("query-status")).get("status") == "running"
         began = time.monotonic()
-        if ran:
-            assert qmp is not None
-            await qmp.execute("stop")
-        try:
+        try:  # a stop QEMU took before a cancellation reached us is undone too
+            if ran:
+                assert qmp is not None
+                await qmp.execute("stop")
             yield
         finally:
             if ran:
                 assert qmp is not None
-                await qmp.execute("cont")
+                await asyncio.shield(qmp.execute("cont"))  # never left paused by a cancellation
                 pause.seconds = time.monotonic() - began
 
     # --- live migration (runtime/vm_migrate.py) -------------------------------------------

@@ -137,6 +137,10 @@ class Backend:
         """Dataset (or the directory holding one) ``src`` is now at ``dst``,
         in one step: rename(2), which moves a btrfs subvolume as it is."""
         os.rename(src, dst)
+    async def send_drop(self, rootfs: Path, name: str | None = None) -> None:
+        """A send's snapshots kept by the pool itself (zfs: of the container's
+        datasets); elsewhere they are in the send's own directory."""
+
     async def snapshot(self, src: Path, dst: Path) -> None:
         """A read-only point-in-time copy of dataset ``src`` at ``dst``, taken
         while ``src`` is in use (a running container's rootfs): what an export
@@ -232,6 +236,14 @@ class Backend:
         """Remove dataset ``path`` (or a snapshot of one); nothing if it is not there."""
         if path.exists() or path.is_symlink():
             await asyncio.to_thread(shutil.rmtree, path)
+
+    async def destroy_all(self, directory: Path) -> None:
+        """Every dataset (snapshot) in ``directory``, then the directory: a
+        send's or a replica's passes."""
+        if directory.is_dir():
+            for p in sorted(directory.iterdir()):
+                await self.destroy(p)
+            shutil.rmtree(directory, ignore_errors=True)
 
     async def set_quota(self, path: Path, size: int | None) -> None:
         """Limit what dataset ``path`` may hold to ``size`` bytes (None: no limit)."""

@@ -36,6 +36,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from osctl.protocol import CONFLICT, EXISTS, INTERNAL, INVALID, NOT_FOUND, OsctlError
 
@@ -486,13 +487,18 @@ class ZfsBackend(Backend):
                  parent is not None and await self.exists(self._send_snap(d, parent))]
                 for d in tree]
 
+    def _pass_snaps(self, rootfs: Path, name: str, parent: str | None,
+                    plan: list[list]) -> list[tuple[bytes, bytes | None]]:
+        """Each dataset's snapshot of the pass and its base (None: sent whole)."""
+        return [(self._send_snap(d, name).encode(),
+                 self._send_snap(d, parent).encode() if incremental and parent else None)
+                for d, (_, incremental) in zip(self._datasets(rootfs, [p[0] for p in plan]), plan)]
+
     async def send_streams(self, rootfs: Path, name: str, parent: str | None, plan: list[list],
                            fd: int) -> None:
         """Write the pass's streams to ``fd`` (left open)."""
         lzc_send = self.lzc.lzc_send
-        streams = [(self._send_snap(d, name).encode(),
-                    self._send_snap(d, parent).encode() if incremental and parent else None)
-                   for d, (_, incremental) in zip(self._datasets(rootfs, [p[0] for p in plan]), plan)]
+        streams = self._pass_snaps(rootfs, name, parent, plan)
 
         def send() -> None:
             for snap, base in streams:
@@ -502,18 +508,19 @@ class ZfsBackend(Backend):
     async def send_size(self, rootfs: Path, name: str, parent: str | None, plan: list[list]) -> int:
         """What the pass's streams weigh (libzfs_core's estimate, compressed)."""
         total = 0
-        for d, (_, incremental) in zip(self._datasets(rootfs, [p[0] for p in plan]), plan):
-            base = self._send_snap(d, parent).encode() if incremental and parent else None
-            total += await call(f"sizing the stream of {d}", self.lzc.lzc_send_space,
-                                self._send_snap(d, name).encode(), base, SEND_FLAGS)
+        for snap, base in self._pass_snaps(rootfs, name, parent, plan):
+            total += await call(f"sizing the stream of {snap.decode()}", self.lzc.lzc_send_space,
+                                snap, base, SEND_FLAGS)
         return total
 
     async def receive_streams(self, rootfs: Path, name: str, parent: str | None,
-                              plan: list[list], fd: int) -> None:
+                              plan: list[list], fd: int, saved: Callable[[], None] | None = None) -> None:
         """Receive a pass's streams from ``fd`` into the container's dataset
         and subdatasets (not mounted until ``received``). A failure takes
-        back what this pass made; once all arrived, the last pass's
-        snapshots go, and so does a subdataset the source no longer has."""
+        back what this pass made, also one of ``saved`` (the send log says
+        the pass, once all arrived): the last pass's snapshots, the base of
+        a retry, go only after it, and so does a subdataset the source no
+        longer has."""
         if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
                    and isinstance(p[1], bool) for p in plan):
             raise OsctlError(INVALID, "datasets: [name, incremental] pairs")
@@ -536,6 +543,8 @@ class ZfsBackend(Backend):
                 # force: rolled back to the base first, should anything have touched it
                 await call_through(f"zfs receive {snap}", self.lzc.lzc_receive, snap.encode(), fd,
                                    force=incremental)
+            if saved is not None:
+                saved()
         except BaseException:
             for what in reversed(made):
                 if not await self.exists(what):

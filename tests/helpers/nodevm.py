@@ -442,21 +442,27 @@ class NodeVM:
         /etc/subuid and /etc/subgid are put back as they booted. Anything
         else a module makes in the VM it removes itself (and a loaded
         kernel module may stay)."""
-        try:
-            # Killed first: a clean stop is no module's business here, and
-            # busybox's init may keep an export waiting out its timeout.
-            running = [c["pool"] + ":" + c["id"] for c in self.call("ct.ls", {"state": "running"})]
-            self.call_all(*(("ct.kill", {"id": c}) for c in running), timeout=60)
-            pools = [p["name"] for p in self.call("pool.ls", timeout=30)]
-            self.call_all(*(("pool.export", {"name": p, "force": True, "timeout": 5}) for p in pools),
-                          timeout=120)
-        except OsctlError as e:  # it is down, or an export failed: the rest cleans up
-            print(f"node VM reset: pool export: {e}", file=sys.stderr)
+        # Killed first: a clean stop is no module's business here, and
+        # busybox's init may keep an export waiting out its timeout. Each
+        # step on its own: one that fails (a container gone meanwhile, the
+        # daemon down) leaves the next its chance; the rest cleans up.
+        for what, step in (
+                ("kill", lambda: self.call_all(*(("ct.kill", {"id": c["pool"] + ":" + c["id"]})
+                                                 for c in self.call("ct.ls", {"state": "running"})),
+                                               timeout=60)),
+                ("pool export", lambda: self.call_all(
+                    *(("pool.export", {"name": p["name"], "force": True, "timeout": 5})
+                      for p in self.call("pool.ls", timeout=30)), timeout=120))):
+            try:
+                step()
+            except OsctlError as e:
+                print(f"node VM reset: {what}: {e}", file=sys.stderr)
         dirs = f"{GUEST_OSCTLD_DIR} {GUEST_RUN_DIR}"
+        ours = f"findmnt -rn -o TARGET | grep -E '^({GUEST_OSCTLD_DIR}|{GUEST_RUN_DIR})(/|$)'"
         self.run(f"""
             systemctl kill -s KILL {GUEST_UNIT} 2>/dev/null
             systemctl stop {GUEST_UNIT} 2>/dev/null; systemctl reset-failed {GUEST_UNIT} 2>/dev/null
-            for m in $(findmnt -rn -o TARGET | grep -E '^({GUEST_OSCTLD_DIR}|{GUEST_RUN_DIR})(/|$)' | sort -r); do
+            for m in $({ours} | sort -r); do
                 umount -l "$m"
             done
             for z in $(zpool list -H -o name); do zpool destroy -f "$z"; done
@@ -465,7 +471,7 @@ class NodeVM:
             cp -a {BOOT_COPY}/subuid {BOOT_COPY}/subgid /etc/
             """, timeout=120)
         left = self.run_all(f"systemctl is-active {GUEST_UNIT}", "zpool list -H -o name",
-                            f"findmnt -rn -o TARGET | grep -E '^({GUEST_OSCTLD_DIR}|{GUEST_RUN_DIR})(/|$)'",
+                            ours,
                             f"ls -d {dirs}")
         if left[0].stdout.strip() == "active" or any(r.stdout.strip() for r in left[1:]):
             raise AssertionError("the node VM could not be reset for the next module: "
