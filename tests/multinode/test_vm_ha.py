@@ -8,7 +8,9 @@ three-node cluster, an HA VM whose node dies runs on its standby."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,9 @@ def btrfs_vm(cluster) -> None:
 def vm_pair(make_cluster, tinyvm_image, tmp_path):
     """Nodes A and B that run VMs; B trusts A; ``btrfs_vm`` on them."""
     require(have_qemu())
-    cluster = make_cluster(**vm_node_config(tmp_path))
+    cluster = make_cluster(**vm_node_config(tmp_path),  # staged deletions' stages seconds apart
+                           deletion={"notice": 0, "check_every": 0.2, "prepare": 1, "hard": 1,
+                                     "purge": 30, "recycle": 60})
     a, b = cluster.nodes
     cluster.trust(a, b, "a")
     btrfs_vm(cluster)
@@ -127,6 +131,49 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     assert a.osctl_json("vm", "show", "v1")["send_log"] is None
     assert [v["id"] for v in b.osctl_json("vm", "ls")] == ["v2"]
     assert not list((b.dir).glob("**/vm/.v1.*"))
+
+    # Deleted by date, a replicated VM takes its replica down at the hard
+    # stage as vm del --force does: nothing of it is left at either end,
+    # its passes' btrfs snapshots neither. The standby's staged replica is
+    # no VM to delete by date.
+    a.osctl_json("vm", "replicate", "v1", b.dest, "--to-pool", "bt")
+    a.osctl_json("vm", "replicate", "v1", b.dest)  # an incremental pass
+    assert _subvolumes(a, ".v1.send") and _subvolumes(b, ".v1.recv")
+    p = b.osctl("vm", "del", "v1", "--at", _in(1), check=False)
+    assert p.returncode == 6 and "delete it with --force" in p.stderr, p.stderr
+    a.osctl("vm", "del", "v1", "--at", _in(1))
+    for n in (a, b):
+        wait_for(lambda: n.osctl("vm", "show", "v1", check=False).returncode, 20,
+                 message=f"v1 gone from {n.name}", until=lambda rc: rc == 3)
+        assert not list(n.dir.glob("**/vm/.v1*")) and _subvolumes(n, "v1") == []
+
+    # What a daemon killed half way through a deletion left of a replica
+    # goes at its next start, its read-only snapshots as subvolumes; a
+    # staged replica's passes stay.
+    a.osctl("vm", "new", "v3", "--user", "bt:vmuser", "--template", "tinyvm",
+            "-c", "1", "-m", "256M", "-d", "10G")
+    a.osctl_json("vm", "replicate", "v3", b.dest, "--to-pool", "bt")
+    vms = Path(b.osctl_json("pool", "show", "bt")["path"]) / "vm"
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(vms / "v9")], check=True)
+    for left in (".v9.send", ".v9.recv"):
+        (vms / left).mkdir()
+        subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(vms / "v9"),
+                        str(vms / left / "s1")], check=True)
+    b.restart()
+    assert _subvolumes(b, "v9") == [] and not list(vms.glob("*v9*"))
+    assert _subvolumes(b, ".v3.recv") and b.osctl_json("vm", "show", "v3")["state"] == "staged"
+
+
+def _in(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+
+
+def _subvolumes(node, part: str) -> list[str]:
+    """The paths of the btrfs subvolumes of ``node``'s pool bt with ``part`` in them."""
+    pool = node.osctl_json("pool", "show", "bt")["path"]
+    out = subprocess.run(["btrfs", "subvolume", "list", pool], capture_output=True, text=True,
+                         check=True).stdout
+    return [line.split(" path ", 1)[1] for line in out.splitlines() if part in line]
 
 
 def vm_state(node) -> str | None:
