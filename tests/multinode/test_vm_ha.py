@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.helpers.multinode import btrfs_pool
+from tests.helpers.multinode import btrfs_pool, subvolumes
 from tests.helpers.vm import (COUNTER, counted, disk_counter, have_qemu, type_on_console,
                               vm_node_config, wait_console)
 from tests.helpers.etcd import FENCE_MARGIN, LEASE_TTL
@@ -138,14 +138,14 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     # no VM to delete by date.
     a.osctl_json("vm", "replicate", "v1", b.dest, "--to-pool", "bt")
     a.osctl_json("vm", "replicate", "v1", b.dest)  # an incremental pass
-    assert _subvolumes(a, ".v1.send") and _subvolumes(b, ".v1.recv")
+    assert subvolumes(a, ".v1.send") and subvolumes(b, ".v1.recv")
     p = b.osctl("vm", "del", "v1", "--at", _in(1), check=False)
     assert p.returncode == 6 and "delete it with --force" in p.stderr, p.stderr
     a.osctl("vm", "del", "v1", "--at", _in(1))
     for n in (a, b):
         wait_for(lambda: n.osctl("vm", "show", "v1", check=False).returncode, 20,
                  message=f"v1 gone from {n.name}", until=lambda rc: rc == 3)
-        assert not list(n.dir.glob("**/vm/.v1*")) and _subvolumes(n, "v1") == []
+        assert not list(n.dir.glob("**/vm/.v1*")) and subvolumes(n, "v1") == []
 
     # What a daemon killed half way through a deletion left of a replica
     # goes at its next start, its read-only snapshots as subvolumes; a
@@ -160,20 +160,12 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
         subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(vms / "v9"),
                         str(vms / left / "s1")], check=True)
     b.restart()
-    assert _subvolumes(b, "v9") == [] and not list(vms.glob("*v9*"))
-    assert _subvolumes(b, ".v3.recv") and b.osctl_json("vm", "show", "v3")["state"] == "staged"
+    assert subvolumes(b, "v9") == [] and not list(vms.glob("*v9*"))
+    assert subvolumes(b, ".v3.recv") and b.osctl_json("vm", "show", "v3")["state"] == "staged"
 
 
 def _in(seconds: float) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
-
-
-def _subvolumes(node, part: str) -> list[str]:
-    """The paths of the btrfs subvolumes of ``node``'s pool bt with ``part`` in them."""
-    pool = node.osctl_json("pool", "show", "bt")["path"]
-    out = subprocess.run(["btrfs", "subvolume", "list", pool], capture_output=True, text=True,
-                         check=True).stdout
-    return [line.split(" path ", 1)[1] for line in out.splitlines() if part in line]
 
 
 def vm_state(node) -> str | None:
