@@ -25,6 +25,7 @@ from .model.deletion import HARD, PREPARE, RECYCLE, SOFT, Deleted
 from .model.lifecycle import Event, check
 from .model.vm import VM
 from .state import PoolState
+from .transfer import copies
 
 if TYPE_CHECKING:
     from .node import Node
@@ -114,12 +115,14 @@ async def _soft(node: Node, pstate: PoolState, server: Container | VM) -> None:
 
 
 async def _hard(node: Node, pstate: PoolState, server: Container | VM) -> None:
-    """Free what ``ct del`` / ``vm del`` free, keeping the name (a ``Deleted``
-    record, written before the config goes) until recycle."""
+    """Free what ``ct del`` / ``vm del --force`` free, the copy of a send or
+    replica at another node too, keeping the name (a ``Deleted`` record,
+    written before the config goes) until recycle."""
     assert server.deletion is not None
     pstate.save_deleted(Deleted(server.kind, server.id, server.pool, server.user, server.deletion))
     if server.running:  # started by hand since: it goes all the same
         await node.driver(server.kind).stop(server, 0, kill=True)
+    await copies.take_down(node, server)  # a replica made since it was scheduled too
     if isinstance(server, VM):
         await node.remove_vm(pstate, server)
     else:

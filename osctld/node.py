@@ -148,23 +148,29 @@ class Node:
                 raise
 
     async def remove_ct(self, pstate: PoolState, ct: Container) -> None:
-        """Delete a stopped container's config, LXC directory and rootfs: what
-        ``ct del`` and the hard stage of a staged deletion free. Config first:
-        a crash after it leaves an orphan dataset (removed at start), never a
-        config that points at a half-deleted rootfs."""
+        """Delete a stopped container's config, LXC directory and rootfs (and
+        the passes of a send or replica kept here): what ``ct del`` and the
+        hard stage of a staged deletion free. Config first: a crash after it
+        leaves an orphan dataset (removed at start), never a config that
+        points at a half-deleted rootfs."""
         pstate.store.delete("ct", ct.id)
         del pstate.cts[ct.id]
         self.containers.remove(ct.pool, ct.id)
-        await backend_for(pstate.pool).destroy_ct(pstate.pool.rootfs(ct.id))
+        backend = backend_for(pstate.pool)
+        await backend.destroy_ct(pstate.pool.rootfs(ct.id))
+        await backend.destroy_passes("ct", ct.id)
         shutil.rmtree(pstate.pool.ct_dir(ct.id), ignore_errors=True)
 
     async def remove_vm(self, pstate: PoolState, vm: VM) -> None:
-        """Delete a stopped VM's config, run directory, cgroup and disk: what
-        ``vm del`` and the hard stage free, config first as for containers."""
+        """Delete a stopped VM's config, run directory, cgroup and disk (and
+        its replica's passes kept here, at either end): what ``vm del`` and
+        the hard stage free, config first as for containers."""
         pstate.store.delete("vm", vm.id)
         del pstate.vms[vm.id]
         self.vms.remove(vm)
-        await backend_for(pstate.pool).destroy(pstate.pool.vm_dir(vm.id))
+        backend = backend_for(pstate.pool)
+        await backend.destroy(pstate.pool.vm_dir(vm.id))
+        await backend.destroy_passes("vm", vm.id)
 
     def status(self) -> dict:
         rss = 0

@@ -16,6 +16,10 @@ request, so nothing removed here can be half way through being made:
   ``ct reinstall`` (the old one is put back where the rootfs is missing);
 - a read-only snapshot a ``ct copy`` or ``ct export`` read from
   (``<pool>/ct/.<id>.snap-<hex>``);
+- the passes of a VM's replica (``<pool>/vm/.<id>.send``, ``.<id>.recv``
+  and its tar swap's ``.new``, ``.old``) whose VM has no config here,
+  neither as a VM nor as a staged replica (a delete, or a replica's cancel,
+  was interrupted; a container's are in its directory, removed with it);
 - a temporary file is one in a directory only osctld writes (a pool's
   ``conf`` tree, the state directory's top level, the LXC directories).
 
@@ -31,6 +35,7 @@ from pathlib import Path
 from osctl.protocol import OsctlError
 
 from .model.naming import check_name
+from .model.pool import vm_of_passes
 from .store import TEMP_NAME
 
 log = logging.getLogger(__name__)
@@ -94,6 +99,7 @@ async def clean_pool(pstate, backend, containers) -> None:
     async def remove_ct(ct_id: str) -> None:
         log.warning("removing %s: container %s of pool %s %s", pool.ct_dir(ct_id), ct_id, pool.name, why)
         await backend.destroy_ct(pool.rootfs(ct_id))
+        await backend.destroy_passes("ct", ct_id)
         shutil.rmtree(pool.ct_dir(ct_id))
 
     async def remove_vm(vm_id: str) -> None:
@@ -122,12 +128,29 @@ async def clean_pool(pstate, backend, containers) -> None:
     for ct_id in pstate.cts:
         remove_temp_files(lxc.ct_dir(pool.name, ct_id))
         await _reinstall_left(backend, pool.rootfs(ct_id))
+    await _replica_passes_left(pstate, backend)
     for snap in sorted((pool.path / "ct").glob(SNAPSHOT_GLOB)):
         log.warning("removing %s, a snapshot an interrupted copy or export left", snap)
         try:
             await backend.destroy(snap)
         except Exception as e:
             log.error("cannot remove %s: %s", snap, e)
+
+
+async def _replica_passes_left(pstate, backend) -> None:
+    """A VM's replica passes whose VM this pool has no config of: a staged
+    replica is a VM here (its destination send log), so it keeps its own."""
+    directory = pstate.pool.path / "vm"
+    for p in sorted(directory.iterdir()) if directory.is_dir() else ():
+        vm_id = vm_of_passes(p.name)
+        if vm_id is None or vm_id in pstate.vms:
+            continue
+        log.warning("removing %s: the passes of a replica of VM %s, which pool %s has no config "
+                    "of (a delete or cancel was interrupted)", p, vm_id, pstate.pool.name)
+        try:
+            await backend.destroy_all(p)
+        except Exception as e:
+            log.error("cannot remove %s: %s", p, e)
 
 
 async def _reinstall_left(backend, rootfs: Path) -> None:

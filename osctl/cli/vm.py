@@ -115,7 +115,7 @@ lifecycle_commands(vm, "vm", "VM", {
     "kill": ("Stop VMs at once, without a clean shutdown.", ["osctl vm kill v1"]),
     "del": ("Delete VMs and their disks, at once or staged (--at).",
             ["osctl vm del v1", "osctl vm del -f -u alice", "osctl vm del v1 --at 2026-12-24"]),
-}, _timeout, "Kill a running one first.")
+}, _timeout, "Kill a running one first; a replica (vm replicate) goes too, at its standby.")
 
 
 @vm.command("console")

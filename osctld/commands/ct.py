@@ -31,6 +31,7 @@ from ..runtime.statfs import wants_proxy
 from ..runtime.usage import disk_used
 from ..state import matching
 from ..storage import backend_for
+from ..transfer import copies
 from ..undo import Undo
 from ..cluster.sync import ct_size
 from . import (Between, Context, Seconds, Target, cluster, command, ct_usage, deletion, given,
@@ -338,8 +339,10 @@ async def console(ctx: Context, id: str, tty: Annotated[int, Between(0, 63)] = 0
 async def delete(ctx: Context, id: str, force: bool = False, at: str | None = None,
                  cancel: bool = False) -> dict:
     """Delete a stopped (or soft-deleted) container (``force``: stop it
-    first, and delete its snapshots too) and its data; or, with ``at``, schedule its staged deletion
-    around that date, which ``cancel`` calls off until its hard stage."""
+    first, and delete its snapshots too) and its data, and the copy a send
+    or replica of it left at another node; or, with ``at``, schedule its
+    staged deletion around that date, which ``cancel`` calls off until its
+    hard stage."""
     node = ctx.node
     if cancel:
         deletion.past_hard(ctx, "ct", id)
@@ -362,6 +365,7 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
             if not force:
                 raise OsctlError(CONFLICT, f"container {ct.id} is {ct.state}: stop it or use --force")
             await node.containers.stop(ct, 0, kill=True)
+        await copies.take_down(node, ct)
         await node.remove_ct(pstate, ct)
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     return {"id": ct.id, "pool": ct.pool}

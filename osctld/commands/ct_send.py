@@ -45,7 +45,7 @@ from ..model.vm import VM
 from ..storage import backend_for
 from ..storage.base import SUBDATASETS, Backend
 from ..storage.zfs import ZfsBackend
-from ..transfer import channel, streams
+from ..transfer import channel, copies, streams
 from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from ..undo import Undo
 from . import Context, Target, command, hold_instance, user as user_cmd
@@ -57,16 +57,6 @@ STOP_TIMEOUT = 60
 
 # --- where things are ---------------------------------------------------------------
 
-def _snapshots(pstate, ct_id: str) -> Path:
-    """The source's read-only snapshots of a container being sent (btrfs)."""
-    return pstate.pool.ct_dir(ct_id) / "send"
-
-
-def _received(pstate, ct_id: str) -> Path:
-    """What the destination received so far: snapshots (btrfs), or the tree (rsync)."""
-    return pstate.pool.ct_dir(ct_id) / "recv"
-
-
 def _rsync_tree(pstate, backend, ct_id: str) -> Path:
     """Where rsync writes on the destination: on zfs the rootfs itself, in
     the container's own dataset (a tree renamed into place would be a
@@ -74,13 +64,13 @@ def _rsync_tree(pstate, backend, ct_id: str) -> Path:
     tree in ``recv/``, renamed into place at the take-over."""
     if isinstance(backend, ZfsBackend):
         return pstate.pool.rootfs(ct_id)
-    return _received(pstate, ct_id) / "rootfs"
+    return pstate.pool.received("ct", ct_id) / "rootfs"
 
 
 async def _drop_sent(backend, pstate, ct_id: str) -> None:
     """The source's snapshots of every pass: its pool's own (zfs) or in ``send/``."""
     await backend.send_drop(pstate.pool.rootfs(ct_id))
-    await backend.destroy_all(_snapshots(pstate, ct_id))
+    await backend.destroy_all(pstate.pool.sent("ct", ct_id))
 
 
 def save_log(pstate, inst: Container | VM, log_: SendLog | None) -> None:
@@ -187,7 +177,7 @@ async def _pass(ctx: Context, pstate, ct: Container, slog: SendLog, step: Step, 
             assert isinstance(backend, ZfsBackend)
             name, taken, reply = await _zfs_pass(node, backend, rootfs, slog, handover, meter)
         else:
-            name, taken, reply = await btrfs_pass(node, pstate, rootfs, _snapshots(pstate, ct.id), slog,
+            name, taken, reply = await btrfs_pass(node, pstate, rootfs, pstate.pool.sent("ct", ct.id), slog,
                                                   "ct.receive.rootfs",
                                                   {"token": slog.token, "state": handover}, meter)
         done = slog.after(step, snapshot=name, taken=taken)
@@ -336,11 +326,7 @@ async def send_cancel(ctx: Context, id: str, local: bool = False) -> dict:
     async with hold_instance(ctx, ct, "ct.send.cancel"):
         slog = _sending(ct, Step.CANCEL)
         if not local:
-            try:
-                await channel.call(node, slog.peer, "ct.receive.cancel", {"token": slog.token})
-            except OsctlError as e:
-                if e.code != NOT_FOUND:  # gone there already: done
-                    raise
+            await copies.cancel_at(node, "ct", slog)
         await _drop_sent(backend_for(pstate.pool), pstate, ct.id)
         save_log(pstate, ct, None)
     return ct.public()
@@ -581,7 +567,7 @@ async def receive_rootfs(rctx: ReceiveContext, args: dict) -> dict:
             pstate.pool.rootfs(ct.id), snapshot, parent, _arg(args, "datasets", list), stdin,
             lambda: save_log(pstate, ct, slog.after(step, snapshot=snapshot, taken=pass_taken(args))))
     else:
-        await btrfs_received(rctx, pstate, ct, step, _received(pstate, ct.id), args)
+        await btrfs_received(rctx, pstate, ct, step, pstate.pool.received("ct", ct.id), args)
     handover = args.get("state")
     if isinstance(handover, dict):  # the last one: take the container over now
         return await _take_over(rctx, pstate, ct, handover.get("start") is True)
@@ -647,7 +633,7 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
     assert slog is not None
     next_stage(DESTINATION, slog.stage, Step.STATE, f"container {ct.id}")
     backend = backend_for(pstate.pool)
-    recv, rootfs = _received(pstate, ct.id), pstate.pool.rootfs(ct.id)
+    recv, rootfs = pstate.pool.received("ct", ct.id), pstate.pool.rootfs(ct.id)
     async with hold_instance(ctx, ct, "ct.receive.state"), Undo() as undo:
         if slog.stream == "btrfs":
             assert slog.snapshot is not None
@@ -700,8 +686,7 @@ async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
     next_stage(DESTINATION, slog.stage, Step.CANCEL, f"container {ct.id}")
     ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     async with hold_instance(ctx, ct, "ct.receive.cancel"):
-        await backend_for(pstate.pool).destroy_all(_received(pstate, ct.id))
-        await node.remove_ct(pstate, ct)
+        await node.remove_ct(pstate, ct)  # with all it received
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     if slog.user_created and not pstate.instances_of(ct.user):
         try:

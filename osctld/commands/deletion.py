@@ -12,7 +12,7 @@ from ..deletion import announce
 from ..model.container import Container
 from ..model.deletion import SOFT, Deletion, earliest, parse_at
 from ..model.group import group_timezone
-from ..model.lifecycle import Event, check
+from ..model.lifecycle import Event, State, check
 from ..model.vm import VM
 from ..state import split_ref
 from . import Context, hold_instance
@@ -76,6 +76,9 @@ async def schedule(ctx: Context, pstate, server: Container | VM, at: str) -> dic
         raise OsctlError(INVALID, f"a deletion date is at most {MAX_AHEAD.days} days away, "
                                   f"asked for {when.isoformat(timespec='seconds')}")
     async with hold_instance(ctx, server, f"{kind}.del"):
+        if server.state == State.STAGED:  # its stages would stop and hold what is not its own
+            raise OsctlError(CONFLICT, f"{what} is staged (a copy received from another node, "
+                                       "or a replica): delete it with --force")
         if server.deletion is not None:
             due = datetime.fromtimestamp(server.deletion.at, zone).isoformat(timespec="seconds")
             raise OsctlError(CONFLICT, f"{what} is to be deleted on {due} already: "

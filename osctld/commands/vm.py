@@ -25,8 +25,9 @@ from ..runtime.usage import disk_used
 from ..runtime.vmimage import VmFiles, check_ssh_keys, prepare_guest
 from ..state import matching
 from ..storage import backend_for
+from ..transfer import copies
 from . import (Between, Context, LogLines, Seconds, Target, cluster, command, ct_usage, deletion,
-               given, hold_instance, user_ref, vm_migrate, vm_replica)
+               given, hold_instance, user_ref, vm_migrate)
 from .instance import creating, group_to, lifecycle
 
 MIB = 1 << 20
@@ -210,9 +211,10 @@ async def console(ctx: Context, id: str) -> dict:
 async def delete(ctx: Context, id: str, force: bool = False, at: str | None = None,
                  cancel: bool = False) -> dict:
     """Delete a stopped (or soft-deleted) VM (``force``: kill it first, or
-    drop one being received from another node) and its disk; or, with
-    ``at``, schedule its staged deletion around that date, which ``cancel``
-    calls off until its hard stage."""
+    drop one being received from another node, and take its replica down:
+    the staged copy at its standby too) and its disk; or, with ``at``,
+    schedule its staged deletion around that date, which ``cancel`` calls
+    off until its hard stage (which takes a replica down as ``force``)."""
     node = ctx.node
     if cancel:
         deletion.past_hard(ctx, "vm", id)
@@ -223,18 +225,18 @@ async def delete(ctx: Context, id: str, force: bool = False, at: str | None = No
     if vm.state == State.STAGED and force:
         await vm_migrate.stop_waiting(vm)  # a finish waiting for its guest holds its lock
     async with hold_instance(ctx, vm, "vm.del"):
-        if vm.send_log is not None and vm.send_log.role == SOURCE:
+        if vm.send_log is not None and vm.send_log.role == SOURCE and not force:
             raise OsctlError(CONFLICT, f"VM {vm.id} has a replica at {vm.send_log.peer}: drop it "
-                                       "first (osctl vm drop-replica)")
+                                       "first (osctl vm drop-replica) or use --force")
         if vm.state not in (STOPPED, State.SOFT_DELETED):
             if not force:
                 raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: stop it or use --force")
             if vm.state == State.STAGED:  # received in part: its incoming QEMU goes too
                 await node.vms.drop_incoming(vm)
-                await vm_replica.drop_received(pstate, vm)  # or a replica: its passes
             else:
                 await node.vms.stop(vm, 0, kill=True)
-        await node.remove_vm(pstate, vm)
+        await copies.take_down(node, vm)
+        await node.remove_vm(pstate, vm)  # with its replica's passes, at either end
     node.events.publish("remove", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {"id": vm.id, "pool": vm.pool}
 

@@ -45,7 +45,7 @@ from ..model.vm import RUNNING, STOPPED, VM
 from ..runtime.vm import Pause
 from ..runtime.vmimage import VmFiles
 from ..storage import backend_for
-from ..transfer import channel, streams
+from ..transfer import channel, copies, streams
 from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from ..undo import Undo
 from . import Context, Target, command, hold_instance
@@ -54,20 +54,10 @@ from .ct_send import btrfs_pass, btrfs_received, pass_taken, save_log, started
 from .vm_migrate import BOOT_FILES, held, received_vm, reserve, tar, untar
 
 
-def _snapshots(pstate, vm_id: str) -> Path:
-    """The source's read-only snapshots of the VM's subvolume (btrfs)."""
-    return pstate.pool.path / "vm" / f".{vm_id}.send"
-
-
 def _stream(backend) -> str:
     """How a VM's passes go from or into ``backend``'s pool: btrfs streams
     between btrfs pools, else the files whole (tar)."""
     return "btrfs" if backend.send_stream == "btrfs" else "tar"
-
-
-def _received(pstate, vm_id: str) -> Path:
-    """The replica's passes: snapshots (btrfs) or the files (tar)."""
-    return pstate.pool.path / "vm" / f".{vm_id}.recv"
 
 
 # --- the source ------------------------------------------------------------------
@@ -97,7 +87,7 @@ async def replicate(ctx: Context, id: str, dest: str, to_pool: str | None = None
             try:
                 _torn(vm, slog.stream, f"pool {slog.pool} at {dest}")
             except OsctlError:  # not kept: another pool there may do
-                await _cancel_at(ctx, slog)
+                await copies.cancel_at(ctx.node, "vm", slog)
                 save_log(pstate, vm, None)
                 raise
         else:
@@ -130,7 +120,7 @@ async def _register(ctx: Context, pstate, vm: VM, dest: str, to_pool: str | None
     try:
         save_log(pstate, vm, slog)
     except BaseException:
-        await _cancel_at(ctx, slog)
+        await copies.cancel_at(ctx.node, "vm", slog)
         raise
     return slog
 
@@ -150,23 +140,13 @@ async def _pass(ctx: Context, pstate, vm: VM, slog: SendLog, pause: Pause) -> Se
                                stdin=stream, progress=meter)
         done = slog.after(step, f"VM {vm.id}", taken=taken)
     else:
-        name, taken, _ = await btrfs_pass(node, pstate, files.dir, _snapshots(pstate, vm.id), slog,
+        name, taken, _ = await btrfs_pass(node, pstate, files.dir, pstate.pool.sent("vm", vm.id), slog,
                                           "vm.receive.replica.pass", args, meter,
                                           node.vms.paused(vm, pause))
         done = slog.after(step, f"VM {vm.id}", snapshot=name, taken=taken)
     assert done is not None
     save_log(pstate, vm, done)
     return done
-
-
-async def _cancel_at(ctx: Context, slog: SendLog) -> None:
-    """The replica at its node goes (gone there already: done)."""
-    try:
-        await channel.call(ctx.node, slog.peer, "vm.receive.replica.cancel",
-                           {"pool": slog.pool, "id": slog.as_id, "token": slog.token})
-    except OsctlError as e:
-        if e.code != NOT_FOUND:
-            raise
 
 
 @command("vm.replica.drop", mutating=True, target=Target("vm", "id"))
@@ -179,8 +159,8 @@ async def drop_replica(ctx: Context, id: str, local: bool = False) -> dict:
         if slog is None or slog.role != SOURCE:
             raise OsctlError(CONFLICT, f"VM {vm.id} has no replica")
         if not local:
-            await _cancel_at(ctx, slog)
-        await backend_for(pstate.pool).destroy_all(_snapshots(pstate, vm.id))
+            await copies.cancel_at(ctx.node, "vm", slog)
+        await backend_for(pstate.pool).destroy_all(pstate.pool.sent("vm", vm.id))
         save_log(pstate, vm, None)
     return vm.public()
 
@@ -206,7 +186,7 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
     async with hold_instance(ctx, vm, "vm.recover"):
         slog = replica_here(vm)
         next_stage(DESTINATION, slog.stage, Step.STATE, f"VM {vm.id}")
-        recv, home = _received(pstate, vm.id), pstate.pool.vm_dir(vm.id)
+        recv, home = pstate.pool.received("vm", vm.id), pstate.pool.vm_dir(vm.id)
         async with Undo() as undo:
             if slog.stream == "btrfs":
                 assert slog.snapshot is not None
@@ -219,26 +199,10 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
             node.vms.apply(vm, Event.ADOPT)
             undo.push(node.vms.apply, vm, Event.STAGE)
             save_log(pstate, vm, None)
-        await _drop_received(backend, recv, slog.stream)
+        await backend.destroy_passes("vm", vm.id)
     node.events.publish("add", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {**await started(node, pstate, vm, start), "taken": slog.taken,
             "data_age": None if slog.taken is None else time.time() - slog.taken}
-
-
-async def drop_received(pstate, vm: VM) -> None:
-    """Every pass the replica ``vm`` here received, if it is one (``vm del
-    --force`` of a replica)."""
-    if vm.send_log is not None and vm.send_log.role == DESTINATION:
-        await _drop_received(backend_for(pstate.pool), _received(pstate, vm.id), vm.send_log.stream)
-
-
-async def _drop_received(backend, recv: Path, stream: str) -> None:
-    """Every pass the replica received (a half-received one too)."""
-    if stream == "btrfs":
-        await backend.destroy_all(recv)
-    else:
-        for p in (recv, recv.with_name(recv.name + ".new"), recv.with_name(recv.name + ".old")):
-            await backend.destroy(p)
 
 
 def _settled(recv: Path) -> None:
@@ -295,7 +259,7 @@ async def receive_pass(rctx: ReceiveContext, args: dict) -> dict:
     async with _held_replica(rctx, args, "vm.receive.replica.pass") as (pstate, vm, slog):
         step = slog.next_pass
         next_stage(DESTINATION, slog.stage, step, f"VM {vm.id}")
-        recv = _received(pstate, vm.id)
+        recv = pstate.pool.received("vm", vm.id)
         if slog.stream == "btrfs":
             await btrfs_received(rctx, pstate, vm, step, recv, args)
             return {"stage": str(step)}
@@ -323,7 +287,6 @@ async def receive_pass(rctx: ReceiveContext, args: dict) -> dict:
 async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
     """The staged replica and every pass received go."""
     node = rctx.node
-    async with _held_replica(rctx, args, "vm.receive.replica.cancel") as (pstate, vm, slog):
-        await _drop_received(backend_for(pstate.pool), _received(pstate, vm.id), slog.stream)
-        await node.remove_vm(pstate, vm)
+    async with _held_replica(rctx, args, "vm.receive.replica.cancel") as (pstate, vm, _):
+        await node.remove_vm(pstate, vm)  # with every pass received
     return {"id": vm.id, "cancelled": True}

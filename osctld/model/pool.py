@@ -15,6 +15,10 @@ BACKENDS = ("dir", "btrfs", "zfs")
 # How a rootfs stored with UID 0 on disk is shown to a container.
 IDMAP_MOUNT = "idmapped"  # lxc.rootfs.options = idmap=container
 IDMAP_CHOWN = "chown"  # the fallback: files are chowned into the user's range
+# A VM's tar pass is received beside the last one, which waits under the second while they swap.
+PASS_SWAP = (".new", ".old")
+# The ends of the names of a VM's pass directories in ``<pool>/vm`` (``.<id>`` before them).
+VM_PASSES = (".send", ".recv", *(".recv" + s for s in PASS_SWAP))
 
 
 @dataclass
@@ -63,6 +67,24 @@ class Pool:
         """A VM's disk, kernel and initramfs."""
         return self.path / "vm" / vm_id
 
+    def sent(self, kind: str, id: str) -> Path:
+        """The read-only snapshots the source of a send or replica keeps of
+        its passes (btrfs): in a container's directory; beside a VM's, whose
+        directory is the subvolume snapshotted."""
+        return self.ct_dir(id) / "send" if kind == "ct" else self.path / "vm" / f".{id}.send"
+
+    def received(self, kind: str, id: str) -> Path:
+        """What the destination of a send or replica received: its
+        snapshots (btrfs), or the tree (rsync) or files (a VM's tar)."""
+        return self.ct_dir(id) / "recv" if kind == "ct" else self.path / "vm" / f".{id}.recv"
+
+    def passes(self, kind: str, id: str) -> tuple[Path, ...]:
+        """Every directory a send's or replica's passes of instance ``id``
+        are kept in, at either end: a VM's tar pass is written beside the
+        last (``.new``), which waits as ``.old`` while they swap."""
+        recv = self.received(kind, id)
+        return (self.sent(kind, id), recv, *(recv.with_name(recv.name + s) for s in PASS_SWAP))
+
     def template_dir(self, name: str) -> Path:
         return self.path / "tpl" / name
 
@@ -82,6 +104,17 @@ class Pool:
 
 
 DATASET = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*$")
+
+
+def vm_of_passes(name: str) -> str | None:
+    """The VM whose send's or replica's passes an entry of ``<pool>/vm``
+    named ``name`` holds (``Pool.passes``); None if it is no such entry."""
+    if not name.startswith("."):
+        return None
+    for end in sorted(VM_PASSES, key=len, reverse=True):
+        if name.endswith(end) and len(name) > len(end) + 1:
+            return name[1:-len(end)]
+    return None
 
 
 def check_dataset(name: str) -> str:

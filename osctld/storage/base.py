@@ -239,11 +239,20 @@ class Backend:
 
     async def destroy_all(self, directory: Path) -> None:
         """Every dataset (snapshot) in ``directory``, then the directory: a
-        send's or a replica's passes."""
+        send's or a replica's passes. Read-only snapshots are deleted as
+        such (unlinking their files would fail); ``directory`` may be a
+        dataset of files itself (a VM's tar pass)."""
         if directory.is_dir():
             for p in sorted(directory.iterdir()):
-                await self.destroy(p)
-            shutil.rmtree(directory, ignore_errors=True)
+                if p.is_dir() and not p.is_symlink():
+                    await self.destroy(p)
+            await self.destroy(directory)
+
+    async def destroy_passes(self, kind: str, id: str) -> None:
+        """What a send or replica of instance ``id`` keeps in this pool, at
+        either end (``Pool.passes``): with the instance, or an orphan's."""
+        for directory in self.pool.passes(kind, id):
+            await self.destroy_all(directory)
 
     async def set_quota(self, path: Path, size: int | None) -> None:
         """Limit what dataset ``path`` may hold to ``size`` bytes (None: no limit)."""

@@ -146,6 +146,14 @@ def sshd_config(node: Node, host_key: Path) -> str:
     ])
 
 
+def subvolumes(node: TestNode, part: str, pool: str = "bt") -> list[str]:
+    """The paths of the btrfs subvolumes of ``node``'s ``pool`` with ``part`` in them."""
+    path = node.osctl_json("pool", "show", pool)["path"]
+    out = subprocess.run(["btrfs", "subvolume", "list", path], capture_output=True, text=True,
+                         check=True).stdout
+    return [line.split(" path ", 1)[1] for line in out.splitlines() if part in line]
+
+
 class Cluster:
     """``count`` nodes and their router, started; ``trust`` lets one send to another."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.multinode import btrfs_pool
+from tests.helpers.multinode import btrfs_pool, subvolumes
 from tests.helpers.wait import wait_for
 
 from .test_ct_send import small_ct
@@ -50,6 +50,12 @@ def test_a_replica_is_recovered_on_its_node_from_the_last_pass(pair, backend):
     # Recovered once: it is no replica any more.
     p = b.osctl("ct", "recover", "bb", check=False)
     assert p.returncode == 6 and "no replica" in p.stderr
+    # The copy left at A deleted: its pass snapshots go (as subvolumes); B's
+    # container, no replica any more, is not A's to drop.
+    a.osctl("ct", "del", "bb")
+    assert b.osctl_json("ct", "show", "bb")["state"] == "running"
+    if backend == "btrfs":
+        assert subvolumes(a, "ct/bb") == [] and not list(a.dir.glob("**/ct/bb"))
 
 
 def test_replicate_refuses_what_it_cannot_do(pair):
@@ -59,5 +65,10 @@ def test_replicate_refuses_what_it_cannot_do(pair):
     p = a.osctl("ct", "replicate", "bb", b.dest, check=False)
     assert p.returncode == 6 and "drop that first" in p.stderr, p.stderr
     a.osctl("ct", "send", "cancel", "bb")
+    # A replicated container deleted: its replica goes at the other node too.
+    a.osctl_json("ct", "replicate", "bb", b.dest)
+    assert b.osctl_json("ct", "show", "bb")["state"] == "staged"
+    a.osctl("ct", "del", "bb", "--force")
+    assert b.osctl("ct", "show", "bb", check=False).returncode == 3
     p = b.osctl("ct", "recover", "nope", check=False)
     assert p.returncode == 3, p.stderr

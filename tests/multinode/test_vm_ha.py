@@ -8,13 +8,15 @@ three-node cluster, an HA VM whose node dies runs on its standby."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
-from tests.helpers.multinode import btrfs_pool
+from tests.helpers.multinode import btrfs_pool, subvolumes
 from tests.helpers.vm import (COUNTER, counted, disk_counter, have_qemu, type_on_console,
                               vm_node_config, wait_console)
 from tests.helpers.etcd import FENCE_MARGIN, LEASE_TTL
@@ -45,7 +47,9 @@ def btrfs_vm(cluster) -> None:
 def vm_pair(make_cluster, tinyvm_image, tmp_path):
     """Nodes A and B that run VMs; B trusts A; ``btrfs_vm`` on them."""
     require(have_qemu())
-    cluster = make_cluster(**vm_node_config(tmp_path))
+    cluster = make_cluster(**vm_node_config(tmp_path),  # staged deletions' stages seconds apart
+                           deletion={"notice": 0, "check_every": 0.2, "prepare": 1, "hard": 1,
+                                     "purge": 30, "recycle": 60})
     a, b = cluster.nodes
     cluster.trust(a, b, "a")
     btrfs_vm(cluster)
@@ -127,6 +131,41 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     assert a.osctl_json("vm", "show", "v1")["send_log"] is None
     assert [v["id"] for v in b.osctl_json("vm", "ls")] == ["v2"]
     assert not list((b.dir).glob("**/vm/.v1.*"))
+
+    # Deleted by date, a replicated VM takes its replica down at the hard
+    # stage as vm del --force does: nothing of it is left at either end,
+    # its passes' btrfs snapshots neither. The standby's staged replica is
+    # no VM to delete by date.
+    a.osctl_json("vm", "replicate", "v1", b.dest, "--to-pool", "bt")
+    a.osctl_json("vm", "replicate", "v1", b.dest)  # an incremental pass
+    assert subvolumes(a, ".v1.send") and subvolumes(b, ".v1.recv")
+    p = b.osctl("vm", "del", "v1", "--at", _in(1), check=False)
+    assert p.returncode == 6 and "delete it with --force" in p.stderr, p.stderr
+    a.osctl("vm", "del", "v1", "--at", _in(1))
+    for n in (a, b):
+        wait_for(lambda: n.osctl("vm", "show", "v1", check=False).returncode, 20,
+                 message=f"v1 gone from {n.name}", until=lambda rc: rc == 3)
+        assert not list(n.dir.glob("**/vm/.v1*")) and subvolumes(n, "v1") == []
+
+    # What a daemon killed half way through a deletion left of a replica
+    # goes at its next start, its read-only snapshots as subvolumes; a
+    # staged replica's passes stay.
+    a.osctl("vm", "new", "v3", "--user", "bt:vmuser", "--template", "tinyvm",
+            "-c", "1", "-m", "256M", "-d", "10G")
+    a.osctl_json("vm", "replicate", "v3", b.dest, "--to-pool", "bt")
+    vms = Path(b.osctl_json("pool", "show", "bt")["path"]) / "vm"
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(vms / "v9")], check=True)
+    for left in (".v9.send", ".v9.recv"):
+        (vms / left).mkdir()
+        subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(vms / "v9"),
+                        str(vms / left / "s1")], check=True)
+    b.restart()
+    assert subvolumes(b, "v9") == [] and not list(vms.glob("*v9*"))
+    assert subvolumes(b, ".v3.recv") and b.osctl_json("vm", "show", "v3")["state"] == "staged"
+
+
+def _in(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
 
 
 def vm_state(node) -> str | None:
