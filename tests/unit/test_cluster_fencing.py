@@ -2,17 +2,26 @@
 lease refreshed again before its TTL ran out kills nothing (one slow
 refresh on a loaded node must not stop a tenant); one not refreshed in
 time has its HA instances killed before the deadline, and regaining that
-same lease afterwards starts them again only once the kills are over."""
+same lease afterwards starts them again only once the kills are over; one
+that expired meanwhile has them claimed back first (exactly one of the claim
+and the leader's recovery wins). A daemon started again kills what the
+records placed elsewhere while it was away."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
-from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained
-from osctld.model.cluster import InstanceRecord, Size
+from osctl.protocol import OsctlError
+from osctld.cluster import decide
+from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained, on_start
+from osctld.cluster.recovery import recover_here
+from osctld.cluster.store import ClusterStore
+from osctld.model.cluster import InstanceRecord, NodeRecord, Size
+
+from .test_cluster_store import FakeEtcd
 
 
 @dataclass
@@ -100,3 +109,79 @@ def test_the_same_lease_regained_during_the_kill_starts_again_after_it():
     asyncio.run(scenario())
     assert node.events == ["killed web"] and started == [("web", False)]
     assert node.instances["web"].running
+
+
+def test_killed_under_a_lease_that_expired_it_is_claimed_back_before_it_starts():
+    """Back with a new lease before the leader recovered it: the node's
+    claim (a write) wins over a recovery decided on the record as it was
+    before (its revision), and the node starts it; the other order: the
+    recovery wins, the claim finds the record on the standby, and the node
+    does not start its copy. Exactly one start either way."""
+    for claim_first in (True, False):
+        starts = asyncio.run(_claim_and_recovery_race(claim_first))
+        assert starts == (["n1"] if claim_first else ["n2"]), claim_first
+
+
+async def _claim_and_recovery_race(claim_first: bool) -> list[str]:
+    store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+    node = FakeNode(lease=8)  # lease 7 expired; the node joined again with 8
+    node.instances["web"].running = False  # killed when it fenced itself
+    await store.create_instance(node.cluster.records["ct/web"])
+    node.cluster.store = store
+    view = replace(await store.view(), nodes={
+        "n1": NodeRecord("n1", "192.0.2.1", "offline", 4, 8 << 30, 100 << 30),
+        "n2": NodeRecord("n2", "192.0.2.2", "online", 4, 8 << 30, 100 << 30)})
+    (step,) = decide.recovery_plan(view, "n1", time.time(), {"ct/web": 1.0})  # the leader's read
+    starts: list[str] = []
+
+    async def start(kind, id):
+        starts.append("n1")
+
+    async def recover(kind, id):
+        starts.append("n2")
+        return {"data_age": 1.0, "started": True}
+
+    standby = SimpleNamespace(name="n2", store=store)
+    act = SimpleNamespace(unrecoverable=lambda kind, id: None, recover=recover)
+
+    async def recovery() -> None:
+        try:
+            await recover_here(standby, step, act)  # type: ignore[arg-type]
+        except OsctlError as e:
+            assert "not recovered" in e.message
+
+    async def back() -> None:
+        await on_lease_regained(node, Fenced(killed={"ct/web": 7}), SimpleNamespace(start=start))
+
+    for turn in ((back, recovery) if claim_first else (recovery, back)):
+        await turn()
+    return starts
+
+
+def test_a_daemon_started_again_kills_its_copies_recovered_elsewhere_and_claims_the_rest():
+    """osctld was away longer than the TTL and the margin, its containers
+    running on: ct/web (HA) was recovered on n2 meanwhile and is killed
+    here, its files kept; ct/db (not HA, its record here) runs on; ct/app
+    (HA, its record still here) is claimed back, so a recovery decided
+    before the node rejoined fails."""
+    async def scenario(node: FakeNode) -> None:
+        store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+        web = node.cluster.records["ct/web"]
+        node.instances["app"] = FakeInstance("app")
+        node.cluster.records = {"ct/web": replace(web, node="n2", standby="n1", claimed_at=1e9),
+                                "ct/db": node.cluster.records["ct/db"],
+                                "ct/app": replace(web, id="app")}
+        for r in node.cluster.records.values():
+            await store.create_instance(r)
+        node.cluster.store = store
+        node.cluster.loaded = asyncio.Event()
+        node.cluster.loaded.set()
+        node.registry.all_cts = lambda: list(node.instances.values())
+        node.registry.all_vms = lambda: []
+        await on_start(node)
+        assert (await store.instance("ct/app")).claimed_at is not None
+
+    node = FakeNode()
+    asyncio.run(scenario(node))
+    assert node.events == ["killed web"]
+    assert node.instances["db"].running and node.instances["app"].running
