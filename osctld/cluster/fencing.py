@@ -120,7 +120,7 @@ async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
     What it killed under a lease that expired may have been recovered on
     its standby, or may be about to be (a leader that read the records
     before the node came back, a recovery task still queued): the node
-    claims each one's record first (``claim_back``) and starts only those
+    claims each one's record first (``ClusterAgent.claim``) and starts only those
     it won, so that exactly one of the claim and the recovery's
     compare-and-swap succeeds. A node the leader marked fenced is online
     again."""
@@ -132,7 +132,7 @@ async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
         for k, under in sorted(fenced.killed.items()):
             if under is None or under != lease:
                 try:
-                    home = await claim_back(cluster, k)
+                    home = await cluster.claim(k)
                 except (EtcdUnavailable, EtcdError) as e:
                     log.error("cluster: %s not claimed back (etcd: %s): it stays stopped until the "
                               "node is back again", k, e)
@@ -154,20 +154,6 @@ async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
         await cluster.store.set_node_state(cluster.name, "online")
 
 
-async def claim_back(cluster: ClusterAgent, ikey: str) -> str | None:
-    """Claim instance ``ikey``'s record for this node (``decide.claim``, by
-    compare-and-swap): the node its record names afterwards, this one if the
-    claim won (None: it has no record). The records cached for
-    ``Node.check_home`` are updated with it, so that the start that follows
-    is judged on it."""
-    now = time.time()
-    rec = await cluster.store.update_instance(ikey, lambda r: decide.claim(r, cluster.name, now))
-    if rec is None:
-        return None
-    cluster.records = {**cluster.records, ikey: rec}
-    return rec.node
-
-
 # Seconds the kills of copies found running elsewhere may take.
 STRAY_KILL = 30.0
 
@@ -178,7 +164,7 @@ async def on_start(node: Node) -> None:
     stopped osctld cannot fence, so a node whose daemon was gone for longer
     than the lease's TTL and the margin had its HA instances started on
     their standby while its own copies ran on. Each running HA instance the
-    records still place here is claimed back (``claim_back``: a recovery
+    records still place here is claimed back (``ClusterAgent.claim``: a recovery
     decided before this node rejoined then fails, as after a fencing), and
     every running one whose record names another node is killed at once:
     it ran in two places. Its files stay (a container's stale copy is
@@ -195,7 +181,7 @@ async def on_start(node: Node) -> None:
         rec = cluster.records.get(ikey)
         if rec is not None and rec.node == cluster.name and rec.ha:
             try:
-                await claim_back(cluster, ikey)
+                await cluster.claim(ikey)
             except (EtcdUnavailable, EtcdError) as e:
                 log.error("cluster: %s not claimed back at start-up (etcd: %s)", ikey, e)
             rec = cluster.records.get(ikey)

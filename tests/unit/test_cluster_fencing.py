@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 from osctl.protocol import OsctlError
+from osctld import startup
 from osctld.cluster import decide
+from osctld.cluster.agent import ClusterAgent
 from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained, on_start
 from osctld.cluster.recovery import recover_here
 from osctld.cluster.store import ClusterStore
 from osctld.model.cluster import InstanceRecord, NodeRecord, Size
+from osctld.node import Node
 
 from .test_cluster_store import FakeEtcd
 
@@ -50,6 +54,7 @@ class FakeNode:
             records={"ct/web": ha, "ct/db": plain},
             membership=SimpleNamespace(lease=self.lease, lost=True, joined=joined),
             store=SimpleNamespace(node_states=self._states))
+        self.cluster.claim = lambda ikey: ClusterAgent.claim(self.cluster, ikey)  # type: ignore[arg-type]
         self.registry = SimpleNamespace(instance=lambda kind, id: (None, self.instances[id]),
                                         pools={"p": None})
 
@@ -185,3 +190,42 @@ def test_a_daemon_started_again_kills_its_copies_recovered_elsewhere_and_claims_
     asyncio.run(scenario(node))
     assert node.events == ["killed web"]
     assert node.instances["db"].running and node.instances["app"].running
+
+
+def test_autostart_claims_an_ha_record_first_and_starts_only_what_it_won():
+    """A daemon started again (its lease expired meanwhile) autostarts an HA
+    container its record still places here only after claiming it back: a
+    recovery decided before the node rejoined then fails; one done already
+    moved the record, and the copy here stays stopped."""
+    async def scenario(recovered: bool) -> list[str]:
+        node = FakeNode()
+        store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+        web = node.cluster.records["ct/web"]
+        await store.create_instance(replace(web, node="n2", standby="n1") if recovered else web)
+        node.cluster.store = store
+        node.cluster.loaded = asyncio.Event()
+        node.cluster.loaded.set()
+        node.cluster.where = lambda kind, id: ClusterAgent.where(node.cluster, kind, id)  # type: ignore[arg-type]
+        inst = node.instances["web"]
+        inst.running = False
+        inst.noun = "container"
+        started: list[str] = []
+
+        async def start(pool, i):
+            started.append(i.id)
+
+        @asynccontextmanager
+        async def hold(*args, **kw):
+            yield
+
+        node.driver = lambda kind: SimpleNamespace(start=start)  # type: ignore[method-assign]
+        node.locks = SimpleNamespace(hold=hold)
+        node.registry.pools = {"p": object()}
+        node.check_home = lambda i: Node.check_home(node, i)  # type: ignore[arg-type]
+        await startup._start(node, inst, "autostart", "autostart of")  # type: ignore[arg-type]
+        rec = await store.instance("ct/web")
+        assert (rec.claimed_at is not None) == (not recovered)
+        return started
+
+    assert asyncio.run(scenario(recovered=False)) == ["web"]
+    assert asyncio.run(scenario(recovered=True)) == []
