@@ -132,7 +132,7 @@ async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
         for k, under in sorted(fenced.killed.items()):
             if under is None or under != lease:
                 try:
-                    home = await cluster.claim(k)
+                    home = await _claim(cluster, k, lease)
                 except (EtcdUnavailable, EtcdError) as e:
                     log.error("cluster: %s not claimed back (etcd: %s): it stays stopped until the "
                               "node is back again", k, e)
@@ -152,6 +152,27 @@ async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
     states = await cluster.store.node_states()
     if (states.get(cluster.name) or {}).get("state") == "fenced":
         await cluster.store.set_node_state(cluster.name, "online")
+
+
+# Tries of a claim that etcd did not answer, a second apart, while the node
+# keeps its lease: an unclaimed instance stays stopped, and no leader
+# recovers the instances of a node that is a member.
+CLAIM_TRIES = 10
+
+
+async def _claim(cluster: ClusterAgent, ikey: str, lease: int | None) -> str | None:
+    """``cluster.claim(ikey)``, tried again on etcd's errors while the lease
+    is ``lease`` and not being lost (a new loss is fenced anew, which waits
+    for this, and the claim is made at the next return)."""
+    for _ in range(CLAIM_TRIES - 1):
+        try:
+            return await cluster.claim(ikey)
+        except (EtcdUnavailable, EtcdError) as e:
+            if cluster.membership.lease != lease or cluster.membership.lost:
+                raise
+            log.warning("cluster: claiming %s back: %s; trying again", ikey, e)
+            await asyncio.sleep(1.0)
+    return await cluster.claim(ikey)
 
 
 # Seconds the kills of copies found running elsewhere may take.
