@@ -4,6 +4,11 @@ waiting for their locks (a replication pass may hold one for long), so that
 they are down before the leader may start them elsewhere: the lease's TTL
 plus the fencing margin after the last good refresh. What to kill is
 ``decide.self_fence`` over the records last read (etcd is gone by then).
+
+What it killed starts again when it is back: at once under the same lease,
+after a claim of its record under a new one (``on_lease_regained``). A
+daemon that was stopped fenced nothing: once started it kills its copies
+the records place elsewhere (``on_start``).
 """
 
 from __future__ import annotations
