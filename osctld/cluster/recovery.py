@@ -50,7 +50,8 @@ async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions
         if r is not None and r.node == step.source else r, at=step.revision)
     if rec is None or rec.node != cluster.name:
         where = "(none)" if rec is None else rec.node
-        changed = " (its record changed since the leader read it: the node came back and claimed it)" \
+        changed = " (its record changed since the leader read it: its node came back and claimed " \
+            "it, or it was set anew)" \
             if rec is not None and rec.node == step.source else ""
         raise OsctlError(CONFLICT, f"{step.instance_key} lives on node {where} now: not recovered{changed}")
     out = await act.recover(kind, id)
@@ -70,18 +71,18 @@ async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
     await asyncio.sleep(max(0.0, since + cluster.config.fence_margin - time.time()))
     store = cluster.store
     tried: dict[str, int | None] = {}  # instance key -> the revision its recovery was asked on
-    for round in range(RECOVERY_ROUNDS):
+    for attempt in range(RECOVERY_ROUNDS):
         view = await store.view()
         if not cluster.leader.is_leader or view.nodes.get(name) is None \
                 or view.nodes[name].state != "offline" \
-                or round and cluster.leader.lost_since(name) != since:
+                or attempt and cluster.leader.lost_since(name) != since:
             return  # back (maybe gone again: that loss is another call's), not ours, or done
         again = {k for k, rev in tried.items() if k in view.instances
                  and view.instances[k].node == name and view.revisions.get(k) != rev}
-        if round and not again:
+        if attempt and not again:
             break
         for step in decide.recovery_plan(view, name, time.time()):
-            if round and step.instance_key not in again:
+            if attempt and step.instance_key not in again:
                 continue
             if isinstance(step, decide.Skip):
                 log.warning("node %s lost: %s not recovered: %s", name, step.instance_key, step.reason)

@@ -4,8 +4,9 @@ refresh on a loaded node must not stop a tenant); one not refreshed in
 time has its HA instances killed before the deadline, and regaining that
 same lease afterwards starts them again only once the kills are over; one
 that expired meanwhile has them claimed back first (exactly one of the claim
-and the leader's recovery wins). A daemon started again kills what the
-records placed elsewhere while it was away."""
+and the leader's recovery wins; one refused on a record set anew while
+the node stayed away is decided again). A daemon started again kills what
+the records placed elsewhere while it was away."""
 
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
-from osctl.protocol import OsctlError
+from osctl.protocol import CONFLICT, OsctlError
 from osctld import startup
-from osctld.cluster import decide
+from osctld.cluster import decide, recovery
 from osctld.cluster.agent import ClusterAgent
 from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained, on_start
-from osctld.cluster.recovery import recover_here
 from osctld.cluster.store import ClusterStore
 from osctld.model.cluster import InstanceRecord, NodeRecord, Size
 from osctld.node import Node
@@ -149,16 +149,16 @@ async def _claim_and_recovery_race(claim_first: bool) -> list[str]:
     standby = SimpleNamespace(name="n2", store=store)
     act = SimpleNamespace(unrecoverable=lambda kind, id: None, recover=recover)
 
-    async def recovery() -> None:
+    async def recovered() -> None:
         try:
-            await recover_here(standby, step, act)  # type: ignore[arg-type]
+            await recovery.recover_here(standby, step, act)  # type: ignore[arg-type]
         except OsctlError as e:
             assert "not recovered" in e.message
 
     async def back() -> None:
         await on_lease_regained(node, Fenced(killed={"ct/web": 7}), SimpleNamespace(start=start))
 
-    for turn in ((back, recovery) if claim_first else (recovery, back)):
+    for turn in ((back, recovered) if claim_first else (recovered, back)):
         await turn()
     return starts
 
@@ -229,3 +229,48 @@ def test_autostart_claims_an_ha_record_first_and_starts_only_what_it_won():
 
     assert asyncio.run(scenario(recovered=False)) == ["web"]
     assert asyncio.run(scenario(recovered=True)) == []
+
+
+def test_a_recovery_refused_on_a_record_set_anew_while_its_node_stayed_away_is_decided_again(
+        monkeypatch):
+    """The leader's recovery of ct/web is refused (an operator set the
+    record anew between the leader's read and the standby's CAS) while n1
+    stayed away: it is decided again on the new record and done. Had n1
+    come and gone in between (a new loss, the leader's ``lost_since``
+    moved), that loss's own call decides, after its own margin."""
+    async def scenario(gone_again: bool) -> list[int | None]:
+        etcd = FakeEtcd()
+        store = ClusterStore(etcd)  # type: ignore[arg-type]
+        web = InstanceRecord("ct", "web", "n1", Size(1, 1 << 30, 0), ha=True, standby="n2",
+                             replica_at=time.time())
+        await store.create_instance(web)
+        await store.set_node_state("n1", "online")
+        await store.put_node(NodeRecord("n2", "192.0.2.2", "online", 4, 8 << 30, 100 << 30), 1)
+        since = time.time()
+        lost = {"n1": since}
+        cluster = SimpleNamespace(
+            name="n3", store=store, config=SimpleNamespace(fence_margin=0),
+            leader=SimpleNamespace(is_leader=True, lost_since=lambda name: lost.get(name)))
+        asked: list[int | None] = []
+
+        async def call(store_, node, verb, args, by):
+            step = decide.Recover(**args["recover"])
+            asked.append(step.revision)
+            if len(asked) == 1:  # set anew before the standby's CAS: refused
+                etcd.put("/osctld/instances/ct/web", replace(web, evacuate="stop").to_json())
+                if gone_again:
+                    lost["n1"] = since + 5
+                raise OsctlError(CONFLICT, "its record changed since the leader read it")
+            return await recovery.recover_here(SimpleNamespace(name="n2", store=store), step, SimpleNamespace(
+                unrecoverable=lambda kind, id: None,
+                recover=lambda kind, id: asyncio.sleep(0, {"data_age": 1.0, "started": True})))
+
+        monkeypatch.setattr(recovery.tasks, "call", call)
+        await recovery.on_node_lost(cluster, "n1", since)  # type: ignore[arg-type]
+        rec = await store.instance("ct/web")
+        assert rec.node == ("n1" if gone_again else "n2")
+        return asked
+
+    first, again = asyncio.run(scenario(gone_again=False))
+    assert again is not None and again != first
+    assert len(asyncio.run(scenario(gone_again=True))) == 1
