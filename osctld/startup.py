@@ -163,6 +163,9 @@ async def _start(node: Node, inst: Container | VM, what: str, failed: str) -> No
     if pstate is None or inst.running:
         return
     try:
+        rec = node.cluster.records.get(f"{inst.kind}/{inst.id}") if node.cluster is not None else None
+        if node.cluster is not None and rec is not None and rec.ha and rec.node == node.cluster.name:
+            await node.cluster.claim(rec.key)  # a recovery decided while this node was away fails
         async with node.locks.hold(pool_key(inst.pool), what, shared=True), \
                 node.locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
             node.check_home(inst)  # recovered elsewhere while this node was gone

@@ -33,6 +33,7 @@ INSTANCE_COLUMNS = Columns({
     "server_group": "its server group", "ha": "Replicated and restarted elsewhere if its node dies.",
     "standby": "the node its replica is on",
     "replica_at": "when its last replica was taken (HA)",
+    "claimed_at": "when a node last took it over outside a move (recovered, or claimed back after fencing)",
     "evacuate": "what node maintenance does with it: migrate, live-migrate or stop",
     "evacuated_from": "the node maintenance took it from (it goes back there)",
     "cpus": "CPUs it is sized to.",

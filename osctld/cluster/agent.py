@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Coroutine
 
 from ..config import ClusterConfig
 from ..model.cluster import InstanceRecord
+from . import decide
 from .errors import EtcdError, EtcdUnavailable
 from .etcd import Etcd
 from .leader import Leader
@@ -52,6 +54,23 @@ class ClusterAgent:
         as last read; None if it is not known to live elsewhere."""
         rec = self.records.get(f"{kind}/{id}")
         return rec.node if rec is not None and rec.node != self.name else None
+
+    async def claim(self, ikey: str) -> str | None:
+        """Claim instance ``ikey``'s record for this node (``decide.claim``,
+        by compare-and-swap) before starting an HA instance that a recovery
+        may have been decided for while this node was away: the node its
+        record names afterwards, this one if the claim won (None: it has no
+        record). A claim is made while a member (the node's key there), so a
+        leader reading the records after it finds the node online, and a
+        recovery decided before it fails its compare-and-swap. The records
+        as last read are updated with it (``Node.check_home`` judges on them)."""
+        await self.membership.joined.wait()
+        now = time.time()
+        rec = await self.store.update_instance(ikey, lambda r: decide.claim(r, self.name, now))
+        if rec is None:
+            return None
+        self.records = {**self.records, ikey: rec}
+        return rec.node
 
     async def _refresh(self) -> None:
         while True:

@@ -73,13 +73,17 @@ class Move:
 @dataclass(frozen=True)
 class Recover:
     """Start a dead node's HA instance on its standby from the last replica,
-    ``age`` seconds old (the data written since is lost)."""
+    ``age`` seconds old (the data written since is lost). ``revision``: the
+    record's etcd mod_revision the plan was made on; the standby takes the
+    record over only while it is still that one (None: unchecked), so a
+    node that came back and claimed it (``claim``) in between keeps it."""
 
     instance_key: str
     source: str
     target: str
     age: float
     note: str | None = None
+    revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +315,18 @@ def self_fence(view: ClusterView, node: str, *, events: list[str] | None = None)
     return ha
 
 
+def claim(rec: InstanceRecord | None, node: str, now: float) -> InstanceRecord | None:
+    """The record as ``node`` writes it to claim back an instance it killed
+    when it fenced itself and may start again (its lease expired meanwhile,
+    so a recovery may have been planned): only while the record still names
+    ``node``, and then changed (``claimed_at``), so that a recovery planned
+    on the record as it was fails its compare-and-swap. Else ``rec`` itself
+    (nothing written: it was recovered elsewhere, or is gone)."""
+    if rec is None or rec.node != node:
+        return rec
+    return replace(rec, claimed_at=now)
+
+
 def stale_copy(rec: InstanceRecord | None, here: str, sender: str) -> bool:
     """Whether this node's (``here``) copy of an instance is a stale one
     that a replica from ``sender`` replaces: its record places it on the
@@ -357,7 +373,7 @@ def recovery_plan(view: ClusterView, dead_node: str, now: float,
         else:
             short = not r.size.within(work.free(r.standby))
             note = f"{r.standby} has only {work.free(r.standby)} free: started anyway" if short else None
-            step = Recover(r.key, dead_node, r.standby, age, note)
+            step = Recover(r.key, dead_node, r.standby, age, note, view.revisions.get(r.key))
             work = work.with_instance(after(r, step))
         plan.append(step)
         if isinstance(step, Recover):

@@ -4,6 +4,11 @@ waiting for their locks (a replication pass may hold one for long), so that
 they are down before the leader may start them elsewhere: the lease's TTL
 plus the fencing margin after the last good refresh. What to kill is
 ``decide.self_fence`` over the records last read (etcd is gone by then).
+
+What it killed starts again when it is back: at once under the same lease,
+after a claim of its record under a new one (``on_lease_regained``). A
+daemon that was stopped fenced nothing: once started it kills its copies
+the records place elsewhere (``on_start``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from typing import TYPE_CHECKING, Iterable
 from osctl.protocol import OsctlError
 
 from ..model.cluster import ClusterView
+from ..model.vm import VM
 from . import decide
 from .actions import Actions, split_key
+from .errors import EtcdError, EtcdUnavailable
 
 if TYPE_CHECKING:
+    from ..model.container import Container
     from ..node import Node
     from .agent import ClusterAgent
 
@@ -70,10 +78,13 @@ async def fence(node, instances: Iterable[tuple[str, str]], deadline: float) -> 
 
 @dataclass
 class Fenced:
-    """What this node killed when it fenced itself, and under which lease."""
+    """What this node killed when it fenced itself: each instance's key and
+    the lease it was killed under (None: one etcd said expired), until it
+    is started again or found recovered elsewhere. Kept across losses: an
+    instance killed under one lease and not yet claimed back is still owed
+    a start (a later fencing finds it stopped and kills nothing)."""
 
-    lease: int | None = None
-    keys: list[str] = field(default_factory=list)
+    killed: dict[str, int | None] = field(default_factory=dict)
     # Held while a fencing runs: a lease regained meanwhile starts again what
     # was killed only once the kills are over (else a kill still under way
     # would stop the instance just started again).
@@ -101,30 +112,111 @@ async def on_lease_lost(node: Node, fenced: Fenced, deadline: float) -> None:
             return
         view = ClusterView(instances=dict(cluster.records))
         keys = decide.self_fence(view, cluster.name)
-        fenced.lease = lease
-        fenced.keys, left = await fence(node, [split_key(k) for k in keys], deadline)
+        killed, left = await fence(node, [split_key(k) for k in keys], deadline)
+        fenced.killed.update((k, lease) for k in killed)
     log.error("cluster: node %s fenced itself: %s killed%s", cluster.name,
-              ", ".join(fenced.keys) or "nothing", f"; NOT stopped: {', '.join(left)}" if left else "")
+              ", ".join(killed) or "nothing", f"; NOT stopped: {', '.join(left)}" if left else "")
 
 
 async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
-    """Back in the cluster (also after a restart). Its lease never expired
-    (a short blip): nobody started its HA instances elsewhere, so the ones
-    it killed start again here (``act.start``). Else the leader recovers
-    them on their standby (the records say where they live); a node it
-    marked fenced is online again."""
+    """Back in the cluster (also after a restart). What fencing killed
+    under the lease the node holds now (a short blip: the lease never
+    expired, so nobody recovered it) starts again here (``act.start``).
+    What it killed under a lease that expired may have been recovered on
+    its standby, or may be about to be (a leader that read the records
+    before the node came back, a recovery task still queued): the node
+    claims each one's record first (``ClusterAgent.claim``) and starts only those
+    it won, so that exactly one of the claim and the recovery's
+    compare-and-swap succeeds. A node the leader marked fenced is online
+    again."""
     cluster = _agent(node)
     await cluster.membership.joined.wait()
     async with fenced.busy:
-        if fenced.keys and fenced.lease is not None and cluster.membership.lease == fenced.lease:
-            for k in fenced.keys:
+        lease = cluster.membership.lease
+        started = []
+        for k, under in sorted(fenced.killed.items()):
+            if under is None or under != lease:
                 try:
-                    await act.start(*split_key(k))
-                except OsctlError as e:
-                    log.error("cluster: %s fenced and not started again: %s", k, e.message)
-            log.warning("cluster: node %s kept its lease: %s started again", cluster.name,
-                        ", ".join(fenced.keys))
-        fenced.keys = []
+                    home = await _claim(cluster, k, lease)
+                except (EtcdUnavailable, EtcdError) as e:
+                    log.error("cluster: %s not claimed back (etcd: %s): it stays stopped until the "
+                              "node is back again", k, e)
+                    continue
+                if home != cluster.name:
+                    log.warning("cluster: %s lives on %s now: not started here", k, home or "no node")
+                    del fenced.killed[k]
+                    continue
+            del fenced.killed[k]
+            try:
+                await act.start(*split_key(k))
+                started.append(k)
+            except OsctlError as e:
+                log.error("cluster: %s fenced and not started again: %s", k, e.message)
+        if started:
+            log.warning("cluster: node %s is back: %s started again", cluster.name, ", ".join(started))
     states = await cluster.store.node_states()
     if (states.get(cluster.name) or {}).get("state") == "fenced":
         await cluster.store.set_node_state(cluster.name, "online")
+
+
+# Tries of a claim that etcd did not answer, a second apart, while the node
+# keeps its lease: an unclaimed instance stays stopped, and no leader
+# recovers the instances of a node that is a member.
+CLAIM_TRIES = 10
+
+
+async def _claim(cluster: ClusterAgent, ikey: str, lease: int | None) -> str | None:
+    """``cluster.claim(ikey)``, tried again on etcd's errors while the lease
+    is ``lease`` and not being lost (a new loss is fenced anew, which waits
+    for this, and the claim is made at the next return)."""
+    for _ in range(CLAIM_TRIES - 1):
+        try:
+            return await cluster.claim(ikey)
+        except (EtcdUnavailable, EtcdError) as e:
+            if cluster.membership.lease != lease or cluster.membership.lost:
+                raise
+            log.warning("cluster: claiming %s back: %s; trying again", ikey, e)
+            await asyncio.sleep(1.0)
+    return await cluster.claim(ikey)
+
+
+# Seconds the kills of copies found running elsewhere may take.
+STRAY_KILL = 30.0
+
+
+async def on_start(node: Node) -> None:
+    """(Once, when the daemon starts as a member) the running instances it
+    re-adopted may have been recovered elsewhere while it was away: a
+    stopped osctld cannot fence, so a node whose daemon was gone for longer
+    than the lease's TTL and the margin had its HA instances started on
+    their standby while its own copies ran on. Each running HA instance the
+    records still place here is claimed back (``ClusterAgent.claim``: a recovery
+    decided before this node rejoined then fails, as after a fencing), and
+    every running one whose record names another node is killed at once:
+    it ran in two places. Its files stay (a container's stale copy is
+    replaced by the next replica from its new node, ``decide.stale_copy``)."""
+    cluster = _agent(node)
+    await cluster.membership.joined.wait()
+    await cluster.loaded.wait()
+    strays = []
+    instances: list[Container | VM] = [*node.registry.all_cts(), *node.registry.all_vms()]
+    for inst in instances:
+        if not inst.running or isinstance(inst, VM) and inst.transfer is not None:
+            continue  # a VM's move under way is settled by its own start-up step
+        ikey = f"{inst.kind}/{inst.id}"
+        rec = cluster.records.get(ikey)
+        if rec is not None and rec.node == cluster.name and rec.ha:
+            try:
+                await cluster.claim(ikey)
+            except (EtcdUnavailable, EtcdError) as e:
+                log.error("cluster: %s not claimed back at start-up (etcd: %s)", ikey, e)
+            rec = cluster.records.get(ikey)
+        if rec is not None and rec.node != cluster.name:
+            since = "" if rec.claimed_at is None else \
+                " since " + time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(rec.claimed_at))
+            log.error("cluster: %s ran in two places%s: here and on node %s, where its record places "
+                      "it (recovered while this osctld was away); killed here, its files kept",
+                      ikey, since, rec.node)
+            strays.append((inst.kind, inst.id))
+    if strays:
+        await fence(node, strays, time.monotonic() + STRAY_KILL)

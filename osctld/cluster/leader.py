@@ -107,6 +107,11 @@ class Leader:
             self._lost.pop(name, None)
         self._seen = present
 
+    def lost_since(self, name: str) -> float | None:
+        """Since when node ``name``'s key is gone as this leader saw it (None:
+        present at the last look, or not this leader's to say)."""
+        return self._lost.get(name)
+
     async def resign(self) -> None:
         """Give leadership up (the daemon stops): the next is elected at once."""
         if self.leader_key is not None:

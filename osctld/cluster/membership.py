@@ -17,8 +17,9 @@ every lease when it elects a new leader of its own, so after a stall of
 etcd itself (the member that led it gone: every node's refreshes fail for
 a few seconds) the lease is most often still alive. The node is then a
 member as before: its key never vanished, so nobody recovered its HA
-instances, and those it killed start again here (same lease). A new lease
-instead would have left them stopped everywhere.
+instances, and those it killed start again here (same lease). Under a new
+lease they are claimed back first (fencing.on_lease_regained): a recovery
+may have been decided meanwhile.
 """
 
 from __future__ import annotations

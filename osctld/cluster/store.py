@@ -74,19 +74,20 @@ class ClusterStore:
 
     # --- instances ---------------------------------------------------------------
 
-    async def _records(self, prefix: str, parse: Callable[[str, str], R]) -> list[R]:
-        """The records under ``prefix``, each parsed; bad ones are logged and left out."""
+    async def _records(self, prefix: str, parse: Callable[[str, str], R]) -> list[tuple[R, int]]:
+        """The records under ``prefix``, each parsed, with its mod_revision;
+        bad ones are logged and left out."""
         out = []
         for kv in await self.etcd.call(self.etcd.get_prefix, key(prefix, "")):
             try:
-                out.append(parse(kv.value, kv.key[len(PREFIX):]))
+                out.append((parse(kv.value, kv.key[len(PREFIX):]), kv.mod_revision))
             except BadRecord as e:
                 log.warning("etcd: %s", e.message)
         return out
 
     async def instances(self) -> dict[str, InstanceRecord]:
         """Every instance record, by its key ("ct/101")."""
-        return {r.key: r for r in await self._records("instances", InstanceRecord.from_json)}
+        return {r.key: r for r, _ in await self._records("instances", InstanceRecord.from_json)}
 
     async def instance(self, ikey: str) -> InstanceRecord | None:
         kv = await self.etcd.call(self.etcd.get, key("instances", ikey))
@@ -100,17 +101,21 @@ class ClusterStore:
         return await self.instance(rec.key) or rec
 
     async def update_instance(
-            self, ikey: str,
-            fn: Callable[[InstanceRecord | None], InstanceRecord | None]) -> InstanceRecord | None:
+            self, ikey: str, fn: Callable[[InstanceRecord | None], InstanceRecord | None],
+            at: int | None = None) -> InstanceRecord | None:
         """Change instance ``ikey``'s record by compare-and-swap: ``fn`` gets
         the record (None: there is none) and returns the one to write
         (None: delete it; the same object: leave it); it is called again
         with the newer record whenever another writer came in between.
+        With ``at``, only the record at that mod_revision is changed (a
+        decision taken on it): one changed since is left as it is.
         The record as left. Conflict after CAS_TRIES lost races."""
         k = key("instances", ikey)
         for _ in range(CAS_TRIES):
             kv = await self.etcd.call(self.etcd.get, k)
             old = None if kv is None else InstanceRecord.from_json(kv.value, f"instances/{ikey}")
+            if at is not None and (kv is None or kv.mod_revision != at):
+                return old
             new = fn(old)
             if new is old:
                 return old
@@ -125,7 +130,7 @@ class ClusterStore:
     # --- server groups ---------------------------------------------------------------
 
     async def groups(self) -> dict[str, ServerGroup]:
-        return {g.name: g for g in await self._records("server-groups", ServerGroup.from_json)}
+        return {g.name: g for g, _ in await self._records("server-groups", ServerGroup.from_json)}
 
     async def create_group(self, group: ServerGroup) -> bool:
         """Whether it was created (False: the name is taken)."""
@@ -152,12 +157,13 @@ class ClusterStore:
         return None if kv is None else kv.value
 
     async def view(self) -> ClusterView:
-        """The cluster as the decision functions read it. A node with a key
+        """The cluster as the decision functions read it (each instance
+        record's mod_revision with it). A node with a key
         is in the state its node-state says (online if none); a node with
         only a node-state lost its lease: offline, unless it was fenced."""
         nodes: dict[str, NodeRecord] = {}
         states = await self.node_states()
-        for rec in await self._records("nodes", NodeRecord.from_json):
+        for rec, _ in await self._records("nodes", NodeRecord.from_json):
             st = states.get(rec.name) or {}
             nodes[rec.name] = NodeRecord(
                 rec.name, rec.address, st.get("state") or "online", rec.cpus, rec.memory,
@@ -166,8 +172,9 @@ class ClusterStore:
             if name not in nodes:
                 state = "fenced" if st.get("state") == "fenced" else "offline"
                 nodes[name] = NodeRecord(name, "", state, 0, 0, 0, float(st.get("since") or 0))
-        return ClusterView(nodes, await self.instances(), await self.groups(),
-                           await self.leader())
+        instances = await self._records("instances", InstanceRecord.from_json)
+        return ClusterView(nodes, {r.key: r for r, _ in instances}, await self.groups(),
+                           await self.leader(), {r.key: rev for r, rev in instances})
 
     # --- tasks -----------------------------------------------------------------------------
 

@@ -124,6 +124,7 @@ def attach(node: Node) -> None:
         lambda name, since: recovery.on_node_lost(cluster, name, since))
     cluster.run(replication.replication(node, CommandActions(Context(node=node, op="cluster:replicate"))))
     cluster.run(fencing.on_lease_regained(node, fenced, unfence))  # the first join, after a restart
+    cluster.run(fencing.on_start(node))  # copies recovered elsewhere while the daemon was away
 
 
 # --- the verbs ---------------------------------------------------------------------

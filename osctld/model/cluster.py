@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping, TypeVar
 
 from osctl.protocol import INVALID, OsctlError
@@ -174,7 +174,11 @@ class InstanceRecord:
     a VM, so that a running VM keeps running when its node is emptied, and
     ``migrate`` for a container. ``evacuated_from`` names the node an
     evacuation took it from (restore brings it back); ``replica_at`` is when
-    the last replica reached ``standby`` (HA).
+    the last replica reached ``standby`` (HA). ``claimed_at`` is when a node
+    last took it over outside a plan's move: the standby recovering it, or
+    its own node claiming it back after fencing (``decide.claim``); the
+    write changes the record, so a recovery planned on the record as it was
+    before fails its compare-and-swap.
     """
 
     kind: str  # KINDS
@@ -187,6 +191,7 @@ class InstanceRecord:
     evacuate: str = ""  # EVACUATE; "" = by kind
     evacuated_from: str | None = None
     replica_at: float | None = None
+    claimed_at: float | None = None
 
     def __post_init__(self) -> None:
         where = f"instances/{self.kind}/{self.id}"
@@ -219,7 +224,8 @@ class InstanceRecord:
                        standby=f.name("standby", "node", None),
                        evacuate=f.choice("evacuate", EVACUATE, ""),
                        evacuated_from=f.name("evacuated_from", "node", None),
-                       replica_at=f.time("replica_at", None))
+                       replica_at=f.time("replica_at", None),
+                       claimed_at=f.time("claimed_at", None))
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,10 @@ class ClusterView:
     instances: Mapping[str, InstanceRecord] = field(default_factory=dict)
     groups: Mapping[str, ServerGroup] = field(default_factory=dict)
     leader: str | None = None
+    # Each instance record's etcd mod_revision as read (absent: unknown, as
+    # in a plan's later steps): a recovery is done only on the record it
+    # was decided on.
+    revisions: Mapping[str, int] = field(default_factory=dict)
 
     def on(self, node: str) -> list[InstanceRecord]:
         """The instances ``node`` holds, by key."""
@@ -279,11 +289,11 @@ class ClusterView:
 
     def with_instance(self, rec: InstanceRecord) -> ClusterView:
         """This view with ``rec`` added or replaced (a plan's later steps see its earlier ones)."""
-        return ClusterView(self.nodes, {**self.instances, rec.key: rec}, self.groups, self.leader)
+        return replace(self, instances={**self.instances, rec.key: rec},
+                       revisions={k: v for k, v in self.revisions.items() if k != rec.key})
 
     def without(self, keys: set[str]) -> ClusterView:
-        return ClusterView(self.nodes, {k: r for k, r in self.instances.items() if k not in keys},
-                           self.groups, self.leader)
+        return replace(self, instances={k: r for k, r in self.instances.items() if k not in keys})
 
     def with_node(self, rec: NodeRecord) -> ClusterView:
-        return ClusterView({**self.nodes, rec.name: rec}, self.instances, self.groups, self.leader)
+        return replace(self, nodes={**self.nodes, rec.name: rec})

@@ -9,7 +9,11 @@ happens here too: a dead node's lease expires ``lease_ttl`` after it died
 (its key vanishes: the node turns offline), a dead leader is replaced by
 the first online node by name (etcd's election), and ``fence_margin``
 seconds after a lease expired the leader recovers that node's instances and
-marks it fenced, so no later leader recovers them again.
+marks it fenced, so no later leader recovers them again. Each recovery is
+a task on the standby done ``recover_delay`` seconds after the leader
+decided it (0: at once), and only on the record revision it was decided on
+(``Recover.revision``; every record write makes a new one), as
+``recovery.recover_here`` does.
 
 Steps (each a one-key mapping):
 - ``nodes: {n1: "4 8G 100G", ...}``: members join (CPUs, memory, disk).
@@ -21,7 +25,10 @@ Steps (each a one-key mapping):
 - ``die: n1``: a node stops, its instances with it; ``cut: n1``: its link
   to etcd is cut, its instances run on (until it fences itself: its HA ones
   stop when its lease is lost); ``revive: n1``: it comes back and starts
-  what its records still give it, not what now lives elsewhere.
+  what its records still give it, not what now lives elsewhere; a cut-off
+  node back after its lease expired first claims the record of each HA
+  instance its fencing stopped (``decide.claim``: a write) and starts only
+  what it claimed.
 - ``running: []``: log where each instance runs. After every second the
   simulator checks that no instance runs in two places (a line saying so
   would show in the log).
@@ -53,6 +60,7 @@ def parse_capacity(text: str) -> Size:
 class Sim:
     lease_ttl: float = 6
     fence_margin: float = 4
+    recover_delay: float = 0
     now: float = 0
     view: ClusterView = field(default_factory=ClusterView)
     log: list[str] = field(default_factory=list)
@@ -60,6 +68,8 @@ class Sim:
     cut_off: set[str] = field(default_factory=set)  # their instances run on
     held: dict[str, set[str]] = field(default_factory=dict)  # dead node -> the instances it had
     runs: set[tuple[str, str]] = field(default_factory=set)  # (instance key, node)
+    queued: list[tuple[float, decide.Recover]] = field(default_factory=list)  # (when done, step)
+    revision: int = 0  # etcd's: the last record write's
 
     def say(self, who: str, line: str) -> None:
         self.log.append(f"{self.now:<4g} {who}: {line}")
@@ -127,10 +137,18 @@ class Sim:
 
     def revive(self, name: str) -> None:
         del self.died[name]
+        fenced = name in self.cut_off
         self.cut_off.discard(name)
+        expired = self.view.nodes[name].state not in ("online", "maintenance")
         self.set_node(replace(self.view.nodes[name], state="online", since=self.now))
-        self.say("sim", f"{name} is back")
+        self.say("sim", f"{name} is back" + (" with a new lease" if expired else ""))
         for key in sorted(self.held.pop(name, ())):
+            rec = self.view.instances[key]
+            if expired and fenced and rec.ha:  # what its fencing killed
+                claimed = decide.claim(rec, name, self.now)
+                if claimed is not rec and claimed is not None:
+                    self.put(claimed)
+                    self.say(name, f"{key} claimed back")
             where = self.view.instances[key].node
             if where != name:
                 self.say(name, f"{key} lives on {where} now: not started")
@@ -181,6 +199,9 @@ class Sim:
         self.elect()
         if self.view.leader not in self.died:  # a dead leader decides nothing until its lease expired
             self.lead()
+        for when, step in [q for q in self.queued if q[0] <= self.now]:
+            self.queued.remove((when, step))
+            self.recover(step)
         count = Counter(k for k, _ in self.runs)
         for key in sorted(k for k, c in count.items() if c > 1):
             self.say("sim", f"{key} runs on " + " and ".join(sorted(n for k, n in self.runs if k == key)))
@@ -194,9 +215,21 @@ class Sim:
                 self.decided(events)
                 for step in plan:
                     if isinstance(step, decide.Recover):
-                        self.put(decide.after(self.view.instances[step.instance_key], step))
-                        self.runs.add((step.instance_key, step.target))
+                        if self.recover_delay:
+                            self.queued.append((self.now + self.recover_delay, step))
+                        else:
+                            self.recover(step)
                 self.set_node(replace(node, state="fenced", since=self.now))
+
+    def recover(self, step: decide.Recover) -> None:
+        """The standby's part: the record taken over only if it is still
+        the one the leader decided on."""
+        rec = self.view.instances[step.instance_key]
+        if rec.node != step.source or self.view.revisions.get(rec.key) != step.revision:
+            self.say(step.target, f"{rec.key} not recovered: its record changed since the leader read it")
+            return
+        self.put(decide.after(rec, step))
+        self.runs.add((step.instance_key, step.target))
 
     def elect(self) -> None:
         leader = self.view.leader
@@ -211,4 +244,6 @@ class Sim:
         self.view = self.view.with_node(rec)
 
     def put(self, rec: InstanceRecord) -> None:
-        self.view = self.view.with_instance(rec)
+        self.revision += 1
+        view = self.view.with_instance(rec)
+        self.view = replace(view, revisions={**view.revisions, rec.key: self.revision})

@@ -6,7 +6,9 @@ last replica within the lease TTL plus the fencing margin, its address
 answering from the router; the dead node restarted does not start its old
 copy, and replicas reach it again (the stale copy gives way). A node cut off
 from the others fences itself, and the container runs in exactly one place
-afterwards."""
+afterwards; so does one back with a new lease before the leader recovered
+it (its claim or the recovery wins), and one whose osctld alone was away
+past the TTL (the restarted daemon kills its copy)."""
 
 from __future__ import annotations
 
@@ -151,3 +153,65 @@ def test_a_cut_off_node_fences_itself_and_the_container_runs_once(cluster3):
     assert state(a) in ("stopped", "staged") and state(b) == "running"  # staged: a replica came
     assert record(c, "ct/bb")["node"] == b.name
     assert cluster3.router.pings(ADDR)
+
+
+def running_on(nodes) -> list[str]:
+    """The nodes where bb runs."""
+    return [n.name for n in nodes if state(n) == "running"]
+
+
+def test_an_osctld_away_past_the_ttl_finds_its_container_recovered_and_kills_its_copy(cluster3):
+    """Only A's osctld is killed (SIGKILL), bb runs on there: a stopped
+    daemon cannot fence, so after the TTL and the margin bb is recovered
+    on B too; when A's osctld starts again it kills its copy at once (the
+    records place bb on B), and bb runs in exactly one place."""
+    a, b, c = cluster3.nodes
+    ha_container(cluster3, a, b)
+    a.kill()
+    took = recovered_on(cluster3, b)
+    a.start()
+    began = time.monotonic()
+    wait_for(lambda: state(a), 15, 0.3, "A to kill its copy of bb", until=lambda s: s != "running")
+    print(f"osctld away: bb recovered on B {took:.1f} s after A's osctld was killed; the restarted "
+          f"osctld killed its copy {time.monotonic() - began:.1f} s after it was started")
+    assert "ran in two places" in a.log.read_text()
+    assert running_on(cluster3.nodes) == [b.name]
+    assert record(c, "ct/bb")["node"] == b.name
+    wait_for(lambda: cluster3.router.pings(ADDR), 10, message=f"{ADDR} to answer on B")
+    assert b.exec("bb", "cat", "/root/kept").stdout.strip() == "kept"
+
+
+def test_a_node_back_with_a_new_lease_before_the_margin_runs_its_container_once(cluster3):
+    """A's link to etcd is cut until its lease expired in etcd (C sees A
+    offline: it fenced bb by then), and restored at once, before the
+    leader's fencing margin passed: either A claims bb back and starts it,
+    or the recovery won and it runs on B; in exactly one place, never
+    none, within a bounded time."""
+    a, b, c = cluster3.nodes
+    ha_container(cluster3, a, b)
+    a.nsexec("ip", "link", "set", "uplink", "down")
+    cut = time.monotonic()
+    # Later than the TTL when A's etcd member led etcd: a new etcd leader renews every lease.
+    wait_for(lambda: node_state(c, a.name), LEASE_TTL + 15, 0.2, "A's lease to expire",
+             until=lambda s: s in ("offline", "fenced"))
+    a.nsexec("ip", "link", "set", "uplink", "up")
+    restored = time.monotonic() - cut
+    where: list[str] = []
+    seen = []
+
+    def once() -> bool:
+        where[:] = running_on(cluster3.nodes)
+        seen.append(list(where))
+        return len(where) == 1
+
+    wait_for(once, RECOVERY, 0.3, "bb to run in exactly one place")
+    took = time.monotonic() - cut
+    settled = time.monotonic() + LEASE_TTL + FENCE_MARGIN + 2  # a late recovery would show by then
+    while time.monotonic() < settled:
+        once()
+        time.sleep(0.3)
+    assert all(len(w) <= 1 for w in seen), seen
+    assert len(where) == 1 and record(c, "ct/bb")["node"] == where[0], where
+    wait_for(lambda: cluster3.router.pings(ADDR), 10, message=f"{ADDR} to answer on {where[0]}")
+    print(f"lease expired, link back {restored:.1f} s after the cut: bb runs on "
+          f"{'A (claimed back)' if where[0] == a.name else 'B (recovered)'} only, {took:.1f} s after the cut")

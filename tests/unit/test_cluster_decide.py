@@ -11,8 +11,9 @@ from dataclasses import replace
 import pytest
 
 from osctl.protocol import OsctlError
-from osctld.cluster.decide import (Move, NoPlacement, Recover, Skip, after, evacuation_plan, move_action,
-                                   place, recovery_plan, restore_plan, self_fence, stale_copy)
+from osctld.cluster.decide import (Move, NoPlacement, Recover, Skip, after, claim, evacuation_plan,
+                                   move_action, place, recovery_plan, restore_plan, self_fence,
+                                   stale_copy)
 from osctld.model.cluster import ClusterView, InstanceRecord, NodeRecord, ServerGroup, Size
 
 G = 1 << 30
@@ -143,6 +144,22 @@ def test_recovery_refuses_a_live_node_and_uses_the_standbys_age():
     dead = v.with_node(node("n1", "offline"))
     assert recovery_plan(dead, "n1", 130.0) == [Recover("ct/a", "n1", "n2", 30.0)]
     assert recovery_plan(dead, "n1", 130.0, {"ct/a": 12.5})[0].age == 12.5
+
+
+def test_a_recovery_carries_the_revision_of_the_record_it_was_decided_on():
+    v = replace(view([node("n1", "offline"), node("n2")],
+                     [ct("a", "n1", ha=True, standby="n2", replica_at=0.0)]), revisions={"ct/a": 41})
+    assert recovery_plan(v, "n1", 10.0)[0].revision == 41
+    assert v.with_instance(ct("a", "n1")).revisions == {}  # a record changed: its revision is unknown
+
+
+def test_a_node_claims_back_only_a_record_that_still_names_it_and_changes_it():
+    mine = ct("a", "n1", ha=True, standby="n2", replica_at=5.0)
+    claimed = claim(mine, "n1", 100.0)
+    assert claimed == replace(mine, claimed_at=100.0) and claimed != mine  # a write: a new revision
+    recovered = after(mine, Recover("ct/a", "n1", "n2", 3.0))
+    assert claim(recovered, "n1", 100.0) is recovered  # nothing written: it lives on n2
+    assert claim(None, "n1", 100.0) is None
 
 
 def test_recovery_is_decided_once_even_when_a_leader_died_half_way():

@@ -2,17 +2,30 @@
 lease refreshed again before its TTL ran out kills nothing (one slow
 refresh on a loaded node must not stop a tenant); one not refreshed in
 time has its HA instances killed before the deadline, and regaining that
-same lease afterwards starts them again only once the kills are over."""
+same lease afterwards starts them again only once the kills are over; one
+that expired meanwhile has them claimed back first (exactly one of the claim
+and the leader's recovery wins; one refused on a record set anew while
+the node stayed away is decided again). A daemon started again kills what
+the records placed elsewhere while it was away."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
-from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained
-from osctld.model.cluster import InstanceRecord, Size
+from osctl.protocol import CONFLICT, OsctlError
+from osctld import startup
+from osctld.cluster import decide, recovery
+from osctld.cluster.agent import ClusterAgent
+from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained, on_start
+from osctld.cluster.store import ClusterStore
+from osctld.model.cluster import InstanceRecord, NodeRecord, Size
+from osctld.node import Node
+
+from .test_cluster_store import FakeEtcd
 
 
 @dataclass
@@ -41,6 +54,7 @@ class FakeNode:
             records={"ct/web": ha, "ct/db": plain},
             membership=SimpleNamespace(lease=self.lease, lost=True, joined=joined),
             store=SimpleNamespace(node_states=self._states))
+        self.cluster.claim = lambda ikey: ClusterAgent.claim(self.cluster, ikey)  # type: ignore[arg-type]
         self.registry = SimpleNamespace(instance=lambda kind, id: (None, self.instances[id]),
                                         pools={"p": None})
 
@@ -100,3 +114,163 @@ def test_the_same_lease_regained_during_the_kill_starts_again_after_it():
     asyncio.run(scenario())
     assert node.events == ["killed web"] and started == [("web", False)]
     assert node.instances["web"].running
+
+
+def test_killed_under_a_lease_that_expired_it_is_claimed_back_before_it_starts():
+    """Back with a new lease before the leader recovered it: the node's
+    claim (a write) wins over a recovery decided on the record as it was
+    before (its revision), and the node starts it; the other order: the
+    recovery wins, the claim finds the record on the standby, and the node
+    does not start its copy. Exactly one start either way."""
+    for claim_first in (True, False):
+        starts = asyncio.run(_claim_and_recovery_race(claim_first))
+        assert starts == (["n1"] if claim_first else ["n2"]), claim_first
+
+
+async def _claim_and_recovery_race(claim_first: bool) -> list[str]:
+    store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+    node = FakeNode(lease=8)  # lease 7 expired; the node joined again with 8
+    node.instances["web"].running = False  # killed when it fenced itself
+    await store.create_instance(node.cluster.records["ct/web"])
+    node.cluster.store = store
+    view = replace(await store.view(), nodes={
+        "n1": NodeRecord("n1", "192.0.2.1", "offline", 4, 8 << 30, 100 << 30),
+        "n2": NodeRecord("n2", "192.0.2.2", "online", 4, 8 << 30, 100 << 30)})
+    (step,) = decide.recovery_plan(view, "n1", time.time(), {"ct/web": 1.0})  # the leader's read
+    starts: list[str] = []
+
+    async def start(kind, id):
+        starts.append("n1")
+
+    async def recover(kind, id):
+        starts.append("n2")
+        return {"data_age": 1.0, "started": True}
+
+    standby = SimpleNamespace(name="n2", store=store)
+    act = SimpleNamespace(unrecoverable=lambda kind, id: None, recover=recover)
+
+    async def recovered() -> None:
+        try:
+            await recovery.recover_here(standby, step, act)  # type: ignore[arg-type]
+        except OsctlError as e:
+            assert "not recovered" in e.message
+
+    async def back() -> None:
+        await on_lease_regained(node, Fenced(killed={"ct/web": 7}), SimpleNamespace(start=start))
+
+    for turn in ((back, recovered) if claim_first else (recovered, back)):
+        await turn()
+    return starts
+
+
+def test_a_daemon_started_again_kills_its_copies_recovered_elsewhere_and_claims_the_rest():
+    """osctld was away longer than the TTL and the margin, its containers
+    running on: ct/web (HA) was recovered on n2 meanwhile and is killed
+    here, its files kept; ct/db (not HA, its record here) runs on; ct/app
+    (HA, its record still here) is claimed back, so a recovery decided
+    before the node rejoined fails."""
+    async def scenario(node: FakeNode) -> None:
+        store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+        web = node.cluster.records["ct/web"]
+        node.instances["app"] = FakeInstance("app")
+        node.cluster.records = {"ct/web": replace(web, node="n2", standby="n1", claimed_at=1e9),
+                                "ct/db": node.cluster.records["ct/db"],
+                                "ct/app": replace(web, id="app")}
+        for r in node.cluster.records.values():
+            await store.create_instance(r)
+        node.cluster.store = store
+        node.cluster.loaded = asyncio.Event()
+        node.cluster.loaded.set()
+        node.registry.all_cts = lambda: list(node.instances.values())
+        node.registry.all_vms = lambda: []
+        await on_start(node)
+        assert (await store.instance("ct/app")).claimed_at is not None
+
+    node = FakeNode()
+    asyncio.run(scenario(node))
+    assert node.events == ["killed web"]
+    assert node.instances["db"].running and node.instances["app"].running
+
+
+def test_autostart_claims_an_ha_record_first_and_starts_only_what_it_won():
+    """A daemon started again (its lease expired meanwhile) autostarts an HA
+    container its record still places here only after claiming it back: a
+    recovery decided before the node rejoined then fails; one done already
+    moved the record, and the copy here stays stopped."""
+    async def scenario(recovered: bool) -> list[str]:
+        node = FakeNode()
+        store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+        web = node.cluster.records["ct/web"]
+        await store.create_instance(replace(web, node="n2", standby="n1") if recovered else web)
+        node.cluster.store = store
+        node.cluster.loaded = asyncio.Event()
+        node.cluster.loaded.set()
+        node.cluster.where = lambda kind, id: ClusterAgent.where(node.cluster, kind, id)  # type: ignore[arg-type]
+        inst = node.instances["web"]
+        inst.running = False
+        inst.noun = "container"
+        started: list[str] = []
+
+        async def start(pool, i):
+            started.append(i.id)
+
+        @asynccontextmanager
+        async def hold(*args, **kw):
+            yield
+
+        node.driver = lambda kind: SimpleNamespace(start=start)  # type: ignore[method-assign]
+        node.locks = SimpleNamespace(hold=hold)
+        node.registry.pools = {"p": object()}
+        node.check_home = lambda i: Node.check_home(node, i)  # type: ignore[arg-type]
+        await startup._start(node, inst, "autostart", "autostart of")  # type: ignore[arg-type]
+        rec = await store.instance("ct/web")
+        assert (rec.claimed_at is not None) == (not recovered)
+        return started
+
+    assert asyncio.run(scenario(recovered=False)) == ["web"]
+    assert asyncio.run(scenario(recovered=True)) == []
+
+
+def test_a_recovery_refused_on_a_record_set_anew_while_its_node_stayed_away_is_decided_again(
+        monkeypatch):
+    """The leader's recovery of ct/web is refused (an operator set the
+    record anew between the leader's read and the standby's CAS) while n1
+    stayed away: it is decided again on the new record and done. Had n1
+    come and gone in between (a new loss, the leader's ``lost_since``
+    moved), that loss's own call decides, after its own margin."""
+    async def scenario(gone_again: bool) -> list[int | None]:
+        etcd = FakeEtcd()
+        store = ClusterStore(etcd)  # type: ignore[arg-type]
+        web = InstanceRecord("ct", "web", "n1", Size(1, 1 << 30, 0), ha=True, standby="n2",
+                             replica_at=time.time())
+        await store.create_instance(web)
+        await store.set_node_state("n1", "online")
+        await store.put_node(NodeRecord("n2", "192.0.2.2", "online", 4, 8 << 30, 100 << 30), 1)
+        since = time.time()
+        lost = {"n1": since}
+        cluster = SimpleNamespace(
+            name="n3", store=store, config=SimpleNamespace(fence_margin=0),
+            leader=SimpleNamespace(is_leader=True, lost_since=lambda name: lost.get(name)))
+        asked: list[int | None] = []
+
+        async def call(store_, node, verb, args, by):
+            step = decide.Recover(**args["recover"])
+            asked.append(step.revision)
+            if len(asked) == 1:  # set anew before the standby's CAS: refused
+                etcd.put("/osctld/instances/ct/web", replace(web, evacuate="stop").to_json())
+                if gone_again:
+                    lost["n1"] = since + 5
+                raise OsctlError(CONFLICT, "its record changed since the leader read it")
+            return await recovery.recover_here(SimpleNamespace(name="n2", store=store), step, SimpleNamespace(
+                unrecoverable=lambda kind, id: None,
+                recover=lambda kind, id: asyncio.sleep(0, {"data_age": 1.0, "started": True})))
+
+        monkeypatch.setattr(recovery.tasks, "call", call)
+        await recovery.on_node_lost(cluster, "n1", since)  # type: ignore[arg-type]
+        rec = await store.instance("ct/web")
+        assert rec.node == ("n1" if gone_again else "n2")
+        return asked
+
+    first, again = asyncio.run(scenario(gone_again=False))
+    assert again is not None and again != first
+    assert len(asyncio.run(scenario(gone_again=True))) == 1

@@ -146,6 +146,25 @@ def test_an_update_can_delete_or_leave_a_record_and_gives_up_on_endless_races():
         asyncio.run(store.update_instance("ct/web", lambda r: rec(node="n9")))
 
 
+def test_an_update_at_a_revision_leaves_a_record_changed_since():
+    """The leader's recovery is done on the record it decided on: one a
+    node claimed back in between (a write: a new revision) is left as it is."""
+    etcd = FakeEtcd()
+    store = ClusterStore(etcd)  # type: ignore[arg-type]
+    asyncio.run(store.create_instance(rec(ha=True, standby="n2")))
+    read = asyncio.run(store.view()).revisions["ct/web"]
+    assert read == etcd.kvs["/osctld/instances/ct/web"].mod_revision
+    etcd.put("/osctld/instances/ct/web", rec(ha=True, standby="n2", claimed_at=9.0).to_json())
+    out = asyncio.run(store.update_instance("ct/web", lambda r: rec(node="n2"), at=read))
+    assert out.node == "n1" and out.claimed_at == 9.0
+    now = asyncio.run(store.view()).revisions["ct/web"]
+    assert asyncio.run(store.update_instance("ct/web", lambda r: rec(node="n2"), at=now)).node == "n2"
+    # A swap that loses a race against a claim reads again and sees a new revision.
+    etcd.before_swap = lambda: etcd.put("/osctld/instances/ct/web", rec(node="n2", claimed_at=1.0).to_json())
+    at = etcd.kvs["/osctld/instances/ct/web"].mod_revision
+    assert asyncio.run(store.update_instance("ct/web", lambda r: rec(node="n3"), at=at)).node == "n2"
+
+
 @task("test.echo")
 async def echo(node, args, progress):
     progress("half way")
