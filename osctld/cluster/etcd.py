@@ -156,6 +156,13 @@ class Etcd:
                                "create_revision": "0"}],
                              [{"request_put": put}]).get("succeeded"))
 
+    def put_if_absent(self, key: str, value: str, absent: str) -> bool:
+        """Put ``key`` only while key ``absent`` does not exist: whether it was put."""
+        return bool(self.txn([{"key": _b64(absent), "target": "CREATE", "result": "EQUAL",
+                               "create_revision": "0"}],
+                             [{"request_put": {"key": _b64(key), "value": _b64(value)}}]
+                             ).get("succeeded"))
+
     def swap(self, key: str, value: str | None, mod_revision: int) -> bool:
         """Put ``value`` (None: delete the key) only if the key was last
         changed at ``mod_revision``: whether it was."""

@@ -96,4 +96,5 @@ async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
             except OsctlError as e:
                 log.error("node %s lost: %s not recovered on %s: %s", name, step.instance_key,
                           step.target, e.message)
-    await store.set_node_state(name, "fenced")
+    if not await store.mark_fenced(name):
+        log.warning("node %s is back: not marked fenced", name)

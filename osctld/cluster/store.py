@@ -72,6 +72,19 @@ class ClusterStore:
         fn = self.etcd.create if only_if_absent else self.etcd.put
         return await self.etcd.call(fn, key("node-state", name), value) is not False
 
+    async def mark_fenced(self, name: str) -> bool:
+        """(Leader) node ``name``, lost, is marked fenced, only while its key is
+        still gone: a node back meanwhile (its key put again) set itself
+        online after reading its state, and a fenced mark written after that
+        would stay: the node shown fenced while a member, and when it is lost
+        again, a leader reading "fenced" would not recover its instances. In
+        one transaction with the key's absence, either the mark comes first
+        (and the returning node reads it and sets itself online) or it is
+        not written."""
+        value = json.dumps({"state": "fenced", "since": time.time()})
+        return await self.etcd.call(self.etcd.put_if_absent, key("node-state", name), value,
+                                    key("nodes", name))
+
     # --- instances ---------------------------------------------------------------
 
     async def _records(self, prefix: str, parse: Callable[[str, str], R]) -> list[tuple[R, int]]:

@@ -81,6 +81,12 @@ class FakeEtcd:
         self.put(key, value, lease)
         return True
 
+    def put_if_absent(self, key, value, absent):
+        if absent in self.kvs:
+            return False
+        self.put(key, value)
+        return True
+
     def swap(self, key, value, mod_revision):
         if self.before_swap:
             racer, self.before_swap = self.before_swap, None
@@ -328,3 +334,22 @@ def test_a_placed_creation_that_fails_on_its_node_takes_its_record_back():
     asyncio.run(main())
     assert [d["message"] for d in said][:2] == ["asking the leader, node n1, where", "on node n2"]
     assert etcd.get_prefix("/osctld/instances/") == []  # taken back
+
+
+def test_a_lost_node_is_marked_fenced_only_while_its_key_is_gone():
+    # The leader's mark after a recovery must not land on a node that came
+    # back meanwhile (it set itself online: "fenced" would stay, and when it
+    # is lost again no leader would recover its instances).
+    etcd = FakeEtcd()
+    store = ClusterStore(etcd)  # type: ignore[arg-type]
+    node = NodeRecord("n1", "10.0.0.1", "online", 2, 1 << 30, 1 << 30, 0.0)
+
+    async def run():
+        assert await store.mark_fenced("n1")  # gone: marked
+        assert (await store.view()).nodes["n1"].state == "fenced"
+        await store.put_node(node, 1)  # back
+        await store.set_node_state("n1", "online")
+        assert not await store.mark_fenced("n1")
+        assert (await store.view()).nodes["n1"].state == "online"
+
+    asyncio.run(run())
