@@ -27,6 +27,7 @@ import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Awaitable
 
 from osctl.protocol import CONFLICT, DENIED, EXISTS, INVALID, NOT_FOUND, UNSUPPORTED, OsctlError
 from osctl_convert import fixups
@@ -629,12 +630,14 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
     container when its node died (cluster HA, ``ct.recover``). Returns the
     fix-ups made to a rootfs from an OpenVZ node (none otherwise)."""
     node = ctx.node
-    slog = ct.send_log
-    assert slog is not None
-    next_stage(DESTINATION, slog.stage, Step.STATE, f"container {ct.id}")
     backend = backend_for(pstate.pool)
     recv, rootfs = pstate.pool.received("ct", ct.id), pstate.pool.rootfs(ct.id)
     async with hold_instance(ctx, ct, "ct.receive.state"), Undo() as undo:
+        # Read once locked: a cancel or another take-over may have held the lock first.
+        slog = ct.send_log
+        if slog is None:
+            raise OsctlError(CONFLICT, f"container {ct.id} was taken over already: no staged copy")
+        next_stage(DESTINATION, slog.stage, Step.STATE, f"container {ct.id}")
         if slog.stream == "btrfs":
             assert slog.snapshot is not None
             await backend.clone(recv / slog.snapshot, rootfs)
@@ -656,8 +659,20 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
         node.containers.apply(ct, Event.ADOPT)
         undo.push(node.containers.apply, ct, Event.STAGE)
         save_log(pstate, ct, None)
-    await backend.destroy_all(recv)
+    await leftover_passes(backend.destroy_all(recv), ct)
     return fixed
+
+
+async def leftover_passes(removal: Awaitable[None], inst: Container | VM) -> None:
+    """Passes removed after a take-over: it happened (the send log is gone),
+    so a failure here is logged, not raised; else a recovery would say it
+    failed and not start what it recovered, and no retry could (no replica
+    is left to recover from)."""
+    try:
+        await removal
+    except Exception as e:
+        log.error("%s %s:%s taken over; what its transfer left here stays: %s", inst.noun,
+                  inst.pool, inst.id, e)
 
 
 async def started(node, pstate, ct: Container | VM, start: bool) -> dict:
@@ -681,11 +696,16 @@ async def receive_cancel(rctx: ReceiveContext, args: dict) -> dict:
     made for the transfer); a single-use key may be used again."""
     node = rctx.node
     pstate, ct = _transfer(rctx, args)
-    slog = ct.send_log
-    assert slog is not None
-    next_stage(DESTINATION, slog.stage, Step.CANCEL, f"container {ct.id}")
     ctx = Context(node=node, op=f"receive:{rctx.key.name}")
     async with hold_instance(ctx, ct, "ct.receive.cancel"):
+        # Looked up again once locked: a take-over or a recovery (adopt)
+        # that held the lock first made it an ordinary container, which a
+        # cancel must not delete (NOT_FOUND: there is no transfer any more).
+        if _transfer(rctx, args)[1] is not ct:
+            raise OsctlError(NOT_FOUND, f"container {ct.id} is no staged copy here any more")
+        slog = ct.send_log
+        assert slog is not None
+        next_stage(DESTINATION, slog.stage, Step.CANCEL, f"container {ct.id}")
         await node.remove_ct(pstate, ct)  # with all it received
     node.events.publish("remove", object="ct", pool=ct.pool, id=ct.id, group=ct.group)
     if slog.user_created and not pstate.instances_of(ct.user):

@@ -50,7 +50,7 @@ from ..transfer.receive_verbs import ReceiveContext, receive_verb
 from ..undo import Undo
 from . import Context, Target, command, hold_instance
 from .ct_replica import drop_with, replica_here
-from .ct_send import btrfs_pass, btrfs_received, pass_taken, save_log, started
+from .ct_send import btrfs_pass, btrfs_received, leftover_passes, pass_taken, save_log, started
 from .vm_migrate import BOOT_FILES, held, received_vm, reserve, tar, untar
 
 
@@ -199,7 +199,7 @@ async def recover(ctx: Context, id: str, start: bool = True) -> dict:
             node.vms.apply(vm, Event.ADOPT)
             undo.push(node.vms.apply, vm, Event.STAGE)
             save_log(pstate, vm, None)
-        await backend.destroy_passes("vm", vm.id)
+        await leftover_passes(backend.destroy_passes("vm", vm.id), vm)
     node.events.publish("add", object="vm", pool=vm.pool, id=vm.id, group=vm.group)
     return {**await started(node, pstate, vm, start), "taken": slog.taken,
             "data_age": None if slog.taken is None else time.time() - slog.taken}

@@ -113,7 +113,10 @@ def vm_of_passes(name: str) -> str | None:
         return None
     for end in sorted(VM_PASSES, key=len, reverse=True):
         if name.endswith(end) and len(name) > len(end) + 1:
-            return name[1:-len(end)]
+            try:  # a name osctld could have given, no more
+                return check_name("id", name[1:-len(end)])
+            except OsctlError:
+                return None
     return None
 
 

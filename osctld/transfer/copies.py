@@ -12,12 +12,13 @@ instance (``Node.remove_ct`` / ``remove_vm``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from osctl.protocol import NOT_FOUND, OsctlError
 
-from ..model.sendlog import SOURCE, SendLog
+from ..model.sendlog import SOURCE, SendLog, Stage
 from . import channel
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from ..node import Node
 
 log = logging.getLogger(__name__)
+# A peer that answers no more (its sshd up, its osctld stuck) must not hold
+# a deletion, and the staged deletions queued behind it, for longer.
+TAKE_DOWN_TIMEOUT = 60.0
 
 
 async def cancel_at(node: Node, kind: str, slog: SendLog) -> None:
@@ -49,10 +53,11 @@ async def take_down(node: Node, inst: Container | VM) -> None:
     ``del --force`` there removes it), since a node that is down must not
     keep a deletion from happening."""
     slog = inst.send_log
-    if slog is None or slog.role != SOURCE:
-        return
+    if slog is None or slog.role != SOURCE or slog.stage == Stage.STATE:
+        return  # no copy, or a sent one: the other node's own container now
     try:
-        await cancel_at(node, inst.kind, slog)
-    except OsctlError as e:
+        await asyncio.wait_for(cancel_at(node, inst.kind, slog), TAKE_DOWN_TIMEOUT)
+    except (OsctlError, OSError, asyncio.TimeoutError) as e:
         log.warning("%s %s:%s is deleted, its copy at %s stays (delete it there with del "
-                    "--force): %s", inst.noun, inst.pool, inst.id, slog.peer, e)
+                    "--force): %s", inst.noun, inst.pool, inst.id, slog.peer,
+                    str(e) or f"no answer in {TAKE_DOWN_TIMEOUT:g} s")

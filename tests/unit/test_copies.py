@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -72,3 +73,25 @@ def test_the_end_that_holds_a_copy_tells_no_one(calls):
     vm.send_log = None
     asyncio.run(copies.take_down(None, vm))
     assert made == []
+
+
+def test_a_sent_container_is_the_other_nodes_and_a_silent_node_is_given_up_on(calls, monkeypatch, caplog):
+    call, made = calls
+    ct = Container(id="x", pool="tank", user="alice", distribution="busybox", version="1")
+    # Handed over (stage state, before `ct send cleanup`): the container there
+    # is no staged copy any more, and no one is told to drop it.
+    ct.send_log = replace(_log(), stage=Stage.STATE)
+    asyncio.run(copies.take_down(None, ct))
+    assert made == []
+    # A node whose sshd answers but whose osctld does not: the deletion goes on.
+    gate = asyncio.Event()
+
+    async def hang(node, dest, verb, args, **kw):
+        await gate.wait()
+
+    monkeypatch.setattr(channel, "call", hang)
+    monkeypatch.setattr(copies, "TAKE_DOWN_TIMEOUT", 0.05)
+    ct.send_log = _log()
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(copies.take_down(None, ct))
+    assert "its copy at node3:22 stays" in caplog.text and "no answer in 0.05 s" in caplog.text
