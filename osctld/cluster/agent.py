@@ -22,7 +22,7 @@ from .errors import EtcdError, EtcdUnavailable
 from .etcd import Etcd
 from .leader import Leader
 from .membership import Membership
-from .store import ClusterStore
+from .store import ClusterStore, Excluded
 from .sync import RecordSync, node_record
 from .tasks import TaskRunner
 
@@ -60,13 +60,17 @@ class ClusterAgent:
         by compare-and-swap) before starting an HA instance that a recovery
         may have been decided for while this node was away: the node its
         record names afterwards, this one if the claim won (None: it has no
-        record). A claim is made while a member (the node's key there), so a
-        leader reading the records after it finds the node online, and a
-        recovery decided before it fails its compare-and-swap. The records
-        as last read are updated with it (``Node.check_home`` judges on them)."""
-        await self.membership.joined.wait()
+        record). A claim is written only while the node's key exists (in
+        the compare-and-swap's transaction) and a recovery's take-over only
+        while it does not, so they exclude each other whatever the leader
+        read: Excluded (at once, without asking etcd when this node is not
+        a member now) when the key is gone. The records as last read are
+        updated with it (``Node.check_home`` judges on them)."""
+        if not self.membership.joined.is_set():
+            raise Excluded(f"{ikey} not claimed: node {self.name} is not a cluster member now")
         now = time.time()
-        rec = await self.store.update_instance(ikey, lambda r: decide.claim(r, self.name, now))
+        rec = await self.store.update_instance(ikey, lambda r: decide.claim(r, self.name, now),
+                                               member=self.name)
         if rec is None:
             return None
         self.records = {**self.records, ikey: rec}

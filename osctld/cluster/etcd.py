@@ -163,13 +163,20 @@ class Etcd:
                              [{"request_put": {"key": _b64(key), "value": _b64(value)}}]
                              ).get("succeeded"))
 
-    def swap(self, key: str, value: str | None, mod_revision: int) -> bool:
+    def swap(self, key: str, value: str | None, mod_revision: int,
+             present: str | None = None, absent: str | None = None) -> bool:
         """Put ``value`` (None: delete the key) only if the key was last
-        changed at ``mod_revision``: whether it was."""
+        changed at ``mod_revision`` (and, in the same transaction, while key
+        ``present`` exists and key ``absent`` does not): whether it was."""
         op = ({"request_delete_range": {"key": _b64(key)}} if value is None
               else {"request_put": {"key": _b64(key), "value": _b64(value)}})
-        return bool(self.txn([{"key": _b64(key), "target": "MOD", "result": "EQUAL",
-                               "mod_revision": str(mod_revision)}], [op]).get("succeeded"))
+        compare = [{"key": _b64(key), "target": "MOD", "result": "EQUAL",
+                    "mod_revision": str(mod_revision)}]
+        for other, result in ((present, "GREATER"), (absent, "EQUAL")):
+            if other is not None:
+                compare.append({"key": _b64(other), "target": "CREATE", "result": result,
+                                "create_revision": "0"})
+        return bool(self.txn(compare, [op]).get("succeeded"))
 
     # --- leases ------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from osctl.protocol import CONFLICT, OsctlError
 
 from . import decide, tasks
 from .actions import Actions, split_key
+from .errors import EtcdError, EtcdUnavailable
+from .store import Excluded
 
 if TYPE_CHECKING:
     from .agent import ClusterAgent
@@ -44,10 +46,21 @@ async def recover_here(cluster: ClusterAgent, step: decide.Recover, act: Actions
     if why is not None:
         raise OsctlError(CONFLICT, f"{step.instance_key} not recovered on {cluster.name}: {why}")
     now = time.time()
-    rec = await cluster.store.update_instance(
-        step.instance_key,
-        lambda r: replace(decide.after(r, step), claimed_at=now)
-        if r is not None and r.node == step.source else r, at=step.revision)
+    try:
+        rec = await cluster.store.update_instance(
+            step.instance_key,
+            lambda r: replace(decide.after(r, step), claimed_at=now)
+            if r is not None and r.node == step.source else r, at=step.revision,
+            not_member=step.source)
+    except Excluded:
+        raise OsctlError(CONFLICT, f"{step.instance_key} not recovered: node {step.source} is a "
+                                   "member again (it claims its instances back itself)") from None
+    except (EtcdUnavailable, EtcdError):
+        # The take-over may have been written all the same (the answer lost):
+        # ours if the record names this node with our time.
+        rec = await cluster.store.instance(step.instance_key)
+        if rec is None or rec.node != cluster.name or rec.claimed_at != now:
+            raise
     if rec is None or rec.node != cluster.name:
         where = "(none)" if rec is None else rec.node
         changed = " (its record changed since the leader read it: its node came back and claimed " \
@@ -67,15 +80,25 @@ async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
     instances starts on its standby from the last replica. The node is
     marked fenced afterwards: a leader after us does not look at it again
     (one that took over half way recovers the rest: each recovery takes
-    its record over only if it still names the dead node)."""
+    its record over only if it still names the dead node). Not when a
+    recovery asked for was refused in the last round (or etcd failed): its
+    instance would stay down everywhere, no leader looking at a fenced
+    node again; that is logged, and the next leader or the node coming
+    back settles it. Each step is taken only while this loss (``since``)
+    is the leader's latest of the node."""
     await asyncio.sleep(max(0.0, since + cluster.config.fence_margin - time.time()))
     store = cluster.store
     tried: dict[str, int | None] = {}  # instance key -> the revision its recovery was asked on
     for attempt in range(RECOVERY_ROUNDS):
-        view = await store.view()
+        try:
+            view = await store.view()
+        except (EtcdUnavailable, EtcdError) as e:
+            log.error("node %s lost: the cluster not read (etcd: %s)", name, e)
+            await asyncio.sleep(1.0)
+            continue
         if not cluster.leader.is_leader or view.nodes.get(name) is None \
                 or view.nodes[name].state != "offline" \
-                or attempt and cluster.leader.lost_since(name) != since:
+                or cluster.leader.lost_since(name) != since:
             return  # back (maybe gone again: that loss is another call's), not ours, or done
         again = {k for k, rev in tried.items() if k in view.instances
                  and view.instances[k].node == name and view.revisions.get(k) != rev}
@@ -96,5 +119,23 @@ async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
             except OsctlError as e:
                 log.error("node %s lost: %s not recovered on %s: %s", name, step.instance_key,
                           step.target, e.message)
-    if not await store.mark_fenced(name):
-        log.warning("node %s is back: not marked fenced", name)
+            except (EtcdUnavailable, EtcdError) as e:
+                log.error("node %s lost: %s not recovered on %s (etcd: %s)", name,
+                          step.instance_key, step.target, e)
+    try:
+        view = await store.view()
+    except (EtcdUnavailable, EtcdError) as e:
+        log.error("node %s lost: not marked fenced: the cluster not read (etcd: %s)", name, e)
+        return
+    if not cluster.leader.is_leader or cluster.leader.lost_since(name) != since:
+        return
+    left = sorted(k for k in tried if k in view.instances and view.instances[k].node == name)
+    if left:
+        log.error("node %s lost: %s NOT recovered (down until the node is back, or the next "
+                  "leader recovers them): the node is not marked fenced", name, ", ".join(left))
+        return
+    try:
+        if not await store.mark_fenced(name):
+            log.warning("node %s is back: not marked fenced", name)
+    except (EtcdUnavailable, EtcdError) as e:
+        log.error("node %s lost: not marked fenced (etcd: %s)", name, e)

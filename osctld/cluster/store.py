@@ -41,6 +41,12 @@ class Conflict(Exception):
     """A compare-and-swap lost CAS_TRIES times in a row."""
 
 
+class Excluded(Conflict):
+    """A compare-and-swap refused on a node's key, the record unchanged: a
+    claim of a node whose key is gone (not a member), a recovery of a node
+    whose key is back (it claims its instances itself)."""
+
+
 def key(*parts: str) -> str:
     return PREFIX + "/".join(parts)
 
@@ -115,15 +121,21 @@ class ClusterStore:
 
     async def update_instance(
             self, ikey: str, fn: Callable[[InstanceRecord | None], InstanceRecord | None],
-            at: int | None = None) -> InstanceRecord | None:
+            at: int | None = None, member: str | None = None,
+            not_member: str | None = None) -> InstanceRecord | None:
         """Change instance ``ikey``'s record by compare-and-swap: ``fn`` gets
         the record (None: there is none) and returns the one to write
         (None: delete it; the same object: leave it); it is called again
         with the newer record whenever another writer came in between.
         With ``at``, only the record at that mod_revision is changed (a
         decision taken on it): one changed since is left as it is.
-        The record as left. Conflict after CAS_TRIES lost races."""
+        With ``member`` (``not_member``), a change of a record is made only
+        while that node's key exists (does not), in the same transaction:
+        Excluded when that was what failed. The record as left. Conflict
+        after CAS_TRIES lost races."""
         k = key("instances", ikey)
+        present = None if member is None else key("nodes", member)
+        absent = None if not_member is None else key("nodes", not_member)
         for _ in range(CAS_TRIES):
             kv = await self.etcd.call(self.etcd.get, k)
             old = None if kv is None else InstanceRecord.from_json(kv.value, f"instances/{ikey}")
@@ -136,8 +148,14 @@ class ClusterStore:
                 if new is None or await self.etcd.call(self.etcd.create, k, new.to_json()):
                     return new
             elif await self.etcd.call(self.etcd.swap, k, None if new is None else new.to_json(),
-                                      kv.mod_revision):
+                                      kv.mod_revision, present, absent):
                 return new
+            elif present or absent:
+                now = await self.etcd.call(self.etcd.get, k)
+                if now is not None and now.mod_revision == kv.mod_revision:
+                    who = member if present else not_member
+                    raise Excluded(f"instances/{ikey} not changed: node {who}'s key is "
+                                   f"{'gone' if present else 'there'}")
         raise Conflict(f"instances/{ikey} kept changing under {CAS_TRIES} updates")
 
     # --- server groups ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from osctld import startup
 from osctld.cluster import decide, recovery
 from osctld.cluster.agent import ClusterAgent
 from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained, on_start
+from osctld.cluster.errors import EtcdUnavailable
 from osctld.cluster.store import ClusterStore
 from osctld.model.cluster import InstanceRecord, NodeRecord, Size
 from osctld.node import Node
@@ -156,6 +157,8 @@ async def _claim_and_recovery_race(claim_first: bool) -> list[str]:
             assert "not recovered" in e.message
 
     async def back() -> None:
+        await store.put_node(NodeRecord("n1", "192.0.2.1", "online", 4, 8 << 30, 100 << 30), 8)
+        node.cluster.membership.lost = False
         await on_lease_regained(node, Fenced(killed={"ct/web": 7}), SimpleNamespace(start=start))
 
     for turn in ((back, recovered) if claim_first else (recovered, back)):
@@ -178,6 +181,7 @@ def test_a_daemon_started_again_kills_its_copies_recovered_elsewhere_and_claims_
                                 "ct/app": replace(web, id="app")}
         for r in node.cluster.records.values():
             await store.create_instance(r)
+        await store.put_node(NodeRecord("n1", "192.0.2.1", "online", 4, 8 << 30, 100 << 30), 8)
         node.cluster.store = store
         node.cluster.loaded = asyncio.Event()
         node.cluster.loaded.set()
@@ -202,6 +206,7 @@ def test_autostart_claims_an_ha_record_first_and_starts_only_what_it_won():
         store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
         web = node.cluster.records["ct/web"]
         await store.create_instance(replace(web, node="n2", standby="n1") if recovered else web)
+        await store.put_node(NodeRecord("n1", "192.0.2.1", "online", 4, 8 << 30, 100 << 30), 8)
         node.cluster.store = store
         node.cluster.loaded = asyncio.Event()
         node.cluster.loaded.set()
@@ -231,6 +236,33 @@ def test_autostart_claims_an_ha_record_first_and_starts_only_what_it_won():
     assert asyncio.run(scenario(recovered=True)) == []
 
 
+async def _n1_with(*ids: str) -> tuple[FakeEtcd, ClusterStore, list[InstanceRecord]]:
+    """A cluster whose node n1 (its key gone) held the HA containers
+    ``ids``, each with a replica on n2, a member."""
+    etcd = FakeEtcd()
+    store = ClusterStore(etcd)  # type: ignore[arg-type]
+    recs = [InstanceRecord("ct", id, "n1", Size(1, 1 << 30, 0), ha=True, standby="n2",
+                           replica_at=time.time()) for id in ids]
+    for r in recs:
+        await store.create_instance(r)
+    await store.set_node_state("n1", "online")
+    await store.put_node(_member("n2"), 1)
+    return etcd, store, recs
+
+
+def _leader(store: ClusterStore, lost: dict[str, float]) -> SimpleNamespace:
+    """The leader's cluster agent (n3), the losses as ``lost`` says."""
+    return SimpleNamespace(name="n3", store=store, config=SimpleNamespace(fence_margin=0),
+                           leader=SimpleNamespace(is_leader=True, lost_since=lambda name: lost.get(name)))
+
+
+async def _recover_on_n2(store: ClusterStore, step: decide.Recover) -> dict:
+    """n2's ``ha.recover`` task, its replica complete."""
+    return await recovery.recover_here(SimpleNamespace(name="n2", store=store), step, SimpleNamespace(  # type: ignore[arg-type]
+        unrecoverable=lambda kind, id: None,
+        recover=lambda kind, id: asyncio.sleep(0, {"data_age": 1.0, "started": True})))
+
+
 def test_a_recovery_refused_on_a_record_set_anew_while_its_node_stayed_away_is_decided_again(
         monkeypatch):
     """The leader's recovery of ct/web is refused (an operator set the
@@ -239,18 +271,10 @@ def test_a_recovery_refused_on_a_record_set_anew_while_its_node_stayed_away_is_d
     come and gone in between (a new loss, the leader's ``lost_since``
     moved), that loss's own call decides, after its own margin."""
     async def scenario(gone_again: bool) -> list[int | None]:
-        etcd = FakeEtcd()
-        store = ClusterStore(etcd)  # type: ignore[arg-type]
-        web = InstanceRecord("ct", "web", "n1", Size(1, 1 << 30, 0), ha=True, standby="n2",
-                             replica_at=time.time())
-        await store.create_instance(web)
-        await store.set_node_state("n1", "online")
-        await store.put_node(NodeRecord("n2", "192.0.2.2", "online", 4, 8 << 30, 100 << 30), 1)
+        etcd, store, (web,) = await _n1_with("web")
         since = time.time()
         lost = {"n1": since}
-        cluster = SimpleNamespace(
-            name="n3", store=store, config=SimpleNamespace(fence_margin=0),
-            leader=SimpleNamespace(is_leader=True, lost_since=lambda name: lost.get(name)))
+        cluster = _leader(store, lost)
         asked: list[int | None] = []
 
         async def call(store_, node, verb, args, by):
@@ -261,9 +285,7 @@ def test_a_recovery_refused_on_a_record_set_anew_while_its_node_stayed_away_is_d
                 if gone_again:
                     lost["n1"] = since + 5
                 raise OsctlError(CONFLICT, "its record changed since the leader read it")
-            return await recovery.recover_here(SimpleNamespace(name="n2", store=store), step, SimpleNamespace(
-                unrecoverable=lambda kind, id: None,
-                recover=lambda kind, id: asyncio.sleep(0, {"data_age": 1.0, "started": True})))
+            return await _recover_on_n2(store, step)
 
         monkeypatch.setattr(recovery.tasks, "call", call)
         await recovery.on_node_lost(cluster, "n1", since)  # type: ignore[arg-type]
@@ -274,3 +296,102 @@ def test_a_recovery_refused_on_a_record_set_anew_while_its_node_stayed_away_is_d
     first, again = asyncio.run(scenario(gone_again=False))
     assert again is not None and again != first
     assert len(asyncio.run(scenario(gone_again=True))) == 1
+
+
+def _member(name: str) -> NodeRecord:
+    return NodeRecord(name, "192.0.2.1", "online", 4, 8 << 30, 100 << 30)
+
+
+def test_a_claim_between_the_leaders_reads_fails_the_recovery_decided_after_it():
+    """The leader's view is several reads: n1 rejoins and claims ct/web
+    after the leader read the nodes (n1 offline) and before it read the
+    instances (the claimed revision). The recovery decided at that revision
+    is refused all the same (n1's key is there): web runs on n1 only."""
+    async def scenario() -> None:
+        etcd, store, _ = await _n1_with("web")
+        n1 = FakeNode(lease=8)
+        n1.cluster.store = store
+        records = store._records
+
+        async def racing(prefix, parse):
+            out = await records(prefix, parse)
+            if prefix == "nodes":
+                await store.put_node(_member("n1"), 8)
+                assert await n1.cluster.claim("ct/web") == "n1"
+            return out
+
+        store._records = racing  # type: ignore[method-assign]
+        view = await store.view()
+        store._records = records  # type: ignore[method-assign]
+        assert view.nodes["n1"].state == "offline"
+        (step,) = decide.recovery_plan(view, "n1", time.time())
+        try:
+            await _recover_on_n2(store, step)
+            raise AssertionError("recovered while n1 runs it")
+        except OsctlError as e:
+            assert e.code == CONFLICT and "member again" in e.message
+        assert (await store.instance("ct/web")).node == "n1"
+
+    asyncio.run(scenario())
+
+
+def test_the_leaders_recovery_marks_fenced_only_what_is_all_recovered_by_this_loss(monkeypatch):
+    """A round refused on a record not set anew leaves the node unmarked
+    (its instance is owed a recovery); an etcd error of one step does not
+    end the others; a loss the leader no longer holds as its latest
+    (the node back in between) asks nothing, from round 0 on."""
+    async def scenario(refuse: str, lost_since_moves: bool = False) -> tuple[list[str], str | None]:
+        _, store, _ = await _n1_with("a", "b")
+        since = time.time()
+        lost = {"n1": since + 5 if lost_since_moves else since}
+        cluster = _leader(store, lost)
+        asked: list[str] = []
+
+        async def call(store_, node, verb, args, by):
+            step = decide.Recover(**args["recover"])
+            asked.append(step.instance_key)
+            if step.instance_key == refuse == "ct/a":
+                raise EtcdUnavailable("no etcd endpoint answered")
+            if step.instance_key == refuse:
+                raise OsctlError(CONFLICT, "no complete replica here")
+            return await _recover_on_n2(store, step)
+
+        monkeypatch.setattr(recovery.tasks, "call", call)
+        await recovery.on_node_lost(cluster, "n1", since)  # type: ignore[arg-type]
+        return asked, (await store.node_states())["n1"]["state"]
+
+    assert asyncio.run(scenario(refuse="ct/b")) == (["ct/a", "ct/b"], "online")
+    assert asyncio.run(scenario(refuse="ct/a")) == (["ct/a", "ct/b"], "online")  # b went on
+    assert asyncio.run(scenario(refuse="")) == (["ct/a", "ct/b"], "fenced")
+    assert asyncio.run(scenario(refuse="", lost_since_moves=True)) == ([], "online")
+
+
+def test_a_take_over_written_whose_answer_was_lost_is_recovered_all_the_same():
+    async def scenario() -> list[str]:
+        etcd = FakeEtcd()
+        store = ClusterStore(etcd)  # type: ignore[arg-type]
+        web = InstanceRecord("ct", "web", "n1", Size(1, 1 << 30, 0), ha=True, standby="n2",
+                             replica_at=time.time())
+        await store.create_instance(web)
+        await store.put_node(_member("n2"), 1)
+        view = replace(await store.view(), nodes={"n1": replace(_member("n1"), state="offline"),
+                                                  "n2": _member("n2")})
+        (step,) = decide.recovery_plan(view, "n1", time.time())
+        swap = etcd.swap
+
+        def lost_answer(*args):
+            swap(*args)
+            raise EtcdUnavailable("no etcd endpoint answered")
+
+        etcd.swap = lost_answer  # type: ignore[method-assign]
+        done: list[str] = []
+
+        async def recover(kind, id):
+            done.append(id)
+            return {"data_age": 1.0, "started": True}
+
+        await recovery.recover_here(SimpleNamespace(name="n2", store=store), step,  # type: ignore[arg-type]
+                                    SimpleNamespace(unrecoverable=lambda kind, id: None, recover=recover))
+        return done
+
+    assert asyncio.run(scenario()) == ["web"]

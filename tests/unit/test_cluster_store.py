@@ -16,7 +16,7 @@ from osctl import protocol
 from osctld.cluster.errors import EtcdUnavailable
 from osctld.cluster.etcd import KV
 from osctld.cluster.membership import Membership
-from osctld.cluster.store import ClusterStore, Conflict
+from osctld.cluster.store import ClusterStore, Conflict, Excluded
 from osctld.cluster.tasks import TaskRunner, call, task
 from osctld.commands import load_all
 from osctld.config import ClusterConfig, Config
@@ -87,12 +87,14 @@ class FakeEtcd:
         self.put(key, value)
         return True
 
-    def swap(self, key, value, mod_revision):
+    def swap(self, key, value, mod_revision, present=None, absent=None):
         if self.before_swap:
             racer, self.before_swap = self.before_swap, None
             racer()
         kv = self.kvs.get(key)
         if kv is None or kv.mod_revision != mod_revision:
+            return False
+        if present is not None and present not in self.kvs or absent in self.kvs:
             return False
         if value is None:
             del self.kvs[key]
@@ -351,5 +353,27 @@ def test_a_lost_node_is_marked_fenced_only_while_its_key_is_gone():
         await store.set_node_state("n1", "online")
         assert not await store.mark_fenced("n1")
         assert (await store.view()).nodes["n1"].state == "online"
+
+    asyncio.run(run())
+
+
+def test_a_claim_needs_its_nodes_key_and_a_take_over_its_absence():
+    """The claim and the recovery's take-over exclude each other on the
+    node's key, in the compare-and-swap's transaction: whatever the leader
+    read, at most one of them is written (Excluded, the record unchanged)."""
+    etcd = FakeEtcd()
+    store = ClusterStore(etcd)  # type: ignore[arg-type]
+
+    async def run():
+        await store.create_instance(rec(ha=True, standby="n2"))
+        at = etcd.kvs["/osctld/instances/ct/web"].mod_revision
+        with pytest.raises(Excluded):  # n1 gone: no claim
+            await store.update_instance("ct/web", lambda r: rec(claimed_at=1.0), member="n1")
+        await store.put_node(NodeRecord("n1", "192.0.2.1", "online", 2, 1 << 30, 1 << 30), 1)
+        with pytest.raises(Excluded):  # n1 back: no take-over, even at the revision decided on
+            await store.update_instance("ct/web", lambda r: rec(node="n2"), at=at, not_member="n1")
+        assert etcd.kvs["/osctld/instances/ct/web"].mod_revision == at
+        claimed = await store.update_instance("ct/web", lambda r: rec(claimed_at=1.0), member="n1")
+        assert claimed.claimed_at == 1.0
 
     asyncio.run(run())
