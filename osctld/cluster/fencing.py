@@ -26,6 +26,7 @@ from ..model.vm import VM
 from . import decide
 from .actions import Actions, split_key
 from .errors import EtcdError, EtcdUnavailable
+from .store import Conflict
 
 if TYPE_CHECKING:
     from ..model.container import Container
@@ -127,36 +128,60 @@ async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
     before the node came back, a recovery task still queued): the node
     claims each one's record first (``ClusterAgent.claim``) and starts only those
     it won, so that exactly one of the claim and the recovery's
-    compare-and-swap succeeds. A node the leader marked fenced is online
-    again."""
+    compare-and-swap succeeds. The claims (etcd's I/O) are made without
+    ``fenced.busy``: a new loss meanwhile fences at once, and this stops.
+    A node the leader marked fenced is online again."""
     cluster = _agent(node)
-    await cluster.membership.joined.wait()
-    async with fenced.busy:
-        lease = cluster.membership.lease
+    membership = cluster.membership
+    try:
+        await membership.joined.wait()
+        lease = membership.lease
+        async with fenced.busy:  # a fencing under way ends first (and says what it killed)
+            todo = sorted(fenced.killed.items())
         started = []
-        for k, under in sorted(fenced.killed.items()):
+        for k, under in todo:
+            if membership.lost or membership.lease != lease:
+                log.warning("cluster: node %s is losing its lease again: the rest is started "
+                            "at its next return", cluster.name)
+                break
             if under is None or under != lease:
                 try:
                     home = await _claim(cluster, k, lease)
-                except (EtcdUnavailable, EtcdError) as e:
-                    log.error("cluster: %s not claimed back (etcd: %s): it stays stopped until the "
+                except (EtcdUnavailable, EtcdError, Conflict) as e:
+                    log.error("cluster: %s not claimed back (%s): it stays stopped until the "
                               "node is back again", k, e)
                     continue
                 if home != cluster.name:
                     log.warning("cluster: %s lives on %s now: not started here", k, home or "no node")
-                    del fenced.killed[k]
+                    if k in fenced.killed and fenced.killed[k] == under:
+                        del fenced.killed[k]
+                    if home is not None:  # one its fencing failed to kill goes now
+                        await fence(node, [split_key(k)], time.monotonic() + STRAY_KILL)
                     continue
-            del fenced.killed[k]
-            try:
-                await act.start(*split_key(k))
-                started.append(k)
-            except OsctlError as e:
-                log.error("cluster: %s fenced and not started again: %s", k, e.message)
+            async with fenced.busy:
+                if membership.lost or membership.lease != lease or \
+                        k not in fenced.killed or fenced.killed[k] != under:
+                    continue  # lost again (the loop ends), or fenced anew meanwhile
+                del fenced.killed[k]
+                try:
+                    await act.start(*split_key(k))
+                    started.append(k)
+                except OsctlError as e:
+                    log.error("cluster: %s fenced and not started again: %s", k, e.message)
         if started:
             log.warning("cluster: node %s is back: %s started again", cluster.name, ", ".join(started))
-    states = await cluster.store.node_states()
-    if (states.get(cluster.name) or {}).get("state") == "fenced":
-        await cluster.store.set_node_state(cluster.name, "online")
+    finally:
+        await _online_again(cluster)
+
+
+async def _online_again(cluster: ClusterAgent) -> None:
+    """A node the leader marked fenced is online again once back."""
+    try:
+        states = await cluster.store.node_states()
+        if (states.get(cluster.name) or {}).get("state") == "fenced":
+            await cluster.store.set_node_state(cluster.name, "online")
+    except (EtcdUnavailable, EtcdError) as e:
+        log.error("cluster: node %s left marked fenced (etcd: %s)", cluster.name, e)
 
 
 # Tries of a claim that etcd did not answer, a second apart, while the node
@@ -191,9 +216,11 @@ async def on_start(node: Node) -> None:
     than the lease's TTL and the margin had its HA instances started on
     their standby while its own copies ran on. Each running HA instance the
     records still place here is claimed back (``ClusterAgent.claim``: a recovery
-    decided before this node rejoined then fails, as after a fencing), and
-    every running one whose record names another node is killed at once:
-    it ran in two places. Its files stay (a container's stale copy is
+    decided before this node rejoined then fails, as after a fencing; etcd's
+    errors are tried again as ``_claim`` does), and every running HA one
+    whose record names another node is killed at once: it ran in two
+    places (a non-HA one is never recovered elsewhere: that clash is only
+    logged). Its files stay (a container's stale copy is
     replaced by the next replica from its new node, ``decide.stale_copy``)."""
     cluster = _agent(node)
     await cluster.membership.joined.wait()
@@ -207,13 +234,17 @@ async def on_start(node: Node) -> None:
         rec = cluster.records.get(ikey)
         if rec is not None and rec.node == cluster.name and rec.ha:
             try:
-                await cluster.claim(ikey)
-            except (EtcdUnavailable, EtcdError) as e:
-                log.error("cluster: %s not claimed back at start-up (etcd: %s)", ikey, e)
+                await _claim(cluster, ikey, cluster.membership.lease)
+            except (EtcdUnavailable, EtcdError, Conflict) as e:
+                log.error("cluster: %s not claimed back at start-up (%s)", ikey, e)
             rec = cluster.records.get(ikey)
         if rec is not None and rec.node != cluster.name:
             since = "" if rec.claimed_at is None else \
                 " since " + time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(rec.claimed_at))
+            if not rec.ha:  # never started elsewhere by a recovery: an operator's to sort out
+                log.error("cluster: %s runs here and its record places it on node %s%s: left "
+                          "running (not HA)", ikey, rec.node, since)
+                continue
             log.error("cluster: %s ran in two places%s: here and on node %s, where its record places "
                       "it (recovered while this osctld was away); killed here, its files kept",
                       ikey, since, rec.node)

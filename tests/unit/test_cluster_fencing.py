@@ -22,7 +22,7 @@ from osctld.cluster import decide, recovery
 from osctld.cluster.agent import ClusterAgent
 from osctld.cluster.fencing import Fenced, on_lease_lost, on_lease_regained, on_start
 from osctld.cluster.errors import EtcdUnavailable
-from osctld.cluster.store import ClusterStore
+from osctld.cluster.store import ClusterStore, Conflict, Excluded
 from osctld.model.cluster import InstanceRecord, NodeRecord, Size
 from osctld.node import Node
 
@@ -333,6 +333,110 @@ def test_a_claim_between_the_leaders_reads_fails_the_recovery_decided_after_it()
         assert (await store.instance("ct/web")).node == "n1"
 
     asyncio.run(scenario())
+
+
+def test_claims_back_hold_no_fencing_lock_and_stop_once_the_lease_is_lost_again():
+    """A claim etcd is slow to answer does not hold ``fenced.busy`` (a new
+    loss fences at once), and once the node is losing its lease again
+    nothing more is started; a claim while not a member fails at once."""
+    async def scenario() -> tuple[list[str], bool]:
+        node = FakeNode(lease=8)
+        node.cluster.membership.lost = False
+        fenced = Fenced(killed={"ct/web": 7, "ct/db": 7})
+        started: list[str] = []
+
+        async def slow_claim(ikey):
+            await asyncio.sleep(0.3)
+            node.cluster.membership.lost = True  # the link flaps meanwhile
+            return "n1"
+
+        node.cluster.claim = slow_claim
+
+        async def start(kind, id):
+            started.append(id)
+
+        job = asyncio.ensure_future(on_lease_regained(node, fenced, SimpleNamespace(start=start)))
+        await asyncio.sleep(0.1)
+        free = not fenced.busy.locked()
+        await job
+        return started, free
+
+    started, free = asyncio.run(scenario())
+    assert free and started == []
+
+    async def not_member() -> None:
+        node = FakeNode()
+        node.cluster.membership.joined.clear()
+        node.cluster.store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+        try:
+            await asyncio.wait_for(node.cluster.claim("ct/web"), 0.5)
+            raise AssertionError("claimed while not a member")
+        except Excluded:
+            pass
+
+    asyncio.run(not_member())
+
+
+def test_a_claim_that_fails_or_a_stray_copy_still_running_when_back():
+    """Back under a new lease: a claim refused (Conflict) leaves the copy
+    stopped and the node's fenced mark is still cleared; a copy that lives
+    elsewhere now and that the fencing failed to kill is killed."""
+    async def scenario() -> tuple[str, list[str]]:
+        node = FakeNode(lease=8)
+        node.cluster.membership.lost = False
+        etcd = FakeEtcd()
+        store = ClusterStore(etcd)  # type: ignore[arg-type]
+        await store.set_node_state("n1", "fenced")
+        node.cluster.store = store
+        homes = {"ct/web": "n2"}
+
+        async def claim(ikey):
+            if ikey not in homes:
+                raise Conflict(f"{ikey} kept changing")
+            return homes[ikey]
+
+        node.cluster.claim = claim
+        starts: list[str] = []
+
+        async def start(kind, id):
+            starts.append(id)
+
+        fenced = Fenced(killed={"ct/web": 7, "ct/db": 7})  # web's kill failed: still running
+        await on_lease_regained(node, fenced, SimpleNamespace(start=start))
+        assert starts == [] and "ct/db" in fenced.killed and "ct/web" not in fenced.killed
+        return (await store.node_states())["n1"]["state"], node.events
+
+    state, events = asyncio.run(scenario())
+    assert state == "online" and events == ["killed web"]
+
+
+def test_start_up_kills_only_ha_copies_placed_elsewhere_and_retries_a_claim_etcd_failed():
+    async def scenario(node: FakeNode) -> int:
+        store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+        web, db = node.cluster.records["ct/web"], node.cluster.records["ct/db"]
+        node.instances["app"] = FakeInstance("app")
+        node.cluster.records = {"ct/web": replace(web, id="app"), "ct/db": replace(db, node="n2")}
+        node.cluster.membership.lost = False
+        node.cluster.store = store
+        node.cluster.loaded = asyncio.Event()
+        node.cluster.loaded.set()
+        node.registry.all_cts = lambda: list(node.instances.values())
+        node.registry.all_vms = lambda: []
+        tries = []
+
+        async def claim(ikey):
+            tries.append(ikey)
+            if len(tries) == 1:
+                raise EtcdUnavailable("no etcd endpoint answered")
+            return "n1"
+
+        node.cluster.claim = claim
+        await on_start(node)
+        return len(tries)
+
+    node = FakeNode()
+    assert asyncio.run(scenario(node)) == 2
+    assert node.events == [] and all(i.running for i in node.instances.values())
 
 
 def test_the_leaders_recovery_marks_fenced_only_what_is_all_recovered_by_this_loss(monkeypatch):
