@@ -159,16 +159,14 @@ async def _start(node: Node, inst: Container | VM, what: str, failed: str) -> No
     is logged."""
     if node.cluster is not None:  # where it lives may have changed while this node was gone
         await node.cluster.loaded.wait()
+        await node.cluster.membership.joined.wait()  # an HA one is claimed first
     pstate = node.registry.pools.get(inst.pool)
     if pstate is None or inst.running:
         return
     try:
-        rec = node.cluster.records.get(f"{inst.kind}/{inst.id}") if node.cluster is not None else None
-        if node.cluster is not None and rec is not None and rec.ha and rec.node == node.cluster.name:
-            await node.cluster.claim(rec.key)  # a recovery decided while this node was away fails
         async with node.locks.hold(pool_key(inst.pool), what, shared=True), \
                 node.locks.hold(instance_key(inst.kind, inst.pool, inst.id), what):
-            node.check_home(inst)  # recovered elsewhere while this node was gone
+            await node.check_home(inst)  # recovered elsewhere while this node was gone
             await node.driver(inst.kind).start(pstate, inst)
     except Exception as e:
         log.error("%s %s:%s failed: %s", failed, inst.pool, inst.id, e)

@@ -15,6 +15,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Coroutine
 
+from osctl.protocol import BUSY, CONFLICT, OsctlError
+
 from ..config import ClusterConfig
 from ..model.cluster import InstanceRecord
 from . import decide
@@ -22,7 +24,7 @@ from .errors import EtcdError, EtcdUnavailable
 from .etcd import Etcd
 from .leader import Leader
 from .membership import Membership
-from .store import ClusterStore, Excluded
+from .store import ClusterStore, Conflict, Excluded
 from .sync import RecordSync, node_record
 from .tasks import TaskRunner
 
@@ -75,6 +77,28 @@ class ClusterAgent:
             return None
         self.records = {**self.records, ikey: rec}
         return rec.node
+
+    async def claim_to_start(self, kind: str, id: str, noun: str) -> None:
+        """Before instance ``kind/id`` is started here (by hand, by a task,
+        at start-up): if its record is HA and names this node, a recovery
+        may have been decided for it while this node was away, so it is
+        claimed first (``claim``), and refused (CONFLICT) while this node is
+        not a member: its standby may be starting it meanwhile."""
+        rec = self.records.get(f"{kind}/{id}")
+        if rec is None or not rec.ha or rec.node != self.name:
+            return
+        if not self.membership.alive:
+            raise OsctlError(CONFLICT, f"{noun} {id} is HA and node {self.name} is not a cluster "
+                                       f"member now (etcd out of reach?): it may be recovered on "
+                                       f"its standby {rec.standby} meanwhile, so it is not started "
+                                       "here; start it once the node is back")
+        try:
+            await self.claim(rec.key)
+        except Conflict as e:
+            raise OsctlError(CONFLICT, f"{noun} {id} not started: {e}") from None
+        except (EtcdUnavailable, EtcdError) as e:
+            raise OsctlError(BUSY, f"{noun} {id} not started: its record not claimed (the "
+                                   f"cluster's etcd: {e})") from None
 
     async def _refresh(self) -> None:
         while True:

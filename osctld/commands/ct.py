@@ -272,7 +272,7 @@ async def start(ctx: Context, id: str, wait: bool = False, timeout: Seconds = UP
         if ct.state == State.RUNNING:
             note = {"note": f"container {ct.id} is already running"}
         else:  # the lifecycle table refuses it unless stopped
-            ctx.node.check_home(ct)
+            await ctx.node.check_home(ct)
             await ctx.node.driver("ct").start(pstate, ct)
     if wait:  # not under its lock: a stop meanwhile ends the wait with busy
         await ct_usage.wait_until(ctx, ct, ct_usage.UP, timeout)

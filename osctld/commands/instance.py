@@ -44,7 +44,7 @@ async def lifecycle(ctx: Context, kind: str, id: str, verb: Verb, timeout: int =
         if verb in ("stop", "kill"):
             driver.keep_stopped(pstate, inst)
         if verb in ("start", "restart"):
-            node.check_home(inst)
+            await node.check_home(inst)
         if verb == "restart":
             await driver.restart(pstate, inst, timeout)
         elif verb == "start":

@@ -53,9 +53,12 @@ class FakeNode:
         self.cluster = SimpleNamespace(
             name="n1", config=SimpleNamespace(fence_margin=0.3),
             records={"ct/web": ha, "ct/db": plain},
-            membership=SimpleNamespace(lease=self.lease, lost=True, joined=joined),
+            membership=SimpleNamespace(lease=self.lease, lost=True, joined=joined,
+                                       alive=self.lease is not None),
             store=SimpleNamespace(node_states=self._states))
         self.cluster.claim = lambda ikey: ClusterAgent.claim(self.cluster, ikey)  # type: ignore[arg-type]
+        self.cluster.claim_to_start = lambda kind, id, noun: ClusterAgent.claim_to_start(
+            self.cluster, kind, id, noun)  # type: ignore[arg-type]
         self.registry = SimpleNamespace(instance=lambda kind, id: (None, self.instances[id]),
                                         pools={"p": None})
 
@@ -375,6 +378,28 @@ def test_claims_back_hold_no_fencing_lock_and_stop_once_the_lease_is_lost_again(
             pass
 
     asyncio.run(not_member())
+
+
+def test_a_start_by_hand_of_an_ha_instance_claims_it_and_is_refused_while_not_a_member():
+    async def scenario(alive: bool) -> InstanceRecord:
+        node = FakeNode()
+        store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
+        await store.create_instance(node.cluster.records["ct/web"])
+        await store.put_node(_member("n1"), 7)
+        node.cluster.store = store
+        node.cluster.membership.alive = alive
+        node.cluster.where = lambda kind, id: ClusterAgent.where(node.cluster, kind, id)  # type: ignore[arg-type]
+        inst = node.instances["web"]
+        inst.noun = "container"
+        try:
+            await Node.check_home(node, inst)  # type: ignore[arg-type]
+            assert alive
+        except OsctlError as e:
+            assert not alive and e.code == CONFLICT and "not a cluster member now" in e.message
+        return await store.instance("ct/web")
+
+    assert asyncio.run(scenario(alive=True)).claimed_at is not None
+    assert asyncio.run(scenario(alive=False)).claimed_at is None
 
 
 def test_a_claim_that_fails_or_a_stray_copy_still_running_when_back():
