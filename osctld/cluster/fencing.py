@@ -130,48 +130,47 @@ async def on_lease_regained(node: Node, fenced: Fenced, act: Actions) -> None:
     it won, so that exactly one of the claim and the recovery's
     compare-and-swap succeeds. The claims (etcd's I/O) are made without
     ``fenced.busy``: a new loss meanwhile fences at once, and this stops.
-    A node the leader marked fenced is online again."""
+    A node the leader marked fenced is online again, first (a claim
+    refused or etcd failing later leaves it so all the same)."""
     cluster = _agent(node)
     membership = cluster.membership
-    try:
-        await membership.joined.wait()
-        lease = membership.lease
-        async with fenced.busy:  # a fencing under way ends first (and says what it killed)
-            todo = sorted(fenced.killed.items())
-        started = []
-        for k, under in todo:
-            if membership.lost or membership.lease != lease:
-                log.warning("cluster: node %s is losing its lease again: the rest is started "
-                            "at its next return", cluster.name)
-                break
-            if under is None or under != lease:
-                try:
-                    home = await _claim(cluster, k, lease)
-                except (EtcdUnavailable, EtcdError, Conflict) as e:
-                    log.error("cluster: %s not claimed back (%s): it stays stopped until the "
-                              "node is back again", k, e)
-                    continue
-                if home != cluster.name:
-                    log.warning("cluster: %s lives on %s now: not started here", k, home or "no node")
-                    if k in fenced.killed and fenced.killed[k] == under:
-                        del fenced.killed[k]
-                    if home is not None:  # one its fencing failed to kill goes now
-                        await fence(node, [split_key(k)], time.monotonic() + STRAY_KILL)
-                    continue
-            async with fenced.busy:
-                if membership.lost or membership.lease != lease or \
-                        k not in fenced.killed or fenced.killed[k] != under:
-                    continue  # lost again (the loop ends), or fenced anew meanwhile
-                del fenced.killed[k]
-                try:
-                    await act.start(*split_key(k))
-                    started.append(k)
-                except OsctlError as e:
-                    log.error("cluster: %s fenced and not started again: %s", k, e.message)
-        if started:
-            log.warning("cluster: node %s is back: %s started again", cluster.name, ", ".join(started))
-    finally:
-        await _online_again(cluster)
+    await membership.joined.wait()
+    await _online_again(cluster)  # first: nothing below may keep it fenced
+    lease = membership.lease
+    async with fenced.busy:  # a fencing under way ends first (and says what it killed)
+        todo = sorted(fenced.killed.items())
+    started = []
+    for k, under in todo:
+        if membership.lost or membership.lease != lease:
+            log.warning("cluster: node %s is losing its lease again: the rest is started "
+                        "at its next return", cluster.name)
+            break
+        if under is None or under != lease:
+            try:
+                home = await _claim(cluster, k, lease)
+            except (EtcdUnavailable, EtcdError, Conflict) as e:
+                log.error("cluster: %s not claimed back (%s): it stays stopped until the "
+                          "node is back again", k, e)
+                continue
+            if home != cluster.name:
+                log.warning("cluster: %s lives on %s now: not started here", k, home or "no node")
+                if k in fenced.killed and fenced.killed[k] == under:
+                    del fenced.killed[k]
+                if home is not None:  # one its fencing failed to kill goes now
+                    await fence(node, [split_key(k)], time.monotonic() + STRAY_KILL)
+                continue
+        async with fenced.busy:
+            if membership.lost or membership.lease != lease or \
+                    k not in fenced.killed or fenced.killed[k] != under:
+                continue  # lost again (the loop ends), or fenced anew meanwhile
+            del fenced.killed[k]
+            try:
+                await act.start(*split_key(k))
+                started.append(k)
+            except OsctlError as e:
+                log.error("cluster: %s fenced and not started again: %s", k, e.message)
+    if started:
+        log.warning("cluster: node %s is back: %s started again", cluster.name, ", ".join(started))
 
 
 async def _online_again(cluster: ClusterAgent) -> None:
