@@ -1,7 +1,8 @@
 """HA recovery, done: the leader waits out a lost node's fencing margin and
 has each of its HA instances started on its standby from the last replica
 (``decide.recovery_plan``), as an ``ha.recover`` task there
-(``recover_here``); the dead node is marked fenced afterwards.
+(``recover_here``, whose take-over excludes the node's own claim on its
+key); the dead node is marked fenced afterwards, once all were recovered.
 """
 
 from __future__ import annotations
