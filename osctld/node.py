@@ -124,9 +124,10 @@ class Node:
         node now: two copies of one server must never run. An HA one whose
         record names this node is claimed first (``ClusterAgent.claim_to_start``;
         under the instance's lock: the callers hold it)."""
-        if self.cluster is not None:
-            await self.cluster.claim_to_start(inst.kind, inst.id, inst.noun)
-        other = self.cluster.where(inst.kind, inst.id) if self.cluster is not None else None
+        if self.cluster is None:
+            return
+        await self.cluster.claim_to_start(inst.kind, inst.id, inst.noun)
+        other = self.cluster.where(inst.kind, inst.id)
         if other is not None:
             raise OsctlError(CONFLICT, f"{inst.noun} {inst.id} lives on node {other} now: "
                                        "this copy stays stopped (delete it with del)")

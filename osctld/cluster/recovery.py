@@ -90,7 +90,8 @@ async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
     await asyncio.sleep(max(0.0, since + cluster.config.fence_margin - time.time()))
     store = cluster.store
     tried: dict[str, int | None] = {}  # instance key -> the revision its recovery was asked on
-    for attempt in range(RECOVERY_ROUNDS):
+    planned = False  # a round read the cluster and planned (a failed read plans nothing)
+    for _ in range(RECOVERY_ROUNDS):
         try:
             view = await store.view()
         except (EtcdUnavailable, EtcdError) as e:
@@ -103,10 +104,10 @@ async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
             return  # back (maybe gone again: that loss is another call's), not ours, or done
         again = {k for k, rev in tried.items() if k in view.instances
                  and view.instances[k].node == name and view.revisions.get(k) != rev}
-        if attempt and not again:
+        if planned and not again:
             break
         for step in decide.recovery_plan(view, name, time.time()):
-            if attempt and step.instance_key not in again:
+            if planned and step.instance_key not in again:
                 continue
             if isinstance(step, decide.Skip):
                 log.warning("node %s lost: %s not recovered: %s", name, step.instance_key, step.reason)
@@ -123,6 +124,7 @@ async def on_node_lost(cluster: ClusterAgent, name: str, since: float) -> None:
             except (EtcdUnavailable, EtcdError) as e:
                 log.error("node %s lost: %s not recovered on %s (etcd: %s)", name,
                           step.instance_key, step.target, e)
+        planned = True
     try:
         view = await store.view()
     except (EtcdUnavailable, EtcdError) as e:

@@ -664,10 +664,12 @@ async def adopt(ctx: Context, pstate, ct: Container) -> list[str]:
 
 
 async def leftover_passes(removal: Awaitable[None], inst: Container | VM) -> None:
-    """Passes removed after a take-over: it happened (the send log is gone),
-    so a failure here is logged, not raised; else a recovery would say it
-    failed and not start what it recovered, and no retry could (no replica
-    is left to recover from)."""
+    """Passes removed once what made them useless is recorded (a take-over:
+    the send log is gone; a tar pass: the new copy is said): a failure here
+    is logged, not raised; else a recovery would say it failed and not
+    start what it recovered, and no retry could (no replica is left to
+    recover from), or a sender would not go on from a pass its destination
+    has recorded."""
     try:
         await removal
     except Exception as e:

@@ -82,8 +82,9 @@ async def replicate(ctx: Context, id: str, dest: str, to_pool: str | None = None
             raise OsctlError(CONFLICT, f"VM {vm.id} is {vm.state}: only a running or a stopped "
                                        "VM is replicated")
         if slog is None:
-            _torn(vm, _stream(backend), f"pool {pstate.pool.name}")
-            slog = await _register(ctx, pstate, vm, dest, to_pool, _stream(backend))
+            stream = _stream(backend)
+            _torn(vm, stream, f"pool {pstate.pool.name}")
+            slog = await _register(ctx, pstate, vm, dest, to_pool, stream)
             try:
                 _torn(vm, slog.stream, f"pool {slog.pool} at {dest}")
             except OsctlError:  # not kept: another pool there may do
@@ -279,7 +280,7 @@ async def receive_pass(rctx: ReceiveContext, args: dict) -> dict:
             os.rename(recv, old)
         os.rename(new, recv)
         save_log(pstate, vm, slog.after(step, taken=pass_taken(args)))
-        await backend.destroy(old)
+        await leftover_passes(backend.destroy(old), vm)  # the pass is said: the sender goes on
     return {"stage": str(step)}
 
 

@@ -111,7 +111,7 @@ def vm_of_passes(name: str) -> str | None:
     named ``name`` holds (``Pool.passes``); None if it is no such entry."""
     if not name.startswith("."):
         return None
-    for end in sorted(VM_PASSES, key=len, reverse=True):
+    for end in VM_PASSES:  # no name ends in two of them
         if name.endswith(end) and len(name) > len(end) + 1:
             try:  # a name osctld could have given, no more
                 return check_name("id", name[1:-len(end)])

@@ -137,6 +137,7 @@ class Backend:
         """Dataset (or the directory holding one) ``src`` is now at ``dst``,
         in one step: rename(2), which moves a btrfs subvolume as it is."""
         os.rename(src, dst)
+
     async def send_drop(self, rootfs: Path, name: str | None = None) -> None:
         """A send's snapshots kept by the pool itself (zfs: of the container's
         datasets); elsewhere they are in the send's own directory."""

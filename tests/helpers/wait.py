@@ -9,6 +9,7 @@ and the last value seen, so that a failure says more than "timed out".
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -46,3 +47,8 @@ def wait_for(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.
                 seen = "..." + seen[-SHOWN:]
             raise AssertionError(f"waited {timeout:g} s for {what}; last seen: {seen}")
         time.sleep(min(interval, left))
+
+
+def in_seconds(seconds: float) -> str:
+    """An ISO 8601 time ``seconds`` from now, as ``--at`` takes it."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()

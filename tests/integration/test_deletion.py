@@ -6,7 +6,7 @@ down across stage times catching up in order."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import missing_capability, require
 from tests.helpers import node as test_node
 from tests.helpers.vm import have_qemu, vm_node_config
-from tests.helpers.wait import wait_for
+from tests.helpers.wait import in_seconds, wait_for
 
 ADDR = "192.0.2.30"
 
@@ -37,10 +37,6 @@ def make_node(request):
             if getattr(request.node, "rep_call_failed", False):
                 print(n.log_tail(80))
             n.cleanup()
-
-
-def _in(seconds: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
 
 
 def _with_address(node, ct: str, addr: str = ADDR) -> None:
@@ -72,15 +68,15 @@ def test_soft_keeps_everything_and_cancel_brings_it_back(make_node):
     rootfs = _running(node)
 
     # Bad dates change nothing.
-    for at, words in (("soon", "invalid deletion date"), (_in(-60), "cannot be deleted before")):
+    for at, words in (("soon", "invalid deletion date"), (in_seconds(-60), "cannot be deleted before")):
         p = node.osctl("ct", "del", "d1", "--at", at, check=False)
         assert p.returncode == 2 and words in p.stderr, p.stderr
     assert node.osctl_json("ct", "show", "d1")["deletion"] is None
 
-    ct = node.osctl_json("ct", "del", "d1", "--at", _in(2))
+    ct = node.osctl_json("ct", "del", "d1", "--at", in_seconds(2))
     assert set(ct["deletion"]["due"]) == {"prepare", "soft", "hard", "purge", "recycle"}
     assert ct["deletion"]["reached"] == {} and ct["state"] == "running"
-    p = node.osctl("ct", "del", "d1", "--at", _in(5), check=False)
+    p = node.osctl("ct", "del", "d1", "--at", in_seconds(5), check=False)
     assert p.returncode == 6 and "cancel that first" in p.stderr, p.stderr
 
     wait_for(lambda: _state(node, "d1"), 15, message="d1 to be soft-deleted",
@@ -115,7 +111,7 @@ def test_stages_run_through_and_the_name_waits_for_recycle(make_node):
     rootfs = _running(node)
     lxc_dir = node.run_dir / "lxc" / "default" / "d1"
     assert "lxc.idmap" in (lxc_dir / "config").read_text()
-    node.osctl("ct", "del", "d1", "--at", _in(1))
+    node.osctl("ct", "del", "d1", "--at", in_seconds(1))
 
     def gone() -> bool:
         return node.osctl("ct", "show", "d1", check=False).returncode == 3
@@ -159,7 +155,7 @@ def test_schedule_is_kept_across_a_kill(make_node):
     node = make_node(prepare=1, hard=120, purge=121, recycle=122)
     node.osctl("user", "new", "alice")
     node.osctl("ct", "new", "d1", "--user", "alice")
-    due = node.osctl_json("ct", "del", "d1", "--at", _in(3600))["deletion"]
+    due = node.osctl_json("ct", "del", "d1", "--at", in_seconds(3600))["deletion"]
     node.kill()
     node.start()
     assert node.osctl_json("ct", "show", "d1")["deletion"] == due
@@ -174,7 +170,7 @@ def test_a_vm_goes_through_the_same_stages(make_node, tinyvm_image, tmp_path):
     disk = Path(node.osctl_json("vm", "show", "v1")["disk_path"])
     node.osctl("vm", "start", "v1")
 
-    node.osctl("vm", "del", "v1", "--at", _in(1))
+    node.osctl("vm", "del", "v1", "--at", in_seconds(1))
     wait_for(lambda: node.osctl_json("vm", "show", "v1"), 15, message="v1 to be soft-deleted",
              until=lambda v: v["state"] == "soft-deleted")
     shown = node.osctl_json("vm", "show", "v1")
@@ -185,7 +181,7 @@ def test_a_vm_goes_through_the_same_stages(make_node, tinyvm_image, tmp_path):
     assert node.osctl_json("vm", "start", "v1")["state"] == "running"
 
     # Scheduled again and left to run: the disk goes, then the name comes back.
-    node.osctl("vm", "del", "v1", "--at", _in(1))
+    node.osctl("vm", "del", "v1", "--at", in_seconds(1))
     wait_for(lambda: node.osctl("vm", "show", "v1", check=False).returncode, 20,
              message="v1's hard stage", until=lambda rc: rc == 3)
     assert not disk.exists()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from tests.helpers.multinode import btrfs_pool, subvolumes
 from tests.helpers.vm import (COUNTER, counted, disk_counter, have_qemu, type_on_console,
                               vm_node_config, wait_console)
 from tests.helpers.etcd import FENCE_MARGIN, LEASE_TTL
-from tests.helpers.wait import wait_for
+from tests.helpers.wait import in_seconds, wait_for
 
 from .test_cluster_ha import kill_node, record
 from .test_vm_migrate import _console, _console_socket
@@ -139,9 +138,9 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     a.osctl_json("vm", "replicate", "v1", b.dest, "--to-pool", "bt")
     a.osctl_json("vm", "replicate", "v1", b.dest)  # an incremental pass
     assert subvolumes(a, ".v1.send") and subvolumes(b, ".v1.recv")
-    p = b.osctl("vm", "del", "v1", "--at", _in(1), check=False)
+    p = b.osctl("vm", "del", "v1", "--at", in_seconds(1), check=False)
     assert p.returncode == 6 and "delete it with --force" in p.stderr, p.stderr
-    a.osctl("vm", "del", "v1", "--at", _in(1))
+    a.osctl("vm", "del", "v1", "--at", in_seconds(1))
     for n in (a, b):
         wait_for(lambda: n.osctl("vm", "show", "v1", check=False).returncode, 20,
                  message=f"v1 gone from {n.name}", until=lambda rc: rc == 3)
@@ -162,10 +161,6 @@ def test_from_a_dir_pool_only_a_stopped_vm_is_replicated(vm_pair):
     b.restart()
     assert subvolumes(b, "v9") == [] and not list(vms.glob("*v9*"))
     assert subvolumes(b, ".v3.recv") and b.osctl_json("vm", "show", "v3")["state"] == "staged"
-
-
-def _in(seconds: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
 
 
 def vm_state(node) -> str | None:

@@ -160,7 +160,7 @@ async def _claim_and_recovery_race(claim_first: bool) -> list[str]:
             assert "not recovered" in e.message
 
     async def back() -> None:
-        await store.put_node(NodeRecord("n1", "192.0.2.1", "online", 4, 8 << 30, 100 << 30), 8)
+        await store.put_node(_member("n1"), 8)
         node.cluster.membership.lost = False
         await on_lease_regained(node, Fenced(killed={"ct/web": 7}), SimpleNamespace(start=start))
 
@@ -184,7 +184,7 @@ def test_a_daemon_started_again_kills_its_copies_recovered_elsewhere_and_claims_
                                 "ct/app": replace(web, id="app")}
         for r in node.cluster.records.values():
             await store.create_instance(r)
-        await store.put_node(NodeRecord("n1", "192.0.2.1", "online", 4, 8 << 30, 100 << 30), 8)
+        await store.put_node(_member("n1"), 8)
         node.cluster.store = store
         node.cluster.loaded = asyncio.Event()
         node.cluster.loaded.set()
@@ -209,7 +209,7 @@ def test_autostart_claims_an_ha_record_first_and_starts_only_what_it_won():
         store = ClusterStore(FakeEtcd())  # type: ignore[arg-type]
         web = node.cluster.records["ct/web"]
         await store.create_instance(replace(web, node="n2", standby="n1") if recovered else web)
-        await store.put_node(NodeRecord("n1", "192.0.2.1", "online", 4, 8 << 30, 100 << 30), 8)
+        await store.put_node(_member("n1"), 8)
         node.cluster.store = store
         node.cluster.loaded = asyncio.Event()
         node.cluster.loaded.set()
@@ -469,8 +469,19 @@ def test_the_leaders_recovery_marks_fenced_only_what_is_all_recovered_by_this_lo
     (its instance is owed a recovery); an etcd error of one step does not
     end the others; a loss the leader no longer holds as its latest
     (the node back in between) asks nothing, from round 0 on."""
-    async def scenario(refuse: str, lost_since_moves: bool = False) -> tuple[list[str], str | None]:
+    async def scenario(refuse: str, lost_since_moves: bool = False,
+                       first_read_fails: bool = False) -> tuple[list[str], str | None]:
         _, store, _ = await _n1_with("a", "b")
+        if first_read_fails:  # a round that read nothing planned nothing
+            view, reads = store.view, []
+
+            async def once_failing():
+                reads.append(1)
+                if len(reads) == 1:
+                    raise EtcdUnavailable("no etcd endpoint answered")
+                return await view()
+
+            store.view = once_failing
         since = time.time()
         lost = {"n1": since + 5 if lost_since_moves else since}
         cluster = _leader(store, lost)
@@ -493,6 +504,7 @@ def test_the_leaders_recovery_marks_fenced_only_what_is_all_recovered_by_this_lo
     assert asyncio.run(scenario(refuse="ct/a")) == (["ct/a", "ct/b"], "online")  # b went on
     assert asyncio.run(scenario(refuse="")) == (["ct/a", "ct/b"], "fenced")
     assert asyncio.run(scenario(refuse="", lost_since_moves=True)) == ([], "online")
+    assert asyncio.run(scenario(refuse="", first_read_fails=True)) == (["ct/a", "ct/b"], "fenced")
 
 
 def test_a_take_over_written_whose_answer_was_lost_is_recovered_all_the_same():
